@@ -1,0 +1,4 @@
+//! netfailover's engine (actor map and `run()` are documented here once the actors land).
+
+pub mod model;
+pub mod ports;

@@ -1,0 +1,252 @@
+//! The ports: everything the engine needs from the operating system, as object-safe traits.
+//!
+//! The root crate implements them against the kernel (`src/os/`), `fake.rs` implements them in
+//! memory. Ports are shared (`Arc`) by every incarnation of an actor: an actor that restarts asks
+//! its port again (a new subscription, a fresh dump), so a port must never hand out state that
+//! belongs to a dead actor. Every future is `Send + 'static` so an adapter may run it anywhere.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Connectivity, Event, IfaceAddr, IfaceName, KernelRoute, LinkInfo};
+
+/// Error from a port: what was attempted and what the OS said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// The object already exists (netlink EEXIST).
+    #[error("{what}: already exists")]
+    Exists { what: String },
+    /// The object does not exist (netlink ESRCH/ENOENT, a missing interface).
+    #[error("{what}: not found")]
+    NotFound { what: String },
+    /// Anything else, with the OS's words.
+    #[error("{what}: {message}")]
+    Failed { what: String, message: String },
+}
+
+impl PortError {
+    pub fn failed(what: impl Into<String>, message: impl ToString) -> Self {
+        PortError::Failed {
+            what: what.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+// ---------------------------------------------------------------------------------------------
+// Links
+// ---------------------------------------------------------------------------------------------
+
+/// One notification from the kernel's link/address/route multicast groups.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum LinkUpdate {
+    /// A link appeared or changed (RTM_NEWLINK).
+    Link(LinkInfo),
+    /// A link disappeared (RTM_DELLINK).
+    Removed { ifindex: u32 },
+    /// Addresses or routes changed somewhere (RTM_NEW/DELADDR, RTM_NEW/DELROUTE): the route
+    /// table must be reconciled.
+    RoutesChanged,
+    /// The socket overran (ENOBUFS): notifications were lost; dump everything again.
+    Overrun,
+}
+
+/// Where link facts come from (a netlink multicast socket in production).
+pub trait LinkSource: Send + Sync + 'static {
+    /// Opens a fresh subscription. Called on every (re)start of the LinkWatcher, which then calls
+    /// [`LinkSource::dump`] so nothing between the two is missed. The stream ends only if the
+    /// socket fails; the LinkWatcher then stops and is restarted.
+    fn subscribe(&self) -> BoxFuture<'static, PortResult<BoxStream<'static, LinkUpdate>>>;
+
+    /// Every link the kernel has now.
+    fn dump(&self) -> BoxFuture<'static, PortResult<Vec<LinkInfo>>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes and kernel settings
+// ---------------------------------------------------------------------------------------------
+
+/// The main routing table's default routes, and interface addresses (netlink in production).
+pub trait RouteTable: Send + Sync + 'static {
+    /// Every default route (destination 0.0.0.0/0 or ::/0) of the main table, both families,
+    /// any protocol. IPv6 metric 0 is reported as 1024, as the kernel stores it.
+    fn list_defaults(&self) -> BoxFuture<'static, PortResult<Vec<KernelRoute>>>;
+
+    /// Adds a route; `PortError::Exists` if one with the same key (family, metric) exists.
+    fn add(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>>;
+
+    /// Replaces the route with the same key (family, metric) in place (NLM_F_REPLACE), or adds it.
+    fn replace(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>>;
+
+    /// Deletes exactly this route (matched by family, ifindex, gateway, metric, protocol);
+    /// `PortError::NotFound` if it is already gone.
+    fn delete(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>>;
+
+    /// Makes sure `addr` is on the interface (idempotent: an existing address is success).
+    fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>>;
+}
+
+/// Per-interface kernel settings the engine tunes (`/proc/sys/net/...` in production).
+/// Keys are sysctl names with dots, e.g. `net.ipv4.conf.eth0.rp_filter`.
+pub trait Sysctl: Send + Sync + 'static {
+    fn read(&self, key: String) -> BoxFuture<'static, PortResult<String>>;
+    fn write(&self, key: String, value: String) -> BoxFuture<'static, PortResult<()>>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connectivity checks
+// ---------------------------------------------------------------------------------------------
+
+/// What to check: one interface, with the DNS servers to resolve the check host through it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ProbeRequest {
+    pub iface: IfaceName,
+    pub ifindex: u32,
+    /// In the SPEC §3 order; queried through `iface` only.
+    pub dns: Vec<SocketAddr>,
+}
+
+/// The classified result of one check (SPEC §3 table).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Full,
+    Portal,
+    Limited,
+    /// No link or no route on the interface.
+    None,
+}
+
+impl Verdict {
+    pub fn connectivity(self) -> Connectivity {
+        match self {
+            Verdict::Full => Connectivity::Full,
+            Verdict::Portal => Connectivity::Portal,
+            Verdict::Limited => Connectivity::Limited,
+            Verdict::None => Connectivity::None,
+        }
+    }
+}
+
+/// One check's outcome.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ProbeReport {
+    pub verdict: Verdict,
+    /// Human reason: "HTTP 204", "connect timeout", "DNS: no answer from 192.0.2.53:53", ...
+    pub reason: String,
+    /// Bytes on the wire for this check at L3 (HTTP(S) both ways, plus DNS), estimated by the
+    /// adapter from what it sent and received plus per-packet header overhead.
+    pub bytes: u64,
+    /// Of which DNS.
+    pub dns_bytes: u64,
+    pub elapsed: Duration,
+}
+
+/// Connectivity checks (HTTP(S) bound to an interface in production).
+pub trait Probe: Send + Sync + 'static {
+    /// Runs one check. Must end by itself within the configured connect/total timeouts; the
+    /// engine adds its own safety timeout on top and calls a late check LIMITED.
+    fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatcher scripts and persistence
+// ---------------------------------------------------------------------------------------------
+
+/// How one script ended.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "result")]
+pub enum ScriptResult {
+    Exited {
+        code: i32,
+    },
+    Signalled {
+        signal: i32,
+    },
+    /// Ran past `script_timeout`; its process group was killed.
+    TimedOut,
+    /// Not run: failed the security checks or could not be started.
+    Skipped {
+        why: String,
+    },
+}
+
+/// One script's run for one event.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ScriptOutcome {
+    /// Path relative to `dispatcher.d/`.
+    pub script: String,
+    #[serde(flatten)]
+    pub result: ScriptResult,
+    pub elapsed: Duration,
+}
+
+/// Runs the user's scripts for an event (tokio processes in production).
+pub trait ScriptRunner: Send + Sync + 'static {
+    /// Runs every script for `event`, one at a time, in order, and reports each.
+    ///
+    /// Contract: dropping the future (the Dispatcher was stopped or killed) kills the running
+    /// script's whole process group; nothing keeps running.
+    fn run(&self, event: Event) -> BoxFuture<'static, Vec<ScriptOutcome>>;
+}
+
+/// What the event journal holds.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct JournalState {
+    /// The id the next event gets.
+    pub next_id: u64,
+    /// Events produced and not yet fully delivered, oldest first.
+    pub pending: Vec<Event>,
+}
+
+/// Durable store of pending dispatcher events (a file under `state_dir` in production).
+pub trait Journal: Send + Sync + 'static {
+    /// The last saved state; a missing journal is `JournalState::default()`.
+    fn load(&self) -> BoxFuture<'static, PortResult<JournalState>>;
+    /// Atomically replaces the saved state.
+    fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>>;
+}
+
+/// The last known state of one interface, persisted on every change.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct IfaceRecord {
+    pub connectivity: Connectivity,
+    /// An `up` event has been produced and no `down` since.
+    pub announced_up: bool,
+}
+
+/// What RouteManager persists so a restart resumes instead of starting from UNKNOWN.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct EngineState {
+    pub interfaces: BTreeMap<IfaceName, IfaceRecord>,
+    /// The last global connectivity announced.
+    pub global: Option<Connectivity>,
+    /// Gateways learned from foreign default routes we replaced (method=auto), per interface.
+    pub learned_gateways: BTreeMap<IfaceName, Vec<IpAddr>>,
+}
+
+/// Durable store of [`EngineState`] (a file under `state_dir` in production).
+pub trait StateStore: Send + Sync + 'static {
+    fn load(&self) -> BoxFuture<'static, PortResult<EngineState>>;
+    fn save(&self, state: EngineState) -> BoxFuture<'static, PortResult<()>>;
+}
+
+/// All the ports the engine runs on.
+#[derive(Clone)]
+pub struct Ports {
+    pub links: Arc<dyn LinkSource>,
+    pub routes: Arc<dyn RouteTable>,
+    pub sysctl: Arc<dyn Sysctl>,
+    pub probe: Arc<dyn Probe>,
+    pub scripts: Arc<dyn ScriptRunner>,
+    pub journal: Arc<dyn Journal>,
+    pub state: Arc<dyn StateStore>,
+}

@@ -1,0 +1,3 @@
+//! The throw-away namespace world: the fixture of the namespace tests and of `netfailover lab`.
+
+pub mod netns;

@@ -1,0 +1,7 @@
+//! netfailover: the daemon's library side. The engine lives in `netfailover-actors`; this crate
+//! reads configuration, implements the engine's ports against the kernel, and hosts the control
+//! socket and the namespace lab.
+
+pub use netfailover_actors as engine;
+
+pub mod lab;
