@@ -4,4 +4,6 @@
 
 pub use netfailover_actors as engine;
 
+pub mod config;
 pub mod lab;
+pub mod os;

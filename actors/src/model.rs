@@ -227,10 +227,13 @@ impl UplinkType {
 ///
 /// The derived order is the SPEC's "best" order: `None < Unknown < Limited < Portal < Full`,
 /// so the global state is simply the maximum over interfaces.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Connectivity {
     None,
+    #[default]
     Unknown,
     Limited,
     Portal,

@@ -1,0 +1,153 @@
+//! The status board: what `netfailover status`, the metrics endpoint and tests read.
+//!
+//! Actors publish their part here when it changes (RouteManager: links, metrics, connectivity;
+//! ProbeScheduler: last checks and counters; the supervisor: actors; Dispatcher: event history).
+//! It is observability only: no actor ever reads another actor's state from it, so a restart
+//! rebuilds actor state from the ports, never from the board.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Connectivity, Event, IfaceName, UplinkType};
+use crate::ports::{ScriptOutcome, Verdict};
+
+/// Recent events kept for `netfailover events`.
+pub const HISTORY_LEN: usize = 256;
+
+/// Upper bounds (seconds) of the check-latency histogram buckets; the last bucket is +Inf.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 20.0];
+
+/// One finished check, as shown by `status`.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub at_unix_ms: u64,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub latency_ms: f64,
+}
+
+/// Per-interface counters for the metrics endpoint.
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+pub struct CheckCounters {
+    /// Checks by verdict (`FULL`, `PORTAL`, `LIMITED`, `NONE`).
+    pub by_verdict: BTreeMap<String, u64>,
+    /// Cumulative counts per [`LATENCY_BUCKETS`] bound, plus one for +Inf.
+    pub latency_buckets: Vec<u64>,
+    pub latency_sum_seconds: f64,
+    pub latency_count: u64,
+}
+
+impl CheckCounters {
+    pub fn record(&mut self, verdict: Verdict, latency_seconds: f64) {
+        let key = serde_json::to_value(verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        *self.by_verdict.entry(key).or_default() += 1;
+        if self.latency_buckets.len() != LATENCY_BUCKETS.len() + 1 {
+            self.latency_buckets = vec![0; LATENCY_BUCKETS.len() + 1];
+        }
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if latency_seconds <= *bound {
+                self.latency_buckets[i] += 1;
+            }
+        }
+        // The +Inf bucket counts everything.
+        if let Some(last) = self.latency_buckets.last_mut() {
+            *last += 1;
+        }
+        self.latency_sum_seconds += latency_seconds;
+        self.latency_count += 1;
+    }
+}
+
+/// One managed interface in `status`.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct IfaceStatus {
+    pub name: IfaceName,
+    pub ifindex: Option<u32>,
+    /// `up`, `down` (no carrier or admin down) or `absent` (profile for a missing interface).
+    pub link: String,
+    pub connectivity: Connectivity,
+    /// Configured IPv4 metric.
+    pub metric: u32,
+    /// Metric of the IPv4 route installed now (with penalty and uniqueness bump); `None` when
+    /// no IPv4 default route is installed.
+    pub effective_metric: Option<u32>,
+    pub metric6: u32,
+    pub effective_metric6: Option<u32>,
+    pub gateway4: Option<IpAddr>,
+    pub gateway6: Option<IpAddr>,
+    pub uplink_type: UplinkType,
+    /// `profile <id> (<file>)` or `adopted`.
+    pub source: String,
+    pub dns: Vec<SocketAddr>,
+    pub last_check: Option<CheckSummary>,
+    pub probe_bytes: u64,
+    pub probe_dns_bytes: u64,
+    pub checks: CheckCounters,
+}
+
+/// One actor in `status`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ActorStatus {
+    pub name: String,
+    pub running: bool,
+    /// Restarts after a failure or a kill.
+    pub restarts: u32,
+    /// Of which caused by `kill` (they do not count toward the restart intensity).
+    pub kills: u32,
+    pub last_failure: Option<String>,
+}
+
+/// A produced event and, once delivered, its scripts' outcomes.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub event: Event,
+    pub delivered: bool,
+    pub scripts: Vec<ScriptOutcome>,
+}
+
+/// The whole status, as `status --json` prints it.
+#[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
+pub struct EngineStatus {
+    pub connectivity: Connectivity,
+    pub interfaces: Vec<IfaceStatus>,
+    pub actors: Vec<ActorStatus>,
+    /// Dispatcher events produced / scripts that failed (non-zero, signal, timeout).
+    pub events_total: u64,
+    pub script_failures: u64,
+    pub pending_events: usize,
+}
+
+/// Shared, cheaply clonable board.
+#[derive(Clone, Default)]
+pub struct Board {
+    inner: Arc<Mutex<BoardData>>,
+}
+
+/// The board's contents.
+#[derive(Default)]
+pub struct BoardData {
+    pub status: EngineStatus,
+    pub history: VecDeque<EventRecord>,
+}
+
+impl Board {
+    /// Locks the board. A poisoned lock (a panic while holding it) still yields the data: the
+    /// board is plain observability state, always consistent field by field.
+    pub fn lock(&self) -> MutexGuard<'_, BoardData> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self) -> EngineStatus {
+        self.lock().status.clone()
+    }
+
+    pub fn history(&self) -> Vec<EventRecord> {
+        self.lock().history.iter().cloned().collect()
+    }
+}
