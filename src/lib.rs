@@ -4,6 +4,10 @@
 
 pub use netfailover_actors as engine;
 
+pub mod cli;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod lab;
+pub mod metrics;
 pub mod os;

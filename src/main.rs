@@ -1,5 +1,91 @@
-//! The `netfailover` binary: a thin CLI over the library.
+//! The `netfailover` binary: parses the command line and calls the library. Errors are
+//! reported here (anyhow only in this file) with a non-zero exit code.
 
-fn main() {
-    println!("netfailover {}", env!("CARGO_PKG_VERSION"));
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use netfailover::cli::{self, Cli, Command};
+use netfailover::control::{self, Request};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netfailover: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            let code = netfailover::daemon::run(&args, &cli.socket)?;
+            Ok(ExitCode::from(code))
+        }
+        Command::CheckConfig(args) => {
+            let code = netfailover::daemon::check_config(&args, &mut std::io::stdout().lock());
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Command::Status { json } => {
+            let data = ask(&cli.socket, &Request::Status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                let status = serde_json::from_value(data).context("decoding the status")?;
+                print!("{}", cli::format_status(&status, cli::now_unix_ms()));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { iface } => {
+            let data = ask(
+                &cli.socket,
+                &Request::Check {
+                    iface: iface.clone(),
+                },
+            )?;
+            let report = serde_json::from_value(data).context("decoding the check report")?;
+            print!("{}", cli::format_check(&iface, &report));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kill { actor } => {
+            ask(
+                &cli.socket,
+                &Request::Kill {
+                    actor: actor.clone(),
+                },
+            )?;
+            println!("killed {actor}; the supervisor restarts it");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events { json } => {
+            let data = ask(&cli.socket, &Request::Events)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                let events: Vec<_> = serde_json::from_value(data).context("decoding the events")?;
+                print!("{}", cli::format_events(&events));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lab(args) => {
+            let passed = netfailover::lab::timeline::run(&args)?;
+            Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// One request to the daemon over the control socket.
+fn ask(socket: &std::path::Path, request: &Request) -> anyhow::Result<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client runtime")?;
+    Ok(runtime.block_on(control::request(socket, request))?)
 }

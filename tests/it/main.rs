@@ -2,6 +2,7 @@
 //! namespaces (see `netfailover::lab::netns`) and fail under `CI=true` when they cannot.
 
 mod config;
+mod daemon;
 mod dispatcher;
 mod netlink;
 mod probe;

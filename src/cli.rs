@@ -1,0 +1,462 @@
+//! The command line: argument types (clap derive) and the human-readable printers of `status`,
+//! `events` and `check`. `main.rs` maps each verb to a library call; everything a person reads
+//! on a terminal is formatted here.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use netfailover_actors::ports::{ProbeReport, ScriptResult};
+use netfailover_actors::status::{EngineStatus, EventRecord};
+
+use crate::control::DEFAULT_SOCKET;
+
+/// Default boot directory: where balenaOS mounts its boot partition.
+pub const DEFAULT_BOOT_DIR: &str = "/mnt/boot";
+
+/// Keeps a multi-uplink Linux device online: link and connectivity watching, route failover,
+/// recovery scripts.
+#[derive(Parser, Debug)]
+#[command(name = "netfailover", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Control socket of the daemon.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground (logs to stderr; sd_notify under systemd).
+    Run(RunArgs),
+    /// Print the effective configuration and every problem in it.
+    CheckConfig(ConfigArgs),
+    /// Interfaces, connectivity, metrics, last checks and actors of the running daemon.
+    Status {
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check one interface's connectivity now.
+    Check {
+        /// Interface name, e.g. eth0.
+        iface: String,
+    },
+    /// Kill one actor of the running daemon (resilience testing; it is restarted).
+    Kill {
+        /// Actor name as `status` shows it: link-watcher, route-manager, probe-scheduler,
+        /// dispatcher, prober:<iface>.
+        actor: String,
+    },
+    /// Recent dispatcher events with their reasons and scripts.
+    Events {
+        /// Print the events as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a throw-away network of namespaces, run the daemon in it and play faults (root).
+    Lab(LabArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Boot directory holding config.json, system-connections/ and dispatcher.d/.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_BOOT_DIR)]
+    pub boot_dir: PathBuf,
+    /// Own settings file (default: <boot-dir>/netfailover.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event (journald adds the time).
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LabArgs {
+    /// Scenario to play (`netfailover lab --scenario list` lists them).
+    #[arg(long, default_value = "default")]
+    pub scenario: String,
+    /// Keep the namespaces (and the daemon) after the timeline, until Ctrl-C.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Printers
+// ---------------------------------------------------------------------------------------------
+
+/// Left-aligned columns sized to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (cell, w) in cells.zip(&widths) {
+            let _ = write!(text, "{cell:<w$}  ");
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// `1.2 KiB`-style sizes.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `42s`, `3m10s`, `2h05m`, `3d04h`.
+pub fn human_age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// UTC `YYYY-MM-DD HH:MM:SS` from milliseconds since the epoch (civil-from-days, H. Hinnant).
+pub fn utc_time(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The `status` table: one row per interface, the global state, then the actors.
+pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
+    let rows: Vec<Vec<String>> = status
+        .interfaces
+        .iter()
+        .map(|i| {
+            let effective = i
+                .effective_metric
+                .map_or_else(|| "no route".to_string(), |m| m.to_string());
+            let last = i.last_check.as_ref().map_or_else(
+                || "never".to_string(),
+                |c| {
+                    format!(
+                        "{} ago {} ({})",
+                        human_age(now_ms.saturating_sub(c.at_unix_ms)),
+                        c.verdict.connectivity(),
+                        c.reason
+                    )
+                },
+            );
+            vec![
+                i.name.to_string(),
+                i.link.clone(),
+                i.connectivity.to_string(),
+                format!("{} → {effective}", i.metric),
+                last,
+                human_bytes(i.probe_bytes),
+            ]
+        })
+        .collect();
+    let mut out = if rows.is_empty() {
+        "no managed interfaces\n".to_string()
+    } else {
+        table(
+            &[
+                "INTERFACE",
+                "LINK",
+                "CONNECTIVITY",
+                "METRIC → EFFECTIVE",
+                "LAST CHECK",
+                "PROBE BYTES",
+            ],
+            &rows,
+        )
+    };
+    let _ = writeln!(
+        out,
+        "\nglobal connectivity: {}   events: {}   script failures: {}   pending: {}\n",
+        status.connectivity, status.events_total, status.script_failures, status.pending_events
+    );
+    let actors: Vec<Vec<String>> = status
+        .actors
+        .iter()
+        .map(|a| {
+            vec![
+                a.name.clone(),
+                if a.running { "running" } else { "stopped" }.to_string(),
+                a.restarts.to_string(),
+                a.kills.to_string(),
+                a.last_failure.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "ACTOR",
+            "STATE",
+            "RESTARTS",
+            "OF WHICH KILLS",
+            "LAST FAILURE",
+        ],
+        &actors,
+    ));
+    out
+}
+
+/// One script outcome as `name:code`.
+fn script_summary(outcome: &netfailover_actors::ports::ScriptOutcome) -> String {
+    let result = match &outcome.result {
+        ScriptResult::Exited { code } => format!("exit {code}"),
+        ScriptResult::Signalled { signal } => format!("signal {signal}"),
+        ScriptResult::TimedOut => "timed out".to_string(),
+        ScriptResult::Skipped { why } => format!("skipped: {why}"),
+    };
+    format!("{} ({result})", outcome.script)
+}
+
+/// The `events` table, oldest first.
+pub fn format_events(events: &[EventRecord]) -> String {
+    if events.is_empty() {
+        return "no events yet\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|r| {
+            let e = &r.event;
+            let scripts = if !r.delivered {
+                "pending".to_string()
+            } else if r.scripts.is_empty() {
+                "none".to_string()
+            } else {
+                r.scripts
+                    .iter()
+                    .map(script_summary)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            vec![
+                e.id.to_string(),
+                utc_time(e.at_unix_ms),
+                e.iface
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |i| i.to_string()),
+                e.kind.to_string(),
+                format!("{} → {}", e.previous, e.state),
+                e.reason.clone(),
+                scripts,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "TIME (UTC)",
+            "IFACE",
+            "EVENT",
+            "STATE",
+            "REASON",
+            "SCRIPTS",
+        ],
+        &rows,
+    )
+}
+
+/// The result of `check <iface>`.
+pub fn format_check(iface: &str, report: &ProbeReport) -> String {
+    format!(
+        "{iface}: {} ({}) in {} ms, {} on the wire ({} DNS)\n",
+        report.verdict.connectivity(),
+        report.reason,
+        report.elapsed.as_millis(),
+        human_bytes(report.bytes),
+        human_bytes(report.dns_bytes),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use netfailover_actors::model::{Connectivity, Event, EventKind, IfaceName, UplinkType};
+    use netfailover_actors::ports::{ScriptOutcome, Verdict};
+    use netfailover_actors::status::{ActorStatus, CheckCounters, CheckSummary, IfaceStatus};
+    use std::time::Duration;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["netfailover", "status", "--json", "--socket", "/tmp/s"]).unwrap();
+        assert_eq!(cli.socket, PathBuf::from("/tmp/s"));
+        assert!(matches!(cli.command, Command::Status { json: true }));
+        let cli = Cli::try_parse_from(["netfailover", "run"]).unwrap();
+        match cli.command {
+            Command::Run(r) => {
+                assert_eq!(r.config.boot_dir, PathBuf::from(DEFAULT_BOOT_DIR));
+                assert_eq!(r.log_format, LogFormat::Plain);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cli.socket, PathBuf::from(DEFAULT_SOCKET));
+    }
+
+    #[test]
+    fn times_and_sizes() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_time(1_709_251_199_000), "2024-02-29 23:59:59");
+        assert_eq!(human_age(59_999), "59s");
+        assert_eq!(human_age(61_000), "1m01s");
+        assert_eq!(human_bytes(1000), "1000 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn status_table_reads_at_a_glance() {
+        let status = EngineStatus {
+            connectivity: Connectivity::Full,
+            interfaces: vec![IfaceStatus {
+                name: IfaceName::new("eth0").unwrap(),
+                ifindex: Some(2),
+                link: "up".into(),
+                connectivity: Connectivity::Limited,
+                metric: 100,
+                effective_metric: Some(20100),
+                metric6: 100,
+                effective_metric6: None,
+                gateway4: None,
+                gateway6: None,
+                uplink_type: UplinkType::Ethernet,
+                source: "adopted".into(),
+                dns: vec![],
+                last_check: Some(CheckSummary {
+                    at_unix_ms: 10_000,
+                    verdict: Verdict::Limited,
+                    reason: "connect timeout".into(),
+                    latency_ms: 1000.0,
+                }),
+                probe_bytes: 2048,
+                probe_dns_bytes: 0,
+                checks: CheckCounters::default(),
+            }],
+            actors: vec![ActorStatus {
+                name: "dispatcher".into(),
+                running: true,
+                restarts: 2,
+                kills: 1,
+                last_failure: None,
+            }],
+            ..Default::default()
+        };
+        let text = format_status(&status, 13_000);
+        let row = text.lines().nth(1).unwrap();
+        for part in [
+            "eth0",
+            "up",
+            "LIMITED",
+            "100 → 20100",
+            "3s ago LIMITED (connect timeout)",
+            "2.0 KiB",
+        ] {
+            assert!(row.contains(part), "{part:?} not in {row:?}");
+        }
+        assert!(text.contains("global connectivity: FULL"));
+        assert!(text
+            .lines()
+            .any(|l| l.starts_with("dispatcher") && l.contains("running  2")));
+    }
+
+    #[test]
+    fn events_table_has_scripts_and_codes() {
+        let record = EventRecord {
+            event: Event {
+                id: 7,
+                kind: EventKind::Down,
+                iface: Some(IfaceName::new("eth0").unwrap()),
+                state: Connectivity::None,
+                previous: Connectivity::Full,
+                reason: "carrier lost".into(),
+                connection_id: None,
+                connection_uuid: None,
+                ip4_gateway: None,
+                ip4_nameservers: vec![],
+                at_unix_ms: 0,
+            },
+            delivered: true,
+            scripts: vec![ScriptOutcome {
+                script: "50-log".into(),
+                result: ScriptResult::Exited { code: 3 },
+                elapsed: Duration::from_millis(5),
+            }],
+        };
+        let text = format_events(&[record]);
+        let row = text.lines().nth(1).unwrap();
+        for part in [
+            "7",
+            "eth0",
+            "down",
+            "FULL → NONE",
+            "carrier lost",
+            "50-log (exit 3)",
+        ] {
+            assert!(row.contains(part), "{part:?} not in {row:?}");
+        }
+    }
+}

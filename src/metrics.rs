@@ -1,0 +1,452 @@
+//! Prometheus metrics: the `--metrics ADDR` listener (hyper, HTTP/1) serving `GET /metrics` in
+//! the Prometheus text format, built from the engine's status board at scrape time.
+//!
+//! Nothing is counted here: the engine's board already keeps every counter (checks by result,
+//! cumulative latency buckets, probe bytes, restarts, dispatcher totals), so a scrape takes one
+//! snapshot and a `prometheus-client` [`Collector`] encodes it. Exposed families (all prefixed
+//! `netfailover_`):
+//!
+//! | family | type | labels | meaning |
+//! |---|---|---|---|
+//! | `connectivity` | gauge (state set) | `state` | 1 for the global state, 0 for the others |
+//! | `interface_link_up` | gauge | `iface` | 1 when the link is up |
+//! | `interface_connectivity` | gauge (state set) | `iface`, `state` | 1 for the interface's state |
+//! | `interface_metric` | gauge | `iface` | configured IPv4 metric |
+//! | `interface_effective_metric` | gauge | `iface` | metric of the installed IPv4 route (absent: none) |
+//! | `checks_total` | counter | `iface`, `result` | finished checks by verdict |
+//! | `check_latency_seconds` | histogram | `iface` | check duration |
+//! | `probe_bytes_total` | counter | `iface` | bytes spent on checks (DNS included) |
+//! | `probe_dns_bytes_total` | counter | `iface` | of which DNS |
+//! | `actor_running` | gauge | `actor` | 1 while the actor runs |
+//! | `actor_restarts_total` | counter | `actor` | restarts after failures and kills |
+//! | `dispatcher_events_total` | counter | | events produced |
+//! | `dispatcher_script_failures_total` | counter | | scripts that failed, were killed or timed out |
+//! | `dispatcher_pending_events` | gauge | | events not yet delivered |
+//!
+//! Connectivity is a state set (one series per state, value 0/1) rather than a number, so a
+//! dashboard never has to know the enum's order.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use netfailover_actors::model::Connectivity;
+use netfailover_actors::status::{EngineStatus, LATENCY_BUCKETS};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// Content type of the Prometheus text exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+const STATES: [Connectivity; 5] = [
+    Connectivity::Full,
+    Connectivity::Portal,
+    Connectivity::Limited,
+    Connectivity::Unknown,
+    Connectivity::None,
+];
+
+/// Metrics listener errors.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("metrics listener on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A scrape-time snapshot of the board, encoded as the families above.
+#[derive(Debug)]
+struct Snapshot(EngineStatus);
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(Labels<'_>, i64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in series {
+        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(Labels<'_>, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status = &self.0;
+        let ifaces = &status.interfaces;
+        let state_set = |state: Connectivity| {
+            STATES
+                .iter()
+                .map(move |s| (*s, i64::from(*s == state)))
+                .collect::<Vec<_>>()
+        };
+
+        let global: Vec<_> = state_set(status.connectivity)
+            .into_iter()
+            .map(|(s, v)| (vec![("state", s.as_str())], v))
+            .collect();
+        gauge(
+            &mut enc,
+            "connectivity",
+            "Global connectivity (best over interfaces), one series per state",
+            &global,
+        )?;
+
+        let per_iface = |f: &dyn Fn(&netfailover_actors::status::IfaceStatus) -> Option<i64>| {
+            ifaces
+                .iter()
+                .filter_map(|i| f(i).map(|v| (vec![("iface", i.name.as_str())], v)))
+                .collect::<Vec<_>>()
+        };
+        gauge(
+            &mut enc,
+            "interface_link_up",
+            "1 when the interface has link (admin up and carrier)",
+            &per_iface(&|i| Some(i64::from(i.link == "up"))),
+        )?;
+        let connectivity: Vec<_> = ifaces
+            .iter()
+            .flat_map(|i| {
+                state_set(i.connectivity)
+                    .into_iter()
+                    .map(move |(s, v)| (vec![("iface", i.name.as_str()), ("state", s.as_str())], v))
+            })
+            .collect();
+        gauge(
+            &mut enc,
+            "interface_connectivity",
+            "Connectivity of the interface, one series per state",
+            &connectivity,
+        )?;
+        gauge(
+            &mut enc,
+            "interface_metric",
+            "Configured IPv4 route metric",
+            &per_iface(&|i| Some(i64::from(i.metric))),
+        )?;
+        gauge(
+            &mut enc,
+            "interface_effective_metric",
+            "Metric of the installed IPv4 default route (penalty and uniqueness bump included)",
+            &per_iface(&|i| i.effective_metric.map(i64::from)),
+        )?;
+
+        let checks: Vec<_> = ifaces
+            .iter()
+            .flat_map(|i| {
+                i.checks.by_verdict.iter().map(move |(result, n)| {
+                    (
+                        vec![("iface", i.name.as_str()), ("result", result.as_str())],
+                        *n,
+                    )
+                })
+            })
+            .collect();
+        counter(
+            &mut enc,
+            "checks",
+            "Finished connectivity checks by result",
+            &checks,
+        )?;
+
+        let mut latency = enc.encode_descriptor(
+            "check_latency_seconds",
+            "Duration of connectivity checks",
+            None,
+            MetricType::Histogram,
+        )?;
+        for i in ifaces {
+            let counts = &i.checks.latency_buckets;
+            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+                .iter()
+                .copied()
+                .chain([f64::INFINITY])
+                .enumerate()
+                .map(|(n, bound)| (bound, counts.get(n).copied().unwrap_or(0)))
+                .collect();
+            let labels = vec![("iface", i.name.as_str())];
+            latency
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    i.checks.latency_sum_seconds,
+                    i.checks.latency_count,
+                    &buckets_per_bucket(&buckets),
+                    None,
+                )?;
+        }
+
+        counter(
+            &mut enc,
+            "probe_bytes",
+            "Bytes on the wire spent on checks, DNS included",
+            &ifaces
+                .iter()
+                .map(|i| (vec![("iface", i.name.as_str())], i.probe_bytes))
+                .collect::<Vec<_>>(),
+        )?;
+        counter(
+            &mut enc,
+            "probe_dns_bytes",
+            "Bytes on the wire spent on the checks' DNS lookups",
+            &ifaces
+                .iter()
+                .map(|i| (vec![("iface", i.name.as_str())], i.probe_dns_bytes))
+                .collect::<Vec<_>>(),
+        )?;
+
+        let actors = &status.actors;
+        gauge(
+            &mut enc,
+            "actor_running",
+            "1 while the actor runs",
+            &actors
+                .iter()
+                .map(|a| (vec![("actor", a.name.as_str())], i64::from(a.running)))
+                .collect::<Vec<_>>(),
+        )?;
+        counter(
+            &mut enc,
+            "actor_restarts",
+            "Actor restarts after failures and kills",
+            &actors
+                .iter()
+                .map(|a| (vec![("actor", a.name.as_str())], u64::from(a.restarts)))
+                .collect::<Vec<_>>(),
+        )?;
+        counter(
+            &mut enc,
+            "dispatcher_events",
+            "Dispatcher events produced",
+            &[(vec![], status.events_total)],
+        )?;
+        counter(
+            &mut enc,
+            "dispatcher_script_failures",
+            "Dispatcher scripts that exited non-zero, were signalled or timed out",
+            &[(vec![], status.script_failures)],
+        )?;
+        gauge(
+            &mut enc,
+            "dispatcher_pending_events",
+            "Dispatcher events not yet delivered",
+            &[(
+                vec![],
+                i64::try_from(status.pending_events).unwrap_or(i64::MAX),
+            )],
+        )?;
+        Ok(())
+    }
+}
+
+/// The board keeps cumulative bucket counts (Prometheus' own convention), while the encoder
+/// takes per-bucket counts and accumulates them itself: convert back.
+fn buckets_per_bucket(cumulative: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut previous = 0;
+    cumulative
+        .iter()
+        .map(|(bound, total)| {
+            let own = total.saturating_sub(previous);
+            previous = previous.max(*total);
+            (*bound, own)
+        })
+        .collect()
+}
+
+/// Renders `status` in the Prometheus text format.
+pub fn render(status: &EngineStatus) -> String {
+    let mut registry = Registry::with_prefix("netfailover");
+    registry.register_collector(Box::new(Snapshot(status.clone())));
+    let mut text = String::new();
+    // Writing into a String cannot fail; an encoder error would be a bug in the collector.
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry) {
+        tracing::error!(error = %e, "metrics: encoding failed");
+    }
+    text
+}
+
+/// Binds the metrics listener (done before the engine starts so a bad address fails fast).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MetricsError::Bind { addr, source })
+}
+
+/// Serves `/metrics` on `listener` until dropped; `status` takes the snapshot at each scrape.
+/// Runs inside a tokio `LocalSet` (one local task per connection).
+pub async fn serve(listener: tokio::net::TcpListener, status: Rc<dyn Fn() -> EngineStatus>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "metrics: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let status = status.clone();
+        tokio::task::spawn_local(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let status = status.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &*status)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            // A scrape that times out or disconnects is the scraper's problem, not ours.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn).await;
+        });
+    }
+}
+
+fn respond<B>(req: &Request<B>, status: &dyn Fn() -> EngineStatus) -> Response<Full<Bytes>> {
+    let reply = |code: StatusCode, ctype: &str, body: String| {
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = code;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+            resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
+        resp
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => reply(StatusCode::OK, CONTENT_TYPE, render(&status())),
+        (_, "/metrics") => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "netfailover: metrics are at /metrics\n".into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netfailover_actors::model::{IfaceName, UplinkType};
+    use netfailover_actors::ports::Verdict;
+    use netfailover_actors::status::{ActorStatus, CheckCounters, IfaceStatus};
+
+    fn iface(
+        name: &str,
+        link: &str,
+        c: Connectivity,
+        metric: u32,
+        eff: Option<u32>,
+    ) -> IfaceStatus {
+        IfaceStatus {
+            name: IfaceName::new(name).unwrap(),
+            ifindex: Some(2),
+            link: link.into(),
+            connectivity: c,
+            metric,
+            effective_metric: eff,
+            metric6: metric,
+            effective_metric6: None,
+            gateway4: None,
+            gateway6: None,
+            uplink_type: UplinkType::Ethernet,
+            source: "adopted".into(),
+            dns: vec![],
+            last_check: None,
+            probe_bytes: 1234,
+            probe_dns_bytes: 234,
+            checks: CheckCounters::default(),
+        }
+    }
+
+    fn sample() -> EngineStatus {
+        let mut eth0 = iface("eth0", "up", Connectivity::Full, 100, Some(100));
+        eth0.checks.record(Verdict::Full, 0.003);
+        eth0.checks.record(Verdict::Full, 0.2);
+        eth0.checks.record(Verdict::Limited, 7.0);
+        let wlan0 = iface("wlan0", "down", Connectivity::None, 600, None);
+        EngineStatus {
+            connectivity: Connectivity::Full,
+            interfaces: vec![eth0, wlan0],
+            actors: vec![ActorStatus {
+                name: "route-manager".into(),
+                running: true,
+                restarts: 3,
+                kills: 1,
+                last_failure: None,
+            }],
+            events_total: 9,
+            script_failures: 2,
+            pending_events: 1,
+        }
+    }
+
+    #[test]
+    fn renders_every_family_from_the_board() {
+        let text = render(&sample());
+        for line in [
+            "# TYPE netfailover_connectivity gauge",
+            "netfailover_connectivity{state=\"FULL\"} 1",
+            "netfailover_connectivity{state=\"NONE\"} 0",
+            "netfailover_interface_link_up{iface=\"eth0\"} 1",
+            "netfailover_interface_link_up{iface=\"wlan0\"} 0",
+            "netfailover_interface_connectivity{iface=\"wlan0\",state=\"NONE\"} 1",
+            "netfailover_interface_connectivity{iface=\"eth0\",state=\"NONE\"} 0",
+            "netfailover_interface_metric{iface=\"wlan0\"} 600",
+            "netfailover_interface_effective_metric{iface=\"eth0\"} 100",
+            "# TYPE netfailover_checks_total counter",
+            "netfailover_checks_total{iface=\"eth0\",result=\"FULL\"} 2",
+            "netfailover_checks_total{iface=\"eth0\",result=\"LIMITED\"} 1",
+            "# TYPE netfailover_check_latency_seconds histogram",
+            "netfailover_check_latency_seconds_bucket{iface=\"eth0\",le=\"0.005\"} 1",
+            "netfailover_check_latency_seconds_bucket{iface=\"eth0\",le=\"0.25\"} 2",
+            "netfailover_check_latency_seconds_bucket{iface=\"eth0\",le=\"5\"} 2",
+            "netfailover_check_latency_seconds_bucket{iface=\"eth0\",le=\"20\"} 3",
+            "netfailover_check_latency_seconds_bucket{iface=\"eth0\",le=\"+Inf\"} 3",
+            "netfailover_check_latency_seconds_count{iface=\"eth0\"} 3",
+            "netfailover_probe_bytes_total{iface=\"eth0\"} 1234",
+            "netfailover_probe_dns_bytes_total{iface=\"wlan0\"} 234",
+            "netfailover_actor_running{actor=\"route-manager\"} 1",
+            "netfailover_actor_restarts_total{actor=\"route-manager\"} 3",
+            "netfailover_dispatcher_events_total 9",
+            "netfailover_dispatcher_script_failures_total 2",
+            "netfailover_dispatcher_pending_events 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+        // wlan0 has no route: no effective-metric series rather than a made-up number.
+        assert!(!text.contains("netfailover_interface_effective_metric{iface=\"wlan0\"}"));
+    }
+
+    #[test]
+    fn empty_board_renders() {
+        let text = render(&EngineStatus::default());
+        assert!(text.contains("netfailover_connectivity{state=\"UNKNOWN\"} 1"));
+    }
+}
