@@ -4,5 +4,6 @@
 mod config;
 mod daemon;
 mod dispatcher;
+mod lab;
 mod netlink;
 mod probe;

@@ -1,0 +1,349 @@
+//! The lab's throw-away world: a device namespace with three uplinks (`eth0`, `wlan0`, `wwan0`,
+//! veths), one ISP namespace per uplink, and an "Internet" namespace that holds the check
+//! server and the DNS server; plus the fault primitives the timeline plays and the boot
+//! directory the daemon reads. Used by `netfailover lab` and by the end-to-end tests.
+//!
+//! ```text
+//!  device ns                 ISP ns (×3)                       Internet ns
+//!  eth0  192.0.2.2/30  ── down0 192.0.2.1/30    up0 198.51.100.1/30 ── isp1 198.51.100.2/30
+//!  wlan0 192.0.2.6/30  ── down0 192.0.2.5/30    up0 198.51.100.5/30 ── isp2 198.51.100.6/30
+//!  wwan0 192.0.2.10/30 ── down0 192.0.2.9/30    up0 198.51.100.9/30 ── isp3 198.51.100.10/30
+//!                                                                  lo: 203.0.113.10 (check)
+//!                                                                      203.0.113.53 (DNS)
+//! ```
+//!
+//! No NAT: the Internet namespace routes each device subnet back through its ISP, so the check
+//! server sees which uplink a request came through. Every namespace is deleted when the world
+//! is dropped ([`Netns`] does it), also on error paths.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use super::netns::{self, Netns, NetnsError};
+
+/// The check server's address in the Internet namespace.
+pub const CHECK_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+/// The DNS server's address in the Internet namespace.
+pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 53);
+/// The check host name (`.test` is reserved for testing, RFC 2606), answered by the lab DNS.
+pub const CHECK_HOST: &str = "check.netfailover.test";
+
+/// Lab errors.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error(
+        "netfailover lab needs root: it creates network namespaces, veth pairs and routes \
+         (CAP_SYS_ADMIN and CAP_NET_ADMIN), and runs the daemon inside them. \
+         Run it again with sudo."
+    )]
+    NotRoot,
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("writing {path}: {error}")]
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("uplink {iface} is not part of the lab")]
+    NoSuchUplink { iface: String },
+    #[error("starting the daemon: {error}")]
+    Daemon { error: std::io::Error },
+    #[error("the daemon did not become ready within {secs} s; its log:\n{log}")]
+    DaemonNotReady { secs: u64, log: String },
+    #[error("unknown scenario {name:?}; known: {known}")]
+    UnknownScenario { name: String, known: String },
+    #[error("the lab's Internet servers: {message}")]
+    Internet { message: String },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// The kind of an uplink, which sets its keyfile type and metric (balenaOS defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UplinkKind {
+    Ethernet,
+    Wifi,
+    Cellular,
+}
+
+impl UplinkKind {
+    fn keyfile_type(self) -> &'static str {
+        match self {
+            UplinkKind::Ethernet => "ethernet",
+            UplinkKind::Wifi => "wifi",
+            UplinkKind::Cellular => "gsm",
+        }
+    }
+
+    pub fn metric(self) -> u32 {
+        match self {
+            UplinkKind::Ethernet => 100,
+            UplinkKind::Wifi => 600,
+            UplinkKind::Cellular => 700,
+        }
+    }
+}
+
+/// One uplink: the device's interface, its ISP namespace and the addresses on the way.
+#[derive(Debug)]
+pub struct Uplink {
+    pub iface: &'static str,
+    pub kind: UplinkKind,
+    pub isp: Netns,
+    /// The device's address on this uplink (a /30 with `gateway`).
+    pub device_addr: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    /// The /30 the device side lives in (what the Internet sees as the source).
+    pub device_net: Ipv4Addr,
+}
+
+/// The whole world. Field order matters: the ISP and device namespaces go before the Internet
+/// (drop order is declaration order), and anything holding sockets in them goes first.
+#[derive(Debug)]
+pub struct World {
+    pub uplinks: Vec<Uplink>,
+    pub device: Netns,
+    pub internet: Netns,
+}
+
+/// Name of the Internet-side interface towards ISP `n` (1-based).
+fn inet_side(n: usize) -> String {
+    format!("isp{n}")
+}
+
+impl World {
+    /// Builds the namespaces, links and routes. Needs root.
+    pub fn build() -> Result<Self, LabError> {
+        if !netns::is_root() {
+            return Err(LabError::NotRoot);
+        }
+        let device = Netns::new("dev")?;
+        let internet = Netns::new("inet")?;
+        // Device interfaces get ifindexes that differ from their peers' (see `pad_ifindex`).
+        device.pad_ifindex(4)?;
+        for addr in [CHECK_ADDR, DNS_ADDR] {
+            internet.ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"])?;
+        }
+        let plan = [
+            ("eth0", UplinkKind::Ethernet),
+            ("wlan0", UplinkKind::Wifi),
+            ("wwan0", UplinkKind::Cellular),
+        ];
+        let mut uplinks = Vec::new();
+        for (n, (iface, kind)) in plan.into_iter().enumerate() {
+            let base = 4 * n as u8;
+            let isp = Netns::new(&format!("isp{}", n + 1))?;
+            isp.sysctl("net.ipv4.ip_forward", "1")?;
+            let device_net = Ipv4Addr::new(192, 0, 2, base);
+            let gateway = Ipv4Addr::new(192, 0, 2, base + 1);
+            let device_addr = Ipv4Addr::new(192, 0, 2, base + 2);
+            let isp_up = Ipv4Addr::new(198, 51, 100, base + 1);
+            let inet_down = Ipv4Addr::new(198, 51, 100, base + 2);
+            let inet_if = inet_side(n + 1);
+
+            netns::veth((&device, iface), (&isp, "down0"))?;
+            device.ip(&["addr", "add", &format!("{device_addr}/30"), "dev", iface])?;
+            isp.ip(&["addr", "add", &format!("{gateway}/30"), "dev", "down0"])?;
+
+            netns::veth((&isp, "up0"), (&internet, &inet_if))?;
+            isp.ip(&["addr", "add", &format!("{isp_up}/30"), "dev", "up0"])?;
+            internet.ip(&["addr", "add", &format!("{inet_down}/30"), "dev", &inet_if])?;
+            isp.ip(&["route", "add", "default", "via", &inet_down.to_string()])?;
+            internet.ip(&[
+                "route",
+                "add",
+                &format!("{device_net}/30"),
+                "via",
+                &isp_up.to_string(),
+            ])?;
+            uplinks.push(Uplink {
+                iface,
+                kind,
+                isp,
+                device_addr,
+                gateway,
+                device_net,
+            });
+        }
+        Ok(Self {
+            uplinks,
+            device,
+            internet,
+        })
+    }
+
+    pub fn uplink(&self, iface: &str) -> Result<&Uplink, LabError> {
+        self.uplinks
+            .iter()
+            .find(|u| u.iface == iface)
+            .ok_or_else(|| LabError::NoSuchUplink {
+                iface: iface.to_string(),
+            })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Faults
+    // -----------------------------------------------------------------------------------------
+
+    /// Pulls the cable: the ISP's end goes down, so the device's interface loses carrier.
+    pub fn pull_cable(&self, iface: &str) -> Result<(), LabError> {
+        self.uplink(iface)?
+            .isp
+            .ip(&["link", "set", "down0", "down"])?;
+        Ok(())
+    }
+
+    pub fn plug_cable(&self, iface: &str) -> Result<(), LabError> {
+        self.uplink(iface)?
+            .isp
+            .ip(&["link", "set", "down0", "up"])?;
+        Ok(())
+    }
+
+    /// The ISP loses its upstream: everything towards the Internet's 203.0.113.0/24 is
+    /// blackholed in the ISP (the link to the device stays up).
+    pub fn blackhole_upstream(&self, iface: &str) -> Result<(), LabError> {
+        self.uplink(iface)?
+            .isp
+            .ip(&["route", "replace", "blackhole", "203.0.113.0/24"])?;
+        Ok(())
+    }
+
+    pub fn restore_upstream(&self, iface: &str) -> Result<(), LabError> {
+        self.uplink(iface)?
+            .isp
+            .ip(&["route", "del", "blackhole", "203.0.113.0/24"])?;
+        Ok(())
+    }
+
+    /// Only the DNS server is unreachable through this uplink (the balena 3016 case: HTTP
+    /// would work, name resolution does not).
+    pub fn kill_dns(&self, iface: &str) -> Result<(), LabError> {
+        self.uplink(iface)?.isp.ip(&[
+            "route",
+            "replace",
+            "blackhole",
+            &format!("{DNS_ADDR}/32"),
+        ])?;
+        Ok(())
+    }
+
+    pub fn restore_dns(&self, iface: &str) -> Result<(), LabError> {
+        self.uplink(iface)?
+            .isp
+            .ip(&["route", "del", "blackhole", &format!("{DNS_ADDR}/32")])?;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Observation
+    // -----------------------------------------------------------------------------------------
+
+    /// The interface the device's kernel would use to reach the check server now
+    /// (`ip route get`), or `None` when it has no route.
+    pub fn route_to_check_server(&self) -> Option<String> {
+        let out = self
+            .device
+            .ip(&["route", "get", &CHECK_ADDR.to_string()])
+            .ok()?;
+        let mut words = out.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "dev" {
+                return words.next().map(str::to_string);
+            }
+        }
+        None
+    }
+
+    /// The device's IPv4 default routes as `ip -n <dev> route show default` prints them.
+    pub fn default_routes(&self) -> Result<String, LabError> {
+        Ok(self.device.ip(&["-4", "route", "show", "default"])?)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Boot directory
+    // -----------------------------------------------------------------------------------------
+
+    /// Writes a balenaOS-like boot directory for the device: config.json (check URI on the lab
+    /// server, DNS on the lab server), one keyfile per uplink with balenaOS's metrics, a
+    /// dispatcher script that appends every event to `script_log`, and `netfailover.toml`
+    /// with `settings`.
+    pub fn write_boot_dir(
+        &self,
+        dir: &Path,
+        settings: &str,
+        state_dir: &Path,
+        script_log: &Path,
+    ) -> Result<(), LabError> {
+        let write = |path: PathBuf, text: &str| {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|error| LabError::Write {
+                    path: parent.to_path_buf(),
+                    error,
+                })?;
+            }
+            std::fs::write(&path, text).map_err(|error| LabError::Write { path, error })
+        };
+        write(
+            dir.join("config.json"),
+            &format!(
+                "{{\n  \"apiEndpoint\": \"http://{CHECK_HOST}\",\n  \"dnsServers\": \"{DNS_ADDR}\",\n  \
+                 \"os\": {{\n    \"network\": {{\n      \"connectivity\": {{\n        \
+                 \"uri\": \"http://{CHECK_HOST}/connectivity-check\",\n        \"interval\": \"2\"\n      }}\n    }}\n  }}\n}}\n"
+            ),
+        )?;
+        for u in &self.uplinks {
+            let mut keyfile = String::new();
+            let _ = write!(
+                keyfile,
+                "[connection]\nid=lab-{iface}\ntype={kind}\ninterface-name={iface}\n\n\
+                 [ipv4]\nmethod=manual\naddress1={addr}/30,{gw}\nroute-metric={metric}\n\n\
+                 [ipv6]\nmethod=ignore\n",
+                iface = u.iface,
+                kind = u.kind.keyfile_type(),
+                addr = u.device_addr,
+                gw = u.gateway,
+                metric = u.kind.metric(),
+            );
+            write(
+                dir.join("system-connections")
+                    .join(format!("lab-{}", u.iface)),
+                &keyfile,
+            )?;
+        }
+        let script = dir.join("dispatcher.d").join("50-log");
+        write(
+            script.clone(),
+            &format!(
+                "#!/bin/sh\n# Appends every dispatcher event to the lab's script log.\n\
+                 echo \"$(date +%s.%N) $NETFAILOVER_EVENT_ID $2 ${{1:--}} $CONNECTIVITY_STATE\" >> '{}'\n",
+                script_log.display()
+            ),
+        )?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).map_err(
+            |error| LabError::Write {
+                path: script.clone(),
+                error,
+            },
+        )?;
+        write(
+            dir.join("netfailover.toml"),
+            &format!("state_dir = \"{}\"\n{settings}", state_dir.display()),
+        )?;
+        Ok(())
+    }
+}
+
+/// Check settings short enough for a lab run under a minute (SPEC §3 bounds: leaving FULL
+/// within `interval + 2 × timeout + 1 s` = 5 s, returning within `recheck_max + 2 × timeout +
+/// 1 s` = 5 s).
+pub const FAST_SETTINGS: &str = "\
+[check]
+down_count = 2
+up_count = 2
+connect_timeout = 1
+timeout = 1
+recheck_max = 2
+";
