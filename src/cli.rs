@@ -105,7 +105,7 @@ pub struct LabArgs {
 // ---------------------------------------------------------------------------------------------
 
 /// Left-aligned columns sized to their widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

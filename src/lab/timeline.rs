@@ -1,5 +1,622 @@
-//! placeholder
+//! `netfailover lab`: builds the [`World`], writes its boot directory, runs the daemon inside
+//! the device namespace as a child process, plays a fault timeline, prints each step live
+//! (what it did, what the daemon decided, how long it took, which scripts ran) and ends with a
+//! summary table. Every namespace is removed on exit, Ctrl-C included.
+//!
+//! Each step waits until the kernel's route to the check server (`ip route get` in the device
+//! namespace) goes through the expected uplink *and* the daemon's `status` (read over the
+//! control socket, as `netfailover status --json` would) shows the expected states.
+
+use std::io::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use netfailover_actors::model::Connectivity;
+use netfailover_actors::status::EngineStatus;
+
+use super::world::{LabError, World, FAST_SETTINGS};
 use crate::cli::LabArgs;
-pub fn run(_args: &LabArgs) -> Result<bool, std::io::Error> {
-    Ok(false)
+use crate::control::{self, Request};
+
+/// Longest a step may take before it counts as failed: well above the SPEC §3 bounds with the
+/// lab's settings (5 s to leave FULL, 5 s to return), for a busy 2-core machine.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the daemon may take to start and see every uplink FULL.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Interval between observations of the kernel and the daemon.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Set by the Ctrl-C / SIGTERM watcher; every wait checks it so the world is dropped (and its
+/// namespaces deleted) promptly.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// What the timeline needs from the lab's fake Internet (check server + DNS).
+pub trait Internet {
+    /// Puts the check server behind a captive portal (it answers 302) for requests whose
+    /// source is in `net/prefix_len`, or lifts it.
+    fn set_portal(&self, net: Ipv4Addr, prefix_len: u8, on: bool) -> Result<(), LabError>;
+}
+
+/// One thing the timeline does to the world.
+#[derive(Clone, Copy, Debug)]
+pub enum Action {
+    /// Nothing: observe the start.
+    Start,
+    PullCable(&'static str),
+    PlugCable(&'static str),
+    Blackhole(&'static str),
+    RestoreUpstream(&'static str),
+    Portal(&'static str),
+    ClearPortal(&'static str),
+    KillDns(&'static str),
+    RestoreDns(&'static str),
+    AllDown,
+    AllUp,
+}
+
+impl Action {
+    fn describe(self) -> String {
+        match self {
+            Action::Start => "start the daemon, all uplinks up".into(),
+            Action::PullCable(i) => format!("pull {i}'s cable"),
+            Action::PlugCable(i) => format!("plug {i}'s cable back"),
+            Action::Blackhole(i) => format!("blackhole {i}'s upstream"),
+            Action::RestoreUpstream(i) => format!("restore {i}'s upstream"),
+            Action::Portal(i) => format!("put {i} behind a captive portal"),
+            Action::ClearPortal(i) => format!("lift {i}'s captive portal"),
+            Action::KillDns(i) => format!("make DNS unreachable through {i} (balena 3016)"),
+            Action::RestoreDns(i) => format!("restore DNS through {i}"),
+            Action::AllDown => "pull every cable".into(),
+            Action::AllUp => "plug every cable back".into(),
+        }
+    }
+
+    fn apply(self, world: &World, internet: &dyn Internet) -> Result<(), LabError> {
+        match self {
+            Action::Start => Ok(()),
+            Action::PullCable(i) => world.pull_cable(i),
+            Action::PlugCable(i) => world.plug_cable(i),
+            Action::Blackhole(i) => world.blackhole_upstream(i),
+            Action::RestoreUpstream(i) => world.restore_upstream(i),
+            Action::Portal(i) | Action::ClearPortal(i) => {
+                let u = world.uplink(i)?;
+                internet.set_portal(u.device_net, 30, matches!(self, Action::Portal(_)))
+            }
+            Action::KillDns(i) => world.kill_dns(i),
+            Action::RestoreDns(i) => world.restore_dns(i),
+            Action::AllDown => world
+                .uplinks
+                .iter()
+                .try_for_each(|u| world.pull_cable(u.iface)),
+            Action::AllUp => world
+                .uplinks
+                .iter()
+                .try_for_each(|u| world.plug_cable(u.iface)),
+        }
+    }
+}
+
+/// One step: an action and the state it must lead to.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub action: Action,
+    /// The interface the kernel must route the check server through (`None`: no route).
+    pub primary: Option<&'static str>,
+    /// Interface states the daemon must report.
+    pub states: Vec<(&'static str, Connectivity)>,
+    pub global: Connectivity,
+}
+
+fn step(
+    action: Action,
+    primary: Option<&'static str>,
+    states: &[(&'static str, Connectivity)],
+    global: Connectivity,
+) -> Step {
+    Step {
+        action,
+        primary,
+        states: states.to_vec(),
+        global,
+    }
+}
+
+/// The scenarios `--scenario` knows, in the order `list` prints them.
+pub const SCENARIOS: [&str; 5] = ["default", "cable", "upstream", "dns", "outage"];
+
+/// The steps of a scenario (each starts from all uplinks up and FULL).
+pub fn scenario(name: &str) -> Result<Vec<Step>, LabError> {
+    use Connectivity::{Full, Limited, None as NoLink, Portal};
+    let all_full = [("eth0", Full), ("wlan0", Full), ("wwan0", Full)];
+    let start = step(Action::Start, Some("eth0"), &all_full, Full);
+    let cable = [
+        step(
+            Action::PullCable("eth0"),
+            Some("wlan0"),
+            &[("eth0", NoLink), ("wlan0", Full)],
+            Full,
+        ),
+        step(Action::PlugCable("eth0"), Some("eth0"), &all_full, Full),
+    ];
+    let upstream = [
+        step(
+            Action::Blackhole("eth0"),
+            Some("wlan0"),
+            &[("eth0", Limited), ("wlan0", Full)],
+            Full,
+        ),
+        step(
+            Action::RestoreUpstream("eth0"),
+            Some("eth0"),
+            &all_full,
+            Full,
+        ),
+    ];
+    let portal = [
+        step(
+            Action::Portal("wlan0"),
+            Some("eth0"),
+            &[("eth0", Full), ("wlan0", Portal), ("wwan0", Full)],
+            Full,
+        ),
+        step(Action::ClearPortal("wlan0"), Some("eth0"), &all_full, Full),
+    ];
+    let dns = [
+        step(
+            Action::KillDns("eth0"),
+            Some("wlan0"),
+            &[("eth0", Limited), ("wlan0", Full), ("wwan0", Full)],
+            Full,
+        ),
+        step(Action::RestoreDns("eth0"), Some("eth0"), &all_full, Full),
+    ];
+    let outage = [
+        step(
+            Action::AllDown,
+            None,
+            &[("eth0", NoLink), ("wlan0", NoLink), ("wwan0", NoLink)],
+            NoLink,
+        ),
+        step(Action::AllUp, Some("eth0"), &all_full, Full),
+    ];
+    let mut steps = vec![start];
+    match name {
+        "default" => {
+            for part in [&cable[..], &upstream, &portal, &dns, &outage] {
+                steps.extend_from_slice(part);
+            }
+        }
+        "cable" => steps.extend_from_slice(&cable),
+        "upstream" => steps.extend_from_slice(&upstream),
+        "dns" => steps.extend_from_slice(&dns),
+        "outage" => steps.extend_from_slice(&outage),
+        _ => {
+            return Err(LabError::UnknownScenario {
+                name: name.to_string(),
+                known: SCENARIOS.join(", "),
+            })
+        }
+    }
+    Ok(steps)
+}
+
+/// What happened in one step.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub what: String,
+    pub expected_primary: Option<&'static str>,
+    pub observed_primary: Option<String>,
+    /// Until the kernel's route matched.
+    pub route_time: Option<Duration>,
+    /// Until route and daemon status both matched.
+    pub settled_time: Option<Duration>,
+    pub ok: bool,
+}
+
+/// A temporary directory removed on drop (boot directory, socket, logs, state).
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn new() -> Result<Self, LabError> {
+        let path = std::env::temp_dir().join(format!("netfailover-lab-{}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|error| LabError::Write {
+            path: path.clone(),
+            error,
+        })?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The daemon child process, stopped with SIGTERM (then SIGKILL) on drop.
+pub struct DaemonProcess {
+    child: Child,
+}
+
+impl DaemonProcess {
+    /// Starts `<current exe> run` inside the world's device namespace.
+    pub fn start(
+        world: &World,
+        boot_dir: &Path,
+        socket: &Path,
+        log: &Path,
+    ) -> Result<Self, LabError> {
+        let exe = std::env::current_exe().map_err(|error| LabError::Daemon { error })?;
+        let log_file = std::fs::File::create(log).map_err(|error| LabError::Write {
+            path: log.to_path_buf(),
+            error,
+        })?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", world.device.name()])
+            .arg(exe)
+            .arg("run")
+            .arg("--boot-dir")
+            .arg(boot_dir)
+            .arg("--socket")
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .map_err(|error| LabError::Daemon { error })?;
+        Ok(Self { child })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Has it exited?
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns the exit status when it could be reaped.
+    pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if let Some(status) = self.exited() {
+            return Some(status);
+        }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// Reads the daemon's status over its control socket.
+pub fn query_status(runtime: &tokio::runtime::Runtime, socket: &Path) -> Option<EngineStatus> {
+    let data = runtime
+        .block_on(control::request(socket, &Request::Status))
+        .ok()?;
+    serde_json::from_value(data).ok()
+}
+
+/// Starts a thread that sets [`INTERRUPTED`] on Ctrl-C or SIGTERM, so the timeline stops and
+/// the world is dropped (namespaces deleted) instead of the process dying with them in place.
+fn watch_interrupts() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            INTERRUPTED.store(true, Ordering::SeqCst);
+        });
+    });
+}
+
+fn interrupted() -> Result<(), LabError> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(LabError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// Does the status show what the step expects?
+fn status_matches(step: &Step, status: &EngineStatus) -> bool {
+    status.connectivity == step.global
+        && step.states.iter().all(|(iface, want)| {
+            status
+                .interfaces
+                .iter()
+                .any(|i| i.name.as_str() == *iface && i.connectivity == *want)
+        })
+}
+
+/// `eth0 FULL 100, wlan0 FULL 600, wwan0 NONE -` and the global state.
+fn describe_status(status: &EngineStatus) -> String {
+    let ifaces: Vec<String> = status
+        .interfaces
+        .iter()
+        .map(|i| {
+            let metric = i
+                .effective_metric
+                .map_or_else(|| "no route".to_string(), |m| format!("metric {m}"));
+            format!("{} {} ({metric})", i.name, i.connectivity)
+        })
+        .collect();
+    format!("{}; global {}", ifaces.join(", "), status.connectivity)
+}
+
+/// Lines the dispatcher script appended since `from` bytes, as `event iface state`.
+fn new_script_lines(log: &Path, from: &mut usize) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return Vec::new();
+    };
+    let lines = text
+        .get(*from..)
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    *from = text.len();
+    lines
+}
+
+/// Plays `steps` against a running daemon; prints each step as it goes.
+fn play(
+    steps: &[Step],
+    world: &World,
+    internet: &dyn Internet,
+    daemon: &mut DaemonProcess,
+    socket: &Path,
+    script_log: &Path,
+) -> Result<Vec<Outcome>, LabError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| LabError::Daemon { error })?;
+    let mut log_pos = 0;
+    let mut outcomes = Vec::new();
+    for (n, step) in steps.iter().enumerate() {
+        interrupted()?;
+        let what = step.action.describe();
+        println!("\n[{}/{}] {what}", n + 1, steps.len());
+        let _ = std::io::stdout().flush();
+        step.action.apply(world, internet)?;
+        let started = Instant::now();
+        let limit = if matches!(step.action, Action::Start) {
+            START_TIMEOUT
+        } else {
+            STEP_TIMEOUT
+        };
+        let mut route_time = None;
+        let mut settled_time = None;
+        let mut last_status = None;
+        let mut observed = None;
+        while started.elapsed() < limit {
+            interrupted()?;
+            if let Some(status) = daemon.exited() {
+                println!("      the daemon exited ({status}); see its log");
+                break;
+            }
+            observed = world.route_to_check_server();
+            if observed.as_deref() == step.primary {
+                route_time.get_or_insert(started.elapsed());
+            }
+            let status = query_status(&runtime, socket);
+            let matched = route_time.is_some()
+                && observed.as_deref() == step.primary
+                && status.as_ref().is_some_and(|s| status_matches(step, s));
+            last_status = status.or(last_status);
+            if matched {
+                settled_time = Some(started.elapsed());
+                break;
+            }
+            std::thread::sleep(POLL);
+        }
+        let ok = settled_time.is_some();
+        if let Some(status) = &last_status {
+            println!("      daemon: {}", describe_status(status));
+        }
+        println!(
+            "      route to the check server: via {} (expected {}){}",
+            observed.as_deref().unwrap_or("nothing"),
+            step.primary.unwrap_or("nothing"),
+            route_time.map_or(String::new(), |t| format!(" after {} ms", t.as_millis()))
+        );
+        // Scripts run after the routes change; give the last one a moment to log.
+        std::thread::sleep(Duration::from_millis(200));
+        let scripts = new_script_lines(script_log, &mut log_pos);
+        if !scripts.is_empty() {
+            println!("      scripts: {}", scripts.join("; "));
+        }
+        println!(
+            "      {} {}",
+            if ok { "ok" } else { "FAILED" },
+            settled_time.map_or_else(
+                || format!("(not reached within {} s)", limit.as_secs()),
+                |t| format!("settled in {} ms", t.as_millis())
+            )
+        );
+        outcomes.push(Outcome {
+            what,
+            expected_primary: step.primary,
+            observed_primary: observed,
+            route_time,
+            settled_time,
+            ok,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// The summary table printed at the end.
+pub fn summary(outcomes: &[Outcome]) -> String {
+    let ms = |d: Option<Duration>| {
+        d.map_or_else(|| "-".to_string(), |d| format!("{} ms", d.as_millis()))
+    };
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(n, o)| {
+            vec![
+                format!("{} {}", n + 1, o.what),
+                o.expected_primary.unwrap_or("none").to_string(),
+                o.observed_primary.clone().unwrap_or_else(|| "none".into()),
+                ms(o.route_time),
+                ms(o.settled_time),
+                if o.ok { "ok" } else { "FAILED" }.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = crate::cli::table(
+        &[
+            "STEP",
+            "EXPECTED ROUTE",
+            "OBSERVED",
+            "ROUTE AFTER",
+            "SETTLED AFTER",
+            "RESULT",
+        ],
+        &rows,
+    );
+    let passed = outcomes.iter().filter(|o| o.ok).count();
+    out.push_str(&format!("{passed}/{} steps ok\n", outcomes.len()));
+    out
+}
+
+/// Starts the lab's Internet servers in the world's Internet namespace.
+fn start_internet(_world: &World) -> Result<Box<dyn Internet>, LabError> {
+    Err(LabError::Internet {
+        message: "the in-process check and DNS servers are not part of this build yet".into(),
+    })
+}
+
+/// `netfailover lab`: returns whether every step passed.
+pub fn run(args: &LabArgs) -> Result<bool, LabError> {
+    if args.scenario == "list" {
+        println!("{}", SCENARIOS.join("\n"));
+        return Ok(true);
+    }
+    let steps = scenario(&args.scenario)?;
+    watch_interrupts();
+    println!("netfailover lab: building the world (device, 3 ISPs, Internet)…");
+    let world = World::build()?;
+    let internet = start_internet(&world)?;
+    let work = WorkDir::new()?;
+    let boot = work.0.join("boot");
+    let socket = work.0.join("sock");
+    let script_log = work.0.join("scripts.log");
+    let daemon_log = work.0.join("daemon.log");
+    world.write_boot_dir(&boot, FAST_SETTINGS, &work.0.join("state"), &script_log)?;
+    println!(
+        "device namespace {}, boot directory {}, daemon log {}",
+        world.device.name(),
+        boot.display(),
+        daemon_log.display()
+    );
+    let mut daemon = DaemonProcess::start(&world, &boot, &socket, &daemon_log)?;
+    println!("daemon started (pid {})", daemon.id());
+    let result = play(
+        &steps,
+        &world,
+        internet.as_ref(),
+        &mut daemon,
+        &socket,
+        &script_log,
+    );
+    let outcomes = match result {
+        Ok(o) => o,
+        Err(e) => {
+            drop(daemon);
+            println!("\nstopping: {e}; removing the namespaces");
+            return Err(e);
+        }
+    };
+    println!("\n{}", summary(&outcomes));
+    let passed = outcomes.iter().all(|o| o.ok);
+    if !passed {
+        let log = std::fs::read_to_string(&daemon_log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        println!("last lines of the daemon's log:");
+        for l in tail.iter().rev() {
+            println!("  {l}");
+        }
+    }
+    if args.keep {
+        println!(
+            "--keep: the world stays up until Ctrl-C. Try:\n  netfailover status --socket {}\n  ip netns exec {} ip route",
+            socket.display(),
+            world.device.name()
+        );
+        while interrupted().is_ok() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    drop(daemon);
+    drop(internet);
+    drop(world);
+    println!("namespaces removed");
+    Ok(passed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_start_from_all_full_and_end_where_they_began() {
+        for name in SCENARIOS {
+            let steps = scenario(name).unwrap();
+            assert!(matches!(steps[0].action, Action::Start));
+            let last = steps.last().unwrap();
+            assert_eq!(last.primary, Some("eth0"), "{name}");
+            assert_eq!(last.global, Connectivity::Full, "{name}");
+        }
+        assert!(scenario("nope").is_err());
+        assert_eq!(scenario("default").unwrap().len(), 11);
+    }
+
+    #[test]
+    fn summary_counts_failures() {
+        let o = |ok| Outcome {
+            what: "x".into(),
+            expected_primary: Some("eth0"),
+            observed_primary: None,
+            route_time: None,
+            settled_time: Some(Duration::from_millis(5)),
+            ok,
+        };
+        let text = summary(&[o(true), o(false)]);
+        assert!(text.contains("1/2 steps ok"), "{text}");
+        assert!(text.contains("FAILED"));
+    }
 }
