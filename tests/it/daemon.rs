@@ -373,3 +373,304 @@ fn control_socket_refuses_a_non_root_peer() {
     // Root still gets through.
     assert!(ask(&socket, Request::Status).is_ok());
 }
+
+// ---------------------------------------------------------------------------------------------
+// End to end: the built binary in a lab world
+// ---------------------------------------------------------------------------------------------
+
+use netfailover::lab::netns::wait_for;
+use netfailover::lab::timeline::DaemonProcess;
+use netfailover::lab::world::{World, CHECK_ADDR};
+
+/// A lab world with the daemon running in its device namespace. Checks go to an IP-literal
+/// URI on the Internet namespace where nothing listens (connection refused → LIMITED), unless
+/// `interval` is 0 (checks off). Dropping it stops the daemon and deletes the namespaces.
+struct E2e {
+    daemon: Option<DaemonProcess>,
+    world: World,
+    dir: TempDir,
+}
+
+impl E2e {
+    fn start(interval: u32) -> Self {
+        let world = World::build().unwrap();
+        let dir = TempDir::new("e2e");
+        let boot = dir.path().join("boot");
+        world
+            .write_boot_dir(
+                &boot,
+                netfailover::lab::world::FAST_SETTINGS,
+                &dir.path().join("state"),
+                &dir.path().join("scripts.log"),
+            )
+            .unwrap();
+        std::fs::write(
+            boot.join("config.json"),
+            format!(
+                "{{\"dnsServers\":\"null\",\"os\":{{\"network\":{{\"connectivity\":\
+                 {{\"uri\":\"http://{CHECK_ADDR}/connectivity-check\",\"interval\":\"{interval}\"}}}}}}}}"
+            ),
+        )
+        .unwrap();
+        let mut e2e = Self {
+            daemon: None,
+            world,
+            dir,
+        };
+        e2e.spawn();
+        e2e
+    }
+
+    fn spawn(&mut self) {
+        let daemon = DaemonProcess::start(
+            &self.world,
+            &self.dir.path().join("boot"),
+            &self.socket(),
+            &self.dir.path().join("daemon.log"),
+        )
+        .unwrap();
+        self.daemon = Some(daemon);
+        let ready = wait_for(Duration::from_secs(20), || {
+            let s = self.status()?;
+            (s.interfaces.len() == 3).then_some(())
+        });
+        assert!(ready.is_some(), "daemon not ready; log:\n{}", self.log());
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    fn status(&self) -> Option<EngineStatus> {
+        serde_json::from_value(ask(&self.socket(), Request::Status).ok()?).ok()
+    }
+
+    /// Runs the CLI (as root) against this daemon.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("timeout")
+            .arg("30")
+            .arg(env!("CARGO_BIN_EXE_netfailover"))
+            .args(args)
+            .arg("--socket")
+            .arg(self.socket())
+            .output()
+            .unwrap()
+    }
+
+    /// IPv4 default routes in the device namespace as (dev, metric) pairs.
+    fn default_routes(&self) -> Vec<(String, u32)> {
+        parse_default_routes(&self.world.default_routes().unwrap())
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.daemon.as_ref().unwrap().id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let daemon = self.daemon.as_mut().unwrap();
+        let status = wait_for(Duration::from_secs(20), || daemon.exited());
+        self.daemon = None;
+        status.expect("daemon did not exit")
+    }
+}
+
+fn parse_default_routes(text: &str) -> Vec<(String, u32)> {
+    text.lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let after = |key: &str| {
+                words
+                    .iter()
+                    .position(|w| *w == key)
+                    .and_then(|p| words.get(p + 1))
+            };
+            let dev = after("dev")?.to_string();
+            let metric = after("metric").and_then(|m| m.parse().ok()).unwrap_or(0);
+            Some((dev, metric))
+        })
+        .collect()
+}
+
+fn sorted(mut v: Vec<(String, u32)>) -> Vec<(String, u32)> {
+    v.sort();
+    v
+}
+
+fn routes(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
+    sorted(pairs.iter().map(|(d, m)| (d.to_string(), *m)).collect())
+}
+
+#[test]
+fn daemon_status_kill_and_events_end_to_end() {
+    if !netfailover::lab::netns::require_root("daemon_status_kill_and_events_end_to_end") {
+        return;
+    }
+    let e2e = E2e::start(2);
+    let status = e2e.status().unwrap();
+    let actors: Vec<String> = status.actors.iter().map(|a| a.name.clone()).collect();
+    for want in [
+        "link-watcher",
+        "route-manager",
+        "probe-scheduler",
+        "dispatcher",
+        "prober:eth0",
+    ] {
+        assert!(actors.iter().any(|a| a == want), "{want} not in {actors:?}");
+    }
+    // `status --json` has the SPEC's fields.
+    let out = e2e.cli(&["status", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["connectivity", "interfaces", "actors"] {
+        assert!(json.get(key).is_some(), "{key} missing");
+    }
+    let eth0 = &json["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "eth0")
+        .cloned()
+        .unwrap();
+    assert_eq!(eth0["link"], "up");
+    assert_eq!(eth0["metric"], 100);
+    let out = e2e.cli(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("INTERFACE") && table.contains("wwan0"),
+        "{table}"
+    );
+
+    // Kill each actor; each comes back (running, one more kill counted).
+    for actor in &actors {
+        let out = e2e.cli(&["kill", actor]);
+        assert!(out.status.success(), "kill {actor}: {out:?}");
+        let back = wait_for(Duration::from_secs(15), || {
+            let s = e2e.status()?;
+            let a = s.actors.iter().find(|a| &a.name == actor)?;
+            (a.running && a.kills >= 1).then_some(())
+        });
+        assert!(back.is_some(), "{actor} not restarted; log:\n{}", e2e.log());
+    }
+    assert!(!e2e.cli(&["kill", "no-such-actor"]).status.success());
+
+    // Events: an `up` for every interface.
+    let out = e2e.cli(&["events", "--json"]);
+    assert!(out.status.success());
+    let events: Vec<EventRecord> = serde_json::from_slice(&out.stdout).unwrap();
+    for iface in ["eth0", "wlan0", "wwan0"] {
+        assert!(
+            events.iter().any(|r| r.event.kind.as_str() == "up"
+                && r.event.iface.as_ref().is_some_and(|i| i.as_str() == iface)),
+            "no up event for {iface}: {events:?}"
+        );
+    }
+    let out = e2e.cli(&["events"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up"));
+}
+
+#[test]
+fn daemon_sigterm_leaves_configured_metrics() {
+    if !netfailover::lab::netns::require_root("daemon_sigterm_leaves_configured_metrics") {
+        return;
+    }
+    let mut e2e = E2e::start(2);
+    // Nothing answers the checks: every uplink is LIMITED and penalised.
+    let penalised = routes(&[("eth0", 20100), ("wlan0", 20600), ("wwan0", 20700)]);
+    let seen = wait_for(Duration::from_secs(20), || {
+        (sorted(e2e.default_routes()) == penalised).then_some(())
+    });
+    assert!(seen.is_some(), "{:?}\n{}", e2e.default_routes(), e2e.log());
+    e2e.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = e2e.wait_exit();
+    assert!(status.success(), "{status}; log:\n{}", e2e.log());
+    assert_eq!(
+        sorted(e2e.default_routes()),
+        routes(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)])
+    );
+}
+
+#[test]
+fn daemon_sigkill_and_restart_adopts_routes_without_duplicates() {
+    if !netfailover::lab::netns::require_root(
+        "daemon_sigkill_and_restart_adopts_routes_without_duplicates",
+    ) {
+        return;
+    }
+    let mut e2e = E2e::start(0);
+    let configured = routes(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)]);
+    let seen = wait_for(Duration::from_secs(20), || {
+        (sorted(e2e.default_routes()) == configured).then_some(())
+    });
+    assert!(seen.is_some(), "{:?}", e2e.default_routes());
+    e2e.signal(nix::sys::signal::Signal::SIGKILL);
+    e2e.wait_exit();
+    assert_eq!(sorted(e2e.default_routes()), configured, "left in place");
+    e2e.spawn();
+    // Give the restarted daemon a few reconcile rounds; the table must stay exactly as it was.
+    for _ in 0..20 {
+        assert_eq!(sorted(e2e.default_routes()), configured);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
+    if !netfailover::lab::netns::require_root(
+        "daemon_sighup_follows_a_keyfile_metric_without_a_gap",
+    ) {
+        return;
+    }
+    let e2e = E2e::start(0);
+    let seen = wait_for(Duration::from_secs(20), || {
+        e2e.default_routes()
+            .contains(&("eth0".to_string(), 100))
+            .then_some(())
+    });
+    assert!(seen.is_some(), "{:?}", e2e.default_routes());
+    // Sample the table from another thread during the reload.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let device = e2e.world.device.name().to_string();
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && samples.len() < 5000 {
+                let out = netfailover::lab::netns::run(&[
+                    "ip", "-n", &device, "-4", "route", "show", "default",
+                ])
+                .unwrap_or_default();
+                samples.push(parse_default_routes(&out));
+            }
+            samples
+        })
+    };
+    let keyfile = e2e.dir.path().join("boot/system-connections/lab-eth0");
+    let text = std::fs::read_to_string(&keyfile).unwrap();
+    std::fs::write(
+        &keyfile,
+        text.replace("route-metric=100", "route-metric=50"),
+    )
+    .unwrap();
+    e2e.signal(nix::sys::signal::Signal::SIGHUP);
+    let moved = wait_for(Duration::from_secs(20), || {
+        let r = e2e.default_routes();
+        (r.contains(&("eth0".to_string(), 50)) && !r.contains(&("eth0".to_string(), 100)))
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let samples = sampler.join().unwrap();
+    assert!(moved.is_some(), "{:?}\n{}", e2e.default_routes(), e2e.log());
+    assert!(samples.len() > 5, "too few samples");
+    for (n, s) in samples.iter().enumerate() {
+        assert!(
+            s.iter().any(|(dev, _)| dev == "eth0"),
+            "sample {n}: eth0 had no default route: {s:?}"
+        );
+    }
+}
