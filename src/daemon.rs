@@ -5,7 +5,14 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures::future::LocalBoxFuture;
+use netfailover_actors::model::IfaceName;
+use netfailover_actors::ports::ProbeReport;
+use netfailover_actors::status::{EngineStatus, EventRecord};
+use netfailover_actors::EngineHandle;
+
 use crate::cli::{ConfigArgs, LogFormat, RunArgs};
+use crate::control::ControlBackend;
 
 /// Daemon start-up and run errors (each ends `run` with exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +84,28 @@ impl Notifier {
 
     pub fn watchdog(&self) {
         self.send(&[sd_notify::NotifyState::Watchdog]);
+    }
+}
+
+/// The control socket's backend on the running engine.
+#[derive(Clone)]
+pub struct EngineBackend(pub EngineHandle);
+
+impl ControlBackend for EngineBackend {
+    fn status(&self) -> LocalBoxFuture<'_, EngineStatus> {
+        Box::pin(async move { self.0.status() })
+    }
+
+    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>> {
+        Box::pin(async move { self.0.check_now(&iface).await.map_err(|e| e.to_string()) })
+    }
+
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.kill(&actor).await.map_err(|e| e.to_string()) })
+    }
+
+    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
+        Box::pin(async move { self.0.history() })
     }
 }
 
