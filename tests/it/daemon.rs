@@ -674,3 +674,136 @@ fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The control socket and metrics on the real engine (fake ports, in process)
+// ---------------------------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn control_socket_and_metrics_drive_the_engine() {
+    use netfailover::daemon::EngineBackend;
+    use netfailover::engine::fake::FakeWorld;
+    use netfailover::engine::model::{Config, LinkKind};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let world = FakeWorld::new();
+    world.kernel.add_link("eth0", LinkKind::Other);
+    world.probe.set("eth0", Verdict::Full);
+    world
+        .kernel
+        .add_route_by_hand(netfailover::engine::model::KernelRoute {
+            family: netfailover::engine::model::Family::V4,
+            ifindex: 2,
+            gateway: Some("192.0.2.1".parse().unwrap()),
+            metric: 100,
+            protocol: 4,
+        });
+    let mut config = Config::default();
+    config.check.interval = Duration::from_secs(1);
+    let engine = netfailover::engine::start(config, world.ports());
+
+    let dir = TempDir::new("engine");
+    let socket = dir.path().join("sock");
+    let listener = control::bind(&socket).unwrap();
+    tokio::task::spawn_local(control::serve(
+        listener,
+        Rc::new(EngineBackend(engine.clone())),
+    ));
+    let metrics_listener = netfailover::metrics::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let metrics_addr = metrics_listener.local_addr().unwrap();
+    let board = engine.clone();
+    tokio::task::spawn_local(netfailover::metrics::serve(
+        metrics_listener,
+        Rc::new(move || board.status()),
+    ));
+
+    let status_of = |socket: PathBuf| async move {
+        let data = control::request(&socket, &Request::Status).await.ok()?;
+        serde_json::from_value::<EngineStatus>(data).ok()
+    };
+    // The adopted eth0 becomes FULL.
+    let mut full = false;
+    for _ in 0..100 {
+        if let Some(s) = status_of(socket.clone()).await {
+            full = s
+                .interfaces
+                .iter()
+                .any(|i| i.name.as_str() == "eth0" && i.connectivity == Connectivity::Full);
+            if full {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(full, "eth0 never FULL");
+
+    // Kill every actor over the socket; each is running again with its kill counted.
+    let actors: Vec<String> = status_of(socket.clone())
+        .await
+        .unwrap()
+        .actors
+        .iter()
+        .map(|a| a.name.clone())
+        .collect();
+    assert!(actors.iter().any(|a| a == "prober:eth0"), "{actors:?}");
+    for actor in &actors {
+        control::request(
+            &socket,
+            &Request::Kill {
+                actor: actor.clone(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("kill {actor}: {e}"));
+        let mut back = false;
+        for _ in 0..100 {
+            if let Some(s) = status_of(socket.clone()).await {
+                back = s
+                    .actors
+                    .iter()
+                    .any(|a| &a.name == actor && a.running && a.kills >= 1);
+                if back {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(back, "{actor} not back");
+    }
+    let check = control::request(
+        &socket,
+        &Request::Check {
+            iface: "eth0".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(check["verdict"], "FULL");
+    let events = control::request(&socket, &Request::Events).await.unwrap();
+    assert!(events.as_array().is_some_and(|e| !e.is_empty()), "{events}");
+
+    // A scrape reflects the same board.
+    let mut conn = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("netfailover_interface_link_up{iface=\"eth0\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("netfailover_actor_restarts_total{actor=\"dispatcher\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("netfailover_checks_total{iface=\"eth0\",result=\"FULL\"}"),
+        "{text}"
+    );
+
+    engine.shutdown().await.unwrap();
+}
