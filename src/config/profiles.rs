@@ -426,10 +426,10 @@ fn family(
     addresses.sort_by_key(|(index, line, ..)| (*index, *line));
     let mut gateway = addresses.iter().find_map(|(.., gw)| *gw);
     if let Some(e) = kf.get(group, "gateway").filter(|e| !e.raw.is_empty()) {
-        gateway =
-            Some(parse_ip_of(&e.string(), fam).map_err(|why| {
-                reject(e.line, format!("{group}.gateway {:?} {why}", e.string()))
-            })?);
+        gateway = Some(
+            parse_ip_of(&e.string(), fam)
+                .map_err(|why| reject(e.line, format!("{group}.gateway: {why}")))?,
+        );
     }
     if method == Method::Manual && method_manages && addresses.is_empty() {
         return Err(reject(

@@ -331,9 +331,11 @@ pub fn duration(v: &Value, min: Duration) -> Result<Duration, String> {
         ValueKind::U64(n) => Duration::from_secs(*n),
         ValueKind::I64(n) => return Err(format!("{n} is negative")),
         ValueKind::String(s) => parse_duration(s)?,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "{v} is not a duration; write whole seconds or a string such as \"1500ms\" or \"2m\""
-        )),
+        ))
+        }
     };
     if d < min {
         return Err(format!(
