@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use netfailover_actors::model::{
-    DeviceEvents, DnsConfig, FamilyConfig, IfaceMatch, Method, Profile, RpFilterPolicy,
+    DeviceEvents, DnsConfig, FamilyConfig, IfaceMatch, Method, Profile, RpFilterPolicy, UplinkType,
 };
 
 use super::matching;
@@ -53,7 +53,7 @@ fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<
         writeln!(
             out,
             "  {}",
-            profile_line(p, &e.profiles[..i], &e.loaded.config.dns, opts)
+            profile_line(p, &e.profiles, i, &e.loaded.config.dns, opts)
         )?;
     }
     settings_section(e, out)?;
@@ -81,10 +81,12 @@ fn scripts_section(_dispatcher_dir: &Path, _out: &mut dyn Write) -> io::Result<(
 
 fn profile_line(
     p: &LoadedProfile,
-    earlier: &[LoadedProfile],
+    all: &[LoadedProfile],
+    index: usize,
     dns: &DnsConfig,
     opts: &LoadOptions,
 ) -> String {
+    let earlier = &all[..index];
     let prof = &p.profile;
     let mut notes = Vec::new();
     let iface = match (&prof.matches, &p.binding) {
@@ -100,6 +102,13 @@ fn profile_line(
             ));
             format!("first unclaimed {} (by type)", prefixes(prof))
         }
+        (IfaceMatch::ByType, _) if prof.uplink_type == UplinkType::Other => {
+            notes.push(
+                "type other with no interface-name matches no interface: add interface-name="
+                    .to_string(),
+            );
+            "none".to_string()
+        }
         (IfaceMatch::ByType, _) => format!("first unclaimed {} (by type)", prefixes(prof)),
     };
     if let IfaceMatch::Name(n) = &prof.matches {
@@ -112,10 +121,18 @@ fn profile_line(
     if !prof.managed {
         notes.push("autoconnect=false: loaded, not managed".to_string());
     }
-    if let Some(winner) = &p.lost_to {
+    if let Some(winner_file) = &p.lost_to {
+        let why = match all.iter().find(|w| &w.profile.file == winner_file) {
+            Some(w) if w.profile.managed && !prof.managed => "it autoconnects".to_string(),
+            Some(w) if w.autoconnect_priority != p.autoconnect_priority => format!(
+                "higher autoconnect-priority, {} > {}",
+                w.autoconnect_priority, p.autoconnect_priority
+            ),
+            _ => "same autoconnect-priority, earlier file name".to_string(),
+        };
         notes.push(format!(
-            "not used: {} wins for this interface (autoconnect, then higher autoconnect-priority, then file name)",
-            winner.display()
+            "not used: {} wins for this interface ({why})",
+            winner_file.display()
         ));
     }
     if p.lost_to.is_none() && prof.managed {
@@ -298,14 +315,10 @@ fn mac(m: &[u8; 6]) -> String {
 }
 
 fn prefixes(p: &Profile) -> String {
-    let prefixes = p.uplink_type.name_prefixes();
-    if prefixes.is_empty() {
-        "interface (type other matches none by name)".to_string()
-    } else {
-        prefixes
-            .iter()
-            .map(|p| format!("{p}*"))
-            .collect::<Vec<_>>()
-            .join("/")
-    }
+    p.uplink_type
+        .name_prefixes()
+        .iter()
+        .map(|p| format!("{p}*"))
+        .collect::<Vec<_>>()
+        .join("/")
 }
