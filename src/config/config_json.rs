@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::dns::apply_dns_servers;
 use super::problems::{line_of_offset, Problem};
+use super::settings::MAX_DURATION;
 use super::uri::CheckUri;
 use super::{read_text, Origin, ReadError};
 
@@ -134,7 +135,7 @@ pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettin
 
     let (mut interval, mut interval_origin) = (DEFAULT_INTERVAL, Origin::Default);
     if let Some(v) = sub("interval") {
-        match parse_interval(v) {
+        match parse_interval(v).filter(|secs| *secs <= MAX_DURATION.as_secs()) {
             Some(secs) => {
                 (interval, interval_origin) = (Duration::from_secs(secs), from_file.clone())
             }
@@ -142,7 +143,8 @@ pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettin
                 path,
                 line("interval"),
                 format!(
-                    "os.network.connectivity.interval {v} is not a whole number of seconds; using {}",
+                    "os.network.connectivity.interval {v} is not a whole number of seconds up to {} (30 days); using {}",
+                    MAX_DURATION.as_secs(),
                     DEFAULT_INTERVAL.as_secs()
                 ),
             )),
@@ -288,6 +290,11 @@ mod tests {
         assert_eq!(j("60"), Duration::from_secs(60));
         assert_eq!(j("\"300\""), Duration::from_secs(300));
         assert_eq!(j("0"), Duration::ZERO);
+        assert_eq!(j("2592000"), Duration::from_secs(2_592_000));
+        let (s, problems) = parse_problems(
+            r#"{"os": {"network": {"connectivity": {"interval": 99999999999999}}}}"#,
+        );
+        assert_eq!(s.interval, DEFAULT_INTERVAL, "{problems:?}");
     }
 
     #[test]
