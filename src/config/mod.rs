@@ -191,7 +191,11 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
     })?;
     let env = match &opts.env {
         Some(env) => env.clone(),
-        None => std::env::vars().collect(),
+        // `vars()` would panic on a variable that is not UTF-8; such a variable cannot be one
+        // of ours anyway.
+        None => std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
     };
     let mut problems = Vec::new();
     let settings = settings::load(boot, opts.settings_file.as_deref(), &env, &mut problems)?;

@@ -127,14 +127,12 @@ pub fn parse_profile(
     problems: &mut Vec<Problem>,
 ) -> Option<LoadedProfile> {
     let mut warnings = Vec::new();
-    match build(text, path, sysfs_root, &mut warnings) {
-        Ok(p) => {
-            problems.extend(warnings);
-            Some(p)
-        }
+    let result = build(text, path, sysfs_root, &mut warnings);
+    // Warnings found before a rejection still help the reader fix the file in one go.
+    problems.extend(warnings);
+    match result {
+        Ok(p) => Some(p),
         Err(r) => {
-            // Warnings before the fatal line still help the reader fix the file in one go.
-            problems.extend(warnings);
             problems.push(Problem::error(
                 path,
                 r.line,
