@@ -164,6 +164,7 @@ pub struct InterfaceResolver {
     resolvers: Vec<Resolver<BoundProvider>>,
     meter: Arc<DatagramMeter>,
     cached: Mutex<Option<CachedAnswer>>,
+    per_server_timeout: Duration,
 }
 
 impl InterfaceResolver {
@@ -212,6 +213,7 @@ impl InterfaceResolver {
             resolvers,
             meter,
             cached: Mutex::new(None),
+            per_server_timeout,
         })
     }
 
@@ -242,7 +244,15 @@ impl InterfaceResolver {
         };
         let mut failures = Vec::with_capacity(self.resolvers.len());
         for (resolver, server) in self.resolvers.iter().zip(&self.servers) {
-            match resolver.lookup_ip(fqdn.as_str()).await {
+            // Hickory's own timeout is per query, and Ipv4thenIpv6 may send a second query
+            // after the first timed out: bound the server as a whole.
+            let lookup =
+                tokio::time::timeout(self.per_server_timeout, resolver.lookup_ip(fqdn.as_str()));
+            let Ok(result) = lookup.await else {
+                failures.push((*server, ServerFailure::Timeout));
+                continue;
+            };
+            match result {
                 Ok(lookup) => {
                     let addrs: Vec<IpAddr> = lookup.iter().collect();
                     if addrs.is_empty() {
@@ -355,5 +365,13 @@ impl ResolverPool {
         let fresh = Arc::new(InterfaceResolver::new(iface, servers, per_server_timeout)?);
         pool.insert(iface.clone(), fresh.clone());
         Ok(fresh)
+    }
+
+    /// Forgets the resolver of `iface` after a failed lookup, so the next check starts from
+    /// fresh sockets (hickory's background tasks belong to the runtime that created them; a
+    /// Prober restarted on another arbiter must not inherit dead ones).
+    pub fn forget(&self, iface: &IfaceName) {
+        let mut pool = self.by_iface.lock().unwrap_or_else(|e| e.into_inner());
+        pool.remove(iface);
     }
 }

@@ -314,6 +314,9 @@ impl HttpProbe {
             }),
         };
         let dns_bytes = resolver.as_ref().map_or(0, |r| r.bytes()) - dns_before;
+        if matches!(outcome, Err(CheckFailure::Dns(_))) {
+            inner.resolvers.forget(&request.iface);
+        }
         let report = report(outcome, meters.tcp_bytes(), dns_bytes, started);
         tracing::debug!(
             iface = %request.iface,

@@ -6,7 +6,8 @@
 //! - IP header: 20 B (IPv4) or 40 B (IPv6) per packet.
 //! - TCP header: 32 B per segment (20 B plus the 12 B timestamp option Linux always sends), 40 B
 //!   on SYN and SYN-ACK (MSS, SACK-permitted, timestamps, window scale).
-//! - A connection costs SYN, SYN-ACK, ACK, then FIN, FIN-ACK, ACK when it closes.
+//! - A connection costs SYN, SYN-ACK, ACK, and one RST when the probe drops it (the probe closes
+//!   with SO_LINGER 0, see `http.rs`).
 //! - Payload is cut into segments of at most [`TCP_MSS`] bytes; the side that receives a flight
 //!   acknowledges it with one pure ACK per two segments (delayed ACK), rounded up.
 //! - UDP: 8 B header per datagram.
@@ -112,11 +113,11 @@ impl TcpMeter {
         let (out, inn) = self.payload();
         let seg_out = self.segments_out.load(Ordering::Relaxed);
         let seg_in = self.segments_in.load(Ordering::Relaxed);
-        // SYN(s) + SYN-ACK + ACK, the data, the delayed ACKs of each side, and the close.
+        // SYN(s) + SYN-ACK + ACK, the data, the delayed ACKs of each side, and the RST.
         let handshake = syns * syn + syn + plain;
         let data = out + inn + (seg_out + seg_in) * plain;
         let acks = (seg_out.div_ceil(2) + seg_in.div_ceil(2)) * plain;
-        let close = 3 * plain;
+        let close = plain;
         handshake + data + acks + close
     }
 }
@@ -210,7 +211,7 @@ mod tests {
         m.connect_attempt(Duration::from_millis(1), true);
         m.wrote(60);
         m.read(100);
-        // handshake 60+60+52, data 160 + 2×52, ACKs 2×52, close 3×52.
-        assert_eq!(m.l3_bytes(), 172 + 264 + 104 + 156);
+        // handshake 60+60+52, data 160 + 2×52, ACKs 2×52, RST 52.
+        assert_eq!(m.l3_bytes(), 172 + 264 + 104 + 52);
     }
 }
