@@ -684,7 +684,7 @@ mod engine_level {
         config
     }
 
-    fn fake_links(world: &World) -> FakeWorld {
+    fn fake_links() -> FakeWorld {
         let fake = FakeWorld::new();
         for (k, (uplink, metric)) in [("eth0", 100), ("wwan0", 700)].into_iter().enumerate() {
             let ifindex = fake.kernel.add_link(uplink, LinkKind::Other);
@@ -696,7 +696,6 @@ mod engine_level {
                 protocol: 16,
             });
         }
-        let _ = world;
         fake
     }
 
@@ -736,7 +735,7 @@ mod engine_level {
                 .sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "1")
                 .unwrap();
         }
-        let fake = fake_links(&world);
+        let fake = fake_links();
         let mut ports = fake.ports();
         ports.probe = Arc::new(HttpProbe::new(&engine_config(bound_wwan0).check).unwrap());
         ports.sysctl = Arc::new(ProcSysctl);
