@@ -72,7 +72,14 @@ pub enum Behaviour {
     EndlessBody,
     /// 200 with a portal page but `X-NetworkManager-Status: online`.
     OnlineHeader,
+    /// Accepts, answers bytes that are not HTTP, closes.
+    Garbage,
+    /// Accepts and resets the connection at once (RST).
+    Reset,
 }
+
+/// Bytes that are no HTTP answer.
+const GARBAGE: &[u8] = b"SSH-2.0-not-http\r\n\x00\xff\xfe garbage";
 
 /// A throw-away CA and one server certificate it signed.
 #[derive(Clone)]
@@ -224,6 +231,24 @@ struct CheckShared {
     requests: AtomicU64,
 }
 
+impl CheckShared {
+    fn behaviour(&self) -> Behaviour {
+        self.behaviour
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records one request (or connection, for behaviours that never parse one).
+    fn saw(&self, peer: SocketAddr) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(peer.ip());
+    }
+}
+
 /// The HTTP (and optionally HTTPS) check endpoint; stops on drop.
 pub struct CheckServer {
     shared: Arc<CheckShared>,
@@ -301,17 +326,27 @@ impl CheckServer {
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<CheckShared>) {
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Out of descriptors or similar: do not spin.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            if shared.behaviour() == Behaviour::Reset {
+                shared.saw(peer);
+                let _ = stream.set_zero_linger();
+                return;
+            }
             match tls {
-                None => serve(TokioIo::new(stream), peer, shared).await,
+                None => serve(stream, peer, shared).await,
                 Some(acceptor) => {
                     if let Ok(stream) = acceptor.accept(stream).await {
-                        serve(TokioIo::new(stream), peer, shared).await;
+                        serve(stream, peer, shared).await;
                     }
                 }
             }
@@ -319,29 +354,28 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Ar
     }
 }
 
-async fn serve<I>(io: I, peer: SocketAddr, shared: Arc<CheckShared>)
+async fn serve<I>(mut io: I, peer: SocketAddr, shared: Arc<CheckShared>)
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    if shared.behaviour() == Behaviour::Garbage {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut request = [0u8; 1024];
+        let _ = io.read(&mut request).await;
+        shared.saw(peer);
+        let _ = io.write_all(GARBAGE).await;
+        let _ = io.shutdown().await;
+        return;
+    }
     let service = hyper::service::service_fn(move |_request| {
         let shared = shared.clone();
         async move {
-            shared.requests.fetch_add(1, Ordering::Relaxed);
-            shared
-                .peers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(peer.ip());
-            let behaviour = shared
-                .behaviour
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            Ok::<_, Infallible>(answer(behaviour).await)
+            shared.saw(peer);
+            Ok::<_, Infallible>(answer(shared.behaviour()).await)
         }
     });
     let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, service)
+        .serve_connection(TokioIo::new(io), service)
         .await;
 }
 
@@ -369,6 +403,10 @@ async fn answer(behaviour: Behaviour) -> Response<AnyBody> {
         }
         Behaviour::ServerError => full(StatusCode::INTERNAL_SERVER_ERROR, "oops".into()),
         Behaviour::Stall => std::future::pending().await,
+        // Handled before HTTP parsing; answer something harmless if it changed meanwhile.
+        Behaviour::Garbage | Behaviour::Reset => {
+            full(StatusCode::SERVICE_UNAVAILABLE, String::new())
+        }
         Behaviour::EndlessBody => {
             let chunks = futures::stream::iter(
                 (0..ENDLESS_CHUNKS).map(|_| Ok(Frame::data(Bytes::from_static(&ENDLESS_DATA)))),
@@ -386,11 +424,24 @@ async fn answer(behaviour: Behaviour) -> Response<AnyBody> {
     }
 }
 
+/// How the DNS responder replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnsMode {
+    /// Answers from the configured records.
+    #[default]
+    Answer,
+    /// Replies with bytes that are no DNS message.
+    Garbage,
+    /// Reads queries and never replies.
+    Silent,
+}
+
 /// What the DNS responder saw, shared with its guard.
 #[derive(Debug, Default)]
 struct DnsShared {
     queries: AtomicU64,
     peers: Mutex<Vec<IpAddr>>,
+    mode: Mutex<DnsMode>,
 }
 
 /// A DNS responder answering A/AAAA for fixed names; stops on drop.
@@ -401,7 +452,7 @@ pub struct DnsResponder {
 
 impl DnsResponder {
     /// Answers on exactly `addr` inside `ns` (hickory drops replies from any other source
-    /// address, so never bind a wildcard). Unknown names get NXDOMAIN.
+    /// address: bind a wildcard only to test exactly that). Unknown names get NXDOMAIN.
     pub fn start(
         ns: &Netns,
         addr: SocketAddr,
@@ -426,6 +477,11 @@ impl DnsResponder {
             shared,
             _thread: thread,
         })
+    }
+
+    /// Switches how later queries are answered.
+    pub fn set_mode(&self, mode: DnsMode) {
+        *self.shared.mode.lock().unwrap_or_else(|e| e.into_inner()) = mode;
     }
 
     /// Queries received so far (garbage included).
@@ -460,6 +516,15 @@ async fn dns_loop(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(peer.ip());
+        let mode = *shared.mode.lock().unwrap_or_else(|e| e.into_inner());
+        match mode {
+            DnsMode::Answer => {}
+            DnsMode::Silent => continue,
+            DnsMode::Garbage => {
+                let _ = socket.send_to(GARBAGE, peer).await;
+                continue;
+            }
+        }
         let Ok(query) = Message::from_vec(&buf[..n]) else {
             continue;
         };

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use netfailover::engine::model::{CheckConfig, IfaceName};
 use netfailover::engine::ports::{ProbeReport, ProbeRequest, Verdict};
-use netfailover::lab::internet::{Behaviour, CheckServer, DnsResponder, TestCa};
+use netfailover::lab::internet::{Behaviour, CheckServer, DnsMode, DnsResponder, TestCa};
 use netfailover::lab::netns::{require_root, veth, Netns};
 use netfailover::os::probe::HttpProbe;
 
@@ -554,6 +554,35 @@ fn bytes_per_check_over_http_and_https() {
         }
     }
     std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn garbage_silent_and_wrong_source_dns_answers_fail_cleanly() {
+    if !require_root("garbage_silent_and_wrong_source_dns_answers_fail_cleanly") {
+        return;
+    }
+    let world = World::new("pdbad");
+    let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
+    let probe = HttpProbe::new(&config(&format!("http://{HOST}/"))).unwrap();
+    let eth0 = request(&world, "eth0", &[DNS_A]);
+    let dns = dns_all(&world);
+    for mode in [DnsMode::Garbage, DnsMode::Silent] {
+        dns.set_mode(mode);
+        let before = dns.queries();
+        let report = world.on_device(async || probe.run(eth0.clone()).await);
+        assert_verdict(&report, Verdict::Limited, &format!("{mode:?}"));
+        assert!(report.reason.starts_with("DNS:"), "{report:?}");
+        assert!(dns.queries() > before, "{mode:?}: the query arrived");
+    }
+    // A responder on the wildcard address answers from the Internet's interface address, not
+    // from the server address the query went to: hickory ignores it.
+    drop(dns);
+    let wildcard =
+        DnsResponder::start(&world.inet, sa("0.0.0.0:53"), &[(HOST, ip(SERVER))], 300).unwrap();
+    let report = world.on_device(async || probe.run(eth0.clone()).await);
+    assert_verdict(&report, Verdict::Limited, "answer from the wrong address");
+    assert!(report.reason.starts_with("DNS:"), "{report:?}");
+    assert!(wildcard.queries() > 0);
 }
 
 /// The premise of the engine's rp_filter handling: with strict reverse-path filtering a
