@@ -24,6 +24,8 @@ const DNS_B: &str = "203.0.113.54";
 /// Nothing listens here: a dead DNS server.
 const DNS_DEAD: &str = "203.0.113.55";
 const HOST: &str = "check.test";
+const SERVER6: &str = "2001:db8:ffff::10";
+const DNS6: &str = "2001:db8:ffff::53";
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().expect("test address")
@@ -134,6 +136,83 @@ impl World {
             isps.push(isp);
         }
         World { dev, isps, inet }
+    }
+
+    /// Adds IPv6 to every hop: uplink k is 2001:db8:k::/64, ISP k reaches the Internet over
+    /// 2001:db8:10k::/64, and the Internet serves on 2001:db8:ffff::10 (HTTP) and ::53 (DNS).
+    fn enable_ipv6(&self) {
+        let all = std::iter::once(&self.dev)
+            .chain(self.isps.iter())
+            .chain(std::iter::once(&self.inet));
+        for ns in all {
+            for key in ["all", "default"] {
+                ns.sysctl(&format!("net.ipv6.conf.{key}.disable_ipv6"), "0")
+                    .expect("sysctl");
+            }
+        }
+        for addr in [SERVER6, DNS6] {
+            self.inet
+                .ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{addr}/128"),
+                    "dev",
+                    "lo",
+                    "nodad",
+                ])
+                .expect("inet v6 addr");
+        }
+        for (k, uplink) in UPLINKS.iter().enumerate() {
+            let isp = &self.isps[k];
+            isp.sysctl("net.ipv6.conf.all.forwarding", "1")
+                .expect("forward");
+            let add = |ns: &Netns, addr: String, dev: &str| {
+                ns.ip(&["-6", "addr", "add", &addr, "dev", dev, "nodad"])
+                    .expect("v6 addr")
+            };
+            add(&self.dev, format!("2001:db8:{k}::2/64"), uplink);
+            add(isp, format!("2001:db8:{k}::1/64"), "d0");
+            add(isp, format!("2001:db8:10{k}::2/64"), "u0");
+            add(
+                &self.inet,
+                format!("2001:db8:10{k}::1/64"),
+                &format!("i{k}"),
+            );
+            isp.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("2001:db8:10{k}::1"),
+            ])
+            .expect("isp v6 default");
+            self.inet
+                .ip(&[
+                    "-6",
+                    "route",
+                    "add",
+                    &format!("2001:db8:{k}::/64"),
+                    "via",
+                    &format!("2001:db8:10{k}::2"),
+                ])
+                .expect("inet v6 route");
+            self.dev
+                .ip(&[
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("2001:db8:{k}::1"),
+                    "dev",
+                    uplink,
+                    "metric",
+                    &(100 * (k + 1)).to_string(),
+                ])
+                .expect("dev v6 default");
+        }
     }
 
     /// Runs `f` on a thread inside the device namespace, with its own runtime (every check of
@@ -583,6 +662,57 @@ fn garbage_silent_and_wrong_source_dns_answers_fail_cleanly() {
     assert_verdict(&report, Verdict::Limited, "answer from the wrong address");
     assert!(report.reason.starts_with("DNS:"), "{report:?}");
     assert!(wildcard.queries() > 0);
+}
+
+#[test]
+fn checks_over_ipv6_with_aaaa_only_names() {
+    if !require_root("checks_over_ipv6_with_aaaa_only_names") {
+        return;
+    }
+    let world = World::new("pv6");
+    world.enable_ipv6();
+    let server = CheckServer::start(&world.inet, sa(&format!("[{SERVER6}]:80")), None).unwrap();
+    // The name has only an AAAA record: the A query comes back empty, then AAAA is asked.
+    let dns = DnsResponder::start(
+        &world.inet,
+        sa(&format!("[{DNS6}]:53")),
+        &[(HOST, ip(SERVER6))],
+        300,
+    )
+    .unwrap();
+    let literal = HttpProbe::new(&config(&format!("http://[{SERVER6}]/"))).unwrap();
+    let named = HttpProbe::new(&config(&format!("http://{HOST}/"))).unwrap();
+    let wwan0 = ProbeRequest {
+        dns: vec![sa(&format!("[{DNS6}]:53"))],
+        ..request(&world, "wwan0", &[])
+    };
+    world.on_device(async || {
+        // Neighbour discovery may need a moment on fresh links: the first check may fail.
+        let mut report = literal.run(wwan0.clone()).await;
+        for _ in 0..5 {
+            if report.verdict == Verdict::Full {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            report = literal.run(wwan0.clone()).await;
+        }
+        assert_verdict(&report, Verdict::Full, "IPv6 literal");
+        assert_eq!(report.dns_bytes, 0);
+        let report = named.run(wwan0.clone()).await;
+        assert_verdict(&report, Verdict::Full, "AAAA-only name");
+        assert!(report.dns_bytes > 0, "{report:?}");
+    });
+    let device_v6 = ip("2001:db8:1::2");
+    assert!(
+        server.peers().iter().all(|p| *p == device_v6),
+        "{:?}",
+        server.peers()
+    );
+    assert!(
+        dns.peers().iter().all(|p| *p == device_v6),
+        "{:?}",
+        dns.peers()
+    );
 }
 
 /// The premise of the engine's rp_filter handling: with strict reverse-path filtering a

@@ -24,7 +24,7 @@ use super::{is_no_route, CheckFailure};
 
 /// What the check asks for, from the check URI.
 #[derive(Debug, Clone)]
-pub struct Request1 {
+pub struct GetRequest {
     /// `Host:` header value (the URI's authority).
     pub authority: HeaderValue,
     pub path_and_query: String,
@@ -117,7 +117,7 @@ where
 /// Sends the GET over `io` and classifies the answer.
 pub async fn exchange<S>(
     io: S,
-    request: &Request1,
+    request: &GetRequest,
     expected: &[u8],
 ) -> Result<(Verdict, String), CheckFailure>
 where

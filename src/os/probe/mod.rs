@@ -35,7 +35,7 @@ pub use dns::DnsFailure;
 pub use wire::{TCP_HEADER, TCP_MSS, TCP_SYN_HEADER, UDP_HEADER};
 
 use dns::ResolverPool;
-use http::Request1;
+use http::GetRequest;
 use wire::{Metered, TcpMeter};
 
 /// The probe cannot be built from the configuration.
@@ -107,13 +107,22 @@ enum Host {
     Name(String),
 }
 
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
 /// The parsed check URI.
 #[derive(Debug, Clone)]
 struct Target {
     https: bool,
     host: Host,
     port: u16,
-    request: Request1,
+    request: GetRequest,
 }
 
 impl Target {
@@ -159,7 +168,7 @@ impl Target {
             https,
             host,
             port,
-            request: Request1 {
+            request: GetRequest {
                 authority: authority_value,
                 path_and_query,
             },
@@ -313,7 +322,10 @@ impl HttpProbe {
                 after: inner.timeout,
             }),
         };
-        let dns_bytes = resolver.as_ref().map_or(0, |r| r.bytes()) - dns_before;
+        let dns_bytes = resolver
+            .as_ref()
+            .map_or(0, |r| r.bytes())
+            .saturating_sub(dns_before);
         if matches!(outcome, Err(CheckFailure::Dns(_))) {
             inner.resolvers.forget(&request.iface);
         }
@@ -373,10 +385,12 @@ impl HttpProbe {
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or(CheckFailure::Dns(DnsFailure::NoAnswer {
-            host: format!("{:?}", inner.target.host),
-            iface: iface.clone(),
-        })))
+        Err(last.unwrap_or_else(|| {
+            CheckFailure::Dns(DnsFailure::NoAnswer {
+                host: inner.target.host.to_string(),
+                iface: iface.clone(),
+            })
+        }))
     }
 }
 
