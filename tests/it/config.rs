@@ -379,3 +379,94 @@ mod no_panic {
         assert!(config::load_with(&isolated(boot.path())).is_ok());
     }
 }
+
+mod drives_the_engine {
+    //! The loader's output runs the real engine (on in-memory fakes): the
+    //! configured metrics reach the kernel table, and a reload after editing a keyfile moves
+    //! the routes with no moment without a default route (what SIGHUP does in the daemon).
+
+    use super::*;
+    use netfailover::engine::fake::FakeWorld;
+    use netfailover::engine::model::{Family, KernelRoute, LinkKind};
+    use std::time::Duration;
+
+    const DHCP: u8 = 16;
+
+    fn keyfile(iface: &str, kind: &str, metric: Option<u32>) -> String {
+        let metric = metric.map_or(String::new(), |m| format!("[ipv4]\nroute-metric={m}\n"));
+        format!("[connection]\nid={iface}\ntype={kind}\ninterface-name={iface}\n[ipv6]\nmethod=ignore\n{metric}")
+    }
+
+    /// Polls (real time, bounded) until the fake kernel's owned routes are `want`.
+    async fn until_owned(w: &FakeWorld, want: &[(u32, u32)]) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while owned(w) != want && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(owned(w), want);
+    }
+
+    fn owned(w: &FakeWorld) -> Vec<(u32, u32)> {
+        let mut v: Vec<(u32, u32)> = w
+            .kernel
+            .routes()
+            .into_iter()
+            .filter(|r| r.protocol == netfailover::engine::model::DEFAULT_ROUTE_PROTOCOL)
+            .map(|r| (r.ifindex, r.metric))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[actix::test]
+    async fn loaded_config_sets_metrics_and_reload_moves_them_without_a_gap() {
+        let boot = temp_boot(&[
+            (
+                "config.json",
+                r#"{"os": {"network": {"connectivity": {"uri": "http://192.0.2.80/check", "interval": "30"}}}}"#,
+            ),
+            (
+                "netfailover.toml",
+                "adopt = false\n[check]\ntimeout = 2\nconnect_timeout = 1\n",
+            ),
+            (
+                "system-connections/eth0",
+                &keyfile("eth0", "802-3-ethernet", Some(40)),
+            ),
+            ("system-connections/wlan0", &keyfile("wlan0", "wifi", None)),
+        ]);
+        let opts = isolated(boot.path());
+        let loaded = config::load_with(&opts).unwrap();
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+
+        let w = FakeWorld::new();
+        let mut ifindex = Vec::new();
+        for (i, name) in ["eth0", "wlan0"].into_iter().enumerate() {
+            let idx = w.kernel.add_link(name, LinkKind::Other);
+            w.kernel.add_route_by_hand(KernelRoute {
+                family: Family::V4,
+                ifindex: idx,
+                gateway: Some(format!("192.0.2.{}", i + 1).parse().unwrap()),
+                metric: 100 + i as u32,
+                protocol: DHCP,
+            });
+            ifindex.push(idx);
+        }
+        let h = netfailover::engine::start(loaded.config, w.ports());
+        until_owned(&w, &[(ifindex[0], 40), (ifindex[1], 600)]).await;
+        assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+
+        // Edit the keyfiles as a person would, then reload (the daemon does this on SIGHUP).
+        std::fs::write(
+            boot.path().join("system-connections/eth0"),
+            keyfile("eth0", "802-3-ethernet", Some(900)),
+        )
+        .unwrap();
+        let reloaded = config::load_with(&opts).unwrap();
+        h.reload(reloaded.config);
+        until_owned(&w, &[(ifindex[0], 900), (ifindex[1], 600)]).await;
+        assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
+        assert_eq!(w.kernel.gaps(), 0, "never without a default route");
+        h.shutdown().await.unwrap();
+    }
+}
