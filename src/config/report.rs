@@ -14,7 +14,7 @@ use netfailover_actors::model::{
 };
 
 use super::matching;
-use super::profiles::{Binding, LoadedProfile, MetricOrigin};
+use super::profiles::{Binding, MetricOrigin};
 use super::settings::{Settings, KEYS};
 use super::{load_effective, Effective, LoadOptions, Origin};
 
@@ -49,12 +49,8 @@ fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<
             "  (none; interfaces holding a default route are adopted when adopt = true)"
         )?;
     }
-    for (i, p) in e.profiles.iter().enumerate() {
-        writeln!(
-            out,
-            "  {}",
-            profile_line(p, &e.profiles, i, &e.loaded.config.dns, opts)
-        )?;
+    for i in 0..e.profiles.len() {
+        writeln!(out, "  {}", profile_line(e, i, opts))?;
     }
     settings_section(e, out)?;
     dns_section(e, opts, out)?;
@@ -79,13 +75,11 @@ fn scripts_section(_dispatcher_dir: &Path, _out: &mut dyn Write) -> io::Result<(
     Ok(())
 }
 
-fn profile_line(
-    p: &LoadedProfile,
-    all: &[LoadedProfile],
-    index: usize,
-    dns: &DnsConfig,
-    opts: &LoadOptions,
-) -> String {
+/// One line for profile `index` of `e.profiles`.
+fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
+    let all = &e.profiles;
+    let p = &all[index];
+    let dns = &e.loaded.config.dns;
     let earlier = &all[..index];
     let prof = &p.profile;
     let mut notes = Vec::new();
@@ -113,13 +107,20 @@ fn profile_line(
     };
     if let IfaceMatch::Name(n) = &prof.matches {
         if !matching::iface_exists(&opts.sysfs_root, n.as_str()) {
-            notes.push(format!(
-                "interface {n} absent on this machine; managed when it appears"
-            ));
+            let when = if prof.managed && p.lost_to.is_none() {
+                "; managed when it appears"
+            } else {
+                ""
+            };
+            notes.push(format!("interface {n} absent on this machine{when}"));
         }
     }
     if !prof.managed {
-        notes.push("autoconnect=false: loaded, not managed".to_string());
+        notes.push(if e.loaded.config.adopt {
+            "autoconnect=false: profile not applied (adopt = true still manages the interface if it holds a default route)".to_string()
+        } else {
+            "autoconnect=false: loaded, not managed".to_string()
+        });
     }
     if let Some(winner_file) = &p.lost_to {
         let why = match all.iter().find(|w| &w.profile.file == winner_file) {
