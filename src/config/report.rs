@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use netfailover_actors::model::{
-    DeviceEvents, DnsConfig, FamilyConfig, IfaceMatch, Method, Profile, RpFilterPolicy, UplinkType,
+    DeviceEvents, DnsConfig, FamilyConfig, IfaceMatch, IfaceName, Method, Profile, RpFilterPolicy,
+    UplinkType,
 };
 
 use super::matching;
@@ -199,19 +200,17 @@ fn family(f: &FamilyConfig, origin: MetricOrigin, prof: &Profile) -> String {
     s
 }
 
-/// SPEC §3 order for an interface with no `@IFACE` servers.
+/// SPEC §3 order for an interface not known by name (type or MAC binding): the same as
+/// `servers_for` without any `@IFACE` servers.
 fn unbound_servers(dns: &DnsConfig, profile_dns: &[IpAddr]) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = Vec::new();
-    let profile = profile_dns.iter().map(|ip| SocketAddr::new(*ip, 53));
-    for s in profile
-        .chain(dns.global.iter().copied())
-        .chain(dns.system.iter().copied())
-    {
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    out
+    let unbound = DnsConfig {
+        bound: Default::default(),
+        ..dns.clone()
+    };
+    // With no bound servers the name is never looked at; any valid one will do.
+    IfaceName::new("unbound")
+        .map(|name| unbound.servers_for(&name, profile_dns))
+        .unwrap_or_default()
 }
 
 fn settings_section(e: &Effective, out: &mut dyn Write) -> io::Result<()> {
