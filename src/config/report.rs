@@ -117,11 +117,7 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
         }
     }
     if !prof.managed {
-        notes.push(if e.loaded.config.adopt {
-            "autoconnect=false: profile not applied (adopt = true still manages the interface if it holds a default route)".to_string()
-        } else {
-            "autoconnect=false: loaded, not managed".to_string()
-        });
+        notes.push("autoconnect=false: loaded, not managed (not adopted either)".to_string());
     }
     if let Some(winner_file) = &p.lost_to {
         let why = match all.iter().find(|w| &w.profile.file == winner_file) {
