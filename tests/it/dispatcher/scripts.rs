@@ -440,3 +440,36 @@ async fn output_is_logged_line_by_line_with_the_script_name() {
         assert!(line.contains(&format!("stream=\"{stream}\"")), "{line}");
     }
 }
+
+#[tokio::test]
+async fn a_background_child_holding_the_output_pipe_does_not_hold_up_the_next_script() {
+    let d = ScriptDir::new();
+    let child = d.scratch("child");
+    // The background sleep inherits stdout and stderr, so the pipes never reach end-of-file
+    // while it lives.
+    d.script(
+        "10-leaves-a-child",
+        &format!("sleep 1000 &\necho $! > '{}'\necho done", child.display()),
+        0o755,
+    );
+    d.reporter("20-next");
+    let started = std::time::Instant::now();
+    let outcomes = ScriptDirRunner::new(&d.dir, LONG)
+        .run(event(8, EventKind::Up, Some("eth0")))
+        .await;
+    let took = started.elapsed();
+    let child_pid = read_pid(&child);
+    // A script that exits by itself keeps its background children, as with NetworkManager.
+    let child_alive = !pid_is_dead(child_pid);
+    // This test started it, so this test ends it, before any assertion can fail.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert_eq!(outcomes[0].result, ScriptResult::Exited { code: 0 });
+    assert_eq!(outcomes[1].result, ScriptResult::Exited { code: 0 });
+    assert_eq!(d.lines(), ["20-next up eth0 id=8"]);
+    assert!(child_alive);
+    // Bounded by the drain grace (0.5 s), not by the child's 1 000 s.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
