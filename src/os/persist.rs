@@ -34,9 +34,11 @@ pub const JOURNAL_FILE: &str = "journal.json";
 /// File name of RouteManager's per-interface state inside `state_dir`.
 pub const STATE_FILE: &str = "state.json";
 
-/// Largest state file read back. The journal is bounded by `dispatcher.journal_limit` (1 024
-/// events of well under 1 KiB each by default), so anything bigger is not ours or is damaged, and
-/// reading it whole could cost the daemon an unbounded amount of memory.
+/// Largest state file read or written. A journal event takes about 300 bytes of compact JSON,
+/// so this holds some 3 000 pending events, three times the default `dispatcher.journal_limit`;
+/// anything bigger is not ours or is damaged, and reading it whole could cost the daemon an
+/// unbounded amount of memory. A save that would exceed it fails (the old file stays), so what
+/// is on disk can always be read back.
 pub const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
 
 /// What went wrong with a state file; every variant names the path.
@@ -48,7 +50,7 @@ pub enum PersistError {
         #[source]
         source: io::Error,
     },
-    #[error("state file {path} is {size} bytes, more than the {limit}-byte limit; ignoring it")]
+    #[error("state file {path}: {size} bytes is more than the {limit}-byte limit")]
     TooLarge {
         path: PathBuf,
         size: u64,
@@ -197,10 +199,20 @@ fn write_json_atomically<T: Serialize>(
         path: path.to_path_buf(),
         source,
     };
-    let bytes = serde_json::to_vec_pretty(value).map_err(|source| PersistError::Encode {
+    // Compact: a journal event is about 300 bytes this way, so the read limit holds several
+    // times the default journal bound.
+    let bytes = serde_json::to_vec(value).map_err(|source| PersistError::Encode {
         path: path.to_path_buf(),
         source,
     })?;
+    // Never write what could not be read back: the old file, readable, stays in place.
+    if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
+        return Err(PersistError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit: MAX_STATE_FILE_BYTES,
+        });
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     if !dir.as_os_str().is_empty() {
         DirBuilder::new()

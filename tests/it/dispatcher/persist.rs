@@ -139,3 +139,27 @@ async fn an_unwritable_state_dir_is_an_error_not_a_panic() {
     let err = journal.save(journal_with(1..2)).await.unwrap_err();
     assert!(err.to_string().contains("journal.json"), "{err}");
 }
+
+#[tokio::test]
+async fn a_state_too_big_to_read_back_is_refused_and_the_old_file_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(tmp.path());
+    journal.save(journal_with(1..3)).await.unwrap();
+    let mut huge = journal_with(1..2);
+    huge.pending[0].reason = "x".repeat(MAX_STATE_FILE_BYTES as usize);
+    let err = journal.save(huge).await.unwrap_err().to_string();
+    assert!(err.contains("limit"), "{err}");
+    assert_eq!(journal.load().await.unwrap(), journal_with(1..3));
+}
+
+#[tokio::test]
+async fn a_journal_of_three_times_the_default_bound_fits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = FileJournal::new(tmp.path());
+    let limit = netfailover::engine::model::DispatcherConfig::default().journal_limit as u64;
+    let big = journal_with(1..3 * limit + 1);
+    journal.save(big.clone()).await.unwrap();
+    assert_eq!(journal.load().await.unwrap(), big);
+    let size = fs::metadata(journal.path()).unwrap().len();
+    assert!(size < MAX_STATE_FILE_BYTES, "{size} bytes");
+}
