@@ -3,6 +3,7 @@
 //! state files under a temporary `state_dir`. Shared fixtures live here, the tests in the
 //! submodules.
 
+mod engine;
 mod persist;
 mod scripts;
 
