@@ -597,3 +597,99 @@ async fn a_thousand_link_flaps_lose_no_up_or_down() {
     );
     assert!(max_journal < netfailover::os::persist::MAX_STATE_FILE_BYTES);
 }
+
+/// The engine-level equivalent of SIGKILLing the daemon: the whole actix System is dropped with
+/// no shutdown (every actor and task vanishes at once; only the files under `state_dir` and the
+/// fake kernel remain), then a new engine starts on the same `state_dir`.
+#[test]
+fn pending_events_survive_an_abrupt_stop_of_the_whole_engine() {
+    let d = ScriptDir::new();
+    let state = state_dir();
+    let holder = HoldingScript::install(&d);
+    let world = FakeWorld::new();
+    world.kernel.add_link("eth0", LinkKind::Other);
+    world.kernel.add_link("wlan0", LinkKind::Other);
+
+    let produced: Vec<netfailover::engine::model::Event> = {
+        let system = actix_rt::System::new();
+        let produced = system.block_on(async {
+            let handle = netfailover::engine::start(
+                config(WAIT, 1024),
+                ports_on(&world, &d.dir, state.path(), WAIT),
+            );
+            let mut events = handle.subscribe();
+            until("the first event's script holds", || holder.pids().is_some()).await;
+            queue_events(&world, &handle, 10).await;
+            // One more event, and "crash" as soon as the engine has acknowledged it.
+            let before = handle.history().len();
+            world.kernel.set_carrier("wlan0", false);
+            until("the last event produced", || {
+                handle.history().len() > before
+            })
+            .await;
+            let mut produced = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                produced.push(e);
+            }
+            produced
+        });
+        drop(system);
+        produced
+    };
+    let (leader, child) = holder.pids().unwrap();
+    assert!(
+        netfailover::lab::netns::wait_for(Duration::from_secs(10), || {
+            (pid_is_dead(leader) && pid_is_dead(child)).then_some(())
+        })
+        .is_some(),
+        "the held script survived the engine"
+    );
+    assert!(produced.len() > 11, "{}", produced.len());
+    let started: Vec<u64> = ids_of(&d.lines(), "start|");
+    let held_id = *started.last().unwrap();
+
+    // What is on disk: every produced event not yet finished, and a counter past them all.
+    let on_disk = actix_rt::System::new().block_on(async {
+        use netfailover::engine::ports::Journal;
+        FileJournal::new(state.path()).load().await.unwrap()
+    });
+    let finished: BTreeSet<u64> = ids_of(&d.lines(), "end|").into_iter().collect();
+    let want_pending: Vec<u64> = produced
+        .iter()
+        .map(|e| e.id)
+        .filter(|id| !finished.contains(id))
+        .collect();
+    let got_pending: Vec<u64> = on_disk.pending.iter().map(|e| e.id).collect();
+    assert_eq!(got_pending, want_pending, "journal after the crash");
+    let max_id = produced.iter().map(|e| e.id).max().unwrap();
+    assert!(on_disk.next_id > max_id);
+
+    std::fs::remove_file(&holder.hold).unwrap();
+    actix_rt::System::new().block_on(async {
+        let handle = netfailover::engine::start(
+            config(WAIT, 1024),
+            ports_on(&world, &d.dir, state.path(), WAIT),
+        );
+        until("the journal's events delivered", || {
+            let ends = ids_of(&d.lines(), "end|");
+            want_pending.iter().all(|id| ends.contains(id))
+        })
+        .await;
+        until("nothing pending", || all_delivered(&handle)).await;
+        handle.shutdown().await.unwrap();
+        // Ids continue after the crash; none is reused.
+        assert!(handle
+            .history()
+            .iter()
+            .all(|r| r.event.id > max_id || want_pending.contains(&r.event.id)));
+    });
+    let ends = ids_of(&d.lines(), "end|");
+    assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
+    assert_eq!(
+        ids_of(&d.lines(), "start|")
+            .iter()
+            .filter(|i| **i == held_id)
+            .count(),
+        2
+    );
+}
