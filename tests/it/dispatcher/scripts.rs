@@ -473,3 +473,32 @@ async fn a_background_child_holding_the_output_pipe_does_not_hold_up_the_next_sc
     // Bounded by the drain grace (0.5 s), not by the child's 1 000 s.
     assert!(took < Duration::from_secs(20), "took {took:?}");
 }
+
+#[tokio::test]
+async fn a_missing_directory_runs_nothing_and_a_fifo_is_skipped_without_blocking() {
+    let d = ScriptDir::new();
+    let missing = ScriptDirRunner::new(d.dir.join("absent"), LONG)
+        .run(event(1, EventKind::Up, Some("eth0")))
+        .await;
+    assert!(missing.is_empty());
+
+    // Opening a FIFO would block until a writer comes; the checks only stat() it.
+    nix::unistd::mkfifo(
+        &d.dir.join("10-fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o755),
+    )
+    .unwrap();
+    d.reporter("20-good");
+    let outcomes = tokio::time::timeout(
+        LONG,
+        ScriptDirRunner::new(&d.dir, LONG).run(event(2, EventKind::Up, Some("eth0"))),
+    )
+    .await
+    .expect("a FIFO must not block the runner");
+    match &outcomes[0].result {
+        ScriptResult::Skipped { why } => assert!(why.contains("FIFO"), "{why}"),
+        other => panic!("10-fifo: {other:?}"),
+    }
+    assert_eq!(outcomes[1].result, ScriptResult::Exited { code: 0 });
+    assert_eq!(d.lines(), ["20-good up eth0 id=2"]);
+}
