@@ -543,6 +543,13 @@ impl RouteManager {
                 self.state.bounced.insert(info.name.clone());
             }
         }
+        if !info.usable() {
+            // Admin down flushes IPv6 addresses (and a link may come back without the IPv4
+            // ones): apply manual addresses again when it is usable.
+            self.state
+                .addresses_done
+                .retain(|(i, _)| *i != info.ifindex);
+        }
         self.state.links.insert(info.ifindex, info);
     }
 }
