@@ -475,7 +475,8 @@ async fn a_hanging_script_is_killed_at_its_timeout_and_routing_goes_on_meanwhile
     let d = ScriptDir::new();
     let state = state_dir();
     let holder = HoldingScript::install(&d);
-    let timeout = Duration::from_secs(3);
+    // Long enough that the failover below surely happens while the script still hangs.
+    let timeout = Duration::from_secs(8);
     let (world, ports) = world_and_ports(&d.dir, state.path(), timeout);
     let handle = netfailover::engine::start(config(timeout, 1024), ports);
     until("eth0 is the route in use", || {
