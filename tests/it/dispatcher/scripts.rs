@@ -327,7 +327,7 @@ async fn a_script_past_its_timeout_dies_with_its_background_children_and_the_nex
         0o755,
     );
     d.reporter("30-next");
-    let timeout = Duration::from_secs(1);
+    let timeout = Duration::from_secs(2);
     let grace = Duration::from_secs(1);
     let runner = ScriptDirRunner::new(&d.dir, timeout).with_kill_grace(grace);
     let started = std::time::Instant::now();
