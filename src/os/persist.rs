@@ -35,11 +35,12 @@ pub const JOURNAL_FILE: &str = "journal.json";
 pub const STATE_FILE: &str = "state.json";
 
 /// Largest state file read or written. A journal event takes about 300 bytes of compact JSON,
-/// so this holds some 3 000 pending events, three times the default `dispatcher.journal_limit`;
-/// anything bigger is not ours or is damaged, and reading it whole could cost the daemon an
-/// unbounded amount of memory. A save that would exceed it fails (the old file stays), so what
-/// is on disk can always be read back.
-pub const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
+/// so this holds some 55 000 pending events: `up`/`down` are never dropped (only
+/// `connectivity-change` is coalesced past `dispatcher.journal_limit`), so a flapping uplink
+/// behind a slow script can queue thousands. Anything bigger is not ours or is damaged, and
+/// reading it whole could cost the daemon an unbounded amount of memory. A save that would
+/// exceed it fails (the old file stays), so what is on disk can always be read back.
+pub const MAX_STATE_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What went wrong with a state file; every variant names the path.
 #[derive(Debug, thiserror::Error)]
