@@ -155,6 +155,15 @@ impl RouteManager {
             .unwrap_or(Connectivity::None)
     }
 
+    /// An `up` was announced for `name` and no `down` since.
+    fn announced(&self, name: &IfaceName) -> bool {
+        self.state
+            .record
+            .interfaces
+            .get(name)
+            .is_some_and(|r| r.announced_up)
+    }
+
     /// Builds an event for `iface` (or the device when `None`).
     fn event(
         &self,
@@ -304,8 +313,12 @@ impl RouteManager {
         };
         self.update_interface_states();
         self.update_global();
-        self.flush_events();
-        self.persister.save_later(self.state.record.clone());
+        if self.flush_events() {
+            // Events are acknowledged only once they are in the journal (SPEC §5): hold the
+            // mailbox until then. The routes are already applied, so failover is not delayed.
+            ctx.wait(self.deps.log.persisted().into_actor(self));
+        }
+        self.persister.submit(self.state.record.clone());
         self.publish_uplinks();
         self.publish_board();
         if failed {
@@ -338,12 +351,7 @@ impl RouteManager {
         for a in &managed {
             let usable = self.usable(a);
             let bounced = self.state.bounced.remove(&a.name);
-            let announced = self
-                .state
-                .record
-                .interfaces
-                .get(&a.name)
-                .is_some_and(|r| r.announced_up);
+            let announced = self.announced(&a.name);
             let lost_reason = match a.ifindex.and_then(|i| self.state.links.get(&i)) {
                 None => "interface gone",
                 Some(l) if !l.admin_up => "admin down",
@@ -373,14 +381,12 @@ impl RouteManager {
                 continue;
             }
             let has_route = self.state.installed.keys().any(|(n, _)| n == &a.name);
-            let announced = self
-                .state
-                .record
-                .interfaces
-                .get(&a.name)
-                .is_some_and(|r| r.announced_up);
+            let announced = self.announced(&a.name);
             if has_route && !announced {
-                let state = self.connectivity(&a.name);
+                // The state the interface has once up: UNKNOWN until its first check (set just
+                // below, after this event, so `up` precedes its device event).
+                let previous = self.connectivity(&a.name);
+                let state = if previous == Connectivity::None { Connectivity::Unknown } else { previous };
                 let metric = self
                     .state
                     .installed
@@ -392,7 +398,7 @@ impl RouteManager {
                     EventKind::Up,
                     Some(&a.name),
                     state,
-                    state,
+                    previous,
                     format!("link up, route installed (metric {metric})"),
                 );
                 self.state.queued.push(ev);
@@ -456,10 +462,14 @@ impl RouteManager {
         self.state.queued.push(ev);
     }
 
-    fn flush_events(&mut self) {
-        for ev in std::mem::take(&mut self.state.queued) {
+    /// Hands the queued events to the log; true if there were any.
+    fn flush_events(&mut self) -> bool {
+        let events = std::mem::take(&mut self.state.queued);
+        let any = !events.is_empty();
+        for ev in events {
             self.deps.log.push(ev);
         }
+        any
     }
 
     fn uplinks(&self) -> Vec<Uplink> {
@@ -543,6 +553,13 @@ impl RouteManager {
                 tracing::info!(iface = %info.name, ifindex = info.ifindex, changes = info.carrier_changes - old.carrier_changes, "link flapped between two kernel messages");
                 self.state.bounced.insert(info.name.clone());
             }
+        }
+        if !info.usable() {
+            // Admin down flushes IPv6 addresses (and a link may come back without the IPv4
+            // ones): apply manual addresses again when it is usable.
+            self.state
+                .addresses_done
+                .retain(|(i, _)| *i != info.ifindex);
         }
         self.state.links.insert(info.ifindex, info);
     }
