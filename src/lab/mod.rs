@@ -1,3 +1,4 @@
 //! The throw-away namespace world: the fixture of the namespace tests and of `netfailover lab`.
 
 pub mod netns;
+pub mod uplinks;
