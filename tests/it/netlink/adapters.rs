@@ -1,7 +1,5 @@
-//! Integration tests for the netlink area: the real adapters (`NetlinkLinks`, `NetlinkRoutes`,
-//! `ProcSysctl`) against the kernel, each test in namespaces it creates (a device namespace
-//! wired to "ISP" namespaces by veth pairs, `netfailover::lab::uplinks`), on documentation
-//! addresses only. The adapters run on a thread that entered the device namespace.
+//! The adapters alone (`NetlinkLinks`, `NetlinkRoutes`, `ProcSysctl`) against the kernel, on a
+//! thread that entered the device namespace.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,30 +8,14 @@ use futures::stream::{BoxStream, StreamExt};
 use netfailover::engine::model::{Family, IfaceAddr, KernelRoute, LinkInfo, LinkKind};
 use netfailover::engine::ports::{LinkSource, LinkUpdate, PortError, RouteTable, Sysctl};
 use netfailover::lab::netns::{require_root, Netns};
-use netfailover::lab::uplinks::{block_on_in_netns, UplinkWorld};
+use netfailover::lab::uplinks::block_on_in_netns;
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
 
-/// Our route protocol (`route.protocol` default).
-const OURS: u8 = netfailover::engine::model::DEFAULT_ROUTE_PROTOCOL;
-/// `RTPROT_DHCP`, as a DHCP client tags its default route.
-const DHCP: u8 = 16;
+use super::{default_route, world, DHCP};
+
 /// Generous bound for the kernel to report a change (it takes about a millisecond).
 const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn world(tag: &str, uplinks: usize) -> UplinkWorld {
-    UplinkWorld::new(tag, uplinks).expect("building the namespace world")
-}
-
-fn default_route(family: Family, ifindex: u32, gateway: IpAddr, metric: u32) -> KernelRoute {
-    KernelRoute {
-        family,
-        ifindex,
-        gateway: Some(gateway),
-        metric,
-        protocol: OURS,
-    }
-}
 
 /// Reads updates until one about `iface` satisfies `want`; `None` after [`EVENT_TIMEOUT`].
 async fn next_link(
