@@ -1,5 +1,41 @@
-//! netfailover's engine (actor map and `run()` are documented here once the actors land).
+//! netfailover's engine: the actor tree that keeps the route to the best healthy uplink first,
+//! with every OS access behind the traits of [`ports`].
+//!
+//! # Actor map
+//!
+//! | actor | file | receives | sends | on failure |
+//! |---|---|---|---|---|
+//! | Supervisor | `supervisor.rs` | `ChildExited`, `Kill`, `CheckNowFor`, `Reload`, `StopTree` | starts/aborts children, fills [`peers::Peers`] | root: its end ends `run()` |
+//! | LinkWatcher | `link_watcher.rs` | `LinkUpdate` stream from `LinkSource` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged` → RouteManager | restarted; resubscribes and dumps |
+//! | RouteManager | `route_manager.rs` | link facts, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | routes → `RouteTable`; `UplinksChanged` → ProbeScheduler; events → `EventLog` | restarted; reloads `StateStore`, dumps links, reconciles |
+//! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ProbeDone`, `ProberExited`, `KillProber`, `CheckIface`, `ReconfigureChecks` | `ConnectivityChanged` → RouteManager; starts Probers | restarted; asks RouteManager, checks everything at once |
+//! | Prober (one per interface) | `prober.rs` | its timer, `Retarget`, `CheckNow` | `ProbeDone` → ProbeScheduler | restarted by ProbeScheduler; checks at once |
+//! | Dispatcher | `dispatcher.rs` | the `EventLog` | scripts → `ScriptRunner` | restarted; re-runs the interrupted event |
+//!
+//! Pure logic lives outside actors: `health.rs` (check state machine), `plan.rs` (interface
+//! assignment, unique metrics, route diff). The event queue (`event_log.rs`) is owned by the
+//! engine, so events survive restarts of their producer and consumer; it is mirrored to the
+//! `Journal` port for daemon restarts.
+//!
+//! [`start`] builds the tree inside a running actix System; [`run`] also waits for a shutdown
+//! future. The `fake` feature provides in-memory ports for tests and benches.
 
+pub mod dispatcher;
+pub mod engine;
+pub mod event_log;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod health;
+pub mod link_watcher;
 pub mod model;
+pub mod peers;
+pub mod persist;
+pub mod plan;
 pub mod ports;
+pub mod probe_scheduler;
+pub mod prober;
+pub mod route_manager;
 pub mod status;
+pub mod supervisor;
+
+pub use engine::{run, start, EngineError, EngineHandle};

@@ -414,7 +414,7 @@ pub enum Method {
 }
 
 /// An interface address with its prefix length.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub struct IfaceAddr {
     pub addr: IpAddr,
     pub prefix_len: u8,

@@ -1,0 +1,55 @@
+//! Dispatcher: delivers events to the user's scripts, one event at a time, in production order.
+//!
+//! Owns: the delivery loop. It takes the oldest pending event from the engine's `EventLog` (which
+//! has written it to the journal first), runs its scripts through the `ScriptRunner` port, and
+//! only then removes it. The loop is a future of this actor's context: when the actor is
+//! stopped or killed, the loop is dropped, and the port's contract kills the running script's
+//! process group. The restarted Dispatcher delivers that event again (at-least-once; the id
+//! stays the same, so a script can recognise a repeat).
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::event_log::EventLog;
+use crate::ports::ScriptRunner;
+
+/// See the module doc.
+pub struct Dispatcher {
+    scripts: Arc<dyn ScriptRunner>,
+    log: EventLog,
+}
+
+impl Dispatcher {
+    pub fn new(scripts: Arc<dyn ScriptRunner>, log: EventLog) -> Self {
+        Self { scripts, log }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let scripts = self.scripts.clone();
+        let log = self.log.clone();
+        let delivery = async move {
+            loop {
+                let event = log.next().await;
+                let id = event.id;
+                tracing::debug!(event_id = id, event = %event.kind, "running scripts");
+                let outcomes = scripts.run(event).await;
+                log.complete(id, outcomes);
+            }
+        };
+        ctx.spawn(delivery.into_actor(self));
+    }
+}
+
+/// Test hook (feature `fake`): makes the actor panic inside a handler.
+#[cfg(feature = "fake")]
+impl Handler<crate::supervisor::Crash> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
+        panic!("Dispatcher: crash requested by a test");
+    }
+}

@@ -1,0 +1,153 @@
+//! The engine's public face: `start()` builds the actor tree inside the running actix System and
+//! returns an [`EngineHandle`]; `run()` is start + wait for a shutdown future (mini-redis style:
+//! the daemon passes its signal handling in, tests pass a oneshot).
+
+use std::future::Future;
+
+use actix::prelude::*;
+use tokio::sync::{broadcast, watch};
+
+use crate::event_log::EventLog;
+use crate::model::{Config, Event, IfaceName};
+use crate::ports::{Ports, ProbeReport};
+use crate::status::{Board, EngineStatus, EventRecord};
+use crate::supervisor::{CheckNowFor, Kill, Reload, StopTree, Supervisor};
+
+/// Buffer of the event subscription channel; a slow subscriber misses old events (it is told
+/// by `broadcast`'s `Lagged`), delivery to scripts is unaffected.
+const SUBSCRIBER_BUFFER: usize = 4096;
+
+/// Errors of the engine API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("{actor} failed more than {intensity} times in {period_secs} s; giving up")]
+    Escalated {
+        actor: String,
+        intensity: u32,
+        period_secs: u64,
+    },
+    #[error("no actor named {name:?} (try link-watcher, route-manager, probe-scheduler, dispatcher, prober:IFACE)")]
+    UnknownActor { name: String },
+    #[error("{actor} is not running right now (restarting?)")]
+    Unavailable { actor: String },
+    #[error("cannot check {iface}: {reason}")]
+    CannotCheck { iface: String, reason: String },
+    #[error("the engine is not running")]
+    Stopped,
+}
+
+/// Control of a running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct EngineHandle {
+    supervisor: Addr<Supervisor>,
+    board: Board,
+    events: broadcast::Sender<Event>,
+    done: watch::Receiver<Option<Result<(), EngineError>>>,
+}
+
+/// Starts the engine. Must be called inside a running actix System.
+pub fn start(config: Config, ports: Ports) -> EngineHandle {
+    let board = Board::default();
+    let (events, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+    let (done_tx, done) = watch::channel(None);
+    let log = EventLog::new(
+        ports.journal.clone(),
+        events.clone(),
+        board.clone(),
+        config.dispatcher.journal_limit,
+    );
+    let supervisor = Supervisor::new(config, ports, board.clone(), log, done_tx).start();
+    EngineHandle {
+        supervisor,
+        board,
+        events,
+        done,
+    }
+}
+
+/// Runs the engine until `shutdown` resolves (clean stop) or the tree escalates.
+pub async fn run(
+    config: Config,
+    ports: Ports,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), EngineError> {
+    let handle = start(config, ports);
+    tokio::select! {
+        _ = shutdown => handle.shutdown().await,
+        r = handle.wait() => r,
+    }
+}
+
+impl EngineHandle {
+    /// Interfaces, global connectivity, actors (as `status --json` prints it).
+    pub fn status(&self) -> EngineStatus {
+        let mut s = self.board.snapshot();
+        s.actors.sort_by(|a, b| a.name.cmp(&b.name));
+        s
+    }
+
+    /// Recent events with their scripts' outcomes, oldest first.
+    pub fn history(&self) -> Vec<EventRecord> {
+        self.board.history()
+    }
+
+    /// Every event as it is produced (before its scripts run).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Kills an actor by name; it is restarted at once and the kill does not count toward the
+    /// restart intensity.
+    pub async fn kill(&self, actor: &str) -> Result<(), EngineError> {
+        self.supervisor
+            .send(Kill(actor.to_string()))
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Checks one interface now and returns the result (it also counts as a regular check).
+    pub async fn check_now(&self, iface: &IfaceName) -> Result<ProbeReport, EngineError> {
+        self.supervisor
+            .send(CheckNowFor(iface.clone()))
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Test hook (feature `fake`): makes an actor panic inside a handler.
+    #[cfg(feature = "fake")]
+    pub async fn crash(&self, actor: &str) -> Result<(), EngineError> {
+        let msg = crate::supervisor::CrashActor(actor.to_string());
+        self.supervisor
+            .send(msg)
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Applies a new configuration without restarting anything.
+    pub fn reload(&self, config: Config) {
+        self.supervisor.do_send(Reload(config));
+    }
+
+    /// Clean stop: every owned route back at its configured metric, then the tree stops.
+    /// Pending events stay in the journal and are delivered after the next start.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        if self.supervisor.send(StopTree).await.is_err() {
+            // Already stopped: report how.
+            return self.wait().await;
+        }
+        self.wait().await
+    }
+
+    /// Resolves when the tree has stopped: `Ok` after `shutdown`, `Err` on escalation.
+    pub async fn wait(&self) -> Result<(), EngineError> {
+        let mut done = self.done.clone();
+        loop {
+            if let Some(result) = done.borrow().clone() {
+                return result;
+            }
+            if done.changed().await.is_err() {
+                return done.borrow().clone().unwrap_or(Err(EngineError::Stopped));
+            }
+        }
+    }
+}

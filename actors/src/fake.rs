@@ -1,0 +1,590 @@
+//! In-memory fakes of every port (feature `fake`), for deterministic tests and benches in
+//! virtual time.
+//!
+//! [`FakeKernel`] behaves like the parts of Linux the engine relies on: links with carrier and
+//! admin state, a main table keyed by (family, metric) that refuses duplicates, IPv4 routes
+//! deleted silently on admin down and kept (`linkdown`) on carrier loss, notifications to every
+//! subscriber, and sysctls. Tests drive it (pull a cable, delete a route by hand, fail the next
+//! writes) and inspect it (the route the kernel would use, gaps without a default route).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
+
+use crate::model::{Event, Family, IfaceAddr, IfaceName, KernelRoute, LinkInfo, LinkKind};
+use crate::ports::{
+    EngineState, Journal, JournalState, LinkSource, LinkUpdate, PortError, PortResult, Ports,
+    Probe, ProbeReport, ProbeRequest, RouteTable, ScriptOutcome, ScriptResult, ScriptRunner,
+    StateStore, Sysctl, Verdict,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Test fakes: a poisoned lock still holds usable data.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct KernelState {
+    links: BTreeMap<u32, LinkInfo>,
+    routes: Vec<KernelRoute>,
+    addresses: Vec<(u32, IfaceAddr)>,
+    sysctls: HashMap<String, String>,
+    subscribers: Vec<mpsc::UnboundedSender<LinkUpdate>>,
+    next_ifindex: u32,
+    fail_writes: u32,
+    fail_subscribe: u32,
+    writes: u64,
+    /// Route writes after which some family that had a default route had none.
+    gaps: u64,
+}
+
+impl KernelState {
+    fn notify(&mut self, update: LinkUpdate) {
+        self.subscribers.retain(|s| s.send(update.clone()).is_ok());
+    }
+
+    fn has_default(&self, family: Family) -> bool {
+        self.routes.iter().any(|r| r.family == family)
+    }
+}
+
+/// See the module doc. Clones share the same kernel.
+#[derive(Clone, Default)]
+pub struct FakeKernel {
+    state: Arc<Mutex<KernelState>>,
+}
+
+impl FakeKernel {
+    pub fn new() -> Self {
+        let k = Self::default();
+        lock(&k.state).next_ifindex = 2;
+        k.sysctl_set("net.ipv4.conf.all.rp_filter", "0");
+        k
+    }
+
+    fn ifindex_of(&self, name: &str) -> u32 {
+        lock(&self.state)
+            .links
+            .values()
+            .find(|l| l.name.as_str() == name)
+            .map(|l| l.ifindex)
+            .unwrap_or_else(|| panic!("fake kernel: no link {name}"))
+    }
+
+    /// Adds a link (up, with carrier) and returns its ifindex.
+    pub fn add_link(&self, name: &str, kind: LinkKind) -> u32 {
+        let mut s = lock(&self.state);
+        let ifindex = s.next_ifindex;
+        s.next_ifindex += 1;
+        let info = LinkInfo {
+            ifindex,
+            name: IfaceName::new(name).expect("fake kernel: test used a bad interface name"),
+            kind,
+            admin_up: true,
+            carrier: true,
+            carrier_changes: 1,
+            mac: Some([2, 0, 0, 0, (ifindex >> 8) as u8, ifindex as u8]),
+        };
+        s.links.insert(ifindex, info.clone());
+        s.sysctls
+            .insert(format!("net.ipv4.conf.{name}.rp_filter"), "0".into());
+        s.notify(LinkUpdate::Link(info));
+        ifindex
+    }
+
+    fn change_link(&self, name: &str, f: impl FnOnce(&mut LinkInfo)) {
+        let ifindex = self.ifindex_of(name);
+        let mut s = lock(&self.state);
+        let Some(link) = s.links.get_mut(&ifindex) else {
+            return;
+        };
+        f(link);
+        let info = link.clone();
+        s.notify(LinkUpdate::Link(info));
+    }
+
+    /// Carrier on/off (the peer pulled the cable): routes stay, like `linkdown` routes.
+    pub fn set_carrier(&self, name: &str, carrier: bool) {
+        self.change_link(name, |l| {
+            if l.carrier != carrier {
+                l.carrier = carrier;
+                l.carrier_changes += 1;
+            }
+        });
+    }
+
+    /// Carrier change whose notification is lost (as in a netlink overrun).
+    pub fn set_carrier_unannounced(&self, name: &str, carrier: bool) {
+        let ifindex = self.ifindex_of(name);
+        if let Some(l) = lock(&self.state).links.get_mut(&ifindex) {
+            l.carrier = carrier;
+            l.carrier_changes += 1;
+        }
+    }
+
+    /// Admin up/down. Like Linux, admin down deletes the link's IPv4 routes without telling.
+    pub fn set_admin(&self, name: &str, up: bool) {
+        let ifindex = self.ifindex_of(name);
+        if !up {
+            lock(&self.state)
+                .routes
+                .retain(|r| !(r.ifindex == ifindex && r.family == Family::V4));
+        }
+        self.change_link(name, |l| l.admin_up = up);
+    }
+
+    /// A down/up flap the kernel merged into one message: only the counter moves.
+    pub fn merged_flap(&self, name: &str) {
+        self.change_link(name, |l| l.carrier_changes += 2);
+    }
+
+    pub fn remove_link(&self, name: &str) {
+        let ifindex = self.ifindex_of(name);
+        let mut s = lock(&self.state);
+        s.links.remove(&ifindex);
+        s.routes.retain(|r| r.ifindex != ifindex);
+        s.notify(LinkUpdate::Removed { ifindex });
+    }
+
+    /// A route added by someone else (a DHCP client, an admin).
+    pub fn add_route_by_hand(&self, route: KernelRoute) {
+        let mut s = lock(&self.state);
+        s.routes.push(route);
+        s.notify(LinkUpdate::RoutesChanged);
+    }
+
+    pub fn delete_route_by_hand(&self, route: &KernelRoute) {
+        let mut s = lock(&self.state);
+        s.routes.retain(|r| r != route);
+        s.notify(LinkUpdate::RoutesChanged);
+    }
+
+    /// Signals a lost-notifications overrun to every subscriber.
+    pub fn overrun(&self) {
+        lock(&self.state).notify(LinkUpdate::Overrun);
+    }
+
+    /// Makes the next `n` route writes fail.
+    pub fn fail_route_writes(&self, n: u32) {
+        lock(&self.state).fail_writes = n;
+    }
+
+    /// Makes the next `n` subscriptions fail.
+    pub fn fail_subscriptions(&self, n: u32) {
+        lock(&self.state).fail_subscribe = n;
+    }
+
+    pub fn routes(&self) -> Vec<KernelRoute> {
+        let mut r = lock(&self.state).routes.clone();
+        r.sort_by_key(|r| (r.family, r.metric));
+        r
+    }
+
+    /// The default route the kernel would use for `family`: the lowest metric, `linkdown`
+    /// routes included (as Linux does unless ignore_routes_with_linkdown is set).
+    pub fn best_route(&self, family: Family) -> Option<KernelRoute> {
+        lock(&self.state)
+            .routes
+            .iter()
+            .filter(|r| r.family == family)
+            .min_by_key(|r| r.metric)
+            .cloned()
+    }
+
+    /// The interface the kernel would use for IPv4 traffic.
+    pub fn best_iface(&self) -> Option<String> {
+        let r = self.best_route(Family::V4)?;
+        lock(&self.state)
+            .links
+            .get(&r.ifindex)
+            .map(|l| l.name.to_string())
+    }
+
+    pub fn link(&self, name: &str) -> LinkInfo {
+        let ifindex = self.ifindex_of(name);
+        lock(&self.state).links[&ifindex].clone()
+    }
+
+    pub fn addresses(&self) -> Vec<(u32, IfaceAddr)> {
+        lock(&self.state).addresses.clone()
+    }
+
+    pub fn sysctl_set(&self, key: &str, value: &str) {
+        lock(&self.state).sysctls.insert(key.into(), value.into());
+    }
+
+    pub fn sysctl_get(&self, key: &str) -> Option<String> {
+        lock(&self.state).sysctls.get(key).cloned()
+    }
+
+    /// Route writes so far.
+    pub fn writes(&self) -> u64 {
+        lock(&self.state).writes
+    }
+
+    /// Route writes that left a family without any default route it had before.
+    pub fn gaps(&self) -> u64 {
+        lock(&self.state).gaps
+    }
+
+    fn write(
+        &self,
+        what: &str,
+        op: impl FnOnce(&mut KernelState) -> PortResult<()>,
+    ) -> PortResult<()> {
+        let mut s = lock(&self.state);
+        if s.fail_writes > 0 {
+            s.fail_writes -= 1;
+            return Err(PortError::failed(what, "injected failure"));
+        }
+        s.writes += 1;
+        let before = [s.has_default(Family::V4), s.has_default(Family::V6)];
+        op(&mut s)?;
+        let after = [s.has_default(Family::V4), s.has_default(Family::V6)];
+        let any_link_usable = s.links.values().any(LinkInfo::usable);
+        if any_link_usable && before.iter().zip(after).any(|(b, a)| *b && !a) {
+            s.gaps += 1;
+        }
+        s.notify(LinkUpdate::RoutesChanged);
+        Ok(())
+    }
+}
+
+impl LinkSource for FakeKernel {
+    fn subscribe(&self) -> BoxFuture<'static, PortResult<BoxStream<'static, LinkUpdate>>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut s = lock(&self.state);
+        let result = if s.fail_subscribe > 0 {
+            s.fail_subscribe -= 1;
+            Err(PortError::failed("subscribe", "injected failure"))
+        } else {
+            s.subscribers.push(tx);
+            Ok(tokio_stream_from(rx))
+        };
+        async move { result }.boxed()
+    }
+
+    fn dump(&self) -> BoxFuture<'static, PortResult<Vec<LinkInfo>>> {
+        let links = lock(&self.state).links.values().cloned().collect();
+        async move { Ok(links) }.boxed()
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::UnboundedReceiver<LinkUpdate>,
+) -> BoxStream<'static, LinkUpdate> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+impl RouteTable for FakeKernel {
+    fn list_defaults(&self) -> BoxFuture<'static, PortResult<Vec<KernelRoute>>> {
+        let routes = lock(&self.state).routes.clone();
+        async move { Ok(routes) }.boxed()
+    }
+
+    fn add(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
+        let r = self.write("add route", |s| {
+            if s.routes
+                .iter()
+                .any(|k| k.family == route.family && k.metric == route.metric)
+            {
+                return Err(PortError::Exists {
+                    what: format!("route metric {}", route.metric),
+                });
+            }
+            s.routes.push(route);
+            Ok(())
+        });
+        async move { r }.boxed()
+    }
+
+    fn replace(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
+        let r = self.write("replace route", |s| {
+            s.routes
+                .retain(|k| !(k.family == route.family && k.metric == route.metric));
+            s.routes.push(route);
+            Ok(())
+        });
+        async move { r }.boxed()
+    }
+
+    fn delete(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
+        let r = self.write("delete route", |s| {
+            let before = s.routes.len();
+            s.routes.retain(|k| k != &route);
+            if s.routes.len() == before {
+                return Err(PortError::NotFound {
+                    what: format!("route metric {}", route.metric),
+                });
+            }
+            Ok(())
+        });
+        async move { r }.boxed()
+    }
+
+    fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
+        let mut s = lock(&self.state);
+        if !s.addresses.contains(&(ifindex, addr)) {
+            s.addresses.push((ifindex, addr));
+        }
+        async move { Ok(()) }.boxed()
+    }
+}
+
+impl Sysctl for FakeKernel {
+    fn read(&self, key: String) -> BoxFuture<'static, PortResult<String>> {
+        let v = lock(&self.state)
+            .sysctls
+            .get(&key)
+            .cloned()
+            .ok_or(PortError::NotFound { what: key });
+        async move { v }.boxed()
+    }
+
+    fn write(&self, key: String, value: String) -> BoxFuture<'static, PortResult<()>> {
+        lock(&self.state).sysctls.insert(key, value);
+        async move { Ok(()) }.boxed()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Probe
+// ---------------------------------------------------------------------------------------------
+
+/// What the fake probe answers for one interface.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ProbeBehaviour {
+    /// Answer this verdict after the delay.
+    Answer(Verdict, Duration),
+    /// Never finish (a hung check).
+    Hang,
+}
+
+#[derive(Default)]
+struct ProbeState {
+    behaviour: HashMap<IfaceName, ProbeBehaviour>,
+    checks: Vec<(IfaceName, tokio::time::Instant)>,
+}
+
+/// A probe whose answers the test sets per interface (FULL after 10 ms by default).
+#[derive(Clone, Default)]
+pub struct FakeProbe {
+    state: Arc<Mutex<ProbeState>>,
+}
+
+impl FakeProbe {
+    pub fn set(&self, iface: &str, verdict: Verdict) {
+        self.set_behaviour(
+            iface,
+            ProbeBehaviour::Answer(verdict, Duration::from_millis(10)),
+        );
+    }
+
+    pub fn set_behaviour(&self, iface: &str, b: ProbeBehaviour) {
+        let name = IfaceName::new(iface).expect("fake probe: bad interface name in test");
+        lock(&self.state).behaviour.insert(name, b);
+    }
+
+    /// Times of the checks started on `iface`.
+    pub fn checks(&self, iface: &str) -> Vec<tokio::time::Instant> {
+        lock(&self.state)
+            .checks
+            .iter()
+            .filter(|(n, _)| n.as_str() == iface)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+}
+
+impl Probe for FakeProbe {
+    fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
+        let mut s = lock(&self.state);
+        s.checks
+            .push((request.iface.clone(), tokio::time::Instant::now()));
+        let b = s
+            .behaviour
+            .get(&request.iface)
+            .copied()
+            .unwrap_or(ProbeBehaviour::Answer(
+                Verdict::Full,
+                Duration::from_millis(10),
+            ));
+        async move {
+            match b {
+                ProbeBehaviour::Answer(verdict, delay) => {
+                    tokio::time::sleep(delay).await;
+                    ProbeReport {
+                        verdict,
+                        reason: format!("fake {verdict:?}"),
+                        bytes: 600,
+                        dns_bytes: 0,
+                        elapsed: delay,
+                    }
+                }
+                ProbeBehaviour::Hang => futures::future::pending().await,
+            }
+        }
+        .boxed()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripts and persistence
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct ScriptState {
+    started: Vec<Event>,
+    finished: Vec<Event>,
+    duration: Duration,
+    running: usize,
+}
+
+/// Records the events it "runs"; each run takes `duration` of (virtual) time.
+#[derive(Clone, Default)]
+pub struct FakeScripts {
+    state: Arc<Mutex<ScriptState>>,
+}
+
+/// Decrements the running count even when the run is dropped (the Dispatcher was killed).
+struct RunningGuard(Arc<Mutex<ScriptState>>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        lock(&self.0).running -= 1;
+    }
+}
+
+impl FakeScripts {
+    pub fn set_duration(&self, d: Duration) {
+        lock(&self.state).duration = d;
+    }
+
+    /// Events whose scripts ran to the end, in order.
+    pub fn finished(&self) -> Vec<Event> {
+        lock(&self.state).finished.clone()
+    }
+
+    /// Events whose scripts were started (a killed run appears here twice).
+    pub fn started(&self) -> Vec<Event> {
+        lock(&self.state).started.clone()
+    }
+
+    /// Script runs in progress (0 after a kill: the run was stopped with its Dispatcher).
+    pub fn running(&self) -> usize {
+        lock(&self.state).running
+    }
+}
+
+impl ScriptRunner for FakeScripts {
+    fn run(&self, event: Event) -> BoxFuture<'static, Vec<ScriptOutcome>> {
+        let state = self.state.clone();
+        let duration = {
+            let mut s = lock(&state);
+            s.started.push(event.clone());
+            s.running += 1;
+            s.duration
+        };
+        async move {
+            let _guard = RunningGuard(state.clone());
+            tokio::time::sleep(duration).await;
+            lock(&state).finished.push(event);
+            vec![ScriptOutcome {
+                script: "fake".into(),
+                result: ScriptResult::Exited { code: 0 },
+                elapsed: duration,
+            }]
+        }
+        .boxed()
+    }
+}
+
+/// In-memory journal; clones share it (a "daemon restart" is a new engine on the same one).
+#[derive(Clone, Default)]
+pub struct MemJournal {
+    state: Arc<Mutex<JournalState>>,
+    saves: Arc<Mutex<VecDeque<usize>>>,
+}
+
+impl MemJournal {
+    pub fn get(&self) -> JournalState {
+        lock(&self.state).clone()
+    }
+}
+
+impl Journal for MemJournal {
+    fn load(&self) -> BoxFuture<'static, PortResult<JournalState>> {
+        let s = lock(&self.state).clone();
+        async move { Ok(s) }.boxed()
+    }
+
+    fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {
+        lock(&self.saves).push_back(state.pending.len());
+        *lock(&self.state) = state;
+        async move { Ok(()) }.boxed()
+    }
+}
+
+/// In-memory state store; clones share it.
+#[derive(Clone, Default)]
+pub struct MemStateStore {
+    state: Arc<Mutex<EngineState>>,
+}
+
+impl MemStateStore {
+    pub fn get(&self) -> EngineState {
+        lock(&self.state).clone()
+    }
+}
+
+impl StateStore for MemStateStore {
+    fn load(&self) -> BoxFuture<'static, PortResult<EngineState>> {
+        let s = lock(&self.state).clone();
+        async move { Ok(s) }.boxed()
+    }
+
+    fn save(&self, state: EngineState) -> BoxFuture<'static, PortResult<()>> {
+        *lock(&self.state) = state;
+        async move { Ok(()) }.boxed()
+    }
+}
+
+/// Every fake, and the `Ports` bundle over them.
+#[derive(Clone, Default)]
+pub struct FakeWorld {
+    pub kernel: FakeKernel,
+    pub probe: FakeProbe,
+    pub scripts: FakeScripts,
+    pub journal: MemJournal,
+    pub state: MemStateStore,
+}
+
+impl FakeWorld {
+    pub fn new() -> Self {
+        Self {
+            kernel: FakeKernel::new(),
+            ..Self::default()
+        }
+    }
+
+    pub fn ports(&self) -> Ports {
+        Ports {
+            links: Arc::new(self.kernel.clone()),
+            routes: Arc::new(self.kernel.clone()),
+            sysctl: Arc::new(self.kernel.clone()),
+            probe: Arc::new(self.probe.clone()),
+            scripts: Arc::new(self.scripts.clone()),
+            journal: Arc::new(self.journal.clone()),
+            state: Arc::new(self.state.clone()),
+        }
+    }
+}

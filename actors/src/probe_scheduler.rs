@@ -1,0 +1,469 @@
+//! ProbeScheduler: one Prober per usable managed interface, and the check state machines.
+//!
+//! Owns: the set of Probers (started and stopped as RouteManager reports uplinks, restarted
+//! when they fail, with the same restart policy machinery as the top-level supervisor), each
+//! interface's `Health` (`health.rs`), and the check counters on the status board. It turns
+//! probe results into connectivity facts for RouteManager, which stays the single producer of
+//! events and the holder of each interface's recorded state.
+//!
+//! On start (and restart) it asks RouteManager for the uplinks and their last recorded state,
+//! resumes each interface from it (a restart neither drops penalties nor fails back onto a dead
+//! primary) and checks every interface at once. When it stops, its Probers are aborted with it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use tokio::task::AbortHandle;
+
+use crate::health::{Health, HealthParams};
+use crate::model::{Config, Connectivity, IfaceName};
+use crate::peers::Peers;
+use crate::ports::{Probe, ProbeReport, ProbeRequest};
+use crate::prober::{actor_name, CheckNow, Prober, Retarget};
+use crate::route_manager::{ConnectivityChanged, GetUplinks};
+use crate::status::{ActorStatus, Board, CheckSummary};
+use crate::supervisor::{spawn_actor, Decision, Exit, RestartPolicy, RestartTracker};
+
+/// How often to ask RouteManager for the uplinks while it is not running.
+const UPLINKS_RETRY: Duration = Duration::from_millis(200);
+
+/// Restart policy of each Prober: a flapping prober is restarted with back-off; one that keeps
+/// failing makes the scheduler itself fail, which its supervisor then handles.
+pub const PROBER_POLICY: RestartPolicy = RestartPolicy {
+    intensity: 5,
+    period: Duration::from_secs(60),
+    backoff_min: Duration::from_millis(100),
+    backoff_max: Duration::from_secs(5),
+};
+
+/// A managed interface as RouteManager reports it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Uplink {
+    pub name: IfaceName,
+    pub ifindex: u32,
+    /// Link up with carrier.
+    pub usable: bool,
+    pub dns: Vec<SocketAddr>,
+    /// RouteManager's recorded state (UNKNOWN right after the link came back).
+    pub connectivity: Connectivity,
+}
+
+/// Shared dependencies of every incarnation.
+#[derive(Clone)]
+pub struct ProbeDeps {
+    pub probe: Arc<dyn Probe>,
+    pub peers: Peers,
+    pub board: Board,
+}
+
+/// See the module doc.
+pub struct ProbeScheduler {
+    cfg: Arc<Config>,
+    deps: ProbeDeps,
+    state: State,
+}
+
+#[derive(Default)]
+struct State {
+    ifaces: BTreeMap<IfaceName, Probed>,
+    last_uplinks: Vec<Uplink>,
+}
+
+struct Probed {
+    request: ProbeRequest,
+    health: Health,
+    child: Option<(Addr<Prober>, AbortHandle)>,
+    generation: u64,
+    tracker: RestartTracker,
+}
+
+impl ProbeScheduler {
+    pub fn new(cfg: Arc<Config>, deps: ProbeDeps) -> Self {
+        Self {
+            cfg,
+            deps,
+            state: State::default(),
+        }
+    }
+
+    fn params(&self) -> HealthParams {
+        HealthParams::from(&self.cfg.check)
+    }
+
+    fn ask_uplinks(&mut self, ctx: &mut Context<Self>) {
+        let Some(rm) = self.deps.peers.route_manager.get() else {
+            ctx.run_later(UPLINKS_RETRY, |act, ctx| act.ask_uplinks(ctx));
+            return;
+        };
+        ctx.spawn(
+            rm.send(GetUplinks)
+                .into_actor(self)
+                .map(|res, act, ctx| match res {
+                    Ok(uplinks) => act.apply_uplinks(uplinks, ctx),
+                    Err(_) => {
+                        ctx.run_later(UPLINKS_RETRY, |act, ctx| act.ask_uplinks(ctx));
+                    }
+                }),
+        );
+    }
+
+    fn apply_uplinks(&mut self, uplinks: Vec<Uplink>, ctx: &mut Context<Self>) {
+        self.state.last_uplinks = uplinks.clone();
+        let wanted: Vec<&Uplink> = if self.cfg.check.enabled() {
+            uplinks.iter().filter(|u| u.usable).collect()
+        } else {
+            Vec::new()
+        };
+        let gone: Vec<IfaceName> = self
+            .state
+            .ifaces
+            .keys()
+            .filter(|n| !wanted.iter().any(|u| &u.name == *n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.stop_prober(&name);
+        }
+        for u in wanted {
+            let request = ProbeRequest {
+                iface: u.name.clone(),
+                ifindex: u.ifindex,
+                dns: u.dns.clone(),
+            };
+            match self.state.ifaces.get_mut(&u.name) {
+                None => {
+                    self.state.ifaces.insert(
+                        u.name.clone(),
+                        Probed {
+                            request,
+                            health: Health::new(u.connectivity),
+                            child: None,
+                            generation: 0,
+                            tracker: RestartTracker::default(),
+                        },
+                    );
+                    self.start_prober(&u.name, ctx);
+                }
+                Some(p) => {
+                    if p.request != request {
+                        p.request = request.clone();
+                        if let Some((addr, _)) = &p.child {
+                            addr.do_send(Retarget(request));
+                        }
+                    }
+                    let ours = p.health.state();
+                    if u.connectivity <= Connectivity::Unknown && ours > Connectivity::Unknown {
+                        // RouteManager reset the state (the link bounced): start over.
+                        p.health = Health::new(u.connectivity);
+                        self.restart_prober_now(&u.name, ctx);
+                    } else if u.connectivity > Connectivity::Unknown && u.connectivity != ours {
+                        // RouteManager missed a fact (it restarted meanwhile): tell it again.
+                        self.deps.peers.route_manager.do_send(ConnectivityChanged {
+                            iface: u.name.clone(),
+                            state: ours,
+                            reason: "resynchronised with the checks".into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_prober(&mut self, name: &IfaceName, ctx: &mut Context<Self>) {
+        let timeout = self.cfg.check.timeout;
+        let scheduler = ctx.address();
+        let probe = self.deps.probe.clone();
+        let Some(p) = self.state.ifaces.get_mut(name) else {
+            return;
+        };
+        p.generation += 1;
+        let generation = p.generation;
+        let prober = Prober::new(p.request.clone(), probe, scheduler.clone(), timeout);
+        let iface = name.clone();
+        let (addr, abort) = spawn_actor(prober, move |exit| {
+            scheduler.do_send(ProberExited {
+                iface,
+                generation,
+                exit,
+            });
+        });
+        p.child = Some((addr, abort));
+        self.publish_actor(name);
+    }
+
+    fn restart_prober_now(&mut self, name: &IfaceName, ctx: &mut Context<Self>) {
+        if let Some(p) = self.state.ifaces.get_mut(name) {
+            if let Some((_, abort)) = p.child.take() {
+                abort.abort();
+            }
+        }
+        self.start_prober(name, ctx);
+    }
+
+    fn stop_prober(&mut self, name: &IfaceName) {
+        if let Some(p) = self.state.ifaces.remove(name) {
+            if let Some((_, abort)) = p.child {
+                abort.abort();
+            }
+        }
+        let actor = actor_name(name);
+        self.deps
+            .board
+            .lock()
+            .status
+            .actors
+            .retain(|a| a.name != actor);
+    }
+
+    fn publish_actor(&self, name: &IfaceName) {
+        let Some(p) = self.state.ifaces.get(name) else {
+            return;
+        };
+        let status = ActorStatus {
+            name: actor_name(name),
+            running: p.child.is_some(),
+            restarts: p.tracker.restarts,
+            kills: p.tracker.kills,
+            last_failure: p.tracker.last_failure.clone(),
+        };
+        let mut board = self.deps.board.lock();
+        match board
+            .status
+            .actors
+            .iter_mut()
+            .find(|a| a.name == status.name)
+        {
+            Some(a) => *a = status,
+            None => board.status.actors.push(status),
+        }
+    }
+
+    fn record_check(&self, name: &IfaceName, report: &ProbeReport) {
+        let mut board = self.deps.board.lock();
+        if let Some(s) = board.status.interfaces.iter_mut().find(|s| &s.name == name) {
+            let at_unix_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            s.last_check = Some(CheckSummary {
+                at_unix_ms,
+                verdict: report.verdict,
+                reason: report.reason.clone(),
+                latency_ms: report.elapsed.as_secs_f64() * 1000.0,
+            });
+            s.probe_bytes += report.bytes;
+            s.probe_dns_bytes += report.dns_bytes;
+            s.checks
+                .record(report.verdict, report.elapsed.as_secs_f64());
+        }
+    }
+}
+
+impl Actor for ProbeScheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.ask_uplinks(ctx);
+    }
+}
+
+impl Drop for ProbeScheduler {
+    fn drop(&mut self) {
+        // Probers are this actor's children: none outlives it (a restart starts fresh ones).
+        let names: Vec<IfaceName> = self.state.ifaces.keys().cloned().collect();
+        for name in names {
+            self.stop_prober(&name);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------------
+
+/// RouteManager's managed interfaces changed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct UplinksChanged(pub Vec<Uplink>);
+
+/// A Prober finished a check; the reply is the delay until its next one (`None`: stop).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<Duration>")]
+pub struct ProbeDone {
+    pub iface: IfaceName,
+    pub report: ProbeReport,
+}
+
+/// A Prober's task ended.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ProberExited {
+    pub iface: IfaceName,
+    pub generation: u64,
+    pub exit: Exit,
+}
+
+/// `netfailover kill prober:<iface>`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), String>")]
+pub struct KillProber(pub IfaceName);
+
+/// `netfailover check <iface>`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<ProbeReport, String>")]
+pub struct CheckIface(pub IfaceName);
+
+/// A new configuration (SIGHUP).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ReconfigureChecks(pub Arc<Config>);
+
+impl Handler<UplinksChanged> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: UplinksChanged, ctx: &mut Self::Context) {
+        self.apply_uplinks(msg.0, ctx);
+    }
+}
+
+impl Handler<ProbeDone> for ProbeScheduler {
+    type Result = Option<Duration>;
+    fn handle(&mut self, msg: ProbeDone, _: &mut Self::Context) -> Self::Result {
+        let params = self.params();
+        self.record_check(&msg.iface, &msg.report);
+        let p = self.state.ifaces.get_mut(&msg.iface)?;
+        tracing::debug!(iface = %msg.iface, verdict = ?msg.report.verdict, reason = %msg.report.reason, "check");
+        let step = p.health.on_result(msg.report.verdict, &params);
+        if let Some((previous, state)) = step.changed {
+            let reason = match (previous, state) {
+                (Connectivity::Full, _) => {
+                    format!("{} checks failed: {}", params.down_count, msg.report.reason)
+                }
+                (_, Connectivity::Full) if previous > Connectivity::Unknown => {
+                    format!("{} checks passed: {}", params.up_count, msg.report.reason)
+                }
+                _ => format!("check: {}", msg.report.reason),
+            };
+            self.deps.peers.route_manager.do_send(ConnectivityChanged {
+                iface: msg.iface.clone(),
+                state,
+                reason,
+            });
+        }
+        Some(step.next_check)
+    }
+}
+
+impl Handler<ProberExited> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: ProberExited, ctx: &mut Self::Context) {
+        let Some(p) = self.state.ifaces.get_mut(&msg.iface) else {
+            return;
+        };
+        if p.generation != msg.generation {
+            return; // an older incarnation, already replaced
+        }
+        p.child = None;
+        match p
+            .tracker
+            .on_exit(&PROBER_POLICY, msg.exit, tokio::time::Instant::now())
+        {
+            Decision::Restart(delay) => {
+                tracing::warn!(iface = %msg.iface, exit = ?msg.exit, delay_ms = delay.as_millis() as u64, "prober exited; restarting");
+                let iface = msg.iface.clone();
+                ctx.run_later(delay, move |act, ctx| {
+                    if act
+                        .state
+                        .ifaces
+                        .get(&iface)
+                        .is_some_and(|p| p.child.is_none())
+                    {
+                        act.start_prober(&iface, ctx);
+                    }
+                });
+            }
+            Decision::Escalate => {
+                tracing::error!(iface = %msg.iface, "prober keeps failing; restarting the scheduler");
+                ctx.stop();
+            }
+        }
+        self.publish_actor(&msg.iface);
+    }
+}
+
+impl Handler<KillProber> for ProbeScheduler {
+    type Result = Result<(), String>;
+    fn handle(&mut self, msg: KillProber, _: &mut Self::Context) -> Self::Result {
+        let p = self
+            .state
+            .ifaces
+            .get_mut(&msg.0)
+            .ok_or_else(|| format!("no prober for {}", msg.0))?;
+        match &p.child {
+            Some((_, abort)) => {
+                // The exit arrives as Exit::Killed, which the tracker does not count as a failure.
+                abort.abort();
+                Ok(())
+            }
+            None => Err(format!("prober for {} is not running", msg.0)),
+        }
+    }
+}
+
+impl Handler<CheckIface> for ProbeScheduler {
+    type Result = ResponseFuture<Result<ProbeReport, String>>;
+    fn handle(&mut self, msg: CheckIface, _: &mut Self::Context) -> Self::Result {
+        let addr = self
+            .state
+            .ifaces
+            .get(&msg.0)
+            .and_then(|p| p.child.as_ref().map(|(a, _)| a.clone()));
+        Box::pin(async move {
+            let addr = addr.ok_or_else(|| {
+                format!(
+                    "{} is not being checked (no link, not managed, or checks disabled)",
+                    msg.0
+                )
+            })?;
+            addr.send(CheckNow)
+                .await
+                .map_err(|e| format!("prober for {}: {e}", msg.0))
+        })
+    }
+}
+
+impl Handler<ReconfigureChecks> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: ReconfigureChecks, ctx: &mut Self::Context) {
+        self.cfg = msg.0;
+        let uplinks = self.state.last_uplinks.clone();
+        self.apply_uplinks(uplinks, ctx);
+    }
+}
+
+/// Test hook (feature `fake`): makes the actor panic inside a handler.
+#[cfg(feature = "fake")]
+impl Handler<crate::supervisor::Crash> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
+        panic!("ProbeScheduler: crash requested by a test");
+    }
+}
+
+/// Test hook (feature `fake`): make one Prober panic.
+#[cfg(feature = "fake")]
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct CrashProber(pub IfaceName);
+
+#[cfg(feature = "fake")]
+impl Handler<CrashProber> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: CrashProber, _: &mut Self::Context) {
+        if let Some((addr, _)) = self.state.ifaces.get(&msg.0).and_then(|p| p.child.as_ref()) {
+            addr.do_send(crate::supervisor::Crash);
+        }
+    }
+}

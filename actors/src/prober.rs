@@ -1,0 +1,151 @@
+//! Prober: runs the connectivity checks of one interface on its own timer.
+//!
+//! Owns: the timer and the in-flight check of its interface. Each check goes through the
+//! `Probe` port with a safety timeout on top of the probe's own; the result goes to
+//! ProbeScheduler, whose reply says when to check next. A hung or failing check only delays
+//! this interface. On failure (panic, kill) ProbeScheduler restarts it and it checks at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::model::IfaceName;
+use crate::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
+use crate::probe_scheduler::{ProbeDone, ProbeScheduler};
+
+/// Added to the probe's own total timeout before the engine gives up on a check itself.
+const SAFETY_MARGIN: Duration = Duration::from_secs(2);
+
+/// See the module doc.
+pub struct Prober {
+    request: ProbeRequest,
+    probe: Arc<dyn Probe>,
+    scheduler: Addr<ProbeScheduler>,
+    /// Longest a check may take before it counts as LIMITED ("timed out").
+    deadline: Duration,
+    timer: Option<SpawnHandle>,
+    in_flight: bool,
+}
+
+impl Prober {
+    pub fn new(
+        request: ProbeRequest,
+        probe: Arc<dyn Probe>,
+        scheduler: Addr<ProbeScheduler>,
+        probe_timeout: Duration,
+    ) -> Self {
+        Self {
+            request,
+            probe,
+            scheduler,
+            deadline: probe_timeout + SAFETY_MARGIN,
+            timer: None,
+            in_flight: false,
+        }
+    }
+
+    /// One check with the safety timeout applied.
+    fn checked(&self) -> impl std::future::Future<Output = ProbeReport> + 'static {
+        let fut = self.probe.check(self.request.clone());
+        let deadline = self.deadline;
+        let started = tokio::time::Instant::now();
+        async move {
+            match tokio::time::timeout(deadline, fut).await {
+                Ok(report) => report,
+                Err(_) => ProbeReport {
+                    verdict: Verdict::Limited,
+                    reason: format!("check did not finish within {}s", deadline.as_secs_f64()),
+                    bytes: 0,
+                    dns_bytes: 0,
+                    elapsed: started.elapsed(),
+                },
+            }
+        }
+    }
+
+    fn run_check(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            return;
+        }
+        self.in_flight = true;
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        let fut = self.checked();
+        ctx.spawn(
+            fut.into_actor(self)
+                .then(|report, act, _| {
+                    act.in_flight = false;
+                    let done = ProbeDone {
+                        iface: act.request.iface.clone(),
+                        report,
+                    };
+                    act.scheduler.send(done).into_actor(act)
+                })
+                .map(|next, act, ctx| match next {
+                    Ok(Some(delay)) => {
+                        act.timer = Some(ctx.run_later(delay, |act, ctx| act.run_check(ctx)))
+                    }
+                    // The scheduler no longer wants checks here, or is gone (it stops us anyway).
+                    Ok(None) | Err(_) => ctx.stop(),
+                }),
+        );
+    }
+}
+
+impl Actor for Prober {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Every start checks at once: a new link, a restart, or a resumed state to confirm.
+        self.run_check(ctx);
+    }
+}
+
+/// Re-target the checks (the interface's DNS servers or ifindex changed).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Retarget(pub ProbeRequest);
+
+/// Check now, outside the schedule, and reply with the result (`netfailover check`).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "ProbeReport")]
+pub struct CheckNow;
+
+impl Handler<Retarget> for Prober {
+    type Result = ();
+    fn handle(&mut self, msg: Retarget, _: &mut Self::Context) {
+        self.request = msg.0;
+    }
+}
+
+impl Handler<CheckNow> for Prober {
+    type Result = ResponseActFuture<Self, ProbeReport>;
+    fn handle(&mut self, _: CheckNow, _: &mut Self::Context) -> Self::Result {
+        let fut = self.checked();
+        Box::pin(fut.into_actor(self).then(|report, act, _| {
+            // The result also counts as a regular check.
+            let done = ProbeDone {
+                iface: act.request.iface.clone(),
+                report: report.clone(),
+            };
+            act.scheduler.do_send(done);
+            actix::fut::ready(report)
+        }))
+    }
+}
+
+/// The name of a prober in `status` and `kill`.
+pub fn actor_name(iface: &IfaceName) -> String {
+    format!("prober:{iface}")
+}
+
+/// Test hook (feature `fake`): makes the actor panic inside a handler.
+#[cfg(feature = "fake")]
+impl Handler<crate::supervisor::Crash> for Prober {
+    type Result = ();
+    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
+        panic!("Prober: crash requested by a test");
+    }
+}

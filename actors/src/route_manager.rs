@@ -1,0 +1,1059 @@
+//! RouteManager: the only writer of routes and the only producer of dispatcher events.
+//!
+//! Owns: the desired default route of every managed interface and family (configured metric,
+//! plus the penalty while checks are on and the interface is not FULL past the fail-back hold,
+//! made unique per family), the adoption of foreign default routes on managed interfaces, the
+//! per-interface record (connectivity, `up` announced, learned gateways) persisted through the
+//! `StateStore` port, and the sysctls it tunes (strict `rp_filter` → loose, `ra_defrtr_metric`).
+//!
+//! Talks to: LinkWatcher sends it link facts; ProbeScheduler sends it connectivity facts and asks
+//! for the uplinks; it sends ProbeScheduler the uplinks when they change and pushes events into
+//! the engine's `EventLog`, which Dispatcher drains.
+//!
+//! Level-triggered: every fact only updates its model and requests a reconcile, which lists the
+//! kernel's default routes, computes the plan (`plan.rs`), applies it (additions and replacements
+//! before deletions: never a moment without a default route), and only then turns the new
+//! interface states into events, so the order is fixed: `down` → `device-connectivity-change` →
+//! `connectivity-change`, and `up` before any connectivity event of that interface (SPEC §5).
+//! Reconciles run one at a time (`ctx.wait`), also periodically and after failures.
+//!
+//! On failure: the supervisor restarts it; the new incarnation loads the record, dumps links,
+//! lists routes and converges to the same table, without repeating `up` events (unless this is
+//! the daemon's first start, when `up` is announced for every live uplink).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use tokio::time::Instant;
+
+use crate::event_log::EventLog;
+use crate::health::penalized;
+use crate::model::{
+    Config, Connectivity, DeviceEvents, Event, EventKind, Family, FamilyConfig, IfaceAddr,
+    IfaceName, KernelRoute, LinkInfo, Method, RpFilterPolicy, UplinkType,
+};
+use crate::peers::Peers;
+use crate::persist::Persister;
+use crate::plan::{assign, diff, unique_routes, Assigned, Ops, RouteWant};
+use crate::ports::{
+    EngineState, IfaceRecord, LinkSource, PortError, RouteTable, StateStore, Sysctl,
+};
+use crate::probe_scheduler::{Uplink, UplinksChanged};
+use crate::status::{Board, IfaceStatus};
+
+/// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA): the kernel owns them; we only
+/// set their metric through `ra_defrtr_metric`.
+const RTPROT_RA: u8 = 9;
+
+/// First retry delay after a failed route write; doubles up to the reconcile interval.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+
+/// Everything RouteManager needs from outside, shared by its incarnations.
+#[derive(Clone)]
+pub struct RouteDeps {
+    pub links: Arc<dyn LinkSource>,
+    pub routes: Arc<dyn RouteTable>,
+    pub sysctl: Arc<dyn Sysctl>,
+    pub store: Arc<dyn StateStore>,
+    pub log: EventLog,
+    pub peers: Peers,
+    pub board: Board,
+}
+
+/// See the module doc.
+pub struct RouteManager {
+    cfg: Arc<Config>,
+    deps: RouteDeps,
+    persister: Persister<EngineState>,
+    /// True for the daemon's first incarnation: announce `up` for every live uplink.
+    first_start: bool,
+    state: State,
+}
+
+/// Everything rebuilt on restart.
+#[derive(Default)]
+struct State {
+    links: BTreeMap<u32, LinkInfo>,
+    record: EngineState,
+    managed: Vec<Assigned>,
+    /// Routes believed installed after the last reconcile, per interface.
+    installed: BTreeMap<(IfaceName, Family), KernelRoute>,
+    full_since: HashMap<IfaceName, Instant>,
+    /// Interfaces whose link bounced inside one kernel message (merged flap).
+    bounced: BTreeSet<IfaceName>,
+    /// Events produced by facts, waiting for their routes to be applied.
+    queued: Vec<Event>,
+    reconcile_requested: bool,
+    shutting_down: bool,
+    retry_delay: Duration,
+    retry: Option<SpawnHandle>,
+    last_uplinks: Vec<Uplink>,
+    /// Sysctl work already done (per ifindex), so it is done once per link appearance.
+    rp_filter_done: BTreeSet<u32>,
+    ra_metric: BTreeMap<u32, u32>,
+    addresses_done: BTreeSet<(u32, IfaceAddr)>,
+}
+
+impl RouteManager {
+    pub fn new(cfg: Arc<Config>, deps: RouteDeps, first_start: bool) -> Self {
+        let store = deps.store.clone();
+        let persister = Persister::new("interface state", move |s| store.save(s));
+        Self {
+            cfg,
+            deps,
+            persister,
+            first_start,
+            state: State::default(),
+        }
+    }
+
+    fn now_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    fn profile_of(&self, name: &IfaceName) -> Option<&crate::model::Profile> {
+        let a = self.state.managed.iter().find(|a| &a.name == name)?;
+        self.cfg.profiles.get(a.profile?)
+    }
+
+    fn family_config(&self, a: &Assigned, family: Family) -> FamilyConfig {
+        match a.profile.and_then(|i| self.cfg.profiles.get(i)) {
+            Some(p) => match family {
+                Family::V4 => p.ipv4.clone(),
+                Family::V6 => p.ipv6.clone(),
+            },
+            None => adopted_family(a.uplink_type),
+        }
+    }
+
+    fn dns_for(&self, name: &IfaceName) -> Vec<SocketAddr> {
+        let profile_dns = self
+            .profile_of(name)
+            .map(|p| p.dns.clone())
+            .unwrap_or_default();
+        self.cfg.dns.servers_for(name, &profile_dns)
+    }
+
+    fn usable(&self, a: &Assigned) -> bool {
+        a.ifindex
+            .and_then(|i| self.state.links.get(&i))
+            .is_some_and(LinkInfo::usable)
+    }
+
+    fn connectivity(&self, name: &IfaceName) -> Connectivity {
+        self.state
+            .record
+            .interfaces
+            .get(name)
+            .map(|r| r.connectivity)
+            .unwrap_or(Connectivity::None)
+    }
+
+    /// Builds an event for `iface` (or the device when `None`).
+    fn event(
+        &self,
+        kind: EventKind,
+        iface: Option<&IfaceName>,
+        state: Connectivity,
+        previous: Connectivity,
+        reason: String,
+    ) -> Event {
+        let profile = iface.and_then(|n| self.profile_of(n));
+        let ip4_gateway = iface.and_then(|n| {
+            self.state
+                .installed
+                .get(&(n.clone(), Family::V4))
+                .and_then(|r| r.gateway)
+                .or_else(|| learned(&self.state.record, n, Family::V4))
+        });
+        let ip4_nameservers = iface
+            .map(|n| {
+                self.dns_for(n)
+                    .into_iter()
+                    .map(|s| s.ip())
+                    .filter(IpAddr::is_ipv4)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Event {
+            id: 0,
+            kind,
+            iface: iface.cloned(),
+            state,
+            previous,
+            reason,
+            connection_id: profile.map(|p| p.id.clone()),
+            connection_uuid: profile.and_then(|p| p.uuid.clone()),
+            ip4_gateway,
+            ip4_nameservers,
+            at_unix_ms: Self::now_ms(),
+        }
+    }
+
+    /// Records a new connectivity for `name` and queues the device event SPEC §5 asks for.
+    fn set_connectivity(&mut self, name: &IfaceName, new: Connectivity, reason: &str) {
+        let rec = self
+            .state
+            .record
+            .interfaces
+            .entry(name.clone())
+            .or_insert(IfaceRecord {
+                connectivity: Connectivity::None,
+                announced_up: false,
+            });
+        let previous = rec.connectivity;
+        if previous == new {
+            return;
+        }
+        rec.connectivity = new;
+        if new == Connectivity::Full {
+            self.state.full_since.insert(name.clone(), Instant::now());
+        } else {
+            self.state.full_since.remove(name);
+        }
+        tracing::info!(iface = %name, state = %new, previous = %previous, reason, "connectivity");
+        let fire = match self.cfg.dispatcher.device_events {
+            DeviceEvents::LeaveFull => previous == Connectivity::Full,
+            DeviceEvents::All => true,
+        };
+        if fire {
+            let ev = self.event(
+                EventKind::DeviceConnectivityChange,
+                Some(name),
+                new,
+                previous,
+                reason.to_string(),
+            );
+            self.state.queued.push(ev);
+        }
+    }
+
+    fn request_reconcile(&mut self, ctx: &mut Context<Self>) {
+        if !self.state.reconcile_requested {
+            self.state.reconcile_requested = true;
+            ctx.notify(Reconcile);
+        }
+    }
+
+    /// Lists, plans, applies, then updates interface states and emits events.
+    fn reconcile_fut(&mut self) -> impl ActorFuture<Self, Output = ()> {
+        self.state.reconcile_requested = false;
+        let input = PlanInput {
+            cfg: self.cfg.clone(),
+            links: self.state.links.clone(),
+            record: self.state.record.clone(),
+            full_since: self.state.full_since.clone(),
+            shutting_down: self.state.shutting_down,
+            rp_filter_done: self.state.rp_filter_done.clone(),
+            ra_metric: self.state.ra_metric.clone(),
+            addresses_done: self.state.addresses_done.clone(),
+        };
+        let routes = self.deps.routes.clone();
+        let sysctl = self.deps.sysctl.clone();
+        async move {
+            let kernel = match routes.list_defaults().await {
+                Ok(k) => k,
+                Err(e) => return Err(e),
+            };
+            let plan = input.plan(&kernel);
+            let applied = apply(&*routes, &*sysctl, &plan).await;
+            Ok((plan, applied))
+        }
+        .into_actor(self)
+        .map(|result, act, ctx| act.after_apply(result, ctx))
+    }
+
+    fn after_apply(&mut self, result: Result<(Plan, Applied), PortError>, ctx: &mut Context<Self>) {
+        let failed = match result {
+            Err(e) => {
+                tracing::error!(error = %e, "listing routes failed; will retry");
+                true
+            }
+            Ok((plan, applied)) => {
+                for f in &applied.failures {
+                    tracing::warn!(error = %f, "route change failed; will retry");
+                }
+                self.state.managed = plan.managed;
+                self.state.installed = plan
+                    .desired
+                    .iter()
+                    .filter(|r| !applied.failed_routes.contains(r))
+                    .filter_map(|r| {
+                        let a = self
+                            .state
+                            .managed
+                            .iter()
+                            .find(|a| a.ifindex == Some(r.ifindex))?;
+                        Some(((a.name.clone(), r.family), r.clone()))
+                    })
+                    .collect();
+                for (name, gws) in plan.learned {
+                    self.state.record.learned_gateways.insert(name, gws);
+                }
+                self.state.rp_filter_done.extend(applied.rp_filter_done);
+                self.state.ra_metric.extend(applied.ra_metric);
+                self.state.addresses_done.extend(applied.addresses_done);
+                !applied.failures.is_empty()
+            }
+        };
+        self.update_interface_states();
+        self.update_global();
+        self.flush_events();
+        self.persister.save_later(self.state.record.clone());
+        self.publish_uplinks();
+        self.publish_board();
+        if failed {
+            self.schedule_retry(ctx);
+        } else {
+            self.state.retry_delay = RETRY_MIN;
+        }
+        if !self.state.bounced.is_empty() {
+            self.request_reconcile(ctx);
+        }
+    }
+
+    fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
+        let delay = self.state.retry_delay.max(RETRY_MIN);
+        self.state.retry_delay = (delay * 2).min(self.cfg.route.reconcile_interval.max(RETRY_MIN));
+        if let Some(h) = self.state.retry.take() {
+            ctx.cancel_future(h);
+        }
+        self.state.retry = Some(ctx.run_later(delay, |act, ctx| {
+            act.state.retry = None;
+            act.request_reconcile(ctx);
+        }));
+    }
+
+    /// Level-triggered link → state: `down`/NONE for managed interfaces without a usable link,
+    /// `up`/UNKNOWN for usable ones whose route is installed.
+    fn update_interface_states(&mut self) {
+        let managed = self.state.managed.clone();
+        let facts = std::mem::take(&mut self.state.queued);
+        for a in &managed {
+            let usable = self.usable(a);
+            let bounced = self.state.bounced.remove(&a.name);
+            let announced = self
+                .state
+                .record
+                .interfaces
+                .get(&a.name)
+                .is_some_and(|r| r.announced_up);
+            let lost_reason = match a.ifindex.and_then(|i| self.state.links.get(&i)) {
+                None => "interface gone",
+                Some(l) if !l.admin_up => "admin down",
+                Some(l) if !l.carrier => "carrier lost",
+                Some(_) => "carrier flapped (changes merged by the kernel)",
+            };
+            if (!usable || bounced)
+                && (announced || self.connectivity(&a.name) != Connectivity::None)
+            {
+                if announced {
+                    let prev = self.connectivity(&a.name);
+                    let ev = self.event(
+                        EventKind::Down,
+                        Some(&a.name),
+                        Connectivity::None,
+                        prev,
+                        lost_reason.into(),
+                    );
+                    self.state.queued.push(ev);
+                    if let Some(r) = self.state.record.interfaces.get_mut(&a.name) {
+                        r.announced_up = false;
+                    }
+                }
+                self.set_connectivity(&a.name, Connectivity::None, lost_reason);
+            }
+            if !usable {
+                continue;
+            }
+            let has_route = self.state.installed.keys().any(|(n, _)| n == &a.name);
+            let announced = self
+                .state
+                .record
+                .interfaces
+                .get(&a.name)
+                .is_some_and(|r| r.announced_up);
+            if has_route && !announced {
+                let state = self.connectivity(&a.name);
+                let metric = self
+                    .state
+                    .installed
+                    .get(&(a.name.clone(), Family::V4))
+                    .or_else(|| self.state.installed.get(&(a.name.clone(), Family::V6)))
+                    .map(|r| r.metric)
+                    .unwrap_or_default();
+                let ev = self.event(
+                    EventKind::Up,
+                    Some(&a.name),
+                    state,
+                    state,
+                    format!("link up, route installed (metric {metric})"),
+                );
+                self.state.queued.push(ev);
+                self.state
+                    .record
+                    .interfaces
+                    .entry(a.name.clone())
+                    .or_insert(IfaceRecord {
+                        connectivity: Connectivity::None,
+                        announced_up: false,
+                    })
+                    .announced_up = true;
+            }
+            if self.connectivity(&a.name) == Connectivity::None {
+                let reason = if self.cfg.check.enabled() {
+                    "link up, not checked yet"
+                } else {
+                    "link up, checks disabled"
+                };
+                self.set_connectivity(&a.name, Connectivity::Unknown, reason);
+            }
+        }
+        // Records of interfaces no longer managed are dropped (their events already went out).
+        let names: BTreeSet<&IfaceName> = managed.iter().map(|a| &a.name).collect();
+        self.state
+            .record
+            .interfaces
+            .retain(|n, _| names.contains(n));
+        // Order: facts produced before this reconcile, then this pass's events, which were
+        // queued per interface in sequence: `down` → device event, then `up` → device event.
+        let this_pass = std::mem::take(&mut self.state.queued);
+        let mut ordered = facts;
+        ordered.extend(this_pass);
+        self.state.queued = ordered;
+    }
+
+    fn update_global(&mut self) {
+        let global = Connectivity::global(
+            self.state
+                .managed
+                .iter()
+                .map(|a| self.connectivity(&a.name)),
+        );
+        let previous = self.state.record.global;
+        if previous == Some(global) {
+            return;
+        }
+        self.state.record.global = Some(global);
+        let reason = format!(
+            "global connectivity {} -> {}",
+            previous.unwrap_or_default(),
+            global
+        );
+        let ev = self.event(
+            EventKind::ConnectivityChange,
+            None,
+            global,
+            previous.unwrap_or_default(),
+            reason,
+        );
+        self.state.queued.push(ev);
+    }
+
+    fn flush_events(&mut self) {
+        for ev in std::mem::take(&mut self.state.queued) {
+            self.deps.log.push(ev);
+        }
+    }
+
+    fn uplinks(&self) -> Vec<Uplink> {
+        self.state
+            .managed
+            .iter()
+            .filter_map(|a| {
+                Some(Uplink {
+                    name: a.name.clone(),
+                    ifindex: a.ifindex?,
+                    usable: self.usable(a),
+                    dns: self.dns_for(&a.name),
+                    connectivity: self.connectivity(&a.name),
+                })
+            })
+            .collect()
+    }
+
+    fn publish_uplinks(&mut self) {
+        let uplinks = self.uplinks();
+        if uplinks != self.state.last_uplinks {
+            self.deps
+                .peers
+                .probe_scheduler
+                .do_send(UplinksChanged(uplinks.clone()));
+            self.state.last_uplinks = uplinks;
+        }
+    }
+
+    fn publish_board(&self) {
+        let mut board = self.deps.board.lock();
+        let old = std::mem::take(&mut board.status.interfaces);
+        board.status.interfaces = self
+            .state
+            .managed
+            .iter()
+            .map(|a| {
+                let mut s = old
+                    .iter()
+                    .find(|s| s.name == a.name)
+                    .cloned()
+                    .unwrap_or_else(|| empty_status(a.name.clone(), a.uplink_type));
+                let link = a.ifindex.and_then(|i| self.state.links.get(&i));
+                s.ifindex = a.ifindex;
+                s.link = match link {
+                    None => "absent".into(),
+                    Some(l) if l.usable() => "up".into(),
+                    Some(_) => "down".into(),
+                };
+                s.connectivity = self.connectivity(&a.name);
+                let v4 = self.family_config(a, Family::V4);
+                let v6 = self.family_config(a, Family::V6);
+                s.metric = v4.metric.get();
+                s.metric6 = v6.metric.get();
+                let r4 = self.state.installed.get(&(a.name.clone(), Family::V4));
+                let r6 = self.state.installed.get(&(a.name.clone(), Family::V6));
+                s.effective_metric = r4.map(|r| r.metric);
+                s.effective_metric6 = r6.map(|r| r.metric);
+                s.gateway4 = r4.and_then(|r| r.gateway);
+                s.gateway6 = r6.and_then(|r| r.gateway);
+                s.uplink_type = a.uplink_type;
+                s.source = match a.profile.and_then(|i| self.cfg.profiles.get(i)) {
+                    Some(p) => format!("profile {} ({})", p.id, p.file.display()),
+                    None => "adopted".into(),
+                };
+                s.dns = self.dns_for(&a.name);
+                s
+            })
+            .collect();
+        board.status.connectivity = self.state.record.global.unwrap_or_default();
+    }
+
+    fn on_link(&mut self, info: LinkInfo) {
+        if let Some(old) = self.state.links.get(&info.ifindex) {
+            // Two or more carrier changes with the link usable before and after: the kernel
+            // merged a down/up flap into this message (CRATE-NOTES §3). Report it as one.
+            if old.usable()
+                && info.usable()
+                && info.carrier_changes >= old.carrier_changes.saturating_add(2)
+            {
+                tracing::info!(iface = %info.name, ifindex = info.ifindex, changes = info.carrier_changes - old.carrier_changes, "link flapped between two kernel messages");
+                self.state.bounced.insert(info.name.clone());
+            }
+        }
+        self.state.links.insert(info.ifindex, info);
+    }
+}
+
+/// Settings of an adopted interface: the per-type default metric, gateway learned.
+fn adopted_family(t: UplinkType) -> FamilyConfig {
+    FamilyConfig {
+        manage_default: true,
+        method: Method::Auto,
+        metric: t.default_metric(),
+        addresses: Vec::new(),
+        gateway: None,
+    }
+}
+
+fn learned(record: &EngineState, name: &IfaceName, family: Family) -> Option<IpAddr> {
+    record
+        .learned_gateways
+        .get(name)?
+        .iter()
+        .find(|g| Family::of(g) == family)
+        .copied()
+}
+
+fn empty_status(name: IfaceName, uplink_type: UplinkType) -> IfaceStatus {
+    IfaceStatus {
+        name,
+        ifindex: None,
+        link: "absent".into(),
+        connectivity: Connectivity::None,
+        metric: 0,
+        effective_metric: None,
+        metric6: 0,
+        effective_metric6: None,
+        gateway4: None,
+        gateway6: None,
+        uplink_type,
+        source: String::new(),
+        dns: Vec::new(),
+        last_check: None,
+        probe_bytes: 0,
+        probe_dns_bytes: 0,
+        checks: Default::default(),
+    }
+}
+
+/// A consistent copy of what planning needs, so the plan is computed inside the reconcile
+/// future against the route listing it just made.
+struct PlanInput {
+    cfg: Arc<Config>,
+    links: BTreeMap<u32, LinkInfo>,
+    record: EngineState,
+    full_since: HashMap<IfaceName, Instant>,
+    shutting_down: bool,
+    rp_filter_done: BTreeSet<u32>,
+    ra_metric: BTreeMap<u32, u32>,
+    addresses_done: BTreeSet<(u32, IfaceAddr)>,
+}
+
+/// The outcome of planning: route ops plus kernel settings to apply first.
+struct Plan {
+    managed: Vec<Assigned>,
+    desired: Vec<KernelRoute>,
+    ops: Ops,
+    learned: Vec<(IfaceName, Vec<IpAddr>)>,
+    /// (ifindex, name) whose rp_filter must be checked.
+    rp_filter: Vec<(u32, IfaceName)>,
+    /// (ifindex, name, metric) for `ra_defrtr_metric`.
+    ra_metric: Vec<(u32, IfaceName, u32)>,
+    addresses: Vec<(u32, IfaceAddr)>,
+    rp_policy: RpFilterPolicy,
+}
+
+impl PlanInput {
+    fn plan(&self, kernel: &[KernelRoute]) -> Plan {
+        let protocol = self.cfg.route.protocol;
+        // Router-advertised IPv6 routes belong to the kernel: never adopted or swept.
+        let visible: Vec<KernelRoute> = kernel
+            .iter()
+            .filter(|r| r.protocol != RTPROT_RA)
+            .cloned()
+            .collect();
+        let holds: BTreeSet<u32> = visible.iter().map(|r| r.ifindex).collect();
+        let sticky: BTreeSet<IfaceName> = self.record.learned_gateways.keys().cloned().collect();
+        let managed = assign(
+            &self.cfg.profiles,
+            self.cfg.adopt,
+            &self.links,
+            &holds,
+            &sticky,
+        );
+        let now = Instant::now();
+        let mut wants = Vec::new();
+        let mut sweep = BTreeSet::new();
+        let mut learned_out = Vec::new();
+        let mut rp_filter = Vec::new();
+        let mut ra_metric = Vec::new();
+        let mut addresses = Vec::new();
+        let mut managed_pairs = BTreeSet::new();
+        for a in &managed {
+            let Some(ifindex) = a.ifindex else { continue };
+            let Some(link) = self.links.get(&ifindex) else {
+                continue;
+            };
+            let usable = link.usable();
+            let state = self
+                .record
+                .interfaces
+                .get(&a.name)
+                .map(|r| r.connectivity)
+                .unwrap_or(Connectivity::None);
+            let penalty = if !self.shutting_down
+                && penalized(
+                    self.cfg.check.enabled(),
+                    state,
+                    self.full_since.get(&a.name).copied(),
+                    self.cfg.check.failback_hold,
+                    now,
+                ) {
+                self.cfg.route.penalty
+            } else {
+                0
+            };
+            let mut gws_learned = Vec::new();
+            for family in [Family::V4, Family::V6] {
+                let fc = match a.profile.and_then(|i| self.cfg.profiles.get(i)) {
+                    Some(p) if family == Family::V4 => p.ipv4.clone(),
+                    Some(p) => p.ipv6.clone(),
+                    None => adopted_family(a.uplink_type),
+                };
+                if !fc.manage_default {
+                    continue;
+                }
+                managed_pairs.insert((family, ifindex));
+                let mut metric = fc.metric.get();
+                if family == Family::V6 && metric == 0 {
+                    metric = 1024; // the kernel stores IPv6 metric 0 as 1024
+                }
+                let effective = metric.saturating_add(penalty);
+                let mut foreign: Vec<&KernelRoute> = visible
+                    .iter()
+                    .filter(|r| {
+                        r.ifindex == ifindex && r.family == family && r.protocol != protocol
+                    })
+                    .collect();
+                foreign.sort_by_key(|r| r.metric);
+                let owned = visible
+                    .iter()
+                    .find(|r| r.ifindex == ifindex && r.family == family && r.protocol == protocol);
+                let gateway: Option<Option<IpAddr>> = match fc.method {
+                    Method::Manual => fc.gateway.filter(|g| Family::of(g) == family).map(Some),
+                    Method::Auto => foreign
+                        .first()
+                        .map(|r| r.gateway)
+                        .or_else(|| learned(&self.record, &a.name, family).map(Some))
+                        .or_else(|| owned.map(|r| r.gateway)),
+                };
+                if let Some(Some(gw)) = gateway {
+                    if fc.method == Method::Auto {
+                        gws_learned.push(gw);
+                    }
+                }
+                if family == Family::V6
+                    && usable
+                    && self.ra_metric.get(&ifindex) != Some(&effective)
+                {
+                    ra_metric.push((ifindex, a.name.clone(), effective));
+                }
+                if !usable {
+                    sweep.insert((family, ifindex));
+                    continue;
+                }
+                if let Some(gateway) = gateway {
+                    if fc.method == Method::Manual {
+                        for addr in fc
+                            .addresses
+                            .iter()
+                            .filter(|ad| Family::of(&ad.addr) == family)
+                        {
+                            if !self.addresses_done.contains(&(ifindex, *addr)) {
+                                addresses.push((ifindex, *addr));
+                            }
+                        }
+                    }
+                    wants.push(RouteWant {
+                        family,
+                        ifindex,
+                        gateway,
+                        metric: effective,
+                    });
+                    sweep.insert((family, ifindex));
+                }
+            }
+            if !gws_learned.is_empty() {
+                learned_out.push((a.name.clone(), gws_learned));
+            }
+            if usable && !self.rp_filter_done.contains(&ifindex) {
+                rp_filter.push((ifindex, a.name.clone()));
+            }
+        }
+        // Metrics held by routes we neither own nor sweep must not be reused.
+        let reserved: BTreeSet<(Family, u32)> = kernel
+            .iter()
+            .filter(|r| r.protocol != protocol && !sweep.contains(&(r.family, r.ifindex)))
+            .map(|r| (r.family, r.metric))
+            .collect();
+        let desired = unique_routes(wants, &reserved, protocol);
+        let ops = diff(&desired, &visible, protocol, &sweep);
+        Plan {
+            managed,
+            desired,
+            ops,
+            learned: learned_out,
+            rp_filter,
+            ra_metric,
+            addresses,
+            rp_policy: self.cfg.route.rp_filter,
+        }
+    }
+}
+
+/// What applying a plan did.
+#[derive(Default)]
+struct Applied {
+    failures: Vec<PortError>,
+    failed_routes: Vec<KernelRoute>,
+    rp_filter_done: Vec<u32>,
+    ra_metric: Vec<(u32, u32)>,
+    addresses_done: Vec<(u32, IfaceAddr)>,
+}
+
+/// Applies a plan: addresses and sysctls, then replacements and additions, then deletions.
+/// Keeps going after a failure and reports every one (the next reconcile retries).
+async fn apply(routes: &dyn RouteTable, sysctl: &dyn Sysctl, plan: &Plan) -> Applied {
+    let mut out = Applied::default();
+    for (ifindex, name) in &plan.rp_filter {
+        match relax_rp_filter(sysctl, name, plan.rp_policy).await {
+            Ok(()) => out.rp_filter_done.push(*ifindex),
+            Err(e) => out.failures.push(e),
+        }
+    }
+    for (ifindex, name, metric) in &plan.ra_metric {
+        let key = format!("net.ipv6.conf.{name}.ra_defrtr_metric");
+        match sysctl.write(key, metric.to_string()).await {
+            Ok(()) => out.ra_metric.push((*ifindex, *metric)),
+            // Kernels before 5.16 have no ra_defrtr_metric; nothing to retry.
+            Err(PortError::NotFound { .. }) => out.ra_metric.push((*ifindex, *metric)),
+            Err(e) => out.failures.push(e),
+        }
+    }
+    for (ifindex, addr) in &plan.addresses {
+        match routes.ensure_address(*ifindex, *addr).await {
+            Ok(()) => out.addresses_done.push((*ifindex, *addr)),
+            Err(e) => out.failures.push(e),
+        }
+    }
+    for r in &plan.ops.replace {
+        tracing::info!(ifindex = r.ifindex, metric = r.metric, gateway = ?r.gateway, "replacing default route");
+        if let Err(e) = routes.replace(r.clone()).await {
+            out.failures.push(e);
+            out.failed_routes.push(r.clone());
+        }
+    }
+    for r in &plan.ops.add {
+        tracing::info!(ifindex = r.ifindex, metric = r.metric, gateway = ?r.gateway, "adding default route");
+        if let Err(e) = routes.add(r.clone()).await {
+            out.failures.push(e);
+            out.failed_routes.push(r.clone());
+        }
+    }
+    for r in &plan.ops.delete {
+        tracing::info!(ifindex = r.ifindex, metric = r.metric, protocol = r.protocol, gateway = ?r.gateway, "deleting default route");
+        match routes.delete(r.clone()).await {
+            Ok(()) | Err(PortError::NotFound { .. }) => {}
+            Err(e) => out.failures.push(e),
+        }
+    }
+    out
+}
+
+/// Strict reverse-path filtering drops the replies of every standby's checks (SPEC §3).
+async fn relax_rp_filter(
+    sysctl: &dyn Sysctl,
+    name: &IfaceName,
+    policy: RpFilterPolicy,
+) -> Result<(), PortError> {
+    let read = |k: String| async move {
+        sysctl
+            .read(k)
+            .await
+            .map(|v| v.trim().parse::<u8>().unwrap_or(0))
+    };
+    let all = read("net.ipv4.conf.all.rp_filter".into()).await?;
+    let own_key = format!("net.ipv4.conf.{name}.rp_filter");
+    let own = read(own_key.clone()).await?;
+    // The kernel uses the larger of `all` and the interface's value; 2 (loose) beats 1.
+    if all.max(own) != 1 {
+        return Ok(());
+    }
+    match policy {
+        RpFilterPolicy::Loose => {
+            sysctl.write(own_key, "2".into()).await?;
+            tracing::info!(iface = %name, "rp_filter was strict (1): set to loose (2) so standby checks get their replies");
+        }
+        RpFilterPolicy::Keep => {
+            tracing::warn!(iface = %name, "rp_filter is strict (1): standby checks will likely fail (route.rp_filter = \"keep\")");
+        }
+    }
+    Ok(())
+}
+
+impl Actor for RouteManager {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let store = self.deps.store.clone();
+        let links = self.deps.links.clone();
+        let load = async move { (store.load().await, links.dump().await) };
+        ctx.wait(load.into_actor(self).map(|(record, dump), act, ctx| {
+            match record {
+                Ok(r) => act.state.record = r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load interface state; starting empty")
+                }
+            }
+            if act.first_start {
+                for r in act.state.record.interfaces.values_mut() {
+                    r.announced_up = false;
+                }
+            }
+            // Resumed FULL interfaces have proven themselves already: no new fail-back hold.
+            let long_ago = Instant::now()
+                .checked_sub(act.cfg.check.failback_hold)
+                .unwrap_or_else(Instant::now);
+            for (name, r) in &act.state.record.interfaces {
+                if r.connectivity == Connectivity::Full {
+                    act.state.full_since.insert(name.clone(), long_ago);
+                }
+            }
+            match dump {
+                Ok(links) => act.state.links = links.into_iter().map(|l| (l.ifindex, l)).collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot dump links; will retry");
+                    act.schedule_retry(ctx);
+                }
+            }
+            ctx.wait(act.reconcile_fut());
+        }));
+        let period = self
+            .cfg
+            .route
+            .reconcile_interval
+            .max(Duration::from_millis(100));
+        ctx.run_interval(period, |act, ctx| act.request_reconcile(ctx));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------------
+
+/// A link appeared or changed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LinkChanged(pub LinkInfo);
+
+/// A link disappeared.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LinkRemoved {
+    pub ifindex: u32,
+}
+
+/// Every link, after a (re)subscription or an overrun: replaces the model.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LinkSnapshot(pub Vec<LinkInfo>);
+
+/// Routes or addresses changed somewhere: reconcile.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RoutesChanged;
+
+/// ProbeScheduler's verdict on an interface changed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ConnectivityChanged {
+    pub iface: IfaceName,
+    pub state: Connectivity,
+    pub reason: String,
+}
+
+/// ProbeScheduler asks for the managed interfaces (on its start).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<Uplink>")]
+pub struct GetUplinks;
+
+/// A new configuration (SIGHUP).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub Arc<Config>);
+
+/// Clean shutdown: remove penalties, leave owned routes at their configured metrics.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Internal: run a reconcile now.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+struct Reconcile;
+
+impl Handler<LinkChanged> for RouteManager {
+    type Result = ();
+    fn handle(&mut self, msg: LinkChanged, ctx: &mut Self::Context) {
+        self.on_link(msg.0);
+        self.request_reconcile(ctx);
+    }
+}
+
+impl Handler<LinkRemoved> for RouteManager {
+    type Result = ();
+    fn handle(&mut self, msg: LinkRemoved, ctx: &mut Self::Context) {
+        self.state.links.remove(&msg.ifindex);
+        self.state.rp_filter_done.remove(&msg.ifindex);
+        self.state.ra_metric.remove(&msg.ifindex);
+        self.state.addresses_done.retain(|(i, _)| *i != msg.ifindex);
+        self.request_reconcile(ctx);
+    }
+}
+
+impl Handler<LinkSnapshot> for RouteManager {
+    type Result = ();
+    fn handle(&mut self, msg: LinkSnapshot, ctx: &mut Self::Context) {
+        let present: BTreeSet<u32> = msg.0.iter().map(|l| l.ifindex).collect();
+        self.state.links.retain(|i, _| present.contains(i));
+        for l in msg.0 {
+            self.on_link(l);
+        }
+        self.request_reconcile(ctx);
+    }
+}
+
+impl Handler<RoutesChanged> for RouteManager {
+    type Result = ();
+    fn handle(&mut self, _: RoutesChanged, ctx: &mut Self::Context) {
+        self.request_reconcile(ctx);
+    }
+}
+
+impl Handler<ConnectivityChanged> for RouteManager {
+    type Result = ();
+    fn handle(&mut self, msg: ConnectivityChanged, ctx: &mut Self::Context) {
+        let usable = self
+            .state
+            .managed
+            .iter()
+            .find(|a| a.name == msg.iface)
+            .is_some_and(|a| self.usable(a));
+        if !usable {
+            // A late result for a link that is gone: the link fact already set NONE.
+            return;
+        }
+        self.set_connectivity(&msg.iface, msg.state, &msg.reason);
+        if msg.state == Connectivity::Full && !self.cfg.check.failback_hold.is_zero() {
+            ctx.run_later(self.cfg.check.failback_hold, |act, ctx| {
+                act.request_reconcile(ctx)
+            });
+        }
+        self.request_reconcile(ctx);
+    }
+}
+
+impl Handler<GetUplinks> for RouteManager {
+    type Result = MessageResult<GetUplinks>;
+    fn handle(&mut self, _: GetUplinks, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.uplinks())
+    }
+}
+
+impl Handler<Reconfigure> for RouteManager {
+    type Result = ();
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
+        self.cfg = msg.0;
+        // A new metric or profile may change every route; the address cache stays valid.
+        self.state.ra_metric.clear();
+        self.request_reconcile(ctx);
+    }
+}
+
+impl Handler<Shutdown> for RouteManager {
+    type Result = AtomicResponse<Self, ()>;
+    fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.state.shutting_down = true;
+        AtomicResponse::new(Box::pin(self.reconcile_fut()))
+    }
+}
+
+impl Handler<Reconcile> for RouteManager {
+    type Result = ();
+    fn handle(&mut self, _: Reconcile, ctx: &mut Self::Context) {
+        ctx.wait(self.reconcile_fut());
+    }
+}
+
+/// Test hook (feature `fake`): makes the actor panic inside a handler.
+#[cfg(feature = "fake")]
+impl Handler<crate::supervisor::Crash> for RouteManager {
+    type Result = ();
+    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
+        panic!("RouteManager: crash requested by a test");
+    }
+}
