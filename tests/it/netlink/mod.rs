@@ -3,6 +3,7 @@
 //! addresses only: the adapters alone (`adapters`), then the real engine on them (`engine`).
 
 mod adapters;
+mod engine;
 
 use std::net::IpAddr;
 
