@@ -13,8 +13,22 @@
 //! each ISP namespace is padded so `p<i>`'s ifindex differs from `u<i>`'s: the kernel rate-limits
 //! the link events of a veth whose ifindex equals its peer's like a physical NIC's (CRATE-NOTES
 //! §3), which would make carrier tests slow and flaky.
+//!
+//! Also here: [`Uplink::profile`] (the engine profile of an uplink), [`CountingLinks`] (a
+//! `LinkSource` decorator counting overruns and dumps), and [`run_in_netns`] /
+//! [`block_on_in_netns`] to run code on a thread inside a namespace.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{BoxStream, StreamExt};
+use netfailover_actors::model::{
+    FamilyConfig, IfaceAddr, IfaceMatch, IfaceName, LinkInfo, Method, Metric, Profile, UplinkType,
+};
+use netfailover_actors::ports::{LinkSource, LinkUpdate, PortResult};
 
 use super::netns::{veth, Netns, NetnsError};
 
@@ -35,6 +49,44 @@ pub struct Uplink {
     pub gateway_v4: Ipv4Addr,
     pub dev_v6: Ipv6Addr,
     pub gateway_v6: Ipv6Addr,
+}
+
+impl Uplink {
+    /// An ethernet profile binding this uplink by name, both families with `method` and
+    /// `metric`; `Manual` applies the device-side addresses and the ISP gateway.
+    pub fn profile(&self, method: Method, metric: Metric) -> Profile {
+        let manual = method == Method::Manual;
+        let family = |addr: IfaceAddr, gateway: std::net::IpAddr| FamilyConfig {
+            manage_default: true,
+            method,
+            metric,
+            addresses: if manual { vec![addr] } else { Vec::new() },
+            gateway: manual.then_some(gateway),
+        };
+        let v4 = IfaceAddr {
+            addr: self.dev_v4.into(),
+            prefix_len: 24,
+        };
+        let v6 = IfaceAddr {
+            addr: self.dev_v6.into(),
+            prefix_len: 64,
+        };
+        Profile {
+            id: self.dev_iface.clone(),
+            uuid: None,
+            file: PathBuf::from(format!("{}.nmconnection", self.dev_iface)),
+            uplink_type: UplinkType::Ethernet,
+            matches: match IfaceName::new(self.dev_iface.as_str()) {
+                Ok(name) => IfaceMatch::Name(name),
+                // `u<i>` is always a valid name; fall back to type matching all the same.
+                Err(_) => IfaceMatch::ByType,
+            },
+            managed: true,
+            ipv4: family(v4, self.gateway_v4.into()),
+            ipv6: family(v6, self.gateway_v6.into()),
+            dns: Vec::new(),
+        }
+    }
 }
 
 /// The device namespace and its uplinks; every namespace is deleted on drop.
@@ -141,4 +193,54 @@ where
             })?;
         Ok(runtime.block_on(make()))
     })?
+}
+
+/// A `LinkSource` decorator that counts what the engine was told and asked: overruns delivered
+/// on its subscriptions and dumps made. Clones share the counters.
+#[derive(Clone)]
+pub struct CountingLinks<L> {
+    inner: L,
+    overruns: Arc<AtomicUsize>,
+    dumps: Arc<AtomicUsize>,
+}
+
+impl<L: LinkSource> CountingLinks<L> {
+    pub fn new(inner: L) -> Self {
+        Self {
+            inner,
+            overruns: Arc::default(),
+            dumps: Arc::default(),
+        }
+    }
+
+    pub fn overruns(&self) -> usize {
+        self.overruns.load(Ordering::SeqCst)
+    }
+
+    pub fn dumps(&self) -> usize {
+        self.dumps.load(Ordering::SeqCst)
+    }
+}
+
+impl<L: LinkSource> LinkSource for CountingLinks<L> {
+    fn subscribe(&self) -> BoxFuture<'static, PortResult<BoxStream<'static, LinkUpdate>>> {
+        let overruns = self.overruns.clone();
+        let subscribed = self.inner.subscribe();
+        async move {
+            let stream = subscribed.await?;
+            Ok(stream
+                .inspect(move |update| {
+                    if *update == LinkUpdate::Overrun {
+                        overruns.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+                .boxed())
+        }
+        .boxed()
+    }
+
+    fn dump(&self) -> BoxFuture<'static, PortResult<Vec<LinkInfo>>> {
+        self.dumps.fetch_add(1, Ordering::SeqCst);
+        self.inner.dump()
+    }
 }

@@ -8,22 +8,18 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, FutureExt};
-use futures::stream::{BoxStream, StreamExt};
 use netfailover::engine::fake::{FakeProbe, FakeScripts, MemJournal, MemStateStore};
 use netfailover::engine::model::{
-    CheckConfig, Config, Family, FamilyConfig, IfaceAddr, IfaceMatch, IfaceName, KernelRoute,
-    LinkInfo, Method, Metric, Profile, UplinkType,
+    CheckConfig, Config, Family, KernelRoute, Method, Metric, Profile,
 };
-use netfailover::engine::ports::{LinkSource, LinkUpdate, PortResult, Ports, RouteTable, Verdict};
+use netfailover::engine::ports::{Ports, RouteTable, Verdict};
 use netfailover::engine::EngineHandle;
 use netfailover::lab::netns::{require_root, run, Netns};
-use netfailover::lab::uplinks::{run_in_netns, Uplink, UplinkWorld};
+use netfailover::lab::uplinks::{run_in_netns, CountingLinks, Uplink, UplinkWorld};
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
 
@@ -40,46 +36,13 @@ const PENALTY: u32 = 20_000;
 // Rig: the engine in the device namespace
 // ---------------------------------------------------------------------------------------------
 
-/// Counts what the engine asks of the link source: overruns it was told about, dumps it made.
-#[derive(Clone)]
-struct CountingLinks {
-    inner: NetlinkLinks,
-    overruns: Arc<AtomicUsize>,
-    dumps: Arc<AtomicUsize>,
-}
-
-impl LinkSource for CountingLinks {
-    fn subscribe(&self) -> BoxFuture<'static, PortResult<BoxStream<'static, LinkUpdate>>> {
-        let overruns = self.overruns.clone();
-        let subscribed = self.inner.subscribe();
-        async move {
-            let stream = subscribed.await?;
-            Ok(stream
-                .inspect(move |update| {
-                    if *update == LinkUpdate::Overrun {
-                        overruns.fetch_add(1, Ordering::SeqCst);
-                    }
-                })
-                .boxed())
-        }
-        .boxed()
-    }
-
-    fn dump(&self) -> BoxFuture<'static, PortResult<Vec<LinkInfo>>> {
-        self.dumps.fetch_add(1, Ordering::SeqCst);
-        self.inner.dump()
-    }
-}
-
 /// What one engine run is built from. `journal` and `state` stand for `state_dir`: sharing them
 /// between two runs is a daemon restart.
 struct Rig {
     probe: FakeProbe,
     journal: MemJournal,
     state: MemStateStore,
-    rcvbuf: usize,
-    overruns: Arc<AtomicUsize>,
-    dumps: Arc<AtomicUsize>,
+    links: CountingLinks<NetlinkLinks>,
 }
 
 impl Rig {
@@ -88,9 +51,14 @@ impl Rig {
             probe: FakeProbe::default(),
             journal: MemJournal::default(),
             state: MemStateStore::default(),
-            rcvbuf: DEFAULT_RCVBUF,
-            overruns: Arc::default(),
-            dumps: Arc::default(),
+            links: CountingLinks::new(NetlinkLinks::new(DEFAULT_RCVBUF)),
+        }
+    }
+
+    fn with_rcvbuf(rcvbuf: usize) -> Self {
+        Self {
+            links: CountingLinks::new(NetlinkLinks::new(rcvbuf)),
+            ..Self::new()
         }
     }
 
@@ -105,13 +73,8 @@ impl Rig {
     ) -> T {
         run_in_netns(ns, || {
             actix_rt::System::new().block_on(async {
-                let links = CountingLinks {
-                    inner: NetlinkLinks::new(self.rcvbuf),
-                    overruns: self.overruns.clone(),
-                    dumps: self.dumps.clone(),
-                };
                 let ports = Ports {
-                    links: Arc::new(links),
+                    links: Arc::new(self.links.clone()),
                     routes: Arc::new(NetlinkRoutes::new().expect("route socket")),
                     sysctl: Arc::new(ProcSysctl::new()),
                     probe: Arc::new(self.probe.clone()),
@@ -134,38 +97,12 @@ impl Rig {
 // Configuration
 // ---------------------------------------------------------------------------------------------
 
-fn family(method: Method, metric: u32, address: IfaceAddr, gateway: IpAddr) -> FamilyConfig {
-    let manual = method == Method::Manual;
-    FamilyConfig {
-        manage_default: true,
-        method,
-        metric: Metric::new(i64::from(metric)).expect("test metric in range"),
-        addresses: if manual { vec![address] } else { Vec::new() },
-        gateway: manual.then_some(gateway),
-    }
-}
-
-/// A profile for uplink `up` binding it by name, both families with `method` and `metric`.
+/// An uplink's profile (both families) at `metric`.
 fn profile(up: &Uplink, method: Method, metric: u32) -> Profile {
-    let v4 = IfaceAddr {
-        addr: up.dev_v4.into(),
-        prefix_len: 24,
-    };
-    let v6 = IfaceAddr {
-        addr: up.dev_v6.into(),
-        prefix_len: 64,
-    };
-    Profile {
-        id: up.dev_iface.clone(),
-        uuid: None,
-        file: PathBuf::from(format!("{}.nmconnection", up.dev_iface)),
-        uplink_type: UplinkType::Ethernet,
-        matches: IfaceMatch::Name(IfaceName::new(up.dev_iface.as_str()).expect("test name")),
-        managed: true,
-        ipv4: family(method, metric, v4, up.gateway_v4.into()),
-        ipv6: family(method, metric, v6, up.gateway_v6.into()),
-        dns: Vec::new(),
-    }
+    up.profile(
+        method,
+        Metric::new(i64::from(metric)).expect("test metric in range"),
+    )
 }
 
 /// Manual profiles at [`METRICS`], checks on (interval 1 s, one result decides) or off.
@@ -686,13 +623,12 @@ fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
         .collect();
     let batch = std::env::temp_dir().join(format!("{}-storm.txt", u0.isp.name()));
     std::fs::write(&batch, storm).unwrap();
-    let mut rig = Rig::new();
-    rig.rcvbuf = 4096;
+    let rig = Rig::with_rcvbuf(4096);
     rig.run(&w.dev, config(&w, false), async |kernel, engine| {
         kernel
             .converge("start", &managed, &both(&[(u0, 100), (u1, 200)]))
             .await;
-        let dumps_before = rig.dumps.load(Ordering::SeqCst);
+        let dumps_before = rig.links.dumps();
         // The storm runs while the engine's thread is blocked in the command, so nobody drains
         // the 4 KiB socket: notifications are lost for sure, and the last one (carrier down)
         // may be among them.
@@ -701,12 +637,9 @@ fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
             .converge("after the storm", &managed, &both(&[(u1, 200)]))
             .await;
         assert_first(&table, u1);
+        assert!(rig.links.overruns() >= 1, "the engine saw no overrun");
         assert!(
-            rig.overruns.load(Ordering::SeqCst) >= 1,
-            "the engine saw no overrun"
-        );
-        assert!(
-            rig.dumps.load(Ordering::SeqCst) > dumps_before,
+            rig.links.dumps() > dumps_before,
             "no resync dump after the overrun"
         );
 
