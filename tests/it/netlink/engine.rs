@@ -553,8 +553,8 @@ fn engine_repairs_a_hand_deleted_route_and_removes_a_stray_duplicate() {
 }
 
 #[test]
-fn engine_restart_after_a_crash_adopts_its_leftover_routes() {
-    if !require_root("engine_restart_after_a_crash_adopts_its_leftover_routes") {
+fn engine_restart_without_shutdown_adopts_its_leftover_routes() {
+    if !require_root("engine_restart_without_shutdown_adopts_its_leftover_routes") {
         return;
     }
     let w = world("nlcrash", 2);
@@ -573,7 +573,7 @@ fn engine_restart_after_a_crash_adopts_its_leftover_routes() {
         "the crash left the routes: {shown}"
     );
 
-    // Second run on the same state_dir: resumes LIMITED for u0, one owned route each.
+    // Second run on the same state_dir: one owned route each, u0 still penalised.
     rig.run(&w.dev, config(&w, true), async |kernel, engine| {
         kernel.converge("second run", &managed, &penalised).await;
         // Stays converged (no duplicate appears on a later reconcile).
@@ -652,6 +652,123 @@ fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
         engine.shutdown().await.expect("clean shutdown");
     });
     let _ = std::fs::remove_file(batch);
+}
+
+/// Set in the child process of the SIGKILL test: the device namespace to run the engine in.
+const CRASH_CHILD_ENV: &str = "NF_NETLINK_SIGKILL_CHILD";
+/// This test's path inside the `it` binary, to run it again as the child.
+const SIGKILL_TEST: &str =
+    "netlink::engine::engine_second_start_after_sigkill_keeps_one_route_each";
+
+/// Kills the child process (SIGKILL) when dropped, so it never outlives a failed test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The child's role: the engine in the named namespace, u0 LIMITED, until killed (at most a
+/// minute).
+fn sigkill_child(ns_name: &str) {
+    let path = format!("/run/netns/{ns_name}");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let ns = std::fs::File::open(&path).expect("child: namespace file");
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("child: setns");
+            actix_rt::System::new().block_on(async {
+                let probe = FakeProbe::default();
+                probe.set("u0", Verdict::Limited);
+                let ports = Ports {
+                    links: Arc::new(NetlinkLinks::default()),
+                    routes: Arc::new(NetlinkRoutes::new().expect("child: route socket")),
+                    sysctl: Arc::new(ProcSysctl::new()),
+                    probe: Arc::new(probe),
+                    scripts: Arc::new(FakeScripts::default()),
+                    journal: Arc::new(MemJournal::default()),
+                    state: Arc::new(MemStateStore::default()),
+                };
+                let config: Config = serde_json::from_str(
+                    &std::env::var("NF_NETLINK_SIGKILL_CONFIG").expect("child: config"),
+                )
+                .expect("child: config JSON");
+                let _engine = netfailover::engine::start(config, ports);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            });
+        });
+    });
+}
+
+/// A real crash: the engine runs in a child process (this test binary, re-run as the child),
+/// which is SIGKILLed once its routes are in; a second engine then starts on the leftovers.
+#[test]
+fn engine_second_start_after_sigkill_keeps_one_route_each() {
+    if let Ok(ns_name) = std::env::var(CRASH_CHILD_ENV) {
+        return sigkill_child(&ns_name);
+    }
+    if !require_root("engine_second_start_after_sigkill_keeps_one_route_each") {
+        return;
+    }
+    let w = world("nlkill", 2);
+    let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
+    let managed = ifindexes(&w);
+    let penalised = both(&[(u0, 100 + PENALTY), (u1, 200)]);
+    let config_json = serde_json::to_string(&config(&w, true)).expect("config to JSON");
+    let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", SIGKILL_TEST, "--test-threads=1", "--nocapture"])
+        .env(CRASH_CHILD_ENV, w.dev.name())
+        .env("NF_NETLINK_SIGKILL_CONFIG", config_json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the child engine");
+    let mut child = KillOnDrop(child);
+    let shows_penalised = || {
+        let v4 = w
+            .dev
+            .ip(&["route", "show", "default", "proto", "78"])
+            .ok()?;
+        let v6 = w
+            .dev
+            .ip(&["-6", "route", "show", "default", "proto", "78"])
+            .ok()?;
+        let installed = [&v4, &v6]
+            .iter()
+            .all(|t| t.contains("dev u0 metric 20100") && t.contains("dev u1 metric 200"));
+        installed.then_some(())
+    };
+    netfailover::lab::netns::wait_for(CONVERGE_TIMEOUT, shows_penalised)
+        .expect("the child engine never installed its routes");
+    child.0.kill().expect("SIGKILL");
+    child.0.wait().expect("reaping the child");
+    assert!(
+        shows_penalised().is_some(),
+        "SIGKILL leaves the routes in place"
+    );
+
+    let rig = Rig::new();
+    rig.probe.set("u0", Verdict::Limited);
+    rig.run(&w.dev, config(&w, true), async |kernel, engine| {
+        kernel.converge("after SIGKILL", &managed, &penalised).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        kernel
+            .converge("still one route each", &managed, &penalised)
+            .await;
+        engine.shutdown().await.expect("clean shutdown");
+    });
+    for family in ["-4", "-6"] {
+        let shown = w
+            .dev
+            .ip(&[family, "route", "show", "default", "proto", "78"])
+            .unwrap();
+        assert_eq!(
+            shown.lines().count(),
+            2,
+            "{family}: one owned route per interface:\n{shown}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
