@@ -131,13 +131,17 @@ impl FakeKernel {
         }
     }
 
-    /// Admin up/down. Like Linux, admin down deletes the link's IPv4 routes without telling.
+    /// Admin up/down. Like Linux, admin down deletes the link's IPv4 routes without telling
+    /// and flushes its IPv6 addresses.
     pub fn set_admin(&self, name: &str, up: bool) {
         let ifindex = self.ifindex_of(name);
         if !up {
-            lock(&self.state)
-                .routes
+            let mut s = lock(&self.state);
+            s.routes
                 .retain(|r| !(r.ifindex == ifindex && r.family == Family::V4));
+            // Linux also flushes the link's IPv6 addresses on admin down.
+            s.addresses
+                .retain(|(i, a)| !(*i == ifindex && a.addr.is_ipv6()));
         }
         self.change_link(name, |l| l.admin_up = up);
     }

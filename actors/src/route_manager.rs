@@ -155,6 +155,15 @@ impl RouteManager {
             .unwrap_or(Connectivity::None)
     }
 
+    /// An `up` was announced for `name` and no `down` since.
+    fn announced(&self, name: &IfaceName) -> bool {
+        self.state
+            .record
+            .interfaces
+            .get(name)
+            .is_some_and(|r| r.announced_up)
+    }
+
     /// Builds an event for `iface` (or the device when `None`).
     fn event(
         &self,
@@ -338,12 +347,7 @@ impl RouteManager {
         for a in &managed {
             let usable = self.usable(a);
             let bounced = self.state.bounced.remove(&a.name);
-            let announced = self
-                .state
-                .record
-                .interfaces
-                .get(&a.name)
-                .is_some_and(|r| r.announced_up);
+            let announced = self.announced(&a.name);
             let lost_reason = match a.ifindex.and_then(|i| self.state.links.get(&i)) {
                 None => "interface gone",
                 Some(l) if !l.admin_up => "admin down",
@@ -373,12 +377,7 @@ impl RouteManager {
                 continue;
             }
             let has_route = self.state.installed.keys().any(|(n, _)| n == &a.name);
-            let announced = self
-                .state
-                .record
-                .interfaces
-                .get(&a.name)
-                .is_some_and(|r| r.announced_up);
+            let announced = self.announced(&a.name);
             if has_route && !announced {
                 let state = self.connectivity(&a.name);
                 let metric = self
@@ -543,6 +542,13 @@ impl RouteManager {
                 tracing::info!(iface = %info.name, ifindex = info.ifindex, changes = info.carrier_changes - old.carrier_changes, "link flapped between two kernel messages");
                 self.state.bounced.insert(info.name.clone());
             }
+        }
+        if !info.usable() {
+            // Admin down flushes IPv6 addresses (and a link may come back without the IPv4
+            // ones): apply manual addresses again when it is usable.
+            self.state
+                .addresses_done
+                .retain(|(i, _)| *i != info.ifindex);
         }
         self.state.links.insert(info.ifindex, info);
     }

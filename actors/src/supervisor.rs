@@ -279,16 +279,13 @@ impl Supervisor {
     }
 
     fn abort_all(&mut self) {
-        for (child, s) in self.children.iter_mut() {
+        for s in self.children.values_mut() {
             if let Some(a) = s.abort.take() {
                 a.abort();
             }
-            match child {
-                Child::RouteManager => self.peers.route_manager.set(None),
-                Child::Dispatcher => self.peers.dispatcher.set(None),
-                Child::ProbeScheduler => self.peers.probe_scheduler.set(None),
-                Child::LinkWatcher => self.peers.link_watcher.set(None),
-            }
+        }
+        for child in Child::ALL {
+            self.clear_slot(child);
         }
     }
 

@@ -679,3 +679,58 @@ async fn everything_down_changes_global_connectivity() {
     );
     assert!(w.kernel.routes().iter().all(|r| r.protocol != OURS));
 }
+
+#[actix::test]
+async fn manual_profiles_get_addresses_and_gateways_again_after_admin_down() {
+    use netfailover_actors::model::IfaceAddr;
+    let w = FakeWorld::new();
+    let eth0 = w.kernel.add_link("eth0", LinkKind::Other);
+    let mut p = profile("eth0", UplinkType::Ethernet, 100);
+    let v4 = IfaceAddr {
+        addr: "192.0.2.10".parse().unwrap(),
+        prefix_len: 24,
+    };
+    let v6 = IfaceAddr {
+        addr: "2001:db8::10".parse().unwrap(),
+        prefix_len: 64,
+    };
+    p.ipv4 = FamilyConfig {
+        method: Method::Manual,
+        addresses: vec![v4],
+        gateway: Some(gw(1)),
+        ..family(100)
+    };
+    p.ipv6 = FamilyConfig {
+        method: Method::Manual,
+        addresses: vec![v6],
+        gateway: Some("2001:db8::1".parse().unwrap()),
+        ..family(100)
+    };
+    let mut cfg = config();
+    cfg.profiles = vec![p];
+    cfg.check.interval = Duration::ZERO;
+    let _h = started(&w, cfg).await;
+    let want: Vec<(Family, u32)> = vec![(Family::V4, 100), (Family::V6, 100)];
+    let owned = |w: &FakeWorld| -> Vec<(Family, u32)> {
+        w.kernel
+            .routes()
+            .iter()
+            .filter(|r| r.protocol == OURS)
+            .map(|r| (r.family, r.metric))
+            .collect()
+    };
+    assert_eq!(owned(&w), want);
+    assert!(
+        w.kernel.addresses().contains(&(eth0, v4)) && w.kernel.addresses().contains(&(eth0, v6))
+    );
+    w.kernel.set_admin("eth0", false);
+    settle().await;
+    assert!(owned(&w).is_empty(), "{:?}", w.kernel.routes());
+    w.kernel.set_admin("eth0", true);
+    settle().await;
+    assert!(
+        w.kernel.addresses().contains(&(eth0, v6)),
+        "IPv6 address re-applied"
+    );
+    assert_eq!(owned(&w), want);
+}

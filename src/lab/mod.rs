@@ -1,4 +1,5 @@
 //! The throw-away namespace world: the fixture of the namespace tests and of `netfailover lab`.
 
+pub mod internet;
 pub mod netns;
 pub mod uplinks;

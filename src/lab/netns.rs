@@ -126,14 +126,7 @@ impl Netns {
     /// `/sys` still show the process's namespace (TESTING.md), netlink sockets opened afterwards
     /// by this thread see this one.
     pub fn enter_current_thread(&self) -> Result<(), NetnsError> {
-        let path = format!("/run/netns/{}", self.name);
-        let enter_err = |message: String| NetnsError::Enter {
-            name: self.name.clone(),
-            message,
-        };
-        let file = File::open(&path).map_err(|e| enter_err(format!("{path}: {e}")))?;
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| enter_err(e.to_string()))
+        enter_named(&self.name)
     }
 
     /// The ifindex of `iface` inside this namespace.
@@ -157,6 +150,19 @@ impl Drop for Netns {
             eprintln!("cleanup: {e}");
         }
     }
+}
+
+/// Moves the calling thread into the namespace called `name` (see
+/// [`Netns::enter_current_thread`]); for threads that cannot borrow the [`Netns`] itself.
+pub fn enter_named(name: &str) -> Result<(), NetnsError> {
+    let path = format!("/run/netns/{name}");
+    let enter_err = |message: String| NetnsError::Enter {
+        name: name.to_string(),
+        message,
+    };
+    let file = File::open(&path).map_err(|e| enter_err(format!("{path}: {e}")))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| enter_err(e.to_string()))
 }
 
 /// Creates a veth pair with one end in each namespace, both ends up.

@@ -1,1 +1,0 @@
-//! Placeholder: the probe adapter lands with its issue.

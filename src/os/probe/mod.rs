@@ -1,0 +1,511 @@
+//! The real connectivity check (SPEC §3): [`HttpProbe`] implements the engine's
+//! [`Probe`](netfailover_actors::ports::Probe) port with an HTTP(S) GET that leaves through one
+//! interface only, after resolving the check host through that interface's own DNS servers.
+//!
+//! - `dns.rs`: hickory resolvers bound to the interface, server order, TTL cache.
+//! - `http.rs`: bound TCP connect, TLS (rustls + ring), the GET and a capped body read.
+//! - `classify.rs`: the SPEC §3 table from an HTTP answer.
+//! - `wire.rs`: bytes on the wire per check.
+//!
+//! Failures without an HTTP answer map as follows: the interface missing (ENODEV), or no route
+//! or no address on it (ENETUNREACH, EADDRNOTAVAIL on the bound socket), is NONE; everything
+//! else — DNS failure, refused, host unreachable (the gateway does not answer ARP), connect or
+//! total timeout, TLS failure, reset, garbage — is LIMITED.
+
+mod classify;
+mod dns;
+mod http;
+mod wire;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use hyper::header::HeaderValue;
+use netfailover_actors::model::{CheckConfig, IfaceName};
+use netfailover_actors::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
+
+pub use classify::BODY_CAP;
+pub use dns::DnsFailure;
+pub use wire::{TCP_HEADER, TCP_MSS, TCP_SYN_HEADER, UDP_HEADER};
+
+use dns::ResolverPool;
+use http::GetRequest;
+use wire::{Metered, TcpMeter};
+
+/// The probe cannot be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("check uri {uri:?}: {reason}")]
+    BadUri { uri: String, reason: String },
+    #[error("check ca_file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
+    #[error("TLS client setup: {reason}")]
+    Tls { reason: String },
+}
+
+/// Why one check got no usable HTTP answer; the text is the report's reason.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CheckFailure {
+    #[error("interface {iface} is missing")]
+    Missing { iface: IfaceName },
+    #[error("{iface} has no route to {addr}")]
+    NoRoute { iface: IfaceName, addr: SocketAddr },
+    #[error(transparent)]
+    Dns(#[from] DnsFailure),
+    #[error("connection refused by {addr}")]
+    Refused { addr: SocketAddr },
+    #[error("connect timeout after {} to {addr}", secs(*after))]
+    ConnectTimeout { addr: SocketAddr, after: Duration },
+    #[error("connect to {addr}: {message}")]
+    Connect { addr: SocketAddr, message: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error("total timeout after {}", secs(*after))]
+    TotalTimeout { after: Duration },
+}
+
+impl CheckFailure {
+    fn verdict(&self) -> Verdict {
+        match self {
+            CheckFailure::Missing { .. }
+            | CheckFailure::NoRoute { .. }
+            | CheckFailure::Dns(DnsFailure::NoRoute { .. }) => Verdict::None,
+            _ => Verdict::Limited,
+        }
+    }
+}
+
+/// "5s", "1.5s".
+pub(crate) fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// The socket error says the interface cannot carry the packet at all (missing, no route, no
+/// address), as opposed to the network behind it failing.
+pub(crate) fn is_no_route(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENODEV)
+            | Some(libc::ENETUNREACH)
+            | Some(libc::EADDRNOTAVAIL)
+            | Some(libc::ENXIO)
+    )
+}
+
+/// The check host as the URI names it.
+#[derive(Debug, Clone)]
+enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// The parsed check URI.
+#[derive(Debug, Clone)]
+struct Target {
+    https: bool,
+    host: Host,
+    port: u16,
+    request: GetRequest,
+}
+
+impl Target {
+    fn parse(uri: &str) -> Result<Self, ProbeError> {
+        let bad = |reason: &str| ProbeError::BadUri {
+            uri: uri.to_string(),
+            reason: reason.to_string(),
+        };
+        let parsed: hyper::Uri =
+            uri.parse()
+                .map_err(|e: hyper::http::uri::InvalidUri| ProbeError::BadUri {
+                    uri: uri.to_string(),
+                    reason: e.to_string(),
+                })?;
+        let https = match parsed.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(other) => return Err(bad(&format!("scheme {other:?} is not http or https"))),
+            None => return Err(bad("no scheme (http:// or https://)")),
+        };
+        let authority = parsed.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user info is not supported"));
+        }
+        let host_str = authority.host();
+        if host_str.is_empty() {
+            return Err(bad("no host"));
+        }
+        let bare = host_str.trim_start_matches('[').trim_end_matches(']');
+        let host = match bare.parse::<IpAddr>() {
+            Ok(ip) => Host::Ip(ip),
+            Err(_) => Host::Name(bare.to_ascii_lowercase()),
+        };
+        let port = parsed.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let authority_value =
+            HeaderValue::from_str(authority.as_str()).map_err(|e| bad(&e.to_string()))?;
+        let path_and_query = parsed
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".to_string());
+        Ok(Self {
+            https,
+            host,
+            port,
+            request: GetRequest {
+                authority: authority_value,
+                path_and_query,
+            },
+        })
+    }
+
+    fn server_name(&self) -> Result<ServerName<'static>, ProbeError> {
+        let name = match &self.host {
+            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+            Host::Name(n) => ServerName::try_from(n.clone()).map_err(|e| ProbeError::BadUri {
+                uri: n.clone(),
+                reason: format!("not a valid TLS server name: {e}"),
+            })?,
+        };
+        Ok(name)
+    }
+}
+
+/// Reads extra trust roots from a PEM file.
+fn load_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ProbeError> {
+    let err = |reason: String| ProbeError::CaFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+/// TLS client: web PKI roots plus `extra`, ring only (CRATE-NOTES §1: never rely on a default
+/// provider, another crate in the tree could bring aws-lc-rs).
+fn tls_connector(extra: Vec<CertificateDer<'static>>) -> Result<TlsConnector, ProbeError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra {
+        roots.add(cert).map_err(|e| ProbeError::Tls {
+            reason: format!("extra root: {e}"),
+        })?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProbeError::Tls {
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// Settings and shared state of the probe.
+struct Inner {
+    target: Target,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    expected: Vec<u8>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    resolvers: ResolverPool,
+}
+
+/// The production [`Probe`]: one per configuration, shared by every interface's Prober.
+#[derive(Clone)]
+pub struct HttpProbe {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HttpProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProbe")
+            .field("target", &self.inner.target)
+            .field("connect_timeout", &self.inner.connect_timeout)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes of one check, shared with the attempt so a timed-out attempt is still counted.
+#[derive(Default)]
+struct CheckMeters {
+    tcp: Mutex<Vec<Arc<TcpMeter>>>,
+}
+
+impl CheckMeters {
+    fn connection(&self, ipv6: bool) -> Arc<TcpMeter> {
+        let meter = TcpMeter::new(ipv6);
+        self.tcp
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(meter.clone());
+        meter
+    }
+
+    fn tcp_bytes(&self) -> u64 {
+        let tcp = self.tcp.lock().unwrap_or_else(|e| e.into_inner());
+        tcp.iter().map(|m| m.l3_bytes()).sum()
+    }
+}
+
+impl HttpProbe {
+    /// Builds the probe from the check settings: parses the URI, loads `ca_file`.
+    pub fn new(check: &CheckConfig) -> Result<Self, ProbeError> {
+        let target = Target::parse(&check.uri)?;
+        let extra = match &check.ca_file {
+            Some(path) => load_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let tls = if target.https {
+            Some((tls_connector(extra)?, target.server_name()?))
+        } else {
+            None
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                target,
+                tls,
+                expected: check.response.as_bytes().to_vec(),
+                connect_timeout: check.connect_timeout,
+                timeout: check.timeout,
+                resolvers: ResolverPool::default(),
+            }),
+        })
+    }
+
+    /// Runs one check (what [`Probe::check`] returns, as a plain async fn).
+    pub async fn run(&self, request: ProbeRequest) -> ProbeReport {
+        let started = Instant::now();
+        let inner = &self.inner;
+        let meters = CheckMeters::default();
+        let resolver = match &inner.target.host {
+            Host::Ip(_) => None,
+            Host::Name(_) => {
+                match inner
+                    .resolvers
+                    .get(&request.iface, &request.dns, inner.connect_timeout)
+                {
+                    Ok(r) => Some(r),
+                    Err(failure) => return report(Err(failure.into()), 0, 0, started),
+                }
+            }
+        };
+        let dns_before = resolver.as_ref().map_or(0, |r| r.bytes());
+        let attempt = self.attempt(&request, resolver.as_deref(), &meters);
+        let outcome = match tokio::time::timeout(inner.timeout, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(CheckFailure::TotalTimeout {
+                after: inner.timeout,
+            }),
+        };
+        let dns_bytes = resolver
+            .as_ref()
+            .map_or(0, |r| r.bytes())
+            .saturating_sub(dns_before);
+        if matches!(outcome, Err(CheckFailure::Dns(_))) {
+            inner.resolvers.forget(&request.iface);
+        }
+        let report = report(outcome, meters.tcp_bytes(), dns_bytes, started);
+        tracing::debug!(
+            iface = %request.iface,
+            verdict = ?report.verdict,
+            reason = %report.reason,
+            bytes = report.bytes,
+            "check done"
+        );
+        report
+    }
+
+    async fn attempt(
+        &self,
+        request: &ProbeRequest,
+        resolver: Option<&dns::InterfaceResolver>,
+        meters: &CheckMeters,
+    ) -> Result<(Verdict, String), CheckFailure> {
+        let inner = &self.inner;
+        let iface = &request.iface;
+        if nix::net::if_::if_nametoindex(iface.as_str()).is_err() {
+            return Err(CheckFailure::Missing {
+                iface: iface.clone(),
+            });
+        }
+        let addrs = match (&inner.target.host, resolver) {
+            (Host::Ip(ip), _) => vec![*ip],
+            (Host::Name(name), Some(resolver)) => resolver.resolve(name).await?,
+            (Host::Name(_), None) => {
+                return Err(DnsFailure::NoServers {
+                    iface: iface.clone(),
+                }
+                .into())
+            }
+        };
+        // Try each address in answer order; the first connection decides the check.
+        let mut last = None;
+        for ip in addrs {
+            let addr = SocketAddr::new(ip, inner.target.port);
+            let meter = meters.connection(addr.is_ipv6());
+            match http::connect(iface, addr, inner.connect_timeout, &meter).await {
+                Ok(stream) => {
+                    let stream = Metered::new(stream, meter);
+                    return match &inner.tls {
+                        None => {
+                            http::exchange(stream, &inner.target.request, &inner.expected).await
+                        }
+                        Some((connector, name)) => {
+                            let tls = http::tls(connector, name.clone(), stream).await?;
+                            // TLS records are counted underneath, on the TCP stream.
+                            http::exchange(tls, &inner.target.request, &inner.expected).await
+                        }
+                    };
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            CheckFailure::Dns(DnsFailure::NoAnswer {
+                host: inner.target.host.to_string(),
+                iface: iface.clone(),
+            })
+        }))
+    }
+}
+
+fn report(
+    outcome: Result<(Verdict, String), CheckFailure>,
+    tcp_bytes: u64,
+    dns_bytes: u64,
+    started: Instant,
+) -> ProbeReport {
+    let (verdict, reason) = match outcome {
+        Ok(done) => done,
+        Err(failure) => (failure.verdict(), failure.to_string()),
+    };
+    ProbeReport {
+        verdict,
+        reason,
+        bytes: tcp_bytes + dns_bytes,
+        dns_bytes,
+        elapsed: started.elapsed(),
+    }
+}
+
+impl Probe for HttpProbe {
+    fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
+        let probe = self.clone();
+        Box::pin(async move { probe.run(request).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(uri: &str) -> CheckConfig {
+        CheckConfig {
+            uri: uri.into(),
+            ..CheckConfig::default()
+        }
+    }
+
+    #[test]
+    fn uris_are_validated_without_panics() {
+        for bad in [
+            "",
+            "ftp://example.test/",
+            "check.example/x",
+            "http://",
+            "http://user@host.test/",
+            "https://bad host/",
+        ] {
+            assert!(
+                matches!(HttpProbe::new(&check(bad)), Err(ProbeError::BadUri { .. })),
+                "{bad}"
+            );
+        }
+        let ok = HttpProbe::new(&check("http://[2001:db8::1]:8080")).unwrap();
+        assert!(matches!(ok.inner.target.host, Host::Ip(IpAddr::V6(_))));
+        assert_eq!(ok.inner.target.port, 8080);
+        assert_eq!(ok.inner.target.request.path_and_query, "/");
+        let named = HttpProbe::new(&check("https://Check.Example/connectivity-check?a=1")).unwrap();
+        assert!(matches!(&named.inner.target.host, Host::Name(n) if n == "check.example"));
+        assert_eq!(named.inner.target.port, 443);
+        assert_eq!(
+            named.inner.target.request.path_and_query,
+            "/connectivity-check?a=1"
+        );
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("nf-probe-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        for path in [dir.join("missing.pem"), garbage] {
+            let mut c = check("https://check.example/");
+            c.ca_file = Some(path.clone());
+            assert!(
+                matches!(HttpProbe::new(&c), Err(ProbeError::CaFile { .. })),
+                "{}",
+                path.display()
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn failures_map_to_the_spec_table() {
+        let iface = IfaceName::new("wwan0").unwrap();
+        let addr: SocketAddr = "192.0.2.1:80".parse().unwrap();
+        assert_eq!(
+            CheckFailure::Missing {
+                iface: iface.clone()
+            }
+            .verdict(),
+            Verdict::None
+        );
+        assert_eq!(CheckFailure::Refused { addr }.verdict(), Verdict::Limited);
+        let timeout = CheckFailure::ConnectTimeout {
+            addr,
+            after: Duration::from_secs(5),
+        };
+        assert_eq!(timeout.verdict(), Verdict::Limited);
+        assert_eq!(
+            timeout.to_string(),
+            "connect timeout after 5s to 192.0.2.1:80"
+        );
+        let dns = CheckFailure::from(DnsFailure::NoAnswer {
+            host: "check.example".into(),
+            iface,
+        });
+        assert_eq!(
+            dns.to_string(),
+            "DNS: no answer for check.example via wwan0"
+        );
+        assert_eq!(dns.verdict(), Verdict::Limited);
+    }
+}
