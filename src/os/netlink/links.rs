@@ -14,7 +14,9 @@
 //! `AF_BRIDGE` link messages are bridge-port notifications (a port joined or left a bridge),
 //! not the device appearing or vanishing, so they are ignored. A name the kernel reports that is
 //! not a valid [`IfaceName`] is skipped with a warning. `NETLINK_NO_ENOBUFS` is deliberately not
-//! set: the overrun must reach the engine, which then dumps everything again.
+//! set: the overrun must reach the engine, which then dumps everything again; before yielding
+//! it, the subscription swaps in a fresh socket so the notifications the kernel kept (older than
+//! the lost ones) never follow it (see `Subscription`).
 //!
 //! `dump()` uses its own short-lived request socket: an overrun on a socket with a dump in
 //! flight could be routed to the dump instead of the event stream (CRATE-NOTES §3).
@@ -22,7 +24,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::future::{self, BoxFuture, FutureExt};
+use futures::ready;
 use futures::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
 use netfailover_actors::model::{IfaceName, LinkInfo, LinkKind};
 use netfailover_actors::ports::{LinkSource, LinkUpdate, PortResult};
@@ -31,7 +35,7 @@ use rtnetlink::packet_route::link::{
     InfoKind, LinkAttribute, LinkFlags, LinkInfo as KernelLinkInfo, LinkLayerType, LinkMessage,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
-use rtnetlink::sys::AsyncSocket;
+use rtnetlink::sys::{AsyncSocket, SocketAddr};
 use rtnetlink::MulticastGroup;
 
 use super::{open_request_connection, port_error, require_runtime, AbortOnDrop, NetlinkError};
@@ -64,24 +68,39 @@ impl NetlinkLinks {
         Self { rcvbuf }
     }
 
-    /// Opens the multicast socket (on this thread, hence in this thread's namespace).
+    /// Opens the subscription (on this thread, hence in this thread's namespace).
     fn open_subscription(&self) -> Result<Subscription, NetlinkError> {
-        const WHAT: &str = "netlink link subscription";
-        require_runtime(WHAT)?;
-        let socket_error = |source| NetlinkError::Socket { what: WHAT, source };
-        let (mut connection, _handle, messages) =
-            rtnetlink::new_multicast_connection(&GROUPS).map_err(socket_error)?;
-        set_receive_buffer(connection.socket_mut().socket_mut(), self.rcvbuf)
-            .map_err(socket_error)?;
-        let task = AbortOnDrop(tokio::spawn(connection));
-        let updates = messages
-            .filter_map(|(message, _from)| future::ready(link_update(message)))
-            .boxed();
+        let (messages, task) = open_multicast_socket(self.rcvbuf)?;
         Ok(Subscription {
-            updates,
+            rcvbuf: self.rcvbuf,
+            netns: current_netns(),
+            messages,
             _task: task,
         })
     }
+}
+
+/// What a subscription socket's connection task forwards: every notification.
+type Notifications = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
+
+/// Opens a socket joined to [`GROUPS`] with the given receive buffer, and spawns its
+/// connection task.
+fn open_multicast_socket(rcvbuf: usize) -> Result<(Notifications, AbortOnDrop), NetlinkError> {
+    const WHAT: &str = "netlink link subscription";
+    require_runtime(WHAT)?;
+    let socket_error = |source| NetlinkError::Socket { what: WHAT, source };
+    let (mut connection, _handle, messages) =
+        rtnetlink::new_multicast_connection(&GROUPS).map_err(socket_error)?;
+    set_receive_buffer(connection.socket_mut().socket_mut(), rcvbuf).map_err(socket_error)?;
+    Ok((messages, AbortOnDrop(tokio::spawn(connection))))
+}
+
+/// Identity (device, inode) of the calling thread's network namespace, if `/proc` tells.
+fn current_netns() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 impl Default for NetlinkLinks {
@@ -119,18 +138,66 @@ impl LinkSource for NetlinkLinks {
     }
 }
 
-/// The stream a subscription hands out: the mapped messages, plus the guard that stops the
-/// connection task (and closes the socket) when the stream is dropped.
+/// The stream a subscription hands out. Dropping it stops the connection task, which closes
+/// the socket.
+///
+/// On an overrun the kernel reports ENOBUFS *before* the notifications it kept, and those are
+/// older than the ones it dropped. Delivered after `Overrun`, they would reach the engine after
+/// its resync dump and leave it with a stale picture (a link believed up that went down in the
+/// lost part). So on ENOBUFS the subscription replaces its socket with a fresh one, discarding
+/// the old queue, and only then yields `Overrun`: the engine's dump comes after the new socket
+/// joined the groups, so nothing after it is missed and nothing before it follows it.
 struct Subscription {
-    updates: BoxStream<'static, LinkUpdate>,
+    rcvbuf: usize,
+    /// The namespace the subscription was opened in: the replacement socket must be there too.
+    netns: Option<(u64, u64)>,
+    messages: Notifications,
     _task: AbortOnDrop,
+}
+
+impl Subscription {
+    /// Swaps in a fresh socket (the old one is closed when its task is aborted). Refused if this
+    /// thread is in another namespace than the one subscribed from.
+    fn reopen(&mut self) -> Result<(), NetlinkError> {
+        if current_netns() != self.netns {
+            return Err(NetlinkError::Socket {
+                what: "netlink link subscription",
+                source: std::io::Error::other(
+                    "overrun handled on a thread in another network namespace",
+                ),
+            });
+        }
+        let (messages, task) = open_multicast_socket(self.rcvbuf)?;
+        self.messages = messages;
+        self._task = task;
+        Ok(())
+    }
 }
 
 impl Stream for Subscription {
     type Item = LinkUpdate;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LinkUpdate>> {
-        self.updates.poll_next_unpin(cx)
+        loop {
+            let Some((message, _from)) = ready!(self.messages.poll_next_unpin(cx)) else {
+                return Poll::Ready(None);
+            };
+            match link_update(message) {
+                Some(LinkUpdate::Overrun) => {
+                    return match self.reopen() {
+                        Ok(()) => Poll::Ready(Some(LinkUpdate::Overrun)),
+                        Err(error) => {
+                            // Ending the stream makes the LinkWatcher resubscribe from its own
+                            // thread, which dumps everything anyway.
+                            tracing::error!(%error, "cannot replace the overrun socket");
+                            Poll::Ready(None)
+                        }
+                    };
+                }
+                Some(update) => return Poll::Ready(Some(update)),
+                None => continue,
+            }
+        }
     }
 }
 

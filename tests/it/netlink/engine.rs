@@ -612,8 +612,13 @@ fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
     let w = world("nlovr", 2);
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
-    // 1001 carrier toggles of u0 (the ISP end), ending down.
-    let storm: String = (0..1001)
+    // First 100 MTU changes of u0 (each says: u0 up, with carrier), then 1001 carrier toggles
+    // of u0 (the ISP end), ending down. The few messages a 4 KiB buffer keeps are the first
+    // MTU ones: stale "u0 up" news that must not outlive the resync.
+    let mtu: String = (0..100)
+        .map(|i| format!("link set dev u0 mtu {}\n", 1400 + (i % 2) * 100))
+        .collect();
+    let toggles: String = (0..1001)
         .map(|i| {
             format!(
                 "link set dev p0 {}\n",
@@ -621,20 +626,28 @@ fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
             )
         })
         .collect();
+    let mtu_batch = std::env::temp_dir().join(format!("{}-mtu.txt", w.dev.name()));
     let batch = std::env::temp_dir().join(format!("{}-storm.txt", u0.isp.name()));
-    std::fs::write(&batch, storm).unwrap();
+    std::fs::write(&mtu_batch, mtu).unwrap();
+    std::fs::write(&batch, toggles).unwrap();
     let rig = Rig::with_rcvbuf(4096);
     rig.run(&w.dev, config(&w, false), async |kernel, engine| {
         kernel
             .converge("start", &managed, &both(&[(u0, 100), (u1, 200)]))
             .await;
         let dumps_before = rig.links.dumps();
-        // The storm runs while the engine's thread is blocked in the command, so nobody drains
-        // the 4 KiB socket: notifications are lost for sure, and the last one (carrier down)
-        // may be among them.
+        // The storm runs while the engine's thread is blocked in the commands, so nobody
+        // drains the 4 KiB socket: notifications are lost for sure, the last one (carrier
+        // down) among them.
+        w.dev.ip(&["-batch", mtu_batch.to_str().unwrap()]).unwrap();
         u0.isp.ip(&["-batch", batch.to_str().unwrap()]).unwrap();
-        let table = kernel
+        kernel
             .converge("after the storm", &managed, &both(&[(u1, 200)]))
+            .await;
+        // And it stays so: no stale "u0 up" brings its route back.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let table = kernel
+            .converge("a while after the storm", &managed, &both(&[(u1, 200)]))
             .await;
         assert_first(&table, u1);
         assert!(rig.links.overruns() >= 1, "the engine saw no overrun");
@@ -652,6 +665,7 @@ fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
         engine.shutdown().await.expect("clean shutdown");
     });
     let _ = std::fs::remove_file(batch);
+    let _ = std::fs::remove_file(mtu_batch);
 }
 
 /// Set in the child process of the SIGKILL test: the device namespace to run the engine in.
