@@ -71,25 +71,31 @@ impl Rig {
         config: Config,
         body: impl AsyncFnOnce(&Kernel, &EngineHandle) -> T + Send,
     ) -> T {
-        run_in_netns(ns, || {
-            actix_rt::System::new().block_on(async {
-                let ports = Ports {
-                    links: Arc::new(self.links.clone()),
-                    routes: Arc::new(NetlinkRoutes::new().expect("route socket")),
-                    sysctl: Arc::new(ProcSysctl::new()),
-                    probe: Arc::new(self.probe.clone()),
-                    scripts: Arc::new(FakeScripts::default()),
-                    journal: Arc::new(self.journal.clone()),
-                    state: Arc::new(self.state.clone()),
-                };
-                let kernel = Kernel {
-                    routes: NetlinkRoutes::new().expect("observer route socket"),
-                };
-                let engine = netfailover::engine::start(config, ports);
-                body(&kernel, &engine).await
-            })
+        run_in_netns(ns, || self.run_here(config, body)).expect("entering the device namespace")
+    }
+
+    /// [`Rig::run`] on the calling thread, which must already be in the device namespace.
+    fn run_here<T>(
+        &self,
+        config: Config,
+        body: impl AsyncFnOnce(&Kernel, &EngineHandle) -> T,
+    ) -> T {
+        actix_rt::System::new().block_on(async {
+            let ports = Ports {
+                links: Arc::new(self.links.clone()),
+                routes: Arc::new(NetlinkRoutes::new().expect("route socket")),
+                sysctl: Arc::new(ProcSysctl::new()),
+                probe: Arc::new(self.probe.clone()),
+                scripts: Arc::new(FakeScripts::default()),
+                journal: Arc::new(self.journal.clone()),
+                state: Arc::new(self.state.clone()),
+            };
+            let kernel = Kernel {
+                routes: NetlinkRoutes::new().expect("observer route socket"),
+            };
+            let engine = netfailover::engine::start(config, ports);
+            body(&kernel, &engine).await
         })
-        .expect("entering the device namespace")
     }
 }
 
@@ -670,6 +676,8 @@ fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
 
 /// Set in the child process of the SIGKILL test: the device namespace to run the engine in.
 const CRASH_CHILD_ENV: &str = "NF_NETLINK_SIGKILL_CHILD";
+/// The child's engine configuration, as JSON.
+const SIGKILL_CONFIG_ENV: &str = "NF_NETLINK_SIGKILL_CONFIG";
 /// This test's path inside the `it` binary, to run it again as the child.
 const SIGKILL_TEST: &str =
     "netlink::engine::engine_second_start_after_sigkill_keeps_one_route_each";
@@ -687,28 +695,17 @@ impl Drop for KillOnDrop {
 /// The child's role: the engine in the named namespace, u0 LIMITED, until killed (at most a
 /// minute).
 fn sigkill_child(ns_name: &str) {
+    let config: Config =
+        serde_json::from_str(&std::env::var(SIGKILL_CONFIG_ENV).expect("child: config"))
+            .expect("child: config JSON");
     let path = format!("/run/netns/{ns_name}");
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let ns = std::fs::File::open(&path).expect("child: namespace file");
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("child: setns");
-            actix_rt::System::new().block_on(async {
-                let probe = FakeProbe::default();
-                probe.set("u0", Verdict::Limited);
-                let ports = Ports {
-                    links: Arc::new(NetlinkLinks::default()),
-                    routes: Arc::new(NetlinkRoutes::new().expect("child: route socket")),
-                    sysctl: Arc::new(ProcSysctl::new()),
-                    probe: Arc::new(probe),
-                    scripts: Arc::new(FakeScripts::default()),
-                    journal: Arc::new(MemJournal::default()),
-                    state: Arc::new(MemStateStore::default()),
-                };
-                let config: Config = serde_json::from_str(
-                    &std::env::var("NF_NETLINK_SIGKILL_CONFIG").expect("child: config"),
-                )
-                .expect("child: config JSON");
-                let _engine = netfailover::engine::start(config, ports);
+            let rig = Rig::new();
+            rig.probe.set("u0", Verdict::Limited);
+            rig.run_here(config, async |_kernel, _engine| {
                 tokio::time::sleep(Duration::from_secs(60)).await;
             });
         });
@@ -733,7 +730,7 @@ fn engine_second_start_after_sigkill_keeps_one_route_each() {
     let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args(["--exact", SIGKILL_TEST, "--test-threads=1", "--nocapture"])
         .env(CRASH_CHILD_ENV, w.dev.name())
-        .env("NF_NETLINK_SIGKILL_CONFIG", config_json)
+        .env(SIGKILL_CONFIG_ENV, config_json)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
