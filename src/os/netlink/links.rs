@@ -403,6 +403,30 @@ mod tests {
     }
 
     #[test]
+    fn receive_buffer_is_honoured_beyond_rmem_max_with_cap_net_admin() {
+        let socket = rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
+            .expect("netlink socket");
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .expect("net.core.rmem_max");
+        let wanted = 2 * rmem_max;
+        set_receive_buffer(&socket, wanted).expect("setting the buffer");
+        let granted = socket.get_rx_buf_sz().expect("reading the buffer");
+        if nix::unistd::geteuid().is_root() {
+            // The kernel doubles what it is given.
+            assert_eq!(granted, 2 * wanted, "SO_RCVBUFFORCE ignores rmem_max");
+        } else {
+            assert!(granted <= 2 * rmem_max, "SO_RCVBUF is capped by rmem_max");
+        }
+        set_receive_buffer(&socket, 4096).expect("a tiny buffer");
+        assert_eq!(
+            socket.get_rx_buf_sz().expect("reading the buffer"),
+            2 * 4096
+        );
+    }
+
+    #[test]
     fn kinds() {
         let kind = |flags, k| link_info(&link("x0", flags, k)).unwrap().kind;
         let none = LinkFlags::empty();
