@@ -3,4 +3,5 @@
 pub mod internet;
 pub mod netns;
 pub mod timeline;
+pub mod uplinks;
 pub mod world;
