@@ -1,26 +1,52 @@
 //! `netfailover run`: load the config, build the kernel ports, start the engine in an actix
 //! System, serve the control socket and metrics, talk to systemd, and turn signals into
 //! shutdown (SIGTERM/SIGINT) and reload (SIGHUP).
+//!
+//! Exit codes: 0 after a clean shutdown (signal), 1 when the start fails (config, socket,
+//! metrics address) or the engine escalated (too many restarts), so systemd's
+//! `Restart=on-failure` restarts it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::future::LocalBoxFuture;
-use netfailover_actors::model::IfaceName;
-use netfailover_actors::ports::ProbeReport;
+use futures::future::{BoxFuture, LocalBoxFuture};
+use netfailover_actors::model::{Event, EventKind, IfaceName};
+use netfailover_actors::ports::{
+    Ports, Probe, ProbeReport, ProbeRequest, ScriptOutcome, ScriptRunner,
+};
 use netfailover_actors::status::{EngineStatus, EventRecord};
 use netfailover_actors::EngineHandle;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::{ConfigArgs, LogFormat, RunArgs};
-use crate::control::ControlBackend;
+use crate::config;
+use crate::control::{self, ControlBackend, ControlError};
+use crate::metrics::{self, MetricsError};
+use crate::os;
 
 /// Daemon start-up and run errors (each ends `run` with exit code 1).
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("the engine is not available in this build yet")]
-    NotWired,
-    #[error("starting the runtime: {0}")]
-    Runtime(std::io::Error),
+    #[error("configuration in {boot_dir}: {error}")]
+    Config {
+        boot_dir: PathBuf,
+        error: config::ConfigError,
+    },
+    #[error("setting up {port}: {message}")]
+    Port { port: &'static str, message: String },
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("installing the {signal} handler: {error}")]
+    Signal {
+        signal: &'static str,
+        error: std::io::Error,
+    },
+    #[error("the engine stopped after too many restarts: {reason}")]
+    Escalated { reason: String },
 }
 
 /// Sets up tracing to stderr: plain lines (journald adds time and unit) or JSON objects.
@@ -57,7 +83,7 @@ impl Notifier {
         }
     }
 
-    /// READY=1 with the first STATUS= line.
+    /// READY=1 with a STATUS= line (also after a reload).
     pub fn ready(&self, status: &str) {
         self.send(&[
             sd_notify::NotifyState::Ready,
@@ -109,15 +135,274 @@ impl ControlBackend for EngineBackend {
     }
 }
 
+fn load(args: &ConfigArgs) -> Result<config::Loaded, DaemonError> {
+    let loaded = config::load(&args.boot_dir, args.config.as_deref()).map_err(|error| {
+        DaemonError::Config {
+            boot_dir: args.boot_dir.clone(),
+            error,
+        }
+    })?;
+    for problem in &loaded.problems {
+        tracing::warn!("{problem}");
+    }
+    Ok(loaded)
+}
+
+/// A port whose adapter is rebuilt on reload: the probe and the script runner are built from
+/// settings (check URI, timeouts, CA file, script timeout) that a SIGHUP may change, while the
+/// engine keeps the `Ports` it was started with.
+struct Swappable<T: ?Sized>(RwLock<Arc<T>>);
+
+impl<T: ?Sized> Swappable<T> {
+    fn new(inner: Arc<T>) -> Self {
+        Self(RwLock::new(inner))
+    }
+
+    fn get(&self) -> Arc<T> {
+        // A poisoned lock still holds a complete Arc: use it.
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, inner: Arc<T>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = inner;
+    }
+}
+
+impl Probe for Swappable<dyn Probe> {
+    fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
+        self.get().check(request)
+    }
+}
+
+impl ScriptRunner for Swappable<dyn ScriptRunner> {
+    fn run(&self, event: Event) -> BoxFuture<'static, Vec<ScriptOutcome>> {
+        self.get().run(event)
+    }
+}
+
+/// The adapters that depend on reloadable settings.
+struct Reloadable {
+    probe: Arc<Swappable<dyn Probe>>,
+    scripts: Arc<Swappable<dyn ScriptRunner>>,
+}
+
+fn build_probe(loaded: &config::Loaded) -> Result<Arc<dyn Probe>, DaemonError> {
+    let probe = os::probe::HttpProbe::new(&loaded.config.check).map_err(|e| DaemonError::Port {
+        port: "probe",
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(probe))
+}
+
+fn build_scripts(loaded: &config::Loaded) -> Arc<dyn ScriptRunner> {
+    Arc::new(os::scripts::ScriptDirRunner::new(
+        loaded.dispatcher_dir.clone(),
+        loaded.config.dispatcher.script_timeout,
+    ))
+}
+
+impl Reloadable {
+    /// Rebuilds the adapters from a reloaded configuration; on error the old ones stay.
+    fn update(&self, loaded: &config::Loaded) -> Result<(), DaemonError> {
+        self.probe.set(build_probe(loaded)?);
+        self.scripts.set(build_scripts(loaded));
+        Ok(())
+    }
+}
+
+/// The kernel adapters for `loaded`.
+fn build_ports(loaded: &config::Loaded) -> Result<(Ports, Reloadable), DaemonError> {
+    let routes = os::netlink::NetlinkRoutes::new().map_err(|e| DaemonError::Port {
+        port: "netlink routes",
+        message: e.to_string(),
+    })?;
+    let reloadable = Reloadable {
+        probe: Arc::new(Swappable::new(build_probe(loaded)?)),
+        scripts: Arc::new(Swappable::new(build_scripts(loaded))),
+    };
+    let ports = Ports {
+        links: Arc::new(os::netlink::NetlinkLinks::new(loaded.netlink_rcvbuf)),
+        routes: Arc::new(routes),
+        sysctl: Arc::new(os::sysctl::ProcSysctl::new()),
+        probe: reloadable.probe.clone(),
+        scripts: reloadable.scripts.clone(),
+        journal: Arc::new(os::persist::FileJournal::new(loaded.state_dir.clone())),
+        state: Arc::new(os::persist::FileStateStore::new(loaded.state_dir.clone())),
+    };
+    Ok((ports, reloadable))
+}
+
+fn status_line(engine: &EngineHandle) -> String {
+    format!("connectivity {}", engine.status().connectivity)
+}
+
 /// Runs the daemon until a signal or an escalation; returns the process exit code.
 pub fn run(args: &RunArgs, socket: &Path) -> Result<u8, DaemonError> {
     init_tracing(args.log_format);
-    let _ = socket;
-    Err(DaemonError::NotWired)
+    let loaded = load(&args.config)?;
+    tracing::info!(
+        boot_dir = %args.config.boot_dir.display(),
+        profiles = loaded.config.profiles.len(),
+        "configuration loaded"
+    );
+    let system = actix_rt::System::new();
+    system.block_on(serve(args, socket, loaded))
+}
+
+/// Removes the control socket file when the daemon that bound it stops (never one that
+/// belongs to another daemon: it exists only after our own bind succeeded).
+struct SocketFile<'a>(&'a Path);
+
+impl Drop for SocketFile<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<u8, DaemonError> {
+    let (ports, reloadable) = build_ports(&loaded)?;
+    let started_with = Restartable::of(&loaded);
+    // Bind everything that can fail before the engine touches a route.
+    let control_listener = control::bind(socket)?;
+    let _socket_file = SocketFile(socket);
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
+    let sig = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|error| DaemonError::Signal {
+            signal: name,
+            error,
+        })
+    };
+    let mut sigterm = sig(SignalKind::terminate(), "SIGTERM")?;
+    let mut sigint = sig(SignalKind::interrupt(), "SIGINT")?;
+    let mut sighup = sig(SignalKind::hangup(), "SIGHUP")?;
+
+    let engine = netfailover_actors::start(loaded.config, ports);
+    let mut events = engine.subscribe();
+    tokio::task::spawn_local(control::serve(
+        control_listener,
+        Rc::new(EngineBackend(engine.clone())),
+    ));
+    if let Some(listener) = metrics_listener {
+        let board = engine.clone();
+        tokio::task::spawn_local(metrics::serve(listener, Rc::new(move || board.status())));
+        tracing::info!(addr = ?args.metrics, "metrics listening");
+    }
+    let notifier = Notifier::from_env();
+    notifier.ready(&status_line(&engine));
+    tracing::info!(socket = %socket.display(), "netfailover running");
+
+    let mut watchdog = notifier.watchdog_period().map(tokio::time::interval);
+    let waiter = engine.clone();
+    let stopped = async move { waiter.wait().await };
+    tokio::pin!(stopped);
+    loop {
+        let watchdog_tick = async {
+            match watchdog.as_mut() {
+                Some(w) => {
+                    w.tick().await;
+                }
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = sigterm.recv() => return shutdown(&engine, &notifier, "SIGTERM").await,
+            _ = sigint.recv() => return shutdown(&engine, &notifier, "SIGINT").await,
+            _ = sighup.recv() => reload(&engine, &reloadable, &started_with, &notifier, &args.config),
+            result = &mut stopped => {
+                return match result {
+                    Ok(()) => Ok(0),
+                    Err(e) => {
+                        let reason = e.to_string();
+                        tracing::error!(%reason, "engine escalated; exiting with code 1");
+                        Err(DaemonError::Escalated { reason })
+                    }
+                };
+            }
+            event = events.recv() => match event {
+                Ok(event) if event.kind == EventKind::ConnectivityChange => {
+                    notifier.status(&format!("connectivity {}", event.state));
+                }
+                Ok(_) => {}
+                // Lagging behind the broadcast only loses STATUS= updates; catch up.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    notifier.status(&status_line(&engine));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    events = engine.subscribe();
+                }
+            },
+            _ = watchdog_tick => notifier.watchdog(),
+        }
+    }
+}
+
+async fn shutdown(
+    engine: &EngineHandle,
+    notifier: &Notifier,
+    signal: &str,
+) -> Result<u8, DaemonError> {
+    tracing::info!(signal, "shutting down: removing penalties");
+    notifier.stopping();
+    match engine.shutdown().await {
+        Ok(()) => {
+            tracing::info!("stopped cleanly");
+            Ok(0)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "shutdown was not clean");
+            Ok(1)
+        }
+    }
+}
+
+/// Settings that only a restart applies (they belong to sockets and files opened at start).
+#[derive(PartialEq)]
+struct Restartable {
+    state_dir: PathBuf,
+    netlink_rcvbuf: usize,
+}
+
+impl Restartable {
+    fn of(loaded: &config::Loaded) -> Self {
+        Self {
+            state_dir: loaded.state_dir.clone(),
+            netlink_rcvbuf: loaded.netlink_rcvbuf,
+        }
+    }
+}
+
+fn reload(
+    engine: &EngineHandle,
+    reloadable: &Reloadable,
+    started_with: &Restartable,
+    notifier: &Notifier,
+    args: &ConfigArgs,
+) {
+    notifier.reloading();
+    match load(args).and_then(|loaded| reloadable.update(&loaded).map(|()| loaded)) {
+        Ok(loaded) => {
+            if Restartable::of(&loaded) != *started_with {
+                tracing::warn!(
+                    "SIGHUP: state_dir and netlink.rcvbuf changes apply at the next restart"
+                );
+            }
+            tracing::info!(
+                profiles = loaded.config.profiles.len(),
+                "SIGHUP: configuration reloaded"
+            );
+            engine.reload(loaded.config);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: reload failed; keeping the old configuration")
+        }
+    }
+    notifier.ready(&status_line(engine));
 }
 
 /// `netfailover check-config`: prints the effective config and problems; returns the exit code.
 pub fn check_config(args: &ConfigArgs, out: &mut dyn std::io::Write) -> i32 {
-    let _ = (args, out);
-    1
+    config::report::check_config(&args.boot_dir, args.config.as_deref(), out)
 }

@@ -30,7 +30,9 @@ struct Inner<T> {
 
 impl<T> Clone for Persister<T> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone() }
+        Self {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -53,7 +55,11 @@ impl<T: Send + 'static> Persister<T> {
             loop {
                 let next = {
                     let Some(inner) = weak.upgrade() else { return };
-                    let taken = inner.latest.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    let taken = inner
+                        .latest
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take();
                     match taken {
                         Some(v) => Some(v),
                         None => {
@@ -64,7 +70,9 @@ impl<T: Send + 'static> Persister<T> {
                         }
                     }
                 };
-                let Some((version, value)) = next else { continue };
+                let Some((version, value)) = next else {
+                    continue;
+                };
                 if let Err(e) = save(value).await {
                     tracing::error!(what, error = %e, "saving state failed");
                 }
@@ -122,6 +130,9 @@ mod tests {
         let saved = saved.lock().unwrap().clone();
         assert_eq!(saved.last(), Some(&100), "the newest value is on disk");
         assert!(saved.len() <= 3, "writes were merged: {saved:?}");
-        assert!(saved.windows(2).all(|w| w[0] < w[1]), "never an older value after a newer");
+        assert!(
+            saved.windows(2).all(|w| w[0] < w[1]),
+            "never an older value after a newer"
+        );
     }
 }

@@ -8,7 +8,6 @@
 //! control socket, as `netfailover status --json` would) shows the expected states.
 
 use std::io::Write as _;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,13 +31,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// Set by the Ctrl-C / SIGTERM watcher; every wait checks it so the world is dropped (and its
 /// namespaces deleted) promptly.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// What the timeline needs from the lab's fake Internet (check server + DNS).
-pub trait Internet {
-    /// Puts the check server behind a captive portal (it answers 302) for requests whose
-    /// source is in `net/prefix_len`, or lifts it.
-    fn set_portal(&self, net: Ipv4Addr, prefix_len: u8, on: bool) -> Result<(), LabError>;
-}
 
 /// One thing the timeline does to the world.
 #[derive(Clone, Copy, Debug)]
@@ -74,17 +66,15 @@ impl Action {
         }
     }
 
-    fn apply(self, world: &World, internet: &dyn Internet) -> Result<(), LabError> {
+    fn apply(self, world: &World) -> Result<(), LabError> {
         match self {
             Action::Start => Ok(()),
             Action::PullCable(i) => world.pull_cable(i),
             Action::PlugCable(i) => world.plug_cable(i),
             Action::Blackhole(i) => world.blackhole_upstream(i),
             Action::RestoreUpstream(i) => world.restore_upstream(i),
-            Action::Portal(i) | Action::ClearPortal(i) => {
-                let u = world.uplink(i)?;
-                internet.set_portal(u.device_net, 30, matches!(self, Action::Portal(_)))
-            }
+            Action::Portal(i) => world.portal_on(i),
+            Action::ClearPortal(i) => world.portal_off(i),
             Action::KillDns(i) => world.kill_dns(i),
             Action::RestoreDns(i) => world.restore_dns(i),
             Action::AllDown => world
@@ -242,14 +232,16 @@ pub struct DaemonProcess {
 }
 
 impl DaemonProcess {
-    /// Starts `<current exe> run` inside the world's device namespace.
+    /// Starts `<exe> run` inside the world's device namespace (the lab passes its own
+    /// executable, so `cargo run -- lab` runs the daemon it was built with).
     pub fn start(
+        exe: &Path,
         world: &World,
         boot_dir: &Path,
         socket: &Path,
         log: &Path,
+        env: &[(&str, &str)],
     ) -> Result<Self, LabError> {
-        let exe = std::env::current_exe().map_err(|error| LabError::Daemon { error })?;
         let log_file = std::fs::File::create(log).map_err(|error| LabError::Write {
             path: log.to_path_buf(),
             error,
@@ -262,6 +254,7 @@ impl DaemonProcess {
             .arg(boot_dir)
             .arg("--socket")
             .arg(socket)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -394,7 +387,6 @@ fn new_script_lines(log: &Path, from: &mut usize) -> Vec<String> {
 fn play(
     steps: &[Step],
     world: &World,
-    internet: &dyn Internet,
     daemon: &mut DaemonProcess,
     socket: &Path,
     script_log: &Path,
@@ -410,7 +402,7 @@ fn play(
         let what = step.action.describe();
         println!("\n[{}/{}] {what}", n + 1, steps.len());
         let _ = std::io::stdout().flush();
-        step.action.apply(world, internet)?;
+        step.action.apply(world)?;
         let started = Instant::now();
         let limit = if matches!(step.action, Action::Start) {
             START_TIMEOUT
@@ -513,13 +505,6 @@ pub fn summary(outcomes: &[Outcome]) -> String {
     out
 }
 
-/// Starts the lab's Internet servers in the world's Internet namespace.
-fn start_internet(_world: &World) -> Result<Box<dyn Internet>, LabError> {
-    Err(LabError::Internet {
-        message: "the in-process check and DNS servers are not part of this build yet".into(),
-    })
-}
-
 /// `netfailover lab`: returns whether every step passed.
 pub fn run(args: &LabArgs) -> Result<bool, LabError> {
     if args.scenario == "list" {
@@ -529,8 +514,8 @@ pub fn run(args: &LabArgs) -> Result<bool, LabError> {
     let steps = scenario(&args.scenario)?;
     watch_interrupts();
     println!("netfailover lab: building the world (device, 3 ISPs, Internet)…");
-    let world = World::build()?;
-    let internet = start_internet(&world)?;
+    let mut world = World::build()?;
+    world.start_servers()?;
     let work = WorkDir::new()?;
     let boot = work.0.join("boot");
     let socket = work.0.join("sock");
@@ -543,16 +528,10 @@ pub fn run(args: &LabArgs) -> Result<bool, LabError> {
         boot.display(),
         daemon_log.display()
     );
-    let mut daemon = DaemonProcess::start(&world, &boot, &socket, &daemon_log)?;
+    let exe = std::env::current_exe().map_err(|error| LabError::Daemon { error })?;
+    let mut daemon = DaemonProcess::start(&exe, &world, &boot, &socket, &daemon_log, &[])?;
     println!("daemon started (pid {})", daemon.id());
-    let result = play(
-        &steps,
-        &world,
-        internet.as_ref(),
-        &mut daemon,
-        &socket,
-        &script_log,
-    );
+    let result = play(&steps, &world, &mut daemon, &socket, &script_log);
     let outcomes = match result {
         Ok(o) => o,
         Err(e) => {
@@ -582,7 +561,6 @@ pub fn run(args: &LabArgs) -> Result<bool, LabError> {
         }
     }
     drop(daemon);
-    drop(internet);
     drop(world);
     println!("namespaces removed");
     Ok(passed)

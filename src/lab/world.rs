@@ -17,9 +17,11 @@
 //! is dropped ([`Netns`] does it), also on error paths.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
+use super::internet::{Behaviour, CheckServer, DnsResponder, InternetError};
 use super::netns::{self, Netns, NetnsError};
 
 /// The check server's address in the Internet namespace.
@@ -28,6 +30,8 @@ pub const CHECK_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 53);
 /// The check host name (`.test` is reserved for testing, RFC 2606), answered by the lab DNS.
 pub const CHECK_HOST: &str = "check.netfailover.test";
+/// Where the captive portal redirects to.
+pub const PORTAL_LOCATION: &str = "http://portal.netfailover.test/login";
 
 /// Lab errors.
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +57,8 @@ pub enum LabError {
     DaemonNotReady { secs: u64, log: String },
     #[error("unknown scenario {name:?}; known: {known}")]
     UnknownScenario { name: String, known: String },
-    #[error("the lab's Internet servers: {message}")]
-    Internet { message: String },
+    #[error("the lab's Internet servers: {0}")]
+    Internet(#[from] InternetError),
     #[error("interrupted")]
     Interrupted,
 }
@@ -98,10 +102,18 @@ pub struct Uplink {
     pub device_net: Ipv4Addr,
 }
 
-/// The whole world. Field order matters: the ISP and device namespaces go before the Internet
-/// (drop order is declaration order), and anything holding sockets in them goes first.
-#[derive(Debug)]
+/// The check server and DNS responder of the Internet namespace.
+pub struct Servers {
+    pub check: CheckServer,
+    pub dns: DnsResponder,
+}
+
+/// The whole world. Field order matters: servers (threads inside the namespaces) stop first,
+/// then the namespaces go (drop order is declaration order).
 pub struct World {
+    /// Captive portals running in an ISP namespace, by uplink.
+    portals: Mutex<Vec<(String, CheckServer)>>,
+    pub servers: Option<Servers>,
     pub uplinks: Vec<Uplink>,
     pub device: Netns,
     pub internet: Netns,
@@ -167,10 +179,27 @@ impl World {
             });
         }
         Ok(Self {
+            portals: Mutex::new(Vec::new()),
+            servers: None,
             uplinks,
             device,
             internet,
         })
+    }
+
+    /// Starts the check server (HTTP on [`CHECK_ADDR`]:80, answering 204) and the DNS
+    /// responder ([`DNS_ADDR`]:53, [`CHECK_HOST`] → [`CHECK_ADDR`], TTL 0 so that no cache
+    /// hides a DNS fault) in the Internet namespace.
+    pub fn start_servers(&mut self) -> Result<(), LabError> {
+        let check = CheckServer::start(&self.internet, SocketAddr::from((CHECK_ADDR, 80)), None)?;
+        let dns = DnsResponder::start(
+            &self.internet,
+            SocketAddr::from((DNS_ADDR, 53)),
+            &[(CHECK_HOST, CHECK_ADDR.into())],
+            0,
+        )?;
+        self.servers = Some(Servers { check, dns });
+        Ok(())
     }
 
     pub fn uplink(&self, iface: &str) -> Result<&Uplink, LabError> {
@@ -233,6 +262,42 @@ impl World {
         self.uplink(iface)?
             .isp
             .ip(&["route", "del", "blackhole", &format!("{DNS_ADDR}/32")])?;
+        Ok(())
+    }
+
+    /// A captive portal on this uplink's path: the ISP answers for the check server's address
+    /// itself (as a portal intercepting traffic does) with a 302 to [`PORTAL_LOCATION`]. DNS
+    /// and everything else still reach the Internet.
+    pub fn portal_on(&self, iface: &str) -> Result<(), LabError> {
+        let u = self.uplink(iface)?;
+        u.isp
+            .ip(&["addr", "add", &format!("{CHECK_ADDR}/32"), "dev", "lo"])?;
+        let server = match CheckServer::start(&u.isp, SocketAddr::from((CHECK_ADDR, 80)), None) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = u
+                    .isp
+                    .ip(&["addr", "del", &format!("{CHECK_ADDR}/32"), "dev", "lo"]);
+                return Err(e.into());
+            }
+        };
+        server.set(Behaviour::Redirect(PORTAL_LOCATION.into()));
+        self.portals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((iface.to_string(), server));
+        Ok(())
+    }
+
+    /// Lifts the captive portal of this uplink.
+    pub fn portal_off(&self, iface: &str) -> Result<(), LabError> {
+        let u = self.uplink(iface)?;
+        self.portals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(i, _)| i != iface);
+        u.isp
+            .ip(&["addr", "del", &format!("{CHECK_ADDR}/32"), "dev", "lo"])?;
         Ok(())
     }
 

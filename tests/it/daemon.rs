@@ -2,6 +2,7 @@
 //! client running as `nobody`) and, with the real engine, the built binary end to end.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -389,10 +390,15 @@ struct E2e {
     daemon: Option<DaemonProcess>,
     world: World,
     dir: TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl E2e {
     fn start(interval: u32) -> Self {
+        Self::start_with_env(interval, Vec::new())
+    }
+
+    fn start_with_env(interval: u32, env: Vec<(String, String)>) -> Self {
         let world = World::build().unwrap();
         let dir = TempDir::new("e2e");
         let boot = dir.path().join("boot");
@@ -416,6 +422,7 @@ impl E2e {
             daemon: None,
             world,
             dir,
+            env,
         };
         e2e.spawn();
         e2e
@@ -423,10 +430,16 @@ impl E2e {
 
     fn spawn(&mut self) {
         let daemon = DaemonProcess::start(
+            Path::new(env!("CARGO_BIN_EXE_netfailover")),
             &self.world,
             &self.dir.path().join("boot"),
             &self.socket(),
             &self.dir.path().join("daemon.log"),
+            &self
+                .env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
         )
         .unwrap();
         self.daemon = Some(daemon);
@@ -558,6 +571,22 @@ fn daemon_status_kill_and_events_end_to_end() {
     }
     assert!(!e2e.cli(&["kill", "no-such-actor"]).status.success());
 
+    // A second daemon on the same socket is refused and leaves the first one reachable.
+    let second = std::process::Command::new("timeout")
+        .args(["20", "ip", "netns", "exec", e2e.world.device.name()])
+        .arg(env!("CARGO_BIN_EXE_netfailover"))
+        .arg("run")
+        .arg("--boot-dir")
+        .arg(e2e.dir.path().join("boot"))
+        .arg("--socket")
+        .arg(e2e.socket())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already answers"), "{stderr}");
+    assert!(e2e.status().is_some(), "first daemon lost its socket");
+
     // Events: an `up` for every interface.
     let out = e2e.cli(&["events", "--json"]);
     assert!(out.status.success());
@@ -632,6 +661,18 @@ fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
             .then_some(())
     });
     assert!(seen.is_some(), "{:?}", e2e.default_routes());
+    // A reload with a broken settings file is refused; the daemon keeps its configuration.
+    let settings = e2e.dir.path().join("boot/netfailover.toml");
+    let good_settings = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(&settings, "[check\ndown_count = \"many\"\n").unwrap();
+    e2e.signal(nix::sys::signal::Signal::SIGHUP);
+    let refused = wait_for(Duration::from_secs(10), || {
+        e2e.log().contains("reload failed").then_some(())
+    });
+    assert!(refused.is_some(), "{}", e2e.log());
+    assert!(e2e.status().is_some(), "daemon gone after a bad reload");
+    assert!(e2e.default_routes().contains(&("eth0".to_string(), 100)));
+    std::fs::write(&settings, good_settings).unwrap();
     // Sample the table from another thread during the reload.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let device = e2e.world.device.name().to_string();
@@ -806,4 +847,93 @@ async fn control_socket_and_metrics_drive_the_engine() {
     );
 
     engine.shutdown().await.unwrap();
+}
+
+#[test]
+fn daemon_talks_to_systemd_when_notify_socket_is_set() {
+    if !netfailover::lab::netns::require_root("daemon_talks_to_systemd_when_notify_socket_is_set") {
+        return;
+    }
+    let dir = TempDir::new("notify");
+    let path = dir.path().join("notify");
+    let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut e2e = E2e::start_with_env(
+        2,
+        vec![
+            ("NOTIFY_SOCKET".into(), path.display().to_string()),
+            // 400 ms: WATCHDOG=1 every 200 ms.
+            ("WATCHDOG_USEC".into(), "400000".into()),
+        ],
+    );
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Ok(n) = listener.recv(&mut buf) {
+            messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        if messages.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3 {
+            break;
+        }
+    }
+    let all = messages.concat();
+    assert!(all.contains("READY=1"), "{messages:?}");
+    assert!(all.contains("STATUS=connectivity "), "{messages:?}");
+    assert!(
+        messages.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3,
+        "{messages:?}"
+    );
+    e2e.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(e2e.wait_exit().success());
+    let mut stopping = false;
+    while let Ok(n) = listener.recv(&mut buf) {
+        stopping |= String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
+    }
+    assert!(stopping, "no STOPPING=1");
+}
+
+#[test]
+fn daemon_sighup_applies_a_new_check_uri() {
+    if !netfailover::lab::netns::require_root("daemon_sighup_applies_a_new_check_uri") {
+        return;
+    }
+    let e2e = E2e::start(1);
+    // Nothing listens on the configured URI (port 80): every uplink is LIMITED.
+    let limited = wait_for(Duration::from_secs(15), || {
+        let s = e2e.status()?;
+        s.interfaces
+            .iter()
+            .all(|i| i.connectivity == Connectivity::Limited)
+            .then_some(())
+    });
+    assert!(limited.is_some(), "{:?}", e2e.status());
+    let _server = netfailover::lab::internet::CheckServer::start(
+        &e2e.world.internet,
+        SocketAddr::from((CHECK_ADDR, 8080)),
+        None,
+    )
+    .unwrap();
+    let config = e2e.dir.path().join("boot/config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("/connectivity-check", ":8080/connectivity-check"),
+    )
+    .unwrap();
+    e2e.signal(nix::sys::signal::Signal::SIGHUP);
+    let full = wait_for(Duration::from_secs(15), || {
+        let s = e2e.status()?;
+        s.interfaces
+            .iter()
+            .all(|i| i.connectivity == Connectivity::Full)
+            .then_some(())
+    });
+    assert!(full.is_some(), "{:?}\n{}", e2e.status(), e2e.log());
+    assert_eq!(
+        sorted(e2e.default_routes()),
+        routes(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)])
+    );
 }
