@@ -386,7 +386,11 @@ impl RouteManager {
                 // The state the interface has once up: UNKNOWN until its first check (set just
                 // below, after this event, so `up` precedes its device event).
                 let previous = self.connectivity(&a.name);
-                let state = if previous == Connectivity::None { Connectivity::Unknown } else { previous };
+                let state = if previous == Connectivity::None {
+                    Connectivity::Unknown
+                } else {
+                    previous
+                };
                 let metric = self
                     .state
                     .installed
