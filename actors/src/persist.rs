@@ -25,7 +25,14 @@ struct Inner<T> {
     /// Version of the last value the writer finished (written or failed: a failure is logged,
     /// and the next submission retries with newer data).
     written: watch::Sender<u64>,
-    wake: Notify,
+    /// Wakes the writer: on a submission, and when the last `Persister` is gone.
+    wake: Arc<Notify>,
+}
+
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
 }
 
 impl<T> Clone for Persister<T> {
@@ -47,30 +54,22 @@ impl<T: Send + 'static> Persister<T> {
             latest: Mutex::new(None),
             submitted: AtomicU64::new(0),
             written: watch::channel(0).0,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
         });
         let weak = Arc::downgrade(&inner);
+        let wake = inner.wake.clone();
         let save: Box<SaveFn<T>> = Box::new(save);
         tokio::spawn(async move {
             loop {
                 let next = {
                     let Some(inner) = weak.upgrade() else { return };
-                    let taken = inner
-                        .latest
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take();
-                    match taken {
-                        Some(v) => Some(v),
-                        None => {
-                            let notified = inner.wake.notified();
-                            drop(inner);
-                            notified.await;
-                            None
-                        }
-                    }
+                    let mut latest = inner.latest.lock().unwrap_or_else(|p| p.into_inner());
+                    latest.take()
                 };
                 let Some((version, value)) = next else {
+                    // Nothing pending: sleep until a submission (or the end) wakes us. A
+                    // notification sent meanwhile is stored by `Notify`, so none is missed.
+                    wake.notified().await;
                     continue;
                 };
                 if let Err(e) = save(value).await {
