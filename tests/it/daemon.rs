@@ -607,6 +607,18 @@ fn daemon_sigterm_leaves_configured_metrics() {
     if !netfailover::lab::netns::require_root("daemon_sigterm_leaves_configured_metrics") {
         return;
     }
+    clean_shutdown_leaves_configured_metrics(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn daemon_sigint_is_a_clean_shutdown_too() {
+    if !netfailover::lab::netns::require_root("daemon_sigint_is_a_clean_shutdown_too") {
+        return;
+    }
+    clean_shutdown_leaves_configured_metrics(nix::sys::signal::Signal::SIGINT);
+}
+
+fn clean_shutdown_leaves_configured_metrics(signal: nix::sys::signal::Signal) {
     let mut e2e = E2e::start(2);
     // Nothing answers the checks: every uplink is LIMITED and penalised.
     let penalised = routes(&[("eth0", 20100), ("wlan0", 20600), ("wwan0", 20700)]);
@@ -614,7 +626,7 @@ fn daemon_sigterm_leaves_configured_metrics() {
         (sorted(e2e.default_routes()) == penalised).then_some(())
     });
     assert!(seen.is_some(), "{:?}\n{}", e2e.default_routes(), e2e.log());
-    e2e.signal(nix::sys::signal::Signal::SIGTERM);
+    e2e.signal(signal);
     let status = e2e.wait_exit();
     assert!(status.success(), "{status}; log:\n{}", e2e.log());
     assert_eq!(
