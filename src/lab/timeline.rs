@@ -115,7 +115,7 @@ fn step(
 }
 
 /// The scenarios `--scenario` knows, in the order `list` prints them.
-pub const SCENARIOS: [&str; 5] = ["default", "cable", "upstream", "dns", "outage"];
+pub const SCENARIOS: [&str; 6] = ["default", "cable", "upstream", "portal", "dns", "outage"];
 
 /// The steps of a scenario (each starts from all uplinks up and FULL).
 pub fn scenario(name: &str) -> Result<Vec<Step>, LabError> {
@@ -181,6 +181,7 @@ pub fn scenario(name: &str) -> Result<Vec<Step>, LabError> {
         }
         "cable" => steps.extend_from_slice(&cable),
         "upstream" => steps.extend_from_slice(&upstream),
+        "portal" => steps.extend_from_slice(&portal),
         "dns" => steps.extend_from_slice(&dns),
         "outage" => steps.extend_from_slice(&outage),
         _ => {
