@@ -3,7 +3,8 @@
 //!
 //! It belongs to the engine, not to either actor, so an event survives a restart of its producer
 //! or of its consumer; it is mirrored to the `Journal` port so it also survives a daemon
-//! restart. Ids come from the journal's counter: unique and increasing, never reused.
+//! restart. Ids come from the journal's counter: unique and increasing, never reused; the
+//! producer waits for the journal write before going on (`persisted`).
 //! Bounded: past `limit` pending events, a new `connectivity-change` replaces a pending
 //! `connectivity-change` at the tail (coalescing, logged); `up`, `down` and
 //! `device-connectivity-change` are never dropped.
@@ -140,7 +141,7 @@ impl EventLog {
             );
         }
         tracing::info!(event_id = id, event = %event.kind, iface = ?event.iface, state = %event.state, reason = %event.reason, "event");
-        self.persister.save_later(snapshot);
+        self.persister.submit(snapshot);
         let _ = self.produced.send(event);
         self.changed.notify_one();
         id
@@ -157,7 +158,8 @@ impl EventLog {
                 front.map(|e| (e, Self::snapshot(&s)))
             };
             if let Some((event, snapshot)) = front {
-                let _ = self.persister.save(snapshot).await;
+                self.persister.submit(snapshot);
+                self.persister.flushed().await;
                 return event;
             }
             self.changed.notified().await;
@@ -192,7 +194,13 @@ impl EventLog {
                 r.scripts = scripts;
             }
         }
-        self.persister.save_later(snapshot);
+        self.persister.submit(snapshot);
+    }
+
+    /// Resolves once every event pushed so far is in the journal. The producer waits for this
+    /// before handling anything else, so an acknowledged event survives a daemon crash.
+    pub fn persisted(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.persister.flushed()
     }
 
     /// Ids of the pending events, oldest first (tests, status).

@@ -74,7 +74,20 @@ pub fn assign(
         }
     }
     if adopt {
+        // A profile with `autoconnect=false` keeps its interface unmanaged (SPEC §1.2): never
+        // adopt what such a profile names.
+        let disabled: Vec<&IfaceName> = profiles
+            .iter()
+            .filter(|p| !p.managed)
+            .filter_map(|p| match &p.matches {
+                IfaceMatch::Name(n) => Some(n),
+                _ => None,
+            })
+            .collect();
         for l in links.values() {
+            if disabled.contains(&&l.name) {
+                continue;
+            }
             let adoptable = !matches!(
                 l.kind,
                 LinkKind::Loopback | LinkKind::Bridge | LinkKind::Veth | LinkKind::Tunnel
@@ -263,7 +276,7 @@ mod tests {
         .into_iter()
         .map(|l| (l.ifindex, l))
         .collect();
-        let mut not_managed = profile("off", UplinkType::Wifi, IfaceMatch::Name(name("wlan0")));
+        let mut not_managed = profile("off", UplinkType::Other, IfaceMatch::Name(name("br0")));
         not_managed.managed = false;
         let profiles = vec![
             profile("by-type", UplinkType::Ethernet, IfaceMatch::ByType),
@@ -281,6 +294,8 @@ mod tests {
             not_managed,
         ];
         let holds: BTreeSet<u32> = [1, 4, 6, 7].into();
+        let mut eth1_off = profile("off1", UplinkType::Ethernet, IfaceMatch::Name(name("eth1")));
+        eth1_off.managed = false;
         let got = assign(&profiles, true, &links, &holds, &BTreeSet::new());
         let summary: Vec<(String, Option<u32>, Option<usize>)> = got
             .iter()
@@ -294,7 +309,7 @@ mod tests {
                 ("usb0".into(), Some(5), Some(3)),
                 // Type matching skips eth0, already claimed by name.
                 ("eth1".into(), Some(3), Some(0)),
-                // Adopted: holds a default route and is not lo/veth/bridge; profile off.
+                // Adopted: holds a default route and is not lo/veth/bridge.
                 ("wlan0".into(), Some(4), None),
             ]
         );
@@ -306,6 +321,8 @@ mod tests {
         );
         let sticky = assign(&[], true, &links, &BTreeSet::new(), &[name("eth1")].into());
         assert_eq!(sticky.len(), 1, "a once-adopted interface stays adopted");
+        let off = assign(&[eth1_off], true, &links, &[3].into(), &BTreeSet::new());
+        assert!(off.is_empty(), "autoconnect=false: never adopted");
     }
 
     #[test]

@@ -313,8 +313,12 @@ impl RouteManager {
         };
         self.update_interface_states();
         self.update_global();
-        self.flush_events();
-        self.persister.save_later(self.state.record.clone());
+        if self.flush_events() {
+            // Events are acknowledged only once they are in the journal (SPEC §5): hold the
+            // mailbox until then. The routes are already applied, so failover is not delayed.
+            ctx.wait(self.deps.log.persisted().into_actor(self));
+        }
+        self.persister.submit(self.state.record.clone());
         self.publish_uplinks();
         self.publish_board();
         if failed {
@@ -379,7 +383,14 @@ impl RouteManager {
             let has_route = self.state.installed.keys().any(|(n, _)| n == &a.name);
             let announced = self.announced(&a.name);
             if has_route && !announced {
-                let state = self.connectivity(&a.name);
+                // The state the interface has once up: UNKNOWN until its first check (set just
+                // below, after this event, so `up` precedes its device event).
+                let previous = self.connectivity(&a.name);
+                let state = if previous == Connectivity::None {
+                    Connectivity::Unknown
+                } else {
+                    previous
+                };
                 let metric = self
                     .state
                     .installed
@@ -391,7 +402,7 @@ impl RouteManager {
                     EventKind::Up,
                     Some(&a.name),
                     state,
-                    state,
+                    previous,
                     format!("link up, route installed (metric {metric})"),
                 );
                 self.state.queued.push(ev);
@@ -455,10 +466,14 @@ impl RouteManager {
         self.state.queued.push(ev);
     }
 
-    fn flush_events(&mut self) {
-        for ev in std::mem::take(&mut self.state.queued) {
+    /// Hands the queued events to the log; true if there were any.
+    fn flush_events(&mut self) -> bool {
+        let events = std::mem::take(&mut self.state.queued);
+        let any = !events.is_empty();
+        for ev in events {
             self.deps.log.push(ev);
         }
+        any
     }
 
     fn uplinks(&self) -> Vec<Uplink> {

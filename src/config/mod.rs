@@ -1,2 +1,242 @@
-//! Configuration: the boot directory (config.json, keyfiles, netfailover.toml + env) into one
-//! validated engine `Config`. Placeholder until the configuration issue lands.
+//! Configuration: everything a balenaOS device has in its boot partition (config.json,
+//! NetworkManager keyfiles) plus our own `netfailover.toml` and `NETFAILOVER_*` environment,
+//! into one validated engine [`Config`] and a list of [`Problem`]s a person can act on.
+//!
+//! [`load`] is idempotent and reads everything afresh, so the daemon calls it again on SIGHUP
+//! and hands the new `Config` to the engine. Only problems that leave no sensible
+//! configuration are a [`ConfigError`] (an unreadable boot directory, a broken settings file);
+//! a broken profile is skipped with an error in [`Loaded::problems`] while the others load.
+
+pub mod config_json;
+pub mod dns;
+pub mod keyfile;
+pub mod matching;
+pub mod problems;
+pub mod profiles;
+pub mod report;
+pub mod settings;
+pub mod uri;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use netfailover_actors::model::{CheckConfig, Config};
+
+pub use problems::{Problem, Severity};
+pub use uri::{CheckUri, CheckUriError};
+
+/// Largest input file we read: real ones are a few KiB; anything bigger is a mistake or an
+/// attack, and refusing it keeps memory bounded.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Where a value came from, for check-config.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    /// An environment variable (its name).
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Env(var) => write!(f, "env {var}"),
+        }
+    }
+}
+
+/// What [`load`] returns: the engine config plus what the daemon itself needs.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub state_dir: PathBuf,
+    pub netlink_rcvbuf: usize,
+    pub dispatcher_dir: PathBuf,
+    /// Warnings and per-file or per-profile errors (rejected items were skipped).
+    pub problems: Vec<Problem>,
+}
+
+/// Everything [`load_with`] can be told; [`LoadOptions::new`] gives the production values.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub boot_dir: PathBuf,
+    /// `None`: `<boot_dir>/netfailover.toml` if it exists. `Some`: that file, which must exist.
+    pub settings_file: Option<PathBuf>,
+    /// Root of sysfs, for modem control devices and interface existence (`/sys`).
+    pub sysfs_root: PathBuf,
+    /// The system resolver's file (`/etc/resolv.conf`); `None` = no system servers.
+    pub resolv_conf: Option<PathBuf>,
+    /// The environment to read `NETFAILOVER_*` overrides from; `None` = the process's.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+impl LoadOptions {
+    pub fn new(boot_dir: &Path) -> Self {
+        Self {
+            boot_dir: boot_dir.to_path_buf(),
+            settings_file: None,
+            sysfs_root: PathBuf::from("/sys"),
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            env: None,
+        }
+    }
+}
+
+/// A problem that leaves no configuration to run with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: boot directory cannot be read: {source}", path.display())]
+    BootDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    SettingsFile { path: PathBuf, source: ReadError },
+    /// The settings file or environment is malformed or has invalid values (all listed).
+    #[error("{}", render_problems(problems))]
+    Settings { problems: Vec<Problem> },
+}
+
+fn render_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("file is {size} bytes; files over 1 MiB are refused")]
+    TooLarge { size: u64 },
+    #[error("not valid UTF-8")]
+    NotUtf8 { line: usize },
+}
+
+impl ReadError {
+    /// The line a read error points at, if any.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ReadError::NotUtf8 { line } => Some(*line),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a UTF-8 text file of at most [`MAX_FILE_BYTES`], refusing FIFOs and devices (which
+/// could block or never end).
+pub fn read_text(path: &Path) -> Result<String, ReadError> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile);
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge { size: meta.len() });
+    }
+    let mut bytes = Vec::new();
+    // The file may grow between stat and read: the cap holds regardless.
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadError::TooLarge {
+            size: bytes.len() as u64,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        ReadError::NotUtf8 {
+            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
+        }
+    })
+}
+
+/// Loads the boot directory with the production defaults (sysfs at `/sys`, `/etc/resolv.conf`,
+/// the process environment).
+pub fn load(boot_dir: &Path, settings_file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let mut opts = LoadOptions::new(boot_dir);
+    opts.settings_file = settings_file.map(Path::to_path_buf);
+    load_with(&opts)
+}
+
+/// Loads with explicit options (tests point sysfs, resolv.conf and the environment elsewhere).
+pub fn load_with(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    load_effective(opts).map(|e| e.loaded)
+}
+
+/// The loaded configuration plus what check-config shows about how it was derived.
+#[derive(Clone, Debug)]
+pub(crate) struct Effective {
+    pub loaded: Loaded,
+    pub profiles: Vec<profiles::LoadedProfile>,
+    pub json: config_json::JsonSettings,
+    pub settings: settings::Settings,
+}
+
+pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigError> {
+    let boot = &opts.boot_dir;
+    std::fs::read_dir(boot).map_err(|source| ConfigError::BootDir {
+        path: boot.clone(),
+        source,
+    })?;
+    let env = match &opts.env {
+        Some(env) => env.clone(),
+        // `vars()` would panic on a variable that is not UTF-8; such a variable cannot be one
+        // of ours anyway.
+        None => std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+    };
+    let mut problems = Vec::new();
+    let settings = settings::load(boot, opts.settings_file.as_deref(), &env, &mut problems)?;
+    let json = config_json::read(&boot.join("config.json"), &mut problems);
+    let profiles = profiles::load_dir(
+        &boot.join("system-connections"),
+        &opts.sysfs_root,
+        &mut problems,
+    );
+    let mut dns = json.dns.clone();
+    if let Some(resolv) = &opts.resolv_conf {
+        dns.system = dns::read_resolv_conf(resolv);
+    }
+    let config = Config {
+        profiles: profiles
+            .iter()
+            .filter(|p| p.lost_to.is_none())
+            .map(|p| p.profile.clone())
+            .collect(),
+        adopt: settings.adopt,
+        check: CheckConfig {
+            uri: json.uri.to_string(),
+            response: json.response.clone(),
+            interval: json.interval,
+            ..settings.check.clone()
+        },
+        route: settings.route.clone(),
+        dispatcher: settings.dispatcher.clone(),
+        dns,
+    };
+    let loaded = Loaded {
+        config,
+        state_dir: settings.state_dir.clone(),
+        netlink_rcvbuf: settings.netlink_rcvbuf,
+        dispatcher_dir: boot.join("dispatcher.d"),
+        problems,
+    };
+    Ok(Effective {
+        loaded,
+        profiles,
+        json,
+        settings,
+    })
+}

@@ -1,1 +1,335 @@
-//! Placeholder: the persist adapter lands with its issue.
+//! The state files under `state_dir` (default `/run/netfailover`, a tmpfs: they survive a restart
+//! of an actor or of the daemon, not a reboot): the dispatcher's event journal
+//! ([`FileJournal`], `journal.json`) and RouteManager's per-interface last states
+//! ([`FileStateStore`], `state.json`). Implements the engine's `Journal` and `StateStore` ports.
+//!
+//! Every file is JSON, written atomically: a temporary file in the same directory, fsync, rename
+//! over the old one, fsync of the directory. A reader therefore sees the old state or the new
+//! one, never half of one, even after a crash or a power cut mid-write. A missing file is the
+//! default state; a corrupt or oversized file is an error naming the path (the engine logs it
+//! and starts empty), never a panic. The directory is created with mode 0700 when missing and
+//! the files with mode 0600: they are root's business only.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use netfailover_actors::ports::{
+    EngineState, Journal, JournalState, PortError, PortResult, StateStore,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The daemon's default `state_dir` (SPEC §7).
+pub const DEFAULT_STATE_DIR: &str = "/run/netfailover";
+
+/// File name of the dispatcher journal inside `state_dir`.
+pub const JOURNAL_FILE: &str = "journal.json";
+
+/// File name of RouteManager's per-interface state inside `state_dir`.
+pub const STATE_FILE: &str = "state.json";
+
+/// Largest state file read or written. A journal event takes about 300 bytes of compact JSON,
+/// so this holds some 55 000 pending events: `up`/`down` are never dropped (only
+/// `connectivity-change` is coalesced past `dispatcher.journal_limit`), so a flapping uplink
+/// behind a slow script can queue thousands. Anything bigger is not ours or is damaged, and
+/// reading it whole could cost the daemon an unbounded amount of memory. A save that would
+/// exceed it fails (the old file stays), so what is on disk can always be read back.
+pub const MAX_STATE_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What went wrong with a state file; every variant names the path.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("state file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("state file {path}: {size} bytes is more than the {limit}-byte limit")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("state file {path} is not valid JSON for this version: {source}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state file {path}: cannot encode the state: {source}")]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("state file {path}: the I/O task was cancelled or panicked: {message}")]
+    Task { path: PathBuf, message: String },
+}
+
+impl From<PersistError> for PortError {
+    fn from(e: PersistError) -> Self {
+        PortError::failed("state_dir", e)
+    }
+}
+
+/// One JSON document in a file, read whole and replaced atomically.
+///
+/// Saves are ordered by call, not by completion: each `save` takes a sequence number when it is
+/// called, and a write whose number is older than the last one written is dropped, so the file
+/// always ends up holding the state of the latest call even if the blocking writes run out of
+/// order on tokio's blocking pool.
+#[derive(Debug)]
+struct JsonFile {
+    path: PathBuf,
+    next_seq: AtomicU64,
+    /// The sequence number on disk; held for the whole write so writes never interleave.
+    written_seq: Mutex<u64>,
+}
+
+impl JsonFile {
+    fn new(dir: &Path, file: &str) -> Self {
+        Self {
+            path: dir.join(file),
+            next_seq: AtomicU64::new(1),
+            written_seq: Mutex::new(0),
+        }
+    }
+
+    fn load<T: DeserializeOwned + Default + Send + 'static>(
+        self: &Arc<Self>,
+    ) -> BoxFuture<'static, Result<T, PersistError>> {
+        let this = Arc::clone(self);
+        async move {
+            let path = this.path.clone();
+            tokio::task::spawn_blocking(move || read_json(&this.path))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(PersistError::Task {
+                        path,
+                        message: e.to_string(),
+                    })
+                })
+        }
+        .boxed()
+    }
+
+    fn save<T: Serialize + Send + 'static>(
+        self: &Arc<Self>,
+        value: T,
+    ) -> BoxFuture<'static, Result<(), PersistError>> {
+        let this = Arc::clone(self);
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let path = this.path.clone();
+            tokio::task::spawn_blocking(move || {
+                // A poisoned lock only means an earlier write panicked; the number is still valid.
+                let mut written = this.written_seq.lock().unwrap_or_else(|p| p.into_inner());
+                if seq < *written {
+                    return Ok(()); // a newer state is already on disk
+                }
+                write_json_atomically(&this.path, &value, seq)?;
+                *written = seq;
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(PersistError::Task {
+                    path,
+                    message: e.to_string(),
+                })
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Reads and decodes `path`; a missing file (or directory) is `T::default()`.
+fn read_json<T: DeserializeOwned + Default>(path: &Path) -> Result<T, PersistError> {
+    let io_err = |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(T::default()),
+        Err(e) => return Err(io_err(e)),
+    };
+    let size = file.metadata().map_err(io_err)?.len();
+    if size > MAX_STATE_FILE_BYTES {
+        return Err(PersistError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: MAX_STATE_FILE_BYTES,
+        });
+    }
+    // Read through a limit as well: the file may grow between the metadata call and the read.
+    let mut bytes = Vec::with_capacity(size as usize);
+    io::Read::read_to_end(
+        &mut io::Read::take(file, MAX_STATE_FILE_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
+        return Err(PersistError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit: MAX_STATE_FILE_BYTES,
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|source| PersistError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes `value` to a temporary file beside `path`, syncs it, renames it over `path` and syncs
+/// the directory, creating the directory (mode 0700) if it is missing.
+fn write_json_atomically<T: Serialize>(
+    path: &Path,
+    value: &T,
+    seq: u64,
+) -> Result<(), PersistError> {
+    let io_err = |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Compact: a journal event is about 300 bytes this way, so the read limit holds several
+    // times the default journal bound.
+    let bytes = serde_json::to_vec(value).map_err(|source| PersistError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Never write what could not be read back: the old file, readable, stays in place.
+    if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
+        return Err(PersistError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit: MAX_STATE_FILE_BYTES,
+        });
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !dir.as_os_str().is_empty() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err)?;
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Unique per process and call, so two writers never share a temporary file.
+    let tmp = dir.join(format!(".{file_name}.{}.{seq}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory entry is on disk.
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp); // best effort; the error below is what matters
+    }
+    result.map_err(io_err)
+}
+
+/// The dispatcher's event journal, `state_dir/journal.json`.
+#[derive(Debug, Clone)]
+pub struct FileJournal {
+    file: Arc<JsonFile>,
+}
+
+impl FileJournal {
+    pub fn new(state_dir: impl AsRef<Path>) -> Self {
+        Self {
+            file: Arc::new(JsonFile::new(state_dir.as_ref(), JOURNAL_FILE)),
+        }
+    }
+
+    /// The journal file's path.
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+}
+
+impl Journal for FileJournal {
+    fn load(&self) -> BoxFuture<'static, PortResult<JournalState>> {
+        self.file
+            .load::<JournalState>()
+            .map(|r| r.map_err(PortError::from))
+            .boxed()
+    }
+
+    fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {
+        self.file
+            .save(state)
+            .map(|r| r.map_err(PortError::from))
+            .boxed()
+    }
+}
+
+/// RouteManager's per-interface last states, `state_dir/state.json`.
+#[derive(Debug, Clone)]
+pub struct FileStateStore {
+    file: Arc<JsonFile>,
+}
+
+impl FileStateStore {
+    pub fn new(state_dir: impl AsRef<Path>) -> Self {
+        Self {
+            file: Arc::new(JsonFile::new(state_dir.as_ref(), STATE_FILE)),
+        }
+    }
+
+    /// The state file's path.
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+}
+
+impl StateStore for FileStateStore {
+    fn load(&self) -> BoxFuture<'static, PortResult<EngineState>> {
+        self.file
+            .load::<EngineState>()
+            .map(|r| r.map_err(PortError::from))
+            .boxed()
+    }
+
+    fn save(&self, state: EngineState) -> BoxFuture<'static, PortResult<()>> {
+        self.file
+            .save(state)
+            .map(|r| r.map_err(PortError::from))
+            .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_default_and_garbage_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        let got: JournalState = read_json(&path).unwrap();
+        assert_eq!(got, JournalState::default());
+        fs::write(&path, b"{not json").unwrap();
+        let err = read_json::<JournalState>(&path).unwrap_err();
+        assert!(matches!(err, PersistError::Corrupt { .. }));
+        assert!(err.to_string().contains(&path.display().to_string()));
+    }
+}

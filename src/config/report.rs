@@ -1,0 +1,320 @@
+//! `netfailover check-config`: the effective configuration as a person reads it (SPEC §6) —
+//! one line per profile with where each value came from and notes, then the check, route,
+//! dispatcher, DNS and daemon settings with their origins, then every problem as
+//! `FILE:LINE: warning|error: message` — and the exit code: 0 with warnings only, 1 if a file,
+//! profile or value was rejected, 2 if there is no configuration to run with.
+
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use netfailover_actors::model::{
+    DeviceEvents, DnsConfig, FamilyConfig, IfaceMatch, IfaceName, Method, Profile, RpFilterPolicy,
+    UplinkType,
+};
+
+use super::matching;
+use super::profiles::{Binding, MetricOrigin};
+use super::settings::{Settings, KEYS};
+use super::{load_effective, Effective, LoadOptions, Origin};
+
+/// Exit code: no configuration could be built.
+pub const EXIT_FATAL: i32 = 2;
+/// Exit code: something was rejected (and skipped).
+pub const EXIT_REJECTED: i32 = 1;
+
+/// Prints the effective configuration of `boot_dir` to `out`; returns the exit code.
+pub fn check_config(boot_dir: &Path, settings_file: Option<&Path>, out: &mut dyn Write) -> i32 {
+    let mut opts = LoadOptions::new(boot_dir);
+    opts.settings_file = settings_file.map(Path::to_path_buf);
+    check_config_with(&opts, out)
+}
+
+/// [`check_config`] with explicit options (tests use a fake sysfs and environment).
+pub fn check_config_with(opts: &LoadOptions, out: &mut dyn Write) -> i32 {
+    let result = match load_effective(opts) {
+        Ok(effective) => render(&effective, opts, out),
+        Err(e) => writeln!(out, "{e}\nno configuration loaded").map(|()| EXIT_FATAL),
+    };
+    // A closed stdout leaves nothing to report on.
+    result.unwrap_or(EXIT_FATAL)
+}
+
+fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<i32> {
+    writeln!(out, "boot directory: {}", opts.boot_dir.display())?;
+    writeln!(out, "profiles:")?;
+    if e.profiles.is_empty() {
+        writeln!(
+            out,
+            "  (none; interfaces holding a default route are adopted when adopt = true)"
+        )?;
+    }
+    for i in 0..e.profiles.len() {
+        writeln!(out, "  {}", profile_line(e, i, opts))?;
+    }
+    settings_section(e, out)?;
+    dns_section(e, opts, out)?;
+    scripts_section(&e.loaded.dispatcher_dir, out)?;
+    let problems = &e.loaded.problems;
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    writeln!(out, "problems:")?;
+    for p in problems {
+        writeln!(out, "  {p}")?;
+    }
+    writeln!(
+        out,
+        "{errors} error(s), {} warning(s)",
+        problems.len() - errors
+    )?;
+    Ok(if errors > 0 { EXIT_REJECTED } else { 0 })
+}
+
+/// Hook for the dispatcher-scripts listing (scripts found, which would be skipped and why);
+/// filled in where the dispatcher's discovery function lives.
+fn scripts_section(_dispatcher_dir: &Path, _out: &mut dyn Write) -> io::Result<()> {
+    Ok(())
+}
+
+/// One line for profile `index` of `e.profiles`.
+fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
+    let all = &e.profiles;
+    let p = &all[index];
+    let dns = &e.loaded.config.dns;
+    let earlier = &all[..index];
+    let prof = &p.profile;
+    let mut notes = Vec::new();
+    let iface = match (&prof.matches, &p.binding) {
+        (IfaceMatch::Name(n), Binding::ControlDevice { device, class }) => format!(
+            "{n} (network interface of control device {device}, sysfs {})",
+            class.unwrap_or("?")
+        ),
+        (IfaceMatch::Name(n), _) => format!("{n} (interface-name)"),
+        (IfaceMatch::Mac(m), _) => format!("mac {} (mac-address)", mac(m)),
+        (IfaceMatch::ByType, Binding::ControlDevice { device, .. }) => {
+            notes.push(format!(
+                "control device {device} has no network interface on this machine"
+            ));
+            format!("first unclaimed {} (by type)", prefixes(prof))
+        }
+        (IfaceMatch::ByType, _) if prof.uplink_type == UplinkType::Other => {
+            notes.push(
+                "type other with no interface-name matches no interface: add interface-name="
+                    .to_string(),
+            );
+            "none".to_string()
+        }
+        (IfaceMatch::ByType, _) => format!("first unclaimed {} (by type)", prefixes(prof)),
+    };
+    if let IfaceMatch::Name(n) = &prof.matches {
+        if !matching::iface_exists(&opts.sysfs_root, n.as_str()) {
+            let when = if prof.managed && p.lost_to.is_none() {
+                "; managed when it appears"
+            } else {
+                ""
+            };
+            notes.push(format!("interface {n} absent on this machine{when}"));
+        }
+    }
+    if !prof.managed {
+        notes.push("autoconnect=false: loaded, not managed (not adopted either)".to_string());
+    }
+    if let Some(winner_file) = &p.lost_to {
+        let why = match all.iter().find(|w| &w.profile.file == winner_file) {
+            Some(w) if w.profile.managed && !prof.managed => "it autoconnects".to_string(),
+            Some(w) if w.autoconnect_priority != p.autoconnect_priority => format!(
+                "higher autoconnect-priority, {} > {}",
+                w.autoconnect_priority, p.autoconnect_priority
+            ),
+            _ => "same autoconnect-priority, earlier file name".to_string(),
+        };
+        notes.push(format!(
+            "not used: {} wins for this interface ({why})",
+            winner_file.display()
+        ));
+    }
+    if p.lost_to.is_none() && prof.managed {
+        for other in earlier
+            .iter()
+            .filter(|o| o.lost_to.is_none() && o.profile.managed)
+        {
+            for (fam, mine, theirs) in [
+                ("ipv4", &prof.ipv4, &other.profile.ipv4),
+                ("ipv6", &prof.ipv6, &other.profile.ipv6),
+            ] {
+                if mine.manage_default && theirs.manage_default && mine.metric == theirs.metric {
+                    notes.push(format!(
+                        "{fam} metric {} also used by {}: the interface with the higher ifindex gets +1",
+                        mine.metric,
+                        other.profile.file.display()
+                    ));
+                }
+            }
+        }
+    }
+    let servers = match &prof.matches {
+        IfaceMatch::Name(n) => dns.servers_for(n, &prof.dns),
+        _ => unbound_servers(dns, &prof.dns),
+    };
+    let mut line = format!(
+        "{}: id {:?}, {}, iface {iface}; ipv4 {}; ipv6 {}; dns {}",
+        prof.file.display(),
+        prof.id,
+        prof.uplink_type.as_str(),
+        family(&prof.ipv4, p.ipv4_metric, prof),
+        family(&prof.ipv6, p.ipv6_metric, prof),
+        list(&servers),
+    );
+    if !notes.is_empty() {
+        line.push_str("; notes: ");
+        line.push_str(&notes.join("; "));
+    }
+    line
+}
+
+fn family(f: &FamilyConfig, origin: MetricOrigin, prof: &Profile) -> String {
+    let origin = match origin {
+        MetricOrigin::RouteMetric { line } => format!("route-metric, line {line}"),
+        MetricOrigin::TypeDefault => format!("{} default", prof.uplink_type.as_str()),
+    };
+    let mut s = format!("metric {} ({origin})", f.metric);
+    match f.method {
+        Method::Auto => s.push_str(" auto"),
+        Method::Manual => {
+            s.push_str(" manual");
+            for a in &f.addresses {
+                s.push_str(&format!(" {a}"));
+            }
+            if let Some(gw) = f.gateway {
+                s.push_str(&format!(" gw {gw}"));
+            }
+        }
+    }
+    if !f.manage_default {
+        s.push_str(", default route not managed");
+    }
+    s
+}
+
+/// SPEC §3 order for an interface not known by name (type or MAC binding): the same as
+/// `servers_for` without any `@IFACE` servers.
+fn unbound_servers(dns: &DnsConfig, profile_dns: &[IpAddr]) -> Vec<SocketAddr> {
+    let unbound = DnsConfig {
+        bound: Default::default(),
+        ..dns.clone()
+    };
+    // With no bound servers the name is never looked at; any valid one will do.
+    IfaceName::new("unbound")
+        .map(|name| unbound.servers_for(&name, profile_dns))
+        .unwrap_or_default()
+}
+
+fn settings_section(e: &Effective, out: &mut dyn Write) -> io::Result<()> {
+    let j = &e.json;
+    let s = &e.settings;
+    writeln!(out, "connectivity check:")?;
+    let interval = if j.interval.is_zero() {
+        "0 (checks disabled: no penalty, states stay UNKNOWN)".to_string()
+    } else {
+        secs(j.interval)
+    };
+    writeln!(out, "  uri = {}  ({})", j.uri, j.uri_origin)?;
+    writeln!(out, "  interval = {interval}  ({})", j.interval_origin)?;
+    let response = if j.response.is_empty() {
+        "\"\" (expects 204 or an empty body)".to_string()
+    } else {
+        format!("{:?}", j.response)
+    };
+    writeln!(out, "  response = {response}")?;
+    writeln!(out, "settings:")?;
+    for key in KEYS {
+        writeln!(out, "  {key} = {}  ({})", value_of(s, key), s.origin(key))?;
+    }
+    Ok(())
+}
+
+fn value_of(s: &Settings, key: &str) -> String {
+    match key {
+        "check.down_count" => s.check.down_count.to_string(),
+        "check.up_count" => s.check.up_count.to_string(),
+        "check.failback_hold" => secs(s.check.failback_hold),
+        "check.connect_timeout" => secs(s.check.connect_timeout),
+        "check.timeout" => secs(s.check.timeout),
+        "check.recheck_max" => secs(s.check.recheck_max),
+        "check.ca_file" => s
+            .check
+            .ca_file
+            .as_ref()
+            .map_or("none".to_string(), |p| p.display().to_string()),
+        "route.penalty" => s.route.penalty.to_string(),
+        "route.protocol" => s.route.protocol.to_string(),
+        "route.rp_filter" => match s.route.rp_filter {
+            RpFilterPolicy::Loose => "loose",
+            RpFilterPolicy::Keep => "keep",
+        }
+        .to_string(),
+        "route.reconcile_interval" => secs(s.route.reconcile_interval),
+        "dispatcher.script_timeout" => secs(s.dispatcher.script_timeout),
+        "dispatcher.device_events" => match s.dispatcher.device_events {
+            DeviceEvents::LeaveFull => "leave-full",
+            DeviceEvents::All => "all",
+        }
+        .to_string(),
+        "dispatcher.journal_limit" => s.dispatcher.journal_limit.to_string(),
+        "state_dir" => s.state_dir.display().to_string(),
+        "netlink.rcvbuf" => s.netlink_rcvbuf.to_string(),
+        "adopt" => s.adopt.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn dns_section(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<()> {
+    let dns = &e.loaded.config.dns;
+    writeln!(out, "dns:")?;
+    let origin = match &e.json.dns_origin {
+        Origin::Default => "default: dnsServers absent or empty".to_string(),
+        other => format!("dnsServers in {other}"),
+    };
+    writeln!(out, "  global = {}  ({origin})", list(&dns.global))?;
+    for (iface, servers) in &dns.bound {
+        writeln!(out, "  @{iface} = {}", list(servers))?;
+    }
+    let system = opts
+        .resolv_conf
+        .as_ref()
+        .map_or("none".to_string(), |p| p.display().to_string());
+    writeln!(out, "  system = {}  ({system})", list(&dns.system))?;
+    Ok(())
+}
+
+fn list(servers: &[SocketAddr]) -> String {
+    if servers.is_empty() {
+        "none".to_string()
+    } else {
+        servers
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn secs(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn prefixes(p: &Profile) -> String {
+    p.uplink_type
+        .name_prefixes()
+        .iter()
+        .map(|p| format!("{p}*"))
+        .collect::<Vec<_>>()
+        .join("/")
+}

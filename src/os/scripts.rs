@@ -1,1 +1,0 @@
-//! Placeholder: the scripts adapter lands with its issue.
