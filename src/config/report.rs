@@ -70,9 +70,37 @@ fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<
     Ok(if errors > 0 { EXIT_REJECTED } else { 0 })
 }
 
-/// Hook for the dispatcher-scripts listing (scripts found, which would be skipped and why);
-/// filled in where the dispatcher's discovery function lives.
-fn scripts_section(_dispatcher_dir: &Path, _out: &mut dyn Write) -> io::Result<()> {
+/// The dispatcher scripts each event would run, and those that would be skipped and why
+/// (the same discovery the daemon uses, `os::scripts::discover`).
+fn scripts_section(dispatcher_dir: &Path, out: &mut dyn Write) -> io::Result<()> {
+    use crate::os::scripts::{discover, mount_problem};
+    use netfailover_actors::model::EventKind;
+    writeln!(out, "dispatcher scripts ({}):", dispatcher_dir.display())?;
+    if !dispatcher_dir.is_dir() {
+        return writeln!(out, "  (no directory: no scripts run)");
+    }
+    if let Some(problem) = mount_problem(dispatcher_dir, Path::new(crate::os::scripts::MOUNTINFO)) {
+        writeln!(out, "  warning: {problem}")?;
+    }
+    for event in EventKind::ALL {
+        let found = discover(dispatcher_dir, event);
+        let runs: Vec<&str> = found
+            .iter()
+            .filter(|s| s.runs())
+            .map(|s| s.name.as_str())
+            .collect();
+        let list = if runs.is_empty() {
+            "(none)".to_string()
+        } else {
+            runs.join(", ")
+        };
+        writeln!(out, "  {event}: {list}")?;
+        for skipped in found.iter().filter(|s| !s.runs()) {
+            if let Some(why) = &skipped.skip {
+                writeln!(out, "    skipped {}: {why}", skipped.name)?;
+            }
+        }
+    }
     Ok(())
 }
 
