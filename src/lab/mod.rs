@@ -2,3 +2,4 @@
 
 pub mod internet;
 pub mod netns;
+pub mod uplinks;

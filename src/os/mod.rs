@@ -5,3 +5,4 @@ pub mod netlink;
 pub mod persist;
 pub mod probe;
 pub mod scripts;
+pub mod sysctl;

@@ -1,0 +1,142 @@
+//! The netlink adapters of the engine's ports: [`NetlinkLinks`] (`ports::LinkSource`: link,
+//! address and route notifications from a multicast socket, link dumps) and [`NetlinkRoutes`]
+//! (`ports::RouteTable`: the main table's default routes and interface addresses), both on
+//! `rtnetlink` 0.24 — no shelling out to `ip`.
+//!
+//! Namespaces: a netlink socket belongs to the network namespace of the thread that created
+//! it. `NetlinkLinks` opens its sockets in `subscribe()`/`dump()` on the calling thread;
+//! `NetlinkRoutes` opens its one socket in `new()`. Run the engine (or construct the adapters) on
+//! a thread that is in the namespace to manage.
+//!
+//! Runtime: each socket is driven by a `netlink_proto::Connection` task spawned with
+//! `tokio::spawn`, so the adapters must be used inside a tokio runtime (an actix System is one);
+//! outside one they return an error instead of panicking.
+//!
+//! This module owns what both adapters share: the error type, opening a request connection, and
+//! turning kernel errors (errno) into `PortError`s.
+
+pub mod links;
+pub mod routes;
+
+pub use links::{NetlinkLinks, DEFAULT_RCVBUF};
+pub use routes::NetlinkRoutes;
+
+use netfailover_actors::ports::PortError;
+use rtnetlink::packet_core::ErrorMessage;
+use tokio::task::JoinHandle;
+
+/// Setting up a netlink socket failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    /// The adapter needs a tokio runtime to drive its connection task.
+    #[error("{what}: no tokio runtime on this thread (the netlink connection task needs one)")]
+    NoRuntime { what: &'static str },
+    /// Creating or configuring the socket failed.
+    #[error("{what}: {source}")]
+    Socket {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<NetlinkError> for PortError {
+    fn from(e: NetlinkError) -> Self {
+        let what = match &e {
+            NetlinkError::NoRuntime { what } | NetlinkError::Socket { what, .. } => *what,
+        };
+        PortError::failed(what, e)
+    }
+}
+
+/// Aborts a spawned connection task when dropped, so a socket never outlives its user.
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Fails with [`NetlinkError::NoRuntime`] unless the caller is inside a tokio runtime, because
+/// `tokio::spawn` would panic there.
+pub(crate) fn require_runtime(what: &'static str) -> Result<(), NetlinkError> {
+    tokio::runtime::Handle::try_current()
+        .map(drop)
+        .map_err(|_| NetlinkError::NoRuntime { what })
+}
+
+/// Opens a plain request socket (no multicast groups) in the calling thread's namespace and
+/// spawns its connection task.
+pub(crate) fn open_request_connection(
+    what: &'static str,
+) -> Result<(rtnetlink::Handle, AbortOnDrop), NetlinkError> {
+    require_runtime(what)?;
+    let (connection, handle, _unsolicited) =
+        rtnetlink::new_connection().map_err(|source| NetlinkError::Socket { what, source })?;
+    Ok((handle, AbortOnDrop(tokio::spawn(connection))))
+}
+
+/// Maps an rtnetlink error to the port's vocabulary: EEXIST → `Exists`, ESRCH/ENOENT →
+/// `NotFound` (the kernel's two spellings of "no such route"), anything else → `Failed`.
+pub(crate) fn port_error(what: String, error: rtnetlink::Error) -> PortError {
+    match &error {
+        rtnetlink::Error::NetlinkError(message) => match errno(message) {
+            Some(libc::EEXIST) => PortError::Exists { what },
+            Some(libc::ESRCH | libc::ENOENT) => PortError::NotFound { what },
+            _ => PortError::failed(what, message.to_io()),
+        },
+        other => PortError::failed(what, other),
+    }
+}
+
+/// The positive errno of a NACK (the kernel sends it negated), `None` for an ACK.
+fn errno(message: &ErrorMessage) -> Option<i32> {
+    message.code.map(|code| code.get().saturating_abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroI32;
+
+    fn nack(errno: i32) -> rtnetlink::Error {
+        let mut message = ErrorMessage::default();
+        message.code = NonZeroI32::new(-errno);
+        rtnetlink::Error::NetlinkError(message)
+    }
+
+    #[test]
+    fn kernel_errors_map_to_port_errors() {
+        let what = || "route".to_string();
+        assert_eq!(
+            port_error(what(), nack(libc::EEXIST)),
+            PortError::Exists { what: what() }
+        );
+        assert_eq!(
+            port_error(what(), nack(libc::ESRCH)),
+            PortError::NotFound { what: what() }
+        );
+        assert_eq!(
+            port_error(what(), nack(libc::ENOENT)),
+            PortError::NotFound { what: what() }
+        );
+        assert!(matches!(
+            port_error(what(), nack(libc::EPERM)),
+            PortError::Failed { .. }
+        ));
+        assert!(matches!(
+            port_error(what(), rtnetlink::Error::RequestFailed),
+            PortError::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn no_runtime_is_an_error_not_a_panic() {
+        assert!(matches!(
+            open_request_connection("test"),
+            Err(NetlinkError::NoRuntime { .. })
+        ));
+    }
+}
