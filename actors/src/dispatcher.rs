@@ -39,6 +39,9 @@ impl Actor for Dispatcher {
                 tracing::debug!(event_id = id, event = %event.kind, "running scripts");
                 let outcomes = scripts.run(event).await;
                 log.complete(id, outcomes);
+                // The finished event leaves the journal now, not with the next event, so a
+                // restart does not run it again.
+                log.persisted().await;
             }
         };
         ctx.spawn(delivery.into_actor(self));

@@ -159,7 +159,7 @@ impl EventLog {
             };
             if let Some((event, snapshot)) = front {
                 self.persister.submit(snapshot);
-                self.persister.flushed().await;
+                self.persister.flush().await;
                 return event;
             }
             self.changed.notified().await;
@@ -200,7 +200,7 @@ impl EventLog {
     /// Resolves once every event pushed so far is in the journal. The producer waits for this
     /// before handling anything else, so an acknowledged event survives a daemon crash.
     pub fn persisted(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.persister.flushed()
+        self.persister.flush()
     }
 
     /// Ids of the pending events, oldest first (tests, status).

@@ -43,6 +43,10 @@ struct KernelState {
     fail_writes: u32,
     fail_subscribe: u32,
     writes: u64,
+    /// Wall-clock time of the last successful route write (benches).
+    last_write: Option<std::time::Instant>,
+    /// Wall-clock time a subscriber last took a link update off its stream (benches).
+    last_delivery: Arc<Mutex<Option<std::time::Instant>>>,
     /// Route writes after which some family that had a default route had none.
     gaps: u64,
 }
@@ -235,6 +239,16 @@ impl FakeKernel {
         lock(&self.state).writes
     }
 
+    /// Wall-clock time a subscriber last took a link update off its stream.
+    pub fn last_delivery_at(&self) -> Option<std::time::Instant> {
+        *lock(&lock(&self.state).last_delivery)
+    }
+
+    /// Wall-clock time of the last successful route write.
+    pub fn last_write_at(&self) -> Option<std::time::Instant> {
+        lock(&self.state).last_write
+    }
+
     /// Route writes that left a family without any default route it had before.
     pub fn gaps(&self) -> u64 {
         lock(&self.state).gaps
@@ -251,6 +265,7 @@ impl FakeKernel {
             return Err(PortError::failed(what, "injected failure"));
         }
         s.writes += 1;
+        s.last_write = Some(std::time::Instant::now());
         let before = [s.has_default(Family::V4), s.has_default(Family::V6)];
         op(&mut s)?;
         let after = [s.has_default(Family::V4), s.has_default(Family::V6)];
@@ -272,7 +287,7 @@ impl LinkSource for FakeKernel {
             Err(PortError::failed("subscribe", "injected failure"))
         } else {
             s.subscribers.push(tx);
-            Ok(tokio_stream_from(rx))
+            Ok(tokio_stream_from(rx, s.last_delivery.clone()))
         };
         async move { result }.boxed()
     }
@@ -285,8 +300,16 @@ impl LinkSource for FakeKernel {
 
 fn tokio_stream_from(
     mut rx: mpsc::UnboundedReceiver<LinkUpdate>,
+    delivered: Arc<Mutex<Option<std::time::Instant>>>,
 ) -> BoxStream<'static, LinkUpdate> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    futures::stream::poll_fn(move |cx| {
+        let next = rx.poll_recv(cx);
+        if let std::task::Poll::Ready(Some(LinkUpdate::Link(_))) = &next {
+            *lock(&delivered) = Some(std::time::Instant::now());
+        }
+        next
+    })
+    .boxed()
 }
 
 impl RouteTable for FakeKernel {

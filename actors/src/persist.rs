@@ -1,38 +1,30 @@
-//! Write-behind persistence with coalescing: the newest value of some state is saved through a
-//! port by one writer task; values submitted while a write is in flight are merged into one
-//! write of the newest; callers that need durability wait until their version is on disk.
-//! Used for the event journal and the per-interface state records.
+//! Coalescing persistence: the newest value of some state is saved through a port; values
+//! submitted while a write is in flight are merged into one write of the newest, and an older
+//! value never overwrites a newer one. There is no writer task of its own: whoever needs the
+//! state on disk awaits [`Persister::flush`], which writes in the caller's task (an actor's
+//! context), so durability never waits on another task's scheduling. Used for the event journal
+//! and the per-interface state records.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
-use tokio::sync::{watch, Notify};
 
 use crate::ports::PortResult;
 
 type SaveFn<T> = dyn Fn(T) -> BoxFuture<'static, PortResult<()>> + Send + Sync;
 
-/// Saves the newest submitted value through `save`, one write at a time.
+/// See the module doc.
 pub struct Persister<T> {
     inner: Arc<Inner<T>>,
 }
 
 struct Inner<T> {
-    /// The newest value not yet handed to the writer, with its version.
-    latest: Mutex<Option<(u64, T)>>,
-    submitted: AtomicU64,
-    /// Version of the last value the writer finished (written or failed: a failure is logged,
-    /// and the next submission retries with newer data).
-    written: watch::Sender<u64>,
-    /// Wakes the writer: on a submission, and when the last `Persister` is gone.
-    wake: Arc<Notify>,
-}
-
-impl<T> Drop for Inner<T> {
-    fn drop(&mut self) {
-        self.wake.notify_one();
-    }
+    what: &'static str,
+    save: Box<SaveFn<T>>,
+    /// The newest value not yet written.
+    latest: Mutex<Option<T>>,
+    /// Held while writing, so writes never overlap and run in submission order.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl<T> Clone for Persister<T> {
@@ -44,60 +36,44 @@ impl<T> Clone for Persister<T> {
 }
 
 impl<T: Send + 'static> Persister<T> {
-    /// Spawns the writer task; must be called inside a tokio runtime. The task ends when every
-    /// `Persister` clone is gone.
     pub fn new(
         what: &'static str,
         save: impl Fn(T) -> BoxFuture<'static, PortResult<()>> + Send + Sync + 'static,
     ) -> Self {
-        let inner = Arc::new(Inner {
-            latest: Mutex::new(None),
-            submitted: AtomicU64::new(0),
-            written: watch::channel(0).0,
-            wake: Arc::new(Notify::new()),
-        });
-        let weak = Arc::downgrade(&inner);
-        let wake = inner.wake.clone();
-        let save: Box<SaveFn<T>> = Box::new(save);
-        tokio::spawn(async move {
-            loop {
-                let next = {
-                    let Some(inner) = weak.upgrade() else { return };
-                    let mut latest = inner.latest.lock().unwrap_or_else(|p| p.into_inner());
-                    latest.take()
-                };
-                let Some((version, value)) = next else {
-                    // Nothing pending: sleep until a submission (or the end) wakes us. A
-                    // notification sent meanwhile is stored by `Notify`, so none is missed.
-                    wake.notified().await;
-                    continue;
-                };
-                if let Err(e) = save(value).await {
-                    tracing::error!(what, error = %e, "saving state failed");
-                }
-                let Some(inner) = weak.upgrade() else { return };
-                inner.written.send_replace(version);
-            }
-        });
-        Self { inner }
+        Self {
+            inner: Arc::new(Inner {
+                what,
+                save: Box::new(save),
+                latest: Mutex::new(None),
+                writing: tokio::sync::Mutex::new(()),
+            }),
+        }
     }
 
-    /// Submits `value`; it (or a newer value) will be written. Returns its version.
-    pub fn submit(&self, value: T) -> u64 {
-        let mut latest = self.inner.latest.lock().unwrap_or_else(|p| p.into_inner());
-        let version = self.inner.submitted.fetch_add(1, Ordering::SeqCst) + 1;
-        *latest = Some((version, value));
-        drop(latest);
-        self.inner.wake.notify_one();
-        version
+    /// Records `value` as the newest state; the next [`flush`](Self::flush) writes it.
+    pub fn submit(&self, value: T) {
+        *self.inner.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
     }
 
-    /// Resolves once everything submitted so far is written (or its write failed).
-    pub fn flushed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let target = self.inner.submitted.load(Ordering::SeqCst);
-        let mut written = self.inner.written.subscribe();
+    /// Writes the newest submitted value, if any, and returns once everything submitted before
+    /// the call is on disk (or its write failed; failures are logged, and the next flush tries
+    /// again with newer data).
+    pub fn flush(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let inner = self.inner.clone();
         async move {
-            let _ = written.wait_for(|v| *v >= target).await;
+            // Whoever holds the lock writes what was newest when it took it; after we get the
+            // lock, anything submitted before this call is either written or still in `latest`.
+            let _writing = inner.writing.lock().await;
+            let value = inner
+                .latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(value) = value {
+                if let Err(e) = (inner.save)(value).await {
+                    tracing::error!(what = inner.what, error = %e, "saving state failed");
+                }
+            }
         }
     }
 }
@@ -121,17 +97,31 @@ mod tests {
             }
             .boxed()
         });
+        let written = || saved.lock().unwrap().clone();
+        let mut flushes = Vec::new();
         for v in 1..=100 {
             p.submit(v);
-            tokio::task::yield_now().await;
+            if v % 10 == 0 {
+                flushes.push(tokio::spawn(p.flush()));
+            }
         }
-        p.flushed().await;
-        let saved = saved.lock().unwrap().clone();
-        assert_eq!(saved.last(), Some(&100), "the newest value is on disk");
-        assert!(saved.len() <= 3, "writes were merged: {saved:?}");
-        assert!(
-            saved.windows(2).all(|w| w[0] < w[1]),
-            "never an older value after a newer"
+        for f in flushes {
+            f.await.unwrap();
+        }
+        assert_eq!(
+            written(),
+            vec![100],
+            "ten flushes of the same newest value: one write"
+        );
+        p.flush().await;
+        assert_eq!(written(), vec![100], "nothing new: no write");
+        p.submit(101);
+        p.submit(102);
+        p.flush().await;
+        assert_eq!(
+            written(),
+            vec![100, 102],
+            "the newest of two submissions is written"
         );
     }
 }

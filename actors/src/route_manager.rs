@@ -319,6 +319,7 @@ impl RouteManager {
             ctx.wait(self.deps.log.persisted().into_actor(self));
         }
         self.persister.submit(self.state.record.clone());
+        ctx.spawn(self.persister.flush().into_actor(self));
         self.publish_uplinks();
         self.publish_board();
         if failed {

@@ -75,7 +75,7 @@ impl NetlinkLinks {
             rcvbuf: self.rcvbuf,
             netns: current_netns(),
             messages,
-            _task: task,
+            connection: task,
         })
     }
 }
@@ -152,7 +152,8 @@ struct Subscription {
     /// The namespace the subscription was opened in: the replacement socket must be there too.
     netns: Option<(u64, u64)>,
     messages: Notifications,
-    _task: AbortOnDrop,
+    /// The socket's connection task; replacing or dropping it closes the socket.
+    connection: AbortOnDrop,
 }
 
 impl Subscription {
@@ -169,7 +170,7 @@ impl Subscription {
         }
         let (messages, task) = open_multicast_socket(self.rcvbuf)?;
         self.messages = messages;
-        self._task = task;
+        self.connection = task;
         Ok(())
     }
 }
