@@ -949,3 +949,95 @@ fn daemon_sighup_applies_a_new_check_uri() {
         routes(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)])
     );
 }
+
+/// Event ids in the order the scripts logged them (the lab script writes
+/// `TIME ID EVENT IFACE STATE` per run).
+fn logged_ids(e2e: &E2e) -> Vec<u64> {
+    std::fs::read_to_string(e2e.dir.path().join("scripts.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn daemon_sigkill_with_pending_events_delivers_them_after_restart() {
+    if !netfailover::lab::netns::require_root(
+        "daemon_sigkill_with_pending_events_delivers_them_after_restart",
+    ) {
+        return;
+    }
+    let mut e2e = E2e::start(0);
+    let startup = wait_for(Duration::from_secs(20), || {
+        (logged_ids(&e2e).len() >= 3).then_some(())
+    });
+    assert!(startup.is_some(), "startup events ran; log:\n{}", e2e.log());
+    // From now on every script run takes a second: events pile up in the journal.
+    let script = e2e.dir.path().join("boot/dispatcher.d/50-log");
+    let original = std::fs::read_to_string(&script).unwrap();
+    std::fs::write(&script, format!("{original}sleep 1\n")).unwrap();
+    for _ in 0..3 {
+        e2e.world.pull_cable("wwan0").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        e2e.world.plug_cable("wwan0").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let produced: Vec<u64> = {
+        let out = e2e.cli(&["events", "--json"]);
+        let events: Vec<EventRecord> = serde_json::from_slice(&out.stdout).unwrap();
+        events.iter().map(|r| r.event.id).collect()
+    };
+    let before_kill = logged_ids(&e2e);
+    assert!(
+        produced.len() >= before_kill.len() + 4,
+        "events pending when killed: produced {produced:?}, delivered {before_kill:?}"
+    );
+    e2e.signal(nix::sys::signal::Signal::SIGKILL);
+    e2e.wait_exit();
+    std::fs::write(&script, &original).unwrap();
+    e2e.spawn();
+    let all_delivered = wait_for(Duration::from_secs(60), || {
+        let logged = logged_ids(&e2e);
+        produced
+            .iter()
+            .all(|id| logged.contains(id))
+            .then_some(logged)
+    });
+    let logged = all_delivered.unwrap_or_else(|| {
+        panic!(
+            "not every event delivered: produced {produced:?}, logged {:?}",
+            logged_ids(&e2e)
+        )
+    });
+    // In order: the first delivery of each id is increasing (a re-run of the interrupted
+    // event may repeat an id, which is what NETFAILOVER_EVENT_ID is for).
+    let mut firsts: Vec<u64> = Vec::new();
+    for id in &logged {
+        if !firsts.contains(id) {
+            firsts.push(*id);
+        }
+    }
+    let old: Vec<u64> = firsts
+        .iter()
+        .copied()
+        .filter(|id| produced.contains(id))
+        .collect();
+    assert!(old.windows(2).all(|w| w[0] < w[1]), "in order: {logged:?}");
+    eprintln!(
+        "produced {produced:?}, delivered before the kill {before_kill:?}, logged {logged:?}"
+    );
+    let max_old = produced.iter().max().copied().unwrap_or(0);
+    let new: Vec<u64> = firsts
+        .iter()
+        .copied()
+        .filter(|id| !produced.contains(id))
+        .collect();
+    assert!(
+        !new.is_empty(),
+        "the restarted daemon announced its uplinks: {logged:?}"
+    );
+    assert!(
+        new.iter().all(|id| *id > max_old),
+        "ids never reused: {logged:?}"
+    );
+}
