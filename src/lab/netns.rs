@@ -85,7 +85,25 @@ impl Netns {
         run(&["ip", "netns", "add", &name])?;
         let ns = Self { name };
         ns.ip(&["link", "set", "lo", "up"])?;
+        ns.isolate_resolver()?;
         Ok(ns)
+    }
+
+    /// `ip netns exec` bind-mounts `/etc/netns/<name>/resolv.conf` over `/etc/resolv.conf`.
+    /// Giving every test namespace one without nameservers means a daemon started in it never
+    /// falls back to the host's (real) DNS servers: test traffic stays on test addresses.
+    fn isolate_resolver(&self) -> Result<(), NetnsError> {
+        let dir = resolver_dir(&self.name);
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            std::fs::write(
+                dir.join("resolv.conf"),
+                "# netfailover test namespace: no system nameservers\n",
+            )
+        });
+        written.map_err(|source| NetnsError::Spawn {
+            cmd: format!("writing {}", dir.display()),
+            source,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -149,7 +167,12 @@ impl Drop for Netns {
         if let Err(e) = run(&["ip", "netns", "del", &self.name]) {
             eprintln!("cleanup: {e}");
         }
+        let _ = std::fs::remove_dir_all(resolver_dir(&self.name));
     }
+}
+
+fn resolver_dir(ns: &str) -> std::path::PathBuf {
+    std::path::Path::new("/etc/netns").join(ns)
 }
 
 /// Moves the calling thread into the namespace called `name` (see
