@@ -452,16 +452,14 @@ impl RouteManager {
             return;
         }
         self.state.record.global = Some(global);
-        let reason = format!(
-            "global connectivity {} -> {}",
-            previous.unwrap_or_default(),
-            global
-        );
+        // Before the first announcement the device had no connectivity to speak of.
+        let previous = previous.unwrap_or(Connectivity::None);
+        let reason = format!("global connectivity {previous} -> {global}");
         let ev = self.event(
             EventKind::ConnectivityChange,
             None,
             global,
-            previous.unwrap_or_default(),
+            previous,
             reason,
         );
         self.state.queued.push(ev);

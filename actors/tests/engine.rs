@@ -176,6 +176,17 @@ async fn startup_adopts_dhcp_routes_and_announces_up() {
     assert_eq!(ups, vec!["eth0", "wlan0", "wwan0"]);
     assert_eq!(h.status().connectivity, Connectivity::Full);
     assert_eq!(w.kernel.gaps(), 0, "never without a default route");
+    let first_cc = h
+        .history()
+        .into_iter()
+        .map(|r| r.event)
+        .find(|e| e.kind == EventKind::ConnectivityChange)
+        .unwrap();
+    assert_eq!(
+        (first_cc.previous, first_cc.state),
+        (Connectivity::None, Connectivity::Unknown),
+        "the first global change starts from NONE"
+    );
     // Every `up` comes before any connectivity event.
     let first_cc = ev
         .iter()
