@@ -996,12 +996,12 @@ fn daemon_sigkill_with_pending_events_delivers_them_after_restart() {
     e2e.wait_exit();
     std::fs::write(&script, &original).unwrap();
     e2e.spawn();
+    // Every old event, and the restarted daemon's own startup `up`s after them.
     let all_delivered = wait_for(Duration::from_secs(60), || {
         let logged = logged_ids(&e2e);
-        produced
-            .iter()
-            .all(|id| logged.contains(id))
-            .then_some(logged)
+        let old_done = produced.iter().all(|id| logged.contains(id));
+        let new_seen = logged.iter().any(|id| !produced.contains(id));
+        (old_done && new_seen).then_some(logged)
     });
     let logged = all_delivered.unwrap_or_else(|| {
         panic!(
