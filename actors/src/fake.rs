@@ -540,11 +540,17 @@ impl ScriptRunner for FakeScripts {
 pub struct MemJournal {
     state: Arc<Mutex<JournalState>>,
     saves: Arc<Mutex<VecDeque<usize>>>,
+    stalled: Arc<Mutex<bool>>,
 }
 
 impl MemJournal {
     pub fn get(&self) -> JournalState {
         lock(&self.state).clone()
+    }
+
+    /// While stalled, saves never finish (a stuck disk).
+    pub fn set_stalled(&self, stalled: bool) {
+        *lock(&self.stalled) = stalled;
     }
 }
 
@@ -555,6 +561,9 @@ impl Journal for MemJournal {
     }
 
     fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {
+        if *lock(&self.stalled) {
+            return futures::future::pending().boxed();
+        }
         lock(&self.saves).push_back(state.pending.len());
         *lock(&self.state) = state;
         async move { Ok(()) }.boxed()

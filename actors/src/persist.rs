@@ -11,6 +11,11 @@ use futures::future::BoxFuture;
 
 use crate::ports::PortResult;
 
+/// A write running longer than this is considered stuck (a wedged disk): later flushes stop
+/// waiting for it, so nothing that needs "on disk" can hang on storage. The data stays in memory
+/// and goes out with the next write that completes.
+pub const STUCK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 type SaveFn<T> = dyn Fn(T) -> BoxFuture<'static, PortResult<()>> + Send + Sync;
 
 /// See the module doc.
@@ -25,6 +30,8 @@ struct Inner<T> {
     latest: Mutex<Option<T>>,
     /// Held while writing, so writes never overlap and run in submission order.
     writing: tokio::sync::Mutex<()>,
+    /// When the running write started, if one is running.
+    write_started: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<T> Clone for Persister<T> {
@@ -46,6 +53,7 @@ impl<T: Send + 'static> Persister<T> {
                 save: Box::new(save),
                 latest: Mutex::new(None),
                 writing: tokio::sync::Mutex::new(()),
+                write_started: Mutex::new(None),
             }),
         }
     }
@@ -61,20 +69,50 @@ impl<T: Send + 'static> Persister<T> {
     pub fn flush(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let inner = self.inner.clone();
         async move {
+            let started = *inner
+                .write_started
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if started.is_some_and(|t| t.elapsed() > STUCK_AFTER) {
+                tracing::warn!(what = inner.what, "a write is stuck; not waiting for it");
+                return;
+            }
             // Whoever holds the lock writes what was newest when it took it; after we get the
             // lock, anything submitted before this call is either written or still in `latest`.
-            let _writing = inner.writing.lock().await;
+            let Ok(_writing) = tokio::time::timeout(STUCK_AFTER, inner.writing.lock()).await else {
+                tracing::warn!(what = inner.what, "a write is stuck; not waiting for it");
+                return;
+            };
             let value = inner
                 .latest
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
             if let Some(value) = value {
-                if let Err(e) = (inner.save)(value).await {
+                let _running = RunningWrite::start(&inner.write_started);
+                let result = (inner.save)(value).await;
+                if let Err(e) = result {
                     tracing::error!(what = inner.what, error = %e, "saving state failed");
                 }
             }
         }
+    }
+}
+
+/// Marks a write as running; cleared on drop, also when the flush is cancelled mid-write
+/// (otherwise one cancelled write would make every later flush think the disk is stuck).
+struct RunningWrite<'a>(&'a Mutex<Option<tokio::time::Instant>>);
+
+impl<'a> RunningWrite<'a> {
+    fn start(slot: &'a Mutex<Option<tokio::time::Instant>>) -> Self {
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+        Self(slot)
+    }
+}
+
+impl Drop for RunningWrite<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

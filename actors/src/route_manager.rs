@@ -48,6 +48,9 @@ use crate::status::{Board, IfaceStatus};
 /// set their metric through `ra_defrtr_metric`.
 const RTPROT_RA: u8 = 9;
 
+/// Longest RouteManager waits for the event journal before handling the next fact.
+const JOURNAL_WAIT: Duration = Duration::from_secs(2);
+
 /// First retry delay after a failed route write; doubles up to the reconcile interval.
 const RETRY_MIN: Duration = Duration::from_millis(250);
 
@@ -316,7 +319,15 @@ impl RouteManager {
         if self.flush_events() {
             // Events are acknowledged only once they are in the journal (SPEC §5): hold the
             // mailbox until then. The routes are already applied, so failover is not delayed.
-            ctx.wait(self.deps.log.persisted().into_actor(self));
+            // Bounded: a stuck disk must never wedge routing; past the bound the events stay
+            // queued in memory and reach the journal with its next write.
+            let persisted = self.deps.log.persisted();
+            let bounded = async move {
+                if tokio::time::timeout(JOURNAL_WAIT, persisted).await.is_err() {
+                    tracing::error!("event journal write is taking too long; going on without it");
+                }
+            };
+            ctx.wait(bounded.into_actor(self));
         }
         self.persister.submit(self.state.record.clone());
         ctx.spawn(self.persister.flush().into_actor(self));

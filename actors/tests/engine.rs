@@ -745,3 +745,39 @@ async fn manual_profiles_get_addresses_and_gateways_again_after_admin_down() {
     );
     assert_eq!(owned(&w), want);
 }
+
+#[actix::test]
+async fn a_stuck_journal_never_wedges_routing() {
+    let w = world();
+    let h = started(&w, config()).await;
+    w.journal.set_stalled(true);
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    assert_eq!(
+        w.kernel.best_iface().as_deref(),
+        Some("wlan0"),
+        "routes first"
+    );
+    // The events wait for the journal at most a bounded time; routing goes on.
+    pass(Duration::from_secs(3)).await;
+    w.kernel.set_carrier("wlan0", false);
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wwan0"));
+    w.journal.set_stalled(false);
+    w.kernel.set_carrier("eth0", true);
+    pass(Duration::from_secs(3)).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+    let downs = events(&h)
+        .into_iter()
+        .filter(|e| e.0 == EventKind::Down)
+        .count();
+    assert_eq!(downs, 2, "no event lost while the journal was stuck");
+    // Once the disk answers again, the journal catches up with every event produced.
+    w.kernel.set_carrier("wlan0", true);
+    pass(Duration::from_secs(3)).await;
+    let last = h.history().last().map(|r| r.event.id).unwrap();
+    assert!(
+        w.journal.get().next_id > last,
+        "journal written again after the stall"
+    );
+}
