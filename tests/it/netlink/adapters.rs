@@ -12,7 +12,7 @@ use netfailover::lab::uplinks::block_on_in_netns;
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
 
-use super::{default_route, world, DHCP};
+use super::{add_dhcp_default, default_route, world, DHCP};
 
 /// Generous bound for the kernel to report a change (it takes about a millisecond).
 const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,37 +150,8 @@ fn routes_add_replace_delete_and_list_in_both_families() {
     let w = world("nlroute", 2);
     let (a, b) = (&w.uplinks[0], &w.uplinks[1]);
     // Foreign routes (a DHCP client's, say) that must stay untouched.
-    w.dev
-        .ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.51.100.1",
-            "dev",
-            "u1",
-            "metric",
-            "600",
-            "proto",
-            "dhcp",
-        ])
-        .unwrap();
-    w.dev
-        .ip(&[
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8:1::1",
-            "dev",
-            "u1",
-            "metric",
-            "600",
-            "proto",
-            "dhcp",
-        ])
-        .unwrap();
+    add_dhcp_default(&w.dev, "198.51.100.1", "u1", 600);
+    add_dhcp_default(&w.dev, "2001:db8:1::1", "u1", 600);
     let foreign = [
         KernelRoute {
             protocol: DHCP,

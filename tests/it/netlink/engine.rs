@@ -23,7 +23,7 @@ use netfailover::lab::uplinks::{run_in_netns, CountingLinks, Uplink, UplinkWorld
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
 
-use super::{world, DHCP, OURS};
+use super::{add_dhcp_default, world, DHCP, OURS};
 
 /// Generous bound for the engine to bring the kernel to the desired table.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -843,68 +843,10 @@ fn engine_adopts_foreign_default_routes_keeping_their_gateways() {
     let managed = ifindexes(&w);
     // A DHCP client's routes: u0 at a different metric (add ours, delete theirs), u1 at the
     // metric we want (replace in place).
-    w.dev
-        .ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            "192.0.2.1",
-            "dev",
-            "u0",
-            "metric",
-            "1024",
-            "proto",
-            "dhcp",
-        ])
-        .unwrap();
-    w.dev
-        .ip(&[
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8::1",
-            "dev",
-            "u0",
-            "metric",
-            "1024",
-            "proto",
-            "dhcp",
-        ])
-        .unwrap();
-    w.dev
-        .ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            "198.51.100.1",
-            "dev",
-            "u1",
-            "metric",
-            "200",
-            "proto",
-            "dhcp",
-        ])
-        .unwrap();
-    w.dev
-        .ip(&[
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8:1::1",
-            "dev",
-            "u1",
-            "metric",
-            "200",
-            "proto",
-            "dhcp",
-        ])
-        .unwrap();
+    add_dhcp_default(&w.dev, "192.0.2.1", "u0", 1024);
+    add_dhcp_default(&w.dev, "2001:db8::1", "u0", 1024);
+    add_dhcp_default(&w.dev, "198.51.100.1", "u1", 200);
+    add_dhcp_default(&w.dev, "2001:db8:1::1", "u1", 200);
     let profiles = vec![
         profile(u0, Method::Auto, 100),
         profile(u1, Method::Auto, 200),

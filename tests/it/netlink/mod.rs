@@ -8,6 +8,7 @@ mod engine;
 use std::net::IpAddr;
 
 use netfailover::engine::model::{Family, KernelRoute};
+use netfailover::lab::netns::Netns;
 use netfailover::lab::uplinks::UplinkWorld;
 
 /// Our route protocol (`route.protocol` default).
@@ -28,4 +29,15 @@ pub fn default_route(family: Family, ifindex: u32, gateway: IpAddr, metric: u32)
         metric,
         protocol: OURS,
     }
+}
+
+/// Adds a default route the way a DHCP client would (`proto dhcp`), in `ns`.
+pub fn add_dhcp_default(ns: &Netns, via: &str, dev: &str, metric: u32) {
+    let family = if via.contains(':') { "-6" } else { "-4" };
+    let metric = metric.to_string();
+    ns.ip(&[
+        family, "route", "add", "default", "via", via, "dev", dev, "metric", &metric, "proto",
+        "dhcp",
+    ])
+    .expect("adding a DHCP-style default route");
 }
