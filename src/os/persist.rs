@@ -247,6 +247,21 @@ fn write_json_atomically<T: Serialize>(
     result.map_err(io_err)
 }
 
+/// [`JsonFile::load`] with the error in the ports' terms (shared by both stores).
+fn port_load<T: DeserializeOwned + Default + Send + 'static>(
+    file: &Arc<JsonFile>,
+) -> BoxFuture<'static, PortResult<T>> {
+    file.load::<T>().map(|r| r.map_err(PortError::from)).boxed()
+}
+
+/// [`JsonFile::save`] with the error in the ports' terms.
+fn port_save<T: Serialize + Send + 'static>(
+    file: &Arc<JsonFile>,
+    value: T,
+) -> BoxFuture<'static, PortResult<()>> {
+    file.save(value).map(|r| r.map_err(PortError::from)).boxed()
+}
+
 /// The dispatcher's event journal, `state_dir/journal.json`.
 #[derive(Debug, Clone)]
 pub struct FileJournal {
@@ -268,17 +283,11 @@ impl FileJournal {
 
 impl Journal for FileJournal {
     fn load(&self) -> BoxFuture<'static, PortResult<JournalState>> {
-        self.file
-            .load::<JournalState>()
-            .map(|r| r.map_err(PortError::from))
-            .boxed()
+        port_load(&self.file)
     }
 
     fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {
-        self.file
-            .save(state)
-            .map(|r| r.map_err(PortError::from))
-            .boxed()
+        port_save(&self.file, state)
     }
 }
 
@@ -303,17 +312,11 @@ impl FileStateStore {
 
 impl StateStore for FileStateStore {
     fn load(&self) -> BoxFuture<'static, PortResult<EngineState>> {
-        self.file
-            .load::<EngineState>()
-            .map(|r| r.map_err(PortError::from))
-            .boxed()
+        port_load(&self.file)
     }
 
     fn save(&self, state: EngineState) -> BoxFuture<'static, PortResult<()>> {
-        self.file
-            .save(state)
-            .map(|r| r.map_err(PortError::from))
-            .boxed()
+        port_save(&self.file, state)
     }
 }
 
