@@ -208,10 +208,14 @@ pub struct Outcome {
 }
 
 /// A temporary directory removed on drop (boot directory, socket, logs, state).
-struct WorkDir(PathBuf);
+pub(crate) struct WorkDir(PathBuf);
 
 impl WorkDir {
-    fn new() -> Result<Self, LabError> {
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub(crate) fn new() -> Result<Self, LabError> {
         let path = std::env::temp_dir().join(format!("netfailover-lab-{}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|error| LabError::Write {
             path: path.clone(),
@@ -312,7 +316,7 @@ pub fn query_status(runtime: &tokio::runtime::Runtime, socket: &Path) -> Option<
 
 /// Starts a thread that sets [`INTERRUPTED`] on Ctrl-C or SIGTERM, so the timeline stops and
 /// the world is dropped (namespaces deleted) instead of the process dying with them in place.
-fn watch_interrupts() {
+pub(crate) fn watch_interrupts() {
     std::thread::spawn(|| {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -385,7 +389,7 @@ fn new_script_lines(log: &Path, from: &mut usize) -> Vec<String> {
 }
 
 /// Plays `steps` against a running daemon; prints each step as it goes.
-fn play(
+pub(crate) fn play(
     steps: &[Step],
     world: &World,
     daemon: &mut DaemonProcess,
@@ -508,6 +512,9 @@ pub fn summary(outcomes: &[Outcome]) -> String {
 
 /// `netfailover lab`: returns whether every step passed.
 pub fn run(args: &LabArgs) -> Result<bool, LabError> {
+    if let Some(minutes) = args.soak {
+        return super::soak::run(minutes);
+    }
     if args.scenario == "list" {
         println!("{}", SCENARIOS.join("\n"));
         return Ok(true);
