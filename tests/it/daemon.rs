@@ -151,7 +151,7 @@ impl Drop for StubServer {
     }
 }
 
-fn ask(path: &Path, request: Request) -> Result<serde_json::Value, ControlError> {
+pub(crate) fn ask(path: &Path, request: Request) -> Result<serde_json::Value, ControlError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -492,7 +492,7 @@ impl E2e {
     }
 }
 
-fn parse_default_routes(text: &str) -> Vec<(String, u32)> {
+pub(crate) fn parse_default_routes(text: &str) -> Vec<(String, u32)> {
     text.lines()
         .filter_map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
