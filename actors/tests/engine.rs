@@ -806,7 +806,10 @@ async fn past_journal_limit_connectivity_changes_coalesce_across_interface_event
         .iter()
         .filter(|e| e.0 == EventKind::ConnectivityChange)
         .count();
-    assert!(produced_cc >= 10, "the scenario changes global state: {produced:?}");
+    assert!(
+        produced_cc >= 10,
+        "the scenario changes global state: {produced:?}"
+    );
     let pending = w.journal.get().pending;
     let count = |k: EventKind| pending.iter().filter(|e| e.kind == k).count();
     let produced_count = |k: EventKind| produced.iter().filter(|e| e.0 == k).count();
@@ -830,7 +833,11 @@ async fn past_journal_limit_connectivity_changes_coalesce_across_interface_event
         latest,
         "the latest global state survives"
     );
-    for k in [EventKind::Up, EventKind::Down, EventKind::DeviceConnectivityChange] {
+    for k in [
+        EventKind::Up,
+        EventKind::Down,
+        EventKind::DeviceConnectivityChange,
+    ] {
         // The oldest event may be in flight (it is still pending): nothing else was delivered.
         assert_eq!(count(k), produced_count(k), "{k:?} never dropped");
     }
