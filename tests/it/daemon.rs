@@ -17,7 +17,7 @@ use netfailover::engine::status::{ActorStatus, EngineStatus, EventRecord};
 
 /// An engine stand-in: a fixed status, checks that succeed for `eth0` only, kills of known
 /// actor names.
-struct Stub;
+pub(crate) struct Stub;
 
 impl ControlBackend for Stub {
     fn status(&self) -> LocalBoxFuture<'_, EngineStatus> {
@@ -92,14 +92,14 @@ impl Drop for TempDir {
 }
 
 /// The stub server on its own thread (a tokio LocalSet, as inside the actix System).
-struct StubServer {
+pub(crate) struct StubServer {
     dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StubServer {
-    fn start(idle: Duration) -> Self {
+    pub(crate) fn start(idle: Duration) -> Self {
         let dir = TempDir::new("ctl");
         let path = dir.path().join("sock");
         let listener_path = path.clone();
@@ -129,11 +129,11 @@ impl StubServer {
         }
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("sock")
     }
 
-    fn connect(&self) -> UnixStream {
+    pub(crate) fn connect(&self) -> UnixStream {
         let s = UnixStream::connect(self.socket()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s

@@ -5,6 +5,7 @@ mod chaos;
 mod config;
 mod daemon;
 mod dispatcher;
+mod hostile;
 mod lab;
 mod netlink;
 mod probe;
