@@ -781,3 +781,64 @@ async fn a_stuck_journal_never_wedges_routing() {
         "journal written again after the stall"
     );
 }
+
+#[actix::test]
+async fn past_journal_limit_connectivity_changes_coalesce_across_interface_events() {
+    let w = world();
+    w.scripts.set_duration(Duration::from_secs(10_000));
+    let mut cfg = config();
+    cfg.dispatcher.journal_limit = 4;
+    let h = started(&w, cfg).await;
+    // Everything down, then everything back, five times: each round produces `down`s and `up`s
+    // between two global `connectivity-change` events, while the first event's scripts hang.
+    for _ in 0..5 {
+        for n in ["eth0", "wlan0", "wwan0"] {
+            w.kernel.set_carrier(n, false);
+        }
+        settle().await;
+        for n in ["eth0", "wlan0", "wwan0"] {
+            w.kernel.set_carrier(n, true);
+        }
+        pass(Duration::from_secs(3)).await;
+    }
+    let produced = events(&h);
+    let produced_cc = produced
+        .iter()
+        .filter(|e| e.0 == EventKind::ConnectivityChange)
+        .count();
+    assert!(
+        produced_cc >= 10,
+        "the scenario changes global state: {produced:?}"
+    );
+    let pending = w.journal.get().pending;
+    let count = |k: EventKind| pending.iter().filter(|e| e.kind == k).count();
+    let produced_count = |k: EventKind| produced.iter().filter(|e| e.0 == k).count();
+    // At most the one in flight and the latest.
+    assert!(
+        count(EventKind::ConnectivityChange) <= 2,
+        "{:?}",
+        pending.iter().map(|e| e.kind).collect::<Vec<_>>()
+    );
+    let latest = produced
+        .iter()
+        .rev()
+        .find(|e| e.0 == EventKind::ConnectivityChange)
+        .map(|e| e.2);
+    assert_eq!(
+        pending
+            .iter()
+            .rev()
+            .find(|e| e.kind == EventKind::ConnectivityChange)
+            .map(|e| e.state),
+        latest,
+        "the latest global state survives"
+    );
+    for k in [
+        EventKind::Up,
+        EventKind::Down,
+        EventKind::DeviceConnectivityChange,
+    ] {
+        // The oldest event may be in flight (it is still pending): nothing else was delivered.
+        assert_eq!(count(k), produced_count(k), "{k:?} never dropped");
+    }
+}
