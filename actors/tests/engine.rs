@@ -890,3 +890,126 @@ async fn a_late_subscriber_gets_the_snapshot_then_every_change_in_order() {
     let (now, _) = h.observe();
     assert_eq!(rebuilt_view(&view), rebuilt_view(&now));
 }
+
+/// Waits (virtual time) until `iface` has had `n` more checks than `before`.
+async fn checks_after(w: &FakeWorld, iface: &str, before: usize, n: usize) {
+    for _ in 0..10_000 {
+        if w.probe.checks(iface).len() >= before + n {
+            break;
+        }
+        pass(Duration::from_millis(50)).await;
+    }
+    // Let the last check's answer (10 ms) come in.
+    pass(Duration::from_millis(50)).await;
+}
+
+#[actix::test]
+async fn the_timing_bounds_hold_after_a_history_of_blips() {
+    let w = world();
+    let mut cfg = config();
+    // interval below recheck_max: the back-off cap must follow interval.
+    cfg.check.interval = Duration::from_secs(5);
+    cfg.check.recheck_max = Duration::from_secs(60);
+    let h = started(&w, cfg.clone()).await;
+    // Ten one-off blips: one failed check each, then good again.
+    for _ in 0..10 {
+        w.probe.set("eth0", Verdict::Limited);
+        checks_after(&w, "eth0", w.probe.checks("eth0").len(), 1).await;
+        w.probe.set("eth0", Verdict::Full);
+        checks_after(&w, "eth0", w.probe.checks("eth0").len(), 1).await;
+    }
+    assert_eq!(
+        state_of(&h, "eth0"),
+        Connectivity::Full,
+        "blips alone never leave FULL"
+    );
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100));
+    // A real outage, right after a good check (the worst phase).
+    let t0 = tokio::time::Instant::now();
+    w.probe.set("eth0", Verdict::Limited);
+    let leave = cfg.check.interval + cfg.check.timeout * 2 + Duration::from_secs(1);
+    while owned_metrics(&w)[0].1 < PENALTY && t0.elapsed() < leave * 4 {
+        pass(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t0.elapsed() <= leave,
+        "penalty {:?} after the outage began > bound {leave:?}",
+        t0.elapsed()
+    );
+    // A long outage (the back-off reaches its cap), then the upstream is back.
+    pass(Duration::from_secs(120)).await;
+    let t1 = tokio::time::Instant::now();
+    w.probe.set("eth0", Verdict::Full);
+    let cap = cfg.check.recheck_max.min(cfg.check.interval);
+    let back = cap + cfg.check.timeout * 2 + Duration::from_secs(1);
+    while owned_metrics(&w)[0].1 > PENALTY && t1.elapsed() < back * 4 {
+        pass(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t1.elapsed() <= back,
+        "fail-back {:?} after the upstream was back > bound {back:?}",
+        t1.elapsed()
+    );
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+}
+
+#[actix::test]
+async fn past_journal_limit_connectivity_changes_coalesce_across_interface_events() {
+    let w = world();
+    w.scripts.set_duration(Duration::from_secs(10_000));
+    let mut cfg = config();
+    cfg.dispatcher.journal_limit = 4;
+    let h = started(&w, cfg).await;
+    // Everything down, then everything back, five times: each round produces `down`s and `up`s
+    // between two global `connectivity-change` events, while the first event's scripts hang.
+    for _ in 0..5 {
+        for n in ["eth0", "wlan0", "wwan0"] {
+            w.kernel.set_carrier(n, false);
+        }
+        settle().await;
+        for n in ["eth0", "wlan0", "wwan0"] {
+            w.kernel.set_carrier(n, true);
+        }
+        pass(Duration::from_secs(3)).await;
+    }
+    let produced = events(&h);
+    let produced_cc = produced
+        .iter()
+        .filter(|e| e.0 == EventKind::ConnectivityChange)
+        .count();
+    assert!(
+        produced_cc >= 10,
+        "the scenario changes global state: {produced:?}"
+    );
+    let pending = w.journal.get().pending;
+    let count = |k: EventKind| pending.iter().filter(|e| e.kind == k).count();
+    let produced_count = |k: EventKind| produced.iter().filter(|e| e.0 == k).count();
+    // At most the one in flight and the latest.
+    assert!(
+        count(EventKind::ConnectivityChange) <= 2,
+        "{:?}",
+        pending.iter().map(|e| e.kind).collect::<Vec<_>>()
+    );
+    let latest = produced
+        .iter()
+        .rev()
+        .find(|e| e.0 == EventKind::ConnectivityChange)
+        .map(|e| e.2);
+    assert_eq!(
+        pending
+            .iter()
+            .rev()
+            .find(|e| e.kind == EventKind::ConnectivityChange)
+            .map(|e| e.state),
+        latest,
+        "the latest global state survives"
+    );
+    for k in [
+        EventKind::Up,
+        EventKind::Down,
+        EventKind::DeviceConnectivityChange,
+    ] {
+        // The oldest event may be in flight (it is still pending): nothing else was delivered.
+        assert_eq!(count(k), produced_count(k), "{k:?} never dropped");
+    }
+}
