@@ -1164,3 +1164,57 @@ async fn a_restart_resumes_full_without_a_blink() {
     );
     assert_eq!(seen.len(), 3, "{seen:?}");
 }
+
+#[actix::test]
+async fn every_managed_interface_that_vanishes_gets_down() {
+    // eth0 by name, wlan0 matched by type, wwan0 by MAC, and an adopted usb0 (no profile).
+    let w = world();
+    let usb0 = w.kernel.add_link("usb0", LinkKind::Other);
+    w.kernel.add_route_by_hand(KernelRoute {
+        family: Family::V4,
+        ifindex: usb0,
+        gateway: Some(gw(9)),
+        metric: 900,
+        protocol: DHCP,
+    });
+    let mut cfg = config();
+    cfg.adopt = true;
+    cfg.profiles[1].matches = IfaceMatch::ByType;
+    cfg.profiles[2].matches =
+        IfaceMatch::Mac(w.kernel.link("wwan0").mac.expect("fake links have a MAC"));
+    let h = started(&w, cfg).await;
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(
+        h.status().interfaces.len(),
+        4,
+        "{:?}",
+        h.status().interfaces
+    );
+    for (i, iface) in ["usb0", "wlan0", "wwan0", "eth0"].into_iter().enumerate() {
+        assert_eq!(state_of(&h, iface), Connectivity::Full, "{iface}");
+        let n = h.history().len();
+        w.kernel.remove_link(iface);
+        settle().await;
+        let ev: Vec<_> = transitions(&h)[n..]
+            .iter()
+            .map(|e| (e.0, e.1.clone(), e.3))
+            .collect();
+        let mut want = vec![
+            (EventKind::Down, iface.to_string(), Connectivity::None),
+            (
+                EventKind::DeviceConnectivityChange,
+                iface.to_string(),
+                Connectivity::None,
+            ),
+        ];
+        if i == 3 {
+            // The last one: the device has no connectivity any more.
+            want.push((
+                EventKind::ConnectivityChange,
+                String::new(),
+                Connectivity::None,
+            ));
+        }
+        assert_eq!(ev, want, "{iface} removed");
+    }
+}
