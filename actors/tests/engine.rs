@@ -782,6 +782,68 @@ async fn a_stuck_journal_never_wedges_routing() {
     );
 }
 
+/// Waits (virtual time) until `iface` has had `n` more checks than `before`.
+async fn checks_after(w: &FakeWorld, iface: &str, before: usize, n: usize) {
+    for _ in 0..10_000 {
+        if w.probe.checks(iface).len() >= before + n {
+            break;
+        }
+        pass(Duration::from_millis(50)).await;
+    }
+    // Let the last check's answer (10 ms) come in.
+    pass(Duration::from_millis(50)).await;
+}
+
+#[actix::test]
+async fn the_timing_bounds_hold_after_a_history_of_blips() {
+    let w = world();
+    let mut cfg = config();
+    // interval below recheck_max: the back-off cap must follow interval.
+    cfg.check.interval = Duration::from_secs(5);
+    cfg.check.recheck_max = Duration::from_secs(60);
+    let h = started(&w, cfg.clone()).await;
+    // Ten one-off blips: one failed check each, then good again.
+    for _ in 0..10 {
+        w.probe.set("eth0", Verdict::Limited);
+        checks_after(&w, "eth0", w.probe.checks("eth0").len(), 1).await;
+        w.probe.set("eth0", Verdict::Full);
+        checks_after(&w, "eth0", w.probe.checks("eth0").len(), 1).await;
+    }
+    assert_eq!(
+        state_of(&h, "eth0"),
+        Connectivity::Full,
+        "blips alone never leave FULL"
+    );
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100));
+    // A real outage, right after a good check (the worst phase).
+    let t0 = tokio::time::Instant::now();
+    w.probe.set("eth0", Verdict::Limited);
+    let leave = cfg.check.interval + cfg.check.timeout * 2 + Duration::from_secs(1);
+    while owned_metrics(&w)[0].1 < PENALTY && t0.elapsed() < leave * 4 {
+        pass(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t0.elapsed() <= leave,
+        "penalty {:?} after the outage began > bound {leave:?}",
+        t0.elapsed()
+    );
+    // A long outage (the back-off reaches its cap), then the upstream is back.
+    pass(Duration::from_secs(120)).await;
+    let t1 = tokio::time::Instant::now();
+    w.probe.set("eth0", Verdict::Full);
+    let cap = cfg.check.recheck_max.min(cfg.check.interval);
+    let back = cap + cfg.check.timeout * 2 + Duration::from_secs(1);
+    while owned_metrics(&w)[0].1 > PENALTY && t1.elapsed() < back * 4 {
+        pass(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t1.elapsed() <= back,
+        "fail-back {:?} after the upstream was back > bound {back:?}",
+        t1.elapsed()
+    );
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+}
+
 #[actix::test]
 async fn past_journal_limit_connectivity_changes_coalesce_across_interface_events() {
     let w = world();
