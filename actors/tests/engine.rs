@@ -905,6 +905,211 @@ async fn past_journal_limit_connectivity_changes_coalesce_across_interface_event
     }
 }
 
+/// Per interface, the effective metrics the fake kernel was given (adds and replaces), in order.
+fn metric_history(w: &FakeWorld, from: usize) -> Vec<(String, Vec<u32>)> {
+    use netfailover_actors::fake::RouteWrite;
+    let mut out: Vec<(String, Vec<u32>)> = Vec::new();
+    for write in &w.kernel.write_log()[from..] {
+        let (RouteWrite::Add(r) | RouteWrite::Replace(r)) = write else {
+            continue;
+        };
+        if r.protocol != OURS {
+            continue;
+        }
+        let n = ["", "", "eth0", "wlan0", "wwan0"][r.ifindex as usize].to_string();
+        match out.iter_mut().find(|(name, _)| *name == n) {
+            Some((_, v)) => v.push(r.metric),
+            None => out.push((n, vec![r.metric])),
+        }
+    }
+    out
+}
+
+/// What scripts would see: (kind, iface, previous, state) of every event.
+fn transitions(h: &EngineHandle) -> Vec<(EventKind, String, Connectivity, Connectivity)> {
+    h.history()
+        .into_iter()
+        .map(|r| {
+            let iface = r.event.iface.map(|i| i.to_string()).unwrap_or_default();
+            (r.event.kind, iface, r.event.previous, r.event.state)
+        })
+        .collect()
+}
+
+#[actix::test]
+async fn a_fresh_start_produces_each_state_once() {
+    let w = world();
+    // Route writes take a netlink round trip, so check results queue up behind reconciles.
+    w.kernel.set_write_delay(Duration::from_millis(1));
+    w.probe.set_behaviour(
+        "wlan0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(12)),
+    );
+    w.probe.set_behaviour(
+        "wwan0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(14)),
+    );
+    let mut cfg = config();
+    cfg.dispatcher.device_events = DeviceEvents::All;
+    let h = started(&w, cfg).await;
+    pass(Duration::from_secs(1)).await;
+    // Routes: penalised while UNKNOWN, then the configured metric, never penalised again.
+    for (iface, metrics) in metric_history(&w, 0) {
+        let first_good = metrics.iter().position(|m| *m < PENALTY);
+        assert!(first_good.is_some(), "{iface}: {metrics:?}");
+        assert!(
+            metrics[first_good.unwrap_or(0)..]
+                .iter()
+                .all(|m| *m < PENALTY),
+            "{iface}: penalty blink {metrics:?}"
+        );
+    }
+    // Events: up(UNKNOWN), NONE -> UNKNOWN -> FULL, each state once per interface.
+    for iface in ["eth0", "wlan0", "wwan0"] {
+        let dcc: Vec<_> = transitions(&h)
+            .into_iter()
+            .filter(|e| e.0 == EventKind::DeviceConnectivityChange && e.1 == iface)
+            .map(|e| (e.2, e.3))
+            .collect();
+        assert_eq!(
+            dcc,
+            vec![
+                (Connectivity::None, Connectivity::Unknown),
+                (Connectivity::Unknown, Connectivity::Full)
+            ],
+            "{iface}"
+        );
+    }
+}
+
+#[actix::test]
+async fn a_restart_resumes_full_without_a_blink() {
+    let w = world();
+    w.kernel.set_write_delay(Duration::from_millis(1));
+    w.probe.set_behaviour(
+        "wlan0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(12)),
+    );
+    w.probe.set_behaviour(
+        "wwan0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(14)),
+    );
+    let mut cfg = config();
+    cfg.dispatcher.device_events = DeviceEvents::All;
+    let h = started(&w, cfg.clone()).await;
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(h.status().connectivity, Connectivity::Full);
+
+    // Every actor killed and crashed: no route write, no event.
+    let writes = w.kernel.write_log().len();
+    let events = h.history().len();
+    for actor in [
+        "route-manager",
+        "probe-scheduler",
+        "link-watcher",
+        "dispatcher",
+        "prober:eth0",
+    ] {
+        for crash in [false, true] {
+            if crash {
+                h.crash(actor).await.unwrap();
+            } else {
+                h.kill(actor).await.unwrap();
+            }
+            for _ in 0..20 {
+                pass(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert_eq!(
+        metric_history(&w, writes),
+        vec![],
+        "actor restarts wrote routes"
+    );
+    assert_eq!(
+        transitions(&h)[events..].to_vec(),
+        vec![],
+        "actor restarts produced events"
+    );
+
+    // A daemon restart: a new engine on the same kernel and state resumes FULL at once.
+    h.shutdown().await.unwrap();
+    let writes = w.kernel.write_log().len();
+    let h2 = start(cfg, w.ports());
+    for _ in 0..20 {
+        pass(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric_history(&w, writes)
+            .into_iter()
+            .filter(|(_, m)| m.iter().any(|m| *m >= PENALTY))
+            .collect::<Vec<_>>(),
+        vec![],
+        "penalty blink on a resumed FULL interface"
+    );
+    let seen = transitions(&h2);
+    assert!(
+        seen.iter()
+            .all(|e| e.0 == EventKind::Up && e.3 == Connectivity::Full),
+        "only `up` events, each carrying the resumed FULL: {seen:?}"
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}
+
+#[actix::test]
+async fn every_managed_interface_that_vanishes_gets_down() {
+    // eth0 by name, wlan0 matched by type, wwan0 by MAC, and an adopted usb0 (no profile).
+    let w = world();
+    let usb0 = w.kernel.add_link("usb0", LinkKind::Other);
+    w.kernel.add_route_by_hand(KernelRoute {
+        family: Family::V4,
+        ifindex: usb0,
+        gateway: Some(gw(9)),
+        metric: 900,
+        protocol: DHCP,
+    });
+    let mut cfg = config();
+    cfg.adopt = true;
+    cfg.profiles[1].matches = IfaceMatch::ByType;
+    cfg.profiles[2].matches =
+        IfaceMatch::Mac(w.kernel.link("wwan0").mac.expect("fake links have a MAC"));
+    let h = started(&w, cfg).await;
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(
+        h.status().interfaces.len(),
+        4,
+        "{:?}",
+        h.status().interfaces
+    );
+    for (i, iface) in ["usb0", "wlan0", "wwan0", "eth0"].into_iter().enumerate() {
+        assert_eq!(state_of(&h, iface), Connectivity::Full, "{iface}");
+        let n = h.history().len();
+        w.kernel.remove_link(iface);
+        settle().await;
+        let ev: Vec<_> = transitions(&h)[n..]
+            .iter()
+            .map(|e| (e.0, e.1.clone(), e.3))
+            .collect();
+        let mut want = vec![
+            (EventKind::Down, iface.to_string(), Connectivity::None),
+            (
+                EventKind::DeviceConnectivityChange,
+                iface.to_string(),
+                Connectivity::None,
+            ),
+        ];
+        if i == 3 {
+            // The last one: the device has no connectivity any more.
+            want.push((
+                EventKind::ConnectivityChange,
+                String::new(),
+                Connectivity::None,
+            ));
+        }
+        assert_eq!(ev, want, "{iface} removed");
+    }
+}
+
 #[actix::test]
 async fn an_interface_without_a_gateway_is_none_and_never_checked() {
     let w = world();
