@@ -221,12 +221,7 @@ impl ProbeScheduler {
             }
         }
         let actor = actor_name(name);
-        self.deps
-            .board
-            .lock()
-            .status
-            .actors
-            .retain(|a| a.name != actor);
+        self.deps.board.lock().remove_actor(&actor);
     }
 
     fn publish_actor(&self, name: &IfaceName) {
@@ -240,16 +235,7 @@ impl ProbeScheduler {
             kills: p.tracker.kills,
             last_failure: p.tracker.last_failure.clone(),
         };
-        let mut board = self.deps.board.lock();
-        match board
-            .status
-            .actors
-            .iter_mut()
-            .find(|a| a.name == status.name)
-        {
-            Some(a) => *a = status,
-            None => board.status.actors.push(status),
-        }
+        self.deps.board.lock().upsert_actor(status);
     }
 
     fn record_check(&self, name: &IfaceName, report: &ProbeReport) {

@@ -346,6 +346,9 @@ impl RouteManager {
         };
         self.update_interface_states();
         self.update_global();
+        // The board first, so observers read the state changes (link, route, connectivity)
+        // before the dispatcher events they cause.
+        self.publish_board();
         if self.flush_events() {
             // Events are acknowledged only once they are in the journal (SPEC §5): hold the
             // mailbox until then. The routes are already applied, so failover is not delayed.
@@ -367,7 +370,6 @@ impl RouteManager {
             // After the uplinks that carry their new UNKNOWN, so ProbeScheduler sees both in order.
             self.deps.peers.probe_scheduler.do_send(ResetChecks(reset));
         }
-        self.publish_board();
         if failed {
             self.schedule_retry(ctx);
         } else {
@@ -587,8 +589,8 @@ impl RouteManager {
 
     fn publish_board(&self) {
         let mut board = self.deps.board.lock();
-        let old = std::mem::take(&mut board.status.interfaces);
-        board.status.interfaces = self
+        let old = &board.status.interfaces;
+        let interfaces = self
             .state
             .managed
             .iter()
@@ -625,7 +627,7 @@ impl RouteManager {
                 s
             })
             .collect();
-        board.status.connectivity = self.state.record.global.unwrap_or_default();
+        board.set_interfaces(interfaces, self.state.record.global.unwrap_or_default());
     }
 
     fn on_link(&mut self, info: LinkInfo) {
