@@ -446,6 +446,7 @@ pub enum ProbeBehaviour {
 struct ProbeState {
     behaviour: HashMap<IfaceName, ProbeBehaviour>,
     checks: Vec<(IfaceName, tokio::time::Instant)>,
+    last_request: HashMap<IfaceName, ProbeRequest>,
 }
 
 /// A probe whose answers the test sets per interface (FULL after 10 ms by default).
@@ -467,6 +468,15 @@ impl FakeProbe {
         lock(&self.state).behaviour.insert(name, b);
     }
 
+    /// The last request checked on `iface`.
+    pub fn last_request(&self, iface: &str) -> Option<ProbeRequest> {
+        lock(&self.state)
+            .last_request
+            .iter()
+            .find(|(n, _)| n.as_str() == iface)
+            .map(|(_, r)| r.clone())
+    }
+
     /// Times of the checks started on `iface`.
     pub fn checks(&self, iface: &str) -> Vec<tokio::time::Instant> {
         lock(&self.state)
@@ -481,6 +491,8 @@ impl FakeProbe {
 impl Probe for FakeProbe {
     fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
         let mut s = lock(&self.state);
+        s.last_request
+            .insert(request.iface.clone(), request.clone());
         s.checks
             .push((request.iface.clone(), tokio::time::Instant::now()));
         let b = s

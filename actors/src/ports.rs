@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Connectivity, Event, IfaceAddr, IfaceName, KernelRoute, LinkInfo};
+use crate::model::{Connectivity, Event, Family, IfaceAddr, IfaceName, KernelRoute, LinkInfo};
 
 /// Error from a port: what was attempted and what the OS said.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +112,10 @@ pub struct ProbeRequest {
     pub ifindex: u32,
     /// In the SPEC §3 order; queried through `iface` only.
     pub dns: Vec<SocketAddr>,
+    /// Families with a known default route or gateway on `iface`. A check goes only to target
+    /// addresses of these families (through a socket bound to the interface, the kernel would
+    /// take any other target as on-link and ARP for it); none at all: NONE without a check.
+    pub routed: Vec<Family>,
 }
 
 /// The classified result of one check (SPEC §3 table).

@@ -86,6 +86,9 @@ struct State {
     previous_managed: Vec<Assigned>,
     /// Routes believed installed after the last reconcile, per interface.
     installed: BTreeMap<(IfaceName, Family), KernelRoute>,
+    /// Families with a known default route or gateway, per ifindex: a route we want (its
+    /// gateway is known) or a router-advertised one.
+    routed: BTreeMap<u32, BTreeSet<Family>>,
     full_since: HashMap<IfaceName, Instant>,
     /// Interfaces whose link bounced inside one kernel message (merged flap).
     bounced: BTreeSet<IfaceName>,
@@ -151,6 +154,14 @@ impl RouteManager {
             .map(|p| p.dns.clone())
             .unwrap_or_default();
         self.cfg.dns.servers_for(name, &profile_dns)
+    }
+
+    /// Families with a known default route or gateway on `a` (checks go only there).
+    fn routed(&self, a: &Assigned) -> Vec<Family> {
+        a.ifindex
+            .and_then(|i| self.state.routed.get(&i))
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn usable(&self, a: &Assigned) -> bool {
@@ -300,6 +311,14 @@ impl RouteManager {
             Ok((plan, applied)) => {
                 for f in &applied.failures {
                     tracing::warn!(error = %f, "route change failed; will retry");
+                }
+                self.state.routed = BTreeMap::new();
+                for r in plan.desired.iter().chain(&plan.ra_routes) {
+                    self.state
+                        .routed
+                        .entry(r.ifindex)
+                        .or_default()
+                        .insert(r.family);
                 }
                 self.state.previous_managed =
                     std::mem::replace(&mut self.state.managed, plan.managed);
@@ -479,7 +498,10 @@ impl RouteManager {
                     })
                     .announced_up = true;
             }
-            if self.connectivity(&a.name) == Connectivity::None {
+            if self.routed(a).is_empty() {
+                // No route to check through: NONE (SPEC: no link or no route), not UNKNOWN.
+                self.set_connectivity(&a.name, Connectivity::None, "no default route or gateway");
+            } else if self.connectivity(&a.name) == Connectivity::None {
                 let reason = if self.cfg.check.enabled() {
                     "link up, not checked yet"
                 } else {
@@ -547,6 +569,7 @@ impl RouteManager {
                     ifindex: a.ifindex?,
                     usable: self.usable(a),
                     dns: self.dns_for(&a.name),
+                    routed: self.routed(a),
                     connectivity: self.connectivity(&a.name),
                 })
             })
@@ -697,6 +720,8 @@ struct Plan {
     ra_metric: Vec<(u32, IfaceName, u32)>,
     addresses: Vec<(u32, IfaceAddr)>,
     rp_policy: RpFilterPolicy,
+    /// The kernel's router-advertised IPv6 default routes.
+    ra_routes: Vec<KernelRoute>,
 }
 
 impl PlanInput {
@@ -843,6 +868,11 @@ impl PlanInput {
             ra_metric,
             addresses,
             rp_policy: self.cfg.route.rp_filter,
+            ra_routes: kernel
+                .iter()
+                .filter(|r| r.protocol == RTPROT_RA)
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -1218,3 +1218,34 @@ async fn every_managed_interface_that_vanishes_gets_down() {
         assert_eq!(ev, want, "{iface} removed");
     }
 }
+
+#[actix::test]
+async fn an_interface_without_a_gateway_is_none_and_never_checked() {
+    let w = world();
+    let wwan0 = w.kernel.link("wwan0").ifindex;
+    let dhcp = w
+        .kernel
+        .routes()
+        .into_iter()
+        .find(|r| r.ifindex == wwan0)
+        .expect("the world gives wwan0 a DHCP route");
+    w.kernel.delete_route_by_hand(&dhcp);
+    let h = started(&w, config()).await;
+    pass(Duration::from_secs(65)).await; // two check intervals
+    assert!(
+        w.probe.checks("wwan0").is_empty(),
+        "no check through an interface without a route"
+    );
+    assert_eq!(state_of(&h, "wwan0"), Connectivity::None);
+    assert!(w.probe.checks("eth0").len() >= 2);
+    assert_eq!(
+        w.probe.last_request("eth0").map(|r| r.routed),
+        Some(vec![Family::V4]),
+        "checks go only to families with a route"
+    );
+    // The DHCP client installs a route: checked at once, FULL after its first check.
+    w.kernel.add_route_by_hand(dhcp);
+    pass(Duration::from_millis(500)).await;
+    assert_eq!(w.probe.checks("wwan0").len(), 1);
+    assert_eq!(state_of(&h, "wwan0"), Connectivity::Full);
+}
