@@ -70,10 +70,13 @@ pub fn read(
         (Some((m, _)), _) => m,
         (None, None) => default_method.to_string(),
         (None, Some(line)) => {
-            return Err(reject(
+            // A deliberate difference (docs/config.md): balenaOS's own documentation shows a
+            // section with only `route-metric`, which NetworkManager 1.42 refuses.
+            r.warn(
                 line,
-                format!("[{group}] has no method (NetworkManager refuses the profile)"),
-            ))
+                format!("[{group}] has no method: NetworkManager 1.42 refuses this profile; netfailover reads it as method=auto (add method=auto)"),
+            );
+            default_method.to_string()
         }
     };
     let method_line = r.kf.get(group, "method").map(|e| e.line).or(section_line);
@@ -179,9 +182,17 @@ pub fn read(
 /// `route-metric`: absent, -1 or unreadable (a warning, as in NetworkManager) → the type's
 /// default; otherwise 0..=Metric::MAX (NetworkManager allows up to 2^32-1; we keep headroom for
 /// the penalty, so larger values reject the profile — a documented difference).
-fn metric(r: &mut Reader<'_>, group: &str, type_metric: u32) -> Result<(Metric, MetricOrigin), Reject> {
+fn metric(
+    r: &mut Reader<'_>,
+    group: &str,
+    type_metric: u32,
+) -> Result<(Metric, MetricOrigin), Reject> {
     let type_default = Metric::new(i64::from(type_metric)).map(|m| (m, MetricOrigin::TypeDefault));
-    let fallback = || type_default.clone().map_err(|e| reject(None, e.to_string()));
+    let fallback = || {
+        type_default
+            .clone()
+            .map_err(|e| reject(None, e.to_string()))
+    };
     let Some((text, line)) = r.string(group, "route-metric") else {
         return fallback();
     };
@@ -202,7 +213,8 @@ fn metric(r: &mut Reader<'_>, group: &str, type_metric: u32) -> Result<(Metric, 
         );
         return fallback();
     }
-    let metric = Metric::new(value).map_err(|err| reject(line, format!("{group}.route-metric: {err}")))?;
+    let metric =
+        Metric::new(value).map_err(|err| reject(line, format!("{group}.route-metric: {err}")))?;
     Ok((metric, MetricOrigin::RouteMetric { line }))
 }
 
@@ -221,7 +233,9 @@ fn numbered_keys(r: &Reader<'_>, group: &str, short: &str, long: &str) -> Vec<(S
         }
     }
     keys.sort();
-    keys.into_iter().map(|(_, _, key, line)| (key, line)).collect()
+    keys.into_iter()
+        .map(|(_, _, key, line)| (key, line))
+        .collect()
 }
 
 /// `base` → -1, `base0` → 0, `baseN` (N without a leading zero, fits an i32) → N.
@@ -275,12 +289,18 @@ fn address_or_route(
         Some(l) => match l.parse::<u8>().ok().filter(|l| *l <= max) {
             Some(l) => l,
             None => {
-                r.warn(line, format!("{group}.{key}: invalid prefix length {l:?}; assuming /{default_len}"));
+                r.warn(
+                    line,
+                    format!("{group}.{key}: invalid prefix length {l:?}; assuming /{default_len}"),
+                );
                 default_len
             }
         },
         None => {
-            r.warn(line, format!("{group}.{key}: no prefix length; assuming /{default_len}"));
+            r.warn(
+                line,
+                format!("{group}.{key}: no prefix length; assuming /{default_len}"),
+            );
             default_len
         }
     };
@@ -362,9 +382,18 @@ mod tests {
 
     #[test]
     fn fields_split_on_any_separator_and_the_last_is_the_gateway() {
-        for v in ["192.0.2.5/24,192.0.2.1", "192.0.2.5/24;192.0.2.1", "192.0.2.5,24,192.0.2.1", "192.0.2.5;24;192.0.2.1;"] {
+        for v in [
+            "192.0.2.5/24,192.0.2.1",
+            "192.0.2.5/24;192.0.2.1",
+            "192.0.2.5,24,192.0.2.1",
+            "192.0.2.5;24;192.0.2.1;",
+        ] {
             let f = split_fields(v, false).unwrap();
-            assert_eq!((f.addr, f.len, f.gateway), ("192.0.2.5", Some("24"), Some("192.0.2.1")), "{v}");
+            assert_eq!(
+                (f.addr, f.len, f.gateway),
+                ("192.0.2.5", Some("24"), Some("192.0.2.1")),
+                "{v}"
+            );
         }
         let f = split_fields("192.0.2.5", false).unwrap();
         assert_eq!((f.len, f.gateway), (None, None));

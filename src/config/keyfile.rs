@@ -305,7 +305,8 @@ mod tests {
         let kf =
             parse("# c\n[connection]\nid = Wired \ntype=ethernet\n\n[ipv4]\ndns=192.0.2.1;x;;\n")
                 .unwrap();
-        assert_eq!(kf.get("connection", "id").unwrap().string(), "Wired");
+        // GKeyFile keeps a value's trailing whitespace.
+        assert_eq!(kf.get("connection", "id").unwrap().string(), "Wired ");
         assert_eq!(kf.get("connection", "type").unwrap().line, 4);
         assert_eq!(
             kf.get("ipv4", "dns").unwrap().list(),
@@ -332,7 +333,9 @@ mod tests {
 
     #[test]
     fn crlf_and_bom() {
-        let kf = parse("\u{feff}[a]\r\nk=v\r\n").unwrap();
+        let kf = parse("[a]\r\nk=v\r\n").unwrap();
         assert_eq!(kf.get("a", "k").unwrap().raw, "v");
+        // GKeyFile does not skip a byte-order mark: NetworkManager refuses such a file.
+        assert_eq!(parse("\u{feff}[a]\nk=v\n").unwrap_err().line, 1);
     }
 }

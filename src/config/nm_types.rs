@@ -22,8 +22,9 @@ pub enum Role {
 pub enum Section {
     /// No section needed (NetworkManager adds an empty one).
     Optional,
-    /// Needed unless `connection.interface-name` is set (virtual devices NetworkManager creates).
-    UnlessInterfaceName(&'static str),
+    /// A virtual device NetworkManager creates: `connection.interface-name` is required, the
+    /// section is then optional.
+    NeedsInterfaceName,
     /// Always needed.
     Required(&'static str),
 }
@@ -41,7 +42,13 @@ pub struct NmType {
     pub section: Section,
 }
 
-const fn t(setting: &'static str, short: &'static str, metric: u32, role: Role, section: Section) -> NmType {
+const fn t(
+    setting: &'static str,
+    short: &'static str,
+    metric: u32,
+    role: Role,
+    section: Section,
+) -> NmType {
     NmType {
         setting,
         short,
@@ -52,7 +59,7 @@ const fn t(setting: &'static str, short: &'static str, metric: u32, role: Role, 
 }
 
 use Role::{NotUplink, Uplink};
-use Section::{Optional, Required, UnlessInterfaceName};
+use Section::{NeedsInterfaceName, Optional, Required};
 
 const OTHER: Role = Uplink(UplinkType::Other);
 const TUNNEL: Role = NotUplink("a tunnel or VPN, not an uplink");
@@ -60,37 +67,91 @@ const VIRTUAL: Role = NotUplink("a local virtual link, not an uplink");
 
 /// Every type NetworkManager 1.42 accepts (its `nm_setting_lookup_type()` list of base types).
 pub const TYPES: &[NmType] = &[
-    t("802-3-ethernet", "ethernet", 100, Uplink(UplinkType::Ethernet), Optional),
-    t("802-11-wireless", "wifi", 600, Uplink(UplinkType::Wifi), Required("wifi")),
+    t(
+        "802-3-ethernet",
+        "ethernet",
+        100,
+        Uplink(UplinkType::Ethernet),
+        Optional,
+    ),
+    t(
+        "802-11-wireless",
+        "wifi",
+        600,
+        Uplink(UplinkType::Wifi),
+        Required("wifi"),
+    ),
     t("gsm", "gsm", 700, Uplink(UplinkType::Gsm), Optional),
     t("cdma", "cdma", 700, Uplink(UplinkType::Cdma), Optional),
-    t("bond", "bond", 300, OTHER, UnlessInterfaceName("bond")),
-    t("team", "team", 350, OTHER, UnlessInterfaceName("team")),
+    t("bond", "bond", 300, OTHER, NeedsInterfaceName),
+    t("team", "team", 350, OTHER, NeedsInterfaceName),
     t("vlan", "vlan", 400, OTHER, Required("vlan")),
-    t("bridge", "bridge", 425, OTHER, UnlessInterfaceName("bridge")),
+    t("bridge", "bridge", 425, OTHER, NeedsInterfaceName),
     t("macvlan", "macvlan", 410, OTHER, Required("macvlan")),
     t("macsec", "macsec", 125, OTHER, Required("macsec")),
-    t("infiniband", "infiniband", 150, OTHER, Required("infiniband")),
+    t(
+        "infiniband",
+        "infiniband",
+        150,
+        OTHER,
+        Required("infiniband"),
+    ),
     t("adsl", "adsl", 200, OTHER, Required("adsl")),
     t("wimax", "wimax", 250, OTHER, Required("wimax")),
     t("pppoe", "pppoe", 460, OTHER, Required("pppoe")),
     t("vxlan", "vxlan", 500, OTHER, Optional),
-    t("802-11-olpc-mesh", "olpc-mesh", 650, OTHER, Required("802-11-olpc-mesh")),
+    t(
+        "802-11-olpc-mesh",
+        "olpc-mesh",
+        650,
+        OTHER,
+        Required("802-11-olpc-mesh"),
+    ),
     t("bluetooth", "bluetooth", 750, OTHER, Required("bluetooth")),
     t("6lowpan", "6lowpan", 775, OTHER, Required("6lowpan")),
-    t("ovs-interface", "ovs-interface", 800, OTHER, Required("ovs-interface")),
+    t(
+        "ovs-interface",
+        "ovs-interface",
+        800,
+        OTHER,
+        Required("ovs-interface"),
+    ),
     t("generic", "generic", 950, OTHER, Optional),
-    t("ovs-bridge", "ovs-bridge", 800, NotUplink("an Open vSwitch bridge has no IP configuration of its own"), UnlessInterfaceName("ovs-bridge")),
-    t("ovs-port", "ovs-port", 800, NotUplink("an Open vSwitch port has no IP configuration of its own"), Required("ovs-port")),
-    t("wpan", "wpan", 850, NotUplink("an IEEE 802.15.4 link, not an uplink"), Optional),
-    t("wifi-p2p", "wifi-p2p", 950, NotUplink("a Wi-Fi P2P link, not an uplink"), Required("wifi-p2p")),
-    t("wireguard", "wireguard", 50, TUNNEL, UnlessInterfaceName("wireguard")),
+    t(
+        "ovs-bridge",
+        "ovs-bridge",
+        800,
+        NotUplink("an Open vSwitch bridge has no IP configuration of its own"),
+        NeedsInterfaceName,
+    ),
+    t(
+        "ovs-port",
+        "ovs-port",
+        800,
+        NotUplink("an Open vSwitch port has no IP configuration of its own"),
+        Required("ovs-port"),
+    ),
+    t(
+        "wpan",
+        "wpan",
+        850,
+        NotUplink("an IEEE 802.15.4 link, not an uplink"),
+        Optional,
+    ),
+    t(
+        "wifi-p2p",
+        "wifi-p2p",
+        950,
+        NotUplink("a Wi-Fi P2P link, not an uplink"),
+        Required("wifi-p2p"),
+    ),
+    t("wireguard", "wireguard", 50, TUNNEL, NeedsInterfaceName),
     t("vpn", "vpn", 50, TUNNEL, Required("vpn")),
     t("ip-tunnel", "ip-tunnel", 675, TUNNEL, Required("ip-tunnel")),
     t("tun", "tun", 450, TUNNEL, Optional),
     t("veth", "veth", 100, VIRTUAL, Required("veth")),
     t("vrf", "vrf", 470, VIRTUAL, Required("vrf")),
-    t("dummy", "dummy", 550, VIRTUAL, UnlessInterfaceName("dummy")),
+    t("dummy", "dummy", 550, VIRTUAL, NeedsInterfaceName),
     t("loopback", "loopback", 30, VIRTUAL, Optional),
 ];
 
@@ -126,6 +187,9 @@ mod tests {
         assert_eq!(m("olpc-mesh"), None);
         assert_eq!(m("hsr"), None);
         assert_eq!(m("ipvlan"), None);
-        assert!(matches!(lookup("wireguard").map(|t| t.role), Some(Role::NotUplink(_))));
+        assert!(matches!(
+            lookup("wireguard").map(|t| t.role),
+            Some(Role::NotUplink(_))
+        ));
     }
 }

@@ -366,33 +366,35 @@ fn port(r: &mut Reader<'_>, conn_line: Option<usize>) -> Result<Option<Port>, Re
 
 /// The sections `nm_connection_normalize()` insists on, and the keys it cannot do without.
 fn required_section(r: &mut Reader<'_>, t: &NmType, type_line: usize) -> Result<(), Reject> {
-    let has_name = r
-        .kf
-        .get("connection", "interface-name")
-        .is_some_and(|e| !e.raw.is_empty());
+    let has_name =
+        r.kf.get("connection", "interface-name")
+            .is_some_and(|e| !e.raw.is_empty());
     let missing = match t.section {
         Section::Optional => None,
-        Section::UnlessInterfaceName(s) if !has_name => Some(s),
-        Section::UnlessInterfaceName(_) => None,
-        Section::Required(s) => Some(s),
-    }
-    .filter(|s| r.kf.group_line(s).is_none());
-    if let Some(section) = missing {
+        Section::NeedsInterfaceName if !has_name => {
+            Some("connection.interface-name is missing".to_string())
+        }
+        Section::NeedsInterfaceName => None,
+        Section::Required(s) => {
+            r.kf.group_line(s)
+                .is_none()
+                .then(|| format!("a [{s}] section is missing"))
+        }
+    };
+    if let Some(what) = missing {
         return Err(reject(
             type_line,
             format!(
-                "type {} needs a [{section}] section{} (NetworkManager refuses the profile)",
-                t.short,
-                if matches!(t.section, Section::UnlessInterfaceName(_)) {
-                    " or connection.interface-name"
-                } else {
-                    ""
-                }
+                "type {}: {what} (NetworkManager refuses the profile)",
+                t.short
             ),
         ));
     }
     let refuse = |line: Option<usize>, what: &str| {
-        Err(reject(line, format!("{what} (NetworkManager refuses the profile)")))
+        Err(reject(
+            line,
+            format!("{what} (NetworkManager refuses the profile)"),
+        ))
     };
     if t.short == "wifi" && r.string("wifi", "ssid").is_none_or(|(s, _)| s.is_empty()) {
         return refuse(r.kf.group_line("wifi"), "wifi.ssid is missing");
@@ -400,10 +402,14 @@ fn required_section(r: &mut Reader<'_>, t: &NmType, type_line: usize) -> Result<
     if let Some(line) = r.kf.group_line("wifi-security") {
         match r.string("wifi-security", "key-mgmt") {
             None => return refuse(Some(line), "wifi-security.key-mgmt is missing"),
-            Some((km, line)) if matches!(km.as_str(), "wpa-eap" | "ieee8021x" | "wpa-eap-suite-b-192")
-                && r.kf.group_line("802-1x").is_none() =>
+            Some((km, line))
+                if matches!(km.as_str(), "wpa-eap" | "ieee8021x" | "wpa-eap-suite-b-192")
+                    && r.kf.group_line("802-1x").is_none() =>
             {
-                return refuse(Some(line), &format!("key-mgmt={km} needs an [802-1x] section"))
+                return refuse(
+                    Some(line),
+                    &format!("key-mgmt={km} needs an [802-1x] section"),
+                )
             }
             Some(_) => {}
         }
@@ -414,7 +420,10 @@ fn required_section(r: &mut Reader<'_>, t: &NmType, type_line: usize) -> Result<
     {
         return refuse(r.kf.group_line("vlan"), "vlan.parent is missing");
     }
-    if t.short == "vpn" && r.string("vpn", "service-type").is_none_or(|(s, _)| s.is_empty()) {
+    if t.short == "vpn"
+        && r.string("vpn", "service-type")
+            .is_none_or(|(s, _)| s.is_empty())
+    {
         return refuse(r.kf.group_line("vpn"), "vpn.service-type is missing");
     }
     Ok(())
@@ -561,9 +570,7 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
 /// claim their own interface at run time and never collide here.
 fn resolve_duplicates(profiles: &mut [LoadedProfile]) {
     let key = |p: &LoadedProfile| match &p.profile.matches {
-        IfaceMatch::ByType if p.profile.uplink_type == UplinkType::Wifi => {
-            Some(IfaceMatch::ByType)
-        }
+        IfaceMatch::ByType if p.profile.uplink_type == UplinkType::Wifi => Some(IfaceMatch::ByType),
         IfaceMatch::ByType => None,
         other => Some(other.clone()),
     };
@@ -614,10 +621,10 @@ mod tests {
     #[test]
     fn seed_route_metric_example() {
         let p = ok(
-            "[connection]\nid=eth\ntype=ethernet\ninterface-name=eth0\n[ipv4]\nroute-metric=40\n",
+            "[connection]\nid=eth\ntype=ethernet\ninterface-name=eth0\n[ipv4]\nroute-metric=40\nmethod=auto\n",
         );
         assert_eq!(p.profile.ipv4.metric.get(), 40);
-        assert_eq!(p.ipv4_metric, MetricOrigin::RouteMetric { line: 6 });
+        assert_eq!(p.ipv4.metric_origin, MetricOrigin::RouteMetric { line: 6 });
         assert_eq!(p.profile.ipv6.metric.get(), 100);
         assert_eq!(
             p.profile.matches,
@@ -627,11 +634,13 @@ mod tests {
 
     #[test]
     fn ipv46_is_ipv6_with_a_warning() {
-        let (p, problems) = load("[connection]\ntype=wifi\n[ipv46]\nroute-metric=40\n");
+        let (p, problems) = load(
+            "[connection]\ntype=wifi\n[wifi]\nssid=x\n[ipv46]\nmethod=auto\nroute-metric=40\n",
+        );
         assert_eq!(p.unwrap().profile.ipv6.metric.get(), 40);
         assert_eq!(
             problems,
-            vec!["p:3: warning: [ipv46] is not a NetworkManager section; reading it as [ipv6]"]
+            vec!["p:5: warning: [ipv46] is not a NetworkManager section; reading it as [ipv6] (NetworkManager ignores it)"]
         );
     }
 
@@ -642,21 +651,20 @@ mod tests {
             ("802-11-wireless", 600),
             ("gsm", 700),
             ("cdma", 700),
-            ("vpn", 800),
+            ("vlan", 400),
         ] {
             let p = ok(&format!(
-                "[connection]\ntype={t}\n[ipv4]\nroute-metric=-1\n"
+                "[connection]\ntype={t}\n[wifi]\nssid=x\n[vlan]\nparent=x\n[ipv4]\nmethod=auto\nroute-metric=-1\n"
             ));
             assert_eq!(p.profile.ipv4.metric.get(), m, "{t}");
-            assert_eq!(p.ipv4_metric, MetricOrigin::TypeDefault);
-            assert_eq!(p.profile.matches, IfaceMatch::ByType);
+            assert_eq!(p.ipv4.metric_origin, MetricOrigin::TypeDefault);
         }
     }
 
     #[test]
     fn manual_addresses_in_both_spellings() {
         let p = ok("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\naddress1=192.0.2.10/24,192.0.2.1\ndns=192.0.2.53;\n");
-        assert_eq!(p.profile.ipv4.method, Method::Manual);
+        assert_eq!(p.ipv4.method, "manual");
         assert_eq!(p.profile.ipv4.addresses[0].to_string(), "192.0.2.10/24");
         assert_eq!(p.profile.ipv4.gateway, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(p.profile.dns, vec!["192.0.2.53".parse::<IpAddr>().unwrap()]);
@@ -673,8 +681,8 @@ mod tests {
     #[test]
     fn rejections_name_the_line() {
         assert_eq!(
-            err("[connection]\ntype=ethernet\n[ipv4]\nroute-metric=abc\n"),
-            "p:4: error: profile skipped: ipv4.route-metric \"abc\" is not a number"
+            err("[connection]\ntype=ethernet\n[ipv4]\nroute-metric=40\n"),
+            "p:3: error: profile skipped: [ipv4] has no method (NetworkManager refuses the profile)"
         );
         assert_eq!(
             err("[connection]\ntype=ethernet\ninterface-name=averyveryverylongname\n"),
@@ -684,15 +692,15 @@ mod tests {
             err("[connection]\nid=x\n"),
             "p:1: error: profile skipped: connection.type is missing"
         );
-        assert!(err("[connection]\ntype=ethernet\n[ipv4]\nroute-metric=4294967295\n")
-            .starts_with("p:4: error: profile skipped: ipv4.route-metric: route metric 4294967295 is out of range"));
+        assert!(err("[connection]\ntype=ethernet\n[ipv4]\nmethod=auto\nroute-metric=4294967295\n")
+            .starts_with("p:5: error: profile skipped: ipv4.route-metric: route metric 4294967295 is out of range"));
         assert!(err("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\n")
             .starts_with("p:4: error: profile skipped: ipv4.method=manual needs an address"));
     }
 
     #[test]
     fn mac_binding_and_never_default() {
-        let p = ok("[connection]\ntype=ethernet\n[802-3-ethernet]\nmac-address=02:00:00:AA:bb:01\n[ipv6]\nnever-default=true\n");
+        let p = ok("[connection]\ntype=ethernet\n[802-3-ethernet]\nmac-address=02:00:00:AA:bb:01\n[ipv6]\nmethod=auto\nnever-default=true\n");
         assert_eq!(p.profile.matches, IfaceMatch::Mac([2, 0, 0, 0xaa, 0xbb, 1]));
         assert!(p.profile.ipv4.manage_default);
         assert!(!p.profile.ipv6.manage_default);
@@ -727,5 +735,80 @@ mod tests {
         .unwrap();
         assert_eq!(p.profile.matches, IfaceMatch::ByType);
         assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn ignored_names_follow_networkmanager_for_etc() {
+        for name in [
+            "README.ignore",
+            "balena-sample.ignore",
+            ".hidden",
+            "x~",
+            "x.tmpABC",
+            "ca.PEM",
+            "k.der",
+            "x.nmmeta",
+        ] {
+            assert!(ignored_file_name(name), "{name}");
+        }
+        for name in [
+            "wifi.bak",
+            "x.orig",
+            "x.swp",
+            "x.dpkg-old",
+            "eth0",
+            "a.nmconnection",
+            ".pem".trim_start_matches('.'),
+            "x.abcdefg",
+            "x.abcde",
+        ] {
+            assert!(!ignored_file_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn booleans_follow_glib() {
+        let (p, problems) = load("[connection]\ntype=ethernet\nautoconnect=False\n[ipv4]\nmethod=auto\nnever-default=yes\n");
+        let p = p.unwrap();
+        assert!(p.profile.managed);
+        assert!(p.profile.ipv4.manage_default);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let p = ok("[connection]\ntype=ethernet\nautoconnect=0\n");
+        assert!(!p.profile.managed);
+    }
+
+    #[test]
+    fn ports_and_non_uplinks_are_never_managed() {
+        let p = ok("[connection]\ntype=ethernet\nmaster=br0\nslave-type=bridge\n");
+        assert!(!p.profile.managed);
+        assert_eq!(p.profile.matches, IfaceMatch::ByType);
+        let p = ok("[connection]\ntype=wireguard\ninterface-name=wg0\n");
+        assert!(!p.profile.managed);
+        let p = ok("[connection]\ntype=wifi\n[wifi]\nssid=x\nmode=ap\n[ipv4]\nmethod=shared\n");
+        assert!(!p.profile.managed);
+        let p = ok("[connection]\ntype=bond\ninterface-name=bond0\n");
+        assert!(p.profile.managed);
+        assert_eq!(p.profile.ipv4.metric.get(), 300);
+    }
+
+    #[test]
+    fn a_default_route_line_gives_the_gateway() {
+        let p = ok("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\naddress1=192.0.2.5/24\nroute1=0.0.0.0/0,192.0.2.1\n");
+        assert_eq!(p.profile.ipv4.gateway, Some("192.0.2.1".parse().unwrap()));
+        assert!(p.ipv4.gateway_from_route);
+    }
+
+    #[test]
+    fn latin1_comment_is_fine_but_a_bom_is_refused() {
+        let mut problems = Vec::new();
+        let p = parse_profile_bytes(
+            b"# caf\xe9\n[connection]\ntype=ethernet\n",
+            Path::new("p"),
+            Path::new("/x"),
+            &mut problems,
+        );
+        assert!(p.is_some() && problems.is_empty(), "{problems:?}");
+        assert!(err("\u{feff}[connection]\ntype=ethernet\n")
+            .starts_with("p:1: error: profile skipped: line"));
     }
 }

@@ -10,12 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use netfailover_actors::model::{
-    DeviceEvents, DnsConfig, IfaceMatch, IfaceName, Method, Profile, RpFilterPolicy,
-    UplinkType,
+    DeviceEvents, DnsConfig, IfaceMatch, IfaceName, Method, Profile, RpFilterPolicy, UplinkType,
 };
 
-use super::matching;
 use super::ipconfig::FamilyRead;
+use super::matching;
 use super::profiles::{Binding, LoadedProfile, MetricOrigin};
 use super::settings::{Settings, KEYS};
 use super::{load_effective, Effective, LoadOptions, Origin};
@@ -55,7 +54,9 @@ pub fn check_config_as(opts: &LoadOptions, format: Format, out: &mut dyn Write) 
     let result = match (load_effective(opts), format) {
         (Ok(effective), Format::Text) => render(&effective, opts, out),
         (Ok(effective), Format::Json) => super::report_json::render(&effective, opts, out),
-        (Err(e), Format::Text) => writeln!(out, "{e}\nno configuration loaded").map(|()| EXIT_FATAL),
+        (Err(e), Format::Text) => {
+            writeln!(out, "{e}\nno configuration loaded").map(|()| EXIT_FATAL)
+        }
         (Err(e), Format::Json) => super::report_json::render_fatal(&e, out).map(|()| EXIT_FATAL),
     };
     // A closed stdout leaves nothing to report on.

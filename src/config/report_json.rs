@@ -63,15 +63,16 @@ fn profile(p: &LoadedProfile, boot: &Path) -> Value {
         (IfaceMatch::Name(n), _) => json!({ "name": n.as_str() }),
         (IfaceMatch::Mac(m), _) => json!({ "mac": super::report::mac(m) }),
         (IfaceMatch::ByType, _) => {
-            let prefixes: Vec<String> = if matches!(p.nm_type.role, super::nm_types::Role::Uplink(_)) {
-                prof.uplink_type
-                    .name_prefixes()
-                    .iter()
-                    .map(|p| format!("{p}*"))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let prefixes: Vec<String> =
+                if matches!(p.nm_type.role, super::nm_types::Role::Uplink(_)) {
+                    prof.uplink_type
+                        .name_prefixes()
+                        .iter()
+                        .map(|p| format!("{p}*"))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
             json!({ "by_type": prefixes })
         }
     };
