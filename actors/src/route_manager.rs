@@ -41,7 +41,7 @@ use crate::plan::{assign, diff, unique_routes, Assigned, Ops, RouteWant};
 use crate::ports::{
     EngineState, IfaceRecord, LinkSource, PortError, RouteTable, StateStore, Sysctl,
 };
-use crate::probe_scheduler::{Uplink, UplinksChanged};
+use crate::probe_scheduler::{ResetChecks, Uplink, UplinksChanged};
 use crate::status::{Board, IfaceStatus};
 
 /// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA): the kernel owns them; we only
@@ -87,6 +87,8 @@ struct State {
     full_since: HashMap<IfaceName, Instant>,
     /// Interfaces whose link bounced inside one kernel message (merged flap).
     bounced: BTreeSet<IfaceName>,
+    /// Bounced interfaces still usable: ProbeScheduler must start their checks over.
+    reset_checks: Vec<IfaceName>,
     /// Events produced by facts, waiting for their routes to be applied.
     queued: Vec<Event>,
     reconcile_requested: bool,
@@ -332,6 +334,11 @@ impl RouteManager {
         self.persister.submit(self.state.record.clone());
         ctx.spawn(self.persister.flush().into_actor(self));
         self.publish_uplinks();
+        let reset = std::mem::take(&mut self.state.reset_checks);
+        if !reset.is_empty() {
+            // After the uplinks that carry their new UNKNOWN, so ProbeScheduler sees both in order.
+            self.deps.peers.probe_scheduler.do_send(ResetChecks(reset));
+        }
         self.publish_board();
         if failed {
             self.schedule_retry(ctx);
@@ -391,6 +398,9 @@ impl RouteManager {
             }
             if !usable {
                 continue;
+            }
+            if bounced {
+                self.state.reset_checks.push(a.name.clone());
             }
             let has_route = self.state.installed.keys().any(|(n, _)| n == &a.name);
             let announced = self.announced(&a.name);
