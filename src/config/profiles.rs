@@ -681,8 +681,8 @@ mod tests {
     #[test]
     fn rejections_name_the_line() {
         assert_eq!(
-            err("[connection]\ntype=ethernet\n[ipv4]\nroute-metric=40\n"),
-            "p:3: error: profile skipped: [ipv4] has no method (NetworkManager refuses the profile)"
+            err("[connection]\ntype=ethernet\n[ipv4]\nmethod=dhcp\n"),
+            "p:4: error: profile skipped: ipv4.method \"dhcp\" is not one of auto, manual, link-local, shared, disabled"
         );
         assert_eq!(
             err("[connection]\ntype=ethernet\ninterface-name=averyveryverylongname\n"),
