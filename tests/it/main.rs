@@ -8,4 +8,5 @@ mod dispatcher;
 mod hostile;
 mod lab;
 mod netlink;
+mod passive;
 mod probe;
