@@ -19,7 +19,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use netfailover::control::{self, Request};
-use netfailover::engine::model::{CheckConfig, IfaceName};
+use netfailover::engine::model::{CheckConfig, Family, IfaceName};
 use netfailover::engine::ports::{ProbeReport, ProbeRequest, Verdict};
 use netfailover::lab::hostile::{a_answer, HostileDns, HostileHttp, HttpAnswer, ENDLESS_CAP};
 use netfailover::lab::netns::Netns;
@@ -91,6 +91,7 @@ fn check(lab: &Lab, uri: &str, response: &str, dns: Vec<SocketAddr>) -> ProbeRep
         iface: IfaceName::new("lo").expect("valid name"),
         ifindex: 1,
         dns,
+        routed: vec![Family::V4],
     };
     block_on_in_netns(&lab.ns, || async move { probe.run(request).await })
         .expect("entering the namespace")
