@@ -253,6 +253,20 @@ impl HostileDns {
     }
 }
 
+/// Moves the calling thread into a fresh, anonymous network namespace with only `lo` (up), so
+/// that nothing it does afterwards, whatever answer it is fed, can reach any other host. For
+/// the fuzz targets (a process of their own); the namespace goes away with the thread.
+pub fn isolate_current_thread() -> Result<(), super::netns::NetnsError> {
+    let enter = |message: String| super::netns::NetnsError::Enter {
+        name: "(anonymous)".into(),
+        message,
+    };
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| enter(format!("unshare(CLONE_NEWNET): {e} (needs root)")))?;
+    // A child process forked from this thread is in the new namespace too.
+    super::netns::run(&["ip", "link", "set", "lo", "up"]).map(drop)
+}
+
 /// Where the question section of `query` ends (header, then labels up to the root, then type
 /// and class), if the query is well formed enough to have one.
 fn question_end(query: &[u8]) -> Option<usize> {

@@ -25,6 +25,8 @@ use crate::control::{self, Request};
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the daemon may take to start and see every uplink FULL.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait after a step for the daemon to deliver its events to the scripts.
+const SCRIPTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Interval between observations of the kernel and the daemon.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -449,8 +451,14 @@ pub(crate) fn play(
             step.primary.unwrap_or("nothing"),
             route_time.map_or(String::new(), |t| format!(" after {} ms", t.as_millis()))
         );
-        // Scripts run after the routes change; give the last one a moment to log.
-        std::thread::sleep(Duration::from_millis(200));
+        // Scripts run after the routes change: wait (bounded) until the daemon has delivered
+        // every event so far, so a busy machine does not push this step's scripts into the next.
+        let drained = Instant::now();
+        while drained.elapsed() < SCRIPTS_TIMEOUT
+            && query_status(&runtime, socket).is_none_or(|s| s.pending_events > 0)
+        {
+            std::thread::sleep(POLL);
+        }
         let scripts = new_script_lines(script_log, &mut log_pos);
         if !scripts.is_empty() {
             println!("      scripts: {}", scripts.join("; "));

@@ -87,9 +87,9 @@ fn env_u64(key: &str) -> Option<u64> {
 
 /// What the storm did to one uplink, and so what the daemon must end with.
 #[derive(Clone, Copy, Debug, Default)]
-struct UplinkFaults {
-    cable_pulled: bool,
-    blackholed: bool,
+pub(crate) struct UplinkFaults {
+    pub(crate) cable_pulled: bool,
+    pub(crate) blackholed: bool,
 }
 
 impl UplinkFaults {
@@ -123,6 +123,41 @@ fn desired(world: &World, faults: &[UplinkFaults]) -> (Vec<(String, u32)>, Optio
     (routes, primary)
 }
 
+/// How the kernel's routes, its choice (`ip route get`) and `status` differ from the desired
+/// state for `faults`, including events still pending; empty when they agree.
+pub(crate) fn state_problems(chaos: &Chaos, faults: &[UplinkFaults]) -> Vec<String> {
+    let (want_routes, want_primary) = desired(&chaos.world, faults);
+    let mut problems = Vec::new();
+    let mut routes = parse_default_routes(&chaos.world.default_routes().unwrap_or_default());
+    routes.sort();
+    if routes != want_routes {
+        problems.push(format!("default routes {routes:?}, want {want_routes:?}"));
+    }
+    let primary = chaos.world.route_to_check_server();
+    if primary != want_primary {
+        problems.push(format!("ip route get: {primary:?}, want {want_primary:?}"));
+    }
+    match chaos.status() {
+        None => problems.push("no status".into()),
+        Some(status) => {
+            for (u, f) in chaos.world.uplinks.iter().zip(faults) {
+                let got = status
+                    .interfaces
+                    .iter()
+                    .find(|i| i.name.as_str() == u.iface)
+                    .map(|i| i.connectivity);
+                if got != Some(f.connectivity()) {
+                    problems.push(format!("{}: {got:?}, want {}", u.iface, f.connectivity()));
+                }
+            }
+            if status.pending_events != 0 {
+                problems.push(format!("{} events pending", status.pending_events));
+            }
+        }
+    }
+    problems
+}
+
 /// Kills accepted by the daemon, per actor name, since its last start.
 #[derive(Default)]
 struct KillLedger {
@@ -132,14 +167,42 @@ struct KillLedger {
 }
 
 /// The daemon under test, its files, and the incarnation running now.
-struct Chaos {
-    world: World,
+pub(crate) struct Chaos {
+    pub(crate) world: World,
     dir: TempDir,
     daemon: Option<DaemonProcess>,
-    incarnation: u32,
+    pub(crate) incarnation: u32,
 }
 
 impl Chaos {
+    /// The lab world with its servers and boot directory (state under [`Self::state_dir`]);
+    /// no daemon yet.
+    pub(crate) fn prepare(tag: &str) -> Self {
+        let mut world = World::build().expect("building the lab world");
+        world.start_servers().expect("starting the lab servers");
+        let dir = TempDir::new(tag);
+        let chaos = Self {
+            world,
+            dir,
+            daemon: None,
+            incarnation: 0,
+        };
+        chaos
+            .world
+            .write_boot_dir(
+                &chaos.dir.path().join("boot"),
+                FAST_SETTINGS,
+                &chaos.state_dir(),
+                &chaos.script_log(),
+            )
+            .expect("writing the boot directory");
+        chaos
+    }
+
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
     fn socket(&self) -> PathBuf {
         self.dir.path().join("sock")
     }
@@ -148,24 +211,24 @@ impl Chaos {
         self.dir.path().join(format!("daemon-{incarnation}.log"))
     }
 
-    fn script_log(&self) -> PathBuf {
+    pub(crate) fn script_log(&self) -> PathBuf {
         self.dir.path().join("scripts.log")
     }
 
-    fn journal(&self) -> PathBuf {
-        self.dir.path().join("state/journal.json")
+    pub(crate) fn journal(&self) -> PathBuf {
+        self.state_dir().join("journal.json")
     }
 
-    fn status(&self) -> Option<EngineStatus> {
+    pub(crate) fn status(&self) -> Option<EngineStatus> {
         serde_json::from_value(ask(&self.socket(), Request::Status).ok()?).ok()
     }
 
-    fn log(&self, incarnation: u32) -> String {
+    pub(crate) fn log(&self, incarnation: u32) -> String {
         std::fs::read_to_string(self.log_path(incarnation)).unwrap_or_default()
     }
 
     /// Starts the next incarnation and waits until it answers with all three uplinks.
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         self.incarnation += 1;
         let daemon = DaemonProcess::start(
             Path::new(env!("CARGO_BIN_EXE_netfailover")),
@@ -212,7 +275,7 @@ impl Chaos {
 
 /// One `event` line of the daemon's log: the event as raised.
 #[derive(Clone, Debug, PartialEq)]
-struct Raised {
+pub(crate) struct Raised {
     id: u64,
     kind: String,
     /// `-` for a global event (the script's `$1` is empty then).
@@ -220,7 +283,7 @@ struct Raised {
 }
 
 /// Removes ANSI colour sequences (`ESC [ ... m`) from the plain log format.
-fn strip_ansi(text: &str) -> String {
+pub(crate) fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -238,7 +301,7 @@ fn strip_ansi(text: &str) -> String {
 }
 
 /// The events a daemon log says were raised (`event_log`'s `event` lines).
-fn raised_events(log: &str) -> Vec<Raised> {
+pub(crate) fn raised_events(log: &str) -> Vec<Raised> {
     strip_ansi(log)
         .lines()
         .filter(|l| l.contains("event_log") && l.contains(" event_id="))
@@ -262,7 +325,7 @@ fn raised_events(log: &str) -> Vec<Raised> {
 }
 
 /// Script runs in the order they logged (`TIME ID EVENT IFACE STATE`).
-fn delivered_events(script_log: &str) -> Vec<Raised> {
+pub(crate) fn delivered_events(script_log: &str) -> Vec<Raised> {
     script_log
         .lines()
         .filter_map(|l| {
@@ -283,7 +346,7 @@ fn first_deliveries(delivered: &[Raised]) -> Vec<&Raised> {
 }
 
 /// Every problem with delivery: missing events, content that differs, order.
-fn delivery_problems(raised: &[Raised], delivered: &[Raised]) -> Vec<String> {
+pub(crate) fn delivery_problems(raised: &[Raised], delivered: &[Raised]) -> Vec<String> {
     let mut problems = Vec::new();
     let by_id: BTreeMap<u64, &Raised> = delivered.iter().map(|d| (d.id, d)).collect();
     for r in raised {
@@ -385,23 +448,7 @@ fn chaos_storm_with_kills_and_a_daemon_sigkill_loses_nothing() {
     );
     eprintln!("chaos: seed {seed}, storm {secs} s\n{replay}");
 
-    let mut world = World::build().expect("building the lab world");
-    world.start_servers().expect("starting the lab servers");
-    let dir = TempDir::new("chaos");
-    world
-        .write_boot_dir(
-            &dir.path().join("boot"),
-            FAST_SETTINGS,
-            &dir.path().join("state"),
-            &dir.path().join("scripts.log"),
-        )
-        .expect("writing the boot directory");
-    let mut chaos = Chaos {
-        world,
-        dir,
-        daemon: None,
-        incarnation: 0,
-    };
+    let mut chaos = Chaos::prepare("chaos");
     chaos.spawn();
 
     let storm = Duration::from_secs(secs);
@@ -525,7 +572,6 @@ fn chaos_storm_with_kills_and_a_daemon_sigkill_loses_nothing() {
     assert!(chaos.alive(), "the daemon died during the storm\n{replay}");
 
     // Settle: the kernel, the status and the scripts all at the desired state.
-    let (want_routes, want_primary) = desired(&chaos.world, &faults);
     let durable_first: Vec<Raised> = raised_events(&chaos.log(1))
         .into_iter()
         .filter(|r| r.id < journal_next_id)
@@ -533,37 +579,7 @@ fn chaos_storm_with_kills_and_a_daemon_sigkill_loses_nothing() {
     let settle_started = Instant::now();
     let mut last_problems = Vec::new();
     let settled = wait_for(SETTLE_LIMIT, || {
-        let mut problems = Vec::new();
-        let routes = {
-            let mut r = parse_default_routes(&chaos.world.default_routes().ok()?);
-            r.sort();
-            r
-        };
-        if routes != want_routes {
-            problems.push(format!("default routes {routes:?}, want {want_routes:?}"));
-        }
-        let primary = chaos.world.route_to_check_server();
-        if primary != want_primary {
-            problems.push(format!("ip route get: {primary:?}, want {want_primary:?}"));
-        }
-        match chaos.status() {
-            None => problems.push("no status".into()),
-            Some(status) => {
-                for (u, f) in chaos.world.uplinks.iter().zip(&faults) {
-                    let got = status
-                        .interfaces
-                        .iter()
-                        .find(|i| i.name.as_str() == u.iface)
-                        .map(|i| i.connectivity);
-                    if got != Some(f.connectivity()) {
-                        problems.push(format!("{}: {got:?}, want {}", u.iface, f.connectivity()));
-                    }
-                }
-                if status.pending_events != 0 {
-                    problems.push(format!("{} events pending", status.pending_events));
-                }
-            }
-        }
+        let mut problems = state_problems(&chaos, &faults);
         let delivered =
             delivered_events(&std::fs::read_to_string(chaos.script_log()).unwrap_or_default());
         let mut raised = durable_first.clone();
