@@ -2,6 +2,7 @@
 
 pub mod internet;
 pub mod netns;
+pub mod router;
 pub mod timeline;
 pub mod uplinks;
 pub mod world;

@@ -1,6 +1,7 @@
-//! Real adapters of the engine's ports: netlink links and routes, sysctls, the HTTP(S) probe
+//! Real adapters of the engine's ports: netlink links and routes, router solicitations, sysctls, the HTTP(S) probe
 //! with per-interface DNS, dispatcher scripts, and the state files under `state_dir`.
 
+pub mod ndisc;
 pub mod netlink;
 pub mod persist;
 pub mod probe;
