@@ -154,13 +154,13 @@ impl ProbeScheduler {
                             addr.do_send(Retarget(request));
                         }
                     }
+                    // RouteManager's snapshot may be older than our latest result (it was sent
+                    // before our last ConnectivityChanged reached it), so a difference is never
+                    // taken as a reset: RouteManager says so explicitly (`ResetChecks`). With a
+                    // result of our own, we repeat it (harmless when RouteManager has it, a repair
+                    // when it missed it while restarting); with none yet, the next one decides.
                     let ours = p.health.state();
-                    if u.connectivity <= Connectivity::Unknown && ours > Connectivity::Unknown {
-                        // RouteManager reset the state (the link bounced): start over.
-                        p.health = Health::new(u.connectivity);
-                        self.restart_prober_now(&u.name, ctx);
-                    } else if u.connectivity > Connectivity::Unknown && u.connectivity != ours {
-                        // RouteManager missed a fact (it restarted meanwhile): tell it again.
+                    if ours > Connectivity::Unknown && u.connectivity != ours {
                         self.deps.peers.route_manager.do_send(ConnectivityChanged {
                             iface: u.name.clone(),
                             state: ours,
@@ -289,6 +289,12 @@ impl Drop for ProbeScheduler {
 #[rtype(result = "()")]
 pub struct UplinksChanged(pub Vec<Uplink>);
 
+/// RouteManager reset these interfaces (their link bounced inside one kernel message): their
+/// checks start over from UNKNOWN.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ResetChecks(pub Vec<IfaceName>);
+
 /// A Prober finished a check; the reply is the delay until its next one (`None`: stop).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Option<Duration>")]
@@ -325,6 +331,18 @@ impl Handler<UplinksChanged> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: UplinksChanged, ctx: &mut Self::Context) {
         self.apply_uplinks(msg.0, ctx);
+    }
+}
+
+impl Handler<ResetChecks> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: ResetChecks, ctx: &mut Self::Context) {
+        for name in msg.0 {
+            if let Some(p) = self.state.ifaces.get_mut(&name) {
+                p.health = Health::new(Connectivity::Unknown);
+                self.restart_prober_now(&name, ctx);
+            }
+        }
     }
 }
 

@@ -41,7 +41,7 @@ use crate::plan::{assign, diff, unique_routes, Assigned, Ops, RouteWant};
 use crate::ports::{
     EngineState, IfaceRecord, LinkSource, PortError, RouteTable, StateStore, Sysctl,
 };
-use crate::probe_scheduler::{Uplink, UplinksChanged};
+use crate::probe_scheduler::{ResetChecks, Uplink, UplinksChanged};
 use crate::status::{Board, IfaceStatus};
 
 /// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA): the kernel owns them; we only
@@ -82,11 +82,15 @@ struct State {
     links: BTreeMap<u32, LinkInfo>,
     record: EngineState,
     managed: Vec<Assigned>,
+    /// The plan before the last one (events of interfaces that left it still name their profile).
+    previous_managed: Vec<Assigned>,
     /// Routes believed installed after the last reconcile, per interface.
     installed: BTreeMap<(IfaceName, Family), KernelRoute>,
     full_since: HashMap<IfaceName, Instant>,
     /// Interfaces whose link bounced inside one kernel message (merged flap).
     bounced: BTreeSet<IfaceName>,
+    /// Bounced interfaces still usable: ProbeScheduler must start their checks over.
+    reset_checks: Vec<IfaceName>,
     /// Events produced by facts, waiting for their routes to be applied.
     queued: Vec<Event>,
     reconcile_requested: bool,
@@ -121,7 +125,13 @@ impl RouteManager {
     }
 
     fn profile_of(&self, name: &IfaceName) -> Option<&crate::model::Profile> {
-        let a = self.state.managed.iter().find(|a| &a.name == name)?;
+        // The previous plan names the profile of an interface that just left management.
+        let a = self
+            .state
+            .managed
+            .iter()
+            .chain(&self.state.previous_managed)
+            .find(|a| &a.name == name)?;
         self.cfg.profiles.get(a.profile?)
     }
 
@@ -291,7 +301,8 @@ impl RouteManager {
                 for f in &applied.failures {
                     tracing::warn!(error = %f, "route change failed; will retry");
                 }
-                self.state.managed = plan.managed;
+                self.state.previous_managed =
+                    std::mem::replace(&mut self.state.managed, plan.managed);
                 self.state.installed = plan
                     .desired
                     .iter()
@@ -332,6 +343,11 @@ impl RouteManager {
         self.persister.submit(self.state.record.clone());
         ctx.spawn(self.persister.flush().into_actor(self));
         self.publish_uplinks();
+        let reset = std::mem::take(&mut self.state.reset_checks);
+        if !reset.is_empty() {
+            // After the uplinks that carry their new UNKNOWN, so ProbeScheduler sees both in order.
+            self.deps.peers.probe_scheduler.do_send(ResetChecks(reset));
+        }
         self.publish_board();
         if failed {
             self.schedule_retry(ctx);
@@ -355,11 +371,55 @@ impl RouteManager {
         }));
     }
 
+    /// The interface lost its link (or left management): `down` if `up` was announced, then NONE
+    /// (with its device event).
+    fn lose(&mut self, name: &IfaceName, reason: &str) {
+        if self.announced(name) {
+            let prev = self.connectivity(name);
+            let ev = self.event(
+                EventKind::Down,
+                Some(name),
+                Connectivity::None,
+                prev,
+                reason.into(),
+            );
+            self.state.queued.push(ev);
+            if let Some(r) = self.state.record.interfaces.get_mut(name) {
+                r.announced_up = false;
+            }
+        }
+        self.set_connectivity(name, Connectivity::None, reason);
+    }
+
     /// Level-triggered link → state: `down`/NONE for managed interfaces without a usable link,
     /// `up`/UNKNOWN for usable ones whose route is installed.
     fn update_interface_states(&mut self) {
         let managed = self.state.managed.clone();
         let facts = std::mem::take(&mut self.state.queued);
+        // Interfaces with a record that are no longer managed: a vanished link matched by type,
+        // by MAC or adopted (a named profile stays managed without its link), or a profile
+        // removed on reload. Their scripts get `down` like any lost link.
+        let departed: Vec<IfaceName> = self
+            .state
+            .record
+            .interfaces
+            .keys()
+            .filter(|n| !managed.iter().any(|a| &a.name == *n))
+            .cloned()
+            .collect();
+        for name in departed {
+            let present = self.state.links.values().any(|l| l.name == name);
+            if self.announced(&name) || self.connectivity(&name) != Connectivity::None {
+                self.lose(
+                    &name,
+                    if present {
+                        "no longer managed"
+                    } else {
+                        "interface gone"
+                    },
+                );
+            }
+        }
         for a in &managed {
             let usable = self.usable(a);
             let bounced = self.state.bounced.remove(&a.name);
@@ -373,24 +433,13 @@ impl RouteManager {
             if (!usable || bounced)
                 && (announced || self.connectivity(&a.name) != Connectivity::None)
             {
-                if announced {
-                    let prev = self.connectivity(&a.name);
-                    let ev = self.event(
-                        EventKind::Down,
-                        Some(&a.name),
-                        Connectivity::None,
-                        prev,
-                        lost_reason.into(),
-                    );
-                    self.state.queued.push(ev);
-                    if let Some(r) = self.state.record.interfaces.get_mut(&a.name) {
-                        r.announced_up = false;
-                    }
-                }
-                self.set_connectivity(&a.name, Connectivity::None, lost_reason);
+                self.lose(&a.name, lost_reason);
             }
             if !usable {
                 continue;
+            }
+            if bounced {
+                self.state.reset_checks.push(a.name.clone());
             }
             let has_route = self.state.installed.keys().any(|(n, _)| n == &a.name);
             let announced = self.announced(&a.name);
