@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, Notify};
 
 use crate::model::{Event, EventKind};
+use crate::observe::EngineEvent;
 use crate::persist::Persister;
 use crate::ports::{Journal, JournalState, ScriptOutcome, ScriptResult};
 use crate::status::{Board, EventRecord, HISTORY_LEN};
@@ -151,6 +152,7 @@ impl EventLog {
                     scripts: vec![],
                 },
             );
+            board.emit(EngineEvent::Event(event.clone()));
         }
         tracing::info!(event_id = id, event = %event.kind, iface = ?event.iface, state = %event.state, reason = %event.reason, "event");
         self.persister.submit(snapshot);
@@ -201,6 +203,15 @@ impl EventLog {
             let mut board = self.board.lock();
             board.status.pending_events = pending;
             board.status.script_failures += failures;
+            for o in &scripts {
+                board.emit(EngineEvent::Script {
+                    event_id: id,
+                    script: o.script.clone(),
+                    result: o.result.clone(),
+                    duration_ms: o.elapsed.as_millis() as u64,
+                });
+            }
+            board.emit(EngineEvent::Delivered { event_id: id });
             if let Some(r) = board.history.iter_mut().rev().find(|r| r.event.id == id) {
                 r.delivered = true;
                 r.scripts = scripts;

@@ -86,6 +86,9 @@ struct State {
     previous_managed: Vec<Assigned>,
     /// Routes believed installed after the last reconcile, per interface.
     installed: BTreeMap<(IfaceName, Family), KernelRoute>,
+    /// Families with a known default route or gateway, per ifindex: a route we want (its
+    /// gateway is known) or a router-advertised one.
+    routed: BTreeMap<u32, BTreeSet<Family>>,
     full_since: HashMap<IfaceName, Instant>,
     /// Interfaces whose link bounced inside one kernel message (merged flap).
     bounced: BTreeSet<IfaceName>,
@@ -151,6 +154,14 @@ impl RouteManager {
             .map(|p| p.dns.clone())
             .unwrap_or_default();
         self.cfg.dns.servers_for(name, &profile_dns)
+    }
+
+    /// Families with a known default route or gateway on `a` (checks go only there).
+    fn routed(&self, a: &Assigned) -> Vec<Family> {
+        a.ifindex
+            .and_then(|i| self.state.routed.get(&i))
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn usable(&self, a: &Assigned) -> bool {
@@ -301,6 +312,14 @@ impl RouteManager {
                 for f in &applied.failures {
                     tracing::warn!(error = %f, "route change failed; will retry");
                 }
+                self.state.routed = BTreeMap::new();
+                for r in plan.desired.iter().chain(&plan.ra_routes) {
+                    self.state
+                        .routed
+                        .entry(r.ifindex)
+                        .or_default()
+                        .insert(r.family);
+                }
                 self.state.previous_managed =
                     std::mem::replace(&mut self.state.managed, plan.managed);
                 self.state.installed = plan
@@ -327,6 +346,9 @@ impl RouteManager {
         };
         self.update_interface_states();
         self.update_global();
+        // The board first, so observers read the state changes (link, route, connectivity)
+        // before the dispatcher events they cause.
+        self.publish_board();
         if self.flush_events() {
             // Events are acknowledged only once they are in the journal (SPEC §5): hold the
             // mailbox until then. The routes are already applied, so failover is not delayed.
@@ -348,7 +370,6 @@ impl RouteManager {
             // After the uplinks that carry their new UNKNOWN, so ProbeScheduler sees both in order.
             self.deps.peers.probe_scheduler.do_send(ResetChecks(reset));
         }
-        self.publish_board();
         if failed {
             self.schedule_retry(ctx);
         } else {
@@ -477,7 +498,10 @@ impl RouteManager {
                     })
                     .announced_up = true;
             }
-            if self.connectivity(&a.name) == Connectivity::None {
+            if self.routed(a).is_empty() {
+                // No route to check through: NONE (SPEC: no link or no route), not UNKNOWN.
+                self.set_connectivity(&a.name, Connectivity::None, "no default route or gateway");
+            } else if self.connectivity(&a.name) == Connectivity::None {
                 let reason = if self.cfg.check.enabled() {
                     "link up, not checked yet"
                 } else {
@@ -545,6 +569,7 @@ impl RouteManager {
                     ifindex: a.ifindex?,
                     usable: self.usable(a),
                     dns: self.dns_for(&a.name),
+                    routed: self.routed(a),
                     connectivity: self.connectivity(&a.name),
                 })
             })
@@ -564,8 +589,8 @@ impl RouteManager {
 
     fn publish_board(&self) {
         let mut board = self.deps.board.lock();
-        let old = std::mem::take(&mut board.status.interfaces);
-        board.status.interfaces = self
+        let old = &board.status.interfaces;
+        let interfaces = self
             .state
             .managed
             .iter()
@@ -602,7 +627,7 @@ impl RouteManager {
                 s
             })
             .collect();
-        board.status.connectivity = self.state.record.global.unwrap_or_default();
+        board.set_interfaces(interfaces, self.state.record.global.unwrap_or_default());
     }
 
     fn on_link(&mut self, info: LinkInfo) {
@@ -695,6 +720,8 @@ struct Plan {
     ra_metric: Vec<(u32, IfaceName, u32)>,
     addresses: Vec<(u32, IfaceAddr)>,
     rp_policy: RpFilterPolicy,
+    /// The kernel's router-advertised IPv6 default routes.
+    ra_routes: Vec<KernelRoute>,
 }
 
 impl PlanInput {
@@ -841,6 +868,11 @@ impl PlanInput {
             ra_metric,
             addresses,
             rp_policy: self.cfg.route.rp_filter,
+            ra_routes: kernel
+                .iter()
+                .filter(|r| r.protocol == RTPROT_RA)
+                .cloned()
+                .collect(),
         }
     }
 }
