@@ -407,8 +407,3 @@ fn reload(
     }
     notifier.ready(&status_line(engine));
 }
-
-/// `netfailover check-config`: prints the effective config and problems; returns the exit code.
-pub fn check_config(args: &ConfigArgs, out: &mut dyn std::io::Write) -> i32 {
-    config::report::check_config(&args.boot_dir, args.config.as_deref(), out)
-}

@@ -409,7 +409,13 @@ impl RouteManager {
                 r.announced_up = false;
             }
         }
+        self.state.record.none_from_checks.remove(name);
         self.set_connectivity(name, Connectivity::None, reason);
+    }
+
+    /// NONE that the checks reported (kept while the link stays up), not a lost link's.
+    fn none_from_checks(&self, name: &IfaceName) -> bool {
+        self.state.record.none_from_checks.contains(name)
     }
 
     /// Level-triggered link → state: `down`/NONE for managed interfaces without a usable link,
@@ -468,7 +474,7 @@ impl RouteManager {
                 // The state the interface has once up: UNKNOWN until its first check (set just
                 // below, after this event, so `up` precedes its device event).
                 let previous = self.connectivity(&a.name);
-                let state = if previous == Connectivity::None {
+                let state = if previous == Connectivity::None && !self.none_from_checks(&a.name) {
                     Connectivity::Unknown
                 } else {
                     previous
@@ -501,7 +507,9 @@ impl RouteManager {
             if self.routed(a).is_empty() {
                 // No route to check through: NONE (SPEC: no link or no route), not UNKNOWN.
                 self.set_connectivity(&a.name, Connectivity::None, "no default route or gateway");
-            } else if self.connectivity(&a.name) == Connectivity::None {
+            } else if self.connectivity(&a.name) == Connectivity::None
+                && !self.none_from_checks(&a.name)
+            {
                 let reason = if self.cfg.check.enabled() {
                     "link up, not checked yet"
                 } else {
@@ -516,6 +524,10 @@ impl RouteManager {
             .record
             .interfaces
             .retain(|n, _| names.contains(n));
+        self.state
+            .record
+            .none_from_checks
+            .retain(|n| names.contains(n));
         // Order: facts produced before this reconcile, then this pass's events, which were
         // queued per interface in sequence: `down` → device event, then `up` → device event.
         let this_pass = std::mem::take(&mut self.state.queued);
@@ -1118,6 +1130,13 @@ impl Handler<ConnectivityChanged> for RouteManager {
         if !usable {
             // A late result for a link that is gone: the link fact already set NONE.
             return;
+        }
+        // A NONE from the checks (an interface with no route to check through) is a result,
+        // not the lack of one: it stays NONE until the checks say otherwise.
+        if msg.state == Connectivity::None {
+            self.state.record.none_from_checks.insert(msg.iface.clone());
+        } else {
+            self.state.record.none_from_checks.remove(&msg.iface);
         }
         self.set_connectivity(&msg.iface, msg.state, &msg.reason);
         if msg.state == Connectivity::Full && !self.cfg.check.failback_hold.is_zero() {
