@@ -314,8 +314,3 @@ fn reload(agent: &AgentHandle, started_with: &Restartable, notifier: &Notifier, 
     }
     notifier.ready(&status_line(agent.engine()));
 }
-
-/// `netfailover check-config`: prints the effective config and problems; returns the exit code.
-pub fn check_config(args: &ConfigArgs, out: &mut dyn std::io::Write) -> i32 {
-    config::report::check_config(&args.boot_dir, args.config.as_deref(), out)
-}

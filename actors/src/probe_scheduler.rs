@@ -19,7 +19,7 @@ use actix::prelude::*;
 use tokio::task::AbortHandle;
 
 use crate::health::{Health, HealthParams};
-use crate::model::{Config, Connectivity, IfaceName};
+use crate::model::{Config, Connectivity, Family, IfaceName};
 use crate::peers::Peers;
 use crate::ports::{Probe, ProbeReport, ProbeRequest};
 use crate::prober::{actor_name, CheckNow, Prober, Retarget};
@@ -47,6 +47,8 @@ pub struct Uplink {
     /// Link up with carrier.
     pub usable: bool,
     pub dns: Vec<SocketAddr>,
+    /// Families with a known default route or gateway (see `ProbeRequest::routed`).
+    pub routed: Vec<Family>,
     /// RouteManager's recorded state (UNKNOWN right after the link came back).
     pub connectivity: Connectivity,
 }
@@ -132,6 +134,7 @@ impl ProbeScheduler {
                 iface: u.name.clone(),
                 ifindex: u.ifindex,
                 dns: u.dns.clone(),
+                routed: u.routed.clone(),
             };
             match self.state.ifaces.get_mut(&u.name) {
                 None => {
@@ -148,6 +151,14 @@ impl ProbeScheduler {
                     self.start_prober(&u.name, ctx);
                 }
                 Some(p) => {
+                    if p.request.routed.is_empty() && !request.routed.is_empty() {
+                        // A route appeared (DHCP done, RA received): check it now, from scratch,
+                        // instead of on the NONE results' back-off.
+                        p.request = request;
+                        p.health = Health::new(u.connectivity);
+                        self.restart_prober_now(&u.name, ctx);
+                        continue;
+                    }
                     if p.request != request {
                         p.request = request.clone();
                         if let Some((addr, _)) = &p.child {
@@ -160,7 +171,7 @@ impl ProbeScheduler {
                     // result of our own, we repeat it (harmless when RouteManager has it, a repair
                     // when it missed it while restarting); with none yet, the next one decides.
                     let ours = p.health.state();
-                    if ours > Connectivity::Unknown && u.connectivity != ours {
+                    if ours != Connectivity::Unknown && u.connectivity != ours {
                         self.deps.peers.route_manager.do_send(ConnectivityChanged {
                             iface: u.name.clone(),
                             state: ours,
@@ -345,7 +356,7 @@ impl Handler<ProbeDone> for ProbeScheduler {
                 (Connectivity::Full, _) => {
                     format!("{} checks failed: {}", params.down_count, msg.report.reason)
                 }
-                (_, Connectivity::Full) if previous > Connectivity::Unknown => {
+                (_, Connectivity::Full) if previous != Connectivity::Unknown => {
                     format!("{} checks passed: {}", params.up_count, msg.report.reason)
                 }
                 _ => format!("check: {}", msg.report.reason),

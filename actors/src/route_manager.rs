@@ -86,6 +86,9 @@ struct State {
     previous_managed: Vec<Assigned>,
     /// Routes believed installed after the last reconcile, per interface.
     installed: BTreeMap<(IfaceName, Family), KernelRoute>,
+    /// Families with a known default route or gateway, per ifindex: a route we want (its
+    /// gateway is known) or a router-advertised one.
+    routed: BTreeMap<u32, BTreeSet<Family>>,
     full_since: HashMap<IfaceName, Instant>,
     /// Interfaces whose link bounced inside one kernel message (merged flap).
     bounced: BTreeSet<IfaceName>,
@@ -151,6 +154,14 @@ impl RouteManager {
             .map(|p| p.dns.clone())
             .unwrap_or_default();
         self.cfg.dns.servers_for(name, &profile_dns)
+    }
+
+    /// Families with a known default route or gateway on `a` (checks go only there).
+    fn routed(&self, a: &Assigned) -> Vec<Family> {
+        a.ifindex
+            .and_then(|i| self.state.routed.get(&i))
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn usable(&self, a: &Assigned) -> bool {
@@ -301,6 +312,14 @@ impl RouteManager {
                 for f in &applied.failures {
                     tracing::warn!(error = %f, "route change failed; will retry");
                 }
+                self.state.routed = BTreeMap::new();
+                for r in plan.desired.iter().chain(&plan.ra_routes) {
+                    self.state
+                        .routed
+                        .entry(r.ifindex)
+                        .or_default()
+                        .insert(r.family);
+                }
                 self.state.previous_managed =
                     std::mem::replace(&mut self.state.managed, plan.managed);
                 self.state.installed = plan
@@ -390,7 +409,13 @@ impl RouteManager {
                 r.announced_up = false;
             }
         }
+        self.state.record.none_from_checks.remove(name);
         self.set_connectivity(name, Connectivity::None, reason);
+    }
+
+    /// NONE that the checks reported (kept while the link stays up), not a lost link's.
+    fn none_from_checks(&self, name: &IfaceName) -> bool {
+        self.state.record.none_from_checks.contains(name)
     }
 
     /// Level-triggered link → state: `down`/NONE for managed interfaces without a usable link,
@@ -449,7 +474,7 @@ impl RouteManager {
                 // The state the interface has once up: UNKNOWN until its first check (set just
                 // below, after this event, so `up` precedes its device event).
                 let previous = self.connectivity(&a.name);
-                let state = if previous == Connectivity::None {
+                let state = if previous == Connectivity::None && !self.none_from_checks(&a.name) {
                     Connectivity::Unknown
                 } else {
                     previous
@@ -479,7 +504,12 @@ impl RouteManager {
                     })
                     .announced_up = true;
             }
-            if self.connectivity(&a.name) == Connectivity::None {
+            if self.routed(a).is_empty() {
+                // No route to check through: NONE (SPEC: no link or no route), not UNKNOWN.
+                self.set_connectivity(&a.name, Connectivity::None, "no default route or gateway");
+            } else if self.connectivity(&a.name) == Connectivity::None
+                && !self.none_from_checks(&a.name)
+            {
                 let reason = if self.cfg.check.enabled() {
                     "link up, not checked yet"
                 } else {
@@ -494,6 +524,10 @@ impl RouteManager {
             .record
             .interfaces
             .retain(|n, _| names.contains(n));
+        self.state
+            .record
+            .none_from_checks
+            .retain(|n| names.contains(n));
         // Order: facts produced before this reconcile, then this pass's events, which were
         // queued per interface in sequence: `down` → device event, then `up` → device event.
         let this_pass = std::mem::take(&mut self.state.queued);
@@ -547,6 +581,7 @@ impl RouteManager {
                     ifindex: a.ifindex?,
                     usable: self.usable(a),
                     dns: self.dns_for(&a.name),
+                    routed: self.routed(a),
                     connectivity: self.connectivity(&a.name),
                 })
             })
@@ -697,6 +732,8 @@ struct Plan {
     ra_metric: Vec<(u32, IfaceName, u32)>,
     addresses: Vec<(u32, IfaceAddr)>,
     rp_policy: RpFilterPolicy,
+    /// The kernel's router-advertised IPv6 default routes.
+    ra_routes: Vec<KernelRoute>,
 }
 
 impl PlanInput {
@@ -843,6 +880,11 @@ impl PlanInput {
             ra_metric,
             addresses,
             rp_policy: self.cfg.route.rp_filter,
+            ra_routes: kernel
+                .iter()
+                .filter(|r| r.protocol == RTPROT_RA)
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -1088,6 +1130,13 @@ impl Handler<ConnectivityChanged> for RouteManager {
         if !usable {
             // A late result for a link that is gone: the link fact already set NONE.
             return;
+        }
+        // A NONE from the checks (an interface with no route to check through) is a result,
+        // not the lack of one: it stays NONE until the checks say otherwise.
+        if msg.state == Connectivity::None {
+            self.state.record.none_from_checks.insert(msg.iface.clone());
+        } else {
+            self.state.record.none_from_checks.remove(&msg.iface);
         }
         self.set_connectivity(&msg.iface, msg.state, &msg.reason);
         if msg.state == Connectivity::Full && !self.cfg.check.failback_hold.is_zero() {

@@ -1218,3 +1218,75 @@ async fn every_managed_interface_that_vanishes_gets_down() {
         assert_eq!(ev, want, "{iface} removed");
     }
 }
+
+#[actix::test]
+async fn a_none_result_from_the_checks_stays_none_and_needs_up_count_to_return() {
+    let w = world();
+    let cfg = config();
+    let h = started(&w, cfg.clone()).await;
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Full);
+    w.probe.set("eth0", Verdict::None);
+    pass(cfg.check.interval + Duration::from_secs(5)).await;
+    assert_eq!(
+        state_of(&h, "eth0"),
+        Connectivity::None,
+        "the checks' NONE is kept, not taken for a fresh link"
+    );
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100 + PENALTY));
+    pass(Duration::from_secs(20)).await;
+    assert_eq!(state_of(&h, "eth0"), Connectivity::None, "still NONE");
+    // Back: one good check is not enough.
+    w.probe.set("eth0", Verdict::Full);
+    let checks = w.probe.checks("eth0").len();
+    checks_after(&w, "eth0", checks, 1).await;
+    assert_eq!(state_of(&h, "eth0"), Connectivity::None, "one good check");
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100 + PENALTY));
+    checks_after(&w, "eth0", checks, 2).await;
+    assert_eq!(
+        state_of(&h, "eth0"),
+        Connectivity::Full,
+        "up_count good checks"
+    );
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100));
+    let dcc: Vec<_> = transitions(&h)
+        .into_iter()
+        .filter(|e| e.0 == EventKind::DeviceConnectivityChange && e.1 == "eth0")
+        .map(|e| (e.2, e.3))
+        .collect();
+    assert_eq!(
+        dcc,
+        vec![(Connectivity::Full, Connectivity::None)],
+        "no UNKNOWN in between"
+    );
+}
+
+#[actix::test]
+async fn an_interface_without_a_gateway_is_none_and_never_checked() {
+    let w = world();
+    let wwan0 = w.kernel.link("wwan0").ifindex;
+    let dhcp = w
+        .kernel
+        .routes()
+        .into_iter()
+        .find(|r| r.ifindex == wwan0)
+        .expect("the world gives wwan0 a DHCP route");
+    w.kernel.delete_route_by_hand(&dhcp);
+    let h = started(&w, config()).await;
+    pass(Duration::from_secs(65)).await; // two check intervals
+    assert!(
+        w.probe.checks("wwan0").is_empty(),
+        "no check through an interface without a route"
+    );
+    assert_eq!(state_of(&h, "wwan0"), Connectivity::None);
+    assert!(w.probe.checks("eth0").len() >= 2);
+    assert_eq!(
+        w.probe.last_request("eth0").map(|r| r.routed),
+        Some(vec![Family::V4]),
+        "checks go only to families with a route"
+    );
+    // The DHCP client installs a route: checked at once, FULL after its first check.
+    w.kernel.add_route_by_hand(dhcp);
+    pass(Duration::from_millis(500)).await;
+    assert_eq!(w.probe.checks("wwan0").len(), 1);
+    assert_eq!(state_of(&h, "wwan0"), Connectivity::Full);
+}

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use netfailover_actors::model::{CheckConfig, Event};
 use netfailover_actors::ports::{
     Journal, LinkSource, Probe, ProbeReport, ProbeRequest, RouteTable, ScriptOutcome, ScriptRunner,
-    StateStore, Sysctl,
+    StateStore, Sysctl, TrafficSource,
 };
 
 use super::AgentError;
@@ -112,6 +112,15 @@ pub(crate) fn netlink_routes() -> Result<Arc<dyn RouteTable>, AgentError> {
 
 pub(crate) fn netlink_links(rcvbuf: usize) -> Arc<dyn LinkSource> {
     Arc::new(os::netlink::NetlinkLinks::new(rcvbuf))
+}
+
+/// Passive health's traffic counters (rtnetlink + sock_diag; opens its sockets).
+pub(crate) fn netlink_traffic() -> Result<Arc<dyn TrafficSource>, AgentError> {
+    let traffic = os::traffic::NetlinkTraffic::new().map_err(|e| AgentError::Port {
+        port: "netlink traffic sampling",
+        message: e.to_string(),
+    })?;
+    Ok(Arc::new(traffic))
 }
 
 pub(crate) fn proc_sysctl() -> Arc<dyn Sysctl> {

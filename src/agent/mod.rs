@@ -301,6 +301,10 @@ impl AgentBuilder {
                 Some(p) => p.state.clone(),
                 None => kernel::file_state(&state_dir),
             },
+            traffic: match &given {
+                Some(p) => p.traffic.clone(),
+                None => kernel::netlink_traffic()?,
+            },
         };
         let plan = self.dry_run.then(|| {
             let plan = Plan::default();

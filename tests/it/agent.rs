@@ -24,6 +24,7 @@ fn holders(ports: &Ports) -> Vec<usize> {
         Arc::strong_count(&ports.scripts) - 1,
         Arc::strong_count(&ports.journal) - 1,
         Arc::strong_count(&ports.state) - 1,
+        Arc::strong_count(&ports.traffic) - 1,
     ]
 }
 

@@ -7,4 +7,5 @@ mod daemon;
 mod dispatcher;
 mod lab;
 mod netlink;
+mod passive;
 mod probe;
