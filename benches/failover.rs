@@ -433,7 +433,10 @@ impl Measured {
             machine_line(),
             self.runs,
             table_row("link loss → backup first (both families)", &failover),
-            table_row("kernel: carrier-off RTM_NEWLINK reaches a subscriber", &kernel_event),
+            table_row(
+                "kernel: carrier-off RTM_NEWLINK reaches a subscriber",
+                &kernel_event
+            ),
             table_row("link back → primary first at configured metric", &failback),
             self.storm,
             ms(self.storm_took),

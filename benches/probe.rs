@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use netfailover::engine::model::{CheckConfig, IfaceName};
 use netfailover::engine::ports::{ProbeRequest, Verdict};
-use netfailover::lab::internet::{CheckServer, DnsResponder, TestCa};
 use netfailover::lab::bench::{latency_row, runs, value_row, Met, Samples};
+use netfailover::lab::internet::{CheckServer, DnsResponder, TestCa};
 use netfailover::lab::netns::{is_root, veth, Netns};
 use netfailover::os::probe::HttpProbe;
 
@@ -146,7 +146,9 @@ fn main() {
                     ("< 6 KB", 6000)
                 };
                 value_row(
-                    &format!("{name} bytes per check at L3 (first check with DNS: {first_bytes} B)"),
+                    &format!(
+                        "{name} bytes per check at L3 (first check with DNS: {first_bytes} B)"
+                    ),
                     format!("{per_check} B"),
                     target,
                     Met::from_bool(per_check <= bound),

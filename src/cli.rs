@@ -57,6 +57,7 @@ pub enum Command {
         json: bool,
     },
     /// Build a throw-away network of namespaces, run the daemon in it and play faults (root).
+    #[cfg(feature = "lab")]
     Lab(LabArgs),
 }
 
@@ -90,6 +91,8 @@ pub enum LogFormat {
     Json,
 }
 
+/// `netfailover lab` (feature `lab`, on by default).
+#[cfg(feature = "lab")]
 #[derive(Args, Debug, Clone)]
 pub struct LabArgs {
     /// Scenario to play (`netfailover lab --scenario list` lists them).
