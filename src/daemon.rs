@@ -228,6 +228,12 @@ fn build_ports(loaded: &config::Loaded) -> Result<(Ports, Reloadable), DaemonErr
         scripts: reloadable.scripts.clone(),
         journal: Arc::new(os::persist::FileJournal::new(loaded.state_dir.clone())),
         state: Arc::new(os::persist::FileStateStore::new(loaded.state_dir.clone())),
+        traffic: Arc::new(
+            os::traffic::NetlinkTraffic::new().map_err(|e| DaemonError::Port {
+                port: "netlink traffic sampling",
+                message: e.to_string(),
+            })?,
+        ),
     };
     Ok((ports, reloadable))
 }
@@ -400,9 +406,4 @@ fn reload(
         }
     }
     notifier.ready(&status_line(engine));
-}
-
-/// `netfailover check-config`: prints the effective config and problems; returns the exit code.
-pub fn check_config(args: &ConfigArgs, out: &mut dyn std::io::Write) -> i32 {
-    config::report::check_config(&args.boot_dir, args.config.as_deref(), out)
 }

@@ -22,6 +22,7 @@ use crate::ports::{
     Probe, ProbeReport, ProbeRequest, RouteTable, ScriptOutcome, ScriptResult, ScriptRunner,
     StateStore, Sysctl, Verdict,
 };
+use crate::ports::{IfaceTraffic, TcpPhase, TcpSocketSample, TrafficSource};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Test fakes: a poisoned lock still holds usable data.
@@ -49,6 +50,27 @@ struct KernelState {
     last_delivery: Arc<Mutex<Option<std::time::Instant>>>,
     /// Route writes after which some family that had a default route had none.
     gaps: u64,
+    /// Every successful route write, in order: what each one did, for tests that must see
+    /// transient states (a penalty applied and removed between two observations).
+    write_log: Vec<RouteWrite>,
+    /// How long each route write takes to be acknowledged (a netlink round trip).
+    write_delay: Duration,
+}
+
+/// One route write the fake kernel accepted.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum RouteWrite {
+    Add(KernelRoute),
+    Replace(KernelRoute),
+    Delete(KernelRoute),
+}
+
+impl RouteWrite {
+    pub fn route(&self) -> &KernelRoute {
+        match self {
+            RouteWrite::Add(r) | RouteWrite::Replace(r) | RouteWrite::Delete(r) => r,
+        }
+    }
 }
 
 impl KernelState {
@@ -239,6 +261,29 @@ impl FakeKernel {
         lock(&self.state).writes
     }
 
+    /// Makes every route write take `d` of (virtual) time before it is acknowledged, so other
+    /// messages queue up behind a reconcile as they do on a real, busy system.
+    pub fn set_write_delay(&self, d: Duration) {
+        lock(&self.state).write_delay = d;
+    }
+
+    /// Acknowledges a write after the configured delay.
+    fn acked(&self, r: PortResult<()>) -> BoxFuture<'static, PortResult<()>> {
+        let delay = lock(&self.state).write_delay;
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            r
+        }
+        .boxed()
+    }
+
+    /// Every successful route write so far, in order.
+    pub fn write_log(&self) -> Vec<RouteWrite> {
+        lock(&self.state).write_log.clone()
+    }
+
     /// Wall-clock time a subscriber last took a link update off its stream.
     pub fn last_delivery_at(&self) -> Option<std::time::Instant> {
         *lock(&lock(&self.state).last_delivery)
@@ -256,18 +301,19 @@ impl FakeKernel {
 
     fn write(
         &self,
-        what: &str,
+        what: RouteWrite,
         op: impl FnOnce(&mut KernelState) -> PortResult<()>,
     ) -> PortResult<()> {
         let mut s = lock(&self.state);
         if s.fail_writes > 0 {
             s.fail_writes -= 1;
-            return Err(PortError::failed(what, "injected failure"));
+            return Err(PortError::failed(format!("{what:?}"), "injected failure"));
         }
         s.writes += 1;
         s.last_write = Some(std::time::Instant::now());
         let before = [s.has_default(Family::V4), s.has_default(Family::V6)];
         op(&mut s)?;
+        s.write_log.push(what);
         let after = [s.has_default(Family::V4), s.has_default(Family::V6)];
         let any_link_usable = s.links.values().any(LinkInfo::usable);
         if any_link_usable && before.iter().zip(after).any(|(b, a)| *b && !a) {
@@ -319,7 +365,7 @@ impl RouteTable for FakeKernel {
     }
 
     fn add(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
-        let r = self.write("add route", |s| {
+        let r = self.write(RouteWrite::Add(route.clone()), |s| {
             if s.routes
                 .iter()
                 .any(|k| k.family == route.family && k.metric == route.metric)
@@ -331,21 +377,21 @@ impl RouteTable for FakeKernel {
             s.routes.push(route);
             Ok(())
         });
-        async move { r }.boxed()
+        self.acked(r)
     }
 
     fn replace(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
-        let r = self.write("replace route", |s| {
+        let r = self.write(RouteWrite::Replace(route.clone()), |s| {
             s.routes
                 .retain(|k| !(k.family == route.family && k.metric == route.metric));
             s.routes.push(route);
             Ok(())
         });
-        async move { r }.boxed()
+        self.acked(r)
     }
 
     fn delete(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
-        let r = self.write("delete route", |s| {
+        let r = self.write(RouteWrite::Delete(route.clone()), |s| {
             let before = s.routes.len();
             s.routes.retain(|k| k != &route);
             if s.routes.len() == before {
@@ -355,7 +401,7 @@ impl RouteTable for FakeKernel {
             }
             Ok(())
         });
-        async move { r }.boxed()
+        self.acked(r)
     }
 
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
@@ -400,6 +446,7 @@ pub enum ProbeBehaviour {
 struct ProbeState {
     behaviour: HashMap<IfaceName, ProbeBehaviour>,
     checks: Vec<(IfaceName, tokio::time::Instant)>,
+    last_request: HashMap<IfaceName, ProbeRequest>,
 }
 
 /// A probe whose answers the test sets per interface (FULL after 10 ms by default).
@@ -421,6 +468,15 @@ impl FakeProbe {
         lock(&self.state).behaviour.insert(name, b);
     }
 
+    /// The last request checked on `iface`.
+    pub fn last_request(&self, iface: &str) -> Option<ProbeRequest> {
+        lock(&self.state)
+            .last_request
+            .iter()
+            .find(|(n, _)| n.as_str() == iface)
+            .map(|(_, r)| r.clone())
+    }
+
     /// Times of the checks started on `iface`.
     pub fn checks(&self, iface: &str) -> Vec<tokio::time::Instant> {
         lock(&self.state)
@@ -435,6 +491,8 @@ impl FakeProbe {
 impl Probe for FakeProbe {
     fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
         let mut s = lock(&self.state);
+        s.last_request
+            .insert(request.iface.clone(), request.clone());
         s.checks
             .push((request.iface.clone(), tokio::time::Instant::now()));
         let b = s
@@ -461,6 +519,149 @@ impl Probe for FakeProbe {
             }
         }
         .boxed()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traffic (passive health)
+// ---------------------------------------------------------------------------------------------
+
+/// What the fake traffic source reports for one interface.
+#[derive(Clone, PartialEq, Debug)]
+pub enum FakeFlow {
+    /// Exactly this sample, every time.
+    Fixed(IfaceTraffic),
+    /// An application keeping one TCP connection busy (5 segments a second each way), computed
+    /// from virtual time: healthy until `stalled_since`, then data outstanding, no ACK, the
+    /// retransmission timer firing, tx growing and rx not — a silent upstream blackhole.
+    Busy {
+        name: String,
+        started: tokio::time::Instant,
+        stalled_since: Option<tokio::time::Instant>,
+    },
+}
+
+#[derive(Default)]
+struct TrafficState {
+    flows: BTreeMap<u32, FakeFlow>,
+    samples: u64,
+    fail: u32,
+}
+
+/// A traffic source whose per-interface samples the test sets (nothing by default).
+#[derive(Clone, Default)]
+pub struct FakeTraffic {
+    state: Arc<Mutex<TrafficState>>,
+}
+
+/// Packets per second each way of [`FakeFlow::Busy`].
+const BUSY_PPS: u64 = 5;
+
+impl FakeTraffic {
+    pub fn set(&self, ifindex: u32, flow: FakeFlow) {
+        lock(&self.state).flows.insert(ifindex, flow);
+    }
+
+    /// A busy, healthy TCP connection on `ifindex` from now on.
+    pub fn busy(&self, ifindex: u32, name: &str) {
+        self.set(
+            ifindex,
+            FakeFlow::Busy {
+                name: name.into(),
+                started: tokio::time::Instant::now(),
+                stalled_since: None,
+            },
+        );
+    }
+
+    /// The busy connection on `ifindex` stops getting answers now (`false`: answers again).
+    pub fn stall(&self, ifindex: u32, stalled: bool) {
+        if let Some(FakeFlow::Busy { stalled_since, .. }) =
+            lock(&self.state).flows.get_mut(&ifindex)
+        {
+            *stalled_since = stalled.then(tokio::time::Instant::now);
+        }
+    }
+
+    pub fn remove(&self, ifindex: u32) {
+        lock(&self.state).flows.remove(&ifindex);
+    }
+
+    /// The next `n` samples fail.
+    pub fn fail_samples(&self, n: u32) {
+        lock(&self.state).fail = n;
+    }
+
+    /// Samples taken so far.
+    pub fn samples(&self) -> u64 {
+        lock(&self.state).samples
+    }
+}
+
+impl FakeFlow {
+    fn sample(&self, ifindex: u32, now: tokio::time::Instant) -> IfaceTraffic {
+        let (name, started, stalled_since) = match self {
+            FakeFlow::Fixed(t) => return t.clone(),
+            FakeFlow::Busy {
+                name,
+                started,
+                stalled_since,
+            } => (name, *started, *stalled_since),
+        };
+        let ms = |d: Duration| d.as_millis() as u64;
+        let total = ms(now.duration_since(started));
+        let healthy = stalled_since.map_or(total, |s| ms(s.duration_since(started)));
+        let stalled = total - healthy;
+        let sent = total * BUSY_PPS / 1000;
+        let answered = healthy * BUSY_PPS / 1000;
+        let unacked = if stalled > 0 {
+            (sent - answered).max(1) as u32
+        } else {
+            0
+        };
+        let last_ack_recv = if stalled > 0 {
+            stalled
+        } else {
+            1000 / BUSY_PPS
+        };
+        IfaceTraffic {
+            ifindex,
+            name: name.clone(),
+            rx_packets: answered,
+            tx_packets: sent,
+            rx_multicast: 0,
+            tcp: vec![TcpSocketSample {
+                cookie: u64::from(ifindex) << 32 | 1,
+                local: std::net::SocketAddr::from(([192, 0, 2, 10], 40000)),
+                remote: std::net::SocketAddr::from(([203, 0, 113, 7], 7)),
+                phase: TcpPhase::Open,
+                unacked,
+                // The first retransmission timeout fires 200 ms after the last answer.
+                retransmits: u8::from(stalled >= 200),
+                total_retrans: (stalled / 200) as u32,
+                last_ack_recv: Duration::from_millis(last_ack_recv),
+                rtt: Duration::from_millis(20),
+                bytes_acked: answered * 100,
+                bytes_received: answered * 100,
+            }],
+        }
+    }
+}
+
+impl TrafficSource for FakeTraffic {
+    fn sample(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
+        let mut s = lock(&self.state);
+        s.samples += 1;
+        if s.fail > 0 {
+            s.fail -= 1;
+            return async { Err(PortError::failed("fake traffic", "injected failure")) }.boxed();
+        }
+        let now = tokio::time::Instant::now();
+        let out: Vec<IfaceTraffic> = ifindexes
+            .iter()
+            .filter_map(|i| s.flows.get(i).map(|f| f.sample(*i, now)))
+            .collect();
+        async move { Ok(out) }.boxed()
     }
 }
 
@@ -602,6 +803,7 @@ pub struct FakeWorld {
     pub scripts: FakeScripts,
     pub journal: MemJournal,
     pub state: MemStateStore,
+    pub traffic: FakeTraffic,
 }
 
 impl FakeWorld {
@@ -621,6 +823,7 @@ impl FakeWorld {
             scripts: Arc::new(self.scripts.clone()),
             journal: Arc::new(self.journal.clone()),
             state: Arc::new(self.state.clone()),
+            traffic: Arc::new(self.traffic.clone()),
         }
     }
 }

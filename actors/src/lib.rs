@@ -28,6 +28,8 @@ pub mod fake;
 pub mod health;
 pub mod link_watcher;
 pub mod model;
+pub mod observe;
+pub mod passive;
 pub mod peers;
 pub mod persist;
 pub mod plan;
@@ -39,3 +41,4 @@ pub mod status;
 pub mod supervisor;
 
 pub use engine::{run, start, EngineError, EngineHandle};
+pub use observe::{EngineEvent, Snapshot};

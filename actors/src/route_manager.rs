@@ -41,7 +41,7 @@ use crate::plan::{assign, diff, unique_routes, Assigned, Ops, RouteWant};
 use crate::ports::{
     EngineState, IfaceRecord, LinkSource, PortError, RouteTable, StateStore, Sysctl,
 };
-use crate::probe_scheduler::{Uplink, UplinksChanged};
+use crate::probe_scheduler::{ResetChecks, Uplink, UplinksChanged};
 use crate::status::{Board, IfaceStatus};
 
 /// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA): the kernel owns them; we only
@@ -82,11 +82,18 @@ struct State {
     links: BTreeMap<u32, LinkInfo>,
     record: EngineState,
     managed: Vec<Assigned>,
+    /// The plan before the last one (events of interfaces that left it still name their profile).
+    previous_managed: Vec<Assigned>,
     /// Routes believed installed after the last reconcile, per interface.
     installed: BTreeMap<(IfaceName, Family), KernelRoute>,
+    /// Families with a known default route or gateway, per ifindex: a route we want (its
+    /// gateway is known) or a router-advertised one.
+    routed: BTreeMap<u32, BTreeSet<Family>>,
     full_since: HashMap<IfaceName, Instant>,
     /// Interfaces whose link bounced inside one kernel message (merged flap).
     bounced: BTreeSet<IfaceName>,
+    /// Bounced interfaces still usable: ProbeScheduler must start their checks over.
+    reset_checks: Vec<IfaceName>,
     /// Events produced by facts, waiting for their routes to be applied.
     queued: Vec<Event>,
     reconcile_requested: bool,
@@ -121,7 +128,13 @@ impl RouteManager {
     }
 
     fn profile_of(&self, name: &IfaceName) -> Option<&crate::model::Profile> {
-        let a = self.state.managed.iter().find(|a| &a.name == name)?;
+        // The previous plan names the profile of an interface that just left management.
+        let a = self
+            .state
+            .managed
+            .iter()
+            .chain(&self.state.previous_managed)
+            .find(|a| &a.name == name)?;
         self.cfg.profiles.get(a.profile?)
     }
 
@@ -141,6 +154,14 @@ impl RouteManager {
             .map(|p| p.dns.clone())
             .unwrap_or_default();
         self.cfg.dns.servers_for(name, &profile_dns)
+    }
+
+    /// Families with a known default route or gateway on `a` (checks go only there).
+    fn routed(&self, a: &Assigned) -> Vec<Family> {
+        a.ifindex
+            .and_then(|i| self.state.routed.get(&i))
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn usable(&self, a: &Assigned) -> bool {
@@ -291,7 +312,16 @@ impl RouteManager {
                 for f in &applied.failures {
                     tracing::warn!(error = %f, "route change failed; will retry");
                 }
-                self.state.managed = plan.managed;
+                self.state.routed = BTreeMap::new();
+                for r in plan.desired.iter().chain(&plan.ra_routes) {
+                    self.state
+                        .routed
+                        .entry(r.ifindex)
+                        .or_default()
+                        .insert(r.family);
+                }
+                self.state.previous_managed =
+                    std::mem::replace(&mut self.state.managed, plan.managed);
                 self.state.installed = plan
                     .desired
                     .iter()
@@ -316,6 +346,9 @@ impl RouteManager {
         };
         self.update_interface_states();
         self.update_global();
+        // The board first, so observers read the state changes (link, route, connectivity)
+        // before the dispatcher events they cause.
+        self.publish_board();
         if self.flush_events() {
             // Events are acknowledged only once they are in the journal (SPEC §5): hold the
             // mailbox until then. The routes are already applied, so failover is not delayed.
@@ -332,7 +365,11 @@ impl RouteManager {
         self.persister.submit(self.state.record.clone());
         ctx.spawn(self.persister.flush().into_actor(self));
         self.publish_uplinks();
-        self.publish_board();
+        let reset = std::mem::take(&mut self.state.reset_checks);
+        if !reset.is_empty() {
+            // After the uplinks that carry their new UNKNOWN, so ProbeScheduler sees both in order.
+            self.deps.peers.probe_scheduler.do_send(ResetChecks(reset));
+        }
         if failed {
             self.schedule_retry(ctx);
         } else {
@@ -355,11 +392,61 @@ impl RouteManager {
         }));
     }
 
+    /// The interface lost its link (or left management): `down` if `up` was announced, then NONE
+    /// (with its device event).
+    fn lose(&mut self, name: &IfaceName, reason: &str) {
+        if self.announced(name) {
+            let prev = self.connectivity(name);
+            let ev = self.event(
+                EventKind::Down,
+                Some(name),
+                Connectivity::None,
+                prev,
+                reason.into(),
+            );
+            self.state.queued.push(ev);
+            if let Some(r) = self.state.record.interfaces.get_mut(name) {
+                r.announced_up = false;
+            }
+        }
+        self.state.record.none_from_checks.remove(name);
+        self.set_connectivity(name, Connectivity::None, reason);
+    }
+
+    /// NONE that the checks reported (kept while the link stays up), not a lost link's.
+    fn none_from_checks(&self, name: &IfaceName) -> bool {
+        self.state.record.none_from_checks.contains(name)
+    }
+
     /// Level-triggered link → state: `down`/NONE for managed interfaces without a usable link,
     /// `up`/UNKNOWN for usable ones whose route is installed.
     fn update_interface_states(&mut self) {
         let managed = self.state.managed.clone();
         let facts = std::mem::take(&mut self.state.queued);
+        // Interfaces with a record that are no longer managed: a vanished link matched by type,
+        // by MAC or adopted (a named profile stays managed without its link), or a profile
+        // removed on reload. Their scripts get `down` like any lost link.
+        let departed: Vec<IfaceName> = self
+            .state
+            .record
+            .interfaces
+            .keys()
+            .filter(|n| !managed.iter().any(|a| &a.name == *n))
+            .cloned()
+            .collect();
+        for name in departed {
+            let present = self.state.links.values().any(|l| l.name == name);
+            if self.announced(&name) || self.connectivity(&name) != Connectivity::None {
+                self.lose(
+                    &name,
+                    if present {
+                        "no longer managed"
+                    } else {
+                        "interface gone"
+                    },
+                );
+            }
+        }
         for a in &managed {
             let usable = self.usable(a);
             let bounced = self.state.bounced.remove(&a.name);
@@ -373,24 +460,13 @@ impl RouteManager {
             if (!usable || bounced)
                 && (announced || self.connectivity(&a.name) != Connectivity::None)
             {
-                if announced {
-                    let prev = self.connectivity(&a.name);
-                    let ev = self.event(
-                        EventKind::Down,
-                        Some(&a.name),
-                        Connectivity::None,
-                        prev,
-                        lost_reason.into(),
-                    );
-                    self.state.queued.push(ev);
-                    if let Some(r) = self.state.record.interfaces.get_mut(&a.name) {
-                        r.announced_up = false;
-                    }
-                }
-                self.set_connectivity(&a.name, Connectivity::None, lost_reason);
+                self.lose(&a.name, lost_reason);
             }
             if !usable {
                 continue;
+            }
+            if bounced {
+                self.state.reset_checks.push(a.name.clone());
             }
             let has_route = self.state.installed.keys().any(|(n, _)| n == &a.name);
             let announced = self.announced(&a.name);
@@ -398,7 +474,7 @@ impl RouteManager {
                 // The state the interface has once up: UNKNOWN until its first check (set just
                 // below, after this event, so `up` precedes its device event).
                 let previous = self.connectivity(&a.name);
-                let state = if previous == Connectivity::None {
+                let state = if previous == Connectivity::None && !self.none_from_checks(&a.name) {
                     Connectivity::Unknown
                 } else {
                     previous
@@ -428,7 +504,12 @@ impl RouteManager {
                     })
                     .announced_up = true;
             }
-            if self.connectivity(&a.name) == Connectivity::None {
+            if self.routed(a).is_empty() {
+                // No route to check through: NONE (SPEC: no link or no route), not UNKNOWN.
+                self.set_connectivity(&a.name, Connectivity::None, "no default route or gateway");
+            } else if self.connectivity(&a.name) == Connectivity::None
+                && !self.none_from_checks(&a.name)
+            {
                 let reason = if self.cfg.check.enabled() {
                     "link up, not checked yet"
                 } else {
@@ -443,6 +524,10 @@ impl RouteManager {
             .record
             .interfaces
             .retain(|n, _| names.contains(n));
+        self.state
+            .record
+            .none_from_checks
+            .retain(|n| names.contains(n));
         // Order: facts produced before this reconcile, then this pass's events, which were
         // queued per interface in sequence: `down` → device event, then `up` → device event.
         let this_pass = std::mem::take(&mut self.state.queued);
@@ -496,6 +581,7 @@ impl RouteManager {
                     ifindex: a.ifindex?,
                     usable: self.usable(a),
                     dns: self.dns_for(&a.name),
+                    routed: self.routed(a),
                     connectivity: self.connectivity(&a.name),
                 })
             })
@@ -515,8 +601,8 @@ impl RouteManager {
 
     fn publish_board(&self) {
         let mut board = self.deps.board.lock();
-        let old = std::mem::take(&mut board.status.interfaces);
-        board.status.interfaces = self
+        let old = &board.status.interfaces;
+        let interfaces = self
             .state
             .managed
             .iter()
@@ -553,7 +639,7 @@ impl RouteManager {
                 s
             })
             .collect();
-        board.status.connectivity = self.state.record.global.unwrap_or_default();
+        board.set_interfaces(interfaces, self.state.record.global.unwrap_or_default());
     }
 
     fn on_link(&mut self, info: LinkInfo) {
@@ -646,6 +732,8 @@ struct Plan {
     ra_metric: Vec<(u32, IfaceName, u32)>,
     addresses: Vec<(u32, IfaceAddr)>,
     rp_policy: RpFilterPolicy,
+    /// The kernel's router-advertised IPv6 default routes.
+    ra_routes: Vec<KernelRoute>,
 }
 
 impl PlanInput {
@@ -792,6 +880,11 @@ impl PlanInput {
             ra_metric,
             addresses,
             rp_policy: self.cfg.route.rp_filter,
+            ra_routes: kernel
+                .iter()
+                .filter(|r| r.protocol == RTPROT_RA)
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -1037,6 +1130,13 @@ impl Handler<ConnectivityChanged> for RouteManager {
         if !usable {
             // A late result for a link that is gone: the link fact already set NONE.
             return;
+        }
+        // A NONE from the checks (an interface with no route to check through) is a result,
+        // not the lack of one: it stays NONE until the checks say otherwise.
+        if msg.state == Connectivity::None {
+            self.state.record.none_from_checks.insert(msg.iface.clone());
+        } else {
+            self.state.record.none_from_checks.remove(&msg.iface);
         }
         self.set_connectivity(&msg.iface, msg.state, &msg.reason);
         if msg.state == Connectivity::Full && !self.cfg.check.failback_hold.is_zero() {

@@ -3,15 +3,18 @@
 //! Actors publish their part here when it changes (RouteManager: links, metrics, connectivity;
 //! ProbeScheduler: last checks and counters; the supervisor: actors; Dispatcher: event history).
 //! It is observability only: no actor ever reads another actor's state from it, so a restart
-//! rebuilds actor state from the ports, never from the board.
+//! rebuilds actor state from the ports, never from the board. Changes are announced to
+//! observers from under the board's lock (`observe.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::model::{Connectivity, Event, IfaceName, UplinkType};
+use crate::observe::{diff_interfaces, EngineEvent, Snapshot, OBSERVER_BUFFER};
 use crate::ports::{ScriptOutcome, Verdict};
 
 /// Recent events kept for `netfailover events`.
@@ -130,10 +133,94 @@ pub struct Board {
 }
 
 /// The board's contents.
-#[derive(Default)]
 pub struct BoardData {
     pub status: EngineStatus,
     pub history: VecDeque<EventRecord>,
+    /// Observation channel (`observe.rs`). It lives behind the board's lock so every event is
+    /// sent together with the board change it describes: a snapshot never races an event.
+    observers: broadcast::Sender<EngineEvent>,
+}
+
+impl Default for BoardData {
+    fn default() -> Self {
+        Self {
+            status: EngineStatus::default(),
+            history: VecDeque::new(),
+            observers: broadcast::channel(OBSERVER_BUFFER).0,
+        }
+    }
+}
+
+impl BoardData {
+    /// Tells the subscribers about a change made under this lock (none listening is fine).
+    pub fn emit(&self, event: EngineEvent) {
+        let _ = self.observers.send(event);
+    }
+
+    /// Replaces (or adds) one actor's row; a higher restart count is announced as a restart.
+    pub fn upsert_actor(&mut self, status: ActorStatus) {
+        let old = self
+            .status
+            .actors
+            .iter_mut()
+            .find(|a| a.name == status.name);
+        let restarted = match &old {
+            Some(a) if status.restarts > a.restarts => {
+                let reason = if status.kills > a.kills {
+                    "killed".to_string()
+                } else {
+                    status
+                        .last_failure
+                        .clone()
+                        .unwrap_or_else(|| "stopped".into())
+                };
+                Some(EngineEvent::ActorRestarted {
+                    actor: status.name.clone(),
+                    reason,
+                    restarts: status.restarts,
+                })
+            }
+            _ => None,
+        };
+        match old {
+            Some(a) => *a = status,
+            None => {
+                self.emit(EngineEvent::ActorAdded {
+                    status: status.clone(),
+                });
+                self.status.actors.push(status);
+            }
+        }
+        if let Some(event) = restarted {
+            self.emit(event);
+        }
+    }
+
+    /// Removes one actor's row (a prober whose interface is gone), announcing it.
+    pub fn remove_actor(&mut self, name: &str) {
+        let before = self.status.actors.len();
+        self.status.actors.retain(|a| a.name != name);
+        if self.status.actors.len() != before {
+            self.emit(EngineEvent::ActorRemoved {
+                actor: name.to_string(),
+            });
+        }
+    }
+
+    /// Sets the interface list and the global connectivity, announcing what changed.
+    pub fn set_interfaces(&mut self, interfaces: Vec<IfaceStatus>, global: Connectivity) {
+        let changes = diff_interfaces(
+            &self.status.interfaces,
+            self.status.connectivity,
+            &interfaces,
+            global,
+        );
+        self.status.interfaces = interfaces;
+        self.status.connectivity = global;
+        for change in changes {
+            self.emit(change);
+        }
+    }
 }
 
 impl Board {
@@ -149,5 +236,18 @@ impl Board {
 
     pub fn history(&self) -> Vec<EventRecord> {
         self.lock().history.iter().cloned().collect()
+    }
+
+    /// A snapshot and the receiver of every change after it, taken atomically.
+    pub fn observe(&self) -> (Snapshot, broadcast::Receiver<EngineEvent>) {
+        let board = self.lock();
+        let receiver = board.observers.subscribe();
+        let mut status = board.status.clone();
+        status.actors.sort_by(|a, b| a.name.cmp(&b.name));
+        let snapshot = Snapshot {
+            status,
+            events: board.history.iter().cloned().collect(),
+        };
+        (snapshot, receiver)
     }
 }

@@ -360,13 +360,16 @@ impl World {
         )?;
         for u in &self.uplinks {
             let mut keyfile = String::new();
-            let _ = write!(
+            let _ =
+                write!(
                 keyfile,
-                "[connection]\nid=lab-{iface}\ntype={kind}\ninterface-name={iface}\n\n\
+                "[connection]\nid=lab-{iface}\ntype={kind}\ninterface-name={iface}\n\n{section}\
                  [ipv4]\nmethod=manual\naddress1={addr}/30,{gw}\nroute-metric={metric}\n\n\
                  [ipv6]\nmethod=ignore\n",
                 iface = u.iface,
                 kind = u.kind.keyfile_type(),
+                // NetworkManager (and so check-config) refuses a Wi-Fi profile without an SSID.
+                section = if u.kind == UplinkKind::Wifi { "[wifi]\nssid=lab\n\n" } else { "" },
                 addr = u.device_addr,
                 gw = u.gateway,
                 metric = u.kind.metric(),
@@ -402,8 +405,8 @@ impl World {
 }
 
 /// Check settings short enough for a lab run under a minute (SPEC §3 bounds: leaving FULL
-/// within `interval + 2 × timeout + 1 s` = 5 s, returning within `recheck_max + 2 × timeout +
-/// 1 s` = 5 s).
+/// within `interval + 2 × timeout + 1 s` = 5 s, returning within `min(recheck_max, interval)
+/// + 2 × timeout + 1 s` = 5 s).
 pub const FAST_SETTINGS: &str = "\
 [check]
 down_count = 2

@@ -1,8 +1,11 @@
 //! Real adapters of the engine's ports: netlink links and routes, sysctls, the HTTP(S) probe
-//! with per-interface DNS, dispatcher scripts, and the state files under `state_dir`.
+//! with per-interface DNS, dispatcher scripts, the state files under `state_dir`, and passive health's traffic
+//! sampling (link counters and TCP sockets via sock_diag).
 
 pub mod netlink;
 pub mod persist;
 pub mod probe;
 pub mod scripts;
+pub mod sockdiag;
 pub mod sysctl;
+pub mod traffic;

@@ -1,7 +1,7 @@
 //! Name resolution for checks, bound to one interface.
 //!
 //! Every query leaves through the checked interface only (SO_BINDTODEVICE on hickory's sockets,
-//! through a custom [`RuntimeProvider`]) and goes to that interface's servers in the order the
+//! through a custom [`RuntimeProvider`], bound to the interface's own address) and goes to that interface's servers in the order the
 //! engine gives (SPEC §3): the next server is asked only when the previous one failed (timeout,
 //! unreachable, SERVFAIL, ...). Hickory matches answers to the server's exact address and query
 //! id and drops anything else. A successful answer is kept until its TTL runs out, so a check
@@ -26,7 +26,7 @@ use hickory_resolver::net::runtime::{
 };
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::Resolver;
-use netfailover_actors::model::IfaceName;
+use netfailover_actors::model::{Family, IfaceName};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 use super::wire::DatagramMeter;
@@ -44,10 +44,10 @@ pub enum DnsFailure {
         iface: IfaceName,
         message: String,
     },
-    /// Every server was unreachable because the interface has no route or no address: the
-    /// interface itself is not usable (NONE), rather than the upstream being broken.
-    #[error("DNS: {iface} has no route to {server}")]
-    NoRoute {
+    /// Every server was unreachable (no route, or an upstream router's ICMP "unreachable";
+    /// the errno cannot tell them apart). LIMITED, like every failure of the check itself.
+    #[error("DNS: {server} unreachable through {iface}")]
+    Unreachable {
         iface: IfaceName,
         server: SocketAddr,
     },
@@ -87,7 +87,10 @@ impl RuntimeProvider for BoundProvider {
                 TcpSocket::new_v4()?
             };
             socket.bind_device(Some(iface.as_bytes()))?;
-            if let Some(local) = bind_addr {
+            if let Some(local) = bind_addr.or_else(|| {
+                super::source::source_for(&iface, Family::of(&server.ip()))
+                    .map(|ip| SocketAddr::new(ip, 0))
+            }) {
                 socket.bind(local)?;
             }
             let wait_for = wait_for.unwrap_or(Duration::from_secs(5));
@@ -101,10 +104,16 @@ impl RuntimeProvider for BoundProvider {
         })
     }
 
-    fn bind_udp(&self, local: SocketAddr, _server: SocketAddr) -> BoxedIo<Self::Udp> {
+    fn bind_udp(&self, local: SocketAddr, server: SocketAddr) -> BoxedIo<Self::Udp> {
         let iface = self.iface.clone();
         let meter = self.meter.clone();
         Box::pin(async move {
+            // The interface's own address (strict reverse-path filtering upstream), when
+            // hickory leaves the choice to the kernel.
+            let local = match super::source::source_for(&iface, Family::of(&server.ip())) {
+                Some(ip) if local.ip().is_unspecified() => SocketAddr::new(ip, local.port()),
+                _ => local,
+            };
             let socket = UdpSocket::bind(local).await?;
             socket.bind_device(Some(iface.as_bytes()))?;
             Ok(MeteredUdp { socket, meter })
@@ -288,16 +297,16 @@ impl InterfaceResolver {
         });
     }
 
-    /// One failure for the whole list: "no route" only if every server was unroutable; "no
+    /// One failure for the whole list: "unreachable" only if every server was; "no
     /// answer" if any server answered that the name has no address; otherwise the first error.
     fn summarise(&self, host: &str, failures: Vec<(SocketAddr, ServerFailure)>) -> DnsFailure {
         let iface = self.iface.clone();
         if let Some((server, _)) = failures.first().filter(|_| {
             failures
                 .iter()
-                .all(|(_, f)| matches!(f, ServerFailure::NoRoute))
+                .all(|(_, f)| matches!(f, ServerFailure::Unreachable))
         }) {
-            return DnsFailure::NoRoute {
+            return DnsFailure::Unreachable {
                 iface,
                 server: *server,
             };
@@ -328,7 +337,7 @@ impl InterfaceResolver {
 #[derive(Debug)]
 enum ServerFailure {
     NoAnswer,
-    NoRoute,
+    Unreachable,
     Timeout,
     Other(String),
 }
@@ -338,7 +347,7 @@ impl ServerFailure {
         match e {
             NetError::Dns(DnsError::NoRecordsFound(_)) => ServerFailure::NoAnswer,
             NetError::Timeout => ServerFailure::Timeout,
-            NetError::Io(io) if super::is_no_route(io) => ServerFailure::NoRoute,
+            NetError::Io(io) if super::is_unreachable(io) => ServerFailure::Unreachable,
             other => ServerFailure::Other(other.to_string()),
         }
     }

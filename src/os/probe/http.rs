@@ -3,7 +3,7 @@
 //! the classification needs (never more than 64 KiB). The connection is dropped afterwards: no
 //! reuse between checks, so every check really leaves through the interface it names.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use tokio_rustls::TlsConnector;
 
 use super::classify::{self, BodyPrefix, Head, BODY_CAP, ONLINE_HEADER};
 use super::wire::TcpMeter;
-use super::{is_no_route, CheckFailure};
+use super::{is_unreachable, CheckFailure};
 
 /// What the check asks for, from the check URI.
 #[derive(Debug, Clone)]
@@ -30,9 +30,11 @@ pub struct GetRequest {
     pub path_and_query: String,
 }
 
-/// Opens a TCP connection to `addr` through `iface` only.
+/// Opens a TCP connection to `addr` through `iface` only, from `source` (the interface's own
+/// address, so strict reverse-path filtering upstream accepts it).
 pub async fn connect(
     iface: &IfaceName,
+    source: IpAddr,
     addr: SocketAddr,
     connect_timeout: Duration,
     meter: &TcpMeter,
@@ -49,7 +51,9 @@ pub async fn connect(
     socket
         .bind_device(Some(iface.as_str().as_bytes()))
         .map_err(|e| {
-            if is_no_route(&e) {
+            // SO_BINDTODEVICE names the device itself: ENODEV means it vanished after the
+            // local check (a local fact, not a network answer).
+            if e.raw_os_error() == Some(libc::ENODEV) {
                 CheckFailure::Missing {
                     iface: iface.clone(),
                 }
@@ -59,6 +63,12 @@ pub async fn connect(
                     message: format!("binding to {iface}: {e}"),
                 }
             }
+        })?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| CheckFailure::Connect {
+            addr,
+            message: format!("binding to {source}: {e}"),
         })?;
     // The request fits one segment; send it without waiting for Nagle.
     let _ = socket.set_nodelay(true);
@@ -76,9 +86,10 @@ pub async fn connect(
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             Err(CheckFailure::Refused { addr })
         }
-        Ok(Err(e)) if is_no_route(&e) => Err(CheckFailure::NoRoute {
+        Ok(Err(e)) if is_unreachable(&e) => Err(CheckFailure::Unreachable {
             iface: iface.clone(),
             addr,
+            message: e.to_string(),
         }),
         Ok(Err(e)) => Err(CheckFailure::Connect {
             addr,

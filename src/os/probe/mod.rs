@@ -7,14 +7,17 @@
 //! - `classify.rs`: the SPEC §3 table from an HTTP answer.
 //! - `wire.rs`: bytes on the wire per check.
 //!
-//! Failures without an HTTP answer map as follows: the interface missing (ENODEV), or no route
-//! or no address on it (ENETUNREACH, EADDRNOTAVAIL on the bound socket), is NONE; everything
-//! else — DNS failure, refused, host unreachable (the gateway does not answer ARP), connect or
-//! total timeout, TLS failure, reset, garbage — is LIMITED.
+//! NONE comes only from our own view of the kernel before anything is sent: the interface is
+//! missing or not up with a carrier, has no default route or gateway the engine knows of (for
+//! any family, or for the target's), or no address of the target's family. Every failure of the check itself is LIMITED — DNS
+//! failure, refused, network or host unreachable (an upstream router answering ICMP
+//! "unreachable" looks exactly like a local "no route" errno, so an errno never decides NONE),
+//! connect or total timeout, TLS failure, reset, garbage.
 
 mod classify;
 mod dns;
 mod http;
+mod source;
 mod wire;
 
 use std::net::{IpAddr, SocketAddr};
@@ -24,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use hyper::header::HeaderValue;
-use netfailover_actors::model::{CheckConfig, IfaceName};
+use netfailover_actors::model::{CheckConfig, Family, IfaceName};
 use netfailover_actors::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -54,8 +57,24 @@ pub enum ProbeError {
 pub(crate) enum CheckFailure {
     #[error("interface {iface} is missing")]
     Missing { iface: IfaceName },
-    #[error("{iface} has no route to {addr}")]
-    NoRoute { iface: IfaceName, addr: SocketAddr },
+    #[error("{iface} is down or has no carrier")]
+    LinkDown { iface: IfaceName },
+    #[error("{addr} unreachable through {iface}: {message}")]
+    Unreachable {
+        iface: IfaceName,
+        addr: SocketAddr,
+        message: String,
+    },
+    #[error("{iface} has no default route or gateway")]
+    Unrouted { iface: IfaceName },
+    #[error("{iface} has no {} default route or gateway for {host}", family_name(*family))]
+    NoFamilyRoute {
+        iface: IfaceName,
+        family: Family,
+        host: String,
+    },
+    #[error("{iface} has no {} address", family_name(*family))]
+    NoAddress { iface: IfaceName, family: Family },
     #[error(transparent)]
     Dns(#[from] DnsFailure),
     #[error("connection refused by {addr}")]
@@ -75,11 +94,22 @@ pub(crate) enum CheckFailure {
 impl CheckFailure {
     fn verdict(&self) -> Verdict {
         match self {
+            // Our own view of the kernel and of the engine's routes, taken before sending
+            // anything; never an errno (see the module doc).
             CheckFailure::Missing { .. }
-            | CheckFailure::NoRoute { .. }
-            | CheckFailure::Dns(DnsFailure::NoRoute { .. }) => Verdict::None,
+            | CheckFailure::LinkDown { .. }
+            | CheckFailure::Unrouted { .. }
+            | CheckFailure::NoFamilyRoute { .. }
+            | CheckFailure::NoAddress { .. } => Verdict::None,
             _ => Verdict::Limited,
         }
+    }
+}
+
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
     }
 }
 
@@ -88,16 +118,43 @@ pub(crate) fn secs(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
 
-/// The socket error says the interface cannot carry the packet at all (missing, no route, no
-/// address), as opposed to the network behind it failing.
-pub(crate) fn is_no_route(e: &std::io::Error) -> bool {
+/// The socket error is an "unreachable" of some kind: a local one (no route, no address) or an
+/// upstream router's ICMP answer, which the errno cannot tell apart. Reported as such (LIMITED).
+pub(crate) fn is_unreachable(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::ENODEV)
-            | Some(libc::ENETUNREACH)
-            | Some(libc::EADDRNOTAVAIL)
-            | Some(libc::ENXIO)
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::EADDRNOTAVAIL)
     )
+}
+
+/// Our own view of the kernel: the interface exists, is up and has a carrier (IFF_RUNNING).
+/// Read from the calling thread's network namespace (getifaddrs asks netlink).
+fn local_link(iface: &IfaceName) -> Result<(), CheckFailure> {
+    use nix::net::if_::InterfaceFlags;
+    let flags = nix::ifaddrs::getifaddrs()
+        .ok()
+        .and_then(|mut all| {
+            all.find(|a| a.interface_name == iface.as_str())
+                .map(|a| a.flags)
+        })
+        .or_else(|| {
+            // Without the listing, existence alone (a link the listing could not be read for
+            // counts as usable: the check itself will tell).
+            nix::net::if_::if_nametoindex(iface.as_str())
+                .ok()
+                .map(|_| InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING)
+        });
+    match flags {
+        None => Err(CheckFailure::Missing {
+            iface: iface.clone(),
+        }),
+        Some(f) if !f.contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING) => {
+            Err(CheckFailure::LinkDown {
+                iface: iface.clone(),
+            })
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// The check host as the URI names it.
@@ -348,8 +405,11 @@ impl HttpProbe {
     ) -> Result<(Verdict, String), CheckFailure> {
         let inner = &self.inner;
         let iface = &request.iface;
-        if nix::net::if_::if_nametoindex(iface.as_str()).is_err() {
-            return Err(CheckFailure::Missing {
+        local_link(iface)?;
+        // No route at all: nothing is sent (the engine does not even ask; `netfailover check`
+        // on such an interface ends here too).
+        if request.routed.is_empty() {
+            return Err(CheckFailure::Unrouted {
                 iface: iface.clone(),
             });
         }
@@ -363,12 +423,30 @@ impl HttpProbe {
                 .into())
             }
         };
-        // Try each address in answer order; the first connection decides the check.
+        // Try each address in answer order; the first connection decides the check. Only
+        // families with a route on the interface: through a socket bound to it, the kernel
+        // would take any other target as on-link and ARP for it.
         let mut last = None;
         for ip in addrs {
+            let family = Family::of(&ip);
+            if !request.routed.contains(&family) {
+                last.get_or_insert(CheckFailure::NoFamilyRoute {
+                    iface: iface.clone(),
+                    family,
+                    host: inner.target.host.to_string(),
+                });
+                continue;
+            }
+            let Some(source) = source::source_for(iface.as_str(), family) else {
+                last = Some(CheckFailure::NoAddress {
+                    iface: iface.clone(),
+                    family,
+                });
+                continue;
+            };
             let addr = SocketAddr::new(ip, inner.target.port);
             let meter = meters.connection(addr.is_ipv6());
-            match http::connect(iface, addr, inner.connect_timeout, &meter).await {
+            match http::connect(iface, source, addr, inner.connect_timeout, &meter).await {
                 Ok(stream) => {
                     let stream = Metered::new(stream, meter);
                     return match &inner.tls {
@@ -489,6 +567,28 @@ mod tests {
             Verdict::None
         );
         assert_eq!(CheckFailure::Refused { addr }.verdict(), Verdict::Limited);
+        assert_eq!(
+            CheckFailure::LinkDown {
+                iface: iface.clone()
+            }
+            .verdict(),
+            Verdict::None
+        );
+        // An upstream's ICMP "unreachable" and a local "no route" share one errno: LIMITED.
+        let unreachable = CheckFailure::Unreachable {
+            iface: iface.clone(),
+            addr,
+            message: "Network is unreachable (os error 101)".into(),
+        };
+        assert_eq!(unreachable.verdict(), Verdict::Limited);
+        assert_eq!(
+            CheckFailure::Dns(DnsFailure::Unreachable {
+                iface: iface.clone(),
+                server: addr,
+            })
+            .verdict(),
+            Verdict::Limited
+        );
         let timeout = CheckFailure::ConnectTimeout {
             addr,
             after: Duration::from_secs(5),
