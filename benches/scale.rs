@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netfailover::engine::fake::{FakeProbe, FakeScripts, MemJournal, MemStateStore};
+use netfailover::engine::fake::{FakeProbe, FakeScripts, FakeTraffic, MemJournal, MemStateStore};
 use netfailover::engine::model::{
     CheckConfig, Config, Family, FamilyConfig, IfaceAddr, IfaceMatch, IfaceName, KernelRoute,
     Method, Metric, Profile, UplinkType, DEFAULT_ROUTE_PROTOCOL,
@@ -147,6 +147,7 @@ fn run_engine(dev: &Netns, stop: oneshot::Receiver<()>) {
                 scripts: Arc::new(FakeScripts::default()),
                 journal: Arc::new(MemJournal::default()),
                 state: Arc::new(MemStateStore::default()),
+                traffic: Arc::new(FakeTraffic::default()),
             };
             let engine = netfailover::engine::start(config, ports);
             let _ = stop.await;
