@@ -302,6 +302,10 @@ pub struct EngineState {
     /// them NONE instead of taking them for a fresh link (UNKNOWN).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub none_from_checks: BTreeSet<IfaceName>,
+    /// What was left of each running fail-back hold when this was saved, in milliseconds:
+    /// a restart resumes the hold instead of dropping the penalty at once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failback_hold_ms: BTreeMap<IfaceName, u64>,
 }
 
 /// Durable store of [`EngineState`] (a file under `state_dir` in production).

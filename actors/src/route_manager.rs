@@ -362,6 +362,7 @@ impl RouteManager {
             };
             ctx.wait(bounded.into_actor(self));
         }
+        self.record_holds();
         self.persister.submit(self.state.record.clone());
         ctx.spawn(self.persister.flush().into_actor(self));
         self.publish_uplinks();
@@ -378,6 +379,30 @@ impl RouteManager {
         if !self.state.bounced.is_empty() {
             self.request_reconcile(ctx);
         }
+    }
+
+    /// Puts what is left of every running fail-back hold into the record, so a restart resumes
+    /// it. Saved with each reconcile: after a crash the hold may last up to one reconcile
+    /// interval longer, never shorter.
+    fn record_holds(&mut self) {
+        let hold = self.cfg.check.failback_hold;
+        let now = Instant::now();
+        let record = &mut self.state.record;
+        record.failback_hold_ms = self
+            .state
+            .full_since
+            .iter()
+            .filter(|(name, _)| {
+                record
+                    .interfaces
+                    .get(*name)
+                    .is_some_and(|r| r.connectivity == Connectivity::Full)
+            })
+            .filter_map(|(name, since)| {
+                let left = (*since + hold).checked_duration_since(now)?;
+                (!left.is_zero()).then(|| (name.clone(), left.as_millis() as u64))
+            })
+            .collect();
     }
 
     fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
@@ -583,6 +608,7 @@ impl RouteManager {
                     dns: self.dns_for(&a.name),
                     routed: self.routed(a),
                     connectivity: self.connectivity(&a.name),
+                    metric: self.family_config(a, Family::V4).metric.get(),
                 })
             })
             .collect()
@@ -704,6 +730,7 @@ fn empty_status(name: IfaceName, uplink_type: UplinkType) -> IfaceStatus {
         probe_bytes: 0,
         probe_dns_bytes: 0,
         checks: Default::default(),
+        passive: Default::default(),
     }
 }
 
@@ -998,14 +1025,31 @@ impl Actor for RouteManager {
                     r.announced_up = false;
                 }
             }
-            // Resumed FULL interfaces have proven themselves already: no new fail-back hold.
-            let long_ago = Instant::now()
-                .checked_sub(act.cfg.check.failback_hold)
-                .unwrap_or_else(Instant::now);
+            // Resumed FULL interfaces keep what was left of a running fail-back hold (saved
+            // with the record); the others have proven themselves already: no new hold.
+            let hold = act.cfg.check.failback_hold;
+            let now = Instant::now();
+            let mut holds = Vec::new();
             for (name, r) in &act.state.record.interfaces {
-                if r.connectivity == Connectivity::Full {
-                    act.state.full_since.insert(name.clone(), long_ago);
+                if r.connectivity != Connectivity::Full {
+                    continue;
                 }
+                let left = act
+                    .state
+                    .record
+                    .failback_hold_ms
+                    .get(name)
+                    .map(|ms| Duration::from_millis(*ms).min(hold))
+                    .unwrap_or_default();
+                // Clock too young to go back that far: start the hold now (errs on holding).
+                let since = now.checked_sub(hold - left).unwrap_or(now);
+                act.state.full_since.insert(name.clone(), since);
+                if !left.is_zero() {
+                    holds.push(left);
+                }
+            }
+            for left in holds {
+                ctx.run_later(left, |act, ctx| act.request_reconcile(ctx));
             }
             match dump {
                 Ok(links) => act.state.links = links.into_iter().map(|l| (l.ifindex, l)).collect(),

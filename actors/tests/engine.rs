@@ -1290,3 +1290,58 @@ async fn an_interface_without_a_gateway_is_none_and_never_checked() {
     assert_eq!(w.probe.checks("wwan0").len(), 1);
     assert_eq!(state_of(&h, "wwan0"), Connectivity::Full);
 }
+
+#[actix::test]
+async fn a_running_failback_hold_survives_route_manager_and_daemon_restarts() {
+    let w = world();
+    let mut cfg = config();
+    cfg.check.failback_hold = Duration::from_secs(30);
+    w.probe.set("eth0", Verdict::Limited);
+    let h = started(&w, cfg.clone()).await;
+    assert_eq!(owned_metrics(&w)[0].1, 100 + PENALTY);
+    w.probe.set("eth0", Verdict::Full);
+    pass(Duration::from_secs(5)).await; // FULL again after two good checks, hold running
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Full);
+    let full_at = tokio::time::Instant::now() - Duration::from_secs(3);
+    for (i, crash) in [false, true].into_iter().enumerate() {
+        if crash {
+            h.crash("route-manager").await.unwrap();
+        } else {
+            h.kill("route-manager").await.unwrap();
+        }
+        pass(Duration::from_secs(1)).await;
+        assert_eq!(
+            owned_metrics(&w)[0].1,
+            100 + PENALTY,
+            "hold kept across route-manager restart {i}"
+        );
+    }
+    // A daemon restart: a new engine on the same kernel and state store.
+    h.shutdown().await.unwrap();
+    let h2 = start(cfg.clone(), w.ports());
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(state_of(&h2, "eth0"), Connectivity::Full, "resumed");
+    assert_eq!(
+        owned_metrics(&w)[0].1,
+        100 + PENALTY,
+        "hold kept across a daemon restart"
+    );
+    // It still ends: by the end of the hold (plus one reconcile interval of slack for the
+    // time since the last save), the penalty is gone.
+    let end = full_at + cfg.check.failback_hold + cfg.route.reconcile_interval;
+    while owned_metrics(&w)[0].1 > PENALTY
+        && tokio::time::Instant::now() < end + Duration::from_secs(30)
+    {
+        pass(Duration::from_millis(200)).await;
+    }
+    assert!(
+        tokio::time::Instant::now() <= end,
+        "hold over {:?} after FULL",
+        tokio::time::Instant::now() - full_at
+    );
+    assert!(
+        tokio::time::Instant::now() >= full_at + cfg.check.failback_hold - Duration::from_secs(3),
+        "hold not cut short"
+    );
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100));
+}
