@@ -1,8 +1,10 @@
 //! The throw-away namespace world: the fixture of the namespace tests and of `netfailover lab`.
 
+pub mod bench;
 pub mod hostile;
 pub mod internet;
 pub mod netns;
+pub mod router;
 pub mod soak;
 pub mod timeline;
 pub mod uplinks;
