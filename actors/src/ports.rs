@@ -5,7 +5,7 @@
 //! its port again (a new subscription, a fresh dump), so a port must never hand out state that
 //! belongs to a dead actor. Every future is `Send + 'static` so an adapter may run it anywhere.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -298,6 +298,14 @@ pub struct EngineState {
     pub global: Option<Connectivity>,
     /// Gateways learned from foreign default routes we replaced (method=auto), per interface.
     pub learned_gateways: BTreeMap<IfaceName, Vec<IpAddr>>,
+    /// Interfaces whose NONE came from their checks (not from a lost link): a restart keeps
+    /// them NONE instead of taking them for a fresh link (UNKNOWN).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub none_from_checks: BTreeSet<IfaceName>,
+    /// What was left of each running fail-back hold when this was saved, in milliseconds:
+    /// a restart resumes the hold instead of dropping the penalty at once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failback_hold_ms: BTreeMap<IfaceName, u64>,
 }
 
 /// Durable store of [`EngineState`] (a file under `state_dir` in production).
