@@ -47,7 +47,7 @@ pub enum Command {
     /// Kill one actor of the running daemon (resilience testing; it is restarted).
     Kill {
         /// Actor name as `status` shows it: link-watcher, route-manager, probe-scheduler,
-        /// dispatcher, prober:<iface>.
+        /// dispatcher, traffic-watcher, prober:<iface>.
         actor: String,
     },
     /// Recent dispatcher events with their reasons and scripts.
@@ -405,6 +405,7 @@ mod tests {
                 probe_bytes: 2048,
                 probe_dns_bytes: 0,
                 checks: CheckCounters::default(),
+                passive: Default::default(),
             }],
             actors: vec![ActorStatus {
                 name: "dispatcher".into(),
