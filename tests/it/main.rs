@@ -8,3 +8,4 @@ mod lab;
 mod netlink;
 mod passive;
 mod probe;
+mod semantics;
