@@ -47,7 +47,7 @@ pub enum Command {
     /// Kill one actor of the running daemon (resilience testing; it is restarted).
     Kill {
         /// Actor name as `status` shows it: link-watcher, route-manager, probe-scheduler,
-        /// dispatcher, prober:<iface>.
+        /// dispatcher, traffic-watcher, prober:<iface>.
         actor: String,
     },
     /// Recent dispatcher events with their reasons and scripts.
@@ -57,6 +57,7 @@ pub enum Command {
         json: bool,
     },
     /// Build a throw-away network of namespaces, run the daemon in it and play faults (root).
+    #[cfg(feature = "lab")]
     Lab(LabArgs),
 }
 
@@ -100,6 +101,8 @@ pub enum LogFormat {
     Json,
 }
 
+/// `netfailover lab` (feature `lab`, on by default).
+#[cfg(feature = "lab")]
 #[derive(Args, Debug, Clone)]
 pub struct LabArgs {
     /// Scenario to play (`netfailover lab --scenario list` lists them).
@@ -405,6 +408,7 @@ mod tests {
                 probe_bytes: 2048,
                 probe_dns_bytes: 0,
                 checks: CheckCounters::default(),
+                passive: Default::default(),
             }],
             actors: vec![ActorStatus {
                 name: "dispatcher".into(),

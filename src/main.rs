@@ -81,6 +81,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "lab")]
         Command::Lab(args) => {
             let passed = netfailover::lab::timeline::run(&args)?;
             Ok(if passed {

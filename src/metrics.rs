@@ -379,6 +379,7 @@ mod tests {
             probe_bytes: 1234,
             probe_dns_bytes: 234,
             checks: CheckCounters::default(),
+            passive: Default::default(),
         }
     }
 

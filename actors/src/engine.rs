@@ -27,7 +27,7 @@ pub enum EngineError {
         intensity: u32,
         period_secs: u64,
     },
-    #[error("no actor named {name:?} (try link-watcher, route-manager, probe-scheduler, dispatcher, prober:IFACE)")]
+    #[error("no actor named {name:?} (try link-watcher, route-manager, probe-scheduler, dispatcher, traffic-watcher, prober:IFACE)")]
     UnknownActor { name: String },
     #[error("{actor} is not running right now (restarting?)")]
     Unavailable { actor: String },

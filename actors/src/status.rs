@@ -67,6 +67,23 @@ impl CheckCounters {
     }
 }
 
+/// Passive health of one interface in `status` (TrafficWatcher and ProbeScheduler publish it).
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct PassiveStatus {
+    /// `off` (disabled or not sampled), `quiet`, or `suspect`.
+    pub state: String,
+    /// Since when the interface has shown evidence of a stall (Unix ms), while suspect.
+    pub suspect_since_unix_ms: Option<u64>,
+    /// What last asked for a confirmation, and when (Unix ms).
+    pub last_trigger: Option<String>,
+    pub last_trigger_unix_ms: Option<u64>,
+    /// Suspicions that asked for confirmation (after the cost bound's back-off).
+    pub suspicions: u64,
+    /// Confirmation checks run, and of those the ones that failed.
+    pub confirmations: u64,
+    pub confirmations_failed: u64,
+}
+
 /// One managed interface in `status`.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct IfaceStatus {
@@ -92,6 +109,8 @@ pub struct IfaceStatus {
     pub probe_bytes: u64,
     pub probe_dns_bytes: u64,
     pub checks: CheckCounters,
+    #[serde(default)]
+    pub passive: PassiveStatus,
 }
 
 /// One actor in `status`.
