@@ -230,6 +230,7 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
                 format!("{} → {effective}", i.metric),
                 last,
                 human_bytes(i.probe_bytes),
+                passive_summary(&i.passive, now_ms),
             ]
         })
         .collect();
@@ -244,6 +245,7 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
                 "METRIC → EFFECTIVE",
                 "LAST CHECK",
                 "PROBE BYTES",
+                "PASSIVE",
             ],
             &rows,
         )
@@ -277,6 +279,30 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
         &actors,
     ));
     out
+}
+
+/// Passive health in one cell: `quiet`, `suspect 3s`, then the counters and the last trigger.
+fn passive_summary(p: &netfailover_actors::status::PassiveStatus, now_ms: u64) -> String {
+    let mut s = match (p.state.as_str(), p.suspect_since_unix_ms) {
+        ("", _) => "off".to_string(),
+        ("suspect", Some(since)) => format!("suspect {}", human_age(now_ms.saturating_sub(since))),
+        (state, _) => state.to_string(),
+    };
+    if p.suspicions > 0 {
+        let _ = write!(
+            s,
+            "; {} suspicions, {} confirmations ({} failed)",
+            p.suspicions, p.confirmations, p.confirmations_failed
+        );
+    }
+    if let (Some(what), Some(at)) = (&p.last_trigger, p.last_trigger_unix_ms) {
+        let _ = write!(
+            s,
+            "; last {} ago: {what}",
+            human_age(now_ms.saturating_sub(at))
+        );
+    }
+    s
 }
 
 /// One script outcome as `name:code`.
@@ -509,7 +535,15 @@ mod tests {
                 probe_bytes: 2048,
                 probe_dns_bytes: 0,
                 checks: CheckCounters::default(),
-                passive: Default::default(),
+                passive: netfailover_actors::status::PassiveStatus {
+                    state: "suspect".into(),
+                    suspect_since_unix_ms: Some(11_000),
+                    last_trigger: Some("TCP to 203.0.113.7 stalled".into()),
+                    last_trigger_unix_ms: Some(12_000),
+                    suspicions: 1,
+                    confirmations: 2,
+                    confirmations_failed: 2,
+                },
             }],
             actors: vec![ActorStatus {
                 name: "dispatcher".into(),
@@ -529,6 +563,7 @@ mod tests {
             "100 → 20100",
             "3s ago LIMITED (connect timeout)",
             "2.0 KiB",
+            "suspect 2s; 1 suspicions, 2 confirmations (2 failed); last 1s ago: TCP to 203.0.113.7 stalled",
         ] {
             assert!(row.contains(part), "{part:?} not in {row:?}");
         }

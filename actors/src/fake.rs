@@ -55,6 +55,8 @@ struct KernelState {
     write_log: Vec<RouteWrite>,
     /// How long each route write takes to be acknowledged (a netlink round trip).
     write_delay: Duration,
+    /// Router Solicitations sent, by ifindex, in order.
+    solicitations: Vec<u32>,
 }
 
 /// One route write the fake kernel accepted.
@@ -190,6 +192,11 @@ impl FakeKernel {
         let mut s = lock(&self.state);
         s.routes.push(route);
         s.notify(LinkUpdate::RoutesChanged);
+    }
+
+    /// Router Solicitations the engine sent, by ifindex, in order.
+    pub fn solicitations(&self) -> Vec<u32> {
+        lock(&self.state).solicitations.clone()
     }
 
     pub fn delete_route_by_hand(&self, route: &KernelRoute) {
@@ -402,6 +409,11 @@ impl RouteTable for FakeKernel {
             Ok(())
         });
         self.acked(r)
+    }
+
+    fn solicit_router(&self, ifindex: u32, _: IfaceName) -> BoxFuture<'static, PortResult<()>> {
+        lock(&self.state).solicitations.push(ifindex);
+        async { Ok(()) }.boxed()
     }
 
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
