@@ -4,6 +4,7 @@
 
 pub use netfailover_actors as engine;
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod control;

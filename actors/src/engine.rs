@@ -147,6 +147,12 @@ impl EngineHandle {
         self.wait().await
     }
 
+    /// Asks for the clean stop of [`EngineHandle::shutdown`] without waiting for it (from a
+    /// `Drop`, or from a thread without a runtime); [`EngineHandle::wait`] tells when it is done.
+    pub fn request_shutdown(&self) {
+        self.supervisor.do_send(StopTree);
+    }
+
     /// Resolves when the tree has stopped: `Ok` after `shutdown`, `Err` on escalation.
     pub async fn wait(&self) -> Result<(), EngineError> {
         let mut done = self.done.clone();

@@ -176,6 +176,12 @@ impl BoardData {
         let _ = self.observers.send(event);
     }
 
+    /// Ends every observation (receivers see `Closed` once drained): the engine has stopped.
+    /// Later observers subscribe to a fresh channel that nothing feeds.
+    pub fn close_observers(&mut self) {
+        self.observers = broadcast::channel(OBSERVER_BUFFER).0;
+    }
+
     /// Replaces (or adds) one actor's row; a higher restart count is announced as a restart.
     pub fn upsert_actor(&mut self, status: ActorStatus) {
         let old = self

@@ -310,6 +310,7 @@ impl Supervisor {
         self.stopping = true;
         self.abort_all();
         self.publish();
+        self.board.lock().close_observers();
         let _ = self.done.send(Some(result));
         ctx.stop();
     }
@@ -428,7 +429,7 @@ impl Handler<CrashActor> for Supervisor {
 }
 
 /// Grace for RouteManager to put routes at their configured metrics on shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Handler<ChildExited> for Supervisor {
     type Result = ();

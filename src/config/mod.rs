@@ -235,8 +235,7 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
         route: settings.route.clone(),
         dispatcher: settings.dispatcher.clone(),
         dns,
-        // `[passive]` in netfailover.toml comes with the settings file's next revision.
-        passive: netfailover_actors::model::PassiveConfig::default(),
+        passive: settings.passive.clone(),
     };
     let loaded = Loaded {
         config,
