@@ -276,7 +276,7 @@ impl Chaos {
 /// One `event` line of the daemon's log: the event as raised.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Raised {
-    id: u64,
+    pub(crate) id: u64,
     kind: String,
     /// `-` for a global event (the script's `$1` is empty then).
     iface: String,
