@@ -195,6 +195,19 @@ pub fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The configuration problems `status` reports (nothing when there are none): the same
+/// `FILE:LINE: error: …` lines as `check-config` and the log.
+pub fn format_config_problems(problems: &[String]) -> String {
+    if problems.is_empty() {
+        return String::new();
+    }
+    let mut out = "\nconfiguration problems (see `netfailover check-config`):\n".to_string();
+    for p in problems {
+        let _ = writeln!(out, "  {p}");
+    }
+    out
+}
+
 /// The `status` table: one row per interface, the global state, then the actors.
 pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
     let rows: Vec<Vec<String>> = status

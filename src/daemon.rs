@@ -6,13 +6,14 @@
 //! metrics address) or the engine escalated (too many restarts), so systemd's
 //! `Restart=on-failure` restarts it.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, LocalBoxFuture};
-use netfailover_actors::model::{Event, EventKind, IfaceName};
+use netfailover_actors::model::{CheckConfig, Event, EventKind, IfaceName};
 use netfailover_actors::ports::{
     Ports, Probe, ProbeReport, ProbeRequest, ScriptOutcome, ScriptRunner,
 };
@@ -45,6 +46,9 @@ pub enum DaemonError {
         signal: &'static str,
         error: std::io::Error,
     },
+    /// A reload whose `netfailover.toml` had something rejected (never ends the daemon).
+    #[error("netfailover.toml has errors (logged above)")]
+    SettingsRejected,
     #[error("the engine stopped after too many restarts: {reason}")]
     Escalated { reason: String },
 }
@@ -135,6 +139,35 @@ impl ControlBackend for EngineBackend {
     }
 }
 
+/// The running daemon's control backend: the engine, plus the problems of the configuration
+/// last read (at start or on the last SIGHUP), which `status` shows as `config_problems`.
+struct DaemonBackend {
+    engine: EngineBackend,
+    problems: Rc<RefCell<Vec<String>>>,
+}
+
+impl ControlBackend for DaemonBackend {
+    fn status(&self) -> LocalBoxFuture<'_, EngineStatus> {
+        self.engine.status()
+    }
+
+    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>> {
+        self.engine.check(iface)
+    }
+
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
+        self.engine.kill(actor)
+    }
+
+    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
+        self.engine.events()
+    }
+
+    fn config_problems(&self) -> Vec<String> {
+        self.problems.borrow().clone()
+    }
+}
+
 fn load(args: &ConfigArgs) -> Result<config::Loaded, DaemonError> {
     let loaded = config::load(&args.boot_dir, args.config.as_deref()).map_err(|error| {
         DaemonError::Config {
@@ -143,7 +176,11 @@ fn load(args: &ConfigArgs) -> Result<config::Loaded, DaemonError> {
         }
     })?;
     for problem in &loaded.problems {
-        tracing::warn!("{problem}");
+        if problem.is_error() {
+            tracing::error!("{problem}");
+        } else {
+            tracing::warn!("{problem}");
+        }
     }
     Ok(loaded)
 }
@@ -186,8 +223,22 @@ struct Reloadable {
     scripts: Arc<Swappable<dyn ScriptRunner>>,
 }
 
+/// The check adapter. The configuration already refused a CA file the probe cannot read, but
+/// the file may change before we read it again: then the check runs with the built-in roots
+/// only (an error in the log) rather than the daemon stopping.
 fn build_probe(loaded: &config::Loaded) -> Result<Arc<dyn Probe>, DaemonError> {
-    let probe = os::probe::HttpProbe::new(&loaded.config.check).map_err(|e| DaemonError::Port {
+    let check = &loaded.config.check;
+    let probe = os::probe::HttpProbe::new(check).or_else(|error| match check.ca_file {
+        Some(_) => {
+            tracing::error!(%error, "check.ca_file ignored; checks use the built-in roots");
+            os::probe::HttpProbe::new(&CheckConfig {
+                ca_file: None,
+                ..check.clone()
+            })
+        }
+        None => Err(error),
+    });
+    let probe = probe.map_err(|e| DaemonError::Port {
         port: "probe",
         message: e.to_string(),
     })?;
@@ -268,6 +319,7 @@ impl Drop for SocketFile<'_> {
 async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<u8, DaemonError> {
     let (ports, reloadable) = build_ports(&loaded)?;
     let started_with = Restartable::of(&loaded);
+    let problems = Rc::new(RefCell::new(printed(&loaded.problems)));
     // Bind everything that can fail before the engine touches a route.
     let control_listener = control::bind(socket)?;
     let _socket_file = SocketFile(socket);
@@ -289,7 +341,10 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
     let mut events = engine.subscribe();
     tokio::task::spawn_local(control::serve(
         control_listener,
-        Rc::new(EngineBackend(engine.clone())),
+        Rc::new(DaemonBackend {
+            engine: EngineBackend(engine.clone()),
+            problems: problems.clone(),
+        }),
     ));
     if let Some(listener) = metrics_listener {
         let board = engine.clone();
@@ -316,7 +371,7 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
         tokio::select! {
             _ = sigterm.recv() => return shutdown(&engine, &notifier, "SIGTERM").await,
             _ = sigint.recv() => return shutdown(&engine, &notifier, "SIGINT").await,
-            _ = sighup.recv() => reload(&engine, &reloadable, &started_with, &notifier, &args.config),
+            _ = sighup.recv() => reload(&engine, &reloadable, &started_with, &notifier, &args.config, &problems),
             result = &mut stopped => {
                 return match result {
                     Ok(()) => Ok(0),
@@ -380,15 +435,33 @@ impl Restartable {
     }
 }
 
+fn printed(problems: &[config::Problem]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
+}
+
+/// SIGHUP: reads the boot directory again and hands it to the engine. When `netfailover.toml`
+/// (or its environment) has something rejected, the last good configuration stays in force:
+/// per-key defaults are a start-up fallback, not something to switch a running device to.
 fn reload(
     engine: &EngineHandle,
     reloadable: &Reloadable,
     started_with: &Restartable,
     notifier: &Notifier,
     args: &ConfigArgs,
+    problems: &RefCell<Vec<String>>,
 ) {
     notifier.reloading();
-    match load(args).and_then(|loaded| reloadable.update(&loaded).map(|()| loaded)) {
+    let loaded = load(args);
+    if let Ok(loaded) = &loaded {
+        *problems.borrow_mut() = printed(&loaded.problems);
+    }
+    let applied = loaded.and_then(|loaded| {
+        if loaded.settings_rejected {
+            return Err(DaemonError::SettingsRejected);
+        }
+        reloadable.update(&loaded).map(|()| loaded)
+    });
+    match applied {
         Ok(loaded) => {
             if Restartable::of(&loaded) != *started_with {
                 tracing::warn!(
@@ -402,7 +475,7 @@ fn reload(
             engine.reload(loaded.config);
         }
         Err(e) => {
-            tracing::error!(error = %e, "SIGHUP: reload failed; keeping the old configuration")
+            tracing::error!(error = %e, "SIGHUP: reload failed; keeping the last good configuration")
         }
     }
     notifier.ready(&status_line(engine));
