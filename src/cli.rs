@@ -392,6 +392,19 @@ mod tests {
     }
 
     #[test]
+    fn config_problems_end_the_status_only_when_there_are_some() {
+        assert_eq!(format_config_problems(&[]), "");
+        let text = format_config_problems(&[
+            "/mnt/boot/netfailover.toml:3: error: check.down_count: bad".into(),
+        ]);
+        assert!(text.contains("configuration problems"), "{text}");
+        assert!(
+            text.ends_with("  /mnt/boot/netfailover.toml:3: error: check.down_count: bad\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn status_table_reads_at_a_glance() {
         let status = EngineStatus {
             connectivity: Connectivity::Full,

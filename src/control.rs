@@ -299,8 +299,8 @@ pub async fn answer(line: &[u8], backend: &dyn ControlBackend) -> Reply {
         Err(e) => Reply::error(format!("internal: cannot encode reply: {e}")),
     };
     match request {
-        Request::Status => to_value(
-            serde_json::to_value(backend.status().await).map(|mut status| {
+        Request::Status => to_value(serde_json::to_value(backend.status().await).map(
+            |mut status| {
                 if let serde_json::Value::Object(fields) = &mut status {
                     fields.insert(
                         "config_problems".to_string(),
@@ -308,8 +308,8 @@ pub async fn answer(line: &[u8], backend: &dyn ControlBackend) -> Reply {
                     );
                 }
                 status
-            }),
-        ),
+            },
+        )),
         Request::Events => to_value(serde_json::to_value(backend.events().await)),
         Request::Check { iface } => match IfaceName::new(iface) {
             Err(e) => Reply::error(e.to_string()),

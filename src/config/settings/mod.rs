@@ -403,7 +403,9 @@ mod tests {
             problems[0].starts_with("netfailover.toml:2: error: malformed TOML: "),
             "{problems:?}"
         );
-        assert!(problems[0].ends_with("the whole file is ignored (every setting takes its default)"));
+        assert!(
+            problems[0].ends_with("the whole file is ignored (every setting takes its default)")
+        );
     }
 
     #[test]
@@ -427,7 +429,10 @@ mod tests {
             assert_eq!(s.check.down_count, 4);
             assert_eq!(problems.len(), 1, "{problems:?}");
             let p = problems[0].to_string();
-            assert!(p.contains("netfailover.toml:2: error: check.ca_file: "), "{p}");
+            assert!(
+                p.contains("netfailover.toml:2: error: check.ca_file: "),
+                "{p}"
+            );
             assert!(p.contains(why), "{p}");
         }
     }
