@@ -9,23 +9,20 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, LocalBoxFuture};
-use netfailover_actors::model::{CheckConfig, Event, EventKind, IfaceName};
-use netfailover_actors::ports::{
-    Ports, Probe, ProbeReport, ProbeRequest, ScriptOutcome, ScriptRunner,
-};
+use futures::future::LocalBoxFuture;
+use netfailover_actors::model::{EventKind, IfaceName};
+use netfailover_actors::ports::ProbeReport;
 use netfailover_actors::status::{EngineStatus, EventRecord};
 use netfailover_actors::EngineHandle;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::agent::{Agent, AgentError, AgentHandle, Subscription};
 use crate::cli::{ConfigArgs, LogFormat, RunArgs};
 use crate::config;
 use crate::control::{self, ControlBackend, ControlError};
 use crate::metrics::{self, MetricsError};
-use crate::os;
 
 /// Daemon start-up and run errors (each ends `run` with exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -35,8 +32,8 @@ pub enum DaemonError {
         boot_dir: PathBuf,
         error: config::ConfigError,
     },
-    #[error("setting up {port}: {message}")]
-    Port { port: &'static str, message: String },
+    #[error(transparent)]
+    Agent(#[from] AgentError),
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error(transparent)]
@@ -137,6 +134,10 @@ impl ControlBackend for EngineBackend {
     fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
         Box::pin(async move { self.0.history() })
     }
+
+    fn subscribe(&self) -> Option<Subscription> {
+        Some(Subscription::of(&self.0))
+    }
 }
 
 /// The running daemon's control backend: the engine, plus the problems of the configuration
@@ -163,6 +164,10 @@ impl ControlBackend for DaemonBackend {
         self.engine.events()
     }
 
+    fn subscribe(&self) -> Option<Subscription> {
+        self.engine.subscribe()
+    }
+
     fn config_problems(&self) -> Vec<String> {
         self.problems.borrow().clone()
     }
@@ -183,110 +188,6 @@ fn load(args: &ConfigArgs) -> Result<config::Loaded, DaemonError> {
         }
     }
     Ok(loaded)
-}
-
-/// A port whose adapter is rebuilt on reload: the probe and the script runner are built from
-/// settings (check URI, timeouts, CA file, script timeout) that a SIGHUP may change, while the
-/// engine keeps the `Ports` it was started with.
-struct Swappable<T: ?Sized>(RwLock<Arc<T>>);
-
-impl<T: ?Sized> Swappable<T> {
-    fn new(inner: Arc<T>) -> Self {
-        Self(RwLock::new(inner))
-    }
-
-    fn get(&self) -> Arc<T> {
-        // A poisoned lock still holds a complete Arc: use it.
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set(&self, inner: Arc<T>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = inner;
-    }
-}
-
-impl Probe for Swappable<dyn Probe> {
-    fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
-        self.get().check(request)
-    }
-}
-
-impl ScriptRunner for Swappable<dyn ScriptRunner> {
-    fn run(&self, event: Event) -> BoxFuture<'static, Vec<ScriptOutcome>> {
-        self.get().run(event)
-    }
-}
-
-/// The adapters that depend on reloadable settings.
-struct Reloadable {
-    probe: Arc<Swappable<dyn Probe>>,
-    scripts: Arc<Swappable<dyn ScriptRunner>>,
-}
-
-/// The check adapter. The configuration already refused a CA file the probe cannot read, but
-/// the file may change before we read it again: then the check runs with the built-in roots
-/// only (an error in the log) rather than the daemon stopping.
-fn build_probe(loaded: &config::Loaded) -> Result<Arc<dyn Probe>, DaemonError> {
-    let check = &loaded.config.check;
-    let probe = os::probe::HttpProbe::new(check).or_else(|error| match check.ca_file {
-        Some(_) => {
-            tracing::error!(%error, "check.ca_file ignored; checks use the built-in roots");
-            os::probe::HttpProbe::new(&CheckConfig {
-                ca_file: None,
-                ..check.clone()
-            })
-        }
-        None => Err(error),
-    });
-    let probe = probe.map_err(|e| DaemonError::Port {
-        port: "probe",
-        message: e.to_string(),
-    })?;
-    Ok(Arc::new(probe))
-}
-
-fn build_scripts(loaded: &config::Loaded) -> Arc<dyn ScriptRunner> {
-    Arc::new(os::scripts::ScriptDirRunner::new(
-        loaded.dispatcher_dir.clone(),
-        loaded.config.dispatcher.script_timeout,
-    ))
-}
-
-impl Reloadable {
-    /// Rebuilds the adapters from a reloaded configuration; on error the old ones stay.
-    fn update(&self, loaded: &config::Loaded) -> Result<(), DaemonError> {
-        self.probe.set(build_probe(loaded)?);
-        self.scripts.set(build_scripts(loaded));
-        Ok(())
-    }
-}
-
-/// The kernel adapters for `loaded`.
-fn build_ports(loaded: &config::Loaded) -> Result<(Ports, Reloadable), DaemonError> {
-    let routes = os::netlink::NetlinkRoutes::new().map_err(|e| DaemonError::Port {
-        port: "netlink routes",
-        message: e.to_string(),
-    })?;
-    let reloadable = Reloadable {
-        probe: Arc::new(Swappable::new(build_probe(loaded)?)),
-        scripts: Arc::new(Swappable::new(build_scripts(loaded))),
-    };
-    let ports = Ports {
-        links: Arc::new(os::netlink::NetlinkLinks::new(loaded.netlink_rcvbuf)),
-        routes: Arc::new(routes),
-        sysctl: Arc::new(os::sysctl::ProcSysctl::new()),
-        probe: reloadable.probe.clone(),
-        scripts: reloadable.scripts.clone(),
-        journal: Arc::new(os::persist::FileJournal::new(loaded.state_dir.clone())),
-        state: Arc::new(os::persist::FileStateStore::new(loaded.state_dir.clone())),
-        traffic: Arc::new(
-            os::traffic::NetlinkTraffic::new().map_err(|e| DaemonError::Port {
-                port: "netlink traffic sampling",
-                message: e.to_string(),
-            })?,
-        ),
-    };
-    Ok((ports, reloadable))
 }
 
 fn status_line(engine: &EngineHandle) -> String {
@@ -317,7 +218,6 @@ impl Drop for SocketFile<'_> {
 }
 
 async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<u8, DaemonError> {
-    let (ports, reloadable) = build_ports(&loaded)?;
     let started_with = Restartable::of(&loaded);
     let problems = Rc::new(RefCell::new(printed(&loaded.problems)));
     // Bind everything that can fail before the engine touches a route.
@@ -337,7 +237,8 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
     let mut sigint = sig(SignalKind::interrupt(), "SIGINT")?;
     let mut sighup = sig(SignalKind::hangup(), "SIGHUP")?;
 
-    let engine = netfailover_actors::start(loaded.config, ports);
+    let agent = Agent::builder().loaded(loaded).start()?;
+    let engine = agent.engine().clone();
     let mut events = engine.subscribe();
     tokio::task::spawn_local(control::serve(
         control_listener,
@@ -369,9 +270,9 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
             }
         };
         tokio::select! {
-            _ = sigterm.recv() => return shutdown(&engine, &notifier, "SIGTERM").await,
-            _ = sigint.recv() => return shutdown(&engine, &notifier, "SIGINT").await,
-            _ = sighup.recv() => reload(&engine, &reloadable, &started_with, &notifier, &args.config, &problems),
+            _ = sigterm.recv() => return shutdown(agent, &notifier, "SIGTERM").await,
+            _ = sigint.recv() => return shutdown(agent, &notifier, "SIGINT").await,
+            _ = sighup.recv() => reload(&agent, &started_with, &notifier, &args.config, &problems),
             result = &mut stopped => {
                 return match result {
                     Ok(()) => Ok(0),
@@ -401,13 +302,13 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
 }
 
 async fn shutdown(
-    engine: &EngineHandle,
+    agent: AgentHandle,
     notifier: &Notifier,
     signal: &str,
 ) -> Result<u8, DaemonError> {
     tracing::info!(signal, "shutting down: removing penalties");
     notifier.stopping();
-    match engine.shutdown().await {
+    match agent.shutdown().await {
         Ok(()) => {
             tracing::info!("stopped cleanly");
             Ok(0)
@@ -439,12 +340,11 @@ fn printed(problems: &[config::Problem]) -> Vec<String> {
     problems.iter().map(ToString::to_string).collect()
 }
 
-/// SIGHUP: reads the boot directory again and hands it to the engine. When `netfailover.toml`
+/// SIGHUP: reads the boot directory again and hands it to the agent. When `netfailover.toml`
 /// (or its environment) has something rejected, the last good configuration stays in force:
 /// per-key defaults are a start-up fallback, not something to switch a running device to.
 fn reload(
-    engine: &EngineHandle,
-    reloadable: &Reloadable,
+    agent: &AgentHandle,
     started_with: &Restartable,
     notifier: &Notifier,
     args: &ConfigArgs,
@@ -455,28 +355,28 @@ fn reload(
     if let Ok(loaded) = &loaded {
         *problems.borrow_mut() = printed(&loaded.problems);
     }
-    let applied = loaded.and_then(|loaded| {
-        if loaded.settings_rejected {
-            return Err(DaemonError::SettingsRejected);
-        }
-        reloadable.update(&loaded).map(|()| loaded)
+    let loaded = loaded.and_then(|loaded| match loaded.settings_rejected {
+        true => Err(DaemonError::SettingsRejected),
+        false => Ok(loaded),
     });
-    match applied {
+    match loaded {
         Ok(loaded) => {
             if Restartable::of(&loaded) != *started_with {
                 tracing::warn!(
                     "SIGHUP: state_dir and netlink.rcvbuf changes apply at the next restart"
                 );
             }
-            tracing::info!(
-                profiles = loaded.config.profiles.len(),
-                "SIGHUP: configuration reloaded"
-            );
-            engine.reload(loaded.config);
+            let profiles = loaded.config.profiles.len();
+            match agent.reload(loaded.config) {
+                Ok(()) => tracing::info!(profiles, "SIGHUP: configuration reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: reload failed; keeping the last good configuration")
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: reload failed; keeping the last good configuration")
         }
     }
-    notifier.ready(&status_line(engine));
+    notifier.ready(&status_line(agent.engine()));
 }

@@ -55,6 +55,8 @@ struct KernelState {
     write_log: Vec<RouteWrite>,
     /// How long each route write takes to be acknowledged (a netlink round trip).
     write_delay: Duration,
+    /// Router Solicitations sent, by ifindex, in order.
+    solicitations: Vec<u32>,
 }
 
 /// One route write the fake kernel accepted.
@@ -190,6 +192,11 @@ impl FakeKernel {
         let mut s = lock(&self.state);
         s.routes.push(route);
         s.notify(LinkUpdate::RoutesChanged);
+    }
+
+    /// Router Solicitations the engine sent, by ifindex, in order.
+    pub fn solicitations(&self) -> Vec<u32> {
+        lock(&self.state).solicitations.clone()
     }
 
     pub fn delete_route_by_hand(&self, route: &KernelRoute) {
@@ -402,6 +409,11 @@ impl RouteTable for FakeKernel {
             Ok(())
         });
         self.acked(r)
+    }
+
+    fn solicit_router(&self, ifindex: u32, _: IfaceName) -> BoxFuture<'static, PortResult<()>> {
+        lock(&self.state).solicitations.push(ifindex);
+        async { Ok(()) }.boxed()
     }
 
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
@@ -826,4 +838,34 @@ impl FakeWorld {
             traffic: Arc::new(self.traffic.clone()),
         }
     }
+}
+
+/// A profile binding `iface` by name with a manual IPv4 gateway (IPv6 unmanaged), as a
+/// NetworkManager keyfile would give: what examples and doctests configure a fake device with.
+pub fn manual_profile(
+    iface: &str,
+    uplink_type: crate::model::UplinkType,
+    metric: u32,
+    gateway: std::net::IpAddr,
+) -> Result<crate::model::Profile, crate::model::IfaceNameError> {
+    use crate::model::{FamilyConfig, IfaceMatch, Method, Metric, Profile};
+    let family = |manage_default, gateway| FamilyConfig {
+        manage_default,
+        method: Method::Manual,
+        // Out of range (past the kernel's limit): the type's default instead.
+        metric: Metric::new(i64::from(metric)).unwrap_or_else(|_| uplink_type.default_metric()),
+        addresses: Vec::new(),
+        gateway,
+    };
+    Ok(Profile {
+        id: format!("fake-{iface}"),
+        uuid: None,
+        file: std::path::PathBuf::from(format!("system-connections/{iface}.nmconnection")),
+        uplink_type,
+        matches: IfaceMatch::Name(IfaceName::new(iface)?),
+        managed: true,
+        ipv4: family(true, Some(gateway)),
+        ipv6: family(false, None),
+        dns: Vec::new(),
+    })
 }

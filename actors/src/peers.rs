@@ -14,6 +14,7 @@ use crate::dispatcher::Dispatcher;
 use crate::link_watcher::LinkWatcher;
 use crate::probe_scheduler::ProbeScheduler;
 use crate::route_manager::RouteManager;
+use crate::traffic_watcher::TrafficWatcher;
 
 /// The current address of an actor, if it is running.
 pub struct Slot<A: Actor>(Arc<RwLock<Option<Addr<A>>>>);
@@ -65,4 +66,5 @@ pub struct Peers {
     pub route_manager: Slot<RouteManager>,
     pub probe_scheduler: Slot<ProbeScheduler>,
     pub dispatcher: Slot<Dispatcher>,
+    pub traffic_watcher: Slot<TrafficWatcher>,
 }

@@ -92,6 +92,14 @@ pub trait RouteTable: Send + Sync + 'static {
 
     /// Makes sure `addr` is on the interface (idempotent: an existing address is success).
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>>;
+
+    /// Sends one IPv6 Router Solicitation on the interface (to all-routers, hop limit 255), so
+    /// the router's answer re-installs its default route with the current `ra_defrtr_metric`.
+    /// The default does nothing (a table without router-advertised routes).
+    fn solicit_router(&self, ifindex: u32, name: IfaceName) -> BoxFuture<'static, PortResult<()>> {
+        let _ = (ifindex, name);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Per-interface kernel settings the engine tunes (`/proc/sys/net/...` in production).

@@ -230,6 +230,7 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
         route: settings.route.clone(),
         dispatcher: settings.dispatcher.clone(),
         dns,
+        passive: settings.passive.clone(),
     };
     let loaded = Loaded {
         config,

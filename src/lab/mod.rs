@@ -1,7 +1,9 @@
 //! The throw-away namespace world: the fixture of the namespace tests and of `netfailover lab`.
 
+pub mod bench;
 pub mod internet;
 pub mod netns;
+pub mod router;
 pub mod timeline;
 pub mod uplinks;
 pub mod world;

@@ -1,7 +1,9 @@
-//! Real adapters of the engine's ports: netlink links and routes, sysctls, the HTTP(S) probe
-//! with per-interface DNS, dispatcher scripts, the state files under `state_dir`, and passive health's traffic
-//! sampling (link counters and TCP sockets via sock_diag).
+//! Real adapters of the engine's ports: netlink links and routes, router solicitations
+//! (`ndisc`), sysctls, the HTTP(S) probe with per-interface DNS, dispatcher scripts, the state
+//! files under `state_dir`, and passive health's traffic sampling (link counters and TCP sockets
+//! via sock_diag).
 
+pub mod ndisc;
 pub mod netlink;
 pub mod persist;
 pub mod probe;

@@ -37,12 +37,13 @@ pub mod values;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use netfailover_actors::model::{CheckConfig, DispatcherConfig, RouteConfig};
+use netfailover_actors::model::{CheckConfig, DispatcherConfig, PassiveConfig, RouteConfig};
 
 pub use reader::Entry;
 use reader::Reader;
 use sections::{
-    CheckSection, Context, DaemonSection, DispatcherSection, NetlinkSection, RouteSection,
+    CheckSection, Context, DaemonSection, DispatcherSection, NetlinkSection, PassiveSection,
+    RouteSection,
 };
 pub use values::{parse_duration, Invalid, MAX_DURATION};
 
@@ -53,7 +54,7 @@ use super::{read_text, Origin};
 pub const ENV_PREFIX: &str = "NETFAILOVER";
 
 /// Every table of the file, in the order check-config prints them (`""`: the top-level keys).
-pub const SECTIONS: [&str; 5] = ["check", "route", "dispatcher", "netlink", ""];
+pub const SECTIONS: [&str; 6] = ["check", "route", "dispatcher", "passive", "netlink", ""];
 
 /// The validated settings with where each came from.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -63,6 +64,7 @@ pub struct Settings {
     pub check: CheckConfig,
     pub route: RouteConfig,
     pub dispatcher: DispatcherConfig,
+    pub passive: PassiveConfig,
     pub state_dir: PathBuf,
     pub netlink_rcvbuf: usize,
     pub adopt: bool,
@@ -82,6 +84,7 @@ impl Default for Settings {
             check: CheckConfig::default(),
             route: RouteConfig::default(),
             dispatcher: DispatcherConfig::default(),
+            passive: PassiveConfig::default(),
             state_dir: daemon.state_dir,
             netlink_rcvbuf: NetlinkSection::default().rcvbuf,
             adopt: daemon.adopt,
@@ -146,6 +149,7 @@ pub fn load(
     let check: CheckSection = reader.section();
     let route: RouteSection = reader.section();
     let dispatcher: DispatcherSection = reader.section();
+    let passive: PassiveSection = reader.section();
     let netlink: NetlinkSection = reader.section();
     let daemon: DaemonSection = reader.section();
 
@@ -169,6 +173,7 @@ pub fn load(
         check: check.apply(CheckConfig::default(), &reader.ctx),
         route: route.into(),
         dispatcher: dispatcher.into(),
+        passive: passive.into(),
         state_dir: daemon.state_dir,
         netlink_rcvbuf: netlink.rcvbuf,
         adopt: daemon.adopt,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use netfailover_actors::model::{
-    CheckConfig, DeviceEvents, DispatcherConfig, RouteConfig, RpFilterPolicy, PENALTY_MAX,
+    CheckConfig, DeviceEvents, DispatcherConfig, PassiveConfig, RouteConfig, RpFilterPolicy,
+    PENALTY_MAX,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -226,6 +227,78 @@ impl From<DispatcherSection> for DispatcherConfig {
     }
 }
 
+/// `[passive]`: passive health (README "Passive health"); maps one to one onto the engine's
+/// [`PassiveConfig`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PassiveSection {
+    pub enabled: bool,
+    #[serde(with = "duration")]
+    pub period: Duration,
+    #[serde(with = "duration")]
+    pub window: Duration,
+    pub tx_min: u64,
+    pub rx_noise: u64,
+    #[serde(with = "duration")]
+    pub confirm_timeout_min: Duration,
+    #[serde(with = "duration")]
+    pub backoff_min: Duration,
+    #[serde(with = "duration")]
+    pub min_gap: Duration,
+}
+
+impl Default for PassiveSection {
+    fn default() -> Self {
+        let d = PassiveConfig::default();
+        Self {
+            enabled: d.enabled,
+            period: d.period,
+            window: d.window,
+            tx_min: d.tx_min,
+            rx_noise: d.rx_noise,
+            confirm_timeout_min: d.confirm_timeout_min,
+            backoff_min: d.backoff_min,
+            min_gap: d.min_gap,
+        }
+    }
+}
+
+impl Section for PassiveSection {
+    const NAME: &'static str = "passive";
+
+    fn validate(&self, _: &Context) -> Vec<(&'static str, Invalid)> {
+        let ms = Duration::from_millis;
+        rejected([
+            // Sampling is a few netlink dumps: faster than 100 ms buys nothing but CPU.
+            ("period", at_least(self.period, ms(100))),
+            ("window", at_least(self.window, ms(100))),
+            ("tx_min", in_range(self.tx_min, 1, 1_000_000)),
+            ("rx_noise", in_range(self.rx_noise, 0, 1_000_000)),
+            (
+                "confirm_timeout_min",
+                at_least(self.confirm_timeout_min, ms(100)),
+            ),
+            ("backoff_min", at_least(self.backoff_min, ms(1000))),
+            ("min_gap", at_least(self.min_gap, ms(1000))),
+        ])
+    }
+}
+
+impl From<PassiveSection> for PassiveConfig {
+    fn from(s: PassiveSection) -> Self {
+        Self {
+            enabled: s.enabled,
+            period: s.period,
+            window: s.window,
+            tx_min: s.tx_min,
+            rx_noise: s.rx_noise,
+            confirm_timeout_min: s.confirm_timeout_min,
+            backoff_min: s.backoff_min,
+            min_gap: s.min_gap,
+        }
+    }
+}
+
 /// `[netlink]`: the link-event socket (applies at the next start).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -295,6 +368,7 @@ mod tests {
         assert!(RouteSection::default().validate(&ctx()).is_empty());
         assert!(DispatcherSection::default().validate(&ctx()).is_empty());
         assert!(NetlinkSection::default().validate(&ctx()).is_empty());
+        assert!(PassiveSection::default().validate(&ctx()).is_empty());
         assert!(DaemonSection::default().validate(&ctx()).is_empty());
     }
 
