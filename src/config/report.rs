@@ -231,6 +231,12 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
     }
     let servers = match &prof.matches {
         IfaceMatch::Name(n) => dns.servers_for(n, &prof.dns),
+        IfaceMatch::ControlDevice(device) => {
+            match matching::control_device_net(&opts.sysfs_root, device) {
+                Some(n) => dns.servers_for(&n, &prof.dns),
+                None => unbound_servers(dns, &prof.dns),
+            }
+        }
         _ => unbound_servers(dns, &prof.dns),
     };
     let mut line = format!(
