@@ -48,7 +48,7 @@ pub enum Command {
     /// Kill one actor of the running daemon (resilience testing; it is restarted).
     Kill {
         /// Actor name as `status` shows it: link-watcher, route-manager, probe-scheduler,
-        /// dispatcher, traffic-watcher, prober:<iface>.
+        /// dispatcher, traffic-watcher, prober:IFACE.
         actor: String,
     },
     /// Recent dispatcher events with their reasons and scripts.
@@ -81,7 +81,7 @@ pub struct ConfigArgs {
     /// Boot directory holding config.json, system-connections/ and dispatcher.d/.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BOOT_DIR)]
     pub boot_dir: PathBuf,
-    /// Own settings file (default: <boot-dir>/netfailover.toml).
+    /// Own settings file (default: BOOT_DIR/netfailover.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -116,6 +116,10 @@ pub struct LabArgs {
     /// Keep the namespaces (and the daemon) after the timeline, until Ctrl-C.
     #[arg(long)]
     pub keep: bool,
+    /// Soak: the default timeline in a loop for MINUTES, with link flaps and actor kills,
+    /// sampling the daemon's memory, fds, threads and state_dir size (a table at the end).
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub soak: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 //! The real connectivity check (SPEC §3): [`HttpProbe`] implements the engine's
-//! [`Probe`](netfailover_actors::ports::Probe) port with an HTTP(S) GET that leaves through one
+//! [`Probe`] port with an HTTP(S) GET that leaves through one
 //! interface only, after resolving the check host through that interface's own DNS servers.
 //!
 //! - `dns.rs`: hickory resolvers bound to the interface, server order, TTL cache.
