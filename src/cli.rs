@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::{ProbeReport, ScriptResult};
-use netfailover_actors::status::{EngineStatus, EventRecord};
+use netfailover_actors::status::{EngineStatus, EventRecord, JournalStatus};
 
 use crate::control::DEFAULT_SOCKET;
 
@@ -255,6 +255,9 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
         "\nglobal connectivity: {}   events: {}   script failures: {}   pending: {}\n",
         status.connectivity, status.events_total, status.script_failures, status.pending_events
     );
+    if let Some(line) = journal_behind(&status.journal) {
+        let _ = writeln!(out, "{line}\n");
+    }
     let actors: Vec<Vec<String>> = status
         .actors
         .iter()
@@ -317,6 +320,21 @@ fn script_summary(outcome: &netfailover_actors::ports::ScriptOutcome) -> String 
 }
 
 /// The `events` table, oldest first.
+/// One warning line when the event journal on disk is behind, for `status` and `events`.
+pub fn journal_behind(journal: &JournalStatus) -> Option<String> {
+    if !journal.behind {
+        return None;
+    }
+    let mut line = format!(
+        "journal behind: {} event(s) not on disk yet",
+        journal.unsaved_events
+    );
+    if let Some(e) = &journal.last_error {
+        line.push_str(&format!("; last write failed: {e}"));
+    }
+    Some(line)
+}
+
 pub fn format_events(events: &[EventRecord]) -> String {
     if events.is_empty() {
         return "no events yet\n".to_string();
@@ -571,6 +589,20 @@ mod tests {
         assert!(text
             .lines()
             .any(|l| l.starts_with("dispatcher") && l.contains("running  2")));
+        assert!(!text.contains("journal behind"), "not behind: no line");
+        let mut behind = status.clone();
+        behind.journal = JournalStatus {
+            behind: true,
+            unsaved_events: 3,
+            last_error: Some("state_dir: disk full".into()),
+        };
+        let text = format_status(&behind, 13_000);
+        assert!(
+            text.contains(
+                "journal behind: 3 event(s) not on disk yet; last write failed: state_dir: disk full"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -445,6 +445,7 @@ mod tests {
             events_total: 9,
             script_failures: 2,
             pending_events: 1,
+            ..Default::default()
         }
     }
 

@@ -754,11 +754,23 @@ pub struct MemJournal {
     state: Arc<Mutex<JournalState>>,
     saves: Arc<Mutex<VecDeque<usize>>>,
     stalled: Arc<Mutex<bool>>,
+    id_floor: Arc<Mutex<u64>>,
+    corrupt: Arc<Mutex<bool>>,
 }
 
 impl MemJournal {
     pub fn get(&self) -> JournalState {
         lock(&self.state).clone()
+    }
+
+    /// The id floor the journal reports (a boot-time clock in production).
+    pub fn set_id_floor(&self, floor: u64) {
+        *lock(&self.id_floor) = floor;
+    }
+
+    /// While corrupt, loads fail (an unreadable journal file).
+    pub fn set_corrupt(&self, corrupt: bool) {
+        *lock(&self.corrupt) = corrupt;
     }
 
     /// While stalled, saves never finish (a stuck disk).
@@ -769,8 +781,16 @@ impl MemJournal {
 
 impl Journal for MemJournal {
     fn load(&self) -> BoxFuture<'static, PortResult<JournalState>> {
+        if *lock(&self.corrupt) {
+            let e = PortError::failed("journal", "not valid JSON");
+            return async move { Err(e) }.boxed();
+        }
         let s = lock(&self.state).clone();
         async move { Ok(s) }.boxed()
+    }
+
+    fn id_floor(&self) -> u64 {
+        *lock(&self.id_floor)
     }
 
     fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {

@@ -288,6 +288,12 @@ pub trait Journal: Send + Sync + 'static {
     fn load(&self) -> BoxFuture<'static, PortResult<JournalState>>;
     /// Atomically replaces the saved state.
     fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>>;
+    /// The lowest id the next event may take, from a clock that only moves forward within a
+    /// boot (the journal lives on tmpfs): a lost or corrupt journal, or a crash before a write,
+    /// never makes ids start over or repeat. 0: no floor.
+    fn id_floor(&self) -> u64 {
+        0
+    }
 }
 
 /// The last known state of one interface, persisted on every change.

@@ -1417,3 +1417,51 @@ async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
     settle().await;
     assert_eq!(w.kernel.solicitations().len(), before + 1);
 }
+
+/// A corrupt journal (or a lost one) never restarts ids at 1: they continue above the
+/// journal's boot-clock floor, so no id of the previous run repeats.
+#[actix::test]
+async fn a_corrupt_journal_never_restarts_event_ids() {
+    let w = world();
+    w.journal.set_id_floor(1_000);
+    let first = started(&w, config()).await;
+    w.kernel.set_carrier("wwan0", false);
+    settle().await;
+    let before: Vec<u64> = first.history().iter().map(|r| r.event.id).collect();
+    assert!(before.iter().all(|id| *id >= 1_000), "{before:?}");
+    first.shutdown().await.unwrap();
+    // "Daemon restart" with an unreadable journal, later in the same boot.
+    w.journal.set_corrupt(true);
+    w.journal.set_id_floor(2_000);
+    let second = start(config(), w.ports());
+    settle().await;
+    pass(Duration::from_millis(100)).await;
+    w.kernel.set_carrier("wwan0", true);
+    pass(Duration::from_millis(100)).await;
+    let after: Vec<u64> = second.history().iter().map(|r| r.event.id).collect();
+    assert!(!after.is_empty());
+    let last_before = before.iter().max().copied().unwrap_or(0);
+    assert!(
+        after.iter().all(|id| *id > last_before),
+        "ids repeat: before {before:?}, after {after:?}"
+    );
+}
+
+/// While the journal cannot write, `status` says it is behind and by how many events; once the
+/// disk answers again, it catches up.
+#[actix::test]
+async fn a_stalled_journal_shows_in_status() {
+    let w = world();
+    let h = started(&w, config()).await;
+    assert!(!h.status().journal.behind, "{:?}", h.status().journal);
+    w.journal.set_stalled(true);
+    w.kernel.set_carrier("eth0", false);
+    pass(Duration::from_secs(3)).await;
+    let j = h.status().journal;
+    assert!(j.behind && j.unsaved_events >= 1, "{j:?}");
+    w.journal.set_stalled(false);
+    w.kernel.set_carrier("eth0", true);
+    pass(Duration::from_secs(3)).await;
+    let j = h.status().journal;
+    assert!(!j.behind && j.unsaved_events == 0, "{j:?}");
+}
