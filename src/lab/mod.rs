@@ -2,9 +2,11 @@
 
 pub mod apps;
 pub mod bench;
+pub mod hostile;
 pub mod internet;
 pub mod netns;
 pub mod router;
+pub mod soak;
 pub mod timeline;
 pub mod uplinks;
 pub mod world;
