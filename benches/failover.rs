@@ -114,6 +114,7 @@ fn run_engine(
                 scripts: Arc::new(FakeScripts::default()),
                 journal: Arc::new(MemJournal::default()),
                 state: Arc::new(MemStateStore::default()),
+                flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
             };
             let engine = netfailover::engine::start(config, ports);
             let _ = stop.await;

@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::future::LocalBoxFuture;
 use netfailover_actors::model::IfaceName;
 use netfailover_actors::ports::ProbeReport;
-use netfailover_actors::status::{EngineStatus, EventRecord};
+use netfailover_actors::status::{EngineStatus, HistoryEntry};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -98,7 +98,8 @@ pub trait ControlBackend {
     fn status(&self) -> LocalBoxFuture<'_, EngineStatus>;
     fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>>;
     fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>>;
-    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>>;
+    /// Dispatcher events and flow resets, oldest first.
+    fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>>;
 }
 
 /// Control socket errors.

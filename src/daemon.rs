@@ -16,7 +16,7 @@ use netfailover_actors::model::{Event, EventKind, IfaceName};
 use netfailover_actors::ports::{
     Ports, Probe, ProbeReport, ProbeRequest, ScriptOutcome, ScriptRunner,
 };
-use netfailover_actors::status::{EngineStatus, EventRecord};
+use netfailover_actors::status::{EngineStatus, HistoryEntry};
 use netfailover_actors::EngineHandle;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -130,8 +130,8 @@ impl ControlBackend for EngineBackend {
         Box::pin(async move { self.0.kill(&actor).await.map_err(|e| e.to_string()) })
     }
 
-    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
-        Box::pin(async move { self.0.history() })
+    fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
+        Box::pin(async move { self.0.timeline() })
     }
 }
 
@@ -228,6 +228,7 @@ fn build_ports(loaded: &config::Loaded) -> Result<(Ports, Reloadable), DaemonErr
         scripts: reloadable.scripts.clone(),
         journal: Arc::new(os::persist::FileJournal::new(loaded.state_dir.clone())),
         state: Arc::new(os::persist::FileStateStore::new(loaded.state_dir.clone())),
+        flows: Arc::new(os::flows::NetlinkFlows::new()),
     };
     Ok((ports, reloadable))
 }

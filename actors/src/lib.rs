@@ -11,9 +11,10 @@
 //! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ProbeDone`, `ProberExited`, `KillProber`, `CheckIface`, `ReconfigureChecks` | `ConnectivityChanged` → RouteManager; starts Probers | restarted; asks RouteManager, checks everything at once |
 //! | Prober (one per interface) | `prober.rs` | its timer, `Retarget`, `CheckNow` | `ProbeDone` → ProbeScheduler | restarted by ProbeScheduler; checks at once |
 //! | Dispatcher | `dispatcher.rs` | the `EventLog` | scripts → `ScriptRunner` | restarted; re-runs the interrupted event |
+//! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved` (from RouteManager, after apply), `ReconfigureFlows` | resets → `FlowTable`; `flows-reset` records → board | restarted; stateless |
 //!
 //! Pure logic lives outside actors: `health.rs` (check state machine), `plan.rs` (interface
-//! assignment, unique metrics, route diff). The event queue (`event_log.rs`) is owned by the
+//! assignment, unique metrics, route diff), `flows.rs` (which flows are pinned to an interface). The event queue (`event_log.rs`) is owned by the
 //! engine, so events survive restarts of their producer and consumer; it is mirrored to the
 //! `Journal` port for daemon restarts.
 //!
@@ -25,6 +26,8 @@ pub mod engine;
 pub mod event_log;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod flow_resetter;
+pub mod flows;
 pub mod health;
 pub mod link_watcher;
 pub mod model;

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Connectivity, Event, IfaceName, UplinkType};
-use crate::ports::{ScriptOutcome, Verdict};
+use crate::model::{Connectivity, Event, Family, IfaceName, UplinkType};
+use crate::ports::{FlowFailure, ScriptOutcome, Verdict};
 
 /// Recent events kept for `netfailover events`.
 pub const HISTORY_LEN: usize = 256;
@@ -111,6 +111,51 @@ pub struct EventRecord {
     pub scripts: Vec<ScriptOutcome>,
 }
 
+/// One `flows-reset`: the flows pinned to a demoted interface were reset after the route in use
+/// moved. Part of the `events` history, but not a dispatcher event (no id, no scripts).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct FlowResetRecord {
+    pub at_unix_ms: u64,
+    pub family: Family,
+    /// The interface the route in use moved off (whose flows were reset).
+    pub iface: IfaceName,
+    /// The interface it moved to.
+    pub to: IfaceName,
+    /// The move was a fail-back onto a more preferred uplink.
+    pub failback: bool,
+    pub sockets_destroyed: u64,
+    pub conntrack_deleted: u64,
+    pub failures: Vec<FlowFailure>,
+    /// From the route change (RouteManager's apply) to the end of the reset.
+    pub elapsed_ms: f64,
+}
+
+/// Totals of every flow reset since the start, for `status` and the metrics endpoint.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct FlowCounters {
+    pub resets: u64,
+    pub sockets_destroyed: u64,
+    pub conntrack_deleted: u64,
+    pub failures: u64,
+}
+
+/// One line of the `events` history: a dispatcher event, or a flow reset.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HistoryEntry {
+    Event(EventRecord),
+    FlowsReset { flows_reset: FlowResetRecord },
+}
+
+impl HistoryEntry {
+    pub fn at_unix_ms(&self) -> u64 {
+        match self {
+            HistoryEntry::Event(r) => r.event.at_unix_ms,
+            HistoryEntry::FlowsReset { flows_reset } => flows_reset.at_unix_ms,
+        }
+    }
+}
+
 /// The whole status, as `status --json` prints it.
 #[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
 pub struct EngineStatus {
@@ -121,6 +166,8 @@ pub struct EngineStatus {
     pub events_total: u64,
     pub script_failures: u64,
     pub pending_events: usize,
+    #[serde(default)]
+    pub flows: FlowCounters,
 }
 
 /// Shared, cheaply clonable board.
@@ -134,6 +181,8 @@ pub struct Board {
 pub struct BoardData {
     pub status: EngineStatus,
     pub history: VecDeque<EventRecord>,
+    /// Recent flow resets, oldest first (at most [`HISTORY_LEN`]).
+    pub flow_resets: VecDeque<FlowResetRecord>,
 }
 
 impl Board {
@@ -149,5 +198,44 @@ impl Board {
 
     pub fn history(&self) -> Vec<EventRecord> {
         self.lock().history.iter().cloned().collect()
+    }
+
+    pub fn flow_resets(&self) -> Vec<FlowResetRecord> {
+        self.lock().flow_resets.iter().cloned().collect()
+    }
+
+    /// Dispatcher events and flow resets together, oldest first (`netfailover events`).
+    pub fn timeline(&self) -> Vec<HistoryEntry> {
+        let board = self.lock();
+        let mut out: Vec<HistoryEntry> = board
+            .history
+            .iter()
+            .cloned()
+            .map(HistoryEntry::Event)
+            .chain(
+                board
+                    .flow_resets
+                    .iter()
+                    .cloned()
+                    .map(|flows_reset| HistoryEntry::FlowsReset { flows_reset }),
+            )
+            .collect();
+        // Stable: events keep their id order within a millisecond.
+        out.sort_by_key(HistoryEntry::at_unix_ms);
+        out
+    }
+
+    /// Records a finished flow reset (history and counters).
+    pub fn record_flow_reset(&self, record: FlowResetRecord) {
+        let mut board = self.lock();
+        let c = &mut board.status.flows;
+        c.resets += 1;
+        c.sockets_destroyed += record.sockets_destroyed;
+        c.conntrack_deleted += record.conntrack_deleted;
+        c.failures += record.failures.len() as u64;
+        if board.flow_resets.len() >= HISTORY_LEN {
+            board.flow_resets.pop_front();
+        }
+        board.flow_resets.push_back(record);
     }
 }

@@ -225,6 +225,7 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
         route: settings.route.clone(),
         dispatcher: settings.dispatcher.clone(),
         dns,
+        flows: netfailover_actors::model::FlowsConfig::default(),
     };
     let loaded = Loaded {
         config,

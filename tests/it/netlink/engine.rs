@@ -89,6 +89,7 @@ impl Rig {
                 scripts: Arc::new(FakeScripts::default()),
                 journal: Arc::new(self.journal.clone()),
                 state: Arc::new(self.state.clone()),
+                flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
             };
             let kernel = Kernel {
                 routes: NetlinkRoutes::new().expect("observer route socket"),
