@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use netfailover::engine::model::{CheckConfig, IfaceName};
+use netfailover::engine::model::{CheckConfig, Family, IfaceName};
 use netfailover::engine::ports::{ProbeRequest, Verdict};
 use netfailover::lab::internet::{CheckServer, DnsResponder, TestCa};
 use netfailover::lab::netns::{is_root, veth, Netns};
@@ -89,6 +89,7 @@ fn main() {
         iface: IfaceName::new("eth0").expect("iface"),
         ifindex: 0,
         dns: vec![sa("203.0.113.53:53")],
+        routed: vec![Family::V4],
     };
     let series = [
         ("HTTP", config("http://check.test/connectivity-check", None)),

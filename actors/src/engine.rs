@@ -9,6 +9,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::event_log::EventLog;
 use crate::model::{Config, Event, IfaceName};
+use crate::observe::{EngineEvent, Snapshot};
 use crate::ports::{Ports, ProbeReport};
 use crate::status::{Board, EngineStatus, EventRecord};
 use crate::supervisor::{CheckNowFor, Kill, Reload, StopTree, Supervisor};
@@ -104,6 +105,14 @@ impl EngineHandle {
     /// Every event as it is produced (before its scripts run).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// The whole view now and every change after it (`observe.rs`), taken atomically: the
+    /// snapshot plus the received events are the engine's exact history from this instant.
+    /// A receiver that falls more than `OBSERVER_BUFFER` events behind gets `Lagged` and
+    /// should observe again.
+    pub fn observe(&self) -> (Snapshot, broadcast::Receiver<EngineEvent>) {
+        self.board.observe()
     }
 
     /// Kills an actor by name; it is restarted at once and the kill does not count toward the

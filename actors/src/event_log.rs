@@ -5,9 +5,9 @@
 //! or of its consumer; it is mirrored to the `Journal` port so it also survives a daemon
 //! restart. Ids come from the journal's counter: unique and increasing, never reused; the
 //! producer waits for the journal write before going on (`persisted`).
-//! Bounded: past `limit` pending events, a new `connectivity-change` replaces a pending
-//! `connectivity-change` at the tail (coalescing, logged); `up`, `down` and
-//! `device-connectivity-change` are never dropped.
+//! Bounded: past `limit` pending events, a new `connectivity-change` replaces every pending
+//! `connectivity-change`, adjacent or not (coalescing, logged; the one whose scripts are running
+//! stays); `up`, `down` and `device-connectivity-change` are never dropped.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{broadcast, Notify};
 
 use crate::model::{Event, EventKind};
+use crate::observe::EngineEvent;
 use crate::persist::Persister;
 use crate::ports::{Journal, JournalState, ScriptOutcome, ScriptResult};
 use crate::status::{Board, EventRecord, HISTORY_LEN};
@@ -108,18 +109,30 @@ impl EventLog {
         event.id = s.next_id;
         s.next_id += 1;
         let id = event.id;
-        let coalesce = s.pending.len() >= self.limit
-            && event.kind == EventKind::ConnectivityChange
-            && s.pending.back().is_some_and(|last| {
-                last.kind == EventKind::ConnectivityChange && Some(last.id) != s.in_flight
+        if s.pending.len() >= self.limit && event.kind == EventKind::ConnectivityChange {
+            // Every pending global change is superseded by this one, wherever it sits between
+            // interface events; the one whose scripts are running stays.
+            let in_flight = s.in_flight;
+            let before = s.pending.len();
+            let mut oldest_previous = None;
+            s.pending.retain(|e| {
+                let drop = e.kind == EventKind::ConnectivityChange && Some(e.id) != in_flight;
+                if drop && oldest_previous.is_none() {
+                    oldest_previous = Some(e.previous);
+                }
+                !drop
             });
-        if coalesce {
-            if let Some(old) = s.pending.pop_back() {
+            let replaced = before - s.pending.len();
+            if let Some(previous) = oldest_previous {
+                // Scripts see one change from the state before the first dropped one.
+                event.previous = previous;
+            }
+            if replaced > 0 {
                 tracing::warn!(
                     event_id = id,
-                    replaced = old.id,
+                    replaced,
                     limit = self.limit,
-                    "event journal full: coalesced connectivity-change into the latest"
+                    "event journal full: coalesced pending connectivity-change events into the latest"
                 );
             }
         }
@@ -139,6 +152,7 @@ impl EventLog {
                     scripts: vec![],
                 },
             );
+            board.emit(EngineEvent::Event(event.clone()));
         }
         tracing::info!(event_id = id, event = %event.kind, iface = ?event.iface, state = %event.state, reason = %event.reason, "event");
         self.persister.submit(snapshot);
@@ -189,6 +203,15 @@ impl EventLog {
             let mut board = self.board.lock();
             board.status.pending_events = pending;
             board.status.script_failures += failures;
+            for o in &scripts {
+                board.emit(EngineEvent::Script {
+                    event_id: id,
+                    script: o.script.clone(),
+                    result: o.result.clone(),
+                    duration_ms: o.elapsed.as_millis() as u64,
+                });
+            }
+            board.emit(EngineEvent::Delivered { event_id: id });
             if let Some(r) = board.history.iter_mut().rev().find(|r| r.event.id == id) {
                 r.delivered = true;
                 r.scripts = scripts;
@@ -214,4 +237,101 @@ fn push_history(history: &mut VecDeque<EventRecord>, record: EventRecord) {
         history.pop_front();
     }
     history.push_back(record);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::MemJournal;
+    use crate::model::{Connectivity, IfaceName};
+
+    fn log(limit: usize) -> EventLog {
+        let (tx, _) = broadcast::channel(16);
+        EventLog::new(Arc::new(MemJournal::default()), tx, Board::default(), limit)
+    }
+
+    fn event(
+        kind: EventKind,
+        iface: Option<&str>,
+        previous: Connectivity,
+        state: Connectivity,
+    ) -> Event {
+        Event {
+            id: 0,
+            kind,
+            iface: iface.map(|n| IfaceName::new(n).expect("a valid test name")),
+            state,
+            previous,
+            reason: String::new(),
+            connection_id: None,
+            connection_uuid: None,
+            ip4_gateway: None,
+            ip4_nameservers: vec![],
+            at_unix_ms: 0,
+        }
+    }
+
+    fn kinds(log: &EventLog) -> Vec<EventKind> {
+        log.lock().pending.iter().map(|e| e.kind).collect()
+    }
+
+    use Connectivity::{Full, Limited, None as Down};
+    use EventKind::{
+        ConnectivityChange as Cc, DeviceConnectivityChange as Dcc, Down as D, Up as U,
+    };
+
+    #[test]
+    fn below_the_limit_nothing_coalesces() {
+        let l = log(10);
+        for _ in 0..3 {
+            l.push(event(Cc, None, Full, Limited));
+            l.push(event(Dcc, Some("eth0"), Full, Limited));
+        }
+        assert_eq!(l.pending_ids(), vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn past_the_limit_every_pending_connectivity_change_coalesces_into_the_latest() {
+        let l = log(4);
+        l.push(event(Cc, None, Down, Full)); // 1
+        l.push(event(D, Some("eth0"), Full, Down)); // 2
+        l.push(event(Cc, None, Full, Limited)); // 3
+        l.push(event(Dcc, Some("eth0"), Full, Down)); // 4
+        l.push(event(U, Some("eth0"), Down, Down)); // 5: not coalescible, kept
+                                                    // At the limit, with interface events between the global ones: all pending global
+                                                    // changes go, the new one stays, and it starts from the first dropped one's previous.
+        let id = l.push(event(Cc, None, Limited, Down)); // 6
+        assert_eq!(kinds(&l), vec![D, Dcc, U, Cc]);
+        assert_eq!(l.pending_ids(), vec![2, 4, 5, id]);
+        let latest = l.lock().pending.back().cloned().expect("just pushed");
+        assert_eq!((latest.previous, latest.state), (Down, Down));
+    }
+
+    #[test]
+    fn up_down_and_device_events_are_never_dropped() {
+        let l = log(2);
+        for i in 0..50 {
+            let k = [U, D, Dcc, Cc][i % 4];
+            l.push(event(k, Some("eth0"), Full, Limited));
+        }
+        let k = kinds(&l);
+        assert_eq!(k.iter().filter(|k| **k == Cc).count(), 1);
+        assert_eq!(k.len(), 1 + 3 * 12 + 2 /* i = 48, 49 */);
+        assert_eq!(
+            k.last(),
+            Some(&D),
+            "an interface event pushed last stays last"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_event_in_flight_is_never_coalesced() {
+        let l = log(1);
+        l.push(event(Cc, None, Down, Full)); // 1
+        let first = l.next().await;
+        assert_eq!(first.id, 1);
+        l.push(event(Cc, None, Full, Limited)); // 2
+        l.push(event(Cc, None, Limited, Down)); // 3
+        assert_eq!(l.pending_ids(), vec![1, 3]);
+    }
 }

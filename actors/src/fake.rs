@@ -50,6 +50,27 @@ struct KernelState {
     last_delivery: Arc<Mutex<Option<std::time::Instant>>>,
     /// Route writes after which some family that had a default route had none.
     gaps: u64,
+    /// Every successful route write, in order: what each one did, for tests that must see
+    /// transient states (a penalty applied and removed between two observations).
+    write_log: Vec<RouteWrite>,
+    /// How long each route write takes to be acknowledged (a netlink round trip).
+    write_delay: Duration,
+}
+
+/// One route write the fake kernel accepted.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum RouteWrite {
+    Add(KernelRoute),
+    Replace(KernelRoute),
+    Delete(KernelRoute),
+}
+
+impl RouteWrite {
+    pub fn route(&self) -> &KernelRoute {
+        match self {
+            RouteWrite::Add(r) | RouteWrite::Replace(r) | RouteWrite::Delete(r) => r,
+        }
+    }
 }
 
 impl KernelState {
@@ -245,6 +266,29 @@ impl FakeKernel {
         lock(&self.state).writes
     }
 
+    /// Makes every route write take `d` of (virtual) time before it is acknowledged, so other
+    /// messages queue up behind a reconcile as they do on a real, busy system.
+    pub fn set_write_delay(&self, d: Duration) {
+        lock(&self.state).write_delay = d;
+    }
+
+    /// Acknowledges a write after the configured delay.
+    fn acked(&self, r: PortResult<()>) -> BoxFuture<'static, PortResult<()>> {
+        let delay = lock(&self.state).write_delay;
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            r
+        }
+        .boxed()
+    }
+
+    /// Every successful route write so far, in order.
+    pub fn write_log(&self) -> Vec<RouteWrite> {
+        lock(&self.state).write_log.clone()
+    }
+
     /// Wall-clock time a subscriber last took a link update off its stream.
     pub fn last_delivery_at(&self) -> Option<std::time::Instant> {
         *lock(&lock(&self.state).last_delivery)
@@ -262,18 +306,19 @@ impl FakeKernel {
 
     fn write(
         &self,
-        what: &str,
+        what: RouteWrite,
         op: impl FnOnce(&mut KernelState) -> PortResult<()>,
     ) -> PortResult<()> {
         let mut s = lock(&self.state);
         if s.fail_writes > 0 {
             s.fail_writes -= 1;
-            return Err(PortError::failed(what, "injected failure"));
+            return Err(PortError::failed(format!("{what:?}"), "injected failure"));
         }
         s.writes += 1;
         s.last_write = Some(std::time::Instant::now());
         let before = [s.has_default(Family::V4), s.has_default(Family::V6)];
         op(&mut s)?;
+        s.write_log.push(what);
         let after = [s.has_default(Family::V4), s.has_default(Family::V6)];
         let any_link_usable = s.links.values().any(LinkInfo::usable);
         if any_link_usable && before.iter().zip(after).any(|(b, a)| *b && !a) {
@@ -325,7 +370,7 @@ impl RouteTable for FakeKernel {
     }
 
     fn add(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
-        let r = self.write("add route", |s| {
+        let r = self.write(RouteWrite::Add(route.clone()), |s| {
             if s.routes
                 .iter()
                 .any(|k| k.family == route.family && k.metric == route.metric)
@@ -337,21 +382,21 @@ impl RouteTable for FakeKernel {
             s.routes.push(route);
             Ok(())
         });
-        async move { r }.boxed()
+        self.acked(r)
     }
 
     fn replace(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
-        let r = self.write("replace route", |s| {
+        let r = self.write(RouteWrite::Replace(route.clone()), |s| {
             s.routes
                 .retain(|k| !(k.family == route.family && k.metric == route.metric));
             s.routes.push(route);
             Ok(())
         });
-        async move { r }.boxed()
+        self.acked(r)
     }
 
     fn delete(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
-        let r = self.write("delete route", |s| {
+        let r = self.write(RouteWrite::Delete(route.clone()), |s| {
             let before = s.routes.len();
             s.routes.retain(|k| k != &route);
             if s.routes.len() == before {
@@ -361,7 +406,7 @@ impl RouteTable for FakeKernel {
             }
             Ok(())
         });
-        async move { r }.boxed()
+        self.acked(r)
     }
 
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
@@ -406,6 +451,7 @@ pub enum ProbeBehaviour {
 struct ProbeState {
     behaviour: HashMap<IfaceName, ProbeBehaviour>,
     checks: Vec<(IfaceName, tokio::time::Instant)>,
+    last_request: HashMap<IfaceName, ProbeRequest>,
 }
 
 /// A probe whose answers the test sets per interface (FULL after 10 ms by default).
@@ -427,6 +473,15 @@ impl FakeProbe {
         lock(&self.state).behaviour.insert(name, b);
     }
 
+    /// The last request checked on `iface`.
+    pub fn last_request(&self, iface: &str) -> Option<ProbeRequest> {
+        lock(&self.state)
+            .last_request
+            .iter()
+            .find(|(n, _)| n.as_str() == iface)
+            .map(|(_, r)| r.clone())
+    }
+
     /// Times of the checks started on `iface`.
     pub fn checks(&self, iface: &str) -> Vec<tokio::time::Instant> {
         lock(&self.state)
@@ -441,6 +496,8 @@ impl FakeProbe {
 impl Probe for FakeProbe {
     fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
         let mut s = lock(&self.state);
+        s.last_request
+            .insert(request.iface.clone(), request.clone());
         s.checks
             .push((request.iface.clone(), tokio::time::Instant::now()));
         let b = s

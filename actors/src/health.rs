@@ -1,7 +1,7 @@
 //! The per-interface check state machine (SPEC §3), pure and clock-free: hysteresis
 //! (`down_count` / `up_count`), the first result from UNKNOWN deciding, the fast re-check
-//! back-off (1 s doubling, capped at `recheck_max`, reset on every state change), and the
-//! fail-back hold rule. No actix here: ProbeScheduler feeds it results and obeys its delays.
+//! back-off (1 s doubling, capped at `min(recheck_max, interval)`, restarted by every good
+//! result and every state change), and the fail-back hold rule. No actix here: ProbeScheduler feeds it results and obeys its delays.
 
 use std::time::Duration;
 
@@ -20,6 +20,14 @@ pub struct HealthParams {
     pub down_count: u32,
     pub up_count: u32,
     pub recheck_max: Duration,
+}
+
+impl HealthParams {
+    /// The longest fast re-check delay: a failed interface is never checked less often than a
+    /// healthy one, so the cap is `recheck_max` or `interval`, whichever is shorter.
+    pub fn backoff_cap(&self) -> Duration {
+        self.recheck_max.min(self.interval).max(FAST_RECHECK)
+    }
 }
 
 impl From<&CheckConfig> for HealthParams {
@@ -73,8 +81,8 @@ impl Health {
         let good = verdict == Verdict::Full;
         let previous = self.state;
         let target = match previous {
-            // From UNKNOWN (start, link back) or NONE the first result decides.
-            Connectivity::Unknown | Connectivity::None => Some(observed),
+            // From UNKNOWN (no result yet: start, link back) the first result decides.
+            Connectivity::Unknown => Some(observed),
             Connectivity::Full if good => {
                 self.streak = 0;
                 None
@@ -83,14 +91,16 @@ impl Health {
                 self.streak += 1;
                 (self.streak >= p.down_count).then_some(observed)
             }
-            Connectivity::Limited | Connectivity::Portal if good => {
+            // NONE reached through checks is a failed state like the others: returning to FULL
+            // needs `up_count` good checks.
+            Connectivity::None | Connectivity::Limited | Connectivity::Portal if good => {
                 self.streak += 1;
                 (self.streak >= p.up_count).then_some(Connectivity::Full)
             }
-            Connectivity::Limited | Connectivity::Portal => {
+            Connectivity::None | Connectivity::Limited | Connectivity::Portal => {
                 self.streak = 0;
-                // LIMITED <-> PORTAL: both are "not FULL", so the latest evidence is shown at
-                // once; the penalty does not change.
+                // Between the "not FULL" states the latest evidence is shown at once; the
+                // penalty does not change.
                 (observed != previous).then_some(observed)
             }
         };
@@ -103,13 +113,19 @@ impl Health {
             }
             _ => None,
         };
-        let next_check = if self.state == Connectivity::Full && good {
-            p.interval
-        } else if good {
-            FAST_RECHECK
+        let cap = p.backoff_cap();
+        let next_check = if good {
+            // A good result restarts the back-off: after any history of one-off blips the
+            // second check of a real outage still comes FAST_RECHECK after the first.
+            self.backoff = FAST_RECHECK;
+            if self.state == Connectivity::Full {
+                p.interval
+            } else {
+                FAST_RECHECK
+            }
         } else {
-            let delay = self.backoff;
-            self.backoff = (self.backoff * 2).min(p.recheck_max);
+            let delay = self.backoff.min(cap);
+            self.backoff = (delay * 2).min(cap);
             delay
         };
         Step {
@@ -203,7 +219,7 @@ mod tests {
                 "a good check between failures resets the count",
                 Full,
                 &[V::Limited, V::Full, V::Limited],
-                &[(Full, 1), (Full, 3600), (Full, 2)],
+                &[(Full, 1), (Full, 3600), (Full, 1)],
             ),
             (
                 "back-off doubles while failing and caps at recheck_max",
@@ -244,6 +260,30 @@ mod tests {
                 &[V::None],
                 &[(None, 1)],
             ),
+            (
+                "NONE through checks needs up_count good checks to return",
+                None,
+                &[V::Full, V::Full],
+                &[(None, 1), (Full, 3600)],
+            ),
+            (
+                "NONE through checks shows other failures at once",
+                None,
+                &[V::Limited],
+                &[(Limited, 1)],
+            ),
+            (
+                "a good check while failing restarts the back-off",
+                Limited,
+                &[V::Limited, V::Limited, V::Limited, V::Full, V::Limited],
+                &[
+                    (Limited, 1),
+                    (Limited, 2),
+                    (Limited, 4),
+                    (Limited, 1),
+                    (Limited, 1),
+                ],
+            ),
         ];
         for (name, start, results, want) in cases {
             assert_eq!(&run(*start, results), want, "{name}");
@@ -262,6 +302,33 @@ mod tests {
             h.on_result(V::Limited, &p).next_check,
             Duration::from_secs(2)
         );
+    }
+
+    #[test]
+    fn blips_never_grow_the_backoff() {
+        // One-off failed checks while FULL, each followed by a good one: the second check of a
+        // real outage still comes FAST_RECHECK after the first.
+        let p = params();
+        let mut h = Health::new(Full);
+        for _ in 0..10 {
+            assert_eq!(h.on_result(V::Limited, &p).next_check, FAST_RECHECK);
+            assert_eq!(h.on_result(V::Full, &p).next_check, p.interval);
+        }
+        assert_eq!(h.on_result(V::Limited, &p).next_check, FAST_RECHECK);
+        assert_eq!(h.on_result(V::Limited, &p).changed, Some((Full, Limited)));
+    }
+
+    #[test]
+    fn backoff_cap_never_exceeds_interval() {
+        let p = HealthParams {
+            interval: Duration::from_secs(5),
+            ..params()
+        };
+        let mut h = Health::new(Limited);
+        let waits: Vec<u64> = (0..8)
+            .map(|_| h.on_result(V::Limited, &p).next_check.as_secs())
+            .collect();
+        assert_eq!(waits, vec![1, 2, 4, 5, 5, 5, 5, 5]);
     }
 
     #[test]
@@ -285,12 +352,13 @@ mod tests {
         let first = h.on_result(V::Limited, &p);
         assert_eq!(first.next_check, FAST_RECHECK);
         assert!(h.on_result(V::Limited, &p).changed.is_some());
-        // Returning: the longest wait is recheck_max, then one FAST_RECHECK between two goods.
+        // Returning: the longest wait is min(recheck_max, interval), then one FAST_RECHECK
+        // between two goods.
         let mut h = Health::new(Limited);
         let waits: Vec<Duration> = (0..20)
             .map(|_| h.on_result(V::Limited, &p).next_check)
             .collect();
-        assert!(waits.iter().all(|w| *w <= p.recheck_max));
+        assert!(waits.iter().all(|w| *w <= p.recheck_max.min(p.interval)));
         assert_eq!(h.on_result(V::Full, &p).next_check, FAST_RECHECK);
         assert!(h.on_result(V::Full, &p).changed.is_some());
     }

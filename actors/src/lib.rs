@@ -31,6 +31,7 @@ pub mod flows;
 pub mod health;
 pub mod link_watcher;
 pub mod model;
+pub mod observe;
 pub mod peers;
 pub mod persist;
 pub mod plan;
@@ -42,3 +43,4 @@ pub mod status;
 pub mod supervisor;
 
 pub use engine::{run, start, EngineError, EngineHandle};
+pub use observe::{EngineEvent, Snapshot};

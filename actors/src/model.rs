@@ -559,7 +559,7 @@ pub enum DeviceEvents {
 pub struct DispatcherConfig {
     pub script_timeout: Duration,
     pub device_events: DeviceEvents,
-    /// Pending events past which consecutive `connectivity-change` events are coalesced.
+    /// Pending events past which all pending `connectivity-change` events are coalesced.
     pub journal_limit: usize,
 }
 

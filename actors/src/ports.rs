@@ -112,6 +112,10 @@ pub struct ProbeRequest {
     pub ifindex: u32,
     /// In the SPEC §3 order; queried through `iface` only.
     pub dns: Vec<SocketAddr>,
+    /// Families with a known default route or gateway on `iface`. A check goes only to target
+    /// addresses of these families (through a socket bound to the interface, the kernel would
+    /// take any other target as on-link and ARP for it); none at all: NONE without a check.
+    pub routed: Vec<Family>,
 }
 
 /// The classified result of one check (SPEC §3 table).

@@ -19,7 +19,7 @@ use actix::prelude::*;
 use tokio::task::AbortHandle;
 
 use crate::health::{Health, HealthParams};
-use crate::model::{Config, Connectivity, IfaceName};
+use crate::model::{Config, Connectivity, Family, IfaceName};
 use crate::peers::Peers;
 use crate::ports::{Probe, ProbeReport, ProbeRequest};
 use crate::prober::{actor_name, CheckNow, Prober, Retarget};
@@ -47,6 +47,8 @@ pub struct Uplink {
     /// Link up with carrier.
     pub usable: bool,
     pub dns: Vec<SocketAddr>,
+    /// Families with a known default route or gateway (see `ProbeRequest::routed`).
+    pub routed: Vec<Family>,
     /// RouteManager's recorded state (UNKNOWN right after the link came back).
     pub connectivity: Connectivity,
 }
@@ -132,6 +134,7 @@ impl ProbeScheduler {
                 iface: u.name.clone(),
                 ifindex: u.ifindex,
                 dns: u.dns.clone(),
+                routed: u.routed.clone(),
             };
             match self.state.ifaces.get_mut(&u.name) {
                 None => {
@@ -148,19 +151,27 @@ impl ProbeScheduler {
                     self.start_prober(&u.name, ctx);
                 }
                 Some(p) => {
+                    if p.request.routed.is_empty() && !request.routed.is_empty() {
+                        // A route appeared (DHCP done, RA received): check it now, from scratch,
+                        // instead of on the NONE results' back-off.
+                        p.request = request;
+                        p.health = Health::new(u.connectivity);
+                        self.restart_prober_now(&u.name, ctx);
+                        continue;
+                    }
                     if p.request != request {
                         p.request = request.clone();
                         if let Some((addr, _)) = &p.child {
                             addr.do_send(Retarget(request));
                         }
                     }
+                    // RouteManager's snapshot may be older than our latest result (it was sent
+                    // before our last ConnectivityChanged reached it), so a difference is never
+                    // taken as a reset: RouteManager says so explicitly (`ResetChecks`). With a
+                    // result of our own, we repeat it (harmless when RouteManager has it, a repair
+                    // when it missed it while restarting); with none yet, the next one decides.
                     let ours = p.health.state();
-                    if u.connectivity <= Connectivity::Unknown && ours > Connectivity::Unknown {
-                        // RouteManager reset the state (the link bounced): start over.
-                        p.health = Health::new(u.connectivity);
-                        self.restart_prober_now(&u.name, ctx);
-                    } else if u.connectivity > Connectivity::Unknown && u.connectivity != ours {
-                        // RouteManager missed a fact (it restarted meanwhile): tell it again.
+                    if ours > Connectivity::Unknown && u.connectivity != ours {
                         self.deps.peers.route_manager.do_send(ConnectivityChanged {
                             iface: u.name.clone(),
                             state: ours,
@@ -210,12 +221,7 @@ impl ProbeScheduler {
             }
         }
         let actor = actor_name(name);
-        self.deps
-            .board
-            .lock()
-            .status
-            .actors
-            .retain(|a| a.name != actor);
+        self.deps.board.lock().remove_actor(&actor);
     }
 
     fn publish_actor(&self, name: &IfaceName) {
@@ -229,16 +235,7 @@ impl ProbeScheduler {
             kills: p.tracker.kills,
             last_failure: p.tracker.last_failure.clone(),
         };
-        let mut board = self.deps.board.lock();
-        match board
-            .status
-            .actors
-            .iter_mut()
-            .find(|a| a.name == status.name)
-        {
-            Some(a) => *a = status,
-            None => board.status.actors.push(status),
-        }
+        self.deps.board.lock().upsert_actor(status);
     }
 
     fn record_check(&self, name: &IfaceName, report: &ProbeReport) {
@@ -289,6 +286,12 @@ impl Drop for ProbeScheduler {
 #[rtype(result = "()")]
 pub struct UplinksChanged(pub Vec<Uplink>);
 
+/// RouteManager reset these interfaces (their link bounced inside one kernel message): their
+/// checks start over from UNKNOWN.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ResetChecks(pub Vec<IfaceName>);
+
 /// A Prober finished a check; the reply is the delay until its next one (`None`: stop).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Option<Duration>")]
@@ -325,6 +328,18 @@ impl Handler<UplinksChanged> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: UplinksChanged, ctx: &mut Self::Context) {
         self.apply_uplinks(msg.0, ctx);
+    }
+}
+
+impl Handler<ResetChecks> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: ResetChecks, ctx: &mut Self::Context) {
+        for name in msg.0 {
+            if let Some(p) = self.state.ifaces.get_mut(&name) {
+                p.health = Health::new(Connectivity::Unknown);
+                self.restart_prober_now(&name, ctx);
+            }
+        }
     }
 }
 

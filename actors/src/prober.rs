@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures::future::Either;
 
 use crate::model::IfaceName;
 use crate::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
@@ -45,12 +46,25 @@ impl Prober {
         }
     }
 
-    /// One check with the safety timeout applied.
+    /// One check with the safety timeout applied; NONE without a check when the interface
+    /// has no known default route or gateway in any family.
     fn checked(&self) -> impl std::future::Future<Output = ProbeReport> + 'static {
+        if self.request.routed.is_empty() {
+            // Through a socket bound to an interface without a route the kernel takes the
+            // target as on-link and ARPs for it: the check would come back LIMITED, not NONE.
+            let report = ProbeReport {
+                verdict: Verdict::None,
+                reason: format!("{} has no default route or gateway", self.request.iface),
+                bytes: 0,
+                dns_bytes: 0,
+                elapsed: Duration::ZERO,
+            };
+            return Either::Left(std::future::ready(report));
+        }
         let fut = self.probe.check(self.request.clone());
         let deadline = self.deadline;
         let started = tokio::time::Instant::now();
-        async move {
+        Either::Right(async move {
             match tokio::time::timeout(deadline, fut).await {
                 Ok(report) => report,
                 Err(_) => ProbeReport {
@@ -61,7 +75,7 @@ impl Prober {
                     elapsed: started.elapsed(),
                 },
             }
-        }
+        })
     }
 
     fn run_check(&mut self, ctx: &mut Context<Self>) {

@@ -42,7 +42,7 @@ use crate::plan::{assign, diff, unique_routes, Assigned, Ops, RouteWant};
 use crate::ports::{
     EngineState, IfaceRecord, LinkSource, PortError, RouteTable, StateStore, Sysctl,
 };
-use crate::probe_scheduler::{Uplink, UplinksChanged};
+use crate::probe_scheduler::{ResetChecks, Uplink, UplinksChanged};
 use crate::status::{Board, IfaceStatus};
 
 /// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA): the kernel owns them; we only
@@ -83,11 +83,18 @@ struct State {
     links: BTreeMap<u32, LinkInfo>,
     record: EngineState,
     managed: Vec<Assigned>,
+    /// The plan before the last one (events of interfaces that left it still name their profile).
+    previous_managed: Vec<Assigned>,
     /// Routes believed installed after the last reconcile, per interface.
     installed: BTreeMap<(IfaceName, Family), KernelRoute>,
+    /// Families with a known default route or gateway, per ifindex: a route we want (its
+    /// gateway is known) or a router-advertised one.
+    routed: BTreeMap<u32, BTreeSet<Family>>,
     full_since: HashMap<IfaceName, Instant>,
     /// Interfaces whose link bounced inside one kernel message (merged flap).
     bounced: BTreeSet<IfaceName>,
+    /// Bounced interfaces still usable: ProbeScheduler must start their checks over.
+    reset_checks: Vec<IfaceName>,
     /// Events produced by facts, waiting for their routes to be applied.
     queued: Vec<Event>,
     reconcile_requested: bool,
@@ -126,7 +133,13 @@ impl RouteManager {
     }
 
     fn profile_of(&self, name: &IfaceName) -> Option<&crate::model::Profile> {
-        let a = self.state.managed.iter().find(|a| &a.name == name)?;
+        // The previous plan names the profile of an interface that just left management.
+        let a = self
+            .state
+            .managed
+            .iter()
+            .chain(&self.state.previous_managed)
+            .find(|a| &a.name == name)?;
         self.cfg.profiles.get(a.profile?)
     }
 
@@ -146,6 +159,14 @@ impl RouteManager {
             .map(|p| p.dns.clone())
             .unwrap_or_default();
         self.cfg.dns.servers_for(name, &profile_dns)
+    }
+
+    /// Families with a known default route or gateway on `a` (checks go only there).
+    fn routed(&self, a: &Assigned) -> Vec<Family> {
+        a.ifindex
+            .and_then(|i| self.state.routed.get(&i))
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn usable(&self, a: &Assigned) -> bool {
@@ -296,7 +317,16 @@ impl RouteManager {
                 for f in &applied.failures {
                     tracing::warn!(error = %f, "route change failed; will retry");
                 }
-                self.state.managed = plan.managed;
+                self.state.routed = BTreeMap::new();
+                for r in plan.desired.iter().chain(&plan.ra_routes) {
+                    self.state
+                        .routed
+                        .entry(r.ifindex)
+                        .or_default()
+                        .insert(r.family);
+                }
+                self.state.previous_managed =
+                    std::mem::replace(&mut self.state.managed, plan.managed);
                 self.state.installed = plan
                     .desired
                     .iter()
@@ -323,6 +353,9 @@ impl RouteManager {
         };
         self.update_interface_states();
         self.update_global();
+        // The board first, so observers read the state changes (link, route, connectivity)
+        // before the dispatcher events they cause.
+        self.publish_board();
         if self.flush_events() {
             // Events are acknowledged only once they are in the journal (SPEC §5): hold the
             // mailbox until then. The routes are already applied, so failover is not delayed.
@@ -339,7 +372,11 @@ impl RouteManager {
         self.persister.submit(self.state.record.clone());
         ctx.spawn(self.persister.flush().into_actor(self));
         self.publish_uplinks();
-        self.publish_board();
+        let reset = std::mem::take(&mut self.state.reset_checks);
+        if !reset.is_empty() {
+            // After the uplinks that carry their new UNKNOWN, so ProbeScheduler sees both in order.
+            self.deps.peers.probe_scheduler.do_send(ResetChecks(reset));
+        }
         if failed {
             self.schedule_retry(ctx);
         } else {
@@ -407,11 +444,55 @@ impl RouteManager {
         }));
     }
 
+    /// The interface lost its link (or left management): `down` if `up` was announced, then NONE
+    /// (with its device event).
+    fn lose(&mut self, name: &IfaceName, reason: &str) {
+        if self.announced(name) {
+            let prev = self.connectivity(name);
+            let ev = self.event(
+                EventKind::Down,
+                Some(name),
+                Connectivity::None,
+                prev,
+                reason.into(),
+            );
+            self.state.queued.push(ev);
+            if let Some(r) = self.state.record.interfaces.get_mut(name) {
+                r.announced_up = false;
+            }
+        }
+        self.set_connectivity(name, Connectivity::None, reason);
+    }
+
     /// Level-triggered link → state: `down`/NONE for managed interfaces without a usable link,
     /// `up`/UNKNOWN for usable ones whose route is installed.
     fn update_interface_states(&mut self) {
         let managed = self.state.managed.clone();
         let facts = std::mem::take(&mut self.state.queued);
+        // Interfaces with a record that are no longer managed: a vanished link matched by type,
+        // by MAC or adopted (a named profile stays managed without its link), or a profile
+        // removed on reload. Their scripts get `down` like any lost link.
+        let departed: Vec<IfaceName> = self
+            .state
+            .record
+            .interfaces
+            .keys()
+            .filter(|n| !managed.iter().any(|a| &a.name == *n))
+            .cloned()
+            .collect();
+        for name in departed {
+            let present = self.state.links.values().any(|l| l.name == name);
+            if self.announced(&name) || self.connectivity(&name) != Connectivity::None {
+                self.lose(
+                    &name,
+                    if present {
+                        "no longer managed"
+                    } else {
+                        "interface gone"
+                    },
+                );
+            }
+        }
         for a in &managed {
             let usable = self.usable(a);
             let bounced = self.state.bounced.remove(&a.name);
@@ -425,24 +506,13 @@ impl RouteManager {
             if (!usable || bounced)
                 && (announced || self.connectivity(&a.name) != Connectivity::None)
             {
-                if announced {
-                    let prev = self.connectivity(&a.name);
-                    let ev = self.event(
-                        EventKind::Down,
-                        Some(&a.name),
-                        Connectivity::None,
-                        prev,
-                        lost_reason.into(),
-                    );
-                    self.state.queued.push(ev);
-                    if let Some(r) = self.state.record.interfaces.get_mut(&a.name) {
-                        r.announced_up = false;
-                    }
-                }
-                self.set_connectivity(&a.name, Connectivity::None, lost_reason);
+                self.lose(&a.name, lost_reason);
             }
             if !usable {
                 continue;
+            }
+            if bounced {
+                self.state.reset_checks.push(a.name.clone());
             }
             let has_route = self.state.installed.keys().any(|(n, _)| n == &a.name);
             let announced = self.announced(&a.name);
@@ -480,7 +550,10 @@ impl RouteManager {
                     })
                     .announced_up = true;
             }
-            if self.connectivity(&a.name) == Connectivity::None {
+            if self.routed(a).is_empty() {
+                // No route to check through: NONE (SPEC: no link or no route), not UNKNOWN.
+                self.set_connectivity(&a.name, Connectivity::None, "no default route or gateway");
+            } else if self.connectivity(&a.name) == Connectivity::None {
                 let reason = if self.cfg.check.enabled() {
                     "link up, not checked yet"
                 } else {
@@ -548,6 +621,7 @@ impl RouteManager {
                     ifindex: a.ifindex?,
                     usable: self.usable(a),
                     dns: self.dns_for(&a.name),
+                    routed: self.routed(a),
                     connectivity: self.connectivity(&a.name),
                 })
             })
@@ -567,8 +641,8 @@ impl RouteManager {
 
     fn publish_board(&self) {
         let mut board = self.deps.board.lock();
-        let old = std::mem::take(&mut board.status.interfaces);
-        board.status.interfaces = self
+        let old = &board.status.interfaces;
+        let interfaces = self
             .state
             .managed
             .iter()
@@ -605,7 +679,7 @@ impl RouteManager {
                 s
             })
             .collect();
-        board.status.connectivity = self.state.record.global.unwrap_or_default();
+        board.set_interfaces(interfaces, self.state.record.global.unwrap_or_default());
     }
 
     fn on_link(&mut self, info: LinkInfo) {
@@ -698,6 +772,8 @@ struct Plan {
     ra_metric: Vec<(u32, IfaceName, u32)>,
     addresses: Vec<(u32, IfaceAddr)>,
     rp_policy: RpFilterPolicy,
+    /// The kernel's router-advertised IPv6 default routes.
+    ra_routes: Vec<KernelRoute>,
 }
 
 impl PlanInput {
@@ -844,6 +920,11 @@ impl PlanInput {
             ra_metric,
             addresses,
             rp_policy: self.cfg.route.rp_filter,
+            ra_routes: kernel
+                .iter()
+                .filter(|r| r.protocol == RTPROT_RA)
+                .cloned()
+                .collect(),
         }
     }
 }

@@ -3,15 +3,18 @@
 //! Actors publish their part here when it changes (RouteManager: links, metrics, connectivity;
 //! ProbeScheduler: last checks and counters; the supervisor: actors; Dispatcher: event history).
 //! It is observability only: no actor ever reads another actor's state from it, so a restart
-//! rebuilds actor state from the ports, never from the board.
+//! rebuilds actor state from the ports, never from the board. Changes are announced to
+//! observers from under the board's lock (`observe.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::model::{Connectivity, Event, Family, IfaceName, UplinkType};
+use crate::observe::{diff_interfaces, EngineEvent, Snapshot, OBSERVER_BUFFER};
 use crate::ports::{FlowFailure, ScriptOutcome, Verdict};
 
 /// Recent events kept for `netfailover events`.
@@ -139,6 +142,16 @@ pub struct FlowCounters {
     pub failures: u64,
 }
 
+impl FlowCounters {
+    /// Counts one finished reset.
+    pub fn add(&mut self, r: &FlowResetRecord) {
+        self.resets += 1;
+        self.sockets_destroyed += r.sockets_destroyed;
+        self.conntrack_deleted += r.conntrack_deleted;
+        self.failures += r.failures.len() as u64;
+    }
+}
+
 /// One line of the `events` history: a dispatcher event, or a flow reset.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -177,12 +190,97 @@ pub struct Board {
 }
 
 /// The board's contents.
-#[derive(Default)]
 pub struct BoardData {
     pub status: EngineStatus,
     pub history: VecDeque<EventRecord>,
     /// Recent flow resets, oldest first (at most [`HISTORY_LEN`]).
     pub flow_resets: VecDeque<FlowResetRecord>,
+    /// Observation channel (`observe.rs`). It lives behind the board's lock so every event is
+    /// sent together with the board change it describes: a snapshot never races an event.
+    observers: broadcast::Sender<EngineEvent>,
+}
+
+impl Default for BoardData {
+    fn default() -> Self {
+        Self {
+            status: EngineStatus::default(),
+            history: VecDeque::new(),
+            flow_resets: VecDeque::new(),
+            observers: broadcast::channel(OBSERVER_BUFFER).0,
+        }
+    }
+}
+
+impl BoardData {
+    /// Tells the subscribers about a change made under this lock (none listening is fine).
+    pub fn emit(&self, event: EngineEvent) {
+        let _ = self.observers.send(event);
+    }
+
+    /// Replaces (or adds) one actor's row; a higher restart count is announced as a restart.
+    pub fn upsert_actor(&mut self, status: ActorStatus) {
+        let old = self
+            .status
+            .actors
+            .iter_mut()
+            .find(|a| a.name == status.name);
+        let restarted = match &old {
+            Some(a) if status.restarts > a.restarts => {
+                let reason = if status.kills > a.kills {
+                    "killed".to_string()
+                } else {
+                    status
+                        .last_failure
+                        .clone()
+                        .unwrap_or_else(|| "stopped".into())
+                };
+                Some(EngineEvent::ActorRestarted {
+                    actor: status.name.clone(),
+                    reason,
+                    restarts: status.restarts,
+                })
+            }
+            _ => None,
+        };
+        match old {
+            Some(a) => *a = status,
+            None => {
+                self.emit(EngineEvent::ActorAdded {
+                    status: status.clone(),
+                });
+                self.status.actors.push(status);
+            }
+        }
+        if let Some(event) = restarted {
+            self.emit(event);
+        }
+    }
+
+    /// Removes one actor's row (a prober whose interface is gone), announcing it.
+    pub fn remove_actor(&mut self, name: &str) {
+        let before = self.status.actors.len();
+        self.status.actors.retain(|a| a.name != name);
+        if self.status.actors.len() != before {
+            self.emit(EngineEvent::ActorRemoved {
+                actor: name.to_string(),
+            });
+        }
+    }
+
+    /// Sets the interface list and the global connectivity, announcing what changed.
+    pub fn set_interfaces(&mut self, interfaces: Vec<IfaceStatus>, global: Connectivity) {
+        let changes = diff_interfaces(
+            &self.status.interfaces,
+            self.status.connectivity,
+            &interfaces,
+            global,
+        );
+        self.status.interfaces = interfaces;
+        self.status.connectivity = global;
+        for change in changes {
+            self.emit(change);
+        }
+    }
 }
 
 impl Board {
@@ -228,14 +326,24 @@ impl Board {
     /// Records a finished flow reset (history and counters).
     pub fn record_flow_reset(&self, record: FlowResetRecord) {
         let mut board = self.lock();
-        let c = &mut board.status.flows;
-        c.resets += 1;
-        c.sockets_destroyed += record.sockets_destroyed;
-        c.conntrack_deleted += record.conntrack_deleted;
-        c.failures += record.failures.len() as u64;
+        board.status.flows.add(&record);
         if board.flow_resets.len() >= HISTORY_LEN {
             board.flow_resets.pop_front();
         }
+        board.emit(EngineEvent::FlowsReset(record.clone()));
         board.flow_resets.push_back(record);
+    }
+
+    /// A snapshot and the receiver of every change after it, taken atomically.
+    pub fn observe(&self) -> (Snapshot, broadcast::Receiver<EngineEvent>) {
+        let board = self.lock();
+        let receiver = board.observers.subscribe();
+        let mut status = board.status.clone();
+        status.actors.sort_by(|a, b| a.name.cmp(&b.name));
+        let snapshot = Snapshot {
+            status,
+            events: board.history.iter().cloned().collect(),
+        };
+        (snapshot, receiver)
     }
 }

@@ -327,15 +327,7 @@ impl Supervisor {
                 kills: s.tracker.kills,
                 last_failure: s.tracker.last_failure.clone(),
             };
-            match board
-                .status
-                .actors
-                .iter_mut()
-                .find(|a| a.name == status.name)
-            {
-                Some(a) => *a = status,
-                None => board.status.actors.push(status),
-            }
+            board.upsert_actor(status);
         }
     }
 }

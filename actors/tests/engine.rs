@@ -1000,3 +1000,471 @@ async fn a_hung_or_failing_reset_never_delays_routing_or_events() {
     assert_eq!(records[1].failures[0].kind, FlowFailureKind::Unsupported);
     assert_eq!(h.status().flows.failures, 2);
 }
+
+/// The parts of a view an observer rebuilds (check results are not streamed).
+fn rebuilt_view(s: &netfailover_actors::Snapshot) -> impl PartialEq + std::fmt::Debug {
+    let ifaces: Vec<_> = s
+        .status
+        .interfaces
+        .iter()
+        .map(|i| {
+            (
+                i.name.to_string(),
+                i.link.clone(),
+                i.connectivity,
+                i.effective_metric,
+            )
+        })
+        .collect();
+    let mut actors: Vec<_> = s
+        .status
+        .actors
+        .iter()
+        .map(|a| (a.name.clone(), a.restarts, a.kills))
+        .collect();
+    actors.sort();
+    let events: Vec<_> = s
+        .events
+        .iter()
+        .map(|r| (r.event.id, r.delivered, r.scripts.len()))
+        .collect();
+    (
+        ifaces,
+        s.status.connectivity,
+        actors,
+        events,
+        s.status.events_total,
+        s.status.pending_events,
+    )
+}
+
+#[actix::test]
+async fn a_late_subscriber_gets_the_snapshot_then_every_change_in_order() {
+    use netfailover_actors::EngineEvent;
+    let w = world();
+    let h = started(&w, config()).await;
+    // Late: the start-up events are over, the subscriber only gets them in the snapshot.
+    let (mut view, mut rx) = h.observe();
+    assert_eq!(view.status.connectivity, Connectivity::Full);
+    assert_eq!(view.status.interfaces.len(), 3);
+    let ups = view
+        .events
+        .iter()
+        .filter(|r| r.event.kind == EventKind::Up)
+        .count();
+    assert_eq!(ups, 3, "start-up events are in the snapshot");
+    assert!(rx.try_recv().is_err(), "nothing happened since");
+
+    h.kill("dispatcher").await.unwrap();
+    pass(Duration::from_millis(100)).await;
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    pass(Duration::from_millis(100)).await;
+
+    let mut got = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        view.apply(&e);
+        got.push(e);
+    }
+    let eth0 = name("eth0");
+    let pos = |want: &dyn Fn(&EngineEvent) -> bool| {
+        got.iter()
+            .position(want)
+            .unwrap_or_else(|| panic!("missing in {got:#?}"))
+    };
+    let restarted = pos(&|e| {
+        matches!(e, EngineEvent::ActorRestarted { actor, reason, .. }
+            if actor == "dispatcher" && reason == "killed")
+    });
+    let link = pos(&|e| {
+        matches!(e, EngineEvent::Link { iface, link, previous }
+            if *iface == eth0 && link == "down" && previous == "up")
+    });
+    let route = pos(&|e| {
+        matches!(e, EngineEvent::Route { iface, family: Family::V4, old_metric: Some(100), new_metric: None }
+            if *iface == eth0)
+    });
+    let conn = pos(&|e| {
+        matches!(e, EngineEvent::Connectivity { iface, state: Connectivity::None, previous: Connectivity::Full }
+            if *iface == eth0)
+    });
+    let down = pos(&|e| matches!(e, EngineEvent::Event(ev) if ev.kind == EventKind::Down));
+    let device = pos(
+        &|e| matches!(e, EngineEvent::Event(ev) if ev.kind == EventKind::DeviceConnectivityChange),
+    );
+    let down_id = match &got[down] {
+        EngineEvent::Event(ev) => ev.id,
+        _ => unreachable!(),
+    };
+    let delivered =
+        pos(&|e| matches!(e, EngineEvent::Delivered { event_id } if *event_id == down_id));
+    assert!(restarted < link && link < route && route < conn && conn < down);
+    assert!(down < device && down < delivered);
+    // The fake runner reports one script per event.
+    let script =
+        pos(&|e| matches!(e, EngineEvent::Script { event_id, .. } if *event_id == down_id));
+    assert!(down < script && script < delivered);
+
+    // Snapshot + events = the engine's own view now.
+    let (now, _) = h.observe();
+    assert_eq!(rebuilt_view(&view), rebuilt_view(&now));
+}
+
+/// Waits (virtual time) until `iface` has had `n` more checks than `before`.
+async fn checks_after(w: &FakeWorld, iface: &str, before: usize, n: usize) {
+    for _ in 0..10_000 {
+        if w.probe.checks(iface).len() >= before + n {
+            break;
+        }
+        pass(Duration::from_millis(50)).await;
+    }
+    // Let the last check's answer (10 ms) come in.
+    pass(Duration::from_millis(50)).await;
+}
+
+#[actix::test]
+async fn the_timing_bounds_hold_after_a_history_of_blips() {
+    let w = world();
+    let mut cfg = config();
+    // interval below recheck_max: the back-off cap must follow interval.
+    cfg.check.interval = Duration::from_secs(5);
+    cfg.check.recheck_max = Duration::from_secs(60);
+    let h = started(&w, cfg.clone()).await;
+    // Ten one-off blips: one failed check each, then good again.
+    for _ in 0..10 {
+        w.probe.set("eth0", Verdict::Limited);
+        checks_after(&w, "eth0", w.probe.checks("eth0").len(), 1).await;
+        w.probe.set("eth0", Verdict::Full);
+        checks_after(&w, "eth0", w.probe.checks("eth0").len(), 1).await;
+    }
+    assert_eq!(
+        state_of(&h, "eth0"),
+        Connectivity::Full,
+        "blips alone never leave FULL"
+    );
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100));
+    // A real outage, right after a good check (the worst phase).
+    let t0 = tokio::time::Instant::now();
+    w.probe.set("eth0", Verdict::Limited);
+    let leave = cfg.check.interval + cfg.check.timeout * 2 + Duration::from_secs(1);
+    while owned_metrics(&w)[0].1 < PENALTY && t0.elapsed() < leave * 4 {
+        pass(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t0.elapsed() <= leave,
+        "penalty {:?} after the outage began > bound {leave:?}",
+        t0.elapsed()
+    );
+    // A long outage (the back-off reaches its cap), then the upstream is back.
+    pass(Duration::from_secs(120)).await;
+    let t1 = tokio::time::Instant::now();
+    w.probe.set("eth0", Verdict::Full);
+    let cap = cfg.check.recheck_max.min(cfg.check.interval);
+    let back = cap + cfg.check.timeout * 2 + Duration::from_secs(1);
+    while owned_metrics(&w)[0].1 > PENALTY && t1.elapsed() < back * 4 {
+        pass(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t1.elapsed() <= back,
+        "fail-back {:?} after the upstream was back > bound {back:?}",
+        t1.elapsed()
+    );
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+}
+
+#[actix::test]
+async fn past_journal_limit_connectivity_changes_coalesce_across_interface_events() {
+    let w = world();
+    w.scripts.set_duration(Duration::from_secs(10_000));
+    let mut cfg = config();
+    cfg.dispatcher.journal_limit = 4;
+    let h = started(&w, cfg).await;
+    // Everything down, then everything back, five times: each round produces `down`s and `up`s
+    // between two global `connectivity-change` events, while the first event's scripts hang.
+    for _ in 0..5 {
+        for n in ["eth0", "wlan0", "wwan0"] {
+            w.kernel.set_carrier(n, false);
+        }
+        settle().await;
+        for n in ["eth0", "wlan0", "wwan0"] {
+            w.kernel.set_carrier(n, true);
+        }
+        pass(Duration::from_secs(3)).await;
+    }
+    let produced = events(&h);
+    let produced_cc = produced
+        .iter()
+        .filter(|e| e.0 == EventKind::ConnectivityChange)
+        .count();
+    assert!(
+        produced_cc >= 10,
+        "the scenario changes global state: {produced:?}"
+    );
+    let pending = w.journal.get().pending;
+    let count = |k: EventKind| pending.iter().filter(|e| e.kind == k).count();
+    let produced_count = |k: EventKind| produced.iter().filter(|e| e.0 == k).count();
+    // At most the one in flight and the latest.
+    assert!(
+        count(EventKind::ConnectivityChange) <= 2,
+        "{:?}",
+        pending.iter().map(|e| e.kind).collect::<Vec<_>>()
+    );
+    let latest = produced
+        .iter()
+        .rev()
+        .find(|e| e.0 == EventKind::ConnectivityChange)
+        .map(|e| e.2);
+    assert_eq!(
+        pending
+            .iter()
+            .rev()
+            .find(|e| e.kind == EventKind::ConnectivityChange)
+            .map(|e| e.state),
+        latest,
+        "the latest global state survives"
+    );
+    for k in [
+        EventKind::Up,
+        EventKind::Down,
+        EventKind::DeviceConnectivityChange,
+    ] {
+        // The oldest event may be in flight (it is still pending): nothing else was delivered.
+        assert_eq!(count(k), produced_count(k), "{k:?} never dropped");
+    }
+}
+
+/// Per interface, the effective metrics the fake kernel was given (adds and replaces), in order.
+fn metric_history(w: &FakeWorld, from: usize) -> Vec<(String, Vec<u32>)> {
+    use netfailover_actors::fake::RouteWrite;
+    let mut out: Vec<(String, Vec<u32>)> = Vec::new();
+    for write in &w.kernel.write_log()[from..] {
+        let (RouteWrite::Add(r) | RouteWrite::Replace(r)) = write else {
+            continue;
+        };
+        if r.protocol != OURS {
+            continue;
+        }
+        let n = ["", "", "eth0", "wlan0", "wwan0"][r.ifindex as usize].to_string();
+        match out.iter_mut().find(|(name, _)| *name == n) {
+            Some((_, v)) => v.push(r.metric),
+            None => out.push((n, vec![r.metric])),
+        }
+    }
+    out
+}
+
+/// What scripts would see: (kind, iface, previous, state) of every event.
+fn transitions(h: &EngineHandle) -> Vec<(EventKind, String, Connectivity, Connectivity)> {
+    h.history()
+        .into_iter()
+        .map(|r| {
+            let iface = r.event.iface.map(|i| i.to_string()).unwrap_or_default();
+            (r.event.kind, iface, r.event.previous, r.event.state)
+        })
+        .collect()
+}
+
+#[actix::test]
+async fn a_fresh_start_produces_each_state_once() {
+    let w = world();
+    // Route writes take a netlink round trip, so check results queue up behind reconciles.
+    w.kernel.set_write_delay(Duration::from_millis(1));
+    w.probe.set_behaviour(
+        "wlan0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(12)),
+    );
+    w.probe.set_behaviour(
+        "wwan0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(14)),
+    );
+    let mut cfg = config();
+    cfg.dispatcher.device_events = DeviceEvents::All;
+    let h = started(&w, cfg).await;
+    pass(Duration::from_secs(1)).await;
+    // Routes: penalised while UNKNOWN, then the configured metric, never penalised again.
+    for (iface, metrics) in metric_history(&w, 0) {
+        let first_good = metrics.iter().position(|m| *m < PENALTY);
+        assert!(first_good.is_some(), "{iface}: {metrics:?}");
+        assert!(
+            metrics[first_good.unwrap_or(0)..]
+                .iter()
+                .all(|m| *m < PENALTY),
+            "{iface}: penalty blink {metrics:?}"
+        );
+    }
+    // Events: up(UNKNOWN), NONE -> UNKNOWN -> FULL, each state once per interface.
+    for iface in ["eth0", "wlan0", "wwan0"] {
+        let dcc: Vec<_> = transitions(&h)
+            .into_iter()
+            .filter(|e| e.0 == EventKind::DeviceConnectivityChange && e.1 == iface)
+            .map(|e| (e.2, e.3))
+            .collect();
+        assert_eq!(
+            dcc,
+            vec![
+                (Connectivity::None, Connectivity::Unknown),
+                (Connectivity::Unknown, Connectivity::Full)
+            ],
+            "{iface}"
+        );
+    }
+}
+
+#[actix::test]
+async fn a_restart_resumes_full_without_a_blink() {
+    let w = world();
+    w.kernel.set_write_delay(Duration::from_millis(1));
+    w.probe.set_behaviour(
+        "wlan0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(12)),
+    );
+    w.probe.set_behaviour(
+        "wwan0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(14)),
+    );
+    let mut cfg = config();
+    cfg.dispatcher.device_events = DeviceEvents::All;
+    let h = started(&w, cfg.clone()).await;
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(h.status().connectivity, Connectivity::Full);
+
+    // Every actor killed and crashed: no route write, no event.
+    let writes = w.kernel.write_log().len();
+    let events = h.history().len();
+    for actor in [
+        "route-manager",
+        "probe-scheduler",
+        "link-watcher",
+        "dispatcher",
+        "prober:eth0",
+    ] {
+        for crash in [false, true] {
+            if crash {
+                h.crash(actor).await.unwrap();
+            } else {
+                h.kill(actor).await.unwrap();
+            }
+            for _ in 0..20 {
+                pass(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert_eq!(
+        metric_history(&w, writes),
+        vec![],
+        "actor restarts wrote routes"
+    );
+    assert_eq!(
+        transitions(&h)[events..].to_vec(),
+        vec![],
+        "actor restarts produced events"
+    );
+
+    // A daemon restart: a new engine on the same kernel and state resumes FULL at once.
+    h.shutdown().await.unwrap();
+    let writes = w.kernel.write_log().len();
+    let h2 = start(cfg, w.ports());
+    for _ in 0..20 {
+        pass(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric_history(&w, writes)
+            .into_iter()
+            .filter(|(_, m)| m.iter().any(|m| *m >= PENALTY))
+            .collect::<Vec<_>>(),
+        vec![],
+        "penalty blink on a resumed FULL interface"
+    );
+    let seen = transitions(&h2);
+    assert!(
+        seen.iter()
+            .all(|e| e.0 == EventKind::Up && e.3 == Connectivity::Full),
+        "only `up` events, each carrying the resumed FULL: {seen:?}"
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}
+
+#[actix::test]
+async fn every_managed_interface_that_vanishes_gets_down() {
+    // eth0 by name, wlan0 matched by type, wwan0 by MAC, and an adopted usb0 (no profile).
+    let w = world();
+    let usb0 = w.kernel.add_link("usb0", LinkKind::Other);
+    w.kernel.add_route_by_hand(KernelRoute {
+        family: Family::V4,
+        ifindex: usb0,
+        gateway: Some(gw(9)),
+        metric: 900,
+        protocol: DHCP,
+    });
+    let mut cfg = config();
+    cfg.adopt = true;
+    cfg.profiles[1].matches = IfaceMatch::ByType;
+    cfg.profiles[2].matches =
+        IfaceMatch::Mac(w.kernel.link("wwan0").mac.expect("fake links have a MAC"));
+    let h = started(&w, cfg).await;
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(
+        h.status().interfaces.len(),
+        4,
+        "{:?}",
+        h.status().interfaces
+    );
+    for (i, iface) in ["usb0", "wlan0", "wwan0", "eth0"].into_iter().enumerate() {
+        assert_eq!(state_of(&h, iface), Connectivity::Full, "{iface}");
+        let n = h.history().len();
+        w.kernel.remove_link(iface);
+        settle().await;
+        let ev: Vec<_> = transitions(&h)[n..]
+            .iter()
+            .map(|e| (e.0, e.1.clone(), e.3))
+            .collect();
+        let mut want = vec![
+            (EventKind::Down, iface.to_string(), Connectivity::None),
+            (
+                EventKind::DeviceConnectivityChange,
+                iface.to_string(),
+                Connectivity::None,
+            ),
+        ];
+        if i == 3 {
+            // The last one: the device has no connectivity any more.
+            want.push((
+                EventKind::ConnectivityChange,
+                String::new(),
+                Connectivity::None,
+            ));
+        }
+        assert_eq!(ev, want, "{iface} removed");
+    }
+}
+
+#[actix::test]
+async fn an_interface_without_a_gateway_is_none_and_never_checked() {
+    let w = world();
+    let wwan0 = w.kernel.link("wwan0").ifindex;
+    let dhcp = w
+        .kernel
+        .routes()
+        .into_iter()
+        .find(|r| r.ifindex == wwan0)
+        .expect("the world gives wwan0 a DHCP route");
+    w.kernel.delete_route_by_hand(&dhcp);
+    let h = started(&w, config()).await;
+    pass(Duration::from_secs(65)).await; // two check intervals
+    assert!(
+        w.probe.checks("wwan0").is_empty(),
+        "no check through an interface without a route"
+    );
+    assert_eq!(state_of(&h, "wwan0"), Connectivity::None);
+    assert!(w.probe.checks("eth0").len() >= 2);
+    assert_eq!(
+        w.probe.last_request("eth0").map(|r| r.routed),
+        Some(vec![Family::V4]),
+        "checks go only to families with a route"
+    );
+    // The DHCP client installs a route: checked at once, FULL after its first check.
+    w.kernel.add_route_by_hand(dhcp);
+    pass(Duration::from_millis(500)).await;
+    assert_eq!(w.probe.checks("wwan0").len(), 1);
+    assert_eq!(state_of(&h, "wwan0"), Connectivity::Full);
+}

@@ -402,8 +402,8 @@ impl World {
 }
 
 /// Check settings short enough for a lab run under a minute (SPEC §3 bounds: leaving FULL
-/// within `interval + 2 × timeout + 1 s` = 5 s, returning within `recheck_max + 2 × timeout +
-/// 1 s` = 5 s).
+/// within `interval + 2 × timeout + 1 s` = 5 s, returning within `min(recheck_max, interval)
+/// + 2 × timeout + 1 s` = 5 s).
 pub const FAST_SETTINGS: &str = "\
 [check]
 down_count = 2

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netfailover::engine::model::{CheckConfig, IfaceName};
+use netfailover::engine::model::{CheckConfig, Family, IfaceName};
 use netfailover::engine::ports::{ProbeReport, ProbeRequest, Verdict};
 use netfailover::lab::internet::{Behaviour, CheckServer, DnsMode, DnsResponder, TestCa};
 use netfailover::lab::netns::{require_root, veth, Netns};
@@ -269,6 +269,8 @@ fn request(world: &World, iface: &str, dns: &[&str]) -> ProbeRequest {
         iface: IfaceName::new(iface).expect("iface"),
         ifindex: world.dev.ifindex(iface).unwrap_or(0),
         dns: dns.iter().map(|d| sa(&format!("{d}:53"))).collect(),
+        // The world gives every uplink a default route in both families.
+        routed: vec![Family::V4, Family::V6],
     }
 }
 
@@ -742,6 +744,72 @@ fn strict_rp_filter_drops_the_standbys_replies() {
     assert_verdict(&loose, Verdict::Full, "loose rp_filter");
 }
 
+/// Every check socket leaves from the interface's own address, even when the route names
+/// another one as preferred source, so an upstream with strict reverse-path filtering passes it.
+#[test]
+fn checks_leave_from_the_interfaces_own_address() {
+    if !require_root("checks_leave_from_the_interfaces_own_address") {
+        return;
+    }
+    let world = World::new("psrc");
+    let server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
+    let dns = dns_all(&world);
+    // wwan0's route prefers eth0's address as source; wwan0's ISP filters strictly.
+    world
+        .dev
+        .ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            "192.0.2.17",
+            "dev",
+            "wwan0",
+            "metric",
+            "200",
+            "src",
+            "192.0.2.2",
+        ])
+        .expect("route with a foreign preferred source");
+    for key in ["all", "d0"] {
+        world.isps[1]
+            .sysctl(&format!("net.ipv4.conf.{key}.rp_filter"), "1")
+            .expect("strict rp_filter upstream");
+    }
+    let probe = HttpProbe::new(&config(&format!("http://{HOST}/"))).unwrap();
+    let report = world.on_device(async || probe.run(request(&world, "wwan0", &[DNS_A])).await);
+    assert_verdict(&report, Verdict::Full, "wwan0 behind a strict upstream");
+    assert_eq!(server.peers().last(), Some(&dev_addr(1)), "HTTP source");
+    assert_eq!(dns.peers().last(), Some(&dev_addr(1)), "DNS source");
+}
+
+/// Without a route in the checked family nothing is sent: through a socket bound to the
+/// interface the kernel would take the target as on-link and ARP for it (LIMITED, not NONE).
+#[test]
+fn no_route_in_the_family_is_none_and_sends_nothing() {
+    if !require_root("no_route_in_the_family_is_none_and_sends_nothing") {
+        return;
+    }
+    let world = World::new("pnort");
+    let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
+    world
+        .dev
+        .ip(&["route", "del", "default", "dev", "wwan0"])
+        .expect("route del");
+    let probe = HttpProbe::new(&config(&format!("http://{SERVER}/"))).unwrap();
+    let before = world.l3_counters("wwan0");
+    for routed in [vec![], vec![Family::V6]] {
+        let req = ProbeRequest {
+            routed: routed.clone(),
+            ..request(&world, "wwan0", &[])
+        };
+        let report = world.on_device(async || probe.run(req.clone()).await);
+        assert_verdict(&report, Verdict::None, &format!("routed {routed:?}"));
+        assert_eq!(report.bytes, 0);
+    }
+    assert_eq!(world.l3_counters("wwan0"), before, "not one packet");
+}
+
 fn tempdir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("nf-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -759,8 +827,8 @@ mod engine_level {
     use futures::future::BoxFuture;
     use netfailover::engine::fake::FakeWorld;
     use netfailover::engine::model::{
-        Config, Connectivity, Family, FamilyConfig, IfaceMatch, KernelRoute, LinkKind, Method,
-        Metric, Profile, UplinkType,
+        Config, Connectivity, FamilyConfig, IfaceMatch, KernelRoute, LinkKind, Method, Metric,
+        Profile, UplinkType,
     };
     use netfailover::engine::ports::{PortError, PortResult, Sysctl};
     use std::sync::Arc;
@@ -955,6 +1023,58 @@ mod engine_level {
             .exec(&["sysctl", "-n", "net.ipv4.conf.wwan0.rp_filter"])
             .unwrap();
         assert_eq!(rp.trim(), "2", "the engine set loose rp_filter");
+    }
+
+    /// A managed interface without a default route or gateway is NONE and never checked (a
+    /// check would ARP for the target on-link and come back LIMITED).
+    #[test]
+    fn engine_does_not_check_an_interface_without_a_route() {
+        if !require_root("engine_does_not_check_an_interface_without_a_route") {
+            return;
+        }
+        let world = World::new("pengn");
+        let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
+        let _dns = dns_all(&world);
+        world
+            .dev
+            .ip(&["route", "del", "default", "dev", "wwan0"])
+            .expect("route del");
+        let fake = fake_links();
+        let wwan0 = fake.kernel.link("wwan0").ifindex;
+        for r in fake
+            .kernel
+            .routes()
+            .into_iter()
+            .filter(|r| r.ifindex == wwan0)
+        {
+            fake.kernel.delete_route_by_hand(&r);
+        }
+        let config = engine_config(false);
+        let mut ports = fake.ports();
+        ports.probe = Arc::new(HttpProbe::new(&config.check).unwrap());
+        ports.sysctl = Arc::new(ProcSysctl);
+        let before = world.l3_counters("wwan0");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                world.dev.enter_current_thread().unwrap();
+                actix_rt::System::new().block_on(async {
+                    let h = netfailover::engine::start(config, ports);
+                    let up = Duration::from_secs(15);
+                    assert!(
+                        wait_state(&h, "eth0", (Connectivity::Full, Some(100)), up)
+                            .await
+                            .is_some(),
+                        "eth0: {:?}",
+                        h.status()
+                    );
+                    // Two check intervals and more: wwan0 stays NONE, unchecked.
+                    tokio::time::sleep(2 * INTERVAL + TIMEOUT).await;
+                    assert_eq!(state(&h, "wwan0"), (Connectivity::None, None));
+                    h.shutdown().await.unwrap();
+                });
+            });
+        });
+        assert_eq!(world.l3_counters("wwan0"), before, "nothing sent on wwan0");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Name resolution for checks, bound to one interface.
 //!
 //! Every query leaves through the checked interface only (SO_BINDTODEVICE on hickory's sockets,
-//! through a custom [`RuntimeProvider`]) and goes to that interface's servers in the order the
+//! through a custom [`RuntimeProvider`], bound to the interface's own address) and goes to that interface's servers in the order the
 //! engine gives (SPEC §3): the next server is asked only when the previous one failed (timeout,
 //! unreachable, SERVFAIL, ...). Hickory matches answers to the server's exact address and query
 //! id and drops anything else. A successful answer is kept until its TTL runs out, so a check
@@ -26,7 +26,7 @@ use hickory_resolver::net::runtime::{
 };
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::Resolver;
-use netfailover_actors::model::IfaceName;
+use netfailover_actors::model::{Family, IfaceName};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 use super::wire::DatagramMeter;
@@ -87,7 +87,10 @@ impl RuntimeProvider for BoundProvider {
                 TcpSocket::new_v4()?
             };
             socket.bind_device(Some(iface.as_bytes()))?;
-            if let Some(local) = bind_addr {
+            if let Some(local) = bind_addr.or_else(|| {
+                super::source::source_for(&iface, Family::of(&server.ip()))
+                    .map(|ip| SocketAddr::new(ip, 0))
+            }) {
                 socket.bind(local)?;
             }
             let wait_for = wait_for.unwrap_or(Duration::from_secs(5));
@@ -101,10 +104,16 @@ impl RuntimeProvider for BoundProvider {
         })
     }
 
-    fn bind_udp(&self, local: SocketAddr, _server: SocketAddr) -> BoxedIo<Self::Udp> {
+    fn bind_udp(&self, local: SocketAddr, server: SocketAddr) -> BoxedIo<Self::Udp> {
         let iface = self.iface.clone();
         let meter = self.meter.clone();
         Box::pin(async move {
+            // The interface's own address (strict reverse-path filtering upstream), when
+            // hickory leaves the choice to the kernel.
+            let local = match super::source::source_for(&iface, Family::of(&server.ip())) {
+                Some(ip) if local.ip().is_unspecified() => SocketAddr::new(ip, local.port()),
+                _ => local,
+            };
             let socket = UdpSocket::bind(local).await?;
             socket.bind_device(Some(iface.as_bytes()))?;
             Ok(MeteredUdp { socket, meter })

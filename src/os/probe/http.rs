@@ -3,7 +3,7 @@
 //! the classification needs (never more than 64 KiB). The connection is dropped afterwards: no
 //! reuse between checks, so every check really leaves through the interface it names.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,9 +30,11 @@ pub struct GetRequest {
     pub path_and_query: String,
 }
 
-/// Opens a TCP connection to `addr` through `iface` only.
+/// Opens a TCP connection to `addr` through `iface` only, from `source` (the interface's own
+/// address, so strict reverse-path filtering upstream accepts it).
 pub async fn connect(
     iface: &IfaceName,
+    source: IpAddr,
     addr: SocketAddr,
     connect_timeout: Duration,
     meter: &TcpMeter,
@@ -59,6 +61,12 @@ pub async fn connect(
                     message: format!("binding to {iface}: {e}"),
                 }
             }
+        })?;
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .map_err(|e| CheckFailure::Connect {
+            addr,
+            message: format!("binding to {source}: {e}"),
         })?;
     // The request fits one segment; send it without waiting for Nagle.
     let _ = socket.set_nodelay(true);

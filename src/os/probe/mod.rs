@@ -15,6 +15,7 @@
 mod classify;
 mod dns;
 mod http;
+mod source;
 mod wire;
 
 use std::net::{IpAddr, SocketAddr};
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use hyper::header::HeaderValue;
-use netfailover_actors::model::{CheckConfig, IfaceName};
+use netfailover_actors::model::{CheckConfig, Family, IfaceName};
 use netfailover_actors::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -56,6 +57,16 @@ pub(crate) enum CheckFailure {
     Missing { iface: IfaceName },
     #[error("{iface} has no route to {addr}")]
     NoRoute { iface: IfaceName, addr: SocketAddr },
+    #[error("{iface} has no default route or gateway")]
+    Unrouted { iface: IfaceName },
+    #[error("{iface} has no {} default route or gateway for {host}", family_name(*family))]
+    NoFamilyRoute {
+        iface: IfaceName,
+        family: Family,
+        host: String,
+    },
+    #[error("{iface} has no {} address", family_name(*family))]
+    NoAddress { iface: IfaceName, family: Family },
     #[error(transparent)]
     Dns(#[from] DnsFailure),
     #[error("connection refused by {addr}")]
@@ -77,9 +88,19 @@ impl CheckFailure {
         match self {
             CheckFailure::Missing { .. }
             | CheckFailure::NoRoute { .. }
+            | CheckFailure::Unrouted { .. }
+            | CheckFailure::NoFamilyRoute { .. }
+            | CheckFailure::NoAddress { .. }
             | CheckFailure::Dns(DnsFailure::NoRoute { .. }) => Verdict::None,
             _ => Verdict::Limited,
         }
+    }
+}
+
+fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "IPv4",
+        Family::V6 => "IPv6",
     }
 }
 
@@ -353,6 +374,13 @@ impl HttpProbe {
                 iface: iface.clone(),
             });
         }
+        // No route at all: nothing is sent (the engine does not even ask; `netfailover check`
+        // on such an interface ends here too).
+        if request.routed.is_empty() {
+            return Err(CheckFailure::Unrouted {
+                iface: iface.clone(),
+            });
+        }
         let addrs = match (&inner.target.host, resolver) {
             (Host::Ip(ip), _) => vec![*ip],
             (Host::Name(name), Some(resolver)) => resolver.resolve(name).await?,
@@ -363,12 +391,30 @@ impl HttpProbe {
                 .into())
             }
         };
-        // Try each address in answer order; the first connection decides the check.
+        // Try each address in answer order; the first connection decides the check. Only
+        // families with a route on the interface: through a socket bound to it, the kernel
+        // would take any other target as on-link and ARP for it.
         let mut last = None;
         for ip in addrs {
+            let family = Family::of(&ip);
+            if !request.routed.contains(&family) {
+                last.get_or_insert(CheckFailure::NoFamilyRoute {
+                    iface: iface.clone(),
+                    family,
+                    host: inner.target.host.to_string(),
+                });
+                continue;
+            }
+            let Some(source) = source::source_for(iface.as_str(), family) else {
+                last = Some(CheckFailure::NoAddress {
+                    iface: iface.clone(),
+                    family,
+                });
+                continue;
+            };
             let addr = SocketAddr::new(ip, inner.target.port);
             let meter = meters.connection(addr.is_ipv6());
-            match http::connect(iface, addr, inner.connect_timeout, &meter).await {
+            match http::connect(iface, source, addr, inner.connect_timeout, &meter).await {
                 Ok(stream) => {
                     let stream = Metered::new(stream, meter);
                     return match &inner.tls {
