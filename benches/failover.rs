@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{BoxStream, StreamExt};
-use netfailover::engine::fake::{FakeProbe, FakeScripts, MemJournal, MemStateStore};
+use netfailover::engine::fake::{FakeProbe, FakeScripts, FakeTraffic, MemJournal, MemStateStore};
 use netfailover::engine::model::{CheckConfig, Config, Family, KernelRoute, Method, Metric};
 use netfailover::engine::ports::{LinkSource, LinkUpdate, Ports, RouteTable};
 use netfailover::lab::netns::is_root;
@@ -115,6 +115,7 @@ fn run_engine(
                 journal: Arc::new(MemJournal::default()),
                 state: Arc::new(MemStateStore::default()),
                 flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
+                traffic: Arc::new(FakeTraffic::default()),
             };
             let engine = netfailover::engine::start(config, ports);
             let _ = stop.await;

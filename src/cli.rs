@@ -32,7 +32,7 @@ pub enum Command {
     /// Run the daemon in the foreground (logs to stderr; sd_notify under systemd).
     Run(RunArgs),
     /// Print the effective configuration and every problem in it.
-    CheckConfig(ConfigArgs),
+    CheckConfig(CheckConfigArgs),
     /// Interfaces, connectivity, metrics, last checks and actors of the running daemon.
     Status {
         /// Print the status as JSON.
@@ -61,6 +61,16 @@ pub enum Command {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print the effective configuration as one JSON document (keys in docs/config.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the configuration is read from (shared by `run` and `check-config`).
+#[derive(clap::Args, Clone, Debug)]
 pub struct ConfigArgs {
     /// Boot directory holding config.json, system-connections/ and dispatcher.d/.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BOOT_DIR)]

@@ -229,6 +229,12 @@ fn build_ports(loaded: &config::Loaded) -> Result<(Ports, Reloadable), DaemonErr
         journal: Arc::new(os::persist::FileJournal::new(loaded.state_dir.clone())),
         state: Arc::new(os::persist::FileStateStore::new(loaded.state_dir.clone())),
         flows: Arc::new(os::flows::NetlinkFlows::new()),
+        traffic: Arc::new(
+            os::traffic::NetlinkTraffic::new().map_err(|e| DaemonError::Port {
+                port: "netlink traffic sampling",
+                message: e.to_string(),
+            })?,
+        ),
     };
     Ok((ports, reloadable))
 }
@@ -401,9 +407,4 @@ fn reload(
         }
     }
     notifier.ready(&status_line(engine));
-}
-
-/// `netfailover check-config`: prints the effective config and problems; returns the exit code.
-pub fn check_config(args: &ConfigArgs, out: &mut dyn std::io::Write) -> i32 {
-    config::report::check_config(&args.boot_dir, args.config.as_deref(), out)
 }

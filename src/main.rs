@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use netfailover::cli::{self, Cli, Command};
+use netfailover::config::report;
 use netfailover::control::{self, Request};
 
 fn main() -> ExitCode {
@@ -26,7 +27,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
         Command::CheckConfig(args) => {
-            let code = netfailover::daemon::check_config(&args, &mut std::io::stdout().lock());
+            let format = if args.json {
+                report::Format::Json
+            } else {
+                report::Format::Text
+            };
+            let code = report::check_config(
+                &args.config.boot_dir,
+                args.config.config.as_deref(),
+                format,
+                &mut std::io::stdout().lock(),
+            );
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Command::Status { json } => {

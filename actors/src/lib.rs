@@ -32,6 +32,7 @@ pub mod health;
 pub mod link_watcher;
 pub mod model;
 pub mod observe;
+pub mod passive;
 pub mod peers;
 pub mod persist;
 pub mod plan;

@@ -5,7 +5,7 @@
 //! its port again (a new subscription, a fresh dump), so a port must never hand out state that
 //! belongs to a dead actor. Every future is `Send + 'static` so an adapter may run it anywhere.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,6 +162,69 @@ pub trait Probe: Send + Sync + 'static {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Passive health: the device's own traffic
+// ---------------------------------------------------------------------------------------------
+
+/// TCP state of a sampled socket, reduced to what passive health distinguishes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TcpPhase {
+    /// SYN sent, no answer yet.
+    SynSent,
+    /// Connected and able to carry data (ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, CLOSING, LAST_ACK).
+    Open,
+    /// Anything else the dump returned (closing states with nothing in flight).
+    Other,
+}
+
+/// One local TCP socket whose source address is on a sampled interface (sock_diag with
+/// `INET_DIAG_INFO` in production; the fields are `struct tcp_info`'s).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct TcpSocketSample {
+    /// The kernel's socket cookie: stable for the socket's life, never reused while it lives.
+    pub cookie: u64,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub phase: TcpPhase,
+    /// Segments sent and not yet acknowledged (`tcpi_unacked`).
+    pub unacked: u32,
+    /// Consecutive retransmission timeouts of the current segment (`tcpi_retransmits`).
+    pub retransmits: u8,
+    /// Retransmitted segments over the socket's life (`tcpi_total_retrans`).
+    pub total_retrans: u32,
+    /// Time since the last ACK was received (`tcpi_last_ack_recv`).
+    pub last_ack_recv: Duration,
+    /// Smoothed round-trip time (`tcpi_rtt`); zero before the first measurement.
+    pub rtt: Duration,
+    /// Bytes the peer acknowledged so far (`tcpi_bytes_acked`); progress shows here.
+    pub bytes_acked: u64,
+    /// Bytes received so far (`tcpi_bytes_received`).
+    pub bytes_received: u64,
+}
+
+/// One interface's traffic at one moment.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct IfaceTraffic {
+    pub ifindex: u32,
+    /// The name the kernel has for `ifindex` now (differs from the managed name after a rename).
+    pub name: String,
+    /// Link counters (`IFLA_STATS64`); they may wrap or restart from zero.
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    /// Received multicast packets, part of `rx_packets` (LAN noise, not upstream traffic).
+    pub rx_multicast: u64,
+    /// TCP sockets whose source address is on this interface (both families).
+    pub tcp: Vec<TcpSocketSample>,
+}
+
+/// Where passive health reads the device's own traffic (rtnetlink + sock_diag in production).
+pub trait TrafficSource: Send + Sync + 'static {
+    /// Samples the interfaces with these indexes; an index the kernel no longer has is simply
+    /// absent from the answer. Called once per `passive.period`, so it must be cheap.
+    fn sample(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>>;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Dispatcher scripts and persistence
 // ---------------------------------------------------------------------------------------------
 
@@ -235,6 +298,14 @@ pub struct EngineState {
     pub global: Option<Connectivity>,
     /// Gateways learned from foreign default routes we replaced (method=auto), per interface.
     pub learned_gateways: BTreeMap<IfaceName, Vec<IpAddr>>,
+    /// Interfaces whose NONE came from their checks (not from a lost link): a restart keeps
+    /// them NONE instead of taking them for a fresh link (UNKNOWN).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub none_from_checks: BTreeSet<IfaceName>,
+    /// What was left of each running fail-back hold when this was saved, in milliseconds:
+    /// a restart resumes the hold instead of dropping the penalty at once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failback_hold_ms: BTreeMap<IfaceName, u64>,
 }
 
 /// Durable store of [`EngineState`] (a file under `state_dir` in production).
@@ -310,4 +381,5 @@ pub struct Ports {
     pub journal: Arc<dyn Journal>,
     pub state: Arc<dyn StateStore>,
     pub flows: Arc<dyn FlowTable>,
+    pub traffic: Arc<dyn TrafficSource>,
 }

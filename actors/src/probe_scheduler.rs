@@ -171,7 +171,7 @@ impl ProbeScheduler {
                     // result of our own, we repeat it (harmless when RouteManager has it, a repair
                     // when it missed it while restarting); with none yet, the next one decides.
                     let ours = p.health.state();
-                    if ours > Connectivity::Unknown && u.connectivity != ours {
+                    if ours != Connectivity::Unknown && u.connectivity != ours {
                         self.deps.peers.route_manager.do_send(ConnectivityChanged {
                             iface: u.name.clone(),
                             state: ours,
@@ -356,7 +356,7 @@ impl Handler<ProbeDone> for ProbeScheduler {
                 (Connectivity::Full, _) => {
                     format!("{} checks failed: {}", params.down_count, msg.report.reason)
                 }
-                (_, Connectivity::Full) if previous > Connectivity::Unknown => {
+                (_, Connectivity::Full) if previous != Connectivity::Unknown => {
                     format!("{} checks passed: {}", params.up_count, msg.report.reason)
                 }
                 _ => format!("check: {}", msg.report.reason),

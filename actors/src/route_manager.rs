@@ -369,6 +369,7 @@ impl RouteManager {
             };
             ctx.wait(bounded.into_actor(self));
         }
+        self.record_holds();
         self.persister.submit(self.state.record.clone());
         ctx.spawn(self.persister.flush().into_actor(self));
         self.publish_uplinks();
@@ -432,6 +433,30 @@ impl RouteManager {
         }
     }
 
+    /// Puts what is left of every running fail-back hold into the record, so a restart resumes
+    /// it. Saved with each reconcile: after a crash the hold may last up to one reconcile
+    /// interval longer, never shorter.
+    fn record_holds(&mut self) {
+        let hold = self.cfg.check.failback_hold;
+        let now = Instant::now();
+        let record = &mut self.state.record;
+        record.failback_hold_ms = self
+            .state
+            .full_since
+            .iter()
+            .filter(|(name, _)| {
+                record
+                    .interfaces
+                    .get(*name)
+                    .is_some_and(|r| r.connectivity == Connectivity::Full)
+            })
+            .filter_map(|(name, since)| {
+                let left = (*since + hold).checked_duration_since(now)?;
+                (!left.is_zero()).then(|| (name.clone(), left.as_millis() as u64))
+            })
+            .collect();
+    }
+
     fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
         let delay = self.state.retry_delay.max(RETRY_MIN);
         self.state.retry_delay = (delay * 2).min(self.cfg.route.reconcile_interval.max(RETRY_MIN));
@@ -461,7 +486,13 @@ impl RouteManager {
                 r.announced_up = false;
             }
         }
+        self.state.record.none_from_checks.remove(name);
         self.set_connectivity(name, Connectivity::None, reason);
+    }
+
+    /// NONE that the checks reported (kept while the link stays up), not a lost link's.
+    fn none_from_checks(&self, name: &IfaceName) -> bool {
+        self.state.record.none_from_checks.contains(name)
     }
 
     /// Level-triggered link → state: `down`/NONE for managed interfaces without a usable link,
@@ -520,7 +551,7 @@ impl RouteManager {
                 // The state the interface has once up: UNKNOWN until its first check (set just
                 // below, after this event, so `up` precedes its device event).
                 let previous = self.connectivity(&a.name);
-                let state = if previous == Connectivity::None {
+                let state = if previous == Connectivity::None && !self.none_from_checks(&a.name) {
                     Connectivity::Unknown
                 } else {
                     previous
@@ -553,7 +584,9 @@ impl RouteManager {
             if self.routed(a).is_empty() {
                 // No route to check through: NONE (SPEC: no link or no route), not UNKNOWN.
                 self.set_connectivity(&a.name, Connectivity::None, "no default route or gateway");
-            } else if self.connectivity(&a.name) == Connectivity::None {
+            } else if self.connectivity(&a.name) == Connectivity::None
+                && !self.none_from_checks(&a.name)
+            {
                 let reason = if self.cfg.check.enabled() {
                     "link up, not checked yet"
                 } else {
@@ -568,6 +601,10 @@ impl RouteManager {
             .record
             .interfaces
             .retain(|n, _| names.contains(n));
+        self.state
+            .record
+            .none_from_checks
+            .retain(|n| names.contains(n));
         // Order: facts produced before this reconcile, then this pass's events, which were
         // queued per interface in sequence: `down` → device event, then `up` → device event.
         let this_pass = std::mem::take(&mut self.state.queued);
@@ -1038,14 +1075,31 @@ impl Actor for RouteManager {
                     r.announced_up = false;
                 }
             }
-            // Resumed FULL interfaces have proven themselves already: no new fail-back hold.
-            let long_ago = Instant::now()
-                .checked_sub(act.cfg.check.failback_hold)
-                .unwrap_or_else(Instant::now);
+            // Resumed FULL interfaces keep what was left of a running fail-back hold (saved
+            // with the record); the others have proven themselves already: no new hold.
+            let hold = act.cfg.check.failback_hold;
+            let now = Instant::now();
+            let mut holds = Vec::new();
             for (name, r) in &act.state.record.interfaces {
-                if r.connectivity == Connectivity::Full {
-                    act.state.full_since.insert(name.clone(), long_ago);
+                if r.connectivity != Connectivity::Full {
+                    continue;
                 }
+                let left = act
+                    .state
+                    .record
+                    .failback_hold_ms
+                    .get(name)
+                    .map(|ms| Duration::from_millis(*ms).min(hold))
+                    .unwrap_or_default();
+                // Clock too young to go back that far: start the hold now (errs on holding).
+                let since = now.checked_sub(hold - left).unwrap_or(now);
+                act.state.full_since.insert(name.clone(), since);
+                if !left.is_zero() {
+                    holds.push(left);
+                }
+            }
+            for left in holds {
+                ctx.run_later(left, |act, ctx| act.request_reconcile(ctx));
             }
             match dump {
                 Ok(links) => act.state.links = links.into_iter().map(|l| (l.ifindex, l)).collect(),
@@ -1170,6 +1224,13 @@ impl Handler<ConnectivityChanged> for RouteManager {
         if !usable {
             // A late result for a link that is gone: the link fact already set NONE.
             return;
+        }
+        // A NONE from the checks (an interface with no route to check through) is a result,
+        // not the lack of one: it stays NONE until the checks say otherwise.
+        if msg.state == Connectivity::None {
+            self.state.record.none_from_checks.insert(msg.iface.clone());
+        } else {
+            self.state.record.none_from_checks.remove(&msg.iface);
         }
         self.set_connectivity(&msg.iface, msg.state, &msg.reason);
         if msg.state == Connectivity::Full && !self.cfg.check.failback_hold.is_zero() {

@@ -1439,6 +1439,47 @@ async fn every_managed_interface_that_vanishes_gets_down() {
 }
 
 #[actix::test]
+async fn a_none_result_from_the_checks_stays_none_and_needs_up_count_to_return() {
+    let w = world();
+    let cfg = config();
+    let h = started(&w, cfg.clone()).await;
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Full);
+    w.probe.set("eth0", Verdict::None);
+    pass(cfg.check.interval + Duration::from_secs(5)).await;
+    assert_eq!(
+        state_of(&h, "eth0"),
+        Connectivity::None,
+        "the checks' NONE is kept, not taken for a fresh link"
+    );
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100 + PENALTY));
+    pass(Duration::from_secs(20)).await;
+    assert_eq!(state_of(&h, "eth0"), Connectivity::None, "still NONE");
+    // Back: one good check is not enough.
+    w.probe.set("eth0", Verdict::Full);
+    let checks = w.probe.checks("eth0").len();
+    checks_after(&w, "eth0", checks, 1).await;
+    assert_eq!(state_of(&h, "eth0"), Connectivity::None, "one good check");
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100 + PENALTY));
+    checks_after(&w, "eth0", checks, 2).await;
+    assert_eq!(
+        state_of(&h, "eth0"),
+        Connectivity::Full,
+        "up_count good checks"
+    );
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100));
+    let dcc: Vec<_> = transitions(&h)
+        .into_iter()
+        .filter(|e| e.0 == EventKind::DeviceConnectivityChange && e.1 == "eth0")
+        .map(|e| (e.2, e.3))
+        .collect();
+    assert_eq!(
+        dcc,
+        vec![(Connectivity::Full, Connectivity::None)],
+        "no UNKNOWN in between"
+    );
+}
+
+#[actix::test]
 async fn an_interface_without_a_gateway_is_none_and_never_checked() {
     let w = world();
     let wwan0 = w.kernel.link("wwan0").ifindex;
@@ -1467,4 +1508,59 @@ async fn an_interface_without_a_gateway_is_none_and_never_checked() {
     pass(Duration::from_millis(500)).await;
     assert_eq!(w.probe.checks("wwan0").len(), 1);
     assert_eq!(state_of(&h, "wwan0"), Connectivity::Full);
+}
+
+#[actix::test]
+async fn a_running_failback_hold_survives_route_manager_and_daemon_restarts() {
+    let w = world();
+    let mut cfg = config();
+    cfg.check.failback_hold = Duration::from_secs(30);
+    w.probe.set("eth0", Verdict::Limited);
+    let h = started(&w, cfg.clone()).await;
+    assert_eq!(owned_metrics(&w)[0].1, 100 + PENALTY);
+    w.probe.set("eth0", Verdict::Full);
+    pass(Duration::from_secs(5)).await; // FULL again after two good checks, hold running
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Full);
+    let full_at = tokio::time::Instant::now() - Duration::from_secs(3);
+    for (i, crash) in [false, true].into_iter().enumerate() {
+        if crash {
+            h.crash("route-manager").await.unwrap();
+        } else {
+            h.kill("route-manager").await.unwrap();
+        }
+        pass(Duration::from_secs(1)).await;
+        assert_eq!(
+            owned_metrics(&w)[0].1,
+            100 + PENALTY,
+            "hold kept across route-manager restart {i}"
+        );
+    }
+    // A daemon restart: a new engine on the same kernel and state store.
+    h.shutdown().await.unwrap();
+    let h2 = start(cfg.clone(), w.ports());
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(state_of(&h2, "eth0"), Connectivity::Full, "resumed");
+    assert_eq!(
+        owned_metrics(&w)[0].1,
+        100 + PENALTY,
+        "hold kept across a daemon restart"
+    );
+    // It still ends: by the end of the hold (plus one reconcile interval of slack for the
+    // time since the last save), the penalty is gone.
+    let end = full_at + cfg.check.failback_hold + cfg.route.reconcile_interval;
+    while owned_metrics(&w)[0].1 > PENALTY
+        && tokio::time::Instant::now() < end + Duration::from_secs(30)
+    {
+        pass(Duration::from_millis(200)).await;
+    }
+    assert!(
+        tokio::time::Instant::now() <= end,
+        "hold over {:?} after FULL",
+        tokio::time::Instant::now() - full_at
+    );
+    assert!(
+        tokio::time::Instant::now() >= full_at + cfg.check.failback_hold - Duration::from_secs(3),
+        "hold not cut short"
+    );
+    assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100));
 }

@@ -29,6 +29,9 @@ pub struct JsonSettings {
     pub interval_origin: Origin,
     pub dns: DnsConfig,
     pub dns_origin: Origin,
+    /// `os.network.connectivity.uri` is `"null"`: balenaOS's way to turn checks off (the
+    /// interval is then 0).
+    pub uri_disabled: bool,
 }
 
 /// Reads `path`; a missing file means "all defaults" (a plain Linux host has none).
@@ -51,6 +54,8 @@ pub fn read(path: &Path, problems: &mut Vec<Problem>) -> JsonSettings {
 
 /// Parses config.json text.
 pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettings {
+    // balenaOS's own tooling reads a config.json that starts with a UTF-8 byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Value::Object(map),
         Ok(_) => {
@@ -115,7 +120,10 @@ pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettin
     };
 
     let (mut uri, mut uri_origin) = (default_uri(), Origin::Default);
-    if let Some(v) = sub("uri") {
+    let uri_disabled = sub("uri").and_then(Value::as_str) == Some("null");
+    if uri_disabled {
+        uri_origin = from_file.clone();
+    } else if let Some(v) = sub("uri") {
         match v.as_str().map(CheckUri::new) {
             Some(Ok(u)) => (uri, uri_origin) = (u, from_file.clone()),
             Some(Err(e)) => problems.push(Problem::error(
@@ -149,6 +157,10 @@ pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettin
                 ),
             )),
         }
+    }
+
+    if uri_disabled {
+        (interval, interval_origin) = (Duration::ZERO, from_file.clone());
     }
 
     let mut response = String::new();
@@ -193,6 +205,7 @@ pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettin
         interval_origin,
         dns,
         dns_origin,
+        uri_disabled,
     }
 }
 
@@ -307,6 +320,13 @@ mod tests {
         assert!(problems[0].starts_with("config.json:3: error: os.network.connectivity.uri: \"ftp://192.0.2.1/\" uses scheme \"ftp\""));
         assert!(problems[1]
             .starts_with("config.json:4: error: os.network.connectivity.interval \"soon\""));
+    }
+
+    #[test]
+    fn uri_null_disables_checks_and_a_bom_is_accepted() {
+        let s = parse_ok("\u{feff}{\"os\": {\"network\": {\"connectivity\": {\"uri\": \"null\", \"interval\": 60}}}}");
+        assert!(s.uri_disabled);
+        assert_eq!(s.interval, Duration::ZERO);
     }
 
     #[test]

@@ -15,15 +15,50 @@ use std::fmt;
 pub struct Entry {
     pub group: String,
     pub key: String,
-    /// The raw value (escapes not yet decoded), leading and trailing whitespace removed.
+    /// The raw value (escapes not yet decoded), leading whitespace removed (GKeyFile keeps the
+    /// trailing whitespace). Invalid UTF-8 is replaced here; see `utf8`.
     pub raw: String,
+    /// False when the value's bytes are not UTF-8: GLib refuses to read such a value as a
+    /// string, so NetworkManager warns and ignores the key.
+    pub utf8: bool,
     pub line: usize,
 }
 
 impl Entry {
-    /// The value as a GKeyFile string (escapes decoded).
+    /// The value as a GKeyFile string (escapes decoded leniently: unknown escapes kept).
     pub fn string(&self) -> String {
         unescape(&self.raw)
+    }
+
+    /// The value as `g_key_file_get_string` returns it, or GLib's reason for refusing it (not
+    /// UTF-8, an unknown escape, a `\\` at the end).
+    pub fn strict_string(&self) -> Result<String, String> {
+        if !self.utf8 {
+            return Err(format!("value {:?} is not UTF-8", self.raw));
+        }
+        let mut out = String::with_capacity(self.raw.len());
+        let mut chars = self.raw.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('s') => out.push(' '),
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('\\') => out.push('\\'),
+                Some(other) => {
+                    return Err(format!(
+                        "value {:?} has the invalid escape \\{other}",
+                        self.raw
+                    ))
+                }
+                None => return Err(format!("value {:?} ends with an escape", self.raw)),
+            }
+        }
+        Ok(out)
     }
 
     /// The value as a GKeyFile list: split on unescaped `;`, items unescaped, empty items (such
@@ -112,62 +147,112 @@ impl KeyFile {
 
 /// Parses keyfile text. Fails on the first line GKeyFile would refuse.
 pub fn parse(text: &str) -> Result<KeyFile, KeyFileError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    parse_bytes(text.as_bytes())
+}
+
+/// GLib's `g_ascii_isspace`: what GKeyFile trims (note `\x0b`, which Rust's
+/// `is_ascii_whitespace` leaves out).
+fn glib_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
+}
+
+fn trim_start_glib(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !glib_space(*b))
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+fn trim_end_glib(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|b| !glib_space(*b))
+        .map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
+/// Parses keyfile bytes as GLib 2.74's `g_key_file_load_from_data` does: lines end at `\n`
+/// (one `\r` before it dropped), leading whitespace of a line is skipped, `#` starts a comment
+/// (comments may hold any bytes: a Latin-1 comment is fine), a group header may be followed by
+/// spaces or tabs only, a key loses its trailing whitespace and a value its leading whitespace
+/// — but not its trailing whitespace. A UTF-8 byte-order mark is not skipped: GKeyFile refuses
+/// such a file, and so does NetworkManager. A value that is not UTF-8 is kept (marked) so the
+/// reader can warn and ignore just that key, as NetworkManager does.
+pub fn parse_bytes(bytes: &[u8]) -> Result<KeyFile, KeyFileError> {
     let mut file = KeyFile::default();
     let mut current: Option<String> = None;
-    for (index, raw_line) in text.split('\n').enumerate() {
+    for (index, raw_line) in bytes.split(|b| *b == b'\n').enumerate() {
         let line = index + 1;
-        let trimmed = raw_line.trim_end_matches('\r').trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        let raw_line = raw_line.strip_suffix(b"\r").unwrap_or(raw_line);
+        let trimmed = trim_start_glib(raw_line);
+        if trimmed.is_empty() || trimmed[0] == b'#' {
             continue;
         }
-        if let Some(rest) = trimmed.strip_prefix('[') {
-            let name = rest.strip_suffix(']').ok_or_else(|| KeyFileError {
-                line,
-                message: format!("group header {trimmed:?} has no closing ']'"),
-            })?;
-            if name.is_empty() || name.contains(['[', ']']) || name.chars().any(char::is_control) {
+        let shown = || String::from_utf8_lossy(trim_end_glib(trimmed)).into_owned();
+        if let Some(name) = group_header(trimmed) {
+            if name.is_empty() || name.iter().any(|b| b.is_ascii_control()) {
                 return Err(KeyFileError {
                     line,
-                    message: format!("invalid group name {name:?}"),
+                    message: format!("invalid group name {:?}", String::from_utf8_lossy(name)),
                 });
             }
+            let name = String::from_utf8_lossy(name).into_owned();
             file.groups.push(Group {
-                name: name.to_string(),
+                name: name.clone(),
                 line,
             });
-            current = Some(name.to_string());
+            current = Some(name);
             continue;
         }
-        let Some((key, value)) = trimmed.split_once('=') else {
+        let Some(eq) = trimmed.iter().position(|b| *b == b'=') else {
             return Err(KeyFileError {
                 line,
                 message: format!(
-                    "line {trimmed:?} is not `key=value`, a `[group]` header or a `#` comment"
+                    "line {:?} is not `key=value`, a `[group]` header or a `#` comment",
+                    shown()
                 ),
             });
         };
-        let key = key.trim();
+        let key = trim_end_glib(&trimmed[..eq]);
         if key.is_empty() {
             return Err(KeyFileError {
                 line,
                 message: "empty key before '='".to_string(),
             });
         }
+        let key = String::from_utf8_lossy(key).into_owned();
         let Some(group) = current.clone() else {
             return Err(KeyFileError {
                 line,
                 message: format!("key {key:?} comes before any [group] header"),
             });
         };
+        let value = trim_start_glib(&trimmed[eq + 1..]);
+        let (raw, utf8) = match std::str::from_utf8(value) {
+            Ok(v) => (v.to_string(), true),
+            Err(_) => (String::from_utf8_lossy(value).into_owned(), false),
+        };
         file.entries.push(Entry {
             group,
-            key: key.to_string(),
-            raw: value.trim().to_string(),
+            key,
+            raw,
+            utf8,
             line,
         });
     }
     Ok(file)
+}
+
+/// The name inside `[name]` when the line is a group header (GLib: `[`, anything but `]`, `]`,
+/// then only spaces or tabs).
+fn group_header(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"[")?;
+    let close = rest.iter().position(|b| *b == b']')?;
+    rest[close + 1..]
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t'))
+        .then_some(&rest[..close])
 }
 
 /// Decodes GKeyFile escapes (`\s \n \t \r \\`); unknown escapes are kept as written, which is
@@ -220,7 +305,8 @@ mod tests {
         let kf =
             parse("# c\n[connection]\nid = Wired \ntype=ethernet\n\n[ipv4]\ndns=192.0.2.1;x;;\n")
                 .unwrap();
-        assert_eq!(kf.get("connection", "id").unwrap().string(), "Wired");
+        // GKeyFile keeps a value's trailing whitespace.
+        assert_eq!(kf.get("connection", "id").unwrap().string(), "Wired ");
         assert_eq!(kf.get("connection", "type").unwrap().line, 4);
         assert_eq!(
             kf.get("ipv4", "dns").unwrap().list(),
@@ -247,7 +333,9 @@ mod tests {
 
     #[test]
     fn crlf_and_bom() {
-        let kf = parse("\u{feff}[a]\r\nk=v\r\n").unwrap();
+        let kf = parse("[a]\r\nk=v\r\n").unwrap();
         assert_eq!(kf.get("a", "k").unwrap().raw, "v");
+        // GKeyFile does not skip a byte-order mark: NetworkManager refuses such a file.
+        assert_eq!(parse("\u{feff}[a]\nk=v\n").unwrap_err().line, 1);
     }
 }

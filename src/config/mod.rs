@@ -9,11 +9,14 @@
 
 pub mod config_json;
 pub mod dns;
+pub mod ipconfig;
 pub mod keyfile;
 pub mod matching;
+pub mod nm_types;
 pub mod problems;
 pub mod profiles;
 pub mod report;
+mod report_json;
 pub mod settings;
 pub mod uri;
 
@@ -136,6 +139,18 @@ impl ReadError {
 /// Reads a UTF-8 text file of at most [`MAX_FILE_BYTES`], refusing FIFOs and devices (which
 /// could block or never end).
 pub fn read_text(path: &Path) -> Result<String, ReadError> {
+    let bytes = read_bytes(path)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        ReadError::NotUtf8 {
+            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
+        }
+    })
+}
+
+/// Reads a file of at most [`MAX_FILE_BYTES`] as bytes (keyfiles: GLib accepts any bytes in
+/// comments), refusing FIFOs and devices.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, ReadError> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
         return Err(ReadError::NotAFile);
@@ -153,12 +168,7 @@ pub fn read_text(path: &Path) -> Result<String, ReadError> {
             size: bytes.len() as u64,
         });
     }
-    String::from_utf8(bytes).map_err(|e| {
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        ReadError::NotUtf8 {
-            line: valid.iter().filter(|b| **b == b'\n').count() + 1,
-        }
-    })
+    Ok(bytes)
 }
 
 /// Loads the boot directory with the production defaults (sysfs at `/sys`, `/etc/resolv.conf`,

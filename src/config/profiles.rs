@@ -1,50 +1,58 @@
-//! NetworkManager keyfiles in `system-connections/` → engine [`Profile`]s, following SPEC §1.2:
-//! full and short type names, `interface-name` / `mac-address` / type-based binding, modem
-//! control devices, per-type default metrics, `route-metric=-1`, `method`, `address1=` and the
-//! older `addresses1=ADDR;LEN;GW;`, `gateway=`, `dns=`, `never-default`, `autoconnect`, and
-//! several profiles for one interface (highest `autoconnect-priority`, then file name, wins).
+//! NetworkManager keyfiles in `system-connections/` → engine [`Profile`]s, read as
+//! NetworkManager 1.42 loads them from `/etc/NetworkManager/system-connections` (where balenaOS
+//! binds the boot partition's folder): the same files skipped, the same values accepted, the
+//! same warnings for what NetworkManager only warns about, and never managed what its
+//! `nm_connection_normalize()` refuses. `docs/config.md` lists every rule and each deliberate
+//! difference; `tests/data/nm-corpus/` holds the differential test against libnm.
 //!
-//! A profile that lacks something it needs (type, a valid metric, address, interface name) is
-//! skipped with one error naming file and line; lesser mistakes are warnings with the value
-//! NetworkManager would use.
+//! Beyond reading, this file decides what is *managed*: an uplink type, `autoconnect`, not a
+//! bridge/bond/team port, not a Wi-Fi hotspot, and the winner among several profiles for one
+//! interface (or one Wi-Fi radio). The `[ipv4]`/`[ipv6]` sections are read by `ipconfig.rs`,
+//! the type table is `nm_types.rs`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use netfailover_actors::model::{
-    Family, FamilyConfig, IfaceAddr, IfaceMatch, IfaceName, Method, Metric, Profile, UplinkType,
-};
+use netfailover_actors::model::{Family, IfaceMatch, IfaceName, Profile, UplinkType};
 
-use super::keyfile::{self, Entry, KeyFile};
+use super::ipconfig::{self, FamilyRead};
+use super::keyfile::{self, KeyFile};
 use super::matching::{self, ControlLookup};
+use super::nm_types::{self, NmType, Role, Section};
 use super::problems::Problem;
-use super::read_text;
+use super::read_bytes;
+
+pub use super::ipconfig::MetricOrigin;
 
 /// A profile as loaded, with what check-config shows about where its values came from.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct LoadedProfile {
     pub profile: Profile,
+    /// The NetworkManager connection type.
+    pub nm_type: &'static NmType,
     pub autoconnect_priority: i32,
-    pub ipv4_metric: MetricOrigin,
-    pub ipv6_metric: MetricOrigin,
+    pub ipv4: FamilyRead,
+    pub ipv6: FamilyRead,
     pub binding: Binding,
-    /// Another profile for the same interface won (SPEC §1.2); this one is not used.
+    /// Why the profile is loaded but not managed (autoconnect off, a port, not an uplink…).
+    pub not_managed: Option<String>,
+    /// Another profile for the same interface won; this one is not used.
     pub lost_to: Option<PathBuf>,
 }
 
-/// Where a family's metric came from.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum MetricOrigin {
-    /// `route-metric=` on that line.
-    RouteMetric { line: usize },
-    /// Absent or `-1`: the per-type default.
-    TypeDefault,
+impl LoadedProfile {
+    /// Managed: loaded, wanted, and not beaten by another profile for its interface.
+    pub fn is_managed(&self) -> bool {
+        self.profile.managed && self.lost_to.is_none()
+    }
 }
 
 /// How the profile finds its interface.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Binding {
     InterfaceName,
+    /// A VLAN without `interface-name`: NetworkManager names it `PARENT.ID`.
+    VlanName,
     /// `interface-name` named a modem control device; `class` is its sysfs class when found.
     ControlDevice {
         device: String,
@@ -54,14 +62,25 @@ pub enum Binding {
     ByType,
 }
 
-/// Files NetworkManager's keyfile plugin ignores: hidden files, editor and package leftovers,
-/// certificates kept beside profiles.
-fn ignored_file_name(name: &str) -> bool {
-    const SUFFIXES: [&str; 11] = [
-        "~", ".swp", ".swpx", ".bak", ".orig", ".rej", ".rpmnew", ".rpmsave", ".pem", ".der",
-        ".key",
-    ];
-    name.starts_with('.') || SUFFIXES.iter().any(|s| name.ends_with(s)) || name.contains(".dpkg-")
+/// NetworkManager 1.42's `nm_keyfile_utils_ignore_filename(name, FALSE)`, the rule for its
+/// `/etc` directory (no `.nmconnection` extension required): hidden files, names ending in `~`,
+/// names ending in `.` plus exactly six ASCII letters or digits (the `mkstemp()` pattern of
+/// temporary files, which balenaOS's `README.ignore` and `balena-sample.ignore` match), and
+/// certificates ending in `.pem` / `.der` (any case). Everything else is read — `*.bak` and
+/// `*.orig` included.
+pub fn ignored_file_name(name: &str) -> bool {
+    if name.is_empty() || name.starts_with('.') || name.ends_with('~') {
+        return true;
+    }
+    if let Some((_, tail)) = name.rsplit_once('.') {
+        if tail.len() == 6 && tail.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return true;
+        }
+    }
+    let lower = name.to_ascii_lowercase();
+    [".pem", ".der"]
+        .iter()
+        .any(|tag| lower.len() > tag.len() && lower.ends_with(tag))
 }
 
 /// Loads every profile in `dir` (missing directory: none), in file-name order.
@@ -89,9 +108,9 @@ pub fn load_dir(dir: &Path, sysfs_root: &Path, problems: &mut Vec<Problem>) -> V
         if path.is_dir() {
             continue;
         }
-        match read_text(&path) {
-            Ok(text) => {
-                if let Some(p) = parse_profile(&text, &path, sysfs_root, problems) {
+        match read_bytes(&path) {
+            Ok(bytes) => {
+                if let Some(p) = parse_profile_bytes(&bytes, &path, sysfs_root, problems) {
                     profiles.push(p);
                 }
             }
@@ -107,15 +126,64 @@ pub fn load_dir(dir: &Path, sysfs_root: &Path, problems: &mut Vec<Problem>) -> V
 }
 
 /// Why a profile is skipped.
-struct Reject {
+pub struct Reject {
     line: Option<usize>,
     message: String,
 }
 
-fn reject(line: impl Into<Option<usize>>, message: impl Into<String>) -> Reject {
+pub fn reject(line: impl Into<Option<usize>>, message: impl Into<String>) -> Reject {
     Reject {
         line: line.into(),
         message: message.into(),
+    }
+}
+
+/// A keyfile with the file's path and the warnings found so far: reads values with GLib's
+/// and NetworkManager's rules, warning (and using the default) where NetworkManager does.
+pub struct Reader<'a> {
+    pub kf: &'a KeyFile,
+    path: &'a Path,
+    warnings: &'a mut Vec<Problem>,
+}
+
+impl Reader<'_> {
+    pub fn warn(&mut self, line: impl Into<Option<usize>>, message: impl Into<String>) {
+        self.warnings
+            .push(Problem::warning(self.path, line.into(), message));
+    }
+
+    /// `g_key_file_get_string`: `None` when absent, or (with a warning) when GLib refuses the
+    /// value (not UTF-8, a bad escape); NetworkManager then ignores the key.
+    pub fn string(&mut self, group: &str, key: &str) -> Option<(String, usize)> {
+        let e = self.kf.get(group, key)?;
+        match e.strict_string() {
+            Ok(s) => Some((s, e.line)),
+            Err(why) => {
+                let line = e.line;
+                self.warn(line, format!("{group}.{key}: {why}; ignored"));
+                None
+            }
+        }
+    }
+
+    /// `g_key_file_get_boolean`: exactly `true`/`1` or `false`/`0` (trailing whitespace
+    /// allowed); anything else (`yes`, `False`) is a warning and the default, as in NetworkManager.
+    pub fn bool(&mut self, group: &str, key: &str, default: bool) -> bool {
+        let Some(e) = self.kf.get(group, key) else {
+            return default;
+        };
+        match (e.utf8, e.raw.trim_end()) {
+            (true, "true" | "1") => true,
+            (true, "false" | "0") => false,
+            (_, other) => {
+                let (line, other) = (e.line, other.to_string());
+                self.warn(
+                    line,
+                    format!("{group}.{key} {other:?} is not a boolean (true, false, 1 or 0); NetworkManager uses {default}"),
+                );
+                default
+            }
+        }
     }
 }
 
@@ -126,8 +194,19 @@ pub fn parse_profile(
     sysfs_root: &Path,
     problems: &mut Vec<Problem>,
 ) -> Option<LoadedProfile> {
+    parse_profile_bytes(text.as_bytes(), path, sysfs_root, problems)
+}
+
+/// [`parse_profile`] from the file's bytes (a keyfile need not be UTF-8 everywhere: GLib
+/// accepts any bytes in comments and refuses only the values that are read).
+pub fn parse_profile_bytes(
+    bytes: &[u8],
+    path: &Path,
+    sysfs_root: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<LoadedProfile> {
     let mut warnings = Vec::new();
-    let result = build(text, path, sysfs_root, &mut warnings);
+    let result = build(bytes, path, sysfs_root, &mut warnings);
     // Warnings found before a rejection still help the reader fix the file in one go.
     problems.extend(warnings);
     match result {
@@ -143,58 +222,88 @@ pub fn parse_profile(
     }
 }
 
+/// A port of a bridge, bond or team: `(controller, port type, spelling)`.
+struct Port {
+    controller: String,
+    kind: String,
+}
+
 fn build(
-    text: &str,
+    bytes: &[u8],
     path: &Path,
     sysfs_root: &Path,
     warnings: &mut Vec<Problem>,
 ) -> Result<LoadedProfile, Reject> {
-    let mut kf = keyfile::parse(text).map_err(|e| reject(e.line, e.message))?;
+    let mut kf = keyfile::parse_bytes(bytes).map_err(|e| reject(e.line, e.message))?;
     if let Some(line) = kf.group_line("ipv46") {
         warnings.push(Problem::warning(
             path,
             Some(line),
-            "[ipv46] is not a NetworkManager section; reading it as [ipv6]",
+            "[ipv46] is not a NetworkManager section; reading it as [ipv6] (NetworkManager ignores it)",
         ));
         kf.rename_group("ipv46", "ipv6");
     }
-    kf.rename_group("802-3-ethernet", "ethernet");
-    kf.rename_group("802-11-wireless", "wifi");
-    let conn_line = kf
-        .group_line("connection")
-        .ok_or_else(|| reject(None, "no [connection] section"))?;
-    let type_entry = kf
-        .get("connection", "type")
+    for (from, to) in nm_types::GROUP_ALIASES {
+        kf.rename_group(from, to);
+    }
+    let kf = kf;
+    let mut r = Reader {
+        kf: &kf,
+        path,
+        warnings,
+    };
+    let conn_line = kf.group_line("connection");
+    let (type_name, type_line) = r
+        .string("connection", "type")
         .ok_or_else(|| reject(conn_line, "connection.type is missing"))?;
-    let uplink_type = parse_type(&type_entry.string()).ok_or_else(|| {
+    let nm_type = nm_types::lookup(&type_name).ok_or_else(|| {
         reject(
-            type_entry.line,
-            format!(
-                "connection.type {:?} is not a NetworkManager connection type",
-                type_entry.string()
-            ),
+            type_line,
+            format!("connection.type {type_name:?} is not a NetworkManager 1.42 connection type"),
         )
     })?;
-    let id = kf
-        .get("connection", "id")
-        .map(Entry::string)
+    let id = r
+        .string("connection", "id")
+        .map(|(s, _)| s)
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| {
-            // NetworkManager names a profile without id after its file.
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
-    let uuid = kf
-        .get("connection", "uuid")
-        .map(Entry::string)
+        .unwrap_or_else(|| id_from_file_name(path));
+    let uuid = r
+        .string("connection", "uuid")
+        .map(|(s, _)| s)
         .filter(|s| !s.is_empty());
-    let autoconnect = bool_key(&kf, "connection", "autoconnect", true, path, warnings);
-    let autoconnect_priority = priority(&kf, path, warnings);
-    let (matches, binding) = binding(&kf, uplink_type, sysfs_root, path, warnings)?;
+    let autoconnect = r.bool("connection", "autoconnect", true);
+    let autoconnect_priority = priority(&mut r);
+    let port = port(&mut r, conn_line)?;
+    required_section(&mut r, nm_type, type_line)?;
+    let (matches, binding) = binding(&mut r, nm_type, sysfs_root)?;
 
-    let (ipv4, ipv4_metric, dns4) = family(&kf, Family::V4, uplink_type, path, warnings)?;
-    let (ipv6, ipv6_metric, dns6) = family(&kf, Family::V6, uplink_type, path, warnings)?;
+    let default_method = match nm_type.short {
+        "wireguard" | "dummy" => "disabled",
+        _ => "auto",
+    };
+    let ipv4 = ipconfig::read(&mut r, Family::V4, nm_type.metric, default_method)?;
+    let ipv6 = ipconfig::read(&mut r, Family::V6, nm_type.metric, default_method)?;
+
+    let wifi_mode = r.string("wifi", "mode").map(|(m, _)| m);
+    let uplink_type = match nm_type.role {
+        Role::Uplink(t) => t,
+        Role::NotUplink(_) => UplinkType::Other,
+    };
+    let not_managed = match (&port, nm_type.role, wifi_mode.as_deref()) {
+        (Some(p), ..) => Some(format!(
+            "a {} port of {} has no IP configuration of its own",
+            p.kind, p.controller
+        )),
+        (None, Role::NotUplink(why), _) => Some(format!("type {}: {why}", nm_type.short)),
+        (None, _, Some(mode @ ("ap" | "adhoc" | "mesh"))) => Some(format!(
+            "Wi-Fi mode={mode} serves other devices, not an uplink"
+        )),
+        _ if !autoconnect => {
+            Some("autoconnect=false: loaded, not managed (not adopted either)".to_string())
+        }
+        _ => None,
+    };
+    let dns: Vec<IpAddr> = ipv4.dns.iter().chain(&ipv6.dns).copied().collect();
     Ok(LoadedProfile {
         profile: Profile {
             id,
@@ -202,78 +311,189 @@ fn build(
             file: path.to_path_buf(),
             uplink_type,
             matches,
-            managed: autoconnect,
-            ipv4,
-            ipv6,
-            dns: dns4.into_iter().chain(dns6).collect(),
+            managed: not_managed.is_none(),
+            ipv4: ipv4.config.clone(),
+            ipv6: ipv6.config.clone(),
+            dns,
         },
+        nm_type,
         autoconnect_priority,
-        ipv4_metric,
-        ipv6_metric,
+        ipv4,
+        ipv6,
         binding,
+        not_managed,
         lost_to: None,
     })
 }
 
-/// NetworkManager's connection types (short and full names); the ones that are not one of ours
-/// are `Other` (default metric 800).
-fn parse_type(name: &str) -> Option<UplinkType> {
-    Some(match name {
-        "ethernet" | "802-3-ethernet" => UplinkType::Ethernet,
-        "wifi" | "802-11-wireless" => UplinkType::Wifi,
-        "gsm" => UplinkType::Gsm,
-        "cdma" => UplinkType::Cdma,
-        "adsl" | "bluetooth" | "bond" | "bridge" | "dummy" | "generic" | "hsr" | "infiniband"
-        | "ip-tunnel" | "ipvlan" | "loopback" | "macsec" | "macvlan" | "olpc-mesh"
-        | "802-11-olpc-mesh" | "ovs-bridge" | "ovs-interface" | "ovs-port" | "pppoe" | "team"
-        | "tun" | "veth" | "vlan" | "vpn" | "vrf" | "vxlan" | "wifi-p2p" | "wimax"
-        | "wireguard" | "wpan" | "6lowpan" => UplinkType::Other,
-        _ => return None,
-    })
+/// NetworkManager names a profile without `id` after its file, minus `.nmconnection`.
+fn id_from_file_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.strip_suffix(".nmconnection") {
+        Some(stem) if !stem.is_empty() => stem.to_string(),
+        _ => name,
+    }
 }
 
-/// `interface-name`, a modem control device, `mac-address`, or the type.
-fn binding(
-    kf: &KeyFile,
-    uplink_type: UplinkType,
-    sysfs_root: &Path,
-    path: &Path,
-    warnings: &mut Vec<Problem>,
-) -> Result<(IfaceMatch, Binding), Reject> {
-    let type_group = match uplink_type {
-        UplinkType::Ethernet => Some("ethernet"),
-        UplinkType::Wifi => Some("wifi"),
-        _ => None,
+/// `master=` + `slave-type=` (NetworkManager 1.42), or the newer `controller=` + `port-type=`
+/// (1.46 and later; 1.42 ignores those keys — we read them as meant, a documented difference).
+/// One without the other is refused, as NetworkManager refuses it.
+fn port(r: &mut Reader<'_>, conn_line: Option<usize>) -> Result<Option<Port>, Reject> {
+    let master = r
+        .string("connection", "master")
+        .or_else(|| r.string("connection", "controller"))
+        .filter(|(s, _)| !s.is_empty());
+    let kind = r
+        .string("connection", "slave-type")
+        .or_else(|| r.string("connection", "port-type"))
+        .filter(|(s, _)| !s.is_empty());
+    match (master, kind) {
+        (None, None) => Ok(None),
+        (Some((controller, _)), Some((kind, _))) => Ok(Some(Port { controller, kind })),
+        (Some((_, line)), None) => Err(reject(
+            line,
+            "connection.master without connection.slave-type (NetworkManager refuses the profile)",
+        )),
+        (None, Some((_, line))) => Err(reject(
+            line.max(conn_line.unwrap_or(0)),
+            "connection.slave-type without connection.master (NetworkManager refuses the profile)",
+        )),
+    }
+}
+
+/// The sections `nm_connection_normalize()` insists on, and the keys it cannot do without.
+fn required_section(r: &mut Reader<'_>, t: &NmType, type_line: usize) -> Result<(), Reject> {
+    let has_name =
+        r.kf.get("connection", "interface-name")
+            .is_some_and(|e| !e.raw.is_empty());
+    let missing = match t.section {
+        Section::Optional => None,
+        Section::NeedsInterfaceName if !has_name => {
+            Some("connection.interface-name is missing".to_string())
+        }
+        Section::NeedsInterfaceName => None,
+        Section::Required(s) => {
+            r.kf.group_line(s)
+                .is_none()
+                .then(|| format!("a [{s}] section is missing"))
+        }
     };
-    let mac_entry = type_group.and_then(|g| kf.get(g, "mac-address"));
-    let mac = match mac_entry {
-        Some(e) => Some(parse_mac(&e.string()).ok_or_else(|| {
-            reject(
-                e.line,
-                format!("mac-address {:?} is not a MAC address", e.string()),
-            )
-        })?),
-        None => None,
-    };
-    let name_entry = kf
-        .get("connection", "interface-name")
-        .filter(|e| !e.raw.is_empty());
-    let Some(entry) = name_entry else {
-        return Ok(match mac {
-            Some(mac) => (IfaceMatch::Mac(mac), Binding::MacAddress),
-            None => (IfaceMatch::ByType, Binding::ByType),
-        });
-    };
-    let name = IfaceName::new(entry.string())
-        .map_err(|e| reject(entry.line, format!("connection.interface-name: {e}")))?;
-    if let (Some(_), Some(mac_entry)) = (mac, mac_entry) {
-        warnings.push(Problem::warning(
-            path,
-            Some(mac_entry.line),
-            "mac-address is not used: interface-name already binds this profile",
+    if let Some(what) = missing {
+        return Err(reject(
+            type_line,
+            format!(
+                "type {}: {what} (NetworkManager refuses the profile)",
+                t.short
+            ),
         ));
     }
-    if !matches!(uplink_type, UplinkType::Gsm | UplinkType::Cdma) {
+    let refuse = |line: Option<usize>, what: &str| {
+        Err(reject(
+            line,
+            format!("{what} (NetworkManager refuses the profile)"),
+        ))
+    };
+    if t.short == "wifi" && r.string("wifi", "ssid").is_none_or(|(s, _)| s.is_empty()) {
+        return refuse(r.kf.group_line("wifi"), "wifi.ssid is missing");
+    }
+    if let Some(line) = r.kf.group_line("wifi-security") {
+        match r.string("wifi-security", "key-mgmt") {
+            None => return refuse(Some(line), "wifi-security.key-mgmt is missing"),
+            Some((km, line))
+                if matches!(km.as_str(), "wpa-eap" | "ieee8021x" | "wpa-eap-suite-b-192")
+                    && r.kf.group_line("802-1x").is_none() =>
+            {
+                return refuse(
+                    Some(line),
+                    &format!("key-mgmt={km} needs an [802-1x] section"),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    if t.short == "vlan"
+        && r.string("vlan", "parent").is_none_or(|(s, _)| s.is_empty())
+        && r.kf.get("ethernet", "mac-address").is_none()
+    {
+        return refuse(r.kf.group_line("vlan"), "vlan.parent is missing");
+    }
+    if t.short == "vpn"
+        && r.string("vpn", "service-type")
+            .is_none_or(|(s, _)| s.is_empty())
+    {
+        return refuse(r.kf.group_line("vpn"), "vpn.service-type is missing");
+    }
+    Ok(())
+}
+
+/// `autoconnect-priority` (NetworkManager's range is -999..=999; otherwise a warning and 0).
+fn priority(r: &mut Reader<'_>) -> i32 {
+    let Some((text, line)) = r.string("connection", "autoconnect-priority") else {
+        return 0;
+    };
+    match text.trim().parse::<i32>() {
+        Ok(p) if (-999..=999).contains(&p) => p,
+        _ => {
+            r.warn(
+                line,
+                format!("connection.autoconnect-priority {text:?} is not a number in -999..=999; using 0"),
+            );
+            0
+        }
+    }
+}
+
+/// `interface-name`, a modem control device, a VLAN's `PARENT.ID`, `mac-address`, or the type.
+fn binding(
+    r: &mut Reader<'_>,
+    t: &NmType,
+    sysfs_root: &Path,
+) -> Result<(IfaceMatch, Binding), Reject> {
+    let mac_group = match t.short {
+        "ethernet" | "vlan" | "pppoe" => Some("ethernet"),
+        "wifi" => Some("wifi"),
+        _ => None,
+    };
+    let mac = match mac_group.and_then(|g| r.string(g, "mac-address").map(|v| (g, v))) {
+        Some((_, (text, _))) if text.is_empty() => None,
+        Some((g, (text, line))) => match parse_mac(&text) {
+            Some(mac) => Some((mac, line)),
+            None => {
+                r.warn(
+                    line,
+                    format!("{g}.mac-address {text:?} is not a MAC address; ignored (as NetworkManager does)"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let Some((name, line)) = r
+        .string("connection", "interface-name")
+        .filter(|(s, _)| !s.is_empty())
+    else {
+        if t.short == "vlan" {
+            if let Some(name) = vlan_name(r) {
+                return Ok((IfaceMatch::Name(name), Binding::VlanName));
+            }
+        }
+        return Ok(match mac {
+            Some((mac, _)) if t.short != "vlan" => (IfaceMatch::Mac(mac), Binding::MacAddress),
+            _ => (IfaceMatch::ByType, Binding::ByType),
+        });
+    };
+    let name = IfaceName::new(name)
+        .map_err(|e| reject(line, format!("connection.interface-name: {e}")))?;
+    if let Some((_, mac_line)) = mac {
+        r.warn(
+            mac_line,
+            "mac-address is not used: interface-name already binds this profile",
+        );
+    }
+    if !matches!(t.short, "gsm" | "cdma" | "bluetooth") {
         return Ok((IfaceMatch::Name(name), Binding::InterfaceName));
     }
     let device = name.as_str().to_string();
@@ -305,6 +525,22 @@ fn binding(
     })
 }
 
+/// NetworkManager's name for a VLAN without `interface-name` (`nm_utils_new_vlan_name()`):
+/// `PARENT.ID`, the parent cut so the whole fits 15 bytes. `None` when the parent is a profile
+/// UUID rather than an interface name (the interface is then only known at run time).
+fn vlan_name(r: &mut Reader<'_>) -> Option<IfaceName> {
+    let (parent, _) = r.string("vlan", "parent")?;
+    let (id, _) = r.string("vlan", "id")?;
+    let id: u16 = id.trim().parse().ok()?;
+    if parent.len() == 36 && parent.matches('-').count() == 4 {
+        return None;
+    }
+    let suffix = format!(".{id}");
+    let keep = parent.len().min(15usize.saturating_sub(suffix.len()));
+    let cut = parent.get(..keep)?;
+    IfaceName::new(format!("{cut}{suffix}")).ok()
+}
+
 /// `aa:bb:cc:dd:ee:ff` (or `-`-separated), or the old keyfile form `170;187;204;221;238;255;`.
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let s = s.trim();
@@ -327,301 +563,24 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
     Some(mac)
 }
 
-/// GKeyFile booleans (`true`/`false`, `1`/`0`) plus `yes`/`no`, which NetworkManager also reads.
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" => Some(false),
-        _ => None,
-    }
-}
-
-fn bool_key(
-    kf: &KeyFile,
-    group: &str,
-    key: &str,
-    default: bool,
-    path: &Path,
-    warnings: &mut Vec<Problem>,
-) -> bool {
-    let Some(e) = kf.get(group, key) else {
-        return default;
-    };
-    parse_bool(&e.string()).unwrap_or_else(|| {
-        warnings.push(Problem::warning(
-            path,
-            Some(e.line),
-            format!(
-                "{group}.{key} {:?} is not a boolean; using {default}",
-                e.string()
-            ),
-        ));
-        default
-    })
-}
-
-/// `autoconnect-priority` (NetworkManager's range is -999..=999).
-fn priority(kf: &KeyFile, path: &Path, warnings: &mut Vec<Problem>) -> i32 {
-    let Some(e) = kf.get("connection", "autoconnect-priority") else {
-        return 0;
-    };
-    match e.string().trim().parse::<i32>() {
-        Ok(p) if (-999..=999).contains(&p) => p,
-        _ => {
-            warnings.push(Problem::warning(
-                path,
-                Some(e.line),
-                format!(
-                    "connection.autoconnect-priority {:?} is not a number in -999..=999; using 0",
-                    e.string()
-                ),
-            ));
-            0
-        }
-    }
-}
-
-/// One family's settings, its metric's origin and its `dns=` servers.
-fn family(
-    kf: &KeyFile,
-    fam: Family,
-    uplink_type: UplinkType,
-    path: &Path,
-    warnings: &mut Vec<Problem>,
-) -> Result<(FamilyConfig, MetricOrigin, Vec<IpAddr>), Reject> {
-    let group = match fam {
-        Family::V4 => "ipv4",
-        Family::V6 => "ipv6",
-    };
-    let method_entry = kf.get(group, "method");
-    let (method, method_manages) = match method_entry.map(Entry::string).as_deref() {
-        None | Some("auto") | Some("dhcp") => (Method::Auto, true),
-        Some("manual") => (Method::Manual, true),
-        Some("disabled") | Some("ignore") | Some("link-local") | Some("shared") => {
-            (Method::Auto, false)
-        }
-        Some(other) => {
-            return Err(reject(
-                method_entry.map(|e| e.line),
-                format!(
-                    "{group}.method {other:?} is not one of auto, manual, disabled, ignore, link-local, shared"
-                ),
-            ))
-        }
-    };
-    let (metric, metric_origin) = metric(kf, group, uplink_type)?;
-    let never_default = bool_key(kf, group, "never-default", false, path, warnings);
-
-    let mut addresses: Vec<(u64, usize, IfaceAddr, Option<IpAddr>)> = Vec::new();
-    for e in kf.entries_in(group) {
-        let Some(index) = address_key_index(&e.key) else {
-            continue;
-        };
-        for (addr, gw) in parse_address_entry(e, fam, group, path, warnings)? {
-            addresses.push((index, e.line, addr, gw));
-        }
-    }
-    addresses.sort_by_key(|(index, line, ..)| (*index, *line));
-    let mut gateway = addresses.iter().find_map(|(.., gw)| *gw);
-    if let Some(e) = kf.get(group, "gateway").filter(|e| !e.raw.is_empty()) {
-        gateway = Some(
-            parse_ip_of(&e.string(), fam)
-                .map_err(|why| reject(e.line, format!("{group}.gateway: {why}")))?,
-        );
-    }
-    if method == Method::Manual && method_manages && addresses.is_empty() {
-        return Err(reject(
-            method_entry.map(|e| e.line),
-            format!("{group}.method=manual needs an address ({group}.address1=ADDR/LEN[,GW])"),
-        ));
-    }
-    if method == Method::Manual && gateway.is_none() && !never_default {
-        warnings.push(Problem::warning(
-            path,
-            method_entry.map(|e| e.line),
-            format!("{group}.method=manual without a gateway: no {group} default route for this profile"),
-        ));
-    }
-
-    let mut dns = Vec::new();
-    if let Some(e) = kf.get(group, "dns") {
-        for item in e.list() {
-            match parse_ip_of(&item, fam) {
-                Ok(ip) if !dns.contains(&ip) => dns.push(ip),
-                Ok(_) => {}
-                Err(why) => warnings.push(Problem::warning(
-                    path,
-                    Some(e.line),
-                    format!("{group}.dns entry {item:?} dropped: {why}"),
-                )),
-            }
-        }
-    }
-    Ok((
-        FamilyConfig {
-            manage_default: method_manages && !never_default,
-            method,
-            metric,
-            addresses: addresses.into_iter().map(|(_, _, a, _)| a).collect(),
-            gateway,
-        },
-        metric_origin,
-        dns,
-    ))
-}
-
-/// `route-metric`: absent or -1 → the type's default; otherwise 0..=Metric::MAX.
-fn metric(
-    kf: &KeyFile,
-    group: &str,
-    uplink_type: UplinkType,
-) -> Result<(Metric, MetricOrigin), Reject> {
-    let Some(e) = kf.get(group, "route-metric") else {
-        return Ok((uplink_type.default_metric(), MetricOrigin::TypeDefault));
-    };
-    let value: i64 = e.string().trim().parse().map_err(|_| {
-        reject(
-            e.line,
-            format!("{group}.route-metric {:?} is not a number", e.string()),
-        )
-    })?;
-    if value == -1 {
-        return Ok((uplink_type.default_metric(), MetricOrigin::TypeDefault));
-    }
-    let metric =
-        Metric::new(value).map_err(|err| reject(e.line, format!("{group}.route-metric: {err}")))?;
-    Ok((metric, MetricOrigin::RouteMetric { line: e.line }))
-}
-
-/// `address`, `addressN`, `addresses`, `addressesN` → N (0 without a number).
-fn address_key_index(key: &str) -> Option<u64> {
-    let rest = key
-        .strip_prefix("addresses")
-        .or_else(|| key.strip_prefix("address"))?;
-    if rest.is_empty() {
-        return Some(0);
-    }
-    if rest.bytes().all(|b| b.is_ascii_digit()) {
-        return rest.parse().ok();
-    }
-    None
-}
-
-/// One address key: `ADDR/LEN[,GW]` (several may be `;`-separated), or the old
-/// `ADDR;LEN;GW;` triple.
-fn parse_address_entry(
-    e: &Entry,
-    fam: Family,
-    group: &str,
-    path: &Path,
-    warnings: &mut Vec<Problem>,
-) -> Result<Vec<(IfaceAddr, Option<IpAddr>)>, Reject> {
-    let value = e.string();
-    let bad = |why: String| reject(e.line, format!("{group}.{} {value:?}: {why}", e.key));
-    let items = e.list();
-    let old_triple = !value.contains('/')
-        && items.len() >= 2
-        && items
-            .get(1)
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
-    if old_triple {
-        let addr = parse_ip_of(&items[0], fam).map_err(|w| bad(format!("address {w}")))?;
-        let len = parse_prefix(&items[1], fam).map_err(bad)?;
-        let gw = match items.get(2) {
-            Some(g) if !is_unspecified(g) => {
-                Some(parse_ip_of(g, fam).map_err(|w| bad(format!("gateway {w}")))?)
-            }
-            _ => None,
-        };
-        return Ok(vec![(
-            IfaceAddr {
-                addr,
-                prefix_len: len,
-            },
-            gw,
-        )]);
-    }
-    let mut out = Vec::new();
-    for item in items {
-        let (addr_part, gw) = match item.split_once(',') {
-            Some((a, g)) => (a, Some(g.trim())),
-            None => (item.as_str(), None),
-        };
-        let (addr, len) = match addr_part.split_once('/') {
-            Some((a, l)) => (
-                parse_ip_of(a.trim(), fam).map_err(|w| bad(format!("address {w}")))?,
-                parse_prefix(l.trim(), fam).map_err(&bad)?,
-            ),
-            None => {
-                let addr =
-                    parse_ip_of(addr_part.trim(), fam).map_err(|w| bad(format!("address {w}")))?;
-                let len = match fam {
-                    Family::V4 => 24,
-                    Family::V6 => 64,
-                };
-                warnings.push(Problem::warning(
-                    path,
-                    Some(e.line),
-                    format!("{group}.{}: no prefix length; assuming /{len}", e.key),
-                ));
-                (addr, len)
-            }
-        };
-        let gw = match gw.filter(|g| !g.is_empty() && !is_unspecified(g)) {
-            Some(g) => Some(parse_ip_of(g, fam).map_err(|w| bad(format!("gateway {w}")))?),
-            None => None,
-        };
-        out.push((
-            IfaceAddr {
-                addr,
-                prefix_len: len,
-            },
-            gw,
-        ));
-    }
-    Ok(out)
-}
-
-fn is_unspecified(s: &str) -> bool {
-    s.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
-}
-
-fn parse_prefix(s: &str, fam: Family) -> Result<u8, String> {
-    let max = match fam {
-        Family::V4 => 32,
-        Family::V6 => 128,
-    };
-    s.parse::<u8>()
-        .ok()
-        .filter(|l| *l <= max)
-        .ok_or_else(|| format!("prefix length {s:?} is not in 0..={max}"))
-}
-
-/// An address of the given family, or why not.
-fn parse_ip_of(s: &str, fam: Family) -> Result<IpAddr, String> {
-    let ip: IpAddr = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IP address"))?;
-    match (Family::of(&ip), fam) {
-        (Family::V4, Family::V4) | (Family::V6, Family::V6) => Ok(ip),
-        (_, Family::V4) => Err(format!("{ip} is not an IPv4 address")),
-        (_, Family::V6) => Err(format!("{ip} is not an IPv6 address")),
-    }
-}
-
-/// Several profiles for one interface name or MAC: the one NetworkManager would activate wins
-/// (autoconnect first, then the highest `autoconnect-priority`, then file-name order, which is
-/// the order `profiles` is in); the others are marked `lost_to`. Type-matched profiles each
+/// Several profiles for one interface name or MAC — or several Wi-Fi profiles without a
+/// binding, which all compete for the one radio: the one NetworkManager would activate wins
+/// (managed first, then the highest `autoconnect-priority`, then file-name order, which is the
+/// order `profiles` is in); the others are marked `lost_to`. Other type-matched profiles each
 /// claim their own interface at run time and never collide here.
 fn resolve_duplicates(profiles: &mut [LoadedProfile]) {
+    let key = |p: &LoadedProfile| match &p.profile.matches {
+        IfaceMatch::ByType if p.profile.uplink_type == UplinkType::Wifi => Some(IfaceMatch::ByType),
+        IfaceMatch::ByType => None,
+        other => Some(other.clone()),
+    };
     for i in 0..profiles.len() {
-        if matches!(profiles[i].profile.matches, IfaceMatch::ByType) {
+        let Some(mine) = key(&profiles[i]) else {
             continue;
-        }
+        };
         let rank = |p: &LoadedProfile| (p.profile.managed, p.autoconnect_priority);
         let winner = (0..profiles.len())
-            .filter(|j| profiles[*j].profile.matches == profiles[i].profile.matches)
+            .filter(|j| key(&profiles[*j]).as_ref() == Some(&mine))
             .fold(None::<usize>, |best, j| match best {
                 Some(b) if rank(&profiles[b]) >= rank(&profiles[j]) => Some(b),
                 _ => Some(j),
@@ -662,10 +621,10 @@ mod tests {
     #[test]
     fn seed_route_metric_example() {
         let p = ok(
-            "[connection]\nid=eth\ntype=ethernet\ninterface-name=eth0\n[ipv4]\nroute-metric=40\n",
+            "[connection]\nid=eth\ntype=ethernet\ninterface-name=eth0\n[ipv4]\nroute-metric=40\nmethod=auto\n",
         );
         assert_eq!(p.profile.ipv4.metric.get(), 40);
-        assert_eq!(p.ipv4_metric, MetricOrigin::RouteMetric { line: 6 });
+        assert_eq!(p.ipv4.metric_origin, MetricOrigin::RouteMetric { line: 6 });
         assert_eq!(p.profile.ipv6.metric.get(), 100);
         assert_eq!(
             p.profile.matches,
@@ -675,11 +634,13 @@ mod tests {
 
     #[test]
     fn ipv46_is_ipv6_with_a_warning() {
-        let (p, problems) = load("[connection]\ntype=wifi\n[ipv46]\nroute-metric=40\n");
+        let (p, problems) = load(
+            "[connection]\ntype=wifi\n[wifi]\nssid=x\n[ipv46]\nmethod=auto\nroute-metric=40\n",
+        );
         assert_eq!(p.unwrap().profile.ipv6.metric.get(), 40);
         assert_eq!(
             problems,
-            vec!["p:3: warning: [ipv46] is not a NetworkManager section; reading it as [ipv6]"]
+            vec!["p:5: warning: [ipv46] is not a NetworkManager section; reading it as [ipv6] (NetworkManager ignores it)"]
         );
     }
 
@@ -690,21 +651,20 @@ mod tests {
             ("802-11-wireless", 600),
             ("gsm", 700),
             ("cdma", 700),
-            ("vpn", 800),
+            ("vlan", 400),
         ] {
             let p = ok(&format!(
-                "[connection]\ntype={t}\n[ipv4]\nroute-metric=-1\n"
+                "[connection]\ntype={t}\n[wifi]\nssid=x\n[vlan]\nparent=x\n[ipv4]\nmethod=auto\nroute-metric=-1\n"
             ));
             assert_eq!(p.profile.ipv4.metric.get(), m, "{t}");
-            assert_eq!(p.ipv4_metric, MetricOrigin::TypeDefault);
-            assert_eq!(p.profile.matches, IfaceMatch::ByType);
+            assert_eq!(p.ipv4.metric_origin, MetricOrigin::TypeDefault);
         }
     }
 
     #[test]
     fn manual_addresses_in_both_spellings() {
         let p = ok("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\naddress1=192.0.2.10/24,192.0.2.1\ndns=192.0.2.53;\n");
-        assert_eq!(p.profile.ipv4.method, Method::Manual);
+        assert_eq!(p.ipv4.method, "manual");
         assert_eq!(p.profile.ipv4.addresses[0].to_string(), "192.0.2.10/24");
         assert_eq!(p.profile.ipv4.gateway, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(p.profile.dns, vec!["192.0.2.53".parse::<IpAddr>().unwrap()]);
@@ -721,8 +681,8 @@ mod tests {
     #[test]
     fn rejections_name_the_line() {
         assert_eq!(
-            err("[connection]\ntype=ethernet\n[ipv4]\nroute-metric=abc\n"),
-            "p:4: error: profile skipped: ipv4.route-metric \"abc\" is not a number"
+            err("[connection]\ntype=ethernet\n[ipv4]\nmethod=dhcp\n"),
+            "p:4: error: profile skipped: ipv4.method \"dhcp\" is not one of auto, manual, link-local, shared, disabled"
         );
         assert_eq!(
             err("[connection]\ntype=ethernet\ninterface-name=averyveryverylongname\n"),
@@ -732,15 +692,15 @@ mod tests {
             err("[connection]\nid=x\n"),
             "p:1: error: profile skipped: connection.type is missing"
         );
-        assert!(err("[connection]\ntype=ethernet\n[ipv4]\nroute-metric=4294967295\n")
-            .starts_with("p:4: error: profile skipped: ipv4.route-metric: route metric 4294967295 is out of range"));
+        assert!(err("[connection]\ntype=ethernet\n[ipv4]\nmethod=auto\nroute-metric=4294967295\n")
+            .starts_with("p:5: error: profile skipped: ipv4.route-metric: route metric 4294967295 is out of range"));
         assert!(err("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\n")
             .starts_with("p:4: error: profile skipped: ipv4.method=manual needs an address"));
     }
 
     #[test]
     fn mac_binding_and_never_default() {
-        let p = ok("[connection]\ntype=ethernet\n[802-3-ethernet]\nmac-address=02:00:00:AA:bb:01\n[ipv6]\nnever-default=true\n");
+        let p = ok("[connection]\ntype=ethernet\n[802-3-ethernet]\nmac-address=02:00:00:AA:bb:01\n[ipv6]\nmethod=auto\nnever-default=true\n");
         assert_eq!(p.profile.matches, IfaceMatch::Mac([2, 0, 0, 0xaa, 0xbb, 1]));
         assert!(p.profile.ipv4.manage_default);
         assert!(!p.profile.ipv6.manage_default);
@@ -775,5 +735,80 @@ mod tests {
         .unwrap();
         assert_eq!(p.profile.matches, IfaceMatch::ByType);
         assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn ignored_names_follow_networkmanager_for_etc() {
+        for name in [
+            "README.ignore",
+            "balena-sample.ignore",
+            ".hidden",
+            "x~",
+            "x.tmpABC",
+            "ca.PEM",
+            "k.der",
+            "x.nmmeta",
+        ] {
+            assert!(ignored_file_name(name), "{name}");
+        }
+        for name in [
+            "wifi.bak",
+            "x.orig",
+            "x.swp",
+            "x.dpkg-old",
+            "eth0",
+            "a.nmconnection",
+            ".pem".trim_start_matches('.'),
+            "x.abcdefg",
+            "x.abcde",
+        ] {
+            assert!(!ignored_file_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn booleans_follow_glib() {
+        let (p, problems) = load("[connection]\ntype=ethernet\nautoconnect=False\n[ipv4]\nmethod=auto\nnever-default=yes\n");
+        let p = p.unwrap();
+        assert!(p.profile.managed);
+        assert!(p.profile.ipv4.manage_default);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let p = ok("[connection]\ntype=ethernet\nautoconnect=0\n");
+        assert!(!p.profile.managed);
+    }
+
+    #[test]
+    fn ports_and_non_uplinks_are_never_managed() {
+        let p = ok("[connection]\ntype=ethernet\nmaster=br0\nslave-type=bridge\n");
+        assert!(!p.profile.managed);
+        assert_eq!(p.profile.matches, IfaceMatch::ByType);
+        let p = ok("[connection]\ntype=wireguard\ninterface-name=wg0\n");
+        assert!(!p.profile.managed);
+        let p = ok("[connection]\ntype=wifi\n[wifi]\nssid=x\nmode=ap\n[ipv4]\nmethod=shared\n");
+        assert!(!p.profile.managed);
+        let p = ok("[connection]\ntype=bond\ninterface-name=bond0\n");
+        assert!(p.profile.managed);
+        assert_eq!(p.profile.ipv4.metric.get(), 300);
+    }
+
+    #[test]
+    fn a_default_route_line_gives_the_gateway() {
+        let p = ok("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\naddress1=192.0.2.5/24\nroute1=0.0.0.0/0,192.0.2.1\n");
+        assert_eq!(p.profile.ipv4.gateway, Some("192.0.2.1".parse().unwrap()));
+        assert!(p.ipv4.gateway_from_route);
+    }
+
+    #[test]
+    fn latin1_comment_is_fine_but_a_bom_is_refused() {
+        let mut problems = Vec::new();
+        let p = parse_profile_bytes(
+            b"# caf\xe9\n[connection]\ntype=ethernet\n",
+            Path::new("p"),
+            Path::new("/x"),
+            &mut problems,
+        );
+        assert!(p.is_some() && problems.is_empty(), "{problems:?}");
+        assert!(err("\u{feff}[connection]\ntype=ethernet\n")
+            .starts_with("p:1: error: profile skipped: line"));
     }
 }

@@ -10,12 +10,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use netfailover_actors::model::{
-    DeviceEvents, DnsConfig, FamilyConfig, IfaceMatch, IfaceName, Method, Profile, RpFilterPolicy,
-    UplinkType,
+    DeviceEvents, DnsConfig, IfaceMatch, IfaceName, Method, Profile, RpFilterPolicy, UplinkType,
 };
 
+use super::ipconfig::FamilyRead;
 use super::matching;
-use super::profiles::{Binding, MetricOrigin};
+use super::profiles::{Binding, LoadedProfile, MetricOrigin};
 use super::settings::{Settings, KEYS};
 use super::{load_effective, Effective, LoadOptions, Origin};
 
@@ -24,21 +24,52 @@ pub const EXIT_FATAL: i32 = 2;
 /// Exit code: something was rejected (and skipped).
 pub const EXIT_REJECTED: i32 = 1;
 
-/// Prints the effective configuration of `boot_dir` to `out`; returns the exit code.
-pub fn check_config(boot_dir: &Path, settings_file: Option<&Path>, out: &mut dyn Write) -> i32 {
-    let mut opts = LoadOptions::new(boot_dir);
-    opts.settings_file = settings_file.map(Path::to_path_buf);
-    check_config_with(&opts, out)
+/// Output format of check-config.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Format {
+    Text,
+    /// One JSON document (`docs/config.md`, "check-config --json").
+    Json,
 }
 
-/// [`check_config`] with explicit options (tests use a fake sysfs and environment).
+/// Prints the effective configuration of `boot_dir` to `out`; returns the exit code.
+pub fn check_config(
+    boot_dir: &Path,
+    settings_file: Option<&Path>,
+    format: Format,
+    out: &mut dyn Write,
+) -> i32 {
+    let mut opts = LoadOptions::new(boot_dir);
+    opts.settings_file = settings_file.map(Path::to_path_buf);
+    check_config_as(&opts, format, out)
+}
+
+/// [`check_config`] as text with explicit options (tests use a fake sysfs and environment).
 pub fn check_config_with(opts: &LoadOptions, out: &mut dyn Write) -> i32 {
-    let result = match load_effective(opts) {
-        Ok(effective) => render(&effective, opts, out),
-        Err(e) => writeln!(out, "{e}\nno configuration loaded").map(|()| EXIT_FATAL),
+    check_config_as(opts, Format::Text, out)
+}
+
+/// [`check_config`] with explicit options and format.
+pub fn check_config_as(opts: &LoadOptions, format: Format, out: &mut dyn Write) -> i32 {
+    let result = match (load_effective(opts), format) {
+        (Ok(effective), Format::Text) => render(&effective, opts, out),
+        (Ok(effective), Format::Json) => super::report_json::render(&effective, opts, out),
+        (Err(e), Format::Text) => {
+            writeln!(out, "{e}\nno configuration loaded").map(|()| EXIT_FATAL)
+        }
+        (Err(e), Format::Json) => super::report_json::render_fatal(&e, out).map(|()| EXIT_FATAL),
     };
     // A closed stdout leaves nothing to report on.
     result.unwrap_or(EXIT_FATAL)
+}
+
+/// The exit code for a list of problems: 1 when anything was rejected, else 0.
+pub(crate) fn exit_code(problems: &[super::Problem]) -> i32 {
+    if problems.iter().any(|p| p.is_error()) {
+        EXIT_REJECTED
+    } else {
+        0
+    }
 }
 
 fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<i32> {
@@ -52,6 +83,9 @@ fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<
     }
     for i in 0..e.profiles.len() {
         writeln!(out, "  {}", profile_line(e, i, opts))?;
+    }
+    for note in shared_metric_notes(&e.profiles) {
+        writeln!(out, "  note: {note}")?;
     }
     settings_section(e, out)?;
     dns_section(e, opts, out)?;
@@ -67,7 +101,33 @@ fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<
         "{errors} error(s), {} warning(s)",
         problems.len() - errors
     )?;
-    Ok(if errors > 0 { EXIT_REJECTED } else { 0 })
+    Ok(exit_code(problems))
+}
+
+/// One line per family and metric that several managed profiles share (not one per pair: 500
+/// copies of a profile give one line, not 125 000).
+fn shared_metric_notes(profiles: &[LoadedProfile]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for fam in ["ipv4", "ipv6"] {
+        let mut by_metric: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+        for p in profiles.iter().filter(|p| p.is_managed()) {
+            let f = if fam == "ipv4" { &p.ipv4 } else { &p.ipv6 };
+            if f.has_default_route() {
+                by_metric
+                    .entry(f.config.metric.get())
+                    .or_default()
+                    .push(p.profile.file.display().to_string());
+            }
+        }
+        for (metric, files) in by_metric.into_iter().filter(|(_, f)| f.len() > 1) {
+            notes.push(format!(
+                "{fam} metric {metric} is shared by {} profiles ({}): each interface with a higher ifindex gets +1",
+                files.len(),
+                files.join(", ")
+            ));
+        }
+    }
+    notes
 }
 
 /// The dispatcher scripts each event would run, and those that would be skipped and why
@@ -109,7 +169,6 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
     let all = &e.profiles;
     let p = &all[index];
     let dns = &e.loaded.config.dns;
-    let earlier = &all[..index];
     let prof = &p.profile;
     let mut notes = Vec::new();
     let iface = match (&prof.matches, &p.binding) {
@@ -117,6 +176,7 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
             "{n} (network interface of control device {device}, sysfs {})",
             class.unwrap_or("?")
         ),
+        (IfaceMatch::Name(n), Binding::VlanName) => format!("{n} (vlan parent.id)"),
         (IfaceMatch::Name(n), _) => format!("{n} (interface-name)"),
         (IfaceMatch::Mac(m), _) => format!("mac {} (mac-address)", mac(m)),
         (IfaceMatch::ByType, Binding::ControlDevice { device, .. }) => {
@@ -126,10 +186,12 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
             format!("first unclaimed {} (by type)", prefixes(prof))
         }
         (IfaceMatch::ByType, _) if prof.uplink_type == UplinkType::Other => {
-            notes.push(
-                "type other with no interface-name matches no interface: add interface-name="
-                    .to_string(),
-            );
+            if prof.managed {
+                notes.push(format!(
+                    "type {} with no interface-name matches no interface: add interface-name=",
+                    p.nm_type.short
+                ));
+            }
             "none".to_string()
         }
         (IfaceMatch::ByType, _) => format!("first unclaimed {} (by type)", prefixes(prof)),
@@ -144,41 +206,27 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
             notes.push(format!("interface {n} absent on this machine{when}"));
         }
     }
-    if !prof.managed {
-        notes.push("autoconnect=false: loaded, not managed (not adopted either)".to_string());
+    if let Some(why) = &p.not_managed {
+        notes.push(why.clone());
     }
     if let Some(winner_file) = &p.lost_to {
         let why = match all.iter().find(|w| &w.profile.file == winner_file) {
-            Some(w) if w.profile.managed && !prof.managed => "it autoconnects".to_string(),
+            Some(w) if w.profile.managed && !prof.managed => "it is managed".to_string(),
             Some(w) if w.autoconnect_priority != p.autoconnect_priority => format!(
                 "higher autoconnect-priority, {} > {}",
                 w.autoconnect_priority, p.autoconnect_priority
             ),
             _ => "same autoconnect-priority, earlier file name".to_string(),
         };
+        let what = if prof.matches == IfaceMatch::ByType {
+            "the Wi-Fi radio"
+        } else {
+            "this interface"
+        };
         notes.push(format!(
-            "not used: {} wins for this interface ({why})",
+            "not used: {} wins for {what} ({why})",
             winner_file.display()
         ));
-    }
-    if p.lost_to.is_none() && prof.managed {
-        for other in earlier
-            .iter()
-            .filter(|o| o.lost_to.is_none() && o.profile.managed)
-        {
-            for (fam, mine, theirs) in [
-                ("ipv4", &prof.ipv4, &other.profile.ipv4),
-                ("ipv6", &prof.ipv6, &other.profile.ipv6),
-            ] {
-                if mine.manage_default && theirs.manage_default && mine.metric == theirs.metric {
-                    notes.push(format!(
-                        "{fam} metric {} also used by {}: the interface with the higher ifindex gets +1",
-                        mine.metric,
-                        other.profile.file.display()
-                    ));
-                }
-            }
-        }
     }
     let servers = match &prof.matches {
         IfaceMatch::Name(n) => dns.servers_for(n, &prof.dns),
@@ -188,9 +236,9 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
         "{}: id {:?}, {}, iface {iface}; ipv4 {}; ipv6 {}; dns {}",
         prof.file.display(),
         prof.id,
-        prof.uplink_type.as_str(),
-        family(&prof.ipv4, p.ipv4_metric, prof),
-        family(&prof.ipv6, p.ipv6_metric, prof),
+        p.nm_type.short,
+        family(&p.ipv4, p),
+        family(&p.ipv6, p),
         list(&servers),
     );
     if !notes.is_empty() {
@@ -200,21 +248,26 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
     line
 }
 
-fn family(f: &FamilyConfig, origin: MetricOrigin, prof: &Profile) -> String {
-    let origin = match origin {
+fn family(read: &FamilyRead, p: &LoadedProfile) -> String {
+    let f = &read.config;
+    let origin = match read.metric_origin {
         MetricOrigin::RouteMetric { line } => format!("route-metric, line {line}"),
-        MetricOrigin::TypeDefault => format!("{} default", prof.uplink_type.as_str()),
+        MetricOrigin::TypeDefault => format!("{} default", p.nm_type.short),
     };
     let mut s = format!("metric {} ({origin})", f.metric);
-    match f.method {
-        Method::Auto => s.push_str(" auto"),
-        Method::Manual => {
+    match (f.method, read.method.as_str()) {
+        (Method::Auto, "auto") => s.push_str(" auto"),
+        (Method::Auto, other) => s.push_str(&format!(" {other}")),
+        (Method::Manual, _) => {
             s.push_str(" manual");
             for a in &f.addresses {
                 s.push_str(&format!(" {a}"));
             }
             if let Some(gw) = f.gateway {
                 s.push_str(&format!(" gw {gw}"));
+                if read.gateway_from_route {
+                    s.push_str(" (default route)");
+                }
             }
         }
     }
@@ -261,7 +314,7 @@ fn settings_section(e: &Effective, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-fn value_of(s: &Settings, key: &str) -> String {
+pub(super) fn value_of(s: &Settings, key: &str) -> String {
     match key {
         "check.down_count" => s.check.down_count.to_string(),
         "check.up_count" => s.check.up_count.to_string(),
@@ -331,7 +384,7 @@ fn secs(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-fn mac(m: &[u8; 6]) -> String {
+pub(super) fn mac(m: &[u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()

@@ -360,13 +360,16 @@ impl World {
         )?;
         for u in &self.uplinks {
             let mut keyfile = String::new();
-            let _ = write!(
+            let _ =
+                write!(
                 keyfile,
-                "[connection]\nid=lab-{iface}\ntype={kind}\ninterface-name={iface}\n\n\
+                "[connection]\nid=lab-{iface}\ntype={kind}\ninterface-name={iface}\n\n{section}\
                  [ipv4]\nmethod=manual\naddress1={addr}/30,{gw}\nroute-metric={metric}\n\n\
                  [ipv6]\nmethod=ignore\n",
                 iface = u.iface,
                 kind = u.kind.keyfile_type(),
+                // NetworkManager (and so check-config) refuses a Wi-Fi profile without an SSID.
+                section = if u.kind == UplinkKind::Wifi { "[wifi]\nssid=lab\n\n" } else { "" },
                 addr = u.device_addr,
                 gw = u.gateway,
                 metric = u.kind.metric(),

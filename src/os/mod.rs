@@ -1,10 +1,13 @@
-//! Real adapters of the engine's ports: netlink links and routes, flow resets (sock_diag and
-//! ctnetlink), sysctls, the HTTP(S) probe
-//! with per-interface DNS, dispatcher scripts, and the state files under `state_dir`.
+//! Real adapters of the engine's ports: netlink links and routes, sysctls, the HTTP(S) probe
+//! with per-interface DNS, dispatcher scripts, the state files under `state_dir`, passive
+//! health's traffic sampling (link counters and TCP sockets via sock_diag), and flow resets
+//! (sock_diag and ctnetlink).
 
 pub mod flows;
 pub mod netlink;
 pub mod persist;
 pub mod probe;
 pub mod scripts;
+pub mod sockdiag;
 pub mod sysctl;
+pub mod traffic;

@@ -6,4 +6,5 @@ mod daemon;
 mod dispatcher;
 mod lab;
 mod netlink;
+mod passive;
 mod probe;

@@ -1093,3 +1093,43 @@ mod engine_level {
         run_loop("pengb", true);
     }
 }
+
+/// A noisy upstream loss: the ISP answers ICMP "unreachable" at once (no route of its own, or
+/// an `unreachable` route). The device still has its link and its route, so the check is
+/// LIMITED, never NONE: NONE is for a local absence only.
+#[test]
+fn an_upstream_answering_unreachable_is_limited() {
+    if !require_root("an_upstream_answering_unreachable_is_limited") {
+        return;
+    }
+    let world = World::new("punr");
+    let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
+    let _dns = dns_all(&world);
+    let literal = HttpProbe::new(&config(&format!("http://{SERVER}/"))).unwrap();
+    let named = HttpProbe::new(&config(&format!("http://{HOST}/"))).unwrap();
+    let eth0 = request(&world, "eth0", &[DNS_A]);
+    let report = world.on_device(async || literal.run(eth0.clone()).await);
+    assert_verdict(&report, Verdict::Full, "before the fault");
+    // ICMP net unreachable (ENETUNREACH at the device): the ISP has no route at all.
+    world.isps[0].ip(&["route", "del", "default"]).expect("isp");
+    let reports = world.on_device(async || {
+        (
+            literal.run(eth0.clone()).await,
+            named.run(eth0.clone()).await,
+        )
+    });
+    // DNS goes over unconnected UDP sockets, which never see the ICMP answer: a timeout.
+    assert_verdict(&reports.1, Verdict::Limited, "net unreachable, named");
+    assert_verdict(&reports.0, Verdict::Limited, "net unreachable, literal");
+    assert!(
+        reports.0.reason.contains("unreachable") && reports.0.elapsed < Duration::from_secs(1),
+        "the ISP answered at once (not a timeout): {:?}",
+        reports.0
+    );
+    // ICMP host unreachable (EHOSTUNREACH): an `unreachable` route in the ISP.
+    world.isps[0]
+        .ip(&["route", "add", "unreachable", "203.0.113.0/24"])
+        .expect("isp");
+    let report = world.on_device(async || literal.run(eth0.clone()).await);
+    assert_verdict(&report, Verdict::Limited, "host unreachable");
+}

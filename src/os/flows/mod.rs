@@ -5,17 +5,17 @@
 //! too; this module only talks to the kernel.
 //!
 //! Files: `wire.rs` (blocking netlink request connection: dumps, acked requests, timeouts),
-//! `sock_diag.rs` (TCP socket dump, reusable, and destroy), `conntrack.rs` (ctnetlink dump and
-//! delete).
+//! `destroy.rs` (`SOCK_DESTROY`), `conntrack.rs` (ctnetlink dump and delete). The TCP socket
+//! dump is the one passive health samples with (`os/sockdiag.rs`).
 //!
 //! Threads and namespaces: a reset is a burst of blocking round trips, so it runs on a thread of
 //! its own, which first enters the network namespace the adapter was created in (netlink
-//! sockets belong to the namespace of the thread that opens them); the engine's executor never
-//! blocks. Failures never abort the reset as a whole: each part reports a typed
+//! sockets belong to the namespace of the thread that opens them) and drives the shared async
+//! dump on a small runtime of its own; the engine's executor never blocks. Failures never abort the reset as a whole: each part reports a typed
 //! `FlowFailure` (missing `CONFIG_INET_DIAG_DESTROY`, no CAP_NET_ADMIN, no ctnetlink, ...).
 
 pub mod conntrack;
-pub mod sock_diag;
+pub mod destroy;
 pub mod wire;
 
 use std::fs::File;
@@ -29,13 +29,13 @@ use netfailover_actors::model::{Family, IfaceAddr};
 use netfailover_actors::ports::{
     FlowFailure, FlowFailureKind, FlowResetReport, FlowScope, FlowTable,
 };
-use netlink_packet_sock_diag::inet::ExtensionFlags;
 use nix::ifaddrs::getifaddrs;
 use nix::sched::{setns, CloneFlags};
 
 use self::conntrack::Conntrack;
-use self::sock_diag::{connected_states, flow_of, SockDiag};
+use self::destroy::{connected_states, flow_of, Destroyer};
 use self::wire::WireError;
+use super::sockdiag::{SockDiag, AF_INET, AF_INET6};
 
 /// The production `FlowTable`. See the module doc.
 pub struct NetlinkFlows {
@@ -191,38 +191,57 @@ pub fn reset_blocking(scope: &FlowScope) -> FlowResetReport {
 
 fn destroy_sockets(scope: &FlowScope, pinned: &Pinned, report: &mut FlowResetReport) {
     const WHAT: &str = "destroying TCP sockets";
-    let mut diag = match SockDiag::open() {
-        Ok(d) => d,
+    const NO_DIAG: &str = "no sock_diag/inet_diag in this kernel";
+    // The shared dump is async: drive it on a runtime of this (namespace-pinned) thread.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
         Err(e) => {
-            report.failures.push(wire_failure(
-                WHAT,
-                &WireError::Io(e),
-                "no sock_diag in this kernel",
-            ));
+            report
+                .failures
+                .push(failure(FlowFailureKind::Failed, WHAT, e));
+            return;
+        }
+    };
+    let opened = runtime.block_on(async { SockDiag::open() });
+    let (diag, mut destroyer) = match (opened, Destroyer::open()) {
+        (Ok(d), Ok(x)) => (d, x),
+        (Err(e), _) => {
+            report
+                .failures
+                .push(failure(FlowFailureKind::Failed, WHAT, e));
+            return;
+        }
+        (_, Err(e)) => {
+            report
+                .failures
+                .push(wire_failure(WHAT, &WireError::Io(e), NO_DIAG));
             return;
         }
     };
     // IPv4 connections of dual-stack sockets show up in the IPv6 dump, IPv4-mapped.
-    let dumps: &[Family] = match scope.family {
-        Family::V4 => &[Family::V4, Family::V6],
-        Family::V6 => &[Family::V6],
+    let dumps: &[u8] = match scope.family {
+        Family::V4 => &[AF_INET, AF_INET6],
+        Family::V6 => &[AF_INET6],
     };
     let mut pinned_sockets = Vec::new();
     for family in dumps {
-        match diag.dump_tcp(*family, connected_states(), ExtensionFlags::empty()) {
+        match runtime.block_on(diag.dump_tcp(*family, connected_states())) {
             Ok(all) => {
                 pinned_sockets.extend(all.into_iter().filter(|s| pinned.socket(&flow_of(s))))
             }
             Err(e) => report
                 .failures
-                .push(wire_failure(WHAT, &e, "no inet_diag in this kernel")),
+                .push(failure(FlowFailureKind::Failed, WHAT, e)),
         }
     }
     let total = pinned_sockets.len();
     let mut failed = 0usize;
     let mut first_error = None;
     for s in &pinned_sockets {
-        match diag.destroy(s) {
+        match destroyer.destroy(s) {
             Ok(()) => report.sockets_destroyed += 1,
             // Closed in the meantime: nothing left to do.
             Err(WireError::Errno(libc::ENOENT)) => {}

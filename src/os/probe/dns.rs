@@ -44,10 +44,10 @@ pub enum DnsFailure {
         iface: IfaceName,
         message: String,
     },
-    /// Every server was unreachable because the interface has no route or no address: the
-    /// interface itself is not usable (NONE), rather than the upstream being broken.
-    #[error("DNS: {iface} has no route to {server}")]
-    NoRoute {
+    /// Every server was unreachable (no route, or an upstream router's ICMP "unreachable";
+    /// the errno cannot tell them apart). LIMITED, like every failure of the check itself.
+    #[error("DNS: {server} unreachable through {iface}")]
+    Unreachable {
         iface: IfaceName,
         server: SocketAddr,
     },
@@ -297,16 +297,16 @@ impl InterfaceResolver {
         });
     }
 
-    /// One failure for the whole list: "no route" only if every server was unroutable; "no
+    /// One failure for the whole list: "unreachable" only if every server was; "no
     /// answer" if any server answered that the name has no address; otherwise the first error.
     fn summarise(&self, host: &str, failures: Vec<(SocketAddr, ServerFailure)>) -> DnsFailure {
         let iface = self.iface.clone();
         if let Some((server, _)) = failures.first().filter(|_| {
             failures
                 .iter()
-                .all(|(_, f)| matches!(f, ServerFailure::NoRoute))
+                .all(|(_, f)| matches!(f, ServerFailure::Unreachable))
         }) {
-            return DnsFailure::NoRoute {
+            return DnsFailure::Unreachable {
                 iface,
                 server: *server,
             };
@@ -337,7 +337,7 @@ impl InterfaceResolver {
 #[derive(Debug)]
 enum ServerFailure {
     NoAnswer,
-    NoRoute,
+    Unreachable,
     Timeout,
     Other(String),
 }
@@ -347,7 +347,7 @@ impl ServerFailure {
         match e {
             NetError::Dns(DnsError::NoRecordsFound(_)) => ServerFailure::NoAnswer,
             NetError::Timeout => ServerFailure::Timeout,
-            NetError::Io(io) if super::is_no_route(io) => ServerFailure::NoRoute,
+            NetError::Io(io) if super::is_unreachable(io) => ServerFailure::Unreachable,
             other => ServerFailure::Other(other.to_string()),
         }
     }

@@ -20,7 +20,7 @@ use tokio_rustls::TlsConnector;
 
 use super::classify::{self, BodyPrefix, Head, BODY_CAP, ONLINE_HEADER};
 use super::wire::TcpMeter;
-use super::{is_no_route, CheckFailure};
+use super::{is_unreachable, CheckFailure};
 
 /// What the check asks for, from the check URI.
 #[derive(Debug, Clone)]
@@ -51,7 +51,9 @@ pub async fn connect(
     socket
         .bind_device(Some(iface.as_str().as_bytes()))
         .map_err(|e| {
-            if is_no_route(&e) {
+            // SO_BINDTODEVICE names the device itself: ENODEV means it vanished after the
+            // local check (a local fact, not a network answer).
+            if e.raw_os_error() == Some(libc::ENODEV) {
                 CheckFailure::Missing {
                     iface: iface.clone(),
                 }
@@ -84,9 +86,10 @@ pub async fn connect(
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             Err(CheckFailure::Refused { addr })
         }
-        Ok(Err(e)) if is_no_route(&e) => Err(CheckFailure::NoRoute {
+        Ok(Err(e)) if is_unreachable(&e) => Err(CheckFailure::Unreachable {
             iface: iface.clone(),
             addr,
+            message: e.to_string(),
         }),
         Ok(Err(e)) => Err(CheckFailure::Connect {
             addr,

@@ -7,10 +7,12 @@
 //! - `classify.rs`: the SPEC §3 table from an HTTP answer.
 //! - `wire.rs`: bytes on the wire per check.
 //!
-//! Failures without an HTTP answer map as follows: the interface missing (ENODEV), or no route
-//! or no address on it (ENETUNREACH, EADDRNOTAVAIL on the bound socket), is NONE; everything
-//! else — DNS failure, refused, host unreachable (the gateway does not answer ARP), connect or
-//! total timeout, TLS failure, reset, garbage — is LIMITED.
+//! NONE comes only from our own view of the kernel before anything is sent: the interface is
+//! missing or not up with a carrier, has no default route or gateway the engine knows of (for
+//! any family, or for the target's), or no address of the target's family. Every failure of the check itself is LIMITED — DNS
+//! failure, refused, network or host unreachable (an upstream router answering ICMP
+//! "unreachable" looks exactly like a local "no route" errno, so an errno never decides NONE),
+//! connect or total timeout, TLS failure, reset, garbage.
 
 mod classify;
 mod dns;
@@ -55,8 +57,14 @@ pub enum ProbeError {
 pub(crate) enum CheckFailure {
     #[error("interface {iface} is missing")]
     Missing { iface: IfaceName },
-    #[error("{iface} has no route to {addr}")]
-    NoRoute { iface: IfaceName, addr: SocketAddr },
+    #[error("{iface} is down or has no carrier")]
+    LinkDown { iface: IfaceName },
+    #[error("{addr} unreachable through {iface}: {message}")]
+    Unreachable {
+        iface: IfaceName,
+        addr: SocketAddr,
+        message: String,
+    },
     #[error("{iface} has no default route or gateway")]
     Unrouted { iface: IfaceName },
     #[error("{iface} has no {} default route or gateway for {host}", family_name(*family))]
@@ -86,12 +94,13 @@ pub(crate) enum CheckFailure {
 impl CheckFailure {
     fn verdict(&self) -> Verdict {
         match self {
+            // Our own view of the kernel and of the engine's routes, taken before sending
+            // anything; never an errno (see the module doc).
             CheckFailure::Missing { .. }
-            | CheckFailure::NoRoute { .. }
+            | CheckFailure::LinkDown { .. }
             | CheckFailure::Unrouted { .. }
             | CheckFailure::NoFamilyRoute { .. }
-            | CheckFailure::NoAddress { .. }
-            | CheckFailure::Dns(DnsFailure::NoRoute { .. }) => Verdict::None,
+            | CheckFailure::NoAddress { .. } => Verdict::None,
             _ => Verdict::Limited,
         }
     }
@@ -109,16 +118,43 @@ pub(crate) fn secs(d: Duration) -> String {
     format!("{}s", d.as_secs_f64())
 }
 
-/// The socket error says the interface cannot carry the packet at all (missing, no route, no
-/// address), as opposed to the network behind it failing.
-pub(crate) fn is_no_route(e: &std::io::Error) -> bool {
+/// The socket error is an "unreachable" of some kind: a local one (no route, no address) or an
+/// upstream router's ICMP answer, which the errno cannot tell apart. Reported as such (LIMITED).
+pub(crate) fn is_unreachable(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::ENODEV)
-            | Some(libc::ENETUNREACH)
-            | Some(libc::EADDRNOTAVAIL)
-            | Some(libc::ENXIO)
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::EADDRNOTAVAIL)
     )
+}
+
+/// Our own view of the kernel: the interface exists, is up and has a carrier (IFF_RUNNING).
+/// Read from the calling thread's network namespace (getifaddrs asks netlink).
+fn local_link(iface: &IfaceName) -> Result<(), CheckFailure> {
+    use nix::net::if_::InterfaceFlags;
+    let flags = nix::ifaddrs::getifaddrs()
+        .ok()
+        .and_then(|mut all| {
+            all.find(|a| a.interface_name == iface.as_str())
+                .map(|a| a.flags)
+        })
+        .or_else(|| {
+            // Without the listing, existence alone (a link the listing could not be read for
+            // counts as usable: the check itself will tell).
+            nix::net::if_::if_nametoindex(iface.as_str())
+                .ok()
+                .map(|_| InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING)
+        });
+    match flags {
+        None => Err(CheckFailure::Missing {
+            iface: iface.clone(),
+        }),
+        Some(f) if !f.contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING) => {
+            Err(CheckFailure::LinkDown {
+                iface: iface.clone(),
+            })
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// The check host as the URI names it.
@@ -369,11 +405,7 @@ impl HttpProbe {
     ) -> Result<(Verdict, String), CheckFailure> {
         let inner = &self.inner;
         let iface = &request.iface;
-        if nix::net::if_::if_nametoindex(iface.as_str()).is_err() {
-            return Err(CheckFailure::Missing {
-                iface: iface.clone(),
-            });
-        }
+        local_link(iface)?;
         // No route at all: nothing is sent (the engine does not even ask; `netfailover check`
         // on such an interface ends here too).
         if request.routed.is_empty() {
@@ -535,6 +567,28 @@ mod tests {
             Verdict::None
         );
         assert_eq!(CheckFailure::Refused { addr }.verdict(), Verdict::Limited);
+        assert_eq!(
+            CheckFailure::LinkDown {
+                iface: iface.clone()
+            }
+            .verdict(),
+            Verdict::None
+        );
+        // An upstream's ICMP "unreachable" and a local "no route" share one errno: LIMITED.
+        let unreachable = CheckFailure::Unreachable {
+            iface: iface.clone(),
+            addr,
+            message: "Network is unreachable (os error 101)".into(),
+        };
+        assert_eq!(unreachable.verdict(), Verdict::Limited);
+        assert_eq!(
+            CheckFailure::Dns(DnsFailure::Unreachable {
+                iface: iface.clone(),
+                server: addr,
+            })
+            .verdict(),
+            Verdict::Limited
+        );
         let timeout = CheckFailure::ConnectTimeout {
             addr,
             after: Duration::from_secs(5),

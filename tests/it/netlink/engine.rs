@@ -22,6 +22,7 @@ use netfailover::lab::netns::{require_root, run, Netns};
 use netfailover::lab::uplinks::{run_in_netns, CountingLinks, Uplink, UplinkWorld};
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
+use netfailover::os::traffic::NetlinkTraffic;
 
 use super::{add_dhcp_default, world, DHCP, OURS};
 
@@ -90,6 +91,7 @@ impl Rig {
                 journal: Arc::new(self.journal.clone()),
                 state: Arc::new(self.state.clone()),
                 flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
+                traffic: Arc::new(NetlinkTraffic::new().expect("traffic sockets")),
             };
             let kernel = Kernel {
                 routes: NetlinkRoutes::new().expect("observer route socket"),

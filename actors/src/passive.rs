@@ -1,0 +1,614 @@
+//! Passive health's rule: from one interface's own traffic (the `TrafficSource` port's samples)
+//! to **suspicion**, and from suspicion to at most one confirmation request per piece of
+//! evidence. Pure and clock-free (times are passed in): TrafficWatcher feeds it a sample per
+//! period and asks ProbeScheduler for the confirmation it returns. It never decides a state:
+//! the checks stay the only authority, so a wrong guess costs a check, never a failover.
+//!
+//! # Evidence (README "Passive health")
+//! - **Stalled peer** (`Evidence::Peer`): a TCP socket to that remote address has data
+//!   outstanding and no ACK for `window` (seen outstanding in an earlier sample at least
+//!   `window` ago with no progress since, or the retransmission timer already fired), or a SYN
+//!   unanswered for `window`. All sockets to one peer are one piece of evidence.
+//! - **One-way counters** (`Evidence::OneWay`, only on the interface carrying the route in
+//!   use): over `window`, tx grew by at least `tx_min` packets while rx (multicast excluded)
+//!   grew by at most `rx_noise` — the ARP replies and stray broadcasts a dead upstream's LAN
+//!   still delivers.
+//!
+//! Only an interface that is FULL can be suspect: any other state already re-checks quickly.
+//!
+//! # Cost bound for a false suspicion
+//! A trigger charges every piece of evidence present: that evidence then triggers again only
+//! after its back-off (`backoff_min`, 60 s, doubling on each repeat, capped at `backoff_max`,
+//! the check interval). Evidence not seen before triggers at once, but never sooner than
+//! `min_gap` (10 s) after the previous trigger of the interface. Evidence is forgotten when it
+//! clears: a stalled peer's sockets make progress again; one-way traffic turns two-way for
+//! `settle` (10 s). So one dead peer or a one-way UDP stream costs one confirmation, then one
+//! per back-off step; a new stall costs at most one confirmation per `min_gap`.
+//!
+//! Counters that go backwards are treated as a 32-bit wrap when both values fit in 32 bits
+//! (drivers that keep 32-bit counters), else as a reset (the window restarts). An interface
+//! that disappears from the samples or comes back under another name starts over.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::ports::{IfaceTraffic, TcpPhase};
+
+/// The rule's settings (`[passive]`, see `model::PassiveConfig`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RuleParams {
+    pub window: Duration,
+    pub tx_min: u64,
+    pub rx_noise: u64,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub min_gap: Duration,
+    pub settle: Duration,
+}
+
+impl Default for RuleParams {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(1),
+            tx_min: 3,
+            rx_noise: 2,
+            backoff_min: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(3600),
+            min_gap: Duration::from_secs(10),
+            settle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One piece of evidence (see the module doc).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Evidence {
+    Peer(IpAddr),
+    OneWay,
+}
+
+impl std::fmt::Display for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Evidence::Peer(ip) => write!(f, "TCP to {ip} stalled"),
+            Evidence::OneWay => f.write_str("tx without rx"),
+        }
+    }
+}
+
+/// What the caller knows about the interface besides its traffic.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Context {
+    /// The interface is FULL (only then can it be suspect).
+    pub eligible: bool,
+    /// It carries the route in use (the one-way counter rule applies only there).
+    pub in_use: bool,
+}
+
+/// A request for a confirmation check.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Trigger {
+    /// The evidence charged, first the one not seen before.
+    pub evidence: Vec<Evidence>,
+    /// The smoothed RTT of the interface's sockets while they made progress, if measured.
+    pub rtt: Option<Duration>,
+}
+
+impl Trigger {
+    /// One line for logs and `status`.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = self.evidence.iter().map(ToString::to_string).collect();
+        parts.join(", ")
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Counters {
+    at: Instant,
+    rx: u64,
+    rx_multicast: u64,
+    tx: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SocketMemo {
+    first_seen: Instant,
+    bytes_acked: u64,
+    bytes_received: u64,
+    /// Since when data has been outstanding without progress.
+    outstanding_since: Option<Instant>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Charge {
+    next_allowed: Instant,
+    backoff: Duration,
+}
+
+/// One interface's passive state. See the module doc.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    name: Option<String>,
+    history: VecDeque<Counters>,
+    sockets: HashMap<u64, SocketMemo>,
+    charges: BTreeMap<Evidence, Charge>,
+    last_trigger: Option<Instant>,
+    two_way_since: Option<Instant>,
+    rtt: Option<Duration>,
+    suspect_since: Option<Instant>,
+    current: Vec<Evidence>,
+}
+
+/// The difference between two readings of a counter; `None` when it went backwards in a way a
+/// 32-bit wrap cannot explain (a reset).
+fn delta(before: u64, now: u64) -> Option<u64> {
+    const WRAP: u64 = 1 << 32;
+    if now >= before {
+        Some(now - before)
+    } else if before < WRAP && now < WRAP {
+        Some(now + WRAP - before)
+    } else {
+        None
+    }
+}
+
+impl Tracker {
+    /// Since when the interface has shown evidence (suspect), if it does now.
+    pub fn suspect_since(&self) -> Option<Instant> {
+        self.suspect_since
+    }
+
+    /// The evidence seen in the last sample.
+    pub fn evidence(&self) -> &[Evidence] {
+        &self.current
+    }
+
+    /// When the last confirmation was asked for.
+    pub fn last_trigger(&self) -> Option<Instant> {
+        self.last_trigger
+    }
+
+    /// Feeds one sample (`None`: the interface was not in the answer) for the managed interface
+    /// `name`; returns the confirmation to ask for, if any.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        name: &str,
+        sample: Option<&IfaceTraffic>,
+        ctx: Context,
+        p: &RuleParams,
+    ) -> Option<Trigger> {
+        let Some(sample) = sample.filter(|s| s.name == name) else {
+            // Gone or renamed: nothing we knew applies any more. The trigger time stays, so a
+            // quick return does not buy an early confirmation.
+            let last_trigger = self.last_trigger;
+            *self = Tracker {
+                last_trigger,
+                ..Tracker::default()
+            };
+            return None;
+        };
+        self.name = Some(name.to_string());
+        let one_way = self.counters(now, sample, p);
+        let (stalled, progressed) = self.sockets(now, sample, p);
+
+        let mut evidence: BTreeSet<Evidence> = stalled.into_iter().map(Evidence::Peer).collect();
+        if one_way == Some(true) && ctx.in_use {
+            evidence.insert(Evidence::OneWay);
+        }
+        // Evidence that cleared is forgotten: its next occurrence is new.
+        for ip in &progressed {
+            if !evidence.contains(&Evidence::Peer(*ip)) {
+                self.charges.remove(&Evidence::Peer(*ip));
+            }
+        }
+        if one_way == Some(false) {
+            let since = *self.two_way_since.get_or_insert(now);
+            if now.duration_since(since) >= p.settle {
+                self.charges.remove(&Evidence::OneWay);
+            }
+        } else {
+            self.two_way_since = None;
+        }
+        self.current = evidence.iter().copied().collect();
+        if evidence.is_empty() || !ctx.eligible {
+            self.suspect_since = None;
+            return None;
+        }
+        self.suspect_since.get_or_insert(now);
+
+        let due: Vec<Evidence> = evidence
+            .iter()
+            .filter(|e| self.charges.get(e).is_none_or(|c| now >= c.next_allowed))
+            .copied()
+            .collect();
+        let gap_ok = self
+            .last_trigger
+            .is_none_or(|t| now.duration_since(t) >= p.min_gap);
+        if due.is_empty() || !gap_ok {
+            return None;
+        }
+        let mut charged = Vec::new();
+        for e in due {
+            let backoff = match self.charges.get(&e) {
+                Some(c) => (c.backoff * 2).min(p.backoff_max.max(p.backoff_min)),
+                None => p.backoff_min,
+            };
+            // New evidence first: it is what made this trigger happen now.
+            if self.charges.contains_key(&e) {
+                charged.push(e);
+            } else {
+                charged.insert(0, e);
+            }
+            self.charges.insert(
+                e,
+                Charge {
+                    next_allowed: now + backoff,
+                    backoff,
+                },
+            );
+        }
+        self.last_trigger = Some(now);
+        Some(Trigger {
+            evidence: charged,
+            rtt: self.rtt,
+        })
+    }
+
+    /// Updates the counter history; `Some(true)` one-way, `Some(false)` two-way, `None` unknown
+    /// (not a full window yet, or quiet).
+    fn counters(&mut self, now: Instant, s: &IfaceTraffic, p: &RuleParams) -> Option<bool> {
+        let current = Counters {
+            at: now,
+            rx: s.rx_packets,
+            rx_multicast: s.rx_multicast,
+            tx: s.tx_packets,
+        };
+        // The newest reading at least `window` old is the base; older ones are not needed.
+        while self.history.len() >= 2 && now.duration_since(self.history[1].at) >= p.window {
+            self.history.pop_front();
+        }
+        let base = self
+            .history
+            .front()
+            .copied()
+            .filter(|b| now.duration_since(b.at) >= p.window);
+        self.history.push_back(current);
+        let base = base?;
+        let (Some(rx), Some(mc), Some(tx)) = (
+            delta(base.rx, current.rx),
+            delta(base.rx_multicast, current.rx_multicast),
+            delta(base.tx, current.tx),
+        ) else {
+            // A reset: start the window again from this reading.
+            self.history.clear();
+            self.history.push_back(current);
+            return None;
+        };
+        let rx = rx.saturating_sub(mc);
+        if tx >= p.tx_min && rx <= p.rx_noise {
+            Some(true)
+        } else if rx > p.rx_noise {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Updates the socket memory; returns the peers with a stalled socket and those with
+    /// progress.
+    fn sockets(
+        &mut self,
+        now: Instant,
+        s: &IfaceTraffic,
+        p: &RuleParams,
+    ) -> (BTreeSet<IpAddr>, BTreeSet<IpAddr>) {
+        let mut stalled = BTreeSet::new();
+        let mut progressed = BTreeSet::new();
+        let mut memos = HashMap::with_capacity(s.tcp.len());
+        let long_ago = |t: Instant| now.duration_since(t) >= p.window;
+        for sock in &s.tcp {
+            let memo = self.sockets.get(&sock.cookie).copied();
+            let progress = memo.is_some_and(|m| {
+                sock.bytes_acked > m.bytes_acked || sock.bytes_received > m.bytes_received
+            });
+            let peer = sock.remote.ip();
+            if progress {
+                progressed.insert(peer);
+                if !sock.rtt.is_zero() {
+                    self.rtt = Some(sock.rtt);
+                }
+            }
+            let outstanding_since = match (sock.unacked > 0, progress) {
+                (false, _) => None,
+                (true, true) => Some(now),
+                (true, false) => Some(memo.and_then(|m| m.outstanding_since).unwrap_or(now)),
+            };
+            let first_seen = memo.map_or(now, |m| m.first_seen);
+            let is_stalled = match sock.phase {
+                TcpPhase::SynSent => sock.retransmits > 0 || long_ago(first_seen),
+                TcpPhase::Open => {
+                    sock.unacked > 0
+                        && sock.last_ack_recv >= p.window
+                        && !progress
+                        && (sock.retransmits > 0
+                            || memo.and_then(|m| m.outstanding_since).is_some_and(long_ago))
+                }
+                TcpPhase::Other => false,
+            };
+            if is_stalled {
+                stalled.insert(peer);
+            }
+            memos.insert(
+                sock.cookie,
+                SocketMemo {
+                    first_seen,
+                    bytes_acked: sock.bytes_acked,
+                    bytes_received: sock.bytes_received,
+                    outstanding_since,
+                },
+            );
+        }
+        self.sockets = memos;
+        (stalled, progressed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::TcpSocketSample;
+    use std::net::SocketAddr;
+
+    const NAME: &str = "eth0";
+    const IN_USE: Context = Context {
+        eligible: true,
+        in_use: true,
+    };
+
+    fn sock(cookie: u64, peer: [u8; 4]) -> TcpSocketSample {
+        TcpSocketSample {
+            cookie,
+            local: SocketAddr::from(([192, 0, 2, 10], 40000 + cookie as u16)),
+            remote: SocketAddr::from((peer, 443)),
+            phase: TcpPhase::Open,
+            unacked: 0,
+            retransmits: 0,
+            total_retrans: 0,
+            last_ack_recv: Duration::from_millis(50),
+            rtt: Duration::from_millis(30),
+            bytes_acked: 0,
+            bytes_received: 0,
+        }
+    }
+
+    fn traffic(rx: u64, tx: u64, tcp: Vec<TcpSocketSample>) -> IfaceTraffic {
+        IfaceTraffic {
+            ifindex: 2,
+            name: NAME.into(),
+            rx_packets: rx,
+            tx_packets: tx,
+            rx_multicast: 0,
+            tcp,
+        }
+    }
+
+    /// Sample `i` of a sequence, one per second.
+    type Gen = fn(u64) -> Option<IfaceTraffic>;
+
+    /// Feeds `secs` samples a second apart; returns the seconds at which a trigger fired.
+    fn run(gen: Gen, ctx: Context, secs: u64) -> Vec<u64> {
+        let p = RuleParams::default();
+        let t0 = Instant::now();
+        let mut t = Tracker::default();
+        (0..secs)
+            .filter(|i| {
+                let s = gen(*i);
+                t.observe(t0 + Duration::from_secs(*i), NAME, s.as_ref(), ctx, &p)
+                    .is_some()
+            })
+            .collect()
+    }
+
+    fn bulk_download(i: u64) -> Option<IfaceTraffic> {
+        let mut s = sock(1, [203, 0, 113, 5]);
+        s.bytes_received = i * 1_000_000;
+        s.bytes_acked = 300;
+        Some(traffic(i * 700, i * 350, vec![s]))
+    }
+
+    fn idle(_: u64) -> Option<IfaceTraffic> {
+        let mut s = sock(1, [203, 0, 113, 5]);
+        s.last_ack_recv = Duration::from_secs(600);
+        Some(traffic(40, 40, vec![s]))
+    }
+
+    fn one_way_udp(i: u64) -> Option<IfaceTraffic> {
+        Some(traffic(10, 10 + i * 50, vec![]))
+    }
+
+    /// Busy until second 5, then nothing comes back.
+    fn tcp_stall(i: u64) -> Option<IfaceTraffic> {
+        let healthy = i.min(5);
+        let mut s = sock(1, [203, 0, 113, 5]);
+        s.bytes_acked = healthy * 500;
+        s.bytes_received = healthy * 500;
+        if i > 5 {
+            s.unacked = 3;
+            s.retransmits = 1;
+            s.last_ack_recv = Duration::from_secs(i - 5);
+        }
+        Some(traffic(healthy * 5, i * 5, vec![s]))
+    }
+
+    /// Only ARP replies and multicast come in while the device keeps sending.
+    fn arp_only_rx(i: u64) -> Option<IfaceTraffic> {
+        let mut t = traffic(100 + i * 12, 100 + i * 10, vec![]);
+        t.rx_multicast = i * 11; // 11 of the 12 a second are multicast, 1 an ARP reply
+        Some(t)
+    }
+
+    /// Healthy two-way traffic whose 32-bit counters wrap at second 3.
+    fn wrapping(i: u64) -> Option<IfaceTraffic> {
+        let base = u64::from(u32::MAX) - 250;
+        let at = |n: u64| (base + n) % (1 << 32);
+        Some(traffic(at(i * 100), at(i * 100), vec![]))
+    }
+
+    /// One-way until second 4, then the interface is renamed.
+    fn renamed(i: u64) -> Option<IfaceTraffic> {
+        let mut t = traffic(10, 10 + i * 50, vec![]);
+        if i >= 1 {
+            t.name = "eth9".into();
+        }
+        Some(t)
+    }
+
+    /// One-way, but the interface vanishes before a window is complete.
+    fn removed(i: u64) -> Option<IfaceTraffic> {
+        (i == 0).then(|| traffic(10, 10, vec![]))
+    }
+
+    /// A SYN that never gets an answer.
+    fn syn_unanswered(i: u64) -> Option<IfaceTraffic> {
+        let mut s = sock(1, [198, 51, 100, 9]);
+        s.phase = TcpPhase::SynSent;
+        s.retransmits = u8::from(i >= 1);
+        Some(traffic(20, 20 + i, vec![s]))
+    }
+
+    /// A socket that sends after a long idle pause: ACK timer old, but the data is fresh and
+    /// answered within the window.
+    fn idle_then_send(i: u64) -> Option<IfaceTraffic> {
+        let mut s = sock(1, [203, 0, 113, 5]);
+        s.bytes_acked = 1000;
+        s.last_ack_recv = Duration::from_secs(600 + i);
+        if i == 3 {
+            s.unacked = 1; // sent just now
+        }
+        if i >= 4 {
+            s.bytes_acked = 2000;
+            s.last_ack_recv = Duration::from_millis(100);
+        }
+        Some(traffic(40 + i, 40 + i, vec![s]))
+    }
+
+    #[test]
+    fn table() {
+        let standby = Context {
+            eligible: true,
+            in_use: false,
+        };
+        let not_full = Context {
+            eligible: false,
+            in_use: true,
+        };
+        let cases: &[(&str, Gen, Context, &[u64])] = &[
+            ("healthy bulk download", bulk_download, IN_USE, &[]),
+            ("idle link", idle, IN_USE, &[]),
+            ("one-way UDP: one confirmation", one_way_udp, IN_USE, &[1]),
+            ("one-way UDP on a standby", one_way_udp, standby, &[]),
+            ("TCP stalled with data outstanding", tcp_stall, IN_USE, &[6]),
+            ("TCP stalled, interface not FULL", tcp_stall, not_full, &[]),
+            ("TCP stalled on a standby", tcp_stall, standby, &[6]),
+            ("ARP-only rx counts as no rx", arp_only_rx, IN_USE, &[1]),
+            ("counters wrapping", wrapping, IN_USE, &[]),
+            ("interface renamed", renamed, IN_USE, &[]),
+            ("interface removed", removed, IN_USE, &[]),
+            ("SYN unanswered", syn_unanswered, standby, &[1]),
+            ("idle, then one answered send", idle_then_send, IN_USE, &[]),
+        ];
+        for (what, gen, ctx, want) in cases {
+            assert_eq!(run(*gen, *ctx, 30), *want, "{what}");
+        }
+    }
+
+    #[test]
+    fn same_evidence_backs_off_doubling_up_to_the_interval() {
+        let p = RuleParams {
+            backoff_max: Duration::from_secs(300),
+            ..RuleParams::default()
+        };
+        let t0 = Instant::now();
+        let mut t = Tracker::default();
+        let mut fired = Vec::new();
+        for i in 0..1200u64 {
+            let s = one_way_udp(i);
+            if t.observe(t0 + Duration::from_secs(i), NAME, s.as_ref(), IN_USE, &p)
+                .is_some()
+            {
+                fired.push(i);
+            }
+        }
+        // 60 s, then 120, 240, then capped at 300.
+        assert_eq!(fired, vec![1, 61, 181, 421, 721, 1021]);
+    }
+
+    #[test]
+    fn new_evidence_at_once_but_one_per_min_gap() {
+        let p = RuleParams::default();
+        let t0 = Instant::now();
+        let mut t = Tracker::default();
+        // Peers stall one after another, each a new piece of evidence: every socket gets a
+        // new peer address from second `k` on.
+        let mut fired = Vec::new();
+        for i in 0..40u64 {
+            let socks: Vec<TcpSocketSample> = (0..=(i / 3))
+                .map(|k| {
+                    let mut s = sock(k + 1, [203, 0, 113, (k + 1) as u8]);
+                    s.phase = TcpPhase::SynSent;
+                    s.retransmits = 1;
+                    s
+                })
+                .collect();
+            let s = traffic(100 + i * 10, 100 + i * 10, socks);
+            if t.observe(t0 + Duration::from_secs(i), NAME, Some(&s), IN_USE, &p)
+                .is_some()
+            {
+                fired.push(i);
+            }
+        }
+        assert_eq!(fired, vec![0, 10, 20, 30]);
+    }
+
+    #[test]
+    fn a_stall_that_clears_is_new_evidence_next_time() {
+        let p = RuleParams::default();
+        let t0 = Instant::now();
+        let mut t = Tracker::default();
+        let peer = [203, 0, 113, 5];
+        let mut acked = 0;
+        let mut fired = Vec::new();
+        for i in 0..40u64 {
+            let stalled = (2..5).contains(&i) || (20..25).contains(&i);
+            let mut s = sock(1, peer);
+            if stalled {
+                s.unacked = 2;
+                s.retransmits = 1;
+                s.last_ack_recv = Duration::from_secs(2);
+            } else {
+                acked += 100;
+            }
+            s.bytes_acked = acked;
+            let tr = traffic(i * 10, i * 10, vec![s]);
+            if t.observe(t0 + Duration::from_secs(i), NAME, Some(&tr), IN_USE, &p)
+                .is_some()
+            {
+                fired.push(i);
+            }
+        }
+        // The second stall is new evidence (progress in between), not held by the 60 s back-off.
+        assert_eq!(fired, vec![2, 20]);
+        assert!(t.suspect_since().is_none());
+    }
+
+    #[test]
+    fn counter_deltas() {
+        assert_eq!(delta(5, 9), Some(4));
+        assert_eq!(delta(u64::from(u32::MAX) - 1, 3), Some(5));
+        assert_eq!(delta(1 << 40, 3), None);
+    }
+}
