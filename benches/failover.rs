@@ -26,6 +26,9 @@ use futures::stream::{BoxStream, StreamExt};
 use netfailover::engine::fake::{FakeProbe, FakeScripts, FakeTraffic, MemJournal, MemStateStore};
 use netfailover::engine::model::{CheckConfig, Config, Family, KernelRoute, Method, Metric};
 use netfailover::engine::ports::{LinkSource, LinkUpdate, Ports, RouteTable};
+use netfailover::lab::bench::{
+    fmt_duration, latency_row, machine_line, proc_status_field, runs, value_row, Met, Samples,
+};
 use netfailover::lab::netns::is_root;
 use netfailover::lab::uplinks::{block_on_in_netns, run_in_netns, CountingLinks, UplinkWorld};
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
@@ -54,7 +57,7 @@ fn main() {
         println!("SKIP failover bench: needs root to create network namespaces");
         return;
     }
-    let runs = env_count("NF_BENCH_RUNS", 200).max(1);
+    let runs = runs(200, 30);
     let storm = env_count("NF_BENCH_STORM", 10_000);
     let world = UplinkWorld::new("nlbench", 2).expect("namespace world");
     let rcvbuf = env_count("NF_BENCH_RCVBUF", DEFAULT_RCVBUF);
@@ -225,38 +228,19 @@ fn watch_carrier_off(
     .expect("kernel-event thread")
 }
 
-struct Samples(Vec<Duration>);
-
-impl Samples {
-    fn percentile(&self, q: f64) -> Duration {
-        let mut v = self.0.clone();
-        v.sort();
-        let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
-        v.get(rank - 1).copied().unwrap_or_default()
-    }
-
-    fn row(&self, what: &str) -> String {
-        let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
-        format!(
-            "| {what} | {} | {} | {} | {} |",
-            self.0.len(),
-            ms(self.percentile(0.5)),
-            ms(self.percentile(0.99)),
-            ms(self.0.iter().max().copied().unwrap_or_default())
-        )
-    }
+/// The failover table's row: runs, p50, p99, max.
+fn table_row(what: &str, samples: &Samples) -> String {
+    format!(
+        "| {what} | {} | {} | {} | {} |",
+        samples.len(),
+        fmt_duration(samples.p50()),
+        fmt_duration(samples.p99()),
+        fmt_duration(samples.max())
+    )
 }
 
-/// `VmHWM` / `VmRSS` of this process in KiB.
 fn memory_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    proc_status_field(None, field)
 }
 
 async fn measure(
@@ -388,6 +372,41 @@ struct Measured {
 }
 
 impl Measured {
+    /// The rows `scripts/bench.sh` collects (targets: README's benchmark section).
+    fn print_rows(&self, failover: &Samples, failback: &Samples) {
+        latency_row(
+            "carrier loss → backup route first, real kernel, both families",
+            failover,
+            "< 5 ms p99",
+            Some(Duration::from_millis(5)),
+        );
+        latency_row(
+            "carrier back → primary first again at its configured metric (checks off)",
+            failback,
+            "< 5 ms p99",
+            Some(Duration::from_millis(5)),
+        );
+        value_row(
+            &format!(
+                "storm of {} carrier changes → table equals desired state",
+                self.storm
+            ),
+            format!(
+                "{} after the storm ({} overruns)",
+                fmt_duration(self.settled_after),
+                self.overruns
+            ),
+            "< 1 s after it ends",
+            Met::from_bool(self.settled_after < Duration::from_secs(1)),
+        );
+        value_row(
+            "storm: process RSS before → peak",
+            format!("{} → {} KiB", self.rss_before_kib, self.peak_kib),
+            "< 16 MiB peak",
+            Met::from_bool(self.peak_kib < 16 * 1024),
+        );
+    }
+
     /// The Markdown report; `carrier_off` are the instants the kernel-event watcher saw u0 lose
     /// its carrier (matched to the run that caused each).
     fn report(&self, carrier_off: &[Instant]) -> String {
@@ -402,22 +421,25 @@ impl Measured {
             })
             .filter(|latency| *latency < Duration::from_secs(1))
             .collect();
-        let date =
-            netfailover::lab::netns::run(&["date", "-u", "+%Y-%m-%d %H:%M"]).unwrap_or_default();
-        let kernel = netfailover::lab::netns::run(&["uname", "-r"]).unwrap_or_default();
+        let kernel_event = Samples(kernel_event);
+        let failover = Samples(self.failover.clone());
+        let failback = Samples(self.failback.clone());
+        self.print_rows(&failover, &failback);
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         format!(
-            "Failover bench, {} UTC, kernel {}, {} runs\n\n\
+            "Failover bench, {}, {} runs\n\n\
              | measure | runs | p50 | p99 | max |\n|---|---|---|---|---|\n{}\n{}\n{}\n\n\
              Storm: {} carrier changes of u0 in {:.0} ms; last route change {:.1} ms after the \
              storm ended, then the desired table for 1 s; overruns seen by the engine: {}; \
              process RSS (engine and observers) {} KiB before, peak {} KiB during the storm.",
-            date.trim(),
-            kernel.trim(),
+            machine_line(),
             self.runs,
-            Samples(self.failover.clone()).row("link loss → backup first (both families)"),
-            Samples(kernel_event).row("kernel: carrier-off RTM_NEWLINK reaches a subscriber"),
-            Samples(self.failback.clone()).row("link back → primary first at configured metric"),
+            table_row("link loss → backup first (both families)", &failover),
+            table_row(
+                "kernel: carrier-off RTM_NEWLINK reaches a subscriber",
+                &kernel_event
+            ),
+            table_row("link back → primary first at configured metric", &failback),
             self.storm,
             ms(self.storm_took),
             ms(self.settled_after),

@@ -9,12 +9,16 @@ use std::time::{Duration, Instant};
 
 use netfailover::engine::model::{CheckConfig, Family, IfaceName};
 use netfailover::engine::ports::{ProbeRequest, Verdict};
+use netfailover::lab::bench::{latency_row, runs, value_row, Met, Samples};
 use netfailover::lab::internet::{CheckServer, DnsResponder, TestCa};
 use netfailover::lab::netns::{is_root, veth, Netns};
 use netfailover::os::probe::HttpProbe;
 
-/// Checks per measured series: enough for a p99, bounded so the bench ends in seconds.
-const CHECKS: usize = 200;
+/// Checks per measured series: enough for a p99, bounded so the bench ends in seconds
+/// (`NF_BENCH_QUICK`: 50).
+fn checks() -> usize {
+    runs(200, 50).max(2)
+}
 /// Probe instances built to measure memory per instance.
 const INSTANCES: usize = 500;
 
@@ -41,11 +45,6 @@ fn rss_kib() -> u64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn main() {
@@ -111,8 +110,9 @@ fn main() {
             for (name, check) in &series {
                 let probe = HttpProbe::new(check).expect("probe");
                 let rss0 = rss_kib();
+                let checks = checks();
                 let (mut times, mut bytes, mut first_bytes) = (Vec::new(), 0u64, 0u64);
-                for i in 0..CHECKS {
+                for i in 0..checks {
                     let started = Instant::now();
                     let report = rt.block_on(probe.run(request.clone()));
                     times.push(started.elapsed());
@@ -124,16 +124,35 @@ fn main() {
                     }
                 }
                 let rss1 = rss_kib();
-                times.sort();
+                let times = Samples(times);
+                let per_check = bytes / (checks as u64 - 1);
                 println!(
-                    "{name}: {CHECKS} checks over veth: p50 {:?}, p99 {:?}, max {:?}; \
-                     first check {first_bytes} B (with DNS), then {} B/check; \
+                    "{name}: {checks} checks over veth: p50 {:?}, p99 {:?}, max {:?}; \
+                     first check {first_bytes} B (with DNS), then {per_check} B/check; \
                      RSS growth over the series {} KiB",
-                    percentile(&times, 0.5),
-                    percentile(&times, 0.99),
-                    times[times.len() - 1],
-                    bytes / (CHECKS as u64 - 1),
+                    times.p50(),
+                    times.p99(),
+                    times.max(),
                     rss1.saturating_sub(rss0),
+                );
+                latency_row(
+                    &format!("{name} check latency over a veth (DNS cached)"),
+                    &times,
+                    "< 50 ms p99",
+                    Some(Duration::from_millis(50)),
+                );
+                let (target, bound) = if *name == "HTTP" {
+                    ("≤ 700 B", 700)
+                } else {
+                    ("< 6 KB", 6000)
+                };
+                value_row(
+                    &format!(
+                        "{name} bytes per check at L3 (first check with DNS: {first_bytes} B)"
+                    ),
+                    format!("{per_check} B"),
+                    target,
+                    Met::from_bool(per_check <= bound),
                 );
             }
             for (name, check) in &series {

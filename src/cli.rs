@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::{ProbeReport, ScriptResult};
 use netfailover_actors::status::{EngineStatus, EventRecord, FlowResetRecord, HistoryEntry};
 
@@ -47,16 +48,21 @@ pub enum Command {
     /// Kill one actor of the running daemon (resilience testing; it is restarted).
     Kill {
         /// Actor name as `status` shows it: link-watcher, route-manager, probe-scheduler,
-        /// dispatcher, prober:<iface>.
+        /// dispatcher, traffic-watcher, prober:<iface>.
         actor: String,
     },
     /// Recent dispatcher events with their reasons and scripts.
     Events {
-        /// Print the events as JSON.
+        /// Print the events as JSON (with --follow: one JSON object per line).
         #[arg(long)]
         json: bool,
+        /// Keep following: the current state first, then every change as it happens, until
+        /// the daemon stops or Ctrl-C (docs/control.md describes each line).
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Build a throw-away network of namespaces, run the daemon in it and play faults (root).
+    #[cfg(feature = "lab")]
     Lab(LabArgs),
 }
 
@@ -100,6 +106,8 @@ pub enum LogFormat {
     Json,
 }
 
+/// `netfailover lab` (feature `lab`, on by default).
+#[cfg(feature = "lab")]
 #[derive(Args, Debug, Clone)]
 pub struct LabArgs {
     /// Scenario to play (`netfailover lab --scenario list` lists them).
@@ -222,6 +230,7 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
                 format!("{} → {effective}", i.metric),
                 last,
                 human_bytes(i.probe_bytes),
+                passive_summary(&i.passive, now_ms),
             ]
         })
         .collect();
@@ -236,6 +245,7 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
                 "METRIC → EFFECTIVE",
                 "LAST CHECK",
                 "PROBE BYTES",
+                "PASSIVE",
             ],
             &rows,
         )
@@ -275,6 +285,30 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
         &actors,
     ));
     out
+}
+
+/// Passive health in one cell: `quiet`, `suspect 3s`, then the counters and the last trigger.
+fn passive_summary(p: &netfailover_actors::status::PassiveStatus, now_ms: u64) -> String {
+    let mut s = match (p.state.as_str(), p.suspect_since_unix_ms) {
+        ("", _) => "off".to_string(),
+        ("suspect", Some(since)) => format!("suspect {}", human_age(now_ms.saturating_sub(since))),
+        (state, _) => state.to_string(),
+    };
+    if p.suspicions > 0 {
+        let _ = write!(
+            s,
+            "; {} suspicions, {} confirmations ({} failed)",
+            p.suspicions, p.confirmations, p.confirmations_failed
+        );
+    }
+    if let (Some(what), Some(at)) = (&p.last_trigger, p.last_trigger_unix_ms) {
+        let _ = write!(
+            s,
+            "; last {} ago: {what}",
+            human_age(now_ms.saturating_sub(at))
+        );
+    }
+    s
 }
 
 /// One script outcome as `name:code`.
@@ -369,6 +403,103 @@ pub fn format_events(events: &[HistoryEntry]) -> String {
     )
 }
 
+/// One line of `events --follow` for a person (`None` for lines without a human form).
+pub fn format_follow_line(line: &serde_json::Value) -> Option<String> {
+    let decode = |key: &str| line.get(key).cloned().unwrap_or_default();
+    let text = match line.get("type")?.as_str()? {
+        "snapshot" => {
+            let status: EngineStatus = serde_json::from_value(decode("status")).ok()?;
+            let events: Vec<HistoryEntry> = serde_json::from_value(decode("events")).ok()?;
+            format!(
+                "{}\n{}",
+                format_status(&status, now_unix_ms()),
+                format_events(&events)
+            )
+        }
+        "lagged" => format!(
+            "(fell behind: {} changes missed; a fresh snapshot follows)\n",
+            line["count"]
+        ),
+        "stopped" => "(the daemon stopped)\n".to_string(),
+        _ => {
+            let event: EngineEvent = serde_json::from_value(line.clone()).ok()?;
+            format!("{} {}\n", utc_time(now_unix_ms()), describe(&event))
+        }
+    };
+    Some(text)
+}
+
+fn opt_metric(m: Option<u32>) -> String {
+    m.map_or_else(|| "none".to_string(), |m| m.to_string())
+}
+
+/// One change in words.
+pub fn describe(event: &EngineEvent) -> String {
+    match event {
+        EngineEvent::InterfaceAdded { status } => {
+            format!(
+                "{}: managed ({}, link {})",
+                status.name, status.source, status.link
+            )
+        }
+        EngineEvent::InterfaceRemoved { iface } => format!("{iface}: no longer managed"),
+        EngineEvent::Link {
+            iface,
+            link,
+            previous,
+        } => format!("{iface}: link {previous} → {link}"),
+        EngineEvent::Connectivity {
+            iface,
+            state,
+            previous,
+        } => format!("{iface}: connectivity {previous} → {state}"),
+        EngineEvent::GlobalConnectivity { state, previous } => {
+            format!("global connectivity {previous} → {state}")
+        }
+        EngineEvent::Route {
+            iface,
+            family,
+            old_metric,
+            new_metric,
+        } => format!(
+            "{iface}: {family:?} route metric {} → {}",
+            opt_metric(*old_metric),
+            opt_metric(*new_metric)
+        ),
+        EngineEvent::ActorAdded { status } => format!("actor {} started", status.name),
+        EngineEvent::ActorRemoved { actor } => format!("actor {actor} removed"),
+        EngineEvent::ActorRestarted {
+            actor,
+            reason,
+            restarts,
+        } => format!("actor {actor} restarted ({reason}; {restarts} restarts)"),
+        EngineEvent::Event(e) => format!(
+            "event {} {} {}: {} → {} ({})",
+            e.id,
+            e.kind,
+            e.iface.as_ref().map_or("-", |i| i.as_str()),
+            e.previous,
+            e.state,
+            e.reason
+        ),
+        EngineEvent::Script {
+            event_id,
+            script,
+            result,
+            duration_ms,
+        } => format!(
+            "event {event_id}: {} in {duration_ms} ms",
+            script_summary(&netfailover_actors::ports::ScriptOutcome {
+                script: script.clone(),
+                result: result.clone(),
+                elapsed: std::time::Duration::ZERO,
+            })
+        ),
+        EngineEvent::Delivered { event_id } => format!("event {event_id}: delivered"),
+        EngineEvent::FlowsReset(r) => flow_reset_row(r)[2..].join(" "),
+    }
+}
+
 /// The result of `check <iface>`.
 pub fn format_check(iface: &str, report: &ProbeReport) -> String {
     format!(
@@ -445,6 +576,15 @@ mod tests {
                 probe_bytes: 2048,
                 probe_dns_bytes: 0,
                 checks: CheckCounters::default(),
+                passive: netfailover_actors::status::PassiveStatus {
+                    state: "suspect".into(),
+                    suspect_since_unix_ms: Some(11_000),
+                    last_trigger: Some("TCP to 203.0.113.7 stalled".into()),
+                    last_trigger_unix_ms: Some(12_000),
+                    suspicions: 1,
+                    confirmations: 2,
+                    confirmations_failed: 2,
+                },
             }],
             actors: vec![ActorStatus {
                 name: "dispatcher".into(),
@@ -464,6 +604,7 @@ mod tests {
             "100 → 20100",
             "3s ago LIMITED (connect timeout)",
             "2.0 KiB",
+            "suspect 2s; 1 suspicions, 2 confirmations (2 failed); last 1s ago: TCP to 203.0.113.7 stalled",
         ] {
             assert!(row.contains(part), "{part:?} not in {row:?}");
         }

@@ -2,8 +2,11 @@
 //! server and client.
 //!
 //! Requests are one JSON object per line: `{"cmd":"status"}`, `{"cmd":"check","iface":"eth0"}`,
-//! `{"cmd":"kill","actor":"dispatcher"}`, `{"cmd":"events"}`. Every request gets one reply
-//! line: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
+//! `{"cmd":"kill","actor":"dispatcher"}`, `{"cmd":"events"}`, `{"cmd":"version"}`. Every
+//! request gets one reply line: `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`.
+//! `{"cmd":"follow"}` instead turns the connection into a stream of `type`-tagged lines: a
+//! snapshot, then each change as it happens (`lagged` when the reader fell behind). The whole
+//! protocol, with examples, is in `docs/control.md`; [`PROTOCOL_VERSION`] is its version.
 //!
 //! The server talks to the engine through [`ControlBackend`], so it is tested with a stub and
 //! runs on the real engine through `daemon::EngineBackend`. It is built to survive whatever a local
@@ -21,12 +24,23 @@ use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 use netfailover_actors::model::IfaceName;
+use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::ProbeReport;
 use netfailover_actors::status::{EngineStatus, HistoryEntry};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
+
+use crate::agent::{Subscription, Update};
+
+/// Version of the protocol documented in `docs/control.md`: a new request or a new field keeps
+/// it; a change that breaks an existing client increments it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A follower that does not take a line within this long is dropped (the broadcast buffer has
+/// long overflowed for it by then; it would only get `lagged`).
+pub const FOLLOW_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default path of the control socket.
 pub const DEFAULT_SOCKET: &str = "/run/netfailover.sock";
@@ -52,9 +66,17 @@ pub const CLIENT_REPLY_TIMEOUT: Duration = Duration::from_secs(90);
 #[serde(tag = "cmd", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Request {
     Status,
-    Check { iface: String },
-    Kill { actor: String },
+    Check {
+        iface: String,
+    },
+    Kill {
+        actor: String,
+    },
     Events,
+    /// Stream the state, then every change (see the module doc).
+    Follow,
+    /// The protocol version and the daemon's version.
+    Version,
 }
 
 /// One reply line.
@@ -100,6 +122,10 @@ pub trait ControlBackend {
     fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>>;
     /// Dispatcher events and flow resets, oldest first.
     fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>>;
+    /// The snapshot-then-changes stream of `follow`; `None` if this backend has none.
+    fn subscribe(&self) -> Option<Subscription> {
+        None
+    }
 }
 
 /// Control socket errors.
@@ -272,12 +298,74 @@ async fn serve_connection(
                 let _ = write.write_all(&reply.to_line()).await;
                 return;
             }
+            LineRead::Line(line) if is_follow(&line) => match backend.subscribe() {
+                Some(subscription) => {
+                    follow(subscription, &mut reader, &mut write).await;
+                    return;
+                }
+                None => Reply::error("this server does not stream events"),
+            },
             LineRead::Line(line) => answer(&line, backend.as_ref()).await,
         };
         if write.write_all(&reply.to_line()).await.is_err() {
             return;
         }
     }
+}
+
+fn is_follow(line: &[u8]) -> bool {
+    serde_json::from_slice::<Request>(trim_ascii(line)).is_ok_and(|r| r == Request::Follow)
+}
+
+/// Streams `subscription` to a follower until the engine stops, the follower goes away (closes,
+/// sends anything, or takes no line for [`FOLLOW_WRITE_TIMEOUT`]). The engine never waits for
+/// the follower: a slow one misses events and gets a `lagged` line and a fresh snapshot.
+async fn follow(
+    mut subscription: Subscription,
+    reader: &mut BufReader<tokio::net::unix::ReadHalf<'_>>,
+    write: &mut tokio::net::unix::WriteHalf<'_>,
+) {
+    loop {
+        let update = tokio::select! {
+            update = subscription.next() => update,
+            // A follower only reads: EOF, an error or a stray request all end the stream.
+            _ = reader.fill_buf() => return,
+        };
+        let line = update_line(update.as_ref());
+        match tokio::time::timeout(FOLLOW_WRITE_TIMEOUT, write.write_all(&line)).await {
+            Ok(Ok(())) if update.is_some() => {}
+            _ => return,
+        }
+    }
+}
+
+/// One line of a `follow` stream; `None` is the engine's end.
+pub fn update_line(update: Option<&Update>) -> Vec<u8> {
+    let value = match update {
+        None => serde_json::json!({ "type": "stopped" }),
+        Some(Update::Snapshot(s)) => serde_json::json!({
+            "type": "snapshot",
+            "protocol": PROTOCOL_VERSION,
+            "status": s.status,
+            "events": s.events,
+        }),
+        Some(Update::Lagged { missed }) => serde_json::json!({ "type": "lagged", "count": missed }),
+        Some(Update::Event(event)) => {
+            let mut value = serde_json::to_value(event).unwrap_or_default();
+            // A dispatcher event is also an `events --json` entry (`event`, `delivered`,
+            // `scripts`), so a client parses both the same way.
+            if let (EngineEvent::Event(e), Some(map)) = (event, value.as_object_mut()) {
+                map.insert("event".into(), serde_json::to_value(e).unwrap_or_default());
+                map.insert("delivered".into(), false.into());
+                map.insert("scripts".into(), serde_json::Value::Array(Vec::new()));
+            }
+            value
+        }
+    };
+    // Serialising a `serde_json::Value` cannot fail.
+    let mut line = serde_json::to_vec(&value).unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
 /// Answers one request line.
@@ -308,6 +396,13 @@ pub async fn answer(line: &[u8], backend: &dyn ControlBackend) -> Reply {
             Ok(()) => Reply::data(serde_json::Value::Null),
             Err(e) => Reply::error(e),
         },
+        Request::Version => Reply::data(serde_json::json!({
+            "protocol": PROTOCOL_VERSION,
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+        // Handled by the connection loop, which streams; here only a stray one from a caller
+        // of `answer` lands.
+        Request::Follow => Reply::error("follow streams; send it as a connection's request"),
     }
 }
 
@@ -378,6 +473,52 @@ pub async fn request(path: &Path, request: &Request) -> Result<serde_json::Value
     }
 }
 
+/// `follow` client: sends the request and hands every line to `on_line` until the daemon stops
+/// (`Ok`), `on_line` returns `false` (`Ok`), or the connection fails. A daemon that refuses
+/// (not root, an older protocol) is reported as [`ControlError::Remote`].
+pub async fn follow_lines(
+    path: &Path,
+    mut on_line: impl FnMut(serde_json::Value) -> bool,
+) -> Result<(), ControlError> {
+    let stream = tokio::time::timeout(CLIENT_CONNECT_TIMEOUT, UnixStream::connect(path))
+        .await
+        .map_err(|_| ControlError::Timeout {
+            path: path.to_path_buf(),
+        })?
+        .map_err(|e| connect_error(path, e))?;
+    let (read, mut write) = stream.into_split();
+    let io_err = |error| ControlError::Socket {
+        path: path.to_path_buf(),
+        error,
+    };
+    let write_result = write.write_all(b"{\"cmd\":\"follow\"}\n").await;
+    // The server is our own root daemon; lines are bounded by its history and status.
+    let mut lines = BufReader::new(read).lines();
+    let mut first = true;
+    while let Some(line) = lines.next_line().await.map_err(io_err)? {
+        let value: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| ControlError::Protocol {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        if first && value.get("ok") == Some(&serde_json::Value::Bool(false)) {
+            let message = value["error"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string();
+            return Err(ControlError::Remote { message });
+        }
+        first = false;
+        if !on_line(value) {
+            return Ok(());
+        }
+    }
+    if first {
+        write_result.map_err(io_err)?;
+    }
+    Ok(())
+}
+
 fn connect_error(path: &Path, e: io::Error) -> ControlError {
     let path = path.to_path_buf();
     match e.kind() {
@@ -410,6 +551,8 @@ mod tests {
             })
         );
         assert_eq!(parse(r#"{"cmd":"events"}"#), Some(Request::Events));
+        assert_eq!(parse(r#"{"cmd":"follow"}"#), Some(Request::Follow));
+        assert_eq!(parse(r#"{"cmd":"version"}"#), Some(Request::Version));
         assert_eq!(parse(r#"{"cmd":"reboot"}"#), None);
         assert_eq!(parse(r#"{"cmd":"check"}"#), None);
     }

@@ -8,23 +8,20 @@
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, LocalBoxFuture};
-use netfailover_actors::model::{Event, EventKind, IfaceName};
-use netfailover_actors::ports::{
-    Ports, Probe, ProbeReport, ProbeRequest, ScriptOutcome, ScriptRunner,
-};
+use futures::future::LocalBoxFuture;
+use netfailover_actors::model::{EventKind, IfaceName};
+use netfailover_actors::ports::ProbeReport;
 use netfailover_actors::status::{EngineStatus, HistoryEntry};
 use netfailover_actors::EngineHandle;
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::agent::{Agent, AgentError, AgentHandle, Subscription};
 use crate::cli::{ConfigArgs, LogFormat, RunArgs};
 use crate::config;
 use crate::control::{self, ControlBackend, ControlError};
 use crate::metrics::{self, MetricsError};
-use crate::os;
 
 /// Daemon start-up and run errors (each ends `run` with exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +31,8 @@ pub enum DaemonError {
         boot_dir: PathBuf,
         error: config::ConfigError,
     },
-    #[error("setting up {port}: {message}")]
-    Port { port: &'static str, message: String },
+    #[error(transparent)]
+    Agent(#[from] AgentError),
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error(transparent)]
@@ -133,6 +130,10 @@ impl ControlBackend for EngineBackend {
     fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
         Box::pin(async move { self.0.timeline() })
     }
+
+    fn subscribe(&self) -> Option<Subscription> {
+        Some(Subscription::of(&self.0))
+    }
 }
 
 fn load(args: &ConfigArgs) -> Result<config::Loaded, DaemonError> {
@@ -146,97 +147,6 @@ fn load(args: &ConfigArgs) -> Result<config::Loaded, DaemonError> {
         tracing::warn!("{problem}");
     }
     Ok(loaded)
-}
-
-/// A port whose adapter is rebuilt on reload: the probe and the script runner are built from
-/// settings (check URI, timeouts, CA file, script timeout) that a SIGHUP may change, while the
-/// engine keeps the `Ports` it was started with.
-struct Swappable<T: ?Sized>(RwLock<Arc<T>>);
-
-impl<T: ?Sized> Swappable<T> {
-    fn new(inner: Arc<T>) -> Self {
-        Self(RwLock::new(inner))
-    }
-
-    fn get(&self) -> Arc<T> {
-        // A poisoned lock still holds a complete Arc: use it.
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set(&self, inner: Arc<T>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = inner;
-    }
-}
-
-impl Probe for Swappable<dyn Probe> {
-    fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
-        self.get().check(request)
-    }
-}
-
-impl ScriptRunner for Swappable<dyn ScriptRunner> {
-    fn run(&self, event: Event) -> BoxFuture<'static, Vec<ScriptOutcome>> {
-        self.get().run(event)
-    }
-}
-
-/// The adapters that depend on reloadable settings.
-struct Reloadable {
-    probe: Arc<Swappable<dyn Probe>>,
-    scripts: Arc<Swappable<dyn ScriptRunner>>,
-}
-
-fn build_probe(loaded: &config::Loaded) -> Result<Arc<dyn Probe>, DaemonError> {
-    let probe = os::probe::HttpProbe::new(&loaded.config.check).map_err(|e| DaemonError::Port {
-        port: "probe",
-        message: e.to_string(),
-    })?;
-    Ok(Arc::new(probe))
-}
-
-fn build_scripts(loaded: &config::Loaded) -> Arc<dyn ScriptRunner> {
-    Arc::new(os::scripts::ScriptDirRunner::new(
-        loaded.dispatcher_dir.clone(),
-        loaded.config.dispatcher.script_timeout,
-    ))
-}
-
-impl Reloadable {
-    /// Rebuilds the adapters from a reloaded configuration; on error the old ones stay.
-    fn update(&self, loaded: &config::Loaded) -> Result<(), DaemonError> {
-        self.probe.set(build_probe(loaded)?);
-        self.scripts.set(build_scripts(loaded));
-        Ok(())
-    }
-}
-
-/// The kernel adapters for `loaded`.
-fn build_ports(loaded: &config::Loaded) -> Result<(Ports, Reloadable), DaemonError> {
-    let routes = os::netlink::NetlinkRoutes::new().map_err(|e| DaemonError::Port {
-        port: "netlink routes",
-        message: e.to_string(),
-    })?;
-    let reloadable = Reloadable {
-        probe: Arc::new(Swappable::new(build_probe(loaded)?)),
-        scripts: Arc::new(Swappable::new(build_scripts(loaded))),
-    };
-    let ports = Ports {
-        links: Arc::new(os::netlink::NetlinkLinks::new(loaded.netlink_rcvbuf)),
-        routes: Arc::new(routes),
-        sysctl: Arc::new(os::sysctl::ProcSysctl::new()),
-        probe: reloadable.probe.clone(),
-        scripts: reloadable.scripts.clone(),
-        journal: Arc::new(os::persist::FileJournal::new(loaded.state_dir.clone())),
-        state: Arc::new(os::persist::FileStateStore::new(loaded.state_dir.clone())),
-        flows: Arc::new(os::flows::NetlinkFlows::new()),
-        traffic: Arc::new(
-            os::traffic::NetlinkTraffic::new().map_err(|e| DaemonError::Port {
-                port: "netlink traffic sampling",
-                message: e.to_string(),
-            })?,
-        ),
-    };
-    Ok((ports, reloadable))
 }
 
 fn status_line(engine: &EngineHandle) -> String {
@@ -267,7 +177,6 @@ impl Drop for SocketFile<'_> {
 }
 
 async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<u8, DaemonError> {
-    let (ports, reloadable) = build_ports(&loaded)?;
     let started_with = Restartable::of(&loaded);
     // Bind everything that can fail before the engine touches a route.
     let control_listener = control::bind(socket)?;
@@ -286,7 +195,8 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
     let mut sigint = sig(SignalKind::interrupt(), "SIGINT")?;
     let mut sighup = sig(SignalKind::hangup(), "SIGHUP")?;
 
-    let engine = netfailover_actors::start(loaded.config, ports);
+    let agent = Agent::builder().loaded(loaded).start()?;
+    let engine = agent.engine().clone();
     let mut events = engine.subscribe();
     tokio::task::spawn_local(control::serve(
         control_listener,
@@ -315,9 +225,9 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
             }
         };
         tokio::select! {
-            _ = sigterm.recv() => return shutdown(&engine, &notifier, "SIGTERM").await,
-            _ = sigint.recv() => return shutdown(&engine, &notifier, "SIGINT").await,
-            _ = sighup.recv() => reload(&engine, &reloadable, &started_with, &notifier, &args.config),
+            _ = sigterm.recv() => return shutdown(agent, &notifier, "SIGTERM").await,
+            _ = sigint.recv() => return shutdown(agent, &notifier, "SIGINT").await,
+            _ = sighup.recv() => reload(&agent, &started_with, &notifier, &args.config),
             result = &mut stopped => {
                 return match result {
                     Ok(()) => Ok(0),
@@ -347,13 +257,13 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
 }
 
 async fn shutdown(
-    engine: &EngineHandle,
+    agent: AgentHandle,
     notifier: &Notifier,
     signal: &str,
 ) -> Result<u8, DaemonError> {
     tracing::info!(signal, "shutting down: removing penalties");
     notifier.stopping();
-    match engine.shutdown().await {
+    match agent.shutdown().await {
         Ok(()) => {
             tracing::info!("stopped cleanly");
             Ok(0)
@@ -381,30 +291,26 @@ impl Restartable {
     }
 }
 
-fn reload(
-    engine: &EngineHandle,
-    reloadable: &Reloadable,
-    started_with: &Restartable,
-    notifier: &Notifier,
-    args: &ConfigArgs,
-) {
+fn reload(agent: &AgentHandle, started_with: &Restartable, notifier: &Notifier, args: &ConfigArgs) {
     notifier.reloading();
-    match load(args).and_then(|loaded| reloadable.update(&loaded).map(|()| loaded)) {
+    match load(args) {
         Ok(loaded) => {
             if Restartable::of(&loaded) != *started_with {
                 tracing::warn!(
                     "SIGHUP: state_dir and netlink.rcvbuf changes apply at the next restart"
                 );
             }
-            tracing::info!(
-                profiles = loaded.config.profiles.len(),
-                "SIGHUP: configuration reloaded"
-            );
-            engine.reload(loaded.config);
+            let profiles = loaded.config.profiles.len();
+            match agent.reload(loaded.config) {
+                Ok(()) => tracing::info!(profiles, "SIGHUP: configuration reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: reload failed; keeping the old configuration")
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: reload failed; keeping the old configuration")
         }
     }
-    notifier.ready(&status_line(engine));
+    notifier.ready(&status_line(agent.engine()));
 }

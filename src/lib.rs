@@ -4,10 +4,14 @@
 
 pub use netfailover_actors as engine;
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
+/// The namespace lab behind `netfailover lab`, the namespace tests and the benches (feature
+/// `lab`, on by default; a device image builds with `--no-default-features`).
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod metrics;
 pub mod os;

@@ -1,6 +1,7 @@
 //! The `netfailover` binary: parses the command line and calls the library. Errors are
 //! reported here (anyhow only in this file) with a non-zero exit code.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -71,7 +72,31 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("killed {actor}; the supervisor restarts it");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Events { json } => {
+        Command::Events { json, follow: true } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the client runtime")?;
+            let mut out = std::io::stdout().lock();
+            runtime.block_on(control::follow_lines(&cli.socket, |line| {
+                let text = if json {
+                    Some(format!("{line}\n"))
+                } else {
+                    cli::format_follow_line(&line)
+                };
+                // A closed stdout (`| head`) ends the stream quietly.
+                text.is_none_or(|t| {
+                    out.write_all(t.as_bytes())
+                        .and_then(|()| out.flush())
+                        .is_ok()
+                })
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events {
+            json,
+            follow: false,
+        } => {
             let data = ask(&cli.socket, &Request::Events)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&data)?);
@@ -81,6 +106,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "lab")]
         Command::Lab(args) => {
             let passed = netfailover::lab::timeline::run(&args)?;
             Ok(if passed {

@@ -17,6 +17,9 @@
 //! | `check_latency_seconds` | histogram | `iface` | check duration |
 //! | `probe_bytes_total` | counter | `iface` | bytes spent on checks (DNS included) |
 //! | `probe_dns_bytes_total` | counter | `iface` | of which DNS |
+//! | `passive_suspect` | gauge | `iface` | 1 while passive health sees evidence of a stall |
+//! | `passive_suspicions_total` | counter | `iface` | suspicions that asked for confirmation |
+//! | `passive_confirmations_total` | counter | `iface`, `result` | confirmation checks (`passed`, `failed`) |
 //! | `actor_running` | gauge | `actor` | 1 while the actor runs |
 //! | `actor_restarts_total` | counter | `actor` | restarts after failures and kills |
 //! | `dispatcher_events_total` | counter | | events produced |
@@ -224,6 +227,42 @@ impl Collector for Snapshot {
                 .collect::<Vec<_>>(),
         )?;
 
+        gauge(
+            &mut enc,
+            "passive_suspect",
+            "1 while passive health sees evidence of a stall on the interface",
+            &per_iface(&|i| Some(i64::from(i.passive.state == "suspect"))),
+        )?;
+        counter(
+            &mut enc,
+            "passive_suspicions",
+            "Passive-health suspicions that asked for a confirmation",
+            &ifaces
+                .iter()
+                .map(|i| (vec![("iface", i.name.as_str())], i.passive.suspicions))
+                .collect::<Vec<_>>(),
+        )?;
+        let confirmations: Vec<_> = ifaces
+            .iter()
+            .flat_map(|i| {
+                let p = &i.passive;
+                [
+                    (
+                        "passed",
+                        p.confirmations.saturating_sub(p.confirmations_failed),
+                    ),
+                    ("failed", p.confirmations_failed),
+                ]
+                .map(|(r, v)| (vec![("iface", i.name.as_str()), ("result", r)], v))
+            })
+            .collect();
+        counter(
+            &mut enc,
+            "passive_confirmations",
+            "Confirmation checks run for passive-health suspicions, by result",
+            &confirmations,
+        )?;
+
         let actors = &status.actors;
         gauge(
             &mut enc,
@@ -408,6 +447,7 @@ mod tests {
             probe_bytes: 1234,
             probe_dns_bytes: 234,
             checks: CheckCounters::default(),
+            passive: Default::default(),
         }
     }
 
@@ -416,6 +456,10 @@ mod tests {
         eth0.checks.record(Verdict::Full, 0.003);
         eth0.checks.record(Verdict::Full, 0.2);
         eth0.checks.record(Verdict::Limited, 7.0);
+        eth0.passive.state = "suspect".into();
+        eth0.passive.suspicions = 2;
+        eth0.passive.confirmations = 3;
+        eth0.passive.confirmations_failed = 1;
         let wlan0 = iface("wlan0", "down", Connectivity::None, 600, None);
         EngineStatus {
             connectivity: Connectivity::Full,
@@ -464,6 +508,11 @@ mod tests {
             "netfailover_check_latency_seconds_count{iface=\"eth0\"} 3",
             "netfailover_probe_bytes_total{iface=\"eth0\"} 1234",
             "netfailover_probe_dns_bytes_total{iface=\"wlan0\"} 234",
+            "netfailover_passive_suspect{iface=\"eth0\"} 1",
+            "netfailover_passive_suspect{iface=\"wlan0\"} 0",
+            "netfailover_passive_suspicions_total{iface=\"eth0\"} 2",
+            "netfailover_passive_confirmations_total{iface=\"eth0\",result=\"passed\"} 2",
+            "netfailover_passive_confirmations_total{iface=\"eth0\",result=\"failed\"} 1",
             "netfailover_actor_running{actor=\"route-manager\"} 1",
             "netfailover_actor_restarts_total{actor=\"route-manager\"} 3",
             "netfailover_dispatcher_events_total 9",

@@ -154,6 +154,21 @@ fn benches(c: &mut Criterion) {
         "restart       p50 {:?} p99 {:?} (1000 samples)",
         restart.0, restart.1
     );
+    // Rows for scripts/bench.sh (the root crate's `lab::bench` format, written out here because
+    // this crate does not depend on the root crate).
+    let met = |p99: Duration, bound: Duration| if p99 <= bound { "yes" } else { "**no**" };
+    println!(
+        "@row | decision path on fakes: link-down message → route delete issued | 1000 | {:.1} µs | {:.1} µs | < 100 µs p99 | {} |",
+        decision.0.as_secs_f64() * 1e6,
+        decision.1.as_secs_f64() * 1e6,
+        met(decision.1, Duration::from_micros(100))
+    );
+    println!(
+        "@row | actor restart: kill route-manager → replacement acts on a link fact | 1000 | {:.2} ms | {:.2} ms | < 10 ms p99 | {} |",
+        restart.0.as_secs_f64() * 1e3,
+        restart.1.as_secs_f64() * 1e3,
+        met(restart.1, Duration::from_millis(10))
+    );
 }
 
 criterion_group!(engine, benches);

@@ -27,7 +27,7 @@ pub enum EngineError {
         intensity: u32,
         period_secs: u64,
     },
-    #[error("no actor named {name:?} (try link-watcher, route-manager, probe-scheduler, dispatcher, flow-resetter, prober:IFACE)")]
+    #[error("no actor named {name:?} (try link-watcher, route-manager, probe-scheduler, dispatcher, traffic-watcher, flow-resetter, prober:IFACE)")]
     UnknownActor { name: String },
     #[error("{actor} is not running right now (restarting?)")]
     Unavailable { actor: String },
@@ -155,6 +155,12 @@ impl EngineHandle {
             return self.wait().await;
         }
         self.wait().await
+    }
+
+    /// Asks for the clean stop of [`EngineHandle::shutdown`] without waiting for it (from a
+    /// `Drop`, or from a thread without a runtime); [`EngineHandle::wait`] tells when it is done.
+    pub fn request_shutdown(&self) {
+        self.supervisor.do_send(StopTree);
     }
 
     /// Resolves when the tree has stopped: `Ok` after `shutdown`, `Err` on escalation.

@@ -957,3 +957,33 @@ impl FakeWorld {
         }
     }
 }
+
+/// A profile binding `iface` by name with a manual IPv4 gateway (IPv6 unmanaged), as a
+/// NetworkManager keyfile would give: what examples and doctests configure a fake device with.
+pub fn manual_profile(
+    iface: &str,
+    uplink_type: crate::model::UplinkType,
+    metric: u32,
+    gateway: std::net::IpAddr,
+) -> Result<crate::model::Profile, crate::model::IfaceNameError> {
+    use crate::model::{FamilyConfig, IfaceMatch, Method, Metric, Profile};
+    let family = |manage_default, gateway| FamilyConfig {
+        manage_default,
+        method: Method::Manual,
+        // Out of range (past the kernel's limit): the type's default instead.
+        metric: Metric::new(i64::from(metric)).unwrap_or_else(|_| uplink_type.default_metric()),
+        addresses: Vec::new(),
+        gateway,
+    };
+    Ok(Profile {
+        id: format!("fake-{iface}"),
+        uuid: None,
+        file: std::path::PathBuf::from(format!("system-connections/{iface}.nmconnection")),
+        uplink_type,
+        matches: IfaceMatch::Name(IfaceName::new(iface)?),
+        managed: true,
+        ipv4: family(true, Some(gateway)),
+        ipv6: family(false, None),
+        dns: Vec::new(),
+    })
+}

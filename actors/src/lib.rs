@@ -10,11 +10,13 @@
 //! | RouteManager | `route_manager.rs` | link facts, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | routes → `RouteTable`; `UplinksChanged` → ProbeScheduler; events → `EventLog` | restarted; reloads `StateStore`, dumps links, reconciles |
 //! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ProbeDone`, `ProberExited`, `KillProber`, `CheckIface`, `ReconfigureChecks` | `ConnectivityChanged` → RouteManager; starts Probers | restarted; asks RouteManager, checks everything at once |
 //! | Prober (one per interface) | `prober.rs` | its timer, `Retarget`, `CheckNow` | `ProbeDone` → ProbeScheduler | restarted by ProbeScheduler; checks at once |
+//! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `ReconfigurePassive` | `GetUplinks` → RouteManager; samples → `TrafficSource`; `Confirm` → ProbeScheduler | restarted; trackers start empty |
 //! | Dispatcher | `dispatcher.rs` | the `EventLog` | scripts → `ScriptRunner` | restarted; re-runs the interrupted event |
 //! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved` (from RouteManager, after apply), `ReconfigureFlows` | resets → `FlowTable`; `flows-reset` records → board | restarted; stateless |
 //!
 //! Pure logic lives outside actors: `health.rs` (check state machine), `plan.rs` (interface
-//! assignment, unique metrics, route diff), `flows.rs` (which flows are pinned to an interface). The event queue (`event_log.rs`) is owned by the
+//! assignment, unique metrics, route diff), `passive.rs` (passive health's suspicion rule),
+//! `flows.rs` (which flows are pinned to an interface). The event queue (`event_log.rs`) is owned by the
 //! engine, so events survive restarts of their producer and consumer; it is mirrored to the
 //! `Journal` port for daemon restarts.
 //!
@@ -42,6 +44,7 @@ pub mod prober;
 pub mod route_manager;
 pub mod status;
 pub mod supervisor;
+pub mod traffic_watcher;
 
 pub use engine::{run, start, EngineError, EngineHandle};
 pub use observe::{EngineEvent, Snapshot};

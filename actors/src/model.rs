@@ -509,6 +509,46 @@ impl Default for CheckConfig {
     }
 }
 
+/// Passive health settings (`[passive]`): watching the device's own traffic for a stall and
+/// asking for confirmation checks (README "Passive health").
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PassiveConfig {
+    /// Off: no sampling, no confirmation checks; only the periodic checks notice an upstream loss.
+    pub enabled: bool,
+    /// How often the interfaces' counters and TCP sockets are sampled.
+    pub period: Duration,
+    /// How long a stall must last to count (no ACK with data outstanding; tx without rx).
+    pub window: Duration,
+    /// One-way counter rule: at least this many packets sent in a window ...
+    pub tx_min: u64,
+    /// ... while at most this many (multicast excluded) came in: the LAN noise a dead upstream
+    /// still delivers (ARP replies).
+    pub rx_noise: u64,
+    /// Floor of a confirmation check's deadline (it is otherwise derived from the interface's
+    /// recent check latency and TCP RTT).
+    pub confirm_timeout_min: Duration,
+    /// First back-off of the same evidence after a confirmation (doubling, capped at the check
+    /// interval).
+    pub backoff_min: Duration,
+    /// Shortest time between two confirmations of one interface.
+    pub min_gap: Duration,
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            period: Duration::from_secs(1),
+            window: Duration::from_secs(1),
+            tx_min: 3,
+            rx_noise: 2,
+            confirm_timeout_min: Duration::from_millis(500),
+            backoff_min: Duration::from_secs(60),
+            min_gap: Duration::from_secs(10),
+        }
+    }
+}
+
 /// What to do with strict reverse-path filtering on managed interfaces.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -634,6 +674,7 @@ pub struct Config {
     pub dispatcher: DispatcherConfig,
     pub dns: DnsConfig,
     pub flows: FlowsConfig,
+    pub passive: PassiveConfig,
 }
 
 impl Default for Config {
@@ -646,6 +687,7 @@ impl Default for Config {
             dispatcher: DispatcherConfig::default(),
             dns: DnsConfig::default(),
             flows: FlowsConfig::default(),
+            passive: PassiveConfig::default(),
         }
     }
 }

@@ -295,6 +295,7 @@ mod tests {
             probe_bytes: 0,
             probe_dns_bytes: 0,
             checks: CheckCounters::default(),
+            passive: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@
 //! - **One-way counters** (`Evidence::OneWay`, only on the interface carrying the route in
 //!   use): over `window`, tx grew by at least `tx_min` packets while rx (multicast excluded)
 //!   grew by at most `rx_noise` — the ARP replies and stray broadcasts a dead upstream's LAN
-//!   still delivers.
+//!   still delivers. Not while a TCP peer is stalled: the sockets already name that fault.
 //!
 //! Only an interface that is FULL can be suspect: any other state already re-checks quickly.
 //!
@@ -193,10 +193,13 @@ impl Tracker {
         };
         self.name = Some(name.to_string());
         let one_way = self.counters(now, sample, p);
-        let (stalled, progressed) = self.sockets(now, sample, p);
+        let (stalled, progressed, pending) = self.sockets(now, sample, p);
 
+        // The counters add nothing while TCP already names the stall (they would only make the
+        // same fault look like new evidence a moment later).
+        let counters_count = stalled.is_empty();
         let mut evidence: BTreeSet<Evidence> = stalled.into_iter().map(Evidence::Peer).collect();
-        if one_way == Some(true) && ctx.in_use {
+        if one_way == Some(true) && ctx.in_use && counters_count {
             evidence.insert(Evidence::OneWay);
         }
         // Evidence that cleared is forgotten: its next occurrence is new.
@@ -251,6 +254,14 @@ impl Tracker {
                 },
             );
         }
+        // Peers whose data is outstanding but not yet long enough are part of the same moment:
+        // the confirmation about to run answers for them too.
+        for ip in pending {
+            self.charges.entry(Evidence::Peer(ip)).or_insert(Charge {
+                next_allowed: now + p.backoff_min,
+                backoff: p.backoff_min,
+            });
+        }
         self.last_trigger = Some(now);
         Some(Trigger {
             evidence: charged,
@@ -298,16 +309,17 @@ impl Tracker {
         }
     }
 
-    /// Updates the socket memory; returns the peers with a stalled socket and those with
-    /// progress.
+    /// Updates the socket memory; returns the peers with a stalled socket, those with
+    /// progress, and those with data or a SYN outstanding that is not (yet) a stall.
     fn sockets(
         &mut self,
         now: Instant,
         s: &IfaceTraffic,
         p: &RuleParams,
-    ) -> (BTreeSet<IpAddr>, BTreeSet<IpAddr>) {
+    ) -> (BTreeSet<IpAddr>, BTreeSet<IpAddr>, BTreeSet<IpAddr>) {
         let mut stalled = BTreeSet::new();
         let mut progressed = BTreeSet::new();
+        let mut pending = BTreeSet::new();
         let mut memos = HashMap::with_capacity(s.tcp.len());
         let long_ago = |t: Instant| now.duration_since(t) >= p.window;
         for sock in &s.tcp {
@@ -341,6 +353,8 @@ impl Tracker {
             };
             if is_stalled {
                 stalled.insert(peer);
+            } else if sock.unacked > 0 || sock.phase == TcpPhase::SynSent {
+                pending.insert(peer);
             }
             memos.insert(
                 sock.cookie,
@@ -353,7 +367,7 @@ impl Tracker {
             );
         }
         self.sockets = memos;
-        (stalled, progressed)
+        (stalled, progressed, pending)
     }
 }
 

@@ -15,6 +15,7 @@ use crate::flow_resetter::FlowResetter;
 use crate::link_watcher::LinkWatcher;
 use crate::probe_scheduler::ProbeScheduler;
 use crate::route_manager::RouteManager;
+use crate::traffic_watcher::TrafficWatcher;
 
 /// The current address of an actor, if it is running.
 pub struct Slot<A: Actor>(Arc<RwLock<Option<Addr<A>>>>);
@@ -67,4 +68,5 @@ pub struct Peers {
     pub probe_scheduler: Slot<ProbeScheduler>,
     pub dispatcher: Slot<Dispatcher>,
     pub flow_resetter: Slot<FlowResetter>,
+    pub traffic_watcher: Slot<TrafficWatcher>,
 }

@@ -9,6 +9,13 @@
 //! On start (and restart) it asks RouteManager for the uplinks and their last recorded state,
 //! resumes each interface from it (a restart neither drops penalties nor fails back onto a dead
 //! primary) and checks every interface at once. When it stops, its Probers are aborted with it.
+//!
+//! Confirmations (passive health): on `Confirm` from TrafficWatcher a FULL interface becomes
+//! *confirming*: its Prober checks at once with a short deadline ([`confirm_deadline`]) and, as
+//! long as the checks fail without changing the state, again at once — until `down_count`
+//! failures leave FULL (exactly as periodic failures would: same `Health`, same events) or one
+//! passes (the suspicion ends and the periodic timer is left as it was). A standby named in the
+//! request gets one such check if its last result is older than `recheck_max`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,7 +29,7 @@ use crate::health::{Health, HealthParams};
 use crate::model::{Config, Connectivity, Family, IfaceName};
 use crate::peers::Peers;
 use crate::ports::{Probe, ProbeReport, ProbeRequest};
-use crate::prober::{actor_name, CheckNow, Prober, Retarget};
+use crate::prober::{actor_name, CheckNow, Confirm as ConfirmCheck, Prober, Retarget};
 use crate::route_manager::{ConnectivityChanged, GetUplinks};
 use crate::status::{ActorStatus, Board, CheckSummary};
 use crate::supervisor::{spawn_actor, Decision, Exit, RestartPolicy, RestartTracker};
@@ -51,6 +58,8 @@ pub struct Uplink {
     pub routed: Vec<Family>,
     /// RouteManager's recorded state (UNKNOWN right after the link came back).
     pub connectivity: Connectivity,
+    /// Configured IPv4 metric (before penalty): passive health ranks uplinks with it.
+    pub metric: u32,
 }
 
 /// Shared dependencies of every incarnation.
@@ -80,6 +89,32 @@ struct Probed {
     child: Option<(Addr<Prober>, AbortHandle)>,
     generation: u64,
     tracker: RestartTracker,
+    /// While confirming a suspicion: the confirmation checks' deadline, and whether one check
+    /// is all that was asked (a standby).
+    confirming: Option<Confirming>,
+    /// When the last result came, and how long that check took.
+    last_result: Option<(tokio::time::Instant, Duration)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Confirming {
+    deadline: Duration,
+    single: bool,
+}
+
+/// How long a confirmation check may take: long enough for the interface's own recent check
+/// (three times its latency) and TCP round trips (eight RTTs: DNS, handshake, request, reply
+/// with margin), never below `floor` (`passive.confirm_timeout_min`) nor above the check's own
+/// total timeout.
+pub fn confirm_deadline(
+    floor: Duration,
+    last_check: Option<Duration>,
+    rtt: Option<Duration>,
+    timeout: Duration,
+) -> Duration {
+    let from_check = last_check.map_or(Duration::ZERO, |d| d * 3);
+    let from_rtt = rtt.map_or(Duration::ZERO, |d| d * 8);
+    from_check.max(from_rtt).max(floor).min(timeout.max(floor))
 }
 
 impl ProbeScheduler {
@@ -146,6 +181,8 @@ impl ProbeScheduler {
                             child: None,
                             generation: 0,
                             tracker: RestartTracker::default(),
+                            confirming: None,
+                            last_result: None,
                         },
                     );
                     self.start_prober(&u.name, ctx);
@@ -292,9 +329,33 @@ pub struct UplinksChanged(pub Vec<Uplink>);
 #[rtype(result = "()")]
 pub struct ResetChecks(pub Vec<IfaceName>);
 
-/// A Prober finished a check; the reply is the delay until its next one (`None`: stop).
+/// What a Prober does after a check.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NextCheck {
+    /// (Re)schedule the periodic timer for this delay.
+    After(Duration),
+    /// Confirming: check again at once with this deadline.
+    Confirm(Duration),
+    /// The confirmation ended well: leave the periodic timer as it is (or set this delay if
+    /// none is pending).
+    KeepTimer(Duration),
+}
+
+/// Passive health suspects `iface`: confirm with checks (see the module doc).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Option<Duration>")]
+#[rtype(result = "()")]
+pub struct Confirm {
+    pub iface: IfaceName,
+    /// The interface's TCP round-trip time while healthy, if measured.
+    pub rtt: Option<Duration>,
+    /// The standby that would take over, to check once if its last result is stale.
+    pub standby: Option<IfaceName>,
+    pub reason: String,
+}
+
+/// A Prober finished a check; the reply says what next (`None`: stop).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<NextCheck>")]
 pub struct ProbeDone {
     pub iface: IfaceName,
     pub report: ProbeReport,
@@ -343,14 +404,83 @@ impl Handler<ResetChecks> for ProbeScheduler {
     }
 }
 
+impl ProbeScheduler {
+    /// Starts confirming `iface` (one check only with `single`); false if it is not FULL, has
+    /// no running Prober, or is confirming already.
+    fn start_confirming(&mut self, iface: &IfaceName, rtt: Option<Duration>, single: bool) -> bool {
+        let floor = self.cfg.passive.confirm_timeout_min;
+        let timeout = self.cfg.check.timeout;
+        let Some(p) = self.state.ifaces.get_mut(iface) else {
+            return false;
+        };
+        if p.confirming.is_some() || p.health.state() != Connectivity::Full {
+            return false;
+        }
+        let Some((addr, _)) = &p.child else {
+            return false;
+        };
+        let deadline = confirm_deadline(floor, p.last_result.map(|(_, d)| d), rtt, timeout);
+        p.confirming = Some(Confirming { deadline, single });
+        addr.do_send(ConfirmCheck(deadline));
+        true
+    }
+}
+
+impl Handler<Confirm> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: Confirm, _: &mut Self::Context) {
+        if self.start_confirming(&msg.iface, msg.rtt, false) {
+            tracing::info!(iface = %msg.iface, reason = %msg.reason, "passive health: confirming a suspected stall");
+        }
+        let stale_after = self.cfg.check.recheck_max;
+        if let Some(standby) = msg.standby {
+            let stale = self.state.ifaces.get(&standby).is_some_and(|p| {
+                p.last_result
+                    .is_none_or(|(at, _)| at.elapsed() > stale_after)
+            });
+            if stale && self.start_confirming(&standby, None, true) {
+                tracing::info!(iface = %standby, "passive health: checking the standby that would take over");
+            }
+        }
+    }
+}
+
 impl Handler<ProbeDone> for ProbeScheduler {
-    type Result = Option<Duration>;
+    type Result = Option<NextCheck>;
     fn handle(&mut self, msg: ProbeDone, _: &mut Self::Context) -> Self::Result {
         let params = self.params();
         self.record_check(&msg.iface, &msg.report);
         let p = self.state.ifaces.get_mut(&msg.iface)?;
         tracing::debug!(iface = %msg.iface, verdict = ?msg.report.verdict, reason = %msg.report.reason, "check");
+        p.last_result = Some((tokio::time::Instant::now(), msg.report.elapsed));
         let step = p.health.on_result(msg.report.verdict, &params);
+        let good = msg.report.verdict == crate::ports::Verdict::Full;
+        let next = match p.confirming.take() {
+            None => NextCheck::After(step.next_check),
+            Some(c) => {
+                let mut board = self.deps.board.lock();
+                if let Some(s) = board
+                    .status
+                    .interfaces
+                    .iter_mut()
+                    .find(|s| s.name == msg.iface)
+                {
+                    s.passive.confirmations += 1;
+                    s.passive.confirmations_failed += u64::from(!good);
+                }
+                drop(board);
+                if step.changed.is_some() || (!good && c.single) {
+                    // Left FULL (or a standby failed once): from here on exactly the periodic
+                    // path's schedule.
+                    NextCheck::After(step.next_check)
+                } else if good {
+                    NextCheck::KeepTimer(step.next_check)
+                } else {
+                    p.confirming = Some(c);
+                    NextCheck::Confirm(c.deadline)
+                }
+            }
+        };
         if let Some((previous, state)) = step.changed {
             let reason = match (previous, state) {
                 (Connectivity::Full, _) => {
@@ -367,7 +497,7 @@ impl Handler<ProbeDone> for ProbeScheduler {
                 reason,
             });
         }
-        Some(step.next_check)
+        Some(next)
     }
 }
 

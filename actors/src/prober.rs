@@ -4,6 +4,10 @@
 //! `Probe` port with a safety timeout on top of the probe's own; the result goes to
 //! ProbeScheduler, whose reply says when to check next. A hung or failing check only delays
 //! this interface. On failure (panic, kill) ProbeScheduler restarts it and it checks at once.
+//!
+//! Confirmation checks (passive health, `Confirm`) run outside the timer with their own short
+//! deadline and leave the periodic timer alone: ProbeScheduler's [`NextCheck`] reply says
+//! whether to confirm again at once, keep the timer, or reschedule it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +17,7 @@ use futures::future::Either;
 
 use crate::model::IfaceName;
 use crate::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
-use crate::probe_scheduler::{ProbeDone, ProbeScheduler};
+use crate::probe_scheduler::{NextCheck, ProbeDone, ProbeScheduler};
 
 /// Added to the probe's own total timeout before the engine gives up on a check itself.
 const SAFETY_MARGIN: Duration = Duration::from_secs(2);
@@ -48,7 +52,10 @@ impl Prober {
 
     /// One check with the safety timeout applied; NONE without a check when the interface
     /// has no known default route or gateway in any family.
-    fn checked(&self) -> impl std::future::Future<Output = ProbeReport> + 'static {
+    fn checked(
+        &self,
+        deadline: Duration,
+    ) -> impl std::future::Future<Output = ProbeReport> + 'static {
         if self.request.routed.is_empty() {
             // Through a socket bound to an interface without a route the kernel takes the
             // target as on-link and ARPs for it: the check would come back LIMITED, not NONE.
@@ -62,7 +69,6 @@ impl Prober {
             return Either::Left(std::future::ready(report));
         }
         let fut = self.probe.check(self.request.clone());
-        let deadline = self.deadline;
         let started = tokio::time::Instant::now();
         Either::Right(async move {
             match tokio::time::timeout(deadline, fut).await {
@@ -78,15 +84,21 @@ impl Prober {
         })
     }
 
+    /// A periodic check (the timer fired, or a start): it replaces the timer.
     fn run_check(&mut self, ctx: &mut Context<Self>) {
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        // A confirmation in flight stands in for this check: its result reschedules the timer.
+        self.start(self.deadline, ctx);
+    }
+
+    fn start(&mut self, deadline: Duration, ctx: &mut Context<Self>) {
         if self.in_flight {
             return;
         }
         self.in_flight = true;
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
-        }
-        let fut = self.checked();
+        let fut = self.checked(deadline);
         ctx.spawn(
             fut.into_actor(self)
                 .then(|report, act, _| {
@@ -98,8 +110,23 @@ impl Prober {
                     act.scheduler.send(done).into_actor(act)
                 })
                 .map(|next, act, ctx| match next {
-                    Ok(Some(delay)) => {
-                        act.timer = Some(ctx.run_later(delay, |act, ctx| act.run_check(ctx)))
+                    Ok(Some(NextCheck::After(delay))) => {
+                        if let Some(t) = act.timer.take() {
+                            ctx.cancel_future(t);
+                        }
+                        act.timer = Some(ctx.run_later(delay, |act, ctx| {
+                            act.timer = None;
+                            act.run_check(ctx)
+                        }))
+                    }
+                    Ok(Some(NextCheck::Confirm(deadline))) => act.start(deadline, ctx),
+                    Ok(Some(NextCheck::KeepTimer(fallback))) => {
+                        if act.timer.is_none() {
+                            act.timer = Some(ctx.run_later(fallback, |act, ctx| {
+                                act.timer = None;
+                                act.run_check(ctx)
+                            }))
+                        }
                     }
                     // The scheduler no longer wants checks here, or is gone (it stops us anyway).
                     Ok(None) | Err(_) => ctx.stop(),
@@ -114,6 +141,19 @@ impl Actor for Prober {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Every start checks at once: a new link, a restart, or a resumed state to confirm.
         self.run_check(ctx);
+    }
+}
+
+/// Run a confirmation check now with this deadline (ignored while a check is in flight: its
+/// result serves as the confirmation).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Confirm(pub Duration);
+
+impl Handler<Confirm> for Prober {
+    type Result = ();
+    fn handle(&mut self, msg: Confirm, ctx: &mut Self::Context) {
+        self.start(msg.0, ctx);
     }
 }
 
@@ -137,7 +177,7 @@ impl Handler<Retarget> for Prober {
 impl Handler<CheckNow> for Prober {
     type Result = ResponseActFuture<Self, ProbeReport>;
     fn handle(&mut self, _: CheckNow, _: &mut Self::Context) -> Self::Result {
-        let fut = self.checked();
+        let fut = self.checked(self.deadline);
         Box::pin(fut.into_actor(self).then(|report, act, _| {
             // The result also counts as a regular check.
             let done = ProbeDone {

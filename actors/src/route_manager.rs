@@ -660,6 +660,7 @@ impl RouteManager {
                     dns: self.dns_for(&a.name),
                     routed: self.routed(a),
                     connectivity: self.connectivity(&a.name),
+                    metric: self.family_config(a, Family::V4).metric.get(),
                 })
             })
             .collect()
@@ -781,6 +782,7 @@ fn empty_status(name: IfaceName, uplink_type: UplinkType) -> IfaceStatus {
         probe_bytes: 0,
         probe_dns_bytes: 0,
         checks: Default::default(),
+        passive: Default::default(),
     }
 }
 

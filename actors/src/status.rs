@@ -67,6 +67,23 @@ impl CheckCounters {
     }
 }
 
+/// Passive health of one interface in `status` (TrafficWatcher and ProbeScheduler publish it).
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct PassiveStatus {
+    /// `off` (disabled or not sampled), `quiet`, or `suspect`.
+    pub state: String,
+    /// Since when the interface has shown evidence of a stall (Unix ms), while suspect.
+    pub suspect_since_unix_ms: Option<u64>,
+    /// What last asked for a confirmation, and when (Unix ms).
+    pub last_trigger: Option<String>,
+    pub last_trigger_unix_ms: Option<u64>,
+    /// Suspicions that asked for confirmation (after the cost bound's back-off).
+    pub suspicions: u64,
+    /// Confirmation checks run, and of those the ones that failed.
+    pub confirmations: u64,
+    pub confirmations_failed: u64,
+}
+
 /// One managed interface in `status`.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct IfaceStatus {
@@ -92,6 +109,8 @@ pub struct IfaceStatus {
     pub probe_bytes: u64,
     pub probe_dns_bytes: u64,
     pub checks: CheckCounters,
+    #[serde(default)]
+    pub passive: PassiveStatus,
 }
 
 /// One actor in `status`.
@@ -215,6 +234,12 @@ impl BoardData {
     /// Tells the subscribers about a change made under this lock (none listening is fine).
     pub fn emit(&self, event: EngineEvent) {
         let _ = self.observers.send(event);
+    }
+
+    /// Ends every observation (receivers see `Closed` once drained): the engine has stopped.
+    /// Later observers subscribe to a fresh channel that nothing feeds.
+    pub fn close_observers(&mut self) {
+        self.observers = broadcast::channel(OBSERVER_BUFFER).0;
     }
 
     /// Replaces (or adds) one actor's row; a higher restart count is announced as a restart.

@@ -12,6 +12,7 @@
 //! | probe-scheduler  | permanent | 5 in 30 s      | 50 ms → 5 s     | RouteManager's uplinks            |
 //! | link-watcher     | permanent | 5 in 30 s      | 50 ms → 5 s     | a new subscription + dump         |
 //! | flow-resetter    | permanent | 5 in 30 s      | 50 ms → 5 s     | (stateless; config only)          |
+//! | traffic-watcher  | permanent | 5 in 30 s      | 50 ms → 5 s     | the next samples (trackers empty) |
 //! | prober:IFACE     | permanent | 5 in 60 s      | 100 ms → 5 s    | (stateless; checks at once)       |
 //!
 //! Probers are children of probe-scheduler (see `probe_scheduler.rs`); exceeding their
@@ -41,6 +42,7 @@ use crate::probe_scheduler::{
 };
 use crate::route_manager::{Reconfigure, RouteDeps, RouteManager, Shutdown};
 use crate::status::{ActorStatus, Board};
+use crate::traffic_watcher::{ReconfigurePassive, TrafficDeps, TrafficWatcher};
 
 /// How a child's task ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -148,17 +150,19 @@ pub enum Child {
     Dispatcher,
     ProbeScheduler,
     LinkWatcher,
+    TrafficWatcher,
 }
 
 impl Child {
     /// Start order: the consumer of route moves, then the writer of routes, the source of facts
     /// last.
-    pub const ALL: [Child; 5] = [
+    pub const ALL: [Child; 6] = [
         Child::FlowResetter,
         Child::RouteManager,
         Child::Dispatcher,
         Child::ProbeScheduler,
         Child::LinkWatcher,
+        Child::TrafficWatcher,
     ];
 
     pub fn name(self) -> &'static str {
@@ -168,6 +172,7 @@ impl Child {
             Child::Dispatcher => "dispatcher",
             Child::ProbeScheduler => "probe-scheduler",
             Child::LinkWatcher => "link-watcher",
+            Child::TrafficWatcher => "traffic-watcher",
         }
     }
 }
@@ -278,6 +283,17 @@ impl Supervisor {
                 self.peers.link_watcher.set(Some(addr));
                 abort
             }
+            Child::TrafficWatcher => {
+                let deps = TrafficDeps {
+                    traffic: self.ports.traffic.clone(),
+                    peers: self.peers.clone(),
+                    board: self.board.clone(),
+                };
+                let (addr, abort) =
+                    spawn_actor(TrafficWatcher::new(self.cfg.clone(), deps), on_exit);
+                self.peers.traffic_watcher.set(Some(addr));
+                abort
+            }
         };
         if let Some(s) = self.children.get_mut(&child) {
             s.abort = Some(abort);
@@ -292,6 +308,7 @@ impl Supervisor {
             Child::Dispatcher => self.peers.dispatcher.set(None),
             Child::ProbeScheduler => self.peers.probe_scheduler.set(None),
             Child::LinkWatcher => self.peers.link_watcher.set(None),
+            Child::TrafficWatcher => self.peers.traffic_watcher.set(None),
         }
     }
 
@@ -310,6 +327,7 @@ impl Supervisor {
         self.stopping = true;
         self.abort_all();
         self.publish();
+        self.board.lock().close_observers();
         let _ = self.done.send(Some(result));
         ctx.stop();
     }
@@ -406,6 +424,7 @@ impl Handler<CrashActor> for Supervisor {
             "probe-scheduler" => self.peers.probe_scheduler.do_send(Crash),
             "link-watcher" => self.peers.link_watcher.do_send(Crash),
             "flow-resetter" => self.peers.flow_resetter.do_send(Crash),
+            "traffic-watcher" => self.peers.traffic_watcher.do_send(Crash),
             other => match other
                 .strip_prefix("prober:")
                 .and_then(|i| IfaceName::new(i).ok())
@@ -428,7 +447,7 @@ impl Handler<CrashActor> for Supervisor {
 }
 
 /// Grace for RouteManager to put routes at their configured metrics on shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Handler<ChildExited> for Supervisor {
     type Result = ();
@@ -544,6 +563,9 @@ impl Handler<Reload> for Supervisor {
         self.peers
             .flow_resetter
             .do_send(ReconfigureFlows(self.cfg.clone()));
+        self.peers
+            .traffic_watcher
+            .do_send(ReconfigurePassive(self.cfg.clone()));
         tracing::info!(profiles = self.cfg.profiles.len(), "configuration reloaded");
     }
 }

@@ -236,6 +236,7 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
         dispatcher: settings.dispatcher.clone(),
         dns,
         flows: netfailover_actors::model::FlowsConfig::default(),
+        passive: settings.passive.clone(),
     };
     let loaded = Loaded {
         config,

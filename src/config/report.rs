@@ -9,14 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use netfailover_actors::model::{
-    DeviceEvents, DnsConfig, IfaceMatch, IfaceName, Method, Profile, RpFilterPolicy, UplinkType,
-};
+use netfailover_actors::model::{DnsConfig, IfaceMatch, IfaceName, Method, Profile, UplinkType};
 
 use super::ipconfig::FamilyRead;
 use super::matching;
 use super::profiles::{Binding, LoadedProfile, MetricOrigin};
-use super::settings::{Settings, KEYS};
 use super::{load_effective, Effective, LoadOptions, Origin};
 
 /// Exit code: no configuration could be built.
@@ -292,7 +289,6 @@ fn unbound_servers(dns: &DnsConfig, profile_dns: &[IpAddr]) -> Vec<SocketAddr> {
 
 fn settings_section(e: &Effective, out: &mut dyn Write) -> io::Result<()> {
     let j = &e.json;
-    let s = &e.settings;
     writeln!(out, "connectivity check:")?;
     let interval = if j.interval.is_zero() {
         "0 (checks disabled: no penalty, states stay UNKNOWN)".to_string()
@@ -308,45 +304,10 @@ fn settings_section(e: &Effective, out: &mut dyn Write) -> io::Result<()> {
     };
     writeln!(out, "  response = {response}")?;
     writeln!(out, "settings:")?;
-    for key in KEYS {
-        writeln!(out, "  {key} = {}  ({})", value_of(s, key), s.origin(key))?;
+    for entry in &e.settings.entries {
+        writeln!(out, "  {} = {}  ({})", entry.key, entry.value, entry.origin)?;
     }
     Ok(())
-}
-
-pub(super) fn value_of(s: &Settings, key: &str) -> String {
-    match key {
-        "check.down_count" => s.check.down_count.to_string(),
-        "check.up_count" => s.check.up_count.to_string(),
-        "check.failback_hold" => secs(s.check.failback_hold),
-        "check.connect_timeout" => secs(s.check.connect_timeout),
-        "check.timeout" => secs(s.check.timeout),
-        "check.recheck_max" => secs(s.check.recheck_max),
-        "check.ca_file" => s
-            .check
-            .ca_file
-            .as_ref()
-            .map_or("none".to_string(), |p| p.display().to_string()),
-        "route.penalty" => s.route.penalty.to_string(),
-        "route.protocol" => s.route.protocol.to_string(),
-        "route.rp_filter" => match s.route.rp_filter {
-            RpFilterPolicy::Loose => "loose",
-            RpFilterPolicy::Keep => "keep",
-        }
-        .to_string(),
-        "route.reconcile_interval" => secs(s.route.reconcile_interval),
-        "dispatcher.script_timeout" => secs(s.dispatcher.script_timeout),
-        "dispatcher.device_events" => match s.dispatcher.device_events {
-            DeviceEvents::LeaveFull => "leave-full",
-            DeviceEvents::All => "all",
-        }
-        .to_string(),
-        "dispatcher.journal_limit" => s.dispatcher.journal_limit.to_string(),
-        "state_dir" => s.state_dir.display().to_string(),
-        "netlink.rcvbuf" => s.netlink_rcvbuf.to_string(),
-        "adopt" => s.adopt.to_string(),
-        _ => String::new(),
-    }
 }
 
 fn dns_section(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<()> {

@@ -11,8 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::ipconfig::{FamilyRead, MetricOrigin};
 use super::profiles::{Binding, LoadedProfile};
-use super::report::{exit_code, value_of};
-use super::settings::KEYS;
+use super::report::exit_code;
 use super::{ConfigError, Effective, LoadOptions};
 
 /// Writes the document; returns the exit code.
@@ -141,14 +140,16 @@ fn dns(e: &Effective) -> Value {
 }
 
 fn settings(e: &Effective) -> Value {
-    let map: Map<String, Value> = KEYS
+    let map: Map<String, Value> = e
+        .settings
+        .entries
         .iter()
-        .map(|key| {
+        .map(|entry| {
             (
-                key.to_string(),
+                entry.key.clone(),
                 json!({
-                    "value": value_of(&e.settings, key),
-                    "origin": e.settings.origin(key).to_string(),
+                    "value": entry.value,
+                    "origin": entry.origin.to_string(),
                 }),
             )
         })

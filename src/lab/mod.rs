@@ -1,5 +1,6 @@
 //! The throw-away namespace world: the fixture of the namespace tests and of `netfailover lab`.
 
+pub mod bench;
 pub mod internet;
 pub mod netns;
 pub mod timeline;

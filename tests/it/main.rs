@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per area. Namespace tests create their own
 //! namespaces (see `netfailover::lab::netns`) and fail under `CI=true` when they cannot.
 
+mod agent;
 mod config;
 mod daemon;
 mod dispatcher;

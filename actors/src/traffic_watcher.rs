@@ -1,0 +1,329 @@
+//! TrafficWatcher: passive health — watches the device's own traffic on every managed
+//! interface and asks ProbeScheduler to confirm a suspected stall with checks.
+//!
+//! Owns: the sampling timer (`passive.period`) and one `passive::Tracker` per sampled
+//! interface. Each period it asks RouteManager for the uplinks (`GetUplinks`: which are usable,
+//! their state and configured metric), samples their counters and TCP sockets through the
+//! `TrafficSource` port, feeds the pure rule (`passive.rs`) and sends `Confirm` to
+//! ProbeScheduler for each trigger, naming the standby that would take over when the suspect
+//! carries the route in use. It publishes each interface's passive state on the status board.
+//!
+//! It never touches routes or states: a wrong suspicion costs a check (bounded by the rule's
+//! back-off), never a failover. While healthy it sends nothing at all; sampling is local
+//! netlink dumps only. Disabled (`passive.enabled = false`, or checks off) it samples nothing.
+//!
+//! On failure (panic, kill) the supervisor restarts it; it starts with empty trackers, which
+//! costs at most one window of history (the trackers rebuild from the next samples).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use tokio::time::Instant;
+
+use crate::model::{Config, Connectivity, IfaceName};
+use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
+use crate::peers::Peers;
+use crate::ports::{IfaceTraffic, TrafficSource};
+use crate::probe_scheduler::{Confirm, Uplink};
+use crate::route_manager::GetUplinks;
+use crate::status::{Board, PassiveStatus};
+
+/// How long one-way traffic must turn two-way before its evidence is forgotten.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Shared dependencies of every incarnation.
+#[derive(Clone)]
+pub struct TrafficDeps {
+    pub traffic: Arc<dyn TrafficSource>,
+    pub peers: Peers,
+    pub board: Board,
+}
+
+/// See the module doc.
+pub struct TrafficWatcher {
+    cfg: Arc<Config>,
+    deps: TrafficDeps,
+    state: State,
+}
+
+#[derive(Default)]
+struct State {
+    trackers: BTreeMap<IfaceName, Tracker>,
+    timer: Option<SpawnHandle>,
+    busy: bool,
+    /// Consecutive failed samples (the first is logged as a warning, the rest at debug).
+    failures: u32,
+}
+
+impl TrafficWatcher {
+    pub fn new(cfg: Arc<Config>, deps: TrafficDeps) -> Self {
+        Self {
+            cfg,
+            deps,
+            state: State::default(),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.cfg.passive.enabled && self.cfg.check.enabled()
+    }
+
+    fn params(&self) -> RuleParams {
+        let p = &self.cfg.passive;
+        RuleParams {
+            window: p.window,
+            tx_min: p.tx_min,
+            rx_noise: p.rx_noise,
+            backoff_min: p.backoff_min,
+            backoff_max: self.cfg.check.interval.max(p.backoff_min),
+            min_gap: p.min_gap,
+            settle: SETTLE,
+        }
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if let Some(t) = self.state.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.state.trackers.clear();
+        if !self.enabled() {
+            self.publish_off();
+            return;
+        }
+        // A zero period would spin; the settings layer refuses it, this is the last guard.
+        let period = self.cfg.passive.period.max(Duration::from_millis(100));
+        self.state.timer = Some(ctx.run_interval(period, |act, ctx| act.tick(ctx)));
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.state.busy {
+            return; // the previous sample is still running: skip, never queue up
+        }
+        let Some(rm) = self.deps.peers.route_manager.get() else {
+            return;
+        };
+        self.state.busy = true;
+        let traffic = self.deps.traffic.clone();
+        ctx.spawn(
+            async move {
+                let uplinks = rm.send(GetUplinks).await.ok()?;
+                let wanted: Vec<u32> = uplinks
+                    .iter()
+                    .filter(|u| u.usable)
+                    .map(|u| u.ifindex)
+                    .collect();
+                let sample = if wanted.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    traffic.sample(wanted).await
+                };
+                Some((uplinks, sample))
+            }
+            .into_actor(self)
+            .map(|res, act, _| {
+                act.state.busy = false;
+                match res {
+                    Some((uplinks, Ok(samples))) => {
+                        act.state.failures = 0;
+                        act.process(&uplinks, &samples);
+                    }
+                    Some((_, Err(e))) => {
+                        act.state.failures += 1;
+                        if act.state.failures == 1 {
+                            tracing::warn!(error = %e, "passive health: sampling failed");
+                        } else {
+                            tracing::debug!(error = %e, "passive health: sampling failed");
+                        }
+                    }
+                    None => {} // RouteManager restarting: next period
+                }
+            }),
+        );
+    }
+
+    fn process(&mut self, uplinks: &[Uplink], samples: &[IfaceTraffic]) {
+        let now = Instant::now();
+        let params = self.params();
+        let ranked = rank(uplinks, &self.cfg);
+        let in_use = ranked.first().map(|u| u.name.clone());
+        let standby = ranked
+            .iter()
+            .skip(1)
+            .find(|u| u.connectivity == Connectivity::Full)
+            .map(|u| u.name.clone());
+        let sampled: Vec<&Uplink> = uplinks.iter().filter(|u| u.usable).collect();
+        self.state
+            .trackers
+            .retain(|name, _| sampled.iter().any(|u| &u.name == name));
+        let mut triggers: Vec<(IfaceName, Trigger)> = Vec::new();
+        for u in &sampled {
+            let sample = samples.iter().find(|s| s.ifindex == u.ifindex);
+            let ctx = RuleContext {
+                eligible: u.connectivity == Connectivity::Full,
+                in_use: in_use.as_ref() == Some(&u.name),
+            };
+            let tracker = self.state.trackers.entry(u.name.clone()).or_default();
+            if let Some(t) = tracker.observe(now, u.name.as_str(), sample, ctx, &params) {
+                triggers.push((u.name.clone(), t));
+            }
+        }
+        for (iface, trigger) in &triggers {
+            let reason = trigger.describe();
+            tracing::info!(iface = %iface, evidence = %reason, "passive health: suspected stall");
+            let standby = standby
+                .clone()
+                .filter(|_| in_use.as_ref() == Some(iface))
+                .filter(|s| s != iface);
+            self.deps.peers.probe_scheduler.do_send(Confirm {
+                iface: iface.clone(),
+                rtt: trigger.rtt,
+                standby,
+                reason,
+            });
+        }
+        self.publish(now, &triggers);
+    }
+
+    fn publish(&self, now: Instant, triggers: &[(IfaceName, Trigger)]) {
+        let mut board = self.deps.board.lock();
+        for s in board.status.interfaces.iter_mut() {
+            let p = &mut s.passive;
+            match self.state.trackers.get(&s.name) {
+                None => {
+                    p.state = "off".into();
+                    p.suspect_since_unix_ms = None;
+                }
+                Some(t) => match t.suspect_since() {
+                    Some(since) => {
+                        p.state = "suspect".into();
+                        // Taken once, when the suspicion starts: the board shows wall-clock
+                        // time, the tracker keeps the engine's (possibly virtual) clock.
+                        if p.suspect_since_unix_ms.is_none() {
+                            p.suspect_since_unix_ms = Some(unix_ms(now, since));
+                        }
+                    }
+                    None => {
+                        p.state = "quiet".into();
+                        p.suspect_since_unix_ms = None;
+                    }
+                },
+            }
+            if let Some((_, t)) = triggers.iter().find(|(n, _)| n == &s.name) {
+                p.suspicions += 1;
+                p.last_trigger = Some(t.describe());
+                p.last_trigger_unix_ms = Some(unix_ms(now, now));
+            }
+        }
+    }
+
+    fn publish_off(&self) {
+        let mut board = self.deps.board.lock();
+        for s in board.status.interfaces.iter_mut() {
+            s.passive = PassiveStatus {
+                state: "off".into(),
+                suspect_since_unix_ms: None,
+                ..std::mem::take(&mut s.passive)
+            };
+        }
+    }
+}
+
+/// Wall-clock time (Unix ms) of `at`, a tokio instant up to now.
+fn unix_ms(now: Instant, at: Instant) -> u64 {
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    wall.saturating_sub(now.duration_since(at)).as_millis() as u64
+}
+
+/// Usable uplinks with a route, best first, as the kernel would pick them: configured metric
+/// plus the penalty while checks are on and the state is not FULL; ties by ifindex.
+fn rank<'a>(uplinks: &'a [Uplink], cfg: &Config) -> Vec<&'a Uplink> {
+    let mut usable: Vec<&Uplink> = uplinks
+        .iter()
+        .filter(|u| u.usable && !u.routed.is_empty())
+        .collect();
+    let effective = |u: &Uplink| {
+        let penalty = if cfg.check.enabled() && u.connectivity != Connectivity::Full {
+            cfg.route.penalty
+        } else {
+            0
+        };
+        u.metric.saturating_add(penalty)
+    };
+    usable.sort_by_key(|u| (effective(u), u.ifindex));
+    usable
+}
+
+impl Actor for TrafficWatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.schedule(ctx);
+    }
+}
+
+/// A new configuration (SIGHUP): the sampling restarts with it.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ReconfigurePassive(pub Arc<Config>);
+
+impl Handler<ReconfigurePassive> for TrafficWatcher {
+    type Result = ();
+    fn handle(&mut self, msg: ReconfigurePassive, ctx: &mut Self::Context) {
+        if msg.0.passive != self.cfg.passive || msg.0.check != self.cfg.check {
+            self.cfg = msg.0;
+            self.schedule(ctx);
+        } else {
+            self.cfg = msg.0;
+        }
+    }
+}
+
+/// Test hook (feature `fake`): makes the actor panic inside a handler.
+#[cfg(feature = "fake")]
+impl Handler<crate::supervisor::Crash> for TrafficWatcher {
+    type Result = ();
+    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
+        panic!("TrafficWatcher: crash requested by a test");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Family;
+
+    fn uplink(name: &str, ifindex: u32, metric: u32, c: Connectivity) -> Uplink {
+        Uplink {
+            name: IfaceName::new(name).unwrap(),
+            ifindex,
+            usable: true,
+            dns: vec![],
+            routed: vec![Family::V4],
+            connectivity: c,
+            metric,
+        }
+    }
+
+    #[test]
+    fn ranking_follows_penalised_metrics() {
+        let cfg = Config::default();
+        let ups = [
+            uplink("eth0", 2, 100, Connectivity::Limited),
+            uplink("wlan0", 3, 600, Connectivity::Full),
+            uplink("wwan0", 4, 700, Connectivity::Full),
+        ];
+        let names: Vec<&str> = rank(&ups, &cfg).iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["wlan0", "wwan0", "eth0"]);
+        let mut no_route = ups.clone();
+        no_route[1].routed.clear();
+        let names: Vec<&str> = rank(&no_route, &cfg)
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect();
+        assert_eq!(names, ["wwan0", "eth0"]);
+    }
+}

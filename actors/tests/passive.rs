@@ -1,0 +1,255 @@
+//! Passive health in the whole engine, on fakes, in virtual time: the fake traffic source plays
+//! an application keeping a TCP connection busy; the fake probe plays the check server. At
+//! `interval` 3600 and default timeouts and `[passive]` settings, a stall is confirmed by checks
+//! and penalised within seconds; a passing confirmation backs off; a standby's suspicion never
+//! moves the route in use; healthy traffic costs no check.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use netfailover_actors::fake::{FakeWorld, ProbeBehaviour};
+use netfailover_actors::model::{
+    CheckConfig, Config, Connectivity, Family, FamilyConfig, IfaceMatch, IfaceName, KernelRoute,
+    LinkKind, Method, Metric, Profile, UplinkType,
+};
+use netfailover_actors::ports::Verdict;
+use netfailover_actors::{start, EngineHandle};
+
+const DHCP: u8 = 16;
+const PENALTY: u32 = 20_000;
+
+fn profile(iface: &str, t: UplinkType, metric: u32) -> Profile {
+    let family = |manage_default| FamilyConfig {
+        manage_default,
+        method: Method::Auto,
+        metric: Metric::new(metric.into()).unwrap(),
+        addresses: vec![],
+        gateway: None,
+    };
+    Profile {
+        id: format!("{iface}-profile"),
+        uuid: None,
+        file: PathBuf::from(format!("{iface}.nmconnection")),
+        uplink_type: t,
+        matches: IfaceMatch::Name(IfaceName::new(iface).unwrap()),
+        managed: true,
+        ipv4: family(true),
+        ipv6: family(false),
+        dns: vec![],
+    }
+}
+
+/// balenaOS defaults: interval 3600 s, every other setting (checks, `[passive]`) at its default.
+fn config() -> Config {
+    Config {
+        profiles: vec![
+            profile("eth0", UplinkType::Ethernet, 100),
+            profile("wlan0", UplinkType::Wifi, 600),
+        ],
+        adopt: false,
+        check: CheckConfig {
+            uri: "http://192.0.2.80/check".into(),
+            ..CheckConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+/// eth0 (ifindex 2, metric 100) and wlan0 (ifindex 3, metric 600) with DHCP default routes.
+fn world() -> FakeWorld {
+    let w = FakeWorld::new();
+    for (i, (n, metric)) in [("eth0", 100), ("wlan0", 600)].into_iter().enumerate() {
+        let ifindex = w.kernel.add_link(n, LinkKind::Other);
+        w.kernel.add_route_by_hand(KernelRoute {
+            family: Family::V4,
+            ifindex,
+            gateway: Some(format!("192.0.2.{}", i + 1).parse().unwrap()),
+            metric,
+            protocol: DHCP,
+        });
+    }
+    w
+}
+
+async fn settle() {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn pass(d: Duration) {
+    tokio::time::sleep(d).await;
+    settle().await;
+}
+
+async fn started(w: &FakeWorld) -> EngineHandle {
+    tokio::time::pause();
+    let h = start(config(), w.ports());
+    settle().await;
+    pass(Duration::from_millis(100)).await;
+    h
+}
+
+fn state_of(h: &EngineHandle, iface: &str) -> Connectivity {
+    h.status()
+        .interfaces
+        .iter()
+        .find(|i| i.name.as_str() == iface)
+        .map(|i| i.connectivity)
+        .unwrap_or(Connectivity::None)
+}
+
+fn best(w: &FakeWorld) -> Option<String> {
+    w.kernel.best_iface()
+}
+
+/// Steps of 100 ms until `f` holds; the virtual time it took, or `None` past `limit`.
+async fn time_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = tokio::time::Instant::now();
+    while t0.elapsed() <= limit {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        pass(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[actix::test]
+async fn silent_blackhole_is_confirmed_and_penalised_within_seconds() {
+    let w = world();
+    let h = started(&w).await;
+    w.traffic.busy(2, "eth0");
+    pass(Duration::from_secs(30)).await;
+    assert_eq!(best(&w).as_deref(), Some("eth0"));
+    let checks_before = w.probe.checks("eth0").len();
+    assert_eq!(
+        checks_before, 1,
+        "healthy traffic costs no check beyond the first"
+    );
+
+    // The upstream dies silently: checks hang, the connection stalls.
+    w.probe.set_behaviour("eth0", ProbeBehaviour::Hang);
+    w.traffic.stall(2, true);
+    let took = time_until(Duration::from_secs(10), || {
+        best(&w).as_deref() == Some("wlan0")
+    })
+    .await
+    .expect("the route moves to wlan0 without waiting for the 3600 s check");
+    // Bound from the defaults: window 1 s + sampling period 1 s + down_count (2) confirmation
+    // deadlines of 500 ms each, plus one period of slack.
+    assert!(took <= Duration::from_secs(4), "took {took:?}");
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Limited);
+    let eth0 = h
+        .status()
+        .interfaces
+        .into_iter()
+        .find(|i| i.name.as_str() == "eth0")
+        .unwrap();
+    assert_eq!(eth0.effective_metric, Some(100 + PENALTY));
+    assert_eq!(eth0.passive.suspicions, 1, "{:?}", eth0.passive);
+    assert_eq!(eth0.passive.confirmations, 2, "{:?}", eth0.passive);
+    assert_eq!(eth0.passive.confirmations_failed, 2);
+
+    // Upstream back: the normal re-check path brings eth0 back.
+    w.probe.set("eth0", Verdict::Full);
+    w.traffic.stall(2, false);
+    time_until(Duration::from_secs(90), || {
+        best(&w).as_deref() == Some("eth0")
+    })
+    .await
+    .expect("fail-back by the periodic re-checks");
+}
+
+#[actix::test]
+async fn a_passing_confirmation_ends_the_suspicion_and_backs_off() {
+    let w = world();
+    let h = started(&w).await;
+    w.traffic.busy(2, "eth0");
+    pass(Duration::from_secs(5)).await;
+    // One peer dies while the Internet is fine: checks pass.
+    w.traffic.stall(2, true);
+    pass(Duration::from_secs(50)).await;
+    let checks = w.probe.checks("eth0");
+    assert_eq!(
+        checks.len(),
+        2,
+        "the start's check and one confirmation: {checks:?}"
+    );
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Full);
+    assert_eq!(best(&w).as_deref(), Some("eth0"));
+    // The same stall is confirmed again only after the back-off (60 s after the first).
+    pass(Duration::from_secs(20)).await;
+    assert_eq!(w.probe.checks("eth0").len(), 3);
+    pass(Duration::from_secs(100)).await;
+    assert_eq!(w.probe.checks("eth0").len(), 3, "then 120 s: doubling");
+    pass(Duration::from_secs(30)).await;
+    assert_eq!(w.probe.checks("eth0").len(), 4);
+    let passive = h
+        .status()
+        .interfaces
+        .into_iter()
+        .find(|i| i.name.as_str() == "eth0")
+        .unwrap()
+        .passive;
+    assert_eq!((passive.suspicions, passive.confirmations), (3, 3));
+    assert_eq!(passive.state, "suspect");
+}
+
+#[actix::test]
+async fn suspicion_on_a_standby_never_moves_the_route() {
+    let w = world();
+    let h = started(&w).await;
+    w.traffic.busy(3, "wlan0");
+    pass(Duration::from_secs(5)).await;
+    w.probe.set_behaviour("wlan0", ProbeBehaviour::Hang);
+    w.traffic.stall(3, true);
+    for _ in 0..100 {
+        pass(Duration::from_millis(100)).await;
+        assert_eq!(
+            best(&w).as_deref(),
+            Some("eth0"),
+            "the route in use never moves"
+        );
+    }
+    // The standby's own stall was confirmed and penalised, as a failed periodic check would.
+    assert_eq!(state_of(&h, "wlan0"), Connectivity::Limited);
+    assert_eq!(
+        w.probe.checks("eth0").len(),
+        1,
+        "the primary was not checked"
+    );
+}
+
+#[actix::test]
+async fn a_suspect_primary_gets_its_stale_standby_checked_once() {
+    let w = world();
+    let _h = started(&w).await;
+    w.traffic.busy(2, "eth0");
+    // wlan0's last result is older than recheck_max (60 s).
+    pass(Duration::from_secs(70)).await;
+    assert_eq!(w.probe.checks("wlan0").len(), 1);
+    w.traffic.stall(2, true);
+    pass(Duration::from_secs(5)).await;
+    assert_eq!(w.probe.checks("wlan0").len(), 2, "one check of the standby");
+    pass(Duration::from_secs(30)).await;
+    assert_eq!(w.probe.checks("wlan0").len(), 2, "and no more");
+}
+
+#[actix::test]
+async fn disabled_passive_health_never_samples() {
+    let w = world();
+    tokio::time::pause();
+    let mut cfg = config();
+    cfg.passive.enabled = false;
+    let h = start(cfg, w.ports());
+    settle().await;
+    w.traffic.busy(2, "eth0");
+    w.traffic.stall(2, true);
+    pass(Duration::from_secs(30)).await;
+    assert_eq!(w.traffic.samples(), 0);
+    assert_eq!(w.probe.checks("eth0").len(), 1);
+    assert_eq!(best(&w).as_deref(), Some("eth0"));
+    let eth0 = h.status().interfaces.into_iter().next().unwrap();
+    assert_eq!(eth0.passive.state, "off");
+}
