@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::{ProbeReport, ScriptResult};
-use netfailover_actors::status::{EngineStatus, EventRecord, FlowResetRecord, HistoryEntry};
+use netfailover_actors::status::{
+    EngineStatus, EventRecord, FlowResetRecord, HistoryEntry, JournalStatus,
+};
 
 use crate::control::DEFAULT_SOCKET;
 
@@ -261,6 +263,9 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
         "flow resets: {}   sockets destroyed: {}   conntrack entries deleted: {}   failures: {}\n",
         f.resets, f.sockets_destroyed, f.conntrack_deleted, f.failures
     );
+    if let Some(line) = journal_behind(&status.journal) {
+        let _ = writeln!(out, "{line}\n");
+    }
     let actors: Vec<Vec<String>> = status
         .actors
         .iter()
@@ -320,6 +325,21 @@ fn script_summary(outcome: &netfailover_actors::ports::ScriptOutcome) -> String 
         ScriptResult::Skipped { why } => format!("skipped: {why}"),
     };
     format!("{} ({result})", outcome.script)
+}
+
+/// One warning line when the event journal on disk is behind, for `status` and `events`.
+pub fn journal_behind(journal: &JournalStatus) -> Option<String> {
+    if !journal.behind {
+        return None;
+    }
+    let mut line = format!(
+        "journal behind: {} event(s) not on disk yet",
+        journal.unsaved_events
+    );
+    if let Some(e) = &journal.last_error {
+        line.push_str(&format!("; last write failed: {e}"));
+    }
+    Some(line)
 }
 
 /// One dispatcher event as a row of the `events` table.
@@ -612,6 +632,20 @@ mod tests {
         assert!(text
             .lines()
             .any(|l| l.starts_with("dispatcher") && l.contains("running  2")));
+        assert!(!text.contains("journal behind"), "not behind: no line");
+        let mut behind = status.clone();
+        behind.journal = JournalStatus {
+            behind: true,
+            unsaved_events: 3,
+            last_error: Some("state_dir: disk full".into()),
+        };
+        let text = format_status(&behind, 13_000);
+        assert!(
+            text.contains(
+                "journal behind: 3 event(s) not on disk yet; last write failed: state_dir: disk full"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

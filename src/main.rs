@@ -103,6 +103,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 let events: Vec<_> = serde_json::from_value(data).context("decoding the events")?;
                 print!("{}", cli::format_events(&events));
+                // Say when these events are not all on disk yet (best effort: an older daemon's
+                // status may not have it).
+                let journal = ask(&cli.socket, &Request::Status)
+                    .ok()
+                    .and_then(|s| {
+                        serde_json::from_value::<netfailover::engine::status::EngineStatus>(s).ok()
+                    })
+                    .and_then(|s| cli::journal_behind(&s.journal));
+                if let Some(line) = journal {
+                    println!("\n{line}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

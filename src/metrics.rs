@@ -480,6 +480,7 @@ mod tests {
                 conntrack_deleted: 7,
                 failures: 1,
             },
+            ..Default::default()
         }
     }
 

@@ -3,8 +3,10 @@
 //!
 //! It belongs to the engine, not to either actor, so an event survives a restart of its producer
 //! or of its consumer; it is mirrored to the `Journal` port so it also survives a daemon
-//! restart. Ids come from the journal's counter: unique and increasing, never reused; the
-//! producer waits for the journal write before going on (`persisted`).
+//! restart. Ids come from the journal's counter, never below the journal's id floor (a boot-time
+//! clock): unique and increasing within a boot even when the journal was lost, corrupt or
+//! behind at a crash. The producer waits for the journal write a bounded time (`persisted`):
+//! routing never waits on the disk, and the board's `journal` says when the disk is behind.
 //! Bounded: past `limit` pending events, a new `connectivity-change` replaces every pending
 //! `connectivity-change`, adjacent or not (coalescing, logged; the one whose scripts are running
 //! stays); `up`, `down` and `device-connectivity-change` are never dropped.
@@ -18,14 +20,16 @@ use crate::model::{Event, EventKind};
 use crate::observe::EngineEvent;
 use crate::persist::Persister;
 use crate::ports::{Journal, JournalState, ScriptOutcome, ScriptResult};
-use crate::status::{Board, EventRecord, HISTORY_LEN};
+use crate::status::{Board, EventRecord, JournalStatus, HISTORY_LEN};
 
 /// See the module doc.
 #[derive(Clone)]
 pub struct EventLog {
     state: Arc<Mutex<LogState>>,
     changed: Arc<Notify>,
-    persister: Persister<JournalState>,
+    persister: Persister<(u64, JournalState)>,
+    journal: Arc<dyn Journal>,
+    disk: Arc<Mutex<DiskMarks>>,
     produced: broadcast::Sender<Event>,
     board: Board,
     limit: usize,
@@ -37,6 +41,16 @@ struct LogState {
     pending: VecDeque<Event>,
     /// The event whose scripts are running (never coalesced away).
     in_flight: Option<u64>,
+    /// Events pushed since start (snapshots carry it, so a finished write says how far it got).
+    pushed: u64,
+}
+
+/// What the last journal writes achieved.
+#[derive(Default)]
+struct DiskMarks {
+    /// `pushed` of the newest snapshot written successfully.
+    saved_pushed: u64,
+    last_error: Option<String>,
 }
 
 impl EventLog {
@@ -46,14 +60,40 @@ impl EventLog {
         board: Board,
         limit: usize,
     ) -> Self {
-        let persister = Persister::new("event journal", move |s| journal.save(s));
+        let state = Arc::new(Mutex::new(LogState {
+            next_id: 1,
+            ..LogState::default()
+        }));
+        let disk: Arc<Mutex<DiskMarks>> = Arc::default();
+        let persister = {
+            let (journal, state, disk, board) =
+                (journal.clone(), state.clone(), disk.clone(), board.clone());
+            Persister::new("event journal", move |(pushed, snapshot)| {
+                let write = journal.save(snapshot);
+                let (state, disk, board) = (state.clone(), disk.clone(), board.clone());
+                Box::pin(async move {
+                    let result = write.await;
+                    {
+                        let mut d = disk.lock().unwrap_or_else(|p| p.into_inner());
+                        match &result {
+                            Ok(()) => {
+                                d.saved_pushed = d.saved_pushed.max(pushed);
+                                d.last_error = None;
+                            }
+                            Err(e) => d.last_error = Some(e.to_string()),
+                        }
+                    }
+                    publish_disk(&state, &disk, &board);
+                    result
+                }) as futures::future::BoxFuture<'static, _>
+            })
+        };
         Self {
-            state: Arc::new(Mutex::new(LogState {
-                next_id: 1,
-                ..LogState::default()
-            })),
+            state,
             changed: Arc::new(Notify::new()),
             persister,
+            journal,
+            disk,
             produced,
             board,
             limit: limit.max(1),
@@ -68,10 +108,12 @@ impl EventLog {
 
     /// Takes over what the journal held at start.
     pub fn install(&self, loaded: JournalState) {
+        let floor = self.journal.id_floor();
         let mut s = self.lock();
         s.next_id = loaded
             .next_id
             .max(1)
+            .max(floor)
             .max(loaded.pending.iter().map(|e| e.id + 1).max().unwrap_or(1));
         s.pending = loaded.pending.into();
         let mut board = self.board.lock();
@@ -96,18 +138,22 @@ impl EventLog {
         }
     }
 
-    fn snapshot(s: &LogState) -> JournalState {
-        JournalState {
+    fn snapshot(s: &LogState) -> (u64, JournalState) {
+        let state = JournalState {
             next_id: s.next_id,
             pending: s.pending.iter().cloned().collect(),
-        }
+        };
+        (s.pushed, state)
     }
 
     /// Appends an event (its `id` is assigned here) and returns the id.
     pub fn push(&self, mut event: Event) -> u64 {
+        // Read before the lock: the port call must not run under it.
+        let floor = self.journal.id_floor();
         let mut s = self.lock();
-        event.id = s.next_id;
-        s.next_id += 1;
+        event.id = s.next_id.max(floor);
+        s.next_id = event.id + 1;
+        s.pushed += 1;
         let id = event.id;
         if s.pending.len() >= self.limit && event.kind == EventKind::ConnectivityChange {
             // Every pending global change is superseded by this one, wherever it sits between
@@ -156,6 +202,7 @@ impl EventLog {
         }
         tracing::info!(event_id = id, event = %event.kind, iface = ?event.iface, state = %event.state, reason = %event.reason, "event");
         self.persister.submit(snapshot);
+        publish_disk(&self.state, &self.disk, &self.board);
         let _ = self.produced.send(event);
         self.changed.notify_one();
         id
@@ -232,6 +279,18 @@ impl EventLog {
     }
 }
 
+/// Publishes the journal's lag on the board.
+fn publish_disk(state: &Mutex<LogState>, disk: &Mutex<DiskMarks>, board: &Board) {
+    let pushed = state.lock().unwrap_or_else(|p| p.into_inner()).pushed;
+    let d = disk.lock().unwrap_or_else(|p| p.into_inner());
+    let unsaved_events = pushed.saturating_sub(d.saved_pushed);
+    board.lock().status.journal = JournalStatus {
+        behind: unsaved_events > 0 || d.last_error.is_some(),
+        unsaved_events,
+        last_error: d.last_error.clone(),
+    };
+}
+
 fn push_history(history: &mut VecDeque<EventRecord>, record: EventRecord) {
     if history.len() >= HISTORY_LEN {
         history.pop_front();
@@ -244,6 +303,7 @@ mod tests {
     use super::*;
     use crate::fake::MemJournal;
     use crate::model::{Connectivity, IfaceName};
+    use crate::ports::JournalState;
 
     fn log(limit: usize) -> EventLog {
         let (tx, _) = broadcast::channel(16);
@@ -322,6 +382,25 @@ mod tests {
             Some(&D),
             "an interface event pushed last stays last"
         );
+    }
+
+    #[test]
+    fn ids_never_go_below_the_journals_floor() {
+        let journal = MemJournal::default();
+        journal.set_id_floor(5_000);
+        let (tx, _) = broadcast::channel(16);
+        let l = EventLog::new(Arc::new(journal.clone()), tx, Board::default(), 10);
+        // A journal that came back with a low counter (or none: a corrupt one is not installed).
+        l.install(JournalState {
+            next_id: 3,
+            pending: vec![],
+        });
+        let a = l.push(event(Cc, None, Down, Full));
+        assert_eq!(a, 5_000);
+        let b = l.push(event(Cc, None, Full, Limited));
+        assert_eq!(b, 5_001, "increasing by one while the clock is behind");
+        journal.set_id_floor(9_000);
+        assert_eq!(l.push(event(Cc, None, Limited, Full)), 9_000);
     }
 
     #[tokio::test]

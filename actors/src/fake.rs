@@ -56,6 +56,8 @@ struct KernelState {
     write_log: Vec<RouteWrite>,
     /// How long each route write takes to be acknowledged (a netlink round trip).
     write_delay: Duration,
+    /// Router Solicitations sent, by ifindex, in order.
+    solicitations: Vec<u32>,
 }
 
 /// One route write the fake kernel accepted.
@@ -191,6 +193,11 @@ impl FakeKernel {
         let mut s = lock(&self.state);
         s.routes.push(route);
         s.notify(LinkUpdate::RoutesChanged);
+    }
+
+    /// Router Solicitations the engine sent, by ifindex, in order.
+    pub fn solicitations(&self) -> Vec<u32> {
+        lock(&self.state).solicitations.clone()
     }
 
     pub fn delete_route_by_hand(&self, route: &KernelRoute) {
@@ -408,6 +415,11 @@ impl RouteTable for FakeKernel {
             Ok(())
         });
         self.acked(r)
+    }
+
+    fn solicit_router(&self, ifindex: u32, _: IfaceName) -> BoxFuture<'static, PortResult<()>> {
+        lock(&self.state).solicitations.push(ifindex);
+        async { Ok(()) }.boxed()
     }
 
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
@@ -748,11 +760,23 @@ pub struct MemJournal {
     state: Arc<Mutex<JournalState>>,
     saves: Arc<Mutex<VecDeque<usize>>>,
     stalled: Arc<Mutex<bool>>,
+    id_floor: Arc<Mutex<u64>>,
+    corrupt: Arc<Mutex<bool>>,
 }
 
 impl MemJournal {
     pub fn get(&self) -> JournalState {
         lock(&self.state).clone()
+    }
+
+    /// The id floor the journal reports (a boot-time clock in production).
+    pub fn set_id_floor(&self, floor: u64) {
+        *lock(&self.id_floor) = floor;
+    }
+
+    /// While corrupt, loads fail (an unreadable journal file).
+    pub fn set_corrupt(&self, corrupt: bool) {
+        *lock(&self.corrupt) = corrupt;
     }
 
     /// While stalled, saves never finish (a stuck disk).
@@ -763,8 +787,16 @@ impl MemJournal {
 
 impl Journal for MemJournal {
     fn load(&self) -> BoxFuture<'static, PortResult<JournalState>> {
+        if *lock(&self.corrupt) {
+            let e = PortError::failed("journal", "not valid JSON");
+            return async move { Err(e) }.boxed();
+        }
         let s = lock(&self.state).clone();
         async move { Ok(s) }.boxed()
+    }
+
+    fn id_floor(&self) -> u64 {
+        *lock(&self.id_floor)
     }
 
     fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {

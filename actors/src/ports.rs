@@ -92,6 +92,14 @@ pub trait RouteTable: Send + Sync + 'static {
 
     /// Makes sure `addr` is on the interface (idempotent: an existing address is success).
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>>;
+
+    /// Sends one IPv6 Router Solicitation on the interface (to all-routers, hop limit 255), so
+    /// the router's answer re-installs its default route with the current `ra_defrtr_metric`.
+    /// The default does nothing (a table without router-advertised routes).
+    fn solicit_router(&self, ifindex: u32, name: IfaceName) -> BoxFuture<'static, PortResult<()>> {
+        let _ = (ifindex, name);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Per-interface kernel settings the engine tunes (`/proc/sys/net/...` in production).
@@ -280,6 +288,12 @@ pub trait Journal: Send + Sync + 'static {
     fn load(&self) -> BoxFuture<'static, PortResult<JournalState>>;
     /// Atomically replaces the saved state.
     fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>>;
+    /// The lowest id the next event may take, from a clock that only moves forward within a
+    /// boot (the journal lives on tmpfs): a lost or corrupt journal, or a crash before a write,
+    /// never makes ids start over or repeat. 0: no floor.
+    fn id_floor(&self) -> u64 {
+        0
+    }
 }
 
 /// The last known state of one interface, persisted on every change.

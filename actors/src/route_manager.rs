@@ -45,8 +45,11 @@ use crate::ports::{
 use crate::probe_scheduler::{ResetChecks, Uplink, UplinksChanged};
 use crate::status::{Board, IfaceStatus};
 
-/// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA): the kernel owns them; we only
-/// set their metric through `ra_defrtr_metric`.
+/// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA). The kernel installs them; we
+/// never add or adopt one. Their metric follows `ra_defrtr_metric` (set to the effective metric,
+/// then one Router Solicitation so the router's answer re-installs the route at it), and on link
+/// loss we delete them (the kernel would keep them, `linkdown`; its own solicitation at link-up
+/// brings them back). See README "How it behaves".
 const RTPROT_RA: u8 = 9;
 
 /// Longest RouteManager waits for the event journal before handling the next fact.
@@ -105,6 +108,10 @@ struct State {
     /// Sysctl work already done (per ifindex), so it is done once per link appearance.
     rp_filter_done: BTreeSet<u32>,
     ra_metric: BTreeMap<u32, u32>,
+    /// Interfaces whose router-advertised routes we deleted on link loss: solicited again when
+    /// the link is back (the kernel's own solicitation at link-up may be its only one, and may
+    /// be lost while the router's side comes up).
+    ra_deleted: BTreeSet<u32>,
     addresses_done: BTreeSet<(u32, IfaceAddr)>,
     /// Per family, the interface whose owned route has the lowest metric (the route in use)
     /// after the last applied reconcile, with its ifindex. Empty after a (re)start, so a restart
@@ -290,6 +297,7 @@ impl RouteManager {
             shutting_down: self.state.shutting_down,
             rp_filter_done: self.state.rp_filter_done.clone(),
             ra_metric: self.state.ra_metric.clone(),
+            ra_deleted: self.state.ra_deleted.clone(),
             addresses_done: self.state.addresses_done.clone(),
         };
         let routes = self.deps.routes.clone();
@@ -345,6 +353,10 @@ impl RouteManager {
                 }
                 self.state.rp_filter_done.extend(applied.rp_filter_done);
                 self.state.ra_metric.extend(applied.ra_metric);
+                self.state.ra_deleted.extend(applied.ra_deleted);
+                for i in &applied.resolicited {
+                    self.state.ra_deleted.remove(i);
+                }
                 self.state.addresses_done.extend(applied.addresses_done);
                 // `installed` holds only the routes whose write succeeded.
                 self.report_moves();
@@ -796,6 +808,7 @@ struct PlanInput {
     shutting_down: bool,
     rp_filter_done: BTreeSet<u32>,
     ra_metric: BTreeMap<u32, u32>,
+    ra_deleted: BTreeSet<u32>,
     addresses_done: BTreeSet<(u32, IfaceAddr)>,
 }
 
@@ -813,6 +826,10 @@ struct Plan {
     rp_policy: RpFilterPolicy,
     /// The kernel's router-advertised IPv6 default routes.
     ra_routes: Vec<KernelRoute>,
+    /// Router-advertised routes of interfaces whose link is lost: deleted.
+    ra_delete: Vec<KernelRoute>,
+    /// (ifindex, name) of links back after we deleted their router-advertised routes.
+    ra_resolicit: Vec<(u32, IfaceName)>,
 }
 
 impl PlanInput {
@@ -839,6 +856,8 @@ impl PlanInput {
         let mut learned_out = Vec::new();
         let mut rp_filter = Vec::new();
         let mut ra_metric = Vec::new();
+        let mut ra_delete = Vec::new();
+        let mut ra_resolicit = Vec::new();
         let mut addresses = Vec::new();
         let mut managed_pairs = BTreeSet::new();
         for a in &managed {
@@ -910,8 +929,19 @@ impl PlanInput {
                 {
                     ra_metric.push((ifindex, a.name.clone(), effective));
                 }
+                if family == Family::V6 && usable && self.ra_deleted.contains(&ifindex) {
+                    ra_resolicit.push((ifindex, a.name.clone()));
+                }
                 if !usable {
                     sweep.insert((family, ifindex));
+                    if family == Family::V6 {
+                        ra_delete.extend(
+                            kernel
+                                .iter()
+                                .filter(|r| r.protocol == RTPROT_RA && r.ifindex == ifindex)
+                                .cloned(),
+                        );
+                    }
                     continue;
                 }
                 if let Some(gateway) = gateway {
@@ -964,6 +994,8 @@ impl PlanInput {
                 .filter(|r| r.protocol == RTPROT_RA)
                 .cloned()
                 .collect(),
+            ra_delete,
+            ra_resolicit,
         }
     }
 }
@@ -975,6 +1007,8 @@ struct Applied {
     failed_routes: Vec<KernelRoute>,
     rp_filter_done: Vec<u32>,
     ra_metric: Vec<(u32, u32)>,
+    ra_deleted: Vec<u32>,
+    resolicited: Vec<u32>,
     addresses_done: Vec<(u32, IfaceAddr)>,
 }
 
@@ -991,7 +1025,23 @@ async fn apply(routes: &dyn RouteTable, sysctl: &dyn Sysctl, plan: &Plan) -> App
     for (ifindex, name, metric) in &plan.ra_metric {
         let key = format!("net.ipv6.conf.{name}.ra_defrtr_metric");
         match sysctl.write(key, metric.to_string()).await {
-            Ok(()) => out.ra_metric.push((*ifindex, *metric)),
+            Ok(()) => {
+                out.ra_metric.push((*ifindex, *metric));
+                // The setting applies to the next advertisement; ask for one now, so a route
+                // already there moves to the new metric (the kernel updates it in place; adding
+                // it ourselves would lose its lifetime and duplicate it on the next RA).
+                if plan
+                    .ra_routes
+                    .iter()
+                    .any(|r| r.ifindex == *ifindex && r.metric != *metric)
+                {
+                    tracing::info!(iface = %name, metric, "router-advertised route: metric changed, soliciting a new advertisement");
+                    if let Err(e) = routes.solicit_router(*ifindex, name.clone()).await {
+                        // Not retried: the router's next periodic advertisement applies it.
+                        tracing::warn!(iface = %name, error = %e, "router solicitation failed");
+                    }
+                }
+            }
             // Kernels before 5.16 have no ra_defrtr_metric; nothing to retry.
             Err(PortError::NotFound { .. }) => out.ra_metric.push((*ifindex, *metric)),
             Err(e) => out.failures.push(e),
@@ -1017,11 +1067,23 @@ async fn apply(routes: &dyn RouteTable, sysctl: &dyn Sysctl, plan: &Plan) -> App
             out.failed_routes.push(r.clone());
         }
     }
-    for r in &plan.ops.delete {
+    for r in plan.ops.delete.iter().chain(&plan.ra_delete) {
         tracing::info!(ifindex = r.ifindex, metric = r.metric, protocol = r.protocol, gateway = ?r.gateway, "deleting default route");
         match routes.delete(r.clone()).await {
-            Ok(()) | Err(PortError::NotFound { .. }) => {}
+            Ok(()) | Err(PortError::NotFound { .. }) => {
+                if r.protocol == RTPROT_RA {
+                    out.ra_deleted.push(r.ifindex);
+                }
+            }
             Err(e) => out.failures.push(e),
+        }
+    }
+    for (ifindex, name) in &plan.ra_resolicit {
+        tracing::info!(iface = %name, "link back: soliciting the router-advertised route again");
+        match routes.solicit_router(*ifindex, name.clone()).await {
+            Ok(()) => out.resolicited.push(*ifindex),
+            // Tried again with the next reconcile (no link-local address yet, ...).
+            Err(e) => tracing::warn!(iface = %name, error = %e, "router solicitation failed"),
         }
     }
     out
@@ -1190,6 +1252,7 @@ impl Handler<LinkRemoved> for RouteManager {
         self.state.links.remove(&msg.ifindex);
         self.state.rp_filter_done.remove(&msg.ifindex);
         self.state.ra_metric.remove(&msg.ifindex);
+        self.state.ra_deleted.remove(&msg.ifindex);
         self.state.addresses_done.retain(|(i, _)| *i != msg.ifindex);
         self.request_reconcile(ctx);
     }

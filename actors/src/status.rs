@@ -200,6 +200,21 @@ pub struct EngineStatus {
     pub pending_events: usize,
     #[serde(default)]
     pub flows: FlowCounters,
+    /// Whether the event journal on disk is behind the events produced.
+    #[serde(default)]
+    pub journal: JournalStatus,
+}
+
+/// The event journal's lag: routing never waits on the disk, so events can be acknowledged
+/// (and their scripts run) before they are on disk; this says so.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct JournalStatus {
+    /// Events not yet on disk or the last write failed.
+    pub behind: bool,
+    /// Events produced since the last successful journal write took its data.
+    pub unsaved_events: u64,
+    /// The last journal write's error, until a write succeeds.
+    pub last_error: Option<String>,
 }
 
 /// Shared, cheaply clonable board.

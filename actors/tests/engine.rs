@@ -1564,3 +1564,123 @@ async fn a_running_failback_hold_survives_route_manager_and_daemon_restarts() {
     );
     assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100));
 }
+
+/// A router-advertised IPv6 default route (`proto ra`) on eth0: demoted through
+/// `ra_defrtr_metric` plus one Router Solicitation on a penalty, deleted on link loss.
+#[actix::test]
+async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
+    const RA: u8 = 9;
+    let w = world();
+    let eth0 = w.kernel.link("eth0").ifindex;
+    let ra = KernelRoute {
+        family: Family::V6,
+        ifindex: eth0,
+        gateway: Some("fe80::1".parse().unwrap()),
+        metric: 1024,
+        protocol: RA,
+    };
+    w.kernel.add_route_by_hand(ra.clone());
+    let mut cfg = config();
+    cfg.profiles[0].ipv6.manage_default = true; // method auto: the IPv6 route comes from RAs
+    let h = started(&w, cfg).await;
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Full);
+    let key = "net.ipv6.conf.eth0.ra_defrtr_metric";
+    assert_eq!(w.kernel.sysctl_get(key).as_deref(), Some("100"));
+    // The RA route was at another metric: solicitations so the router's answer moves it (one
+    // per metric change: penalised while UNKNOWN, then FULL).
+    let at_start = w.kernel.solicitations();
+    assert!(
+        !at_start.is_empty() && at_start.iter().all(|i| *i == eth0),
+        "{at_start:?}"
+    );
+    // The router answers: the kernel re-installs its route at the new metric.
+    w.kernel.delete_route_by_hand(&ra);
+    let ra = KernelRoute { metric: 100, ..ra };
+    w.kernel.add_route_by_hand(ra.clone());
+    settle().await;
+    assert_eq!(
+        w.kernel.solicitations(),
+        at_start,
+        "no repeat once it moved"
+    );
+
+    // A penalty: the RA metric follows, with one more solicitation; the route is never re-added
+    // by us.
+    w.probe.set("eth0", Verdict::Limited);
+    pass(Duration::from_secs(40)).await;
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Limited);
+    assert_eq!(
+        w.kernel.sysctl_get(key).as_deref(),
+        Some(&*(100 + PENALTY).to_string())
+    );
+    assert_eq!(w.kernel.solicitations().len(), at_start.len() + 1);
+    let ours_v6 = w
+        .kernel
+        .routes()
+        .into_iter()
+        .filter(|r| r.family == Family::V6 && r.protocol != RA)
+        .count();
+    assert_eq!(ours_v6, 0, "never added by us");
+
+    // Link loss: the RA route goes at once (the kernel would keep it, linkdown).
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    assert!(
+        !w.kernel.routes().contains(&ra),
+        "RA route deleted on carrier loss: {:?}",
+        w.kernel.routes()
+    );
+    // Link back: one solicitation brings it back (the kernel's own may be lost).
+    let before = w.kernel.solicitations().len();
+    w.kernel.set_carrier("eth0", true);
+    settle().await;
+    assert_eq!(w.kernel.solicitations().len(), before + 1);
+}
+
+/// A corrupt journal (or a lost one) never restarts ids at 1: they continue above the
+/// journal's boot-clock floor, so no id of the previous run repeats.
+#[actix::test]
+async fn a_corrupt_journal_never_restarts_event_ids() {
+    let w = world();
+    w.journal.set_id_floor(1_000);
+    let first = started(&w, config()).await;
+    w.kernel.set_carrier("wwan0", false);
+    settle().await;
+    let before: Vec<u64> = first.history().iter().map(|r| r.event.id).collect();
+    assert!(before.iter().all(|id| *id >= 1_000), "{before:?}");
+    first.shutdown().await.unwrap();
+    // "Daemon restart" with an unreadable journal, later in the same boot.
+    w.journal.set_corrupt(true);
+    w.journal.set_id_floor(2_000);
+    let second = start(config(), w.ports());
+    settle().await;
+    pass(Duration::from_millis(100)).await;
+    w.kernel.set_carrier("wwan0", true);
+    pass(Duration::from_millis(100)).await;
+    let after: Vec<u64> = second.history().iter().map(|r| r.event.id).collect();
+    assert!(!after.is_empty());
+    let last_before = before.iter().max().copied().unwrap_or(0);
+    assert!(
+        after.iter().all(|id| *id > last_before),
+        "ids repeat: before {before:?}, after {after:?}"
+    );
+}
+
+/// While the journal cannot write, `status` says it is behind and by how many events; once the
+/// disk answers again, it catches up.
+#[actix::test]
+async fn a_stalled_journal_shows_in_status() {
+    let w = world();
+    let h = started(&w, config()).await;
+    assert!(!h.status().journal.behind, "{:?}", h.status().journal);
+    w.journal.set_stalled(true);
+    w.kernel.set_carrier("eth0", false);
+    pass(Duration::from_secs(3)).await;
+    let j = h.status().journal;
+    assert!(j.behind && j.unsaved_events >= 1, "{j:?}");
+    w.journal.set_stalled(false);
+    w.kernel.set_carrier("eth0", true);
+    pass(Duration::from_secs(3)).await;
+    let j = h.status().journal;
+    assert!(!j.behind && j.unsaved_events == 0, "{j:?}");
+}

@@ -375,6 +375,8 @@ fn required_section(r: &mut Reader<'_>, t: &NmType, type_line: usize) -> Result<
             Some("connection.interface-name is missing".to_string())
         }
         Section::NeedsInterfaceName => None,
+        // A VLAN found by its parent's MAC address needs no [vlan] section.
+        Section::Required("vlan") if r.kf.get("ethernet", "mac-address").is_some() => None,
         Section::Required(s) => {
             r.kf.group_line(s)
                 .is_none()
@@ -419,6 +421,14 @@ fn required_section(r: &mut Reader<'_>, t: &NmType, type_line: usize) -> Result<
         && r.kf.get("ethernet", "mac-address").is_none()
     {
         return refuse(r.kf.group_line("vlan"), "vlan.parent is missing");
+    }
+    if t.short == "gsm" {
+        if let Some((_, line)) = r.string("gsm", "username").filter(|(u, _)| u.is_empty()) {
+            return refuse(
+                Some(line),
+                "gsm.username is empty (leave the key out instead)",
+            );
+        }
     }
     if t.short == "vpn"
         && r.string("vpn", "service-type")

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod internet;
 pub mod netns;
+pub mod router;
 pub mod timeline;
 pub mod uplinks;
 pub mod world;

@@ -246,6 +246,23 @@ impl World {
         Ok(())
     }
 
+    /// The ISP loses its upstream and says so (a "noisy" loss): its router answers ICMP
+    /// "network unreachable" at once for the Internet's 203.0.113.0/24 (a policy rule of type
+    /// `unreachable`), so the device's checks fail with ENETUNREACH. The link stays up.
+    pub fn unreachable_upstream(&self, iface: &str) -> Result<(), LabError> {
+        self.uplink(iface)?
+            .isp
+            .ip(&["rule", "add", "to", "203.0.113.0/24", "unreachable"])?;
+        Ok(())
+    }
+
+    pub fn restore_reachable_upstream(&self, iface: &str) -> Result<(), LabError> {
+        self.uplink(iface)?
+            .isp
+            .ip(&["rule", "del", "to", "203.0.113.0/24", "unreachable"])?;
+        Ok(())
+    }
+
     /// Only the DNS server is unreachable through this uplink (the balena 3016 case: HTTP
     /// would work, name resolution does not).
     pub fn kill_dns(&self, iface: &str) -> Result<(), LabError> {

@@ -289,6 +289,26 @@ impl Journal for FileJournal {
     fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {
         port_save(&self.file, state)
     }
+
+    fn id_floor(&self) -> u64 {
+        boot_clock_micros()
+    }
+}
+
+/// Microseconds since boot (CLOCK_BOOTTIME, suspend included): the event id floor. The journal
+/// is on tmpfs, so ids need to be unique within a boot only, and this clock never goes back
+/// within one, unlike the wall clock (devices without a real-time clock, NTP steps). One event
+/// per microsecond is far more than RouteManager produces, so ids stay close to the clock and a
+/// daemon restarted with a lost journal starts above every id it gave before. 0 if unreadable
+/// (then only the journal's own counter holds).
+pub fn boot_clock_micros() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| {
+            let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
+            let micros = u64::try_from(t.tv_nsec() / 1000).unwrap_or(0);
+            secs.saturating_mul(1_000_000).saturating_add(micros)
+        })
+        .unwrap_or(0)
 }
 
 /// RouteManager's per-interface last states, `state_dir/state.json`.
@@ -323,6 +343,16 @@ impl StateStore for FileStateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_id_floor_follows_the_boot_clock() {
+        let journal = FileJournal::new(std::env::temp_dir());
+        let first = journal.id_floor();
+        // Booted at least a second ago, and the clock moves forward.
+        assert!(first > 1_000_000, "{first}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(journal.id_floor() > first);
+    }
 
     #[test]
     fn missing_file_is_default_and_garbage_is_an_error_naming_the_path() {

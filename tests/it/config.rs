@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use netfailover::config::{self, report, LoadOptions};
 
+mod nm_differential;
+
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/config")
 }
@@ -115,6 +117,87 @@ fn fixtures_bad_cases_print_the_exact_errors_and_exit_non_zero() {
         failures.extend(check_fixture(case, &errors));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `tests/data/config/json/*/`: `check-config --json` of the case must equal its
+/// `expected.json` (without `settings`; exit code in `expected-exit`). `UPDATE_EXPECT=1`
+/// rewrites them.
+#[test]
+fn json_fixtures_print_the_expected_document() {
+    let cases = cases("json");
+    assert!(cases.len() >= 2, "json fixtures missing");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut out = Vec::new();
+        let code = report::check_config_as(&options_for(case), report::Format::Json, &mut out);
+        let text = String::from_utf8(out).expect("UTF-8");
+        let mut doc: serde_json::Value = serde_json::from_str(&text).expect("one JSON document");
+        // `settings` lists every netfailover.toml key (the text fixtures cover them); leaving
+        // it out keeps these fixtures about the boot partition when a key is added.
+        let settings = doc.as_object_mut().and_then(|d| d.remove("settings"));
+        assert!(
+            settings.is_some_and(|s| s.get("adopt").is_some()),
+            "{}: settings missing",
+            case.display()
+        );
+        let got = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+        let got = got.replace(&format!("{}/", case.display()), "");
+        let want_code: i32 = std::fs::read_to_string(case.join("expected-exit"))
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .unwrap_or(-1);
+        let path = case.join("expected.json");
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::write(&path, &got).unwrap();
+            std::fs::write(case.join("expected-exit"), format!("{code}\n")).unwrap();
+            continue;
+        }
+        if code != want_code {
+            failures.push(format!(
+                "{}: exit {code}, expected {want_code}",
+                case.display()
+            ));
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        if want != got {
+            failures.push(format!(
+                "{}: differs\n--- expected\n{want}--- got\n{got}",
+                case.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A copy of a stock balenaOS boot partition: meta-balena's two `.ignore` files, the docs'
+/// `resin-wifi`, a cellular profile and `uri: "null"` — no error, checks off.
+#[test]
+fn a_stock_balena_boot_partition_is_clean() {
+    let case = data_dir().join("json/balena-stock");
+    let mut out = Vec::new();
+    let code = report::check_config_as(&options_for(&case), report::Format::Json, &mut out);
+    let doc: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["connectivity"]["enabled"], serde_json::json!(false));
+    let problems = doc["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().all(|p| p["severity"] == "warning"),
+        "{problems:?}"
+    );
+    let files: Vec<&str> = doc["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            "system-connections/balena-cellular-qmi",
+            "system-connections/resin-wifi"
+        ]
+    );
 }
 
 #[test]

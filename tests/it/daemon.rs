@@ -111,6 +111,14 @@ struct StubServer {
 
 impl StubServer {
     fn start(idle: Duration) -> Self {
+        Self::start_with(idle, || Rc::new(Stub))
+    }
+
+    /// The server on another backend (built on the server's thread: backends are `Rc`).
+    fn start_with(
+        idle: Duration,
+        backend: impl FnOnce() -> Rc<dyn ControlBackend> + Send + 'static,
+    ) -> Self {
         let dir = TempDir::new("ctl");
         let path = dir.path().join("sock");
         let listener_path = path.clone();
@@ -125,7 +133,7 @@ impl StubServer {
             local.block_on(&rt, async move {
                 let listener = control::bind(&listener_path).unwrap();
                 ready_tx.send(()).unwrap();
-                let backend: Rc<dyn ControlBackend> = Rc::new(Stub);
+                let backend = backend();
                 tokio::select! {
                     _ = control::serve_with(listener, backend, idle) => {}
                     _ = stop_rx => {}
@@ -140,7 +148,7 @@ impl StubServer {
         }
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("sock")
     }
 
@@ -397,10 +405,10 @@ use netfailover::lab::world::{World, CHECK_ADDR};
 /// A lab world with the daemon running in its device namespace. Checks go to an IP-literal
 /// URI on the Internet namespace where nothing listens (connection refused → LIMITED), unless
 /// `interval` is 0 (checks off). Dropping it stops the daemon and deletes the namespaces.
-struct E2e {
-    daemon: Option<DaemonProcess>,
-    world: World,
-    dir: TempDir,
+pub(crate) struct E2e {
+    pub(crate) daemon: Option<DaemonProcess>,
+    pub(crate) world: World,
+    pub(crate) dir: TempDir,
     env: Vec<(String, String)>,
 }
 
@@ -410,7 +418,17 @@ impl E2e {
     }
 
     fn start_with_env(interval: u32, env: Vec<(String, String)>) -> Self {
-        let world = World::build().unwrap();
+        Self::start_prepared(interval, env, |_, _| {})
+    }
+
+    /// Like `start_with_env`, with `prepare` run on the world and the boot directory before the
+    /// daemon starts (start the servers, edit a keyfile, ...).
+    pub(crate) fn start_prepared(
+        interval: u32,
+        env: Vec<(String, String)>,
+        prepare: impl FnOnce(&mut World, &Path),
+    ) -> Self {
+        let mut world = World::build().unwrap();
         let dir = TempDir::new("e2e");
         let boot = dir.path().join("boot");
         world
@@ -429,6 +447,7 @@ impl E2e {
             ),
         )
         .unwrap();
+        prepare(&mut world, &boot);
         let mut e2e = Self {
             daemon: None,
             world,
@@ -439,7 +458,7 @@ impl E2e {
         e2e
     }
 
-    fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         let daemon = DaemonProcess::start(
             Path::new(env!("CARGO_BIN_EXE_netfailover")),
             &self.world,
@@ -465,11 +484,11 @@ impl E2e {
         self.dir.path().join("sock")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
     }
 
-    fn status(&self) -> Option<EngineStatus> {
+    pub(crate) fn status(&self) -> Option<EngineStatus> {
         serde_json::from_value(ask(&self.socket(), Request::Status).ok()?).ok()
     }
 
@@ -486,16 +505,16 @@ impl E2e {
     }
 
     /// IPv4 default routes in the device namespace as (dev, metric) pairs.
-    fn default_routes(&self) -> Vec<(String, u32)> {
+    pub(crate) fn default_routes(&self) -> Vec<(String, u32)> {
         parse_default_routes(&self.world.default_routes().unwrap())
     }
 
-    fn signal(&self, signal: nix::sys::signal::Signal) {
+    pub(crate) fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = self.daemon.as_ref().unwrap().id();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
     }
 
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> std::process::ExitStatus {
         let daemon = self.daemon.as_mut().unwrap();
         let status = wait_for(Duration::from_secs(20), || daemon.exited());
         self.daemon = None;
@@ -503,7 +522,7 @@ impl E2e {
     }
 }
 
-fn parse_default_routes(text: &str) -> Vec<(String, u32)> {
+pub(crate) fn parse_default_routes(text: &str) -> Vec<(String, u32)> {
     text.lines()
         .filter_map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
@@ -703,7 +722,11 @@ fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut samples = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) && samples.len() < 5000 {
+            // At least 20 samples even when the reload beats a slow `ip` (a loaded machine):
+            // the table must hold an eth0 route in every one of them, before and after.
+            while (!stop.load(std::sync::atomic::Ordering::SeqCst) || samples.len() < 20)
+                && samples.len() < 5000
+            {
                 let out = netfailover::lab::netns::run(&[
                     "ip", "-n", &device, "-4", "route", "show", "default",
                 ])
@@ -1051,4 +1074,307 @@ fn daemon_sigkill_with_pending_events_delivers_them_after_restart() {
         new.iter().all(|id| *id > max_old),
         "ids never reused: {logged:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// `follow`: the snapshot, then every change (stub engine, then the real daemon)
+// ---------------------------------------------------------------------------------------------
+
+use netfailover::agent::Subscription;
+use netfailover::engine::model::{Event, EventKind};
+use netfailover::engine::observe::{EngineEvent, Snapshot};
+use tokio::sync::broadcast;
+
+/// Buffer of the stub's change channel: small, so a stalled reader lags quickly.
+const STUB_BUFFER: usize = 8;
+
+/// The stub plus a change channel the test feeds.
+struct FollowStub(broadcast::Sender<EngineEvent>);
+
+impl ControlBackend for FollowStub {
+    fn status(&self) -> LocalBoxFuture<'_, EngineStatus> {
+        Stub.status()
+    }
+    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>> {
+        Box::pin(async move { Err(format!("{iface}: not in this stub")) })
+    }
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { Err(format!("{actor}: not in this stub")) })
+    }
+    fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
+        Box::pin(async { Vec::new() })
+    }
+    fn subscribe(&self) -> Option<Subscription> {
+        let tx = self.0.clone();
+        Some(Subscription::new(move || {
+            let mut snapshot = Snapshot::default();
+            snapshot.status.connectivity = Connectivity::Full;
+            (snapshot, tx.subscribe())
+        }))
+    }
+}
+
+fn link_change(n: u32) -> EngineEvent {
+    let (link, previous) = if n.is_multiple_of(2) {
+        ("down", "up")
+    } else {
+        ("up", "down")
+    };
+    EngineEvent::Link {
+        iface: IfaceName::new("eth0").unwrap(),
+        link: link.into(),
+        previous: previous.into(),
+    }
+}
+
+fn down_event(id: u64) -> EngineEvent {
+    EngineEvent::Event(Event {
+        id,
+        kind: EventKind::Down,
+        iface: Some(IfaceName::new("eth0").unwrap()),
+        state: Connectivity::None,
+        previous: Connectivity::Full,
+        reason: "carrier lost".into(),
+        connection_id: None,
+        connection_uuid: None,
+        ip4_gateway: None,
+        ip4_nameservers: vec![],
+        at_unix_ms: 0,
+    })
+}
+
+/// Sends `{"cmd":"follow"}` on a new connection.
+fn follower(server: &StubServer) -> BufReader<UnixStream> {
+    let mut s = server.connect();
+    s.write_all(b"{\"cmd\":\"follow\"}\n").unwrap();
+    BufReader::new(s)
+}
+
+#[test]
+fn follow_streams_the_snapshot_then_each_change_and_tells_a_slow_reader_it_lagged() {
+    let (tx, _) = broadcast::channel(STUB_BUFFER);
+    let feed = tx.clone();
+    let server = StubServer::start_with(control::IDLE_TIMEOUT, move || Rc::new(FollowStub(tx)));
+    let mut reader = follower(&server);
+    let first = reply_line(&mut reader);
+    assert_eq!(first["type"], "snapshot", "{first}");
+    assert_eq!(first["protocol"], control::PROTOCOL_VERSION);
+    assert_eq!(first["status"]["connectivity"], "FULL");
+    assert!(first["events"].is_array());
+
+    feed.send(link_change(0)).unwrap();
+    let link = reply_line(&mut reader);
+    assert_eq!(
+        link,
+        serde_json::json!({"type":"link","iface":"eth0","link":"down","previous":"up"})
+    );
+    // A dispatcher event: its own fields, and the shape of an `events --json` entry.
+    feed.send(down_event(7)).unwrap();
+    let down = reply_line(&mut reader);
+    assert_eq!(down["type"], "event");
+    assert_eq!(
+        (&down["id"], &down["kind"], &down["iface"]),
+        (&7.into(), &"down".into(), &"eth0".into())
+    );
+    assert_eq!(
+        (&down["state"], &down["previous"]),
+        (&"NONE".into(), &"FULL".into())
+    );
+    assert_eq!(down["reason"], "carrier lost");
+    let entry: EventRecord = serde_json::from_value(down.clone()).unwrap();
+    assert_eq!((entry.event.id, entry.delivered), (7, false));
+
+    // A reader that stops reading: the server blocks on its socket, never the sender, and the
+    // reader is told how much it missed, then gets a fresh snapshot.
+    let sent = 20_000;
+    for n in 0..sent {
+        let _ = feed.send(link_change(n));
+    }
+    let mut lagged = None;
+    let mut lines = 0;
+    while lines < sent + 10 {
+        let line = reply_line(&mut reader);
+        lines += 1;
+        if line["type"] == "lagged" {
+            lagged = Some(line["count"].as_u64().unwrap());
+            let next = reply_line(&mut reader);
+            assert_eq!(next["type"], "snapshot", "a snapshot follows a lag");
+            break;
+        }
+    }
+    let missed = lagged.expect("no lagged line");
+    assert!(missed > 0 && missed < sent as u64, "{missed}");
+    // Still streaming after the lag.
+    feed.send(link_change(1)).unwrap();
+    assert_eq!(reply_line(&mut reader)["type"], "link");
+}
+
+#[test]
+fn a_follower_vanishing_mid_stream_disturbs_nothing() {
+    let (tx, _) = broadcast::channel(STUB_BUFFER);
+    let feed = tx.clone();
+    let server = StubServer::start_with(control::IDLE_TIMEOUT, move || Rc::new(FollowStub(tx)));
+    for round in 0..3 {
+        let mut reader = follower(&server);
+        assert_eq!(reply_line(&mut reader)["type"], "snapshot");
+        feed.send(link_change(round)).unwrap();
+        assert_eq!(reply_line(&mut reader)["type"], "link");
+        drop(reader); // gone mid-stream, without a word
+        for n in 0..100 {
+            let _ = feed.send(link_change(n));
+        }
+    }
+    // The server noticed each departure: no follower left on the channel.
+    let gone = wait_for(Duration::from_secs(10), || {
+        (feed.receiver_count() == 0).then_some(())
+    });
+    assert!(gone.is_some(), "{} followers left", feed.receiver_count());
+    assert!(ask(&server.socket(), Request::Status).is_ok());
+    let version = ask(&server.socket(), Request::Version).unwrap();
+    assert_eq!(version["protocol"], control::PROTOCOL_VERSION);
+}
+
+/// Lines of `netfailover events --follow --json`, stamped as they arrive.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(std::time::Instant, serde_json::Value)>,
+}
+
+impl Follower {
+    fn start(e2e: &E2e) -> Self {
+        let mut child = std::process::Command::new("timeout")
+            .arg("120")
+            .arg(env!("CARGO_BIN_EXE_netfailover"))
+            .args(["events", "--follow", "--json", "--socket"])
+            .arg(e2e.socket())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                if tx.send((std::time::Instant::now(), value)).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next line, within a generous bound.
+    fn next(&self) -> Option<(std::time::Instant, serde_json::Value)> {
+        self.lines.recv_timeout(Duration::from_secs(20)).ok()
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing() {
+    if !netfailover::lab::netns::require_root(
+        "events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing",
+    ) {
+        return;
+    }
+    let e2e = E2e::start(0);
+    let follower = Follower::start(&e2e);
+    let (_, snapshot) = follower.next().expect("no snapshot");
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    let eth0 = snapshot["status"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "eth0")
+        .cloned()
+        .unwrap();
+    assert_eq!(eth0["link"], "up");
+    let metric = eth0["effective_metric"].clone();
+    assert!(metric.is_u64(), "{eth0}");
+
+    let pulled = std::time::Instant::now();
+    e2e.world.pull_cable("eth0").unwrap();
+    let mut seen = Vec::new();
+    while let Some((at, line)) = follower.next() {
+        let done = line["type"] == "event" && line["kind"] == "down";
+        seen.push((at, line));
+        if done {
+            break;
+        }
+    }
+    let of_eth0: Vec<&serde_json::Value> = seen
+        .iter()
+        .map(|(_, l)| l)
+        .filter(|l| l["iface"] == "eth0")
+        .collect();
+    let kinds: Vec<String> = of_eth0
+        .iter()
+        .map(|l| {
+            format!(
+                "{}{}",
+                l["type"].as_str().unwrap(),
+                l["kind"]
+                    .as_str()
+                    .map(|k| format!(":{k}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let at = |want: &str| {
+        kinds
+            .iter()
+            .position(|k| k == want)
+            .unwrap_or_else(|| panic!("no {want} in {kinds:?}; log:\n{}", e2e.log()))
+    };
+    // Link down → route gone → NONE → the dispatcher's `down`.
+    assert!(
+        at("link") < at("route") && at("route") < at("connectivity"),
+        "{kinds:?}"
+    );
+    assert!(at("connectivity") < at("event:down"), "{kinds:?}");
+    let link = of_eth0[at("link")];
+    assert_eq!(
+        (&link["previous"], &link["link"]),
+        (&"up".into(), &"down".into())
+    );
+    let route = of_eth0[at("route")];
+    assert_eq!(route["old_metric"], metric);
+    assert!(route["new_metric"].is_null(), "{route}");
+    assert_eq!(of_eth0[at("connectivity")]["state"], "NONE");
+    let (down_at, down) = seen.last().unwrap();
+    eprintln!(
+        "events --follow: carrier pulled → down event line after {:?}",
+        down_at.duration_since(pulled)
+    );
+    assert_eq!(down["event"]["kind"], "down", "an events --json entry too");
+    assert!(
+        down_at.duration_since(pulled) < Duration::from_secs(1),
+        "the down event took {:?}",
+        down_at.duration_since(pulled)
+    );
+
+    // The client vanishes mid-stream (SIGKILL), changes keep coming: the daemon goes on.
+    follower.kill();
+    e2e.world.plug_cable("eth0").unwrap();
+    let back = wait_for(Duration::from_secs(20), || {
+        let s = e2e.status()?;
+        let eth0 = s.interfaces.iter().find(|i| i.name.as_str() == "eth0")?;
+        (eth0.link == "up" && eth0.effective_metric.is_some()).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "daemon stuck after the follower vanished; log:\n{}",
+        e2e.log()
+    );
+    // A new follower starts from a snapshot with eth0 up again.
+    let again = Follower::start(&e2e);
+    let (_, snapshot) = again.next().expect("no snapshot for a new follower");
+    assert_eq!(snapshot["type"], "snapshot");
+    again.kill();
+    assert!(!e2e.log().contains("panicked"), "{}", e2e.log());
 }

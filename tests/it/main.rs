@@ -9,3 +9,4 @@ mod lab;
 mod netlink;
 mod passive;
 mod probe;
+mod semantics;

@@ -132,6 +132,7 @@ def read(path):
         if s is not None and s.get_mac_address():
             mac = s.get_mac_address().lower()
     wifi = conn.get_setting_wireless()
+    vlan = conn.get_setting_vlan()
     out.update({
         "id": s_con.get_id(),
         "uuid": s_con.get_uuid() if had_uuid else None,
@@ -143,6 +144,8 @@ def read(path):
         "autoconnect": s_con.get_autoconnect(),
         "autoconnect_priority": s_con.get_autoconnect_priority(),
         "wifi_mode": wifi.get_mode() if wifi is not None else None,
+        "vlan_parent": vlan.get_parent() if vlan is not None else None,
+        "vlan_id": vlan.get_id() if vlan is not None else None,
         "type_metric": TYPE_METRIC.get(short),
         "ipv4": family(conn, conn.get_setting_ip4_config()),
         "ipv6": family(conn, conn.get_setting_ip6_config()),

@@ -18,12 +18,14 @@
 //!   route that matches the rest; for such a route the adapter first checks that exactly this
 //!   route exists, so it never deletes a different one.
 //! - **Addresses**: `ensure_address` adds with `NLM_F_EXCL` and treats EEXIST as success.
+//! - **Router solicitation**: one RS on the interface (`crate::os::ndisc`), opened and sent on
+//!   the calling thread so it leaves in that thread's namespace.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::TryStreamExt;
-use netfailover_actors::model::{Family, IfaceAddr, KernelRoute};
+use netfailover_actors::model::{Family, IfaceAddr, IfaceName, KernelRoute};
 use netfailover_actors::ports::{PortError, PortResult, RouteTable};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -101,6 +103,13 @@ impl RouteTable for NetlinkRoutes {
             result.map_err(|e| port_error(describe("delete", &route), e))
         }
         .boxed()
+    }
+
+    fn solicit_router(&self, ifindex: u32, name: IfaceName) -> BoxFuture<'static, PortResult<()>> {
+        // Now, on the calling thread: the raw socket belongs to its namespace.
+        let result = crate::os::ndisc::solicit_router(name.as_str(), ifindex)
+            .map_err(|e| PortError::failed(format!("router solicitation on {name}"), e));
+        futures::future::ready(result).boxed()
     }
 
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
