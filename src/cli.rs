@@ -118,6 +118,10 @@ pub struct LabArgs {
     /// Keep the namespaces (and the daemon) after the timeline, until Ctrl-C.
     #[arg(long)]
     pub keep: bool,
+    /// Soak: the default timeline in a loop for MINUTES, with link flaps and actor kills,
+    /// sampling the daemon's memory, fds, threads and state_dir size (a table at the end).
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub soak: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,8 +11,10 @@
 //!   unanswered for `window`. All sockets to one peer are one piece of evidence.
 //! - **One-way counters** (`Evidence::OneWay`, only on the interface carrying the route in
 //!   use): over `window`, tx grew by at least `tx_min` packets while rx (multicast excluded)
-//!   grew by at most `rx_noise` — the ARP replies and stray broadcasts a dead upstream's LAN
-//!   still delivers. Not while a TCP peer is stalled: the sockets already name that fault.
+//!   grew by at most `rx_noise`, in two evaluations a window apart (a link coming up sends a
+//!   one-off burst of IPv6 DAD, router solicitations and MLD reports that nobody answers) — the ARP replies and stray broadcasts a dead upstream's LAN
+//!   still delivers. Not while a TCP socket has data or a SYN in flight: the sockets speak for
+//!   that traffic themselves.
 //!
 //! Only an interface that is FULL can be suspect: any other state already re-checks quickly.
 //!
@@ -137,6 +139,7 @@ pub struct Tracker {
     charges: BTreeMap<Evidence, Charge>,
     last_trigger: Option<Instant>,
     two_way_since: Option<Instant>,
+    one_way_since: Option<Instant>,
     rtt: Option<Duration>,
     suspect_since: Option<Instant>,
     current: Vec<Evidence>,
@@ -195,11 +198,22 @@ impl Tracker {
         let one_way = self.counters(now, sample, p);
         let (stalled, progressed, pending) = self.sockets(now, sample, p);
 
-        // The counters add nothing while TCP already names the stall (they would only make the
-        // same fault look like new evidence a moment later).
-        let counters_count = stalled.is_empty();
+        // The counters add nothing while TCP has data in flight: its sockets name the stall
+        // themselves within the window (the counters would only make the same fault look like
+        // new evidence a moment later).
+        let counters_count = stalled.is_empty() && pending.is_empty();
+        let one_way_held = match one_way {
+            Some(true) => {
+                let since = *self.one_way_since.get_or_insert(now);
+                now.duration_since(since) >= p.window
+            }
+            _ => {
+                self.one_way_since = None;
+                false
+            }
+        };
         let mut evidence: BTreeSet<Evidence> = stalled.into_iter().map(Evidence::Peer).collect();
-        if one_way == Some(true) && ctx.in_use && counters_count {
+        if one_way_held && ctx.in_use && counters_count {
             evidence.insert(Evidence::OneWay);
         }
         // Evidence that cleared is forgotten: its next occurrence is new.
@@ -444,6 +458,11 @@ mod tests {
         Some(traffic(10, 10 + i * 50, vec![]))
     }
 
+    /// IPv6 DAD, router solicitations and MLD reports at link up, unanswered, then silence.
+    fn link_up_burst(i: u64) -> Option<IfaceTraffic> {
+        Some(traffic(0, [0, 4, 5, 6, 6][i.min(4) as usize], vec![]))
+    }
+
     /// Busy until second 5, then nothing comes back.
     fn tcp_stall(i: u64) -> Option<IfaceTraffic> {
         let healthy = i.min(5);
@@ -523,12 +542,13 @@ mod tests {
         let cases: &[(&str, Gen, Context, &[u64])] = &[
             ("healthy bulk download", bulk_download, IN_USE, &[]),
             ("idle link", idle, IN_USE, &[]),
-            ("one-way UDP: one confirmation", one_way_udp, IN_USE, &[1]),
+            ("one-way UDP: one confirmation", one_way_udp, IN_USE, &[2]),
+            ("link-up burst, then idle", link_up_burst, IN_USE, &[]),
             ("one-way UDP on a standby", one_way_udp, standby, &[]),
             ("TCP stalled with data outstanding", tcp_stall, IN_USE, &[6]),
             ("TCP stalled, interface not FULL", tcp_stall, not_full, &[]),
             ("TCP stalled on a standby", tcp_stall, standby, &[6]),
-            ("ARP-only rx counts as no rx", arp_only_rx, IN_USE, &[1]),
+            ("ARP-only rx counts as no rx", arp_only_rx, IN_USE, &[2]),
             ("counters wrapping", wrapping, IN_USE, &[]),
             ("interface renamed", renamed, IN_USE, &[]),
             ("interface removed", removed, IN_USE, &[]),
@@ -558,7 +578,7 @@ mod tests {
             }
         }
         // 60 s, then 120, 240, then capped at 300.
-        assert_eq!(fired, vec![1, 61, 181, 421, 721, 1021]);
+        assert_eq!(fired, vec![2, 62, 182, 422, 722, 1022]);
     }
 
     #[test]

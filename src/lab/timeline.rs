@@ -25,6 +25,8 @@ use crate::control::{self, Request};
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the daemon may take to start and see every uplink FULL.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait after a step for the daemon to deliver its events to the scripts.
+const SCRIPTS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Interval between observations of the kernel and the daemon.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -208,10 +210,14 @@ pub struct Outcome {
 }
 
 /// A temporary directory removed on drop (boot directory, socket, logs, state).
-struct WorkDir(PathBuf);
+pub(crate) struct WorkDir(PathBuf);
 
 impl WorkDir {
-    fn new() -> Result<Self, LabError> {
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub(crate) fn new() -> Result<Self, LabError> {
         let path = std::env::temp_dir().join(format!("netfailover-lab-{}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|error| LabError::Write {
             path: path.clone(),
@@ -312,7 +318,7 @@ pub fn query_status(runtime: &tokio::runtime::Runtime, socket: &Path) -> Option<
 
 /// Starts a thread that sets [`INTERRUPTED`] on Ctrl-C or SIGTERM, so the timeline stops and
 /// the world is dropped (namespaces deleted) instead of the process dying with them in place.
-fn watch_interrupts() {
+pub(crate) fn watch_interrupts() {
     std::thread::spawn(|| {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -385,7 +391,7 @@ fn new_script_lines(log: &Path, from: &mut usize) -> Vec<String> {
 }
 
 /// Plays `steps` against a running daemon; prints each step as it goes.
-fn play(
+pub(crate) fn play(
     steps: &[Step],
     world: &World,
     daemon: &mut DaemonProcess,
@@ -445,8 +451,14 @@ fn play(
             step.primary.unwrap_or("nothing"),
             route_time.map_or(String::new(), |t| format!(" after {} ms", t.as_millis()))
         );
-        // Scripts run after the routes change; give the last one a moment to log.
-        std::thread::sleep(Duration::from_millis(200));
+        // Scripts run after the routes change: wait (bounded) until the daemon has delivered
+        // every event so far, so a busy machine does not push this step's scripts into the next.
+        let drained = Instant::now();
+        while drained.elapsed() < SCRIPTS_TIMEOUT
+            && query_status(&runtime, socket).is_none_or(|s| s.pending_events > 0)
+        {
+            std::thread::sleep(POLL);
+        }
         let scripts = new_script_lines(script_log, &mut log_pos);
         if !scripts.is_empty() {
             println!("      scripts: {}", scripts.join("; "));
@@ -508,6 +520,9 @@ pub fn summary(outcomes: &[Outcome]) -> String {
 
 /// `netfailover lab`: returns whether every step passed.
 pub fn run(args: &LabArgs) -> Result<bool, LabError> {
+    if let Some(minutes) = args.soak {
+        return super::soak::run(minutes);
+    }
     if args.scenario == "list" {
         println!("{}", SCENARIOS.join("\n"));
         return Ok(true);

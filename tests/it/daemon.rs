@@ -17,7 +17,7 @@ use netfailover::engine::status::{ActorStatus, EngineStatus, EventRecord, Histor
 
 /// An engine stand-in: a fixed status, checks that succeed for `eth0` only, kills of known
 /// actor names.
-struct Stub;
+pub(crate) struct Stub;
 
 impl ControlBackend for Stub {
     fn status(&self) -> LocalBoxFuture<'_, EngineStatus> {
@@ -103,14 +103,14 @@ impl Drop for TempDir {
 }
 
 /// The stub server on its own thread (a tokio LocalSet, as inside the actix System).
-struct StubServer {
+pub(crate) struct StubServer {
     dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl StubServer {
-    fn start(idle: Duration) -> Self {
+    pub(crate) fn start(idle: Duration) -> Self {
         Self::start_with(idle, || Rc::new(Stub))
     }
 
@@ -152,7 +152,7 @@ impl StubServer {
         self.dir.path().join("sock")
     }
 
-    fn connect(&self) -> UnixStream {
+    pub(crate) fn connect(&self) -> UnixStream {
         let s = UnixStream::connect(self.socket()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s
@@ -170,7 +170,7 @@ impl Drop for StubServer {
     }
 }
 
-fn ask(path: &Path, request: Request) -> Result<serde_json::Value, ControlError> {
+pub(crate) fn ask(path: &Path, request: Request) -> Result<serde_json::Value, ControlError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -2,9 +2,12 @@
 //! namespaces (see `netfailover::lab::netns`) and fail under `CI=true` when they cannot.
 
 mod agent;
+mod chaos;
 mod config;
 mod daemon;
 mod dispatcher;
+mod faults;
+mod hostile;
 mod lab;
 mod netlink;
 mod passive;

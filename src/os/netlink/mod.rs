@@ -15,6 +15,7 @@
 //! This module owns what both adapters share: the error type, opening a request connection, and
 //! turning kernel errors (errno) into `PortError`s.
 
+pub mod decode;
 pub mod links;
 pub mod routes;
 

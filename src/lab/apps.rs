@@ -1,0 +1,260 @@
+//! Application traffic for passive-health tests and lab scenarios: a TCP echo server and a UDP
+//! sink in the Internet namespace, and on the device a client that keeps a TCP connection busy
+//! (logging each round trip with its local address) and a one-way UDP sender.
+//!
+//! Plain threads with blocking sockets: each socket is created by a thread that entered its
+//! namespace (a socket stays in the namespace it was made in). Every loop stops on its flag, on
+//! drop, and in any case after [`MAX_RUN`]; every blocking call has a timeout.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::netns::{enter_named, Netns, NetnsError};
+
+/// No helper thread outlives this, whatever the test does.
+pub const MAX_RUN: Duration = Duration::from_secs(600);
+/// Socket timeouts of every blocking call here.
+const IO_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// A stop flag plus the thread it stops; stops and joins on drop.
+struct Worker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Runs `body(stop)` on a thread inside namespace `ns`.
+    fn spawn(
+        ns: &Netns,
+        body: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+    ) -> Result<Self, NetnsError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = ns.name().to_string();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || match enter_named(&name) {
+            Ok(()) => {
+                let _ = tx.send(Ok(()));
+                body(flag);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        });
+        rx.recv().unwrap_or_else(|_| {
+            Err(NetnsError::Enter {
+                name: ns.name().to_string(),
+                message: "helper thread died".into(),
+            })
+        })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn running(stop: &AtomicBool, started: Instant) -> bool {
+        !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_RUN
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A TCP echo server (each connection on its own thread).
+pub struct EchoServer {
+    _worker: Worker,
+}
+
+impl EchoServer {
+    pub fn start(ns: &Netns, addr: SocketAddr) -> Result<Self, NetnsError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = Worker::spawn(ns, move |stop| {
+            let listener = match TcpListener::bind(addr).and_then(|l| {
+                l.set_nonblocking(true)?;
+                Ok(l)
+            }) {
+                Ok(l) => {
+                    let _ = tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let started = Instant::now();
+            while Worker::running(&stop, started) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let stop = stop.clone();
+                        std::thread::spawn(move || echo(conn, &stop, started));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })?;
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => Ok(Self { _worker: worker }),
+            Ok(Err(e)) => Err(NetnsError::Enter {
+                name: ns.name().into(),
+                message: format!("echo server on {addr}: {e}"),
+            }),
+            Err(_) => Err(NetnsError::Enter {
+                name: ns.name().into(),
+                message: format!("echo server on {addr} did not start"),
+            }),
+        }
+    }
+}
+
+fn echo(mut conn: TcpStream, stop: &AtomicBool, started: Instant) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+    let mut buf = [0u8; 4096];
+    while Worker::running(stop, started) {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if conn.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// One echoed round trip: when it completed and the local address it used.
+#[derive(Clone, Copy, Debug)]
+pub struct RoundTrip {
+    pub at: Instant,
+    pub local: SocketAddr,
+}
+
+/// A device application keeping one TCP connection busy: a small message every `gap`, waiting
+/// for its echo; after `patience` without an echo it reconnects (as most applications do
+/// after a read timeout), so it follows the route to whichever uplink is in use.
+pub struct BusyClient {
+    log: Arc<Mutex<Vec<RoundTrip>>>,
+    _worker: Worker,
+}
+
+impl BusyClient {
+    pub fn start(
+        ns: &Netns,
+        server: SocketAddr,
+        gap: Duration,
+        patience: Duration,
+    ) -> Result<Self, NetnsError> {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let out = log.clone();
+        let worker = Worker::spawn(ns, move |stop| {
+            let started = Instant::now();
+            while Worker::running(&stop, started) {
+                let Ok(mut conn) = TcpStream::connect_timeout(&server, patience) else {
+                    std::thread::sleep(gap);
+                    continue;
+                };
+                let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+                let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+                let mut last_echo = Instant::now();
+                let mut buf = [0u8; 64];
+                while Worker::running(&stop, started) && last_echo.elapsed() < patience {
+                    if conn
+                        .write_all(b"ping netfailover passive health\n")
+                        .is_err()
+                    {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    while sent.elapsed() < gap && Worker::running(&stop, started) {
+                        match conn.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(_) => {
+                                last_echo = Instant::now();
+                                if let Ok(local) = conn.local_addr() {
+                                    out.lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .push(RoundTrip {
+                                            at: last_echo,
+                                            local,
+                                        });
+                                }
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                }
+            }
+        })?;
+        Ok(Self {
+            log,
+            _worker: worker,
+        })
+    }
+
+    /// Every round trip so far.
+    pub fn round_trips(&self) -> Vec<RoundTrip> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A UDP socket that receives and never answers (a silent sink: no ICMP either).
+pub struct UdpSink {
+    _worker: Worker,
+}
+
+impl UdpSink {
+    pub fn start(ns: &Netns, addr: SocketAddr) -> Result<Self, NetnsError> {
+        let worker = Worker::spawn(ns, move |stop| {
+            let Ok(socket) = UdpSocket::bind(addr) else {
+                return;
+            };
+            let _ = socket.set_read_timeout(Some(IO_TIMEOUT));
+            let started = Instant::now();
+            let mut buf = [0u8; 2048];
+            while Worker::running(&stop, started) {
+                let _ = socket.recv(&mut buf);
+            }
+        })?;
+        Ok(Self { _worker: worker })
+    }
+}
+
+/// Sends a datagram to `target` every `gap` (one-way traffic, as telemetry does).
+pub struct UdpSender {
+    _worker: Worker,
+}
+
+impl UdpSender {
+    pub fn start(ns: &Netns, target: SocketAddr, gap: Duration) -> Result<Self, NetnsError> {
+        let worker = Worker::spawn(ns, move |stop| {
+            let Ok(socket) = UdpSocket::bind("0.0.0.0:0") else {
+                return;
+            };
+            let started = Instant::now();
+            while Worker::running(&stop, started) {
+                let _ = socket.send_to(b"telemetry sample from the device", target);
+                std::thread::sleep(gap);
+            }
+        })?;
+        Ok(Self { _worker: worker })
+    }
+}
