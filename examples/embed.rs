@@ -1,105 +1,114 @@
-//! Embedding the netfailover engine in a larger device supervisor.
+//! Embedding netfailover in a larger device supervisor, on a simulated device (no root, no
+//! network): `cargo run --example embed`.
 //!
-//! The engine is a library: build a `Config` (here by hand; `netfailover::config::load` builds
-//! one from a boot directory), hand it `Ports` (here the in-memory fakes of the `fake` feature;
-//! on a device, the kernel adapters of `netfailover::os`), start it inside an actix System,
-//! then read its status, follow its events and stop it. Run with
-//! `cargo run --example embed`: it fails eth0 over to wlan0 and back in a simulated kernel.
+//! The supervisor builds an agent with `netfailover::agent::Agent::builder()`: a configuration
+//! (here two profiles by hand; on a device `.boot_dir("/mnt/boot")` reads the real files) and
+//! ports (here the in-memory fakes; on a device leave them out and the kernel's are used). It
+//! subscribes to the agent's changes (a snapshot first, then typed events), pulls eth0's cable
+//! and plugs it back, checks an uplink on demand, then shuts the agent down cleanly.
+//!
+//! `spawn()` runs the engine on a thread of its own, so this `main` needs no actix: it is a
+//! plain tokio program, as many supervisors are.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use netfailover::engine::fake::FakeWorld;
-use netfailover::engine::model::{
-    Config, EventKind, FamilyConfig, IfaceMatch, IfaceName, LinkKind, Method, Metric, Profile,
-    UplinkType,
-};
+use netfailover::agent::{Agent, Update};
+use netfailover::engine::fake::{manual_profile, FakeWorld};
+use netfailover::engine::model::{CheckConfig, Config, LinkKind, UplinkType};
 use netfailover::engine::ports::Verdict;
+use netfailover::engine::EngineEvent;
 
-/// A profile for `iface` with a manual IPv4 gateway, as a NetworkManager keyfile would give.
-fn profile(iface: &str, uplink_type: UplinkType, metric: i64, gateway: &str) -> Profile {
-    let family = |manage_default, gateway: Option<&str>| FamilyConfig {
-        manage_default,
-        method: Method::Manual,
-        metric: Metric::new(metric).expect("example metrics are in range"),
-        addresses: Vec::new(),
-        gateway: gateway.and_then(|g| g.parse().ok()),
-    };
-    Profile {
-        id: format!("example-{iface}"),
-        uuid: None,
-        file: PathBuf::from(format!("system-connections/{iface}")),
-        uplink_type,
-        matches: IfaceMatch::Name(IfaceName::new(iface).expect("example names are valid")),
-        managed: true,
-        ipv4: family(true, Some(gateway)),
-        ipv6: family(false, None),
-        dns: Vec::new(),
-    }
-}
-
-fn main() {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The simulated device: Ethernet and Wi-Fi, both with working Internet.
     let world = FakeWorld::new();
     world.kernel.add_link("eth0", LinkKind::Other);
     world.kernel.add_link("wlan0", LinkKind::Other);
     world.probe.set("eth0", Verdict::Full);
     world.probe.set("wlan0", Verdict::Full);
 
-    let mut config = Config::default();
-    config.check.interval = Duration::from_secs(1);
-    config.check.recheck_max = Duration::from_secs(1);
-    config.profiles = vec![
-        profile("eth0", UplinkType::Ethernet, 100, "192.0.2.1"),
-        profile("wlan0", UplinkType::Wifi, 600, "198.51.100.1"),
-    ];
+    let config = Config {
+        profiles: vec![
+            manual_profile("eth0", UplinkType::Ethernet, 100, "192.0.2.1".parse()?)?,
+            manual_profile("wlan0", UplinkType::Wifi, 600, "198.51.100.1".parse()?)?,
+        ],
+        check: CheckConfig {
+            interval: Duration::from_secs(1),
+            recheck_max: Duration::from_secs(1),
+            ..CheckConfig::default()
+        },
+        ..Config::default()
+    };
 
-    actix_rt::System::new().block_on(async move {
-        let engine = netfailover::engine::start(config, world.ports());
-        let mut events = engine.subscribe();
-        let wait_for_best = |want: &'static str| {
-            let kernel = world.kernel.clone();
-            async move {
-                for _ in 0..100 {
-                    if kernel.best_iface().as_deref() == Some(want) {
-                        return true;
+    let agent = Agent::builder()
+        .config(config)
+        .ports(world.ports())
+        .spawn()?;
+    let mut updates = agent.subscribe();
+
+    // Prints updates as they come until `until` matches one (or 10 s pass).
+    let mut follow = async |until: &dyn Fn(&EngineEvent) -> bool| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Ok(Some(update)) = tokio::time::timeout_at(deadline, updates.next()).await {
+            match update {
+                Update::Snapshot(s) => println!(
+                    "snapshot: global {}, {} interfaces, {} past events",
+                    s.status.connectivity,
+                    s.status.interfaces.len(),
+                    s.events.len()
+                ),
+                Update::Lagged { missed } => println!("fell behind by {missed} changes"),
+                Update::Event(event) => {
+                    println!("  {}", netfailover::cli::describe(&event));
+                    if until(&event) {
+                        return;
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                false
-            }
-        };
-
-        println!(
-            "best uplink at start: eth0? {}",
-            wait_for_best("eth0").await
-        );
-        world.kernel.set_carrier("eth0", false);
-        println!(
-            "eth0 cable pulled; wlan0 now? {}",
-            wait_for_best("wlan0").await
-        );
-        world.kernel.set_carrier("eth0", true);
-        println!("eth0 back; eth0 again? {}", wait_for_best("eth0").await);
-
-        let status = engine.status();
-        println!("global connectivity: {}", status.connectivity);
-        for i in &status.interfaces {
-            println!(
-                "  {} link {} {} metric {} effective {:?}",
-                i.name, i.link, i.connectivity, i.metric, i.effective_metric
-            );
-        }
-        while let Ok(event) = events.try_recv() {
-            if event.kind != EventKind::ConnectivityChange {
-                let iface = event.iface.map(|i| i.to_string()).unwrap_or_default();
-                println!(
-                    "event {} {} {} ({})",
-                    event.id, event.kind, iface, event.reason
-                );
             }
         }
-        if let Err(e) = engine.shutdown().await {
-            eprintln!("shutdown: {e}");
-        }
-    });
+    };
+
+    println!("-- start: both uplinks come up and pass their checks");
+    follow(&|e| {
+        matches!(e, EngineEvent::GlobalConnectivity { state, .. }
+            if *state == netfailover::engine::model::Connectivity::Full)
+    })
+    .await;
+
+    println!("-- eth0's cable pulled: wlan0 takes over in the same tick");
+    world.kernel.set_carrier("eth0", false);
+    follow(&|e| matches!(e, EngineEvent::Event(ev) if ev.kind.as_str() == "down")).await;
+    println!(
+        "   the kernel now routes via {:?}",
+        world.kernel.best_iface()
+    );
+
+    println!("-- eth0 back: penalised until a check passes, then first again");
+    world.kernel.set_carrier("eth0", true);
+    follow(&|e| {
+        matches!(e, EngineEvent::Route { iface, new_metric: Some(100), .. }
+            if iface.as_str() == "eth0")
+    })
+    .await;
+    println!(
+        "   the kernel now routes via {:?}",
+        world.kernel.best_iface()
+    );
+
+    let report = agent.check_now("wlan0").await?;
+    println!(
+        "-- check wlan0 now: {:?} ({})",
+        report.verdict, report.reason
+    );
+
+    let status = agent.status();
+    for i in &status.interfaces {
+        println!(
+            "   {} link {} {} metric {} effective {:?}",
+            i.name, i.link, i.connectivity, i.metric, i.effective_metric
+        );
+    }
+    agent.shutdown().await?;
+    println!("-- stopped cleanly");
+    Ok(())
 }

@@ -50,7 +50,7 @@ pub enum Command {
     /// Kill one actor of the running daemon (resilience testing; it is restarted).
     Kill {
         /// Actor name as `status` shows it: link-watcher, route-manager, probe-scheduler,
-        /// dispatcher, traffic-watcher, prober:<iface>.
+        /// dispatcher, traffic-watcher, prober:IFACE.
         actor: String,
     },
     /// Recent dispatcher events with their reasons and scripts.
@@ -83,7 +83,7 @@ pub struct ConfigArgs {
     /// Boot directory holding config.json, system-connections/ and dispatcher.d/.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_BOOT_DIR)]
     pub boot_dir: PathBuf,
-    /// Own settings file (default: <boot-dir>/netfailover.toml).
+    /// Own settings file (default: BOOT_DIR/netfailover.toml).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -207,6 +207,19 @@ pub fn now_unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The configuration problems `status` reports (nothing when there are none): the same
+/// `FILE:LINE: error: …` lines as `check-config` and the log.
+pub fn format_config_problems(problems: &[String]) -> String {
+    if problems.is_empty() {
+        return String::new();
+    }
+    let mut out = "\nconfiguration problems (see `netfailover check-config`):\n".to_string();
+    for p in problems {
+        let _ = writeln!(out, "  {p}");
+    }
+    out
 }
 
 /// The `status` table: one row per interface, the global state, then the actors.
@@ -571,6 +584,19 @@ mod tests {
         assert_eq!(human_age(61_000), "1m01s");
         assert_eq!(human_bytes(1000), "1000 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn config_problems_end_the_status_only_when_there_are_some() {
+        assert_eq!(format_config_problems(&[]), "");
+        let text = format_config_problems(&[
+            "/mnt/boot/netfailover.toml:3: error: check.down_count: bad".into(),
+        ]);
+        assert!(text.contains("configuration problems"), "{text}");
+        assert!(
+            text.ends_with("  /mnt/boot/netfailover.toml:3: error: check.down_count: bad\n"),
+            "{text}"
+        );
     }
 
     #[test]

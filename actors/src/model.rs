@@ -122,7 +122,8 @@ pub struct MetricError {
 }
 
 impl Metric {
-    /// Largest configurable metric: leaves headroom for [`Penalty::MAX`] plus uniqueness bumps.
+    /// Largest configurable metric: leaves headroom for the largest `route.penalty` plus
+    /// uniqueness bumps.
     pub const MAX: u32 = 0x7fff_ffff;
 
     pub fn new(value: i64) -> Result<Self, MetricError> {
