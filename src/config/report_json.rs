@@ -58,6 +58,7 @@ fn profile(p: &LoadedProfile, boot: &Path) -> Value {
         (_, Binding::ControlDevice { device, .. }) => json!({ "control_device": device }),
         (IfaceMatch::Name(n), _) => json!({ "name": n.as_str() }),
         (IfaceMatch::Mac(m), _) => json!({ "mac": super::report::mac(m) }),
+        (IfaceMatch::ControlDevice(device), _) => json!({ "control_device": device }),
         (IfaceMatch::ByType, _) => {
             let prefixes: Vec<String> =
                 if matches!(p.nm_type.role, super::nm_types::Role::Uplink(_)) {

@@ -571,6 +571,7 @@ fn daemon_status_kill_and_events_end_to_end() {
         "route-manager",
         "probe-scheduler",
         "dispatcher",
+        "traffic-watcher",
         "prober:eth0",
     ] {
         assert!(actors.iter().any(|a| a == want), "{want} not in {actors:?}");
