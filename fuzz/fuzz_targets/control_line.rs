@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use netfailover::control::{self, ControlBackend};
 use netfailover::engine::model::IfaceName;
 use netfailover::engine::ports::{ProbeReport, Verdict};
-use netfailover::engine::status::{EngineStatus, EventRecord};
+use netfailover::engine::status::{EngineStatus, HistoryEntry};
 
 struct Stub;
 
@@ -34,7 +34,7 @@ impl ControlBackend for Stub {
         Box::pin(async move { Err(format!("no actor named {actor}")) })
     }
 
-    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
+    fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
         Box::pin(async { Vec::new() })
     }
 }
