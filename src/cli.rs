@@ -207,6 +207,19 @@ pub fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The configuration problems `status` reports (nothing when there are none): the same
+/// `FILE:LINE: error: …` lines as `check-config` and the log.
+pub fn format_config_problems(problems: &[String]) -> String {
+    if problems.is_empty() {
+        return String::new();
+    }
+    let mut out = "\nconfiguration problems (see `netfailover check-config`):\n".to_string();
+    for p in problems {
+        let _ = writeln!(out, "  {p}");
+    }
+    out
+}
+
 /// The `status` table: one row per interface, the global state, then the actors.
 pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
     let rows: Vec<Vec<String>> = status
@@ -528,6 +541,19 @@ mod tests {
         assert_eq!(human_age(61_000), "1m01s");
         assert_eq!(human_bytes(1000), "1000 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn config_problems_end_the_status_only_when_there_are_some() {
+        assert_eq!(format_config_problems(&[]), "");
+        let text = format_config_problems(&[
+            "/mnt/boot/netfailover.toml:3: error: check.down_count: bad".into(),
+        ]);
+        assert!(text.contains("configuration problems"), "{text}");
+        assert!(
+            text.ends_with("  /mnt/boot/netfailover.toml:3: error: check.down_count: bad\n"),
+            "{text}"
+        );
     }
 
     #[test]

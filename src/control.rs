@@ -121,6 +121,11 @@ pub trait ControlBackend {
     fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>>;
     fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>>;
     fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>>;
+    /// The configuration's problems as printed (`FILE:LINE: error: …`), shown by `status` as
+    /// `config_problems`.
+    fn config_problems(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// The snapshot-then-changes stream of `follow`; `None` if this backend has none.
     fn subscribe(&self) -> Option<Subscription> {
         None
@@ -382,7 +387,17 @@ pub async fn answer(line: &[u8], backend: &dyn ControlBackend) -> Reply {
         Err(e) => Reply::error(format!("internal: cannot encode reply: {e}")),
     };
     match request {
-        Request::Status => to_value(serde_json::to_value(backend.status().await)),
+        Request::Status => to_value(serde_json::to_value(backend.status().await).map(
+            |mut status| {
+                if let serde_json::Value::Object(fields) = &mut status {
+                    fields.insert(
+                        "config_problems".to_string(),
+                        backend.config_problems().into(),
+                    );
+                }
+                status
+            },
+        )),
         Request::Events => to_value(serde_json::to_value(backend.events().await)),
         Request::Check { iface } => match IfaceName::new(iface) {
             Err(e) => Reply::error(e.to_string()),

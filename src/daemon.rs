@@ -6,6 +6,7 @@
 //! metrics address) or the engine escalated (too many restarts), so systemd's
 //! `Restart=on-failure` restarts it.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -42,6 +43,9 @@ pub enum DaemonError {
         signal: &'static str,
         error: std::io::Error,
     },
+    /// A reload whose `netfailover.toml` had something rejected (never ends the daemon).
+    #[error("netfailover.toml has errors (logged above)")]
+    SettingsRejected,
     #[error("the engine stopped after too many restarts: {reason}")]
     Escalated { reason: String },
 }
@@ -136,6 +140,39 @@ impl ControlBackend for EngineBackend {
     }
 }
 
+/// The running daemon's control backend: the engine, plus the problems of the configuration
+/// last read (at start or on the last SIGHUP), which `status` shows as `config_problems`.
+struct DaemonBackend {
+    engine: EngineBackend,
+    problems: Rc<RefCell<Vec<String>>>,
+}
+
+impl ControlBackend for DaemonBackend {
+    fn status(&self) -> LocalBoxFuture<'_, EngineStatus> {
+        self.engine.status()
+    }
+
+    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>> {
+        self.engine.check(iface)
+    }
+
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
+        self.engine.kill(actor)
+    }
+
+    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
+        self.engine.events()
+    }
+
+    fn subscribe(&self) -> Option<Subscription> {
+        self.engine.subscribe()
+    }
+
+    fn config_problems(&self) -> Vec<String> {
+        self.problems.borrow().clone()
+    }
+}
+
 fn load(args: &ConfigArgs) -> Result<config::Loaded, DaemonError> {
     let loaded = config::load(&args.boot_dir, args.config.as_deref()).map_err(|error| {
         DaemonError::Config {
@@ -144,7 +181,11 @@ fn load(args: &ConfigArgs) -> Result<config::Loaded, DaemonError> {
         }
     })?;
     for problem in &loaded.problems {
-        tracing::warn!("{problem}");
+        if problem.is_error() {
+            tracing::error!("{problem}");
+        } else {
+            tracing::warn!("{problem}");
+        }
     }
     Ok(loaded)
 }
@@ -178,6 +219,7 @@ impl Drop for SocketFile<'_> {
 
 async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<u8, DaemonError> {
     let started_with = Restartable::of(&loaded);
+    let problems = Rc::new(RefCell::new(printed(&loaded.problems)));
     // Bind everything that can fail before the engine touches a route.
     let control_listener = control::bind(socket)?;
     let _socket_file = SocketFile(socket);
@@ -200,7 +242,10 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
     let mut events = engine.subscribe();
     tokio::task::spawn_local(control::serve(
         control_listener,
-        Rc::new(EngineBackend(engine.clone())),
+        Rc::new(DaemonBackend {
+            engine: EngineBackend(engine.clone()),
+            problems: problems.clone(),
+        }),
     ));
     if let Some(listener) = metrics_listener {
         let board = engine.clone();
@@ -227,7 +272,7 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
         tokio::select! {
             _ = sigterm.recv() => return shutdown(agent, &notifier, "SIGTERM").await,
             _ = sigint.recv() => return shutdown(agent, &notifier, "SIGINT").await,
-            _ = sighup.recv() => reload(&agent, &started_with, &notifier, &args.config),
+            _ = sighup.recv() => reload(&agent, &started_with, &notifier, &args.config, &problems),
             result = &mut stopped => {
                 return match result {
                     Ok(()) => Ok(0),
@@ -291,9 +336,30 @@ impl Restartable {
     }
 }
 
-fn reload(agent: &AgentHandle, started_with: &Restartable, notifier: &Notifier, args: &ConfigArgs) {
+fn printed(problems: &[config::Problem]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
+}
+
+/// SIGHUP: reads the boot directory again and hands it to the agent. When `netfailover.toml`
+/// (or its environment) has something rejected, the last good configuration stays in force:
+/// per-key defaults are a start-up fallback, not something to switch a running device to.
+fn reload(
+    agent: &AgentHandle,
+    started_with: &Restartable,
+    notifier: &Notifier,
+    args: &ConfigArgs,
+    problems: &RefCell<Vec<String>>,
+) {
     notifier.reloading();
-    match load(args) {
+    let loaded = load(args);
+    if let Ok(loaded) = &loaded {
+        *problems.borrow_mut() = printed(&loaded.problems);
+    }
+    let loaded = loaded.and_then(|loaded| match loaded.settings_rejected {
+        true => Err(DaemonError::SettingsRejected),
+        false => Ok(loaded),
+    });
+    match loaded {
         Ok(loaded) => {
             if Restartable::of(&loaded) != *started_with {
                 tracing::warn!(
@@ -304,12 +370,12 @@ fn reload(agent: &AgentHandle, started_with: &Restartable, notifier: &Notifier, 
             match agent.reload(loaded.config) {
                 Ok(()) => tracing::info!(profiles, "SIGHUP: configuration reloaded"),
                 Err(e) => {
-                    tracing::error!(error = %e, "SIGHUP: reload failed; keeping the old configuration")
+                    tracing::error!(error = %e, "SIGHUP: reload failed; keeping the last good configuration")
                 }
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, "SIGHUP: reload failed; keeping the old configuration")
+            tracing::error!(error = %e, "SIGHUP: reload failed; keeping the last good configuration")
         }
     }
     notifier.ready(&status_line(agent.engine()));

@@ -46,8 +46,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&data)?);
             } else {
+                let problems: Vec<String> = data
+                    .get("config_problems")
+                    .cloned()
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .context("decoding the configuration problems")?
+                    .unwrap_or_default();
                 let status = serde_json::from_value(data).context("decoding the status")?;
                 print!("{}", cli::format_status(&status, cli::now_unix_ms()));
+                print!("{}", cli::format_config_problems(&problems));
             }
             Ok(ExitCode::SUCCESS)
         }

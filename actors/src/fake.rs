@@ -57,6 +57,8 @@ struct KernelState {
     write_delay: Duration,
     /// Router Solicitations sent, by ifindex, in order.
     solicitations: Vec<u32>,
+    /// Modem control devices and their network interface (a fake sysfs).
+    control_devices: HashMap<String, IfaceName>,
 }
 
 /// One route write the fake kernel accepted.
@@ -192,6 +194,14 @@ impl FakeKernel {
         let mut s = lock(&self.state);
         s.routes.push(route);
         s.notify(LinkUpdate::RoutesChanged);
+    }
+
+    /// Makes `device` a modem control device whose network interface is `iface`.
+    pub fn set_control_device(&self, device: &str, iface: &str) {
+        let name = IfaceName::new(iface).expect("fake kernel: bad interface name in test");
+        lock(&self.state)
+            .control_devices
+            .insert(device.to_string(), name);
     }
 
     /// Router Solicitations the engine sent, by ifindex, in order.
@@ -348,6 +358,10 @@ impl LinkSource for FakeKernel {
     fn dump(&self) -> BoxFuture<'static, PortResult<Vec<LinkInfo>>> {
         let links = lock(&self.state).links.values().cloned().collect();
         async move { Ok(links) }.boxed()
+    }
+
+    fn control_device_net(&self, device: &str) -> Option<IfaceName> {
+        lock(&self.state).control_devices.get(device).cloned()
     }
 }
 

@@ -449,6 +449,11 @@ pub enum IfaceMatch {
     Mac([u8; 6]),
     /// Neither: the first unclaimed interface whose name fits the type, in ifindex order.
     ByType,
+    /// A modem's control device (`interface-name=cdc-wdm0`, `ttyUSB2`): the network interface
+    /// of the same device, looked up when links appear (`LinkSource::control_device_net`), else
+    /// the first unclaimed `wwan*` interface (never `ppp*`/`usb*`: a USB gadget `usb0` is no
+    /// modem).
+    ControlDevice(String),
 }
 
 /// One uplink profile after validation (a NetworkManager keyfile in balenaOS).

@@ -45,7 +45,7 @@ pub fn assign(
                 Some(l) => (l.name.clone(), Some(l.ifindex)),
                 None => continue,
             },
-            IfaceMatch::ByType => continue,
+            IfaceMatch::ByType | IfaceMatch::ControlDevice(_) => continue,
         };
         if !claimed(&out, &name) {
             out.push(Assigned {
@@ -57,10 +57,13 @@ pub fn assign(
         }
     }
     for (i, p) in profiles.iter().enumerate().filter(|(_, p)| p.managed) {
-        if p.matches != IfaceMatch::ByType {
-            continue;
-        }
-        let prefixes = p.uplink_type.name_prefixes();
+        let prefixes = match &p.matches {
+            IfaceMatch::ByType => p.uplink_type.name_prefixes(),
+            // A control device whose interface was not found (RouteManager resolves the ones it
+            // finds into names): a modem's interface only, never a `usb*` gadget or `ppp*`.
+            IfaceMatch::ControlDevice(_) => &["wwan"],
+            _ => continue,
+        };
         if let Some(l) = links
             .values()
             .find(|l| l.name.has_prefix(prefixes) && !claimed(&out, &l.name))

@@ -68,6 +68,14 @@ pub trait LinkSource: Send + Sync + 'static {
 
     /// Every link the kernel has now.
     fn dump(&self) -> BoxFuture<'static, PortResult<Vec<LinkInfo>>>;
+
+    /// The network interface of a modem's control device (`cdc-wdm0`, `ttyUSB2`), if the
+    /// device and its interface exist now (sysfs in production). Asked on every reconcile, so a
+    /// modem that appears (or re-enumerates under another name) after the start is found.
+    fn control_device_net(&self, device: &str) -> Option<IfaceName> {
+        let _ = device;
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

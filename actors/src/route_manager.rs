@@ -33,7 +33,7 @@ use crate::event_log::EventLog;
 use crate::health::penalized;
 use crate::model::{
     Config, Connectivity, DeviceEvents, Event, EventKind, Family, FamilyConfig, IfaceAddr,
-    IfaceName, KernelRoute, LinkInfo, Method, RpFilterPolicy, UplinkType,
+    IfaceMatch, IfaceName, KernelRoute, LinkInfo, Method, RpFilterPolicy, UplinkType,
 };
 use crate::peers::Peers;
 use crate::persist::Persister;
@@ -293,6 +293,17 @@ impl RouteManager {
             rp_filter_done: self.state.rp_filter_done.clone(),
             ra_metric: self.state.ra_metric.clone(),
             ra_deleted: self.state.ra_deleted.clone(),
+            control_nets: self
+                .cfg
+                .profiles
+                .iter()
+                .filter_map(|p| match &p.matches {
+                    IfaceMatch::ControlDevice(dev) => {
+                        Some((dev.clone(), self.deps.links.control_device_net(dev)?))
+                    }
+                    _ => None,
+                })
+                .collect(),
             addresses_done: self.state.addresses_done.clone(),
         };
         let routes = self.deps.routes.clone();
@@ -758,6 +769,8 @@ struct PlanInput {
     ra_metric: BTreeMap<u32, u32>,
     ra_deleted: BTreeSet<u32>,
     addresses_done: BTreeSet<(u32, IfaceAddr)>,
+    /// Control devices of profiles and the network interface each has now.
+    control_nets: BTreeMap<String, IfaceName>,
 }
 
 /// The outcome of planning: route ops plus kernel settings to apply first.
@@ -791,13 +804,23 @@ impl PlanInput {
             .collect();
         let holds: BTreeSet<u32> = visible.iter().map(|r| r.ifindex).collect();
         let sticky: BTreeSet<IfaceName> = self.record.learned_gateways.keys().cloned().collect();
-        let managed = assign(
-            &self.cfg.profiles,
-            self.cfg.adopt,
-            &self.links,
-            &holds,
-            &sticky,
-        );
+        // Control devices found now map to their interface; the rest fall back (plan::assign).
+        let profiles: Vec<crate::model::Profile> = self
+            .cfg
+            .profiles
+            .iter()
+            .map(|p| match &p.matches {
+                IfaceMatch::ControlDevice(dev) => match self.control_nets.get(dev) {
+                    Some(name) => crate::model::Profile {
+                        matches: IfaceMatch::Name(name.clone()),
+                        ..p.clone()
+                    },
+                    None => p.clone(),
+                },
+                _ => p.clone(),
+            })
+            .collect();
+        let managed = assign(&profiles, self.cfg.adopt, &self.links, &holds, &sticky);
         let now = Instant::now();
         let mut wants = Vec::new();
         let mut sweep = BTreeSet::new();

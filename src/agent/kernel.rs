@@ -49,9 +49,21 @@ impl ScriptRunner for Swappable<dyn ScriptRunner> {
     }
 }
 
-/// The kernel HTTP(S) probe for `check`.
+/// The kernel HTTP(S) probe for `check`. The configuration already refused a CA file the probe
+/// cannot read, but the file may change before we read it again: then the check runs with the
+/// built-in roots only (an error in the log) rather than the daemon stopping.
 pub(crate) fn http_probe(check: &CheckConfig) -> Result<Arc<dyn Probe>, AgentError> {
-    let probe = os::probe::HttpProbe::new(check).map_err(|e| AgentError::Port {
+    let probe = os::probe::HttpProbe::new(check).or_else(|error| match check.ca_file {
+        Some(_) => {
+            tracing::error!(%error, "check.ca_file ignored; checks use the built-in roots");
+            os::probe::HttpProbe::new(&CheckConfig {
+                ca_file: None,
+                ..check.clone()
+            })
+        }
+        None => Err(error),
+    });
+    let probe = probe.map_err(|e| AgentError::Port {
         port: "probe",
         message: e.to_string(),
     })?;

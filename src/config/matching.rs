@@ -62,6 +62,15 @@ pub fn lookup(sysfs_root: &Path, name: &str) -> ControlLookup {
     }
 }
 
+/// The network interface of control device `device` now, if both exist (what the engine asks
+/// whenever links appear: a modem may show up, or re-enumerate, after the start).
+pub fn control_device_net(sysfs_root: &Path, device: &str) -> Option<IfaceName> {
+    match lookup(sysfs_root, device) {
+        ControlLookup::Mapped { iface, .. } => Some(iface),
+        _ => None,
+    }
+}
+
 /// True if a network interface of that name exists under `sysfs_root`.
 pub fn iface_exists(sysfs_root: &Path, name: &str) -> bool {
     sysfs_root.join("class/net").join(name).exists()
@@ -194,6 +203,28 @@ pub(crate) mod tests {
         assert_eq!(lookup(sys.path(), "wwan1"), ControlLookup::Unknown);
         assert!(iface_exists(sys.path(), "eth0"));
         assert!(!iface_exists(sys.path(), "eth1"));
+    }
+
+    #[test]
+    fn a_modem_that_appears_later_is_mapped_when_asked_again() {
+        let sys = fake_sysfs();
+        // cdc-wdm1's modem has no network interface yet (it is still enumerating).
+        assert_eq!(control_device_net(sys.path(), "cdc-wdm1"), None);
+        let qmi = sys
+            .path()
+            .join("devices/pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.8");
+        let net = sys.path().join("class/net/wwan1");
+        std::fs::create_dir_all(&net).unwrap();
+        symlink(&qmi, net.join("device")).unwrap();
+        assert_eq!(
+            control_device_net(sys.path(), "cdc-wdm1"),
+            Some(IfaceName::new("wwan1").unwrap())
+        );
+        assert_eq!(
+            control_device_net(sys.path(), "cdc-wdm0"),
+            Some(IfaceName::new("wwan0").unwrap())
+        );
+        assert_eq!(control_device_net(sys.path(), "ttyUSB9"), None);
     }
 
     #[test]

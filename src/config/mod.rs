@@ -3,9 +3,10 @@
 //! into one validated engine [`Config`] and a list of [`Problem`]s a person can act on.
 //!
 //! [`load`] is idempotent and reads everything afresh, so the daemon calls it again on SIGHUP
-//! and hands the new `Config` to the engine. Only problems that leave no sensible
-//! configuration are a [`ConfigError`] (an unreadable boot directory, a broken settings file);
-//! a broken profile is skipped with an error in [`Loaded::problems`] while the others load.
+//! and hands the new `Config` to the engine. Only an unreadable boot directory is a
+//! [`ConfigError`]; everything else falls back and is reported in [`Loaded::problems`]: a broken
+//! profile is skipped while the others load, a bad config.json value or `netfailover.toml` key
+//! takes its default while the others keep theirs.
 
 pub mod config_json;
 pub mod dns;
@@ -41,6 +42,8 @@ pub enum Origin {
     File(PathBuf),
     /// An environment variable (its name).
     Env(String),
+    /// The default, because the value written there (`FILE:LINE` or a variable) was rejected.
+    Rejected(String),
 }
 
 impl fmt::Display for Origin {
@@ -49,6 +52,7 @@ impl fmt::Display for Origin {
             Origin::Default => f.write_str("default"),
             Origin::File(p) => write!(f, "{}", p.display()),
             Origin::Env(var) => write!(f, "env {var}"),
+            Origin::Rejected(at) => write!(f, "default: the value at {at} was rejected"),
         }
     }
 }
@@ -62,13 +66,17 @@ pub struct Loaded {
     pub dispatcher_dir: PathBuf,
     /// Warnings and per-file or per-profile errors (rejected items were skipped).
     pub problems: Vec<Problem>,
+    /// `netfailover.toml` or its environment had something rejected (it took its default): a
+    /// reload keeps the last good configuration instead (README, "Decisions").
+    pub settings_rejected: bool,
 }
 
 /// Everything [`load_with`] can be told; [`LoadOptions::new`] gives the production values.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub boot_dir: PathBuf,
-    /// `None`: `<boot_dir>/netfailover.toml` if it exists. `Some`: that file, which must exist.
+    /// `None`: `<boot_dir>/netfailover.toml` if it exists. `Some`: that file (an error when it
+    /// cannot be read; every setting then takes its default).
     pub settings_file: Option<PathBuf>,
     /// Root of sysfs, for modem control devices and interface existence (`/sys`).
     pub sysfs_root: PathBuf,
@@ -98,19 +106,6 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
-    SettingsFile { path: PathBuf, source: ReadError },
-    /// The settings file or environment is malformed or has invalid values (all listed).
-    #[error("{}", render_problems(problems))]
-    Settings { problems: Vec<Problem> },
-}
-
-fn render_problems(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Why a file could not be read.
@@ -208,7 +203,7 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
             .collect(),
     };
     let mut problems = Vec::new();
-    let settings = settings::load(boot, opts.settings_file.as_deref(), &env, &mut problems)?;
+    let settings = settings::load(boot, opts.settings_file.as_deref(), &env, &mut problems);
     let json = config_json::read(&boot.join("config.json"), &mut problems);
     let profiles = profiles::load_dir(
         &boot.join("system-connections"),
@@ -243,6 +238,7 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
         netlink_rcvbuf: settings.netlink_rcvbuf,
         dispatcher_dir: boot.join("dispatcher.d"),
         problems,
+        settings_rejected: settings.rejected,
     };
     Ok(Effective {
         loaded,

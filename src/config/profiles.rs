@@ -511,22 +511,17 @@ fn binding(
         ControlLookup::NetIface | ControlLookup::Unknown => {
             (IfaceMatch::Name(name), Binding::InterfaceName)
         }
-        ControlLookup::Mapped { iface, class } => (
-            IfaceMatch::Name(iface),
-            Binding::ControlDevice {
-                device,
-                class: Some(class),
-            },
-        ),
-        ControlLookup::ControlWithoutNet { class } => (
-            IfaceMatch::ByType,
+        // Resolved by the engine whenever links appear (a modem may appear, or re-enumerate,
+        // after the start), through sysfs, else the first unclaimed `wwan*`.
+        ControlLookup::Mapped { class, .. } | ControlLookup::ControlWithoutNet { class } => (
+            IfaceMatch::ControlDevice(device.clone()),
             Binding::ControlDevice {
                 device,
                 class: Some(class),
             },
         ),
         ControlLookup::LooksLikeControl => (
-            IfaceMatch::ByType,
+            IfaceMatch::ControlDevice(device.clone()),
             Binding::ControlDevice {
                 device,
                 class: None,
@@ -732,9 +727,10 @@ mod tests {
             &mut problems,
         )
         .unwrap();
+        // Symbolic: the engine maps it to wwan0 through sysfs whenever links appear.
         assert_eq!(
             p.profile.matches,
-            IfaceMatch::Name(IfaceName::new("wwan0").unwrap())
+            IfaceMatch::ControlDevice("cdc-wdm0".into())
         );
         let p = parse_profile(
             "[connection]\ntype=gsm\ninterface-name=cdc-wdm7\n",
@@ -743,7 +739,10 @@ mod tests {
             &mut problems,
         )
         .unwrap();
-        assert_eq!(p.profile.matches, IfaceMatch::ByType);
+        assert_eq!(
+            p.profile.matches,
+            IfaceMatch::ControlDevice("cdc-wdm7".into())
+        );
         assert!(problems.is_empty());
     }
 

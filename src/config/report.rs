@@ -169,19 +169,23 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
     let prof = &p.profile;
     let mut notes = Vec::new();
     let iface = match (&prof.matches, &p.binding) {
-        (IfaceMatch::Name(n), Binding::ControlDevice { device, class }) => format!(
-            "{n} (network interface of control device {device}, sysfs {})",
-            class.unwrap_or("?")
-        ),
+        (IfaceMatch::ControlDevice(device), _) => {
+            // What the engine would find now; it looks again whenever links appear.
+            match matching::lookup(&opts.sysfs_root, device) {
+                matching::ControlLookup::Mapped { iface, class } => {
+                    format!("{iface} (network interface of control device {device}, sysfs {class})")
+                }
+                _ => {
+                    notes.push(format!(
+                        "control device {device} has no network interface on this machine (looked up again when interfaces appear)"
+                    ));
+                    "first unclaimed wwan* (control device fallback)".to_string()
+                }
+            }
+        }
         (IfaceMatch::Name(n), Binding::VlanName) => format!("{n} (vlan parent.id)"),
         (IfaceMatch::Name(n), _) => format!("{n} (interface-name)"),
         (IfaceMatch::Mac(m), _) => format!("mac {} (mac-address)", mac(m)),
-        (IfaceMatch::ByType, Binding::ControlDevice { device, .. }) => {
-            notes.push(format!(
-                "control device {device} has no network interface on this machine"
-            ));
-            format!("first unclaimed {} (by type)", prefixes(prof))
-        }
         (IfaceMatch::ByType, _) if prof.uplink_type == UplinkType::Other => {
             if prof.managed {
                 notes.push(format!(
@@ -227,6 +231,12 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
     }
     let servers = match &prof.matches {
         IfaceMatch::Name(n) => dns.servers_for(n, &prof.dns),
+        IfaceMatch::ControlDevice(device) => {
+            match matching::control_device_net(&opts.sysfs_root, device) {
+                Some(n) => dns.servers_for(&n, &prof.dns),
+                None => unbound_servers(dns, &prof.dns),
+            }
+        }
         _ => unbound_servers(dns, &prof.dns),
     };
     let mut line = format!(

@@ -31,15 +31,12 @@ pub(super) fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> 
 
 /// The document for a fatal error: no configuration, the problem listed.
 pub(super) fn render_fatal(err: &ConfigError, out: &mut dyn Write) -> io::Result<()> {
-    let problems: Vec<Value> = match err {
-        ConfigError::Settings { problems: list } => problems(list, Path::new("")),
-        other => vec![json!({
-            "file": Value::Null,
-            "line": Value::Null,
-            "severity": "error",
-            "message": other.to_string(),
-        })],
-    };
+    let problems = vec![json!({
+        "file": Value::Null,
+        "line": Value::Null,
+        "severity": "error",
+        "message": err.to_string(),
+    })];
     write_doc(&json!({ "profiles": [], "problems": problems }), out)
 }
 
@@ -61,6 +58,7 @@ fn profile(p: &LoadedProfile, boot: &Path) -> Value {
         (_, Binding::ControlDevice { device, .. }) => json!({ "control_device": device }),
         (IfaceMatch::Name(n), _) => json!({ "name": n.as_str() }),
         (IfaceMatch::Mac(m), _) => json!({ "mac": super::report::mac(m) }),
+        (IfaceMatch::ControlDevice(device), _) => json!({ "control_device": device }),
         (IfaceMatch::ByType, _) => {
             let prefixes: Vec<String> =
                 if matches!(p.nm_type.role, super::nm_types::Role::Uplink(_)) {

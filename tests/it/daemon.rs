@@ -447,6 +447,10 @@ impl E2e {
         e2e
     }
 
+    fn write_settings(&self, settings: &str) {
+        std::fs::write(self.dir.path().join("boot/netfailover.toml"), settings).unwrap();
+    }
+
     pub(crate) fn spawn(&mut self) {
         let daemon = DaemonProcess::start(
             Path::new(env!("CARGO_BIN_EXE_netfailover")),
@@ -479,6 +483,12 @@ impl E2e {
 
     pub(crate) fn status(&self) -> Option<EngineStatus> {
         serde_json::from_value(ask(&self.socket(), Request::Status).ok()?).ok()
+    }
+
+    /// `config_problems` of `status`, as printed.
+    fn config_problems(&self) -> Option<Vec<String>> {
+        let status = ask(&self.socket(), Request::Status).ok()?;
+        serde_json::from_value(status.get("config_problems")?.clone()).ok()
     }
 
     /// Runs the CLI (as root) against this daemon.
@@ -1063,6 +1073,187 @@ fn daemon_sigkill_with_pending_events_delivers_them_after_restart() {
         new.iter().all(|id| *id > max_old),
         "ids never reused: {logged:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A broken netfailover.toml never stops the daemon (README, "Decisions")
+// ---------------------------------------------------------------------------------------------
+
+/// `[check] down_count = "two"`: the daemon starts, manages routes, keeps `state_dir` from the
+/// same file, and names the bad key in its log, `status` and `check-config`.
+#[test]
+fn daemon_with_a_bad_key_runs_on_the_rest_of_its_settings() {
+    if !netfailover::lab::netns::require_root(
+        "daemon_with_a_bad_key_runs_on_the_rest_of_its_settings",
+    ) {
+        return;
+    }
+    let e2e = E2e::start_prepared(0, Vec::new(), |_, boot| {
+        let state_dir = boot.with_file_name("kept-state");
+        let settings = format!(
+            "state_dir = \"{}\"\n[check]\ndown_count = \"two\"\nup_count = 3\n",
+            state_dir.display()
+        );
+        std::fs::write(boot.join("netfailover.toml"), settings).unwrap();
+    });
+    let state_dir = e2e.dir.path().join("kept-state");
+    let managed = wait_for(Duration::from_secs(20), || {
+        let r = e2e.default_routes();
+        [("eth0", 100), ("wlan0", 600), ("wwan0", 700)]
+            .iter()
+            .all(|(dev, metric)| r.contains(&(dev.to_string(), *metric)))
+            .then_some(())
+    });
+    assert!(
+        managed.is_some(),
+        "{:?}\n{}",
+        e2e.default_routes(),
+        e2e.log()
+    );
+    // state_dir from the file: the journal and states are written there.
+    let written = wait_for(Duration::from_secs(20), || {
+        std::fs::read_dir(&state_dir)
+            .ok()?
+            .next()
+            .is_some()
+            .then_some(())
+    });
+    assert!(
+        written.is_some(),
+        "nothing written to {}",
+        state_dir.display()
+    );
+    let log = e2e.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR")
+                && l.contains("netfailover.toml:3: error: check.down_count")),
+        "{log}"
+    );
+    let problems = e2e.config_problems().unwrap();
+    assert!(
+        problems.iter().any(|p| p.contains("check.down_count")),
+        "{problems:?}"
+    );
+    let text = String::from_utf8_lossy(&e2e.cli(&["status"]).stdout).to_string();
+    assert!(text.contains("configuration problems"), "{text}");
+    assert!(text.contains("check.down_count"), "{text}");
+    let out = e2e.cli(&[
+        "check-config",
+        "--boot-dir",
+        e2e.dir.path().join("boot").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        report.contains("check.down_count = 2  (default: the value at "),
+        "{report}"
+    );
+    assert!(report.contains("check.up_count = 3  ("), "{report}");
+}
+
+/// An unreadable `check.ca_file`: the daemon starts and checks with the built-in roots.
+#[test]
+fn daemon_with_an_unreadable_ca_file_runs() {
+    if !netfailover::lab::netns::require_root("daemon_with_an_unreadable_ca_file_runs") {
+        return;
+    }
+    let e2e = E2e::start_prepared(2, Vec::new(), |_, boot| {
+        std::fs::write(boot.join("not-a-cert.pem"), "not a certificate\n").unwrap();
+        let settings = format!(
+            "state_dir = \"{}\"\n{}ca_file = \"not-a-cert.pem\"\n",
+            boot.with_file_name("state").display(),
+            netfailover::lab::world::FAST_SETTINGS
+        );
+        std::fs::write(boot.join("netfailover.toml"), settings).unwrap();
+    });
+    // Checks run (refused → LIMITED): the penalty proves the probe was built.
+    let penalised = wait_for(Duration::from_secs(30), || {
+        e2e.default_routes()
+            .contains(&("eth0".to_string(), 20_100))
+            .then_some(())
+    });
+    assert!(
+        penalised.is_some(),
+        "{:?}\n{}",
+        e2e.default_routes(),
+        e2e.log()
+    );
+    let log = e2e.log();
+    assert!(log.contains("error: check.ca_file: "), "{log}");
+    let problems = e2e.config_problems().unwrap();
+    assert!(
+        problems.iter().any(|p| p.contains("check.ca_file")),
+        "{problems:?}"
+    );
+}
+
+/// SIGHUP with a broken netfailover.toml keeps the last good values; the next good file applies.
+#[test]
+fn daemon_sighup_with_a_broken_file_keeps_the_last_good_values() {
+    if !netfailover::lab::netns::require_root(
+        "daemon_sighup_with_a_broken_file_keeps_the_last_good_values",
+    ) {
+        return;
+    }
+    let settings = |state: &Path, penalty: &str, extra: &str| {
+        format!(
+            "state_dir = \"{}\"\n{}{extra}[route]\npenalty = {penalty}\n",
+            state.display(),
+            netfailover::lab::world::FAST_SETTINGS
+        )
+    };
+    let e2e = E2e::start_prepared(2, Vec::new(), |_, boot| {
+        let text = settings(&boot.with_file_name("state"), "5000", "");
+        std::fs::write(boot.join("netfailover.toml"), text).unwrap();
+    });
+    let state = e2e.dir.path().join("state");
+    let eth0_at = |metric: u32| {
+        wait_for(Duration::from_secs(30), || {
+            e2e.default_routes()
+                .contains(&("eth0".to_string(), metric))
+                .then_some(())
+        })
+    };
+    // Checks are refused (LIMITED): eth0 carries its metric plus the configured penalty.
+    assert!(
+        eth0_at(5_100).is_some(),
+        "{:?}\n{}",
+        e2e.default_routes(),
+        e2e.log()
+    );
+    assert_eq!(e2e.config_problems(), Some(vec![]));
+
+    // A new penalty next to a bad key: nothing of the new file applies.
+    e2e.write_settings(&settings(&state, "7000", "failback_hold = \"soonish\"\n"));
+    e2e.signal(nix::sys::signal::Signal::SIGHUP);
+    let kept = wait_for(Duration::from_secs(10), || {
+        e2e.log()
+            .contains("keeping the last good configuration")
+            .then_some(())
+    });
+    assert!(kept.is_some(), "{}", e2e.log());
+    let problems = e2e.config_problems().unwrap();
+    assert!(
+        problems.iter().any(|p| p.contains("check.failback_hold")),
+        "{problems:?}"
+    );
+    // Several check intervals later the old penalty still holds.
+    std::thread::sleep(Duration::from_secs(3));
+    let routes = e2e.default_routes();
+    assert!(routes.contains(&("eth0".to_string(), 5_100)), "{routes:?}");
+    assert!(!routes.contains(&("eth0".to_string(), 7_100)), "{routes:?}");
+
+    // Fixed: the new penalty applies and the problems clear.
+    e2e.write_settings(&settings(&state, "7000", ""));
+    e2e.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        eth0_at(7_100).is_some(),
+        "{:?}\n{}",
+        e2e.default_routes(),
+        e2e.log()
+    );
+    assert_eq!(e2e.config_problems(), Some(vec![]));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,8 +8,11 @@
 //! - `values.rs`: durations (an integer is seconds, a string is human text: `"1500ms"`, `"2m"`)
 //!   and the typed reasons a value is rejected.
 //!
-//! A malformed file or an invalid value is fatal ([`ConfigError::Settings`], every problem
-//! listed); unknown keys are warnings naming the key.
+//! Nothing here stops the daemon (README, "Decisions"): a key that serde cannot read or that
+//! its section's `validate` rejects takes its built-in default while every other key keeps its
+//! value, and a file that is not TOML at all (or cannot be read) is ignored as a whole; each is
+//! an error (`FILE:LINE: error: …`) in the problems, so `check-config` exits 1 and the daemon
+//! logs it and shows it in `status`. Unknown keys are warnings naming the key.
 //!
 //! ## Adding a section (`[passive]`, say)
 //!
@@ -45,7 +48,7 @@ use sections::{
 pub use values::{parse_duration, Invalid, MAX_DURATION};
 
 use super::problems::Problem;
-use super::{read_text, ConfigError, Origin};
+use super::{read_text, Origin};
 
 /// Environment prefix: `NETFAILOVER_STATE_DIR`, `NETFAILOVER_CHECK__DOWN_COUNT`, …
 pub const ENV_PREFIX: &str = "NETFAILOVER";
@@ -69,6 +72,9 @@ pub struct Settings {
     pub file: Option<PathBuf>,
     /// Every key with its effective value and origin, in [`SECTIONS`] order.
     pub entries: Vec<Entry>,
+    /// Something was rejected (a key, or the whole file) and took its default; the errors are
+    /// in the problems [`load`] was given.
+    pub rejected: bool,
 }
 
 impl Default for Settings {
@@ -84,6 +90,7 @@ impl Default for Settings {
             adopt: daemon.adopt,
             file: None,
             entries: Vec::new(),
+            rejected: false,
         }
     }
 }
@@ -98,31 +105,39 @@ impl Settings {
     }
 }
 
-/// Loads `explicit` (must exist) or `<boot_dir>/netfailover.toml` (if it exists), then the
-/// `NETFAILOVER_*` variables of `env`. Warnings go to `problems`.
+/// Loads `explicit` or `<boot_dir>/netfailover.toml` (if it exists), then the `NETFAILOVER_*`
+/// variables of `env`. Never fails: a key that cannot be read or validated takes its default
+/// (an error in `problems`) while the others keep their values; a file that cannot be read or
+/// is not TOML at all is ignored as a whole (one error), the environment still applies.
 pub fn load(
     boot_dir: &Path,
     explicit: Option<&Path>,
     env: &BTreeMap<String, String>,
     problems: &mut Vec<Problem>,
-) -> Result<Settings, ConfigError> {
+) -> Settings {
     let path = match explicit {
         Some(p) => Some(p.to_path_buf()),
         None => Some(boot_dir.join("netfailover.toml")).filter(|p| p.exists()),
     };
-    let text = match &path {
-        Some(p) => read_text(p).map_err(|source| ConfigError::SettingsFile {
-            path: p.clone(),
-            source,
-        })?,
-        None => String::new(),
-    };
     let file_label = path
         .clone()
         .unwrap_or_else(|| boot_dir.join("netfailover.toml"));
-    let root = reader::parse(&text, &file_label).map_err(|problem| ConfigError::Settings {
-        problems: vec![problem],
-    })?;
+    let mut whole_file = None;
+    let text = match &path {
+        Some(p) => read_text(p).unwrap_or_else(|e| {
+            whole_file = Some(Problem::error(
+                p,
+                e.line(),
+                format!("{e}; every setting of this file takes its default"),
+            ));
+            String::new()
+        }),
+        None => String::new(),
+    };
+    let root = reader::parse(&text, &file_label).unwrap_or_else(|problem| {
+        whole_file = Some(problem);
+        Default::default()
+    });
     let ctx = Context {
         base_dir: path
             .as_deref()
@@ -146,7 +161,15 @@ pub fn load(
             "check.connect_timeout is longer than check.timeout; the total timeout cuts connects short",
         ));
     }
-    let settings = Settings {
+    // In reading order: the file's line by line, then the environment's.
+    let order = |p: &Problem| (p.file != file_label, p.line);
+    reader.warnings.sort_by_key(order);
+    reader.rejected.sort_by_key(order);
+    let rejected = whole_file.is_some() || !reader.rejected.is_empty();
+    problems.extend(whole_file);
+    problems.append(&mut reader.rejected);
+    problems.append(&mut reader.warnings);
+    Settings {
         check: check.apply(CheckConfig::default(), &reader.ctx),
         route: route.into(),
         dispatcher: dispatcher.into(),
@@ -155,19 +178,8 @@ pub fn load(
         netlink_rcvbuf: netlink.rcvbuf,
         adopt: daemon.adopt,
         file: path,
-        entries: std::mem::take(&mut reader.entries),
-    };
-    // In reading order: the file's line by line, then the environment's.
-    let order = |p: &Problem| (p.file != file_label, p.line);
-    reader.warnings.sort_by_key(order);
-    reader.rejected.sort_by_key(order);
-    problems.append(&mut reader.warnings);
-    if reader.rejected.is_empty() {
-        Ok(settings)
-    } else {
-        Err(ConfigError::Settings {
-            problems: reader.rejected,
-        })
+        entries: reader.entries,
+        rejected,
     }
 }
 
@@ -187,43 +199,37 @@ mod tests {
             .collect()
     }
 
-    fn with(toml: &str, vars: &[(&str, &str)]) -> (Result<Settings, ConfigError>, Vec<String>) {
+    /// Loads `toml` as `<tmp>/netfailover.toml` with `vars`; problems as printed, the folder
+    /// left out.
+    fn with(toml: &str, vars: &[(&str, &str)]) -> (Settings, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("netfailover.toml"), toml).unwrap();
         let mut problems = Vec::new();
-        let r = load(dir.path(), None, &env(vars), &mut problems);
+        let s = load(dir.path(), None, &env(vars), &mut problems);
         let dir_prefix = format!("{}/", dir.path().display());
         let problems = problems
             .iter()
             .map(|p| p.to_string().replace(&dir_prefix, ""))
             .collect();
-        let r = r.map_err(|e| match e {
-            ConfigError::Settings { problems } => ConfigError::Settings {
-                problems: problems
-                    .into_iter()
-                    .map(|mut p| {
-                        p.file = PathBuf::from(p.file.to_string_lossy().replace(&dir_prefix, ""));
-                        p
-                    })
-                    .collect(),
-            },
-            other => other,
-        });
-        (r, problems)
+        (s, problems)
     }
 
-    fn fatal(toml: &str, vars: &[(&str, &str)]) -> String {
-        match with(toml, vars).0 {
-            Err(e) => e.to_string(),
-            Ok(s) => panic!("expected an error, got {s:?}"),
-        }
+    /// The errors of `toml` with `vars`, one per line.
+    fn errors(toml: &str, vars: &[(&str, &str)]) -> String {
+        let (s, problems) = with(toml, vars);
+        assert!(s.rejected, "expected a rejection: {problems:?}");
+        problems
+            .into_iter()
+            .filter(|p| p.contains(": error: "))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     #[test]
-    fn defaults_match_spec_section_7() {
+    fn defaults_match_the_readme() {
         let (s, problems) = with("", &[]);
-        let s = s.unwrap();
         assert!(problems.is_empty());
+        assert!(!s.rejected);
         assert_eq!(s.check.down_count, 2);
         assert_eq!(s.check.up_count, 2);
         assert_eq!(s.check.failback_hold, Duration::ZERO);
@@ -241,6 +247,9 @@ mod tests {
         assert_eq!(s.state_dir, PathBuf::from("/run/netfailover"));
         assert_eq!(s.netlink_rcvbuf, 4 << 20);
         assert!(s.adopt);
+        // One entry per key of every section, all defaults.
+        assert!(s.entries.len() >= 17, "{:?}", s.entries);
+        assert!(s.entries.iter().all(|e| e.origin == Origin::Default));
     }
 
     #[test]
@@ -249,12 +258,12 @@ mod tests {
             "adopt = false\nstate_dir = \"/tmp/nf\"\n[check]\ndown_count = 3\ntimeout = \"1500ms\"\nconnect_timeout = 1\nrecheck_max = \"2m\"\nfailback_hold = 30\n[route]\nrp_filter = \"keep\"\n[dispatcher]\ndevice_events = \"all\"\n[netlink]\nrcvbuf = 8192\n",
             &[],
         );
-        let s = s.unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         assert!(!s.adopt);
         assert_eq!(s.state_dir, PathBuf::from("/tmp/nf"));
         assert_eq!(s.check.down_count, 3);
         assert_eq!(s.check.timeout, Duration::from_millis(1500));
+        assert_eq!(s.check.connect_timeout, Duration::from_secs(1));
         assert_eq!(s.check.recheck_max, Duration::from_secs(120));
         assert_eq!(s.check.failback_hold, Duration::from_secs(30));
         assert_eq!(s.route.rp_filter, RpFilterPolicy::Keep);
@@ -273,15 +282,18 @@ mod tests {
                 ("NETFAILOVER_STATE_DIR", "/tmp/x"),
                 ("NETFAILOVER_ADOPT", "false"),
                 ("NETFAILOVER_CHECK__TIMEOUT", "2m"),
+                ("netfailover_route__rp_filter", "keep"),
+                ("NETFAILOVER_DISPATCHER__SCRIPT_TIMEOUT", "90"),
                 ("OTHER_CHECK__DOWN_COUNT", "9"),
             ],
         );
-        let s = s.unwrap();
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(s.check.down_count, 5);
         assert_eq!(s.state_dir, PathBuf::from("/tmp/x"));
         assert!(!s.adopt);
         assert_eq!(s.check.timeout, Duration::from_secs(120));
+        assert_eq!(s.route.rp_filter, RpFilterPolicy::Keep);
+        assert_eq!(s.dispatcher.script_timeout, Duration::from_secs(90));
         assert_eq!(
             s.origin("check.down_count"),
             Origin::Env("NETFAILOVER_CHECK__DOWN_COUNT".into())
@@ -291,57 +303,166 @@ mod tests {
     #[test]
     fn unknown_keys_are_warnings() {
         let (s, problems) = with(
-            "[check]\ndown_cuont = 3\n",
+            "[check]\ndown_cuont = 3\n[extra]\ncolour = \"blue\"\n",
             &[("NETFAILOVER_CHECK_DOWN_COUNT", "5")],
         );
-        assert!(s.is_ok());
+        assert!(!s.rejected);
         assert_eq!(
             problems,
             vec![
                 "netfailover.toml:2: warning: unknown setting \"check.down_cuont\" ignored",
+                "netfailover.toml:4: warning: unknown setting \"extra.colour\" ignored",
                 "environment: warning: NETFAILOVER_CHECK_DOWN_COUNT: unknown setting \"check_down_count\" ignored (separate section and key with a double underscore: NETFAILOVER_CHECK__DOWN_COUNT)",
             ]
         );
     }
 
     #[test]
-    fn bad_values_are_fatal_with_file_and_line() {
+    fn bad_values_are_errors_with_file_and_line() {
         assert_eq!(
-            fatal("[check]\n\ndown_count = 0\ntimeout = \"soon\"\n", &[]),
+            errors("[check]\n\ndown_count = 0\ntimeout = \"soon\"\n", &[]),
             "netfailover.toml:3: error: check.down_count: 0 is out of range (1..=100)\nnetfailover.toml:4: error: check.timeout: \"soon\" is not a duration (expected number at 0); write e.g. 30, \"1500ms\" or \"2m\""
         );
         assert_eq!(
-            fatal("[route]\nprotocol = 42\n", &[]),
+            errors("[route]\nprotocol = 42\n", &[]),
             "netfailover.toml:2: error: route.protocol: 42 is reserved by the kernel or assigned to another routing daemon; pick an unassigned id (default 78)"
         );
         assert_eq!(
-            fatal("", &[("NETFAILOVER_ROUTE__PENALTY", "-5")]),
+            errors("", &[("NETFAILOVER_ROUTE__PENALTY", "-5")]),
             "environment: error: NETFAILOVER_ROUTE__PENALTY: route.penalty: invalid value: integer `-5`, expected u32"
         );
-        assert_eq!(
-            fatal("[check]\ndown_count = [\n", &[]),
-            "netfailover.toml:2: error: malformed TOML: unclosed array, expected `]`"
+        assert!(errors("state_dir = \"relative\"\n", &[]).contains("is not an absolute path"));
+        assert!(errors("[check]\nrecheck_max = \"100years\"\n", &[]).contains("too long"));
+        assert!(errors("check = 3\n", &[]).contains("check: is not a table"));
+    }
+
+    /// A bad key takes its default; every other key, in its section and elsewhere, keeps its
+    /// value.
+    #[test]
+    fn a_bad_key_falls_back_alone() {
+        let (s, problems) = with(
+            "state_dir = \"/var/lib/nf\"\n[check]\ndown_count = \"two\"\nup_count = 4\ntimeout = \"6s\"\n[route]\npenalty = 0\nprotocol = 200\n",
+            &[],
         );
-        assert!(fatal("state_dir = \"relative\"\n", &[]).contains("is not an absolute path"));
-        assert!(fatal("[check]\nrecheck_max = \"100years\"\n", &[]).contains("too long"));
+        assert!(s.rejected);
+        assert_eq!(s.check.down_count, 2, "default");
+        assert_eq!(s.check.up_count, 4);
+        assert_eq!(s.check.timeout, Duration::from_secs(6));
+        assert_eq!(s.route.penalty, 20_000, "default");
+        assert_eq!(s.route.protocol, 200);
+        assert_eq!(s.state_dir, PathBuf::from("/var/lib/nf"));
+        assert_eq!(
+            problems,
+            vec![
+                "netfailover.toml:3: error: check.down_count: invalid type: string \"two\", expected u32",
+                "netfailover.toml:7: error: route.penalty: 0 is out of range (1..=1073741823)",
+            ]
+        );
+        assert_eq!(
+            s.origin("check.down_count").to_string(),
+            format!(
+                "default: the value at {} was rejected",
+                s.file
+                    .as_ref()
+                    .unwrap()
+                    .with_file_name("netfailover.toml:3")
+                    .display()
+            )
+        );
+        assert!(matches!(s.origin("check.up_count"), Origin::File(_)));
     }
 
     #[test]
-    fn explicit_settings_file_must_exist_and_stay_small() {
+    fn a_bad_environment_value_falls_back_to_the_default_not_the_file() {
+        let (s, problems) = with(
+            "[check]\ndown_count = 3\nup_count = 3\n",
+            &[
+                ("NETFAILOVER_CHECK__DOWN_COUNT", "lots"),
+                ("NETFAILOVER_CHECK__UP_COUNT", "4"),
+            ],
+        );
+        assert_eq!(s.check.down_count, 2);
+        assert_eq!(s.check.up_count, 4);
+        assert_eq!(
+            problems,
+            vec!["environment: error: NETFAILOVER_CHECK__DOWN_COUNT: check.down_count: invalid type: string \"lots\", expected u32"]
+        );
+        assert_eq!(
+            s.origin("check.down_count"),
+            Origin::Rejected("NETFAILOVER_CHECK__DOWN_COUNT".into())
+        );
+    }
+
+    /// Not TOML at all: the whole file falls back, with one error at the syntax error's line;
+    /// the environment still applies.
+    #[test]
+    fn a_file_that_is_not_toml_falls_back_as_a_whole() {
+        let (s, problems) = with(
+            "state_dir = \"/var/lib/nf\"\n[check\ndown_count = 3\n",
+            &[("NETFAILOVER_ROUTE__PENALTY", "500")],
+        );
+        assert!(s.rejected);
+        assert_eq!(s.state_dir, PathBuf::from("/run/netfailover"));
+        assert_eq!(s.check.down_count, 2);
+        assert_eq!(s.route.penalty, 500);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("netfailover.toml:2: error: malformed TOML: "),
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].ends_with("the whole file is ignored (every setting takes its default)")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_ca_file_is_rejected_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("not-pem.pem"), "hello\n").unwrap();
+        for (ca, why) in [
+            ("missing.pem", "No such file"),
+            ("not-pem.pem", "no PEM certificate"),
+            (".", "not a regular file"),
+        ] {
+            std::fs::write(
+                dir.path().join("netfailover.toml"),
+                format!("[check]\nca_file = \"{ca}\"\ndown_count = 4\n"),
+            )
+            .unwrap();
+            let mut problems = Vec::new();
+            let s = load(dir.path(), None, &BTreeMap::new(), &mut problems);
+            assert!(s.rejected);
+            assert_eq!(s.check.ca_file, None);
+            assert_eq!(s.check.down_count, 4);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            let p = problems[0].to_string();
+            assert!(
+                p.contains("netfailover.toml:2: error: check.ca_file: "),
+                "{p}"
+            );
+            assert!(p.contains(why), "{p}");
+        }
+    }
+
+    #[test]
+    fn an_explicit_settings_file_that_cannot_be_read_falls_back_as_a_whole() {
         let dir = tempfile::tempdir().unwrap();
         let mut problems = Vec::new();
         let missing = dir.path().join("nope.toml");
-        assert!(matches!(
-            load(dir.path(), Some(&missing), &BTreeMap::new(), &mut problems),
-            Err(ConfigError::SettingsFile { .. })
-        ));
+        let s = load(dir.path(), Some(&missing), &BTreeMap::new(), &mut problems);
+        assert!(s.rejected);
+        assert_eq!(s.state_dir, PathBuf::from("/run/netfailover"));
+        assert!(problems[0].is_error());
         let big = dir.path().join("big.toml");
         std::fs::write(&big, vec![b'#'; (MAX_FILE_BYTES + 1) as usize]).unwrap();
-        let e = load(dir.path(), Some(&big), &BTreeMap::new(), &mut problems).unwrap_err();
+        let mut problems = Vec::new();
+        let s = load(dir.path(), Some(&big), &BTreeMap::new(), &mut problems);
+        assert!(s.rejected);
         assert!(
-            e.to_string()
-                .ends_with("big.toml: file is 1048577 bytes; files over 1 MiB are refused"),
-            "{e}"
+            problems[0]
+                .to_string()
+                .ends_with("big.toml: error: file is 1048577 bytes; files over 1 MiB are refused; every setting of this file takes its default"),
+            "{problems:?}"
         );
     }
 }

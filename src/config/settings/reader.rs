@@ -43,6 +43,8 @@ pub struct Reader<'a> {
     pub entries: Vec<Entry>,
     /// One error per rejected key (it took its default).
     pub rejected: Vec<Problem>,
+    /// Dotted key → where its rejected value was written (`netfailover.toml:3`).
+    rejected_at: BTreeMap<String, String>,
     pub warnings: Vec<Problem>,
 }
 
@@ -66,6 +68,7 @@ impl<'a> Reader<'a> {
             ctx,
             entries: Vec::new(),
             rejected: Vec::new(),
+            rejected_at: BTreeMap::new(),
             warnings: Vec::new(),
         }
     }
@@ -141,7 +144,9 @@ impl<'a> Reader<'a> {
                 Some(v) => v.to_string(),
                 None => "none".to_string(),
             };
-            let origin = if let Some(var) = self.env_keys.get(&key) {
+            let origin = if let Some(at) = self.rejected_at.get(&key) {
+                Origin::Rejected(at.clone())
+            } else if let Some(var) = self.env_keys.get(&key) {
                 Origin::Env(var.clone())
             } else if table.contains_key(*field) {
                 Origin::File(self.file.clone())
@@ -159,6 +164,12 @@ impl<'a> Reader<'a> {
             dotted(section, key)
         };
         let (file, line, prefix) = self.locate(&key);
+        let at = match (self.env_keys.get(&key), line) {
+            (Some(var), _) => var.clone(),
+            (None, Some(line)) => format!("{}:{line}", file.display()),
+            (None, None) => file.display().to_string(),
+        };
+        self.rejected_at.insert(key.clone(), at);
         self.rejected.push(Problem::error(
             &file,
             line,
@@ -312,7 +323,10 @@ pub fn parse<'a>(text: &'a str, file: &Path) -> Result<DeTable<'a>, Problem> {
         Problem::error(
             file,
             line,
-            format!("malformed TOML: {}", e.message().trim()),
+            format!(
+                "malformed TOML: {}; the whole file is ignored (every setting takes its default)",
+                e.message().trim()
+            ),
         )
     })
 }

@@ -13,7 +13,7 @@ use netfailover_actors::model::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::values::{absolute, at_least, duration, in_range, readable_file, Invalid};
+use super::values::{absolute, at_least, duration, in_range, pem_file, Invalid};
 
 /// One table of `netfailover.toml`.
 pub trait Section: Serialize + DeserializeOwned + Default {
@@ -103,7 +103,7 @@ impl Section for CheckSection {
                 "ca_file",
                 self.ca_file
                     .as_deref()
-                    .map_or(Ok(()), |p| readable_file(&ctx.resolve(p))),
+                    .map_or(Ok(()), |p| pem_file(&ctx.resolve(p))),
             ),
         ])
     }

@@ -31,6 +31,9 @@ pub enum Invalid {
     NotAbsolute(PathBuf),
     #[error("{}: {source}", path.display())]
     Unreadable { path: PathBuf, source: ReadError },
+    /// The file reads but holds no usable PEM certificate (the reason is the PEM reader's).
+    #[error("{}: {reason}", path.display())]
+    NotPem { path: PathBuf, reason: String },
     /// A section name that holds a value instead of a table (`check = 3`).
     #[error("is not a table; write [{0}] and its keys under it")]
     NotATable(String),
@@ -70,14 +73,21 @@ pub fn absolute(path: &Path) -> Result<(), Invalid> {
     }
 }
 
-/// A readable regular text file of at most 1 MiB (the same reader as every other input).
-pub fn readable_file(path: &Path) -> Result<(), Invalid> {
-    read_text(path)
-        .map(|_| ())
-        .map_err(|source| Invalid::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })
+/// A readable regular text file of at most 1 MiB (the same reader as every other input)
+/// holding at least one PEM certificate, exactly as the probe will read it.
+pub fn pem_file(path: &Path) -> Result<(), Invalid> {
+    read_text(path).map_err(|source| Invalid::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    use crate::os::probe::{load_ca_file, ProbeError};
+    load_ca_file(path).map(|_| ()).map_err(|e| Invalid::NotPem {
+        path: path.to_path_buf(),
+        reason: match e {
+            ProbeError::CaFile { reason, .. } => reason,
+            other => other.to_string(),
+        },
+    })
 }
 
 /// A duration string: whole seconds (`"30"`) or humantime (`"1500ms"`, `"2m 30s"`).

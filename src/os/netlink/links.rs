@@ -136,6 +136,11 @@ impl LinkSource for NetlinkLinks {
         }
         .boxed()
     }
+
+    fn control_device_net(&self, device: &str) -> Option<IfaceName> {
+        // The daemon's /sys: the namespace it was started in (as `ip netns exec` mounts it).
+        crate::config::matching::control_device_net(std::path::Path::new("/sys"), device)
+    }
 }
 
 /// The stream a subscription hands out. Dropping it stops the connection task, which closes

@@ -244,8 +244,11 @@ impl Target {
     }
 }
 
-/// Reads extra trust roots from a PEM file.
-fn load_ca_file(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, ProbeError> {
+/// Reads extra trust roots from a PEM file (also `check.ca_file`'s validation in
+/// `config/settings/values.rs`, so a file the probe would refuse is rejected at load).
+pub(crate) fn load_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, ProbeError> {
     let err = |reason: String| ProbeError::CaFile {
         path: path.to_path_buf(),
         reason,
