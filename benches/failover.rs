@@ -117,6 +117,7 @@ fn run_engine(
                 scripts: Arc::new(FakeScripts::default()),
                 journal: Arc::new(MemJournal::default()),
                 state: Arc::new(MemStateStore::default()),
+                flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
                 traffic: Arc::new(FakeTraffic::default()),
             };
             let engine = netfailover::engine::start(config, ports);

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::{ProbeReport, ScriptResult};
-use netfailover_actors::status::{EngineStatus, EventRecord, JournalStatus};
+use netfailover_actors::status::{
+    EngineStatus, EventRecord, FlowResetRecord, HistoryEntry, JournalStatus,
+};
 
 use crate::control::DEFAULT_SOCKET;
 
@@ -269,8 +271,14 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
     };
     let _ = writeln!(
         out,
-        "\nglobal connectivity: {}   events: {}   script failures: {}   pending: {}\n",
+        "\nglobal connectivity: {}   events: {}   script failures: {}   pending: {}",
         status.connectivity, status.events_total, status.script_failures, status.pending_events
+    );
+    let f = &status.flows;
+    let _ = writeln!(
+        out,
+        "flow resets: {}   sockets destroyed: {}   conntrack entries deleted: {}   failures: {}\n",
+        f.resets, f.sockets_destroyed, f.conntrack_deleted, f.failures
     );
     if let Some(line) = journal_behind(&status.journal) {
         let _ = writeln!(out, "{line}\n");
@@ -336,7 +344,6 @@ fn script_summary(outcome: &netfailover_actors::ports::ScriptOutcome) -> String 
     format!("{} ({result})", outcome.script)
 }
 
-/// The `events` table, oldest first.
 /// One warning line when the event journal on disk is behind, for `status` and `events`.
 pub fn journal_behind(journal: &JournalStatus) -> Option<String> {
     if !journal.behind {
@@ -352,36 +359,71 @@ pub fn journal_behind(journal: &JournalStatus) -> Option<String> {
     Some(line)
 }
 
-pub fn format_events(events: &[EventRecord]) -> String {
+/// One dispatcher event as a row of the `events` table.
+fn event_row(r: &EventRecord) -> Vec<String> {
+    let e = &r.event;
+    let scripts = if !r.delivered {
+        "pending".to_string()
+    } else if r.scripts.is_empty() {
+        "none".to_string()
+    } else {
+        r.scripts
+            .iter()
+            .map(script_summary)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        e.id.to_string(),
+        utc_time(e.at_unix_ms),
+        e.iface
+            .as_ref()
+            .map_or_else(|| "-".to_string(), |i| i.to_string()),
+        e.kind.to_string(),
+        format!("{} → {}", e.previous, e.state),
+        e.reason.clone(),
+        scripts,
+    ]
+}
+
+/// One flow reset as a row: no id and no scripts (it is not a dispatcher event).
+fn flow_reset_row(r: &FlowResetRecord) -> Vec<String> {
+    let family = match r.family {
+        netfailover_actors::model::Family::V4 => "IPv4",
+        netfailover_actors::model::Family::V6 => "IPv6",
+    };
+    let mut reason = format!(
+        "{family} route moved to {}{}: {} TCP sockets destroyed, {} conntrack entries deleted in {:.0} ms",
+        r.to,
+        if r.failback { " (fail-back)" } else { "" },
+        r.sockets_destroyed,
+        r.conntrack_deleted,
+        r.elapsed_ms
+    );
+    for f in &r.failures {
+        reason.push_str(&format!("; FAILED {f}"));
+    }
+    vec![
+        "-".to_string(),
+        utc_time(r.at_unix_ms),
+        r.iface.to_string(),
+        "flows-reset".to_string(),
+        "-".to_string(),
+        reason,
+        "-".to_string(),
+    ]
+}
+
+/// The `events` table (dispatcher events and flow resets), oldest first.
+pub fn format_events(events: &[HistoryEntry]) -> String {
     if events.is_empty() {
         return "no events yet\n".to_string();
     }
     let rows: Vec<Vec<String>> = events
         .iter()
-        .map(|r| {
-            let e = &r.event;
-            let scripts = if !r.delivered {
-                "pending".to_string()
-            } else if r.scripts.is_empty() {
-                "none".to_string()
-            } else {
-                r.scripts
-                    .iter()
-                    .map(script_summary)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            vec![
-                e.id.to_string(),
-                utc_time(e.at_unix_ms),
-                e.iface
-                    .as_ref()
-                    .map_or_else(|| "-".to_string(), |i| i.to_string()),
-                e.kind.to_string(),
-                format!("{} → {}", e.previous, e.state),
-                e.reason.clone(),
-                scripts,
-            ]
+        .map(|e| match e {
+            HistoryEntry::Event(r) => event_row(r),
+            HistoryEntry::FlowsReset { flows_reset } => flow_reset_row(flows_reset),
         })
         .collect();
     table(
@@ -404,7 +446,7 @@ pub fn format_follow_line(line: &serde_json::Value) -> Option<String> {
     let text = match line.get("type")?.as_str()? {
         "snapshot" => {
             let status: EngineStatus = serde_json::from_value(decode("status")).ok()?;
-            let events: Vec<EventRecord> = serde_json::from_value(decode("events")).ok()?;
+            let events: Vec<HistoryEntry> = serde_json::from_value(decode("events")).ok()?;
             format!(
                 "{}\n{}",
                 format_status(&status, now_unix_ms()),
@@ -491,6 +533,7 @@ pub fn describe(event: &EngineEvent) -> String {
             })
         ),
         EngineEvent::Delivered { event_id } => format!("event {event_id}: delivered"),
+        EngineEvent::FlowsReset(r) => flow_reset_row(r)[2..].join(" "),
     }
 }
 
@@ -658,7 +701,41 @@ mod tests {
                 elapsed: Duration::from_millis(5),
             }],
         };
-        let text = format_events(&[record]);
+        let reset = FlowResetRecord {
+            at_unix_ms: 1,
+            family: netfailover_actors::model::Family::V4,
+            iface: IfaceName::new("eth0").unwrap(),
+            to: IfaceName::new("wlan0").unwrap(),
+            failback: false,
+            sockets_destroyed: 3,
+            conntrack_deleted: 4,
+            failures: vec![netfailover_actors::ports::FlowFailure {
+                kind: netfailover_actors::ports::FlowFailureKind::Unsupported,
+                what: "destroying TCP sockets".into(),
+                message: "no CONFIG_INET_DIAG_DESTROY".into(),
+            }],
+            elapsed_ms: 12.0,
+        };
+        let entries = [
+            HistoryEntry::Event(record),
+            HistoryEntry::FlowsReset { flows_reset: reset },
+        ];
+        let text = format_events(&entries);
+        let reset_row = text.lines().nth(2).unwrap();
+        for part in [
+            "flows-reset",
+            "eth0",
+            "wlan0",
+            "3 TCP sockets destroyed",
+            "4 conntrack entries",
+            "FAILED destroying TCP sockets: no CONFIG_INET_DIAG_DESTROY",
+        ] {
+            assert!(reset_row.contains(part), "{part:?} not in {reset_row:?}");
+        }
+        // The JSON round-trips both kinds of entries.
+        let json = serde_json::to_string(&entries).unwrap();
+        let back: Vec<HistoryEntry> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, entries);
         let row = text.lines().nth(1).unwrap();
         for part in [
             "7",

@@ -26,7 +26,7 @@ use futures::future::LocalBoxFuture;
 use netfailover_actors::model::IfaceName;
 use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::ProbeReport;
-use netfailover_actors::status::{EngineStatus, EventRecord};
+use netfailover_actors::status::{EngineStatus, HistoryEntry};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -120,7 +120,8 @@ pub trait ControlBackend {
     fn status(&self) -> LocalBoxFuture<'_, EngineStatus>;
     fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>>;
     fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>>;
-    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>>;
+    /// Dispatcher events and flow resets, oldest first.
+    fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>>;
     /// The configuration's problems as printed (`FILE:LINE: error: …`), shown by `status` as
     /// `config_problems`.
     fn config_problems(&self) -> Vec<String> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::future::LocalBoxFuture;
 use netfailover_actors::model::{EventKind, IfaceName};
 use netfailover_actors::ports::ProbeReport;
-use netfailover_actors::status::{EngineStatus, EventRecord};
+use netfailover_actors::status::{EngineStatus, HistoryEntry};
 use netfailover_actors::EngineHandle;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -131,8 +131,8 @@ impl ControlBackend for EngineBackend {
         Box::pin(async move { self.0.kill(&actor).await.map_err(|e| e.to_string()) })
     }
 
-    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
-        Box::pin(async move { self.0.history() })
+    fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
+        Box::pin(async move { self.0.timeline() })
     }
 
     fn subscribe(&self) -> Option<Subscription> {
@@ -160,7 +160,7 @@ impl ControlBackend for DaemonBackend {
         self.engine.kill(actor)
     }
 
-    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
+    fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
         self.engine.events()
     }
 

@@ -25,6 +25,10 @@
 //! | `dispatcher_events_total` | counter | | events produced |
 //! | `dispatcher_script_failures_total` | counter | | scripts that failed, were killed or timed out |
 //! | `dispatcher_pending_events` | gauge | | events not yet delivered |
+//! | `flow_resets_total` | counter | | flow resets after the route in use moved |
+//! | `flow_sockets_destroyed_total` | counter | | TCP sockets destroyed by them |
+//! | `flow_conntrack_deleted_total` | counter | | conntrack entries deleted by them |
+//! | `flow_reset_failures_total` | counter | | failed parts (no permission, missing kernel option, ...) |
 //!
 //! Connectivity is a state set (one series per state, value 0/1) rather than a number, so a
 //! dashboard never has to know the enum's order.
@@ -290,6 +294,31 @@ impl Collector for Snapshot {
             "Dispatcher scripts that exited non-zero, were signalled or timed out",
             &[(vec![], status.script_failures)],
         )?;
+        let flows = &status.flows;
+        for (name, help, value) in [
+            (
+                "flow_resets",
+                "Flow resets after the route in use moved off an interface",
+                flows.resets,
+            ),
+            (
+                "flow_sockets_destroyed",
+                "TCP sockets pinned to a demoted interface destroyed",
+                flows.sockets_destroyed,
+            ),
+            (
+                "flow_conntrack_deleted",
+                "Conntrack entries pinned to a demoted interface deleted",
+                flows.conntrack_deleted,
+            ),
+            (
+                "flow_reset_failures",
+                "Failed parts of flow resets (no permission, missing kernel option, ...)",
+                flows.failures,
+            ),
+        ] {
+            counter(&mut enc, name, help, &[(vec![], value)])?;
+        }
         gauge(
             &mut enc,
             "dispatcher_pending_events",
@@ -445,6 +474,12 @@ mod tests {
             events_total: 9,
             script_failures: 2,
             pending_events: 1,
+            flows: netfailover_actors::status::FlowCounters {
+                resets: 2,
+                sockets_destroyed: 5,
+                conntrack_deleted: 7,
+                failures: 1,
+            },
             ..Default::default()
         }
     }
@@ -484,6 +519,10 @@ mod tests {
             "netfailover_dispatcher_events_total 9",
             "netfailover_dispatcher_script_failures_total 2",
             "netfailover_dispatcher_pending_events 1",
+            "netfailover_flow_resets_total 2",
+            "netfailover_flow_sockets_destroyed_total 5",
+            "netfailover_flow_conntrack_deleted_total 7",
+            "netfailover_flow_reset_failures_total 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -27,7 +27,7 @@ pub enum EngineError {
         intensity: u32,
         period_secs: u64,
     },
-    #[error("no actor named {name:?} (try link-watcher, route-manager, probe-scheduler, dispatcher, traffic-watcher, prober:IFACE)")]
+    #[error("no actor named {name:?} (try link-watcher, route-manager, probe-scheduler, dispatcher, traffic-watcher, flow-resetter, prober:IFACE)")]
     UnknownActor { name: String },
     #[error("{actor} is not running right now (restarting?)")]
     Unavailable { actor: String },
@@ -90,6 +90,16 @@ impl EngineHandle {
     /// Recent events with their scripts' outcomes, oldest first.
     pub fn history(&self) -> Vec<EventRecord> {
         self.board.history()
+    }
+
+    /// Recent flow resets, oldest first.
+    pub fn flow_resets(&self) -> Vec<crate::status::FlowResetRecord> {
+        self.board.flow_resets()
+    }
+
+    /// Dispatcher events and flow resets together, oldest first (`netfailover events`).
+    pub fn timeline(&self) -> Vec<crate::status::HistoryEntry> {
+        self.board.timeline()
     }
 
     /// Every event as it is produced (before its scripts run).

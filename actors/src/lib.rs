@@ -12,9 +12,11 @@
 //! | Prober (one per interface) | `prober.rs` | its timer, `Retarget`, `CheckNow` | `ProbeDone` → ProbeScheduler | restarted by ProbeScheduler; checks at once |
 //! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `ReconfigurePassive` | `GetUplinks` → RouteManager; samples → `TrafficSource`; `Confirm` → ProbeScheduler | restarted; trackers start empty |
 //! | Dispatcher | `dispatcher.rs` | the `EventLog` | scripts → `ScriptRunner` | restarted; re-runs the interrupted event |
+//! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved` (from RouteManager, after apply), `ReconfigureFlows` | resets → `FlowTable`; `flows-reset` records → board | restarted; stateless |
 //!
 //! Pure logic lives outside actors: `health.rs` (check state machine), `plan.rs` (interface
-//! assignment, unique metrics, route diff), `passive.rs` (passive health's suspicion rule). The event queue (`event_log.rs`) is owned by the
+//! assignment, unique metrics, route diff), `passive.rs` (passive health's suspicion rule),
+//! `flows.rs` (which flows are pinned to an interface). The event queue (`event_log.rs`) is owned by the
 //! engine, so events survive restarts of their producer and consumer; it is mirrored to the
 //! `Journal` port for daemon restarts.
 //!
@@ -26,6 +28,8 @@ pub mod engine;
 pub mod event_log;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod flow_resetter;
+pub mod flows;
 pub mod health;
 pub mod link_watcher;
 pub mod model;

@@ -650,6 +650,25 @@ impl DnsConfig {
     }
 }
 
+/// Resetting the flows pinned to a demoted uplink (`[flows]`; README, "How it behaves").
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct FlowsConfig {
+    /// Reset flows when the route in use moves to another interface (a failover).
+    pub enabled: bool,
+    /// Also when it moves back onto a more preferred uplink (a fail-back): off by default,
+    /// since flows on the backup still work.
+    pub on_failback: bool,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            on_failback: false,
+        }
+    }
+}
+
 /// Everything the engine needs, already validated.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Config {
@@ -660,6 +679,7 @@ pub struct Config {
     pub route: RouteConfig,
     pub dispatcher: DispatcherConfig,
     pub dns: DnsConfig,
+    pub flows: FlowsConfig,
     pub passive: PassiveConfig,
 }
 
@@ -672,6 +692,7 @@ impl Default for Config {
             route: RouteConfig::default(),
             dispatcher: DispatcherConfig::default(),
             dns: DnsConfig::default(),
+            flows: FlowsConfig::default(),
             passive: PassiveConfig::default(),
         }
     }

@@ -9,7 +9,8 @@
 //!
 //! Producers: RouteManager (interfaces, links, connectivity, routes), the supervisor and
 //! ProbeScheduler (actor restarts, through `BoardData::upsert_actor`), the event log (dispatcher
-//! events when produced, script results when the Dispatcher finishes them).
+//! events when produced, script results when the Dispatcher finishes them), FlowResetter (flow
+//! resets).
 
 use std::time::Duration;
 
@@ -17,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Connectivity, Event, Family, IfaceName};
 use crate::ports::{ScriptOutcome, ScriptResult};
-use crate::status::{ActorStatus, EngineStatus, EventRecord, IfaceStatus, HISTORY_LEN};
+use crate::status::{
+    ActorStatus, EngineStatus, EventRecord, FlowResetRecord, IfaceStatus, HISTORY_LEN,
+};
 
 /// Buffer of the observation channel. A subscriber that falls further behind is told how many
 /// events it missed (`broadcast`'s `Lagged`) and should take a fresh snapshot; producers never
@@ -82,6 +85,9 @@ pub enum EngineEvent {
     },
     /// Every script of a dispatcher event has finished; the event left the journal.
     Delivered { event_id: u64 },
+    /// The flows pinned to a demoted interface were reset (`flow_resetter.rs`); not a
+    /// dispatcher event.
+    FlowsReset(FlowResetRecord),
 }
 
 /// The whole view at one instant: the status (as `status --json`) and the recent dispatcher
@@ -196,6 +202,7 @@ impl Snapshot {
                     r.delivered = true;
                 }
             }
+            EngineEvent::FlowsReset(r) => status.flows.add(r),
         }
     }
 }

@@ -13,8 +13,8 @@
 //!   use): over `window`, tx grew by at least `tx_min` packets while rx (multicast excluded)
 //!   grew by at most `rx_noise`, in two evaluations a window apart (a link coming up sends a
 //!   one-off burst of IPv6 DAD, router solicitations and MLD reports that nobody answers) — the ARP replies and stray broadcasts a dead upstream's LAN
-//!   still delivers. Not while a TCP socket has data or a SYN in flight: the sockets speak for
-//!   that traffic themselves.
+//!   still delivers. Not while a TCP socket has data or a SYN in flight, nor when one made
+//!   progress since the last sample: the sockets speak for that traffic themselves.
 //!
 //! Only an interface that is FULL can be suspect: any other state already re-checks quickly.
 //!
@@ -97,12 +97,19 @@ pub struct Trigger {
     pub evidence: Vec<Evidence>,
     /// The smoothed RTT of the interface's sockets while they made progress, if measured.
     pub rtt: Option<Duration>,
+    /// The counters over the last window: (tx, rx without multicast, multicast).
+    pub counters: Option<(u64, u64, u64)>,
 }
 
 impl Trigger {
     /// One line for logs and `status`.
     pub fn describe(&self) -> String {
-        let parts: Vec<String> = self.evidence.iter().map(ToString::to_string).collect();
+        let mut parts: Vec<String> = self.evidence.iter().map(ToString::to_string).collect();
+        if let (Some((tx, rx, mc)), true) =
+            (self.counters, self.evidence.contains(&Evidence::OneWay))
+        {
+            parts.push(format!("last window tx +{tx}, rx +{rx} (+{mc} multicast)"));
+        }
         parts.join(", ")
     }
 }
@@ -141,6 +148,7 @@ pub struct Tracker {
     two_way_since: Option<Instant>,
     one_way_since: Option<Instant>,
     rtt: Option<Duration>,
+    last_counters: Option<(u64, u64, u64)>,
     suspect_since: Option<Instant>,
     current: Vec<Evidence>,
 }
@@ -201,7 +209,9 @@ impl Tracker {
         // The counters add nothing while TCP has data in flight: its sockets name the stall
         // themselves within the window (the counters would only make the same fault look like
         // new evidence a moment later).
-        let counters_count = stalled.is_empty() && pending.is_empty();
+        // And TCP progress in this sample proves answers are coming back (a request/response
+        // application at a low rate sends twice what it receives, which alone looks one-way).
+        let counters_count = stalled.is_empty() && pending.is_empty() && progressed.is_empty();
         let one_way_held = match one_way {
             Some(true) => {
                 let since = *self.one_way_since.get_or_insert(now);
@@ -280,6 +290,7 @@ impl Tracker {
         Some(Trigger {
             evidence: charged,
             rtt: self.rtt,
+            counters: self.last_counters,
         })
     }
 
@@ -314,6 +325,7 @@ impl Tracker {
             return None;
         };
         let rx = rx.saturating_sub(mc);
+        self.last_counters = Some((tx, rx, mc));
         if tx >= p.tx_min && rx <= p.rx_noise {
             Some(true)
         } else if rx > p.rx_noise {
@@ -448,6 +460,14 @@ mod tests {
         Some(traffic(i * 700, i * 350, vec![s]))
     }
 
+    /// A slow request/response application: 2 exchanges a second, tx twice rx (its ACKs).
+    fn slow_echo(i: u64) -> Option<IfaceTraffic> {
+        let mut s = sock(1, [203, 0, 113, 5]);
+        s.bytes_acked = i * 64;
+        s.bytes_received = i * 64;
+        Some(traffic(i * 2, i * 4, vec![s]))
+    }
+
     fn idle(_: u64) -> Option<IfaceTraffic> {
         let mut s = sock(1, [203, 0, 113, 5]);
         s.last_ack_recv = Duration::from_secs(600);
@@ -542,6 +562,12 @@ mod tests {
         let cases: &[(&str, Gen, Context, &[u64])] = &[
             ("healthy bulk download", bulk_download, IN_USE, &[]),
             ("idle link", idle, IN_USE, &[]),
+            (
+                "slow request/response (tx twice rx)",
+                slow_echo,
+                IN_USE,
+                &[],
+            ),
             ("one-way UDP: one confirmation", one_way_udp, IN_USE, &[2]),
             ("link-up burst, then idle", link_up_burst, IN_USE, &[]),
             ("one-way UDP on a standby", one_way_udp, standby, &[]),

@@ -11,6 +11,7 @@ use actix::dev::ToEnvelope;
 use actix::{Actor, Addr, Handler, Message};
 
 use crate::dispatcher::Dispatcher;
+use crate::flow_resetter::FlowResetter;
 use crate::link_watcher::LinkWatcher;
 use crate::probe_scheduler::ProbeScheduler;
 use crate::route_manager::RouteManager;
@@ -66,5 +67,6 @@ pub struct Peers {
     pub route_manager: Slot<RouteManager>,
     pub probe_scheduler: Slot<ProbeScheduler>,
     pub dispatcher: Slot<Dispatcher>,
+    pub flow_resetter: Slot<FlowResetter>,
     pub traffic_watcher: Slot<TrafficWatcher>,
 }

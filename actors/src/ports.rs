@@ -336,6 +336,62 @@ pub trait StateStore: Send + Sync + 'static {
     fn save(&self, state: EngineState) -> BoxFuture<'static, PortResult<()>>;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Flows pinned to an interface
+// ---------------------------------------------------------------------------------------------
+
+/// Which flows to reset: those pinned to one interface's addresses of one family (the rules are
+/// `flows.rs`'s [`crate::flows::Pinned`]).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct FlowScope {
+    pub iface: IfaceName,
+    pub ifindex: u32,
+    pub family: Family,
+}
+
+/// Why part of a flow reset failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlowFailureKind {
+    /// The kernel lacks the feature (SOCK_DESTROY without `CONFIG_INET_DIAG_DESTROY`, or no
+    /// conntrack): EOPNOTSUPP, EPROTONOSUPPORT.
+    Unsupported,
+    /// Not allowed (no CAP_NET_ADMIN): EPERM, EACCES.
+    NoPermission,
+    /// Anything else, with the OS's words.
+    Failed,
+}
+
+/// One failed part of a flow reset.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct FlowFailure {
+    pub kind: FlowFailureKind,
+    /// What was attempted: `destroying TCP sockets`, `deleting conntrack entries`, ...
+    pub what: String,
+    /// A message an operator can act on.
+    pub message: String,
+}
+
+/// What one flow reset did.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct FlowResetReport {
+    /// The interface's addresses the flows were matched against.
+    pub addresses: Vec<IfaceAddr>,
+    pub sockets_destroyed: u64,
+    pub conntrack_deleted: u64,
+    /// Each failed part; the other parts still ran. Several failures of the same kind are
+    /// reported once, with a count in the message.
+    pub failures: Vec<FlowFailure>,
+}
+
+/// Local sockets and connection tracking (sock_diag and ctnetlink in production).
+pub trait FlowTable: Send + Sync + 'static {
+    /// Destroys the local TCP sockets and deletes the conntrack entries pinned to `scope`'s
+    /// interface. Never fails as a whole: every failed part is in the report.
+    fn reset(&self, scope: FlowScope) -> BoxFuture<'static, FlowResetReport>;
+}
+
 /// All the ports the engine runs on.
 #[derive(Clone)]
 pub struct Ports {
@@ -346,5 +402,6 @@ pub struct Ports {
     pub scripts: Arc<dyn ScriptRunner>,
     pub journal: Arc<dyn Journal>,
     pub state: Arc<dyn StateStore>,
+    pub flows: Arc<dyn FlowTable>,
     pub traffic: Arc<dyn TrafficSource>,
 }

@@ -30,6 +30,7 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::event_log::EventLog;
+use crate::flow_resetter::RouteInUseMoved;
 use crate::health::penalized;
 use crate::model::{
     Config, Connectivity, DeviceEvents, Event, EventKind, Family, FamilyConfig, IfaceAddr,
@@ -112,6 +113,10 @@ struct State {
     /// be lost while the router's side comes up).
     ra_deleted: BTreeSet<u32>,
     addresses_done: BTreeSet<(u32, IfaceAddr)>,
+    /// Per family, the interface whose owned route has the lowest metric (the route in use)
+    /// after the last applied reconcile, with its ifindex. Empty after a (re)start, so a restart
+    /// never reports a move.
+    in_use: BTreeMap<Family, (IfaceName, u32)>,
 }
 
 impl RouteManager {
@@ -364,6 +369,8 @@ impl RouteManager {
                     self.state.ra_deleted.remove(i);
                 }
                 self.state.addresses_done.extend(applied.addresses_done);
+                // `installed` holds only the routes whose write succeeded.
+                self.report_moves();
                 !applied.failures.is_empty()
             }
         };
@@ -401,6 +408,51 @@ impl RouteManager {
         }
         if !self.state.bounced.is_empty() {
             self.request_reconcile(ctx);
+        }
+    }
+
+    /// Tells FlowResetter, per family, when the route in use moved to another interface. Runs
+    /// after the routes are applied (resetting first would recreate the flows on the dying path)
+    /// and before events are handed over; it only posts a message, so it delays nothing.
+    fn report_moves(&mut self) {
+        for family in [Family::V4, Family::V6] {
+            let now = self
+                .state
+                .installed
+                .iter()
+                .filter(|((_, f), _)| *f == family)
+                .min_by_key(|(_, r)| r.metric)
+                .map(|((name, _), r)| (name.clone(), r.ifindex));
+            let before = match &now {
+                Some(n) => self.state.in_use.insert(family, n.clone()),
+                // No route at all: nothing moved *to* another interface; keep the last one so
+                // the move is reported when a route comes back elsewhere.
+                None => continue,
+            };
+            let (Some((from, from_ifindex)), Some((to, _))) = (before, now) else {
+                continue;
+            };
+            if from == to {
+                continue;
+            }
+            let metric_of = |name: &IfaceName| {
+                self.state
+                    .managed
+                    .iter()
+                    .find(|a| &a.name == name)
+                    .map(|a| self.family_config(a, family).metric.get())
+            };
+            let failback =
+                matches!((metric_of(&to), metric_of(&from)), (Some(t), Some(f)) if t < f);
+            tracing::info!(family = ?family, from = %from, to = %to, failback, "route in use moved");
+            self.deps.peers.flow_resetter.do_send(RouteInUseMoved {
+                family,
+                from,
+                from_ifindex,
+                to,
+                failback,
+                at: Instant::now(),
+            });
         }
     }
 

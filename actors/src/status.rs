@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::model::{Connectivity, Event, IfaceName, UplinkType};
+use crate::model::{Connectivity, Event, Family, IfaceName, UplinkType};
 use crate::observe::{diff_interfaces, EngineEvent, Snapshot, OBSERVER_BUFFER};
-use crate::ports::{ScriptOutcome, Verdict};
+use crate::ports::{FlowFailure, ScriptOutcome, Verdict};
 
 /// Recent events kept for `netfailover events`.
 pub const HISTORY_LEN: usize = 256;
@@ -133,6 +133,61 @@ pub struct EventRecord {
     pub scripts: Vec<ScriptOutcome>,
 }
 
+/// One `flows-reset`: the flows pinned to a demoted interface were reset after the route in use
+/// moved. Part of the `events` history, but not a dispatcher event (no id, no scripts).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct FlowResetRecord {
+    pub at_unix_ms: u64,
+    pub family: Family,
+    /// The interface the route in use moved off (whose flows were reset).
+    pub iface: IfaceName,
+    /// The interface it moved to.
+    pub to: IfaceName,
+    /// The move was a fail-back onto a more preferred uplink.
+    pub failback: bool,
+    pub sockets_destroyed: u64,
+    pub conntrack_deleted: u64,
+    pub failures: Vec<FlowFailure>,
+    /// From the route change (RouteManager's apply) to the end of the reset.
+    pub elapsed_ms: f64,
+}
+
+/// Totals of every flow reset since the start, for `status` and the metrics endpoint.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct FlowCounters {
+    pub resets: u64,
+    pub sockets_destroyed: u64,
+    pub conntrack_deleted: u64,
+    pub failures: u64,
+}
+
+impl FlowCounters {
+    /// Counts one finished reset.
+    pub fn add(&mut self, r: &FlowResetRecord) {
+        self.resets += 1;
+        self.sockets_destroyed += r.sockets_destroyed;
+        self.conntrack_deleted += r.conntrack_deleted;
+        self.failures += r.failures.len() as u64;
+    }
+}
+
+/// One line of the `events` history: a dispatcher event, or a flow reset.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HistoryEntry {
+    Event(EventRecord),
+    FlowsReset { flows_reset: FlowResetRecord },
+}
+
+impl HistoryEntry {
+    pub fn at_unix_ms(&self) -> u64 {
+        match self {
+            HistoryEntry::Event(r) => r.event.at_unix_ms,
+            HistoryEntry::FlowsReset { flows_reset } => flows_reset.at_unix_ms,
+        }
+    }
+}
+
 /// The whole status, as `status --json` prints it.
 #[derive(Clone, PartialEq, Debug, Default, Serialize, Deserialize)]
 pub struct EngineStatus {
@@ -143,6 +198,8 @@ pub struct EngineStatus {
     pub events_total: u64,
     pub script_failures: u64,
     pub pending_events: usize,
+    #[serde(default)]
+    pub flows: FlowCounters,
     /// Whether the event journal on disk is behind the events produced.
     #[serde(default)]
     pub journal: JournalStatus,
@@ -170,6 +227,8 @@ pub struct Board {
 pub struct BoardData {
     pub status: EngineStatus,
     pub history: VecDeque<EventRecord>,
+    /// Recent flow resets, oldest first (at most [`HISTORY_LEN`]).
+    pub flow_resets: VecDeque<FlowResetRecord>,
     /// Observation channel (`observe.rs`). It lives behind the board's lock so every event is
     /// sent together with the board change it describes: a snapshot never races an event.
     observers: broadcast::Sender<EngineEvent>,
@@ -180,6 +239,7 @@ impl Default for BoardData {
         Self {
             status: EngineStatus::default(),
             history: VecDeque::new(),
+            flow_resets: VecDeque::new(),
             observers: broadcast::channel(OBSERVER_BUFFER).0,
         }
     }
@@ -276,6 +336,42 @@ impl Board {
 
     pub fn history(&self) -> Vec<EventRecord> {
         self.lock().history.iter().cloned().collect()
+    }
+
+    pub fn flow_resets(&self) -> Vec<FlowResetRecord> {
+        self.lock().flow_resets.iter().cloned().collect()
+    }
+
+    /// Dispatcher events and flow resets together, oldest first (`netfailover events`).
+    pub fn timeline(&self) -> Vec<HistoryEntry> {
+        let board = self.lock();
+        let mut out: Vec<HistoryEntry> = board
+            .history
+            .iter()
+            .cloned()
+            .map(HistoryEntry::Event)
+            .chain(
+                board
+                    .flow_resets
+                    .iter()
+                    .cloned()
+                    .map(|flows_reset| HistoryEntry::FlowsReset { flows_reset }),
+            )
+            .collect();
+        // Stable: events keep their id order within a millisecond.
+        out.sort_by_key(HistoryEntry::at_unix_ms);
+        out
+    }
+
+    /// Records a finished flow reset (history and counters).
+    pub fn record_flow_reset(&self, record: FlowResetRecord) {
+        let mut board = self.lock();
+        board.status.flows.add(&record);
+        if board.flow_resets.len() >= HISTORY_LEN {
+            board.flow_resets.pop_front();
+        }
+        board.emit(EngineEvent::FlowsReset(record.clone()));
+        board.flow_resets.push_back(record);
     }
 
     /// A snapshot and the receiver of every change after it, taken atomically.

@@ -11,6 +11,7 @@
 //! | dispatcher       | permanent | 5 in 30 s      | 50 ms → 5 s     | the EventLog (journal)            |
 //! | probe-scheduler  | permanent | 5 in 30 s      | 50 ms → 5 s     | RouteManager's uplinks            |
 //! | link-watcher     | permanent | 5 in 30 s      | 50 ms → 5 s     | a new subscription + dump         |
+//! | flow-resetter    | permanent | 5 in 30 s      | 50 ms → 5 s     | (stateless; config only)          |
 //! | traffic-watcher  | permanent | 5 in 30 s      | 50 ms → 5 s     | the next samples (trackers empty) |
 //! | prober:IFACE     | permanent | 5 in 60 s      | 100 ms → 5 s    | (stateless; checks at once)       |
 //!
@@ -31,6 +32,7 @@ use tokio::time::Instant;
 use crate::dispatcher::Dispatcher;
 use crate::engine::EngineError;
 use crate::event_log::EventLog;
+use crate::flow_resetter::{FlowResetter, ReconfigureFlows};
 use crate::link_watcher::LinkWatcher;
 use crate::model::{Config, IfaceName};
 use crate::peers::Peers;
@@ -63,7 +65,7 @@ pub struct RestartPolicy {
     pub backoff_max: Duration,
 }
 
-/// Policy of the four top-level children (the table in the module doc).
+/// Policy of the top-level children (the table in the module doc).
 pub const CHILD_POLICY: RestartPolicy = RestartPolicy {
     intensity: 5,
     period: Duration::from_secs(30),
@@ -143,6 +145,7 @@ where
 /// The top-level children.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Child {
+    FlowResetter,
     RouteManager,
     Dispatcher,
     ProbeScheduler,
@@ -151,8 +154,10 @@ pub enum Child {
 }
 
 impl Child {
-    /// Start order: the writer of routes first, the source of facts last.
-    pub const ALL: [Child; 5] = [
+    /// Start order: the consumer of route moves, then the writer of routes, the source of facts
+    /// last.
+    pub const ALL: [Child; 6] = [
+        Child::FlowResetter,
         Child::RouteManager,
         Child::Dispatcher,
         Child::ProbeScheduler,
@@ -162,6 +167,7 @@ impl Child {
 
     pub fn name(self) -> &'static str {
         match self {
+            Child::FlowResetter => "flow-resetter",
             Child::RouteManager => "route-manager",
             Child::Dispatcher => "dispatcher",
             Child::ProbeScheduler => "probe-scheduler",
@@ -227,6 +233,16 @@ impl Supervisor {
             })
         };
         let abort = match child {
+            Child::FlowResetter => {
+                let actor = FlowResetter::new(
+                    self.cfg.clone(),
+                    self.ports.flows.clone(),
+                    self.board.clone(),
+                );
+                let (addr, abort) = spawn_actor(actor, on_exit);
+                self.peers.flow_resetter.set(Some(addr));
+                abort
+            }
             Child::RouteManager => {
                 let deps = RouteDeps {
                     links: self.ports.links.clone(),
@@ -287,6 +303,7 @@ impl Supervisor {
 
     fn clear_slot(&self, child: Child) {
         match child {
+            Child::FlowResetter => self.peers.flow_resetter.set(None),
             Child::RouteManager => self.peers.route_manager.set(None),
             Child::Dispatcher => self.peers.dispatcher.set(None),
             Child::ProbeScheduler => self.peers.probe_scheduler.set(None),
@@ -406,6 +423,7 @@ impl Handler<CrashActor> for Supervisor {
             "dispatcher" => self.peers.dispatcher.do_send(Crash),
             "probe-scheduler" => self.peers.probe_scheduler.do_send(Crash),
             "link-watcher" => self.peers.link_watcher.do_send(Crash),
+            "flow-resetter" => self.peers.flow_resetter.do_send(Crash),
             "traffic-watcher" => self.peers.traffic_watcher.do_send(Crash),
             other => match other
                 .strip_prefix("prober:")
@@ -542,6 +560,9 @@ impl Handler<Reload> for Supervisor {
         self.peers
             .probe_scheduler
             .do_send(ReconfigureChecks(self.cfg.clone()));
+        self.peers
+            .flow_resetter
+            .do_send(ReconfigureFlows(self.cfg.clone()));
         self.peers
             .traffic_watcher
             .do_send(ReconfigurePassive(self.cfg.clone()));

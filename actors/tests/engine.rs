@@ -8,11 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use netfailover_actors::fake::{FakeWorld, ProbeBehaviour};
+use netfailover_actors::flow_resetter::RESET_TIMEOUT;
+use netfailover_actors::flows::{ConntrackFlow, SocketFlow};
 use netfailover_actors::model::{
     CheckConfig, Config, Connectivity, DeviceEvents, Event, EventKind, Family, FamilyConfig,
-    IfaceMatch, IfaceName, KernelRoute, LinkKind, Method, Metric, Profile, UplinkType,
+    IfaceAddr, IfaceMatch, IfaceName, KernelRoute, LinkKind, Method, Metric, Profile, UplinkType,
 };
-use netfailover_actors::ports::Verdict;
+use netfailover_actors::ports::{FlowFailure, FlowFailureKind, Verdict};
+use netfailover_actors::status::HistoryEntry;
 use netfailover_actors::{start, EngineError, EngineHandle};
 
 const OURS: u8 = netfailover_actors::model::DEFAULT_ROUTE_PROTOCOL;
@@ -398,6 +401,7 @@ async fn every_actor_killed_or_crashed_is_restarted_to_the_same_state() {
         "route-manager",
         "probe-scheduler",
         "dispatcher",
+        "flow-resetter",
         "prober:eth0",
     ] {
         for crash in [false, true] {
@@ -780,6 +784,221 @@ async fn a_stuck_journal_never_wedges_routing() {
         w.journal.get().next_id > last,
         "journal written again after the stall"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flows follow the route (flow_resetter.rs)
+// ---------------------------------------------------------------------------------------------
+
+fn addr(s: &str, prefix_len: u8) -> IfaceAddr {
+    IfaceAddr {
+        addr: s.parse().unwrap(),
+        prefix_len,
+    }
+}
+
+fn sock(local: &str, remote: &str) -> SocketFlow {
+    SocketFlow {
+        local: local.parse().unwrap(),
+        remote: remote.parse().unwrap(),
+        listening: false,
+        bound_ifindex: 0,
+    }
+}
+
+fn ct(reply_src: &str, reply_dst: &str) -> ConntrackFlow {
+    ConntrackFlow {
+        reply_src: reply_src.parse().unwrap(),
+        reply_dst: reply_dst.parse().unwrap(),
+    }
+}
+
+/// eth0 198.51.100.2/25, wlan0 198.51.100.130/25; flows through each, to the Internet and to a
+/// LAN peer, one bound to eth0, one listening; conntrack entries of a NATed container flow
+/// through each uplink.
+fn world_with_flows() -> FakeWorld {
+    let w = world();
+    let eth0 = w.kernel.link("eth0").ifindex;
+    let wlan0 = w.kernel.link("wlan0").ifindex;
+    w.flows.set_addresses(eth0, vec![addr("198.51.100.2", 25)]);
+    w.flows
+        .set_addresses(wlan0, vec![addr("198.51.100.130", 25)]);
+    w.flows.add_socket(sock("198.51.100.2", "203.0.113.10")); // pinned to eth0
+    w.flows.add_socket(sock("198.51.100.2", "198.51.100.77")); // LAN peer
+    w.flows.add_socket(SocketFlow {
+        bound_ifindex: eth0,
+        ..sock("198.51.100.2", "203.0.113.11")
+    });
+    w.flows.add_socket(SocketFlow {
+        listening: true,
+        ..sock("198.51.100.2", "0.0.0.0")
+    });
+    w.flows.add_socket(sock("198.51.100.130", "203.0.113.10")); // through wlan0
+    w.flows.add_conntrack(ct("203.0.113.10", "198.51.100.2")); // masqueraded via eth0
+    w.flows.add_conntrack(ct("203.0.113.10", "198.51.100.130")); // masqueraded via wlan0
+    w
+}
+
+#[actix::test]
+async fn failover_resets_the_flows_pinned_to_the_demoted_uplink_after_the_routes_moved() {
+    let w = world_with_flows();
+    let h = started(&w, config()).await;
+    assert!(w.flows.resets().is_empty(), "a start resets nothing");
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    let resets = w.flows.resets();
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!(resets[0].scope.iface.as_str(), "eth0");
+    assert_eq!(resets[0].scope.family, Family::V4);
+    assert_eq!(
+        resets[0].route_in_use.as_deref(),
+        Some("wlan0"),
+        "the reset starts after the new route is in the kernel"
+    );
+    // Only the flow to the Internet through eth0 and its NAT entry are gone.
+    assert_eq!(w.flows.sockets().len(), 4);
+    assert!(!w
+        .flows
+        .sockets()
+        .contains(&sock("198.51.100.2", "203.0.113.10")));
+    assert_eq!(
+        w.flows.conntrack(),
+        vec![ct("203.0.113.10", "198.51.100.130")]
+    );
+    let records = h.flow_resets();
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(
+        (r.iface.as_str(), r.to.as_str(), r.failback),
+        ("eth0", "wlan0", false)
+    );
+    assert_eq!((r.sockets_destroyed, r.conntrack_deleted), (1, 1));
+    assert!(r.failures.is_empty());
+    let c = h.status().flows;
+    assert_eq!(
+        (
+            c.resets,
+            c.sockets_destroyed,
+            c.conntrack_deleted,
+            c.failures
+        ),
+        (1, 1, 1, 0)
+    );
+    // In the `events` history, beside (not among) the dispatcher events.
+    assert!(h.timeline().iter().any(
+        |e| matches!(e, HistoryEntry::FlowsReset { flows_reset } if flows_reset.iface.as_str() == "eth0")
+    ));
+
+    // Fail-back onto the recovered primary: defaults reset nothing.
+    w.kernel.set_carrier("eth0", true);
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+    assert_eq!(
+        w.flows.resets().len(),
+        1,
+        "fail-back resets nothing by default"
+    );
+    assert!(w
+        .flows
+        .sockets()
+        .contains(&sock("198.51.100.130", "203.0.113.10")));
+}
+
+#[actix::test]
+async fn failback_resets_when_configured_and_disabled_resets_nothing() {
+    let w = world_with_flows();
+    let mut cfg = config();
+    cfg.flows.on_failback = true;
+    let h = started(&w, cfg.clone()).await;
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    w.kernel.set_carrier("eth0", true);
+    pass(Duration::from_millis(100)).await;
+    let scopes: Vec<String> = w
+        .flows
+        .resets()
+        .iter()
+        .map(|r| r.scope.iface.to_string())
+        .collect();
+    assert_eq!(
+        scopes,
+        vec!["eth0", "wlan0"],
+        "fail-back resets the backup's flows"
+    );
+    assert!(!w
+        .flows
+        .sockets()
+        .contains(&sock("198.51.100.130", "203.0.113.10")));
+    assert_eq!(w.flows.resets()[1].route_in_use.as_deref(), Some("eth0"));
+    assert!(h.flow_resets()[1].failback);
+
+    // Switched off by a reload: moves reset nothing.
+    cfg.flows.enabled = false;
+    h.reload(cfg);
+    settle().await;
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
+    assert_eq!(w.flows.resets().len(), 2);
+}
+
+#[actix::test]
+async fn a_blackholed_primary_resets_once_penalised_and_all_penalised_resets_nothing() {
+    let w = world_with_flows();
+    let cfg = config();
+    let h = started(&w, cfg.clone()).await;
+    // Every uplink fails its checks: all penalised alike, eth0 stays in use, nothing moves.
+    for i in ["eth0", "wlan0", "wwan0"] {
+        w.probe.set(i, Verdict::Limited);
+    }
+    pass(cfg.check.interval + cfg.check.timeout * 4).await;
+    assert!(owned_metrics(&w).iter().all(|(_, m)| *m > PENALTY));
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+    assert!(w.flows.resets().is_empty(), "{:?}", w.flows.resets());
+    // wlan0 recovers: the route moves off the penalised eth0 → reset.
+    w.probe.set("wlan0", Verdict::Full);
+    pass(cfg.check.recheck_max + cfg.check.timeout * 4).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
+    let resets = w.flows.resets();
+    assert_eq!(resets.len(), 1);
+    assert_eq!(resets[0].scope.iface.as_str(), "eth0");
+    assert_eq!(h.flow_resets()[0].sockets_destroyed, 1);
+}
+
+#[actix::test]
+async fn a_hung_or_failing_reset_never_delays_routing_or_events() {
+    let w = world_with_flows();
+    w.flows.set_delay(Duration::from_secs(3600));
+    let h = started(&w, config()).await;
+    let events_before = h.history().len();
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    assert_eq!(
+        w.kernel.best_iface().as_deref(),
+        Some("wlan0"),
+        "routing goes on"
+    );
+    assert!(h.history().len() > events_before, "events go on");
+    assert_eq!(w.flows.resets().len(), 1);
+    pass(RESET_TIMEOUT + Duration::from_secs(1)).await;
+    let r = &h.flow_resets()[0];
+    assert_eq!(r.failures.len(), 1, "{r:?}");
+    assert!(r.failures[0].message.contains("gave up"), "{r:?}");
+
+    // A kernel without CONFIG_INET_DIAG_DESTROY: recorded with its message, counted.
+    w.flows.set_delay(Duration::ZERO);
+    w.flows.set_failure(Some(FlowFailure {
+        kind: FlowFailureKind::Unsupported,
+        what: "destroying TCP sockets".into(),
+        message: "the kernel lacks CONFIG_INET_DIAG_DESTROY".into(),
+    }));
+    w.kernel.set_carrier("wlan0", false);
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wwan0"));
+    let records = h.flow_resets();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1].failures[0].kind, FlowFailureKind::Unsupported);
+    assert_eq!(h.status().flows.failures, 2);
 }
 
 /// The parts of a view an observer rebuilds (check results are not streamed).

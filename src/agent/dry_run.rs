@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::future::{BoxFuture, FutureExt};
 use netfailover_actors::model::{Event, EventKind, IfaceAddr, IfaceName, KernelRoute};
 use netfailover_actors::ports::{
-    EngineState, Journal, JournalState, PortResult, RouteTable, ScriptOutcome, ScriptRunner,
-    StateStore, Sysctl,
+    EngineState, FlowResetReport, FlowScope, FlowTable, Journal, JournalState, PortResult,
+    RouteTable, ScriptOutcome, ScriptRunner, StateStore, Sysctl,
 };
 use serde::Serialize;
 
@@ -46,6 +46,10 @@ pub enum PlannedChange {
         event_id: u64,
         kind: EventKind,
         iface: Option<IfaceName>,
+    },
+    /// The flows pinned to this interface would have been reset.
+    ResetFlows {
+        scope: FlowScope,
     },
 }
 
@@ -187,6 +191,16 @@ impl ScriptRunner for DryRunScripts {
             iface: event.iface,
         });
         futures::future::ready(Vec::new()).boxed()
+    }
+}
+
+/// A [`FlowTable`] that records the reset and touches no socket or conntrack entry.
+pub struct DryRunFlows(pub Plan);
+
+impl FlowTable for DryRunFlows {
+    fn reset(&self, scope: FlowScope) -> BoxFuture<'static, FlowResetReport> {
+        self.0.record(PlannedChange::ResetFlows { scope });
+        futures::future::ready(FlowResetReport::default()).boxed()
     }
 }
 

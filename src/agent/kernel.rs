@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 use futures::future::BoxFuture;
 use netfailover_actors::model::{CheckConfig, Event};
 use netfailover_actors::ports::{
-    Journal, LinkSource, Probe, ProbeReport, ProbeRequest, RouteTable, ScriptOutcome, ScriptRunner,
-    StateStore, Sysctl, TrafficSource,
+    FlowTable, Journal, LinkSource, Probe, ProbeReport, ProbeRequest, RouteTable, ScriptOutcome,
+    ScriptRunner, StateStore, Sysctl, TrafficSource,
 };
 
 use super::AgentError;
@@ -133,6 +133,11 @@ pub(crate) fn netlink_traffic() -> Result<Arc<dyn TrafficSource>, AgentError> {
         message: e.to_string(),
     })?;
     Ok(Arc::new(traffic))
+}
+
+/// Flow resets (sock_diag + ctnetlink) in the calling thread's network namespace.
+pub(crate) fn netlink_flows() -> Arc<dyn FlowTable> {
+    Arc::new(os::flows::NetlinkFlows::new())
 }
 
 pub(crate) fn proc_sysctl() -> Arc<dyn Sysctl> {

@@ -50,7 +50,7 @@ use netfailover_actors::status::{EngineStatus, EventRecord};
 use netfailover_actors::{EngineError, EngineHandle};
 use tokio::sync::broadcast;
 
-use dry_run::{DryRunRoutes, DryRunScripts, DryRunSysctl, MemoryStores, Plan};
+use dry_run::{DryRunFlows, DryRunRoutes, DryRunScripts, DryRunSysctl, MemoryStores, Plan};
 pub use dry_run::{PlannedChange, PLAN_LEN};
 use kernel::{Reloadable, ScriptSettings};
 
@@ -331,6 +331,10 @@ impl AgentBuilder {
                 Some(p) => p.traffic.clone(),
                 None => kernel::netlink_traffic()?,
             },
+            flows: match &given {
+                Some(p) => p.flows.clone(),
+                None => kernel::netlink_flows(),
+            },
         };
         let plan = self.dry_run.then(|| {
             let plan = Plan::default();
@@ -341,6 +345,7 @@ impl AgentBuilder {
                 plan: plan.clone(),
             });
             ports.scripts = Arc::new(DryRunScripts(plan.clone()));
+            ports.flows = Arc::new(DryRunFlows(plan.clone()));
             ports.journal = stores.clone();
             ports.state = stores;
             tracing::info!("dry run: no route, address, sysctl or script will be touched");

@@ -36,29 +36,7 @@ impl Entry {
         if !self.utf8 {
             return Err(format!("value {:?} is not UTF-8", self.raw));
         }
-        let mut out = String::with_capacity(self.raw.len());
-        let mut chars = self.raw.chars();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            match chars.next() {
-                Some('s') => out.push(' '),
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some('r') => out.push('\r'),
-                Some('\\') => out.push('\\'),
-                Some(other) => {
-                    return Err(format!(
-                        "value {:?} has the invalid escape \\{other}",
-                        self.raw
-                    ))
-                }
-                None => return Err(format!("value {:?} ends with an escape", self.raw)),
-            }
-        }
-        Ok(out)
+        decode(&self.raw, true)
     }
 
     /// The value as a GKeyFile list: split on unescaped `;`, items unescaped, empty items (such
@@ -258,6 +236,12 @@ fn group_header(line: &[u8]) -> Option<&[u8]> {
 /// Decodes GKeyFile escapes (`\s \n \t \r \\`); unknown escapes are kept as written, which is
 /// what NetworkManager's readers end up with for the values we use.
 fn unescape(raw: &str) -> String {
+    decode(raw, false).unwrap_or_else(|_| raw.to_string())
+}
+
+/// GKeyFile escapes; `strict`: an unknown escape or a trailing `\\` is an error (as in
+/// `g_key_file_get_string`), otherwise it is kept as written.
+fn decode(raw: &str, strict: bool) -> Result<String, String> {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
@@ -271,6 +255,10 @@ fn unescape(raw: &str) -> String {
             Some('t') => out.push('\t'),
             Some('r') => out.push('\r'),
             Some('\\') => out.push('\\'),
+            Some(other) if strict => {
+                return Err(format!("value {raw:?} has the invalid escape \\{other}"))
+            }
+            None if strict => return Err(format!("value {raw:?} ends with an escape")),
             Some(other) => {
                 out.push('\\');
                 out.push(other);
@@ -278,7 +266,7 @@ fn unescape(raw: &str) -> String {
             None => out.push('\\'),
         }
     }
-    out
+    Ok(out)
 }
 
 impl fmt::Display for KeyFile {

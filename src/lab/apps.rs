@@ -2,18 +2,27 @@
 //! sink in the Internet namespace, and on the device a client that keeps a TCP connection busy
 //! (logging each round trip with its local address) and a one-way UDP sender.
 //!
+//! [`AppLab`] puts them in the lab world beside the daemon at `interval` 3600, for the
+//! passive-health tests, the lab scenario and the benchmark.
+//!
 //! Plain threads with blocking sockets: each socket is created by a thread that entered its
 //! namespace (a socket stays in the namespace it was made in). Every loop stops on its flag, on
 //! drop, and in any case after [`MAX_RUN`]; every blocking call has a timeout.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use netfailover_actors::model::Connectivity;
+use netfailover_actors::status::EngineStatus;
+
 use super::netns::{enter_named, Netns, NetnsError};
+use super::timeline::{query_status, DaemonProcess};
+use super::world::{LabError, World, CHECK_ADDR};
 
 /// No helper thread outlives this, whatever the test does.
 pub const MAX_RUN: Duration = Duration::from_secs(600);
@@ -256,5 +265,148 @@ impl UdpSender {
             }
         })?;
         Ok(Self { _worker: worker })
+    }
+}
+
+/// The echo server's address in the Internet namespace.
+pub const ECHO: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+/// A second echo server: the peer a test makes die alone.
+pub const DEAD_PEER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 40);
+/// The silent UDP sink.
+pub const SINK: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 30);
+
+/// The lab world with the daemon at balenaOS's `interval` 3600 on an IP-literal check URI
+/// (no `netfailover.toml` keys but `state_dir`: every setting at its default), plus the
+/// application servers above. Stops the daemon on drop, then the world goes.
+pub struct AppLab {
+    daemon: Option<DaemonProcess>,
+    pub world: World,
+    dir: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    _servers: (EchoServer, EchoServer, UdpSink),
+}
+
+impl AppLab {
+    /// Builds everything under `dir` (which the caller owns) and waits until all three
+    /// uplinks are FULL.
+    pub fn start(exe: &Path, dir: &Path) -> Result<Self, LabError> {
+        let mut world = World::build()?;
+        world.start_servers()?;
+        for addr in [ECHO, DEAD_PEER, SINK] {
+            world
+                .internet
+                .ip(&["addr", "add", &format!("{addr}/32"), "dev", "lo"])?;
+        }
+        let servers = (
+            EchoServer::start(&world.internet, SocketAddr::from((ECHO, 7)))?,
+            EchoServer::start(&world.internet, SocketAddr::from((DEAD_PEER, 7)))?,
+            UdpSink::start(&world.internet, SocketAddr::from((SINK, 9)))?,
+        );
+        let boot = dir.join("boot");
+        world.write_boot_dir(&boot, "", &dir.join("state"), &dir.join("scripts.log"))?;
+        let config = boot.join("config.json");
+        std::fs::write(
+            &config,
+            format!(
+                "{{\"dnsServers\":\"null\",\"os\":{{\"network\":{{\"connectivity\":\
+                 {{\"uri\":\"http://{CHECK_ADDR}/connectivity-check\",\"interval\":\"3600\"}}}}}}}}"
+            ),
+        )
+        .map_err(|error| LabError::Write {
+            path: config,
+            error,
+        })?;
+        let daemon = DaemonProcess::start(
+            exe,
+            &world,
+            &boot,
+            &dir.join("sock"),
+            &dir.join("daemon.log"),
+            &[],
+        )?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| LabError::Daemon { error })?;
+        let lab = Self {
+            daemon: Some(daemon),
+            world,
+            dir: dir.to_path_buf(),
+            runtime,
+            _servers: servers,
+        };
+        let all_full = super::netns::wait_for(Duration::from_secs(30), || {
+            let s = lab.status()?;
+            (s.interfaces.len() == 3
+                && s.interfaces
+                    .iter()
+                    .all(|i| i.connectivity == Connectivity::Full))
+            .then_some(())
+        });
+        match all_full {
+            Some(()) => Ok(lab),
+            None => Err(LabError::DaemonNotReady {
+                secs: 30,
+                log: lab.log(),
+            }),
+        }
+    }
+
+    pub fn status(&self) -> Option<EngineStatus> {
+        query_status(&self.runtime, &self.dir.join("sock"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Requests the check server has answered so far (every uplink's checks).
+    pub fn checks(&self) -> u64 {
+        self.world
+            .servers
+            .as_ref()
+            .map_or(0, |s| s.check.requests())
+    }
+
+    /// The device's interface towards `to` (`ip route get`).
+    pub fn route_dev(&self, to: Ipv4Addr) -> Option<String> {
+        let out = self
+            .world
+            .device
+            .ip(&["route", "get", &to.to_string()])
+            .ok()?;
+        let mut words = out.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "dev" {
+                return words.next().map(str::to_string);
+            }
+        }
+        None
+    }
+
+    pub fn state(&self, iface: &str) -> Option<Connectivity> {
+        self.status()?
+            .interfaces
+            .into_iter()
+            .find(|i| i.name.as_str() == iface)
+            .map(|i| i.connectivity)
+    }
+
+    /// Blackholes everything beyond the ISP of `iface` and returns how long until the route to
+    /// the echo server left `iface` (`None`: not within `limit`).
+    pub fn time_route_leaves(&self, iface: &str, limit: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        self.world.blackhole_upstream(iface).ok()?;
+        super::netns::wait_for(limit, || {
+            (self.route_dev(ECHO).as_deref() != Some(iface)).then(|| t0.elapsed())
+        })
+    }
+}
+
+impl Drop for AppLab {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.stop(Duration::from_secs(5));
+        }
     }
 }

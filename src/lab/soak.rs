@@ -246,7 +246,14 @@ pub fn run(minutes: u64) -> Result<bool, LabError> {
         if started.elapsed() >= duration {
             break;
         }
-        match timeline::play(&steps, &world, &mut daemon, &socket, &script_log) {
+        match timeline::play(
+            &steps,
+            timeline::STEP_TIMEOUT,
+            &world,
+            &mut daemon,
+            &socket,
+            &script_log,
+        ) {
             Ok(outcomes) => {
                 steps_run += outcomes.len() as u64;
                 steps_ok += outcomes.iter().filter(|o| o.ok).count() as u64;

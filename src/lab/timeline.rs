@@ -22,7 +22,7 @@ use crate::control::{self, Request};
 
 /// Longest a step may take before it counts as failed: well above the SPEC §3 bounds with the
 /// lab's settings (5 s to leave FULL, 5 s to return), for a busy 2-core machine.
-const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the daemon may take to start and see every uplink FULL.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait after a step for the daemon to deliver its events to the scripts.
@@ -117,7 +117,17 @@ fn step(
 }
 
 /// The scenarios `--scenario` knows, in the order `list` prints them.
-pub const SCENARIOS: [&str; 6] = ["default", "cable", "upstream", "portal", "dns", "outage"];
+pub const SCENARIOS: [&str; 7] = [
+    "default", "cable", "upstream", "portal", "dns", "outage", "passive",
+];
+
+/// The `passive` scenario: balenaOS's `interval` 3600 with every setting at its default and an
+/// application keeping a TCP connection busy; its blackhole step shows passive health noticing
+/// the loss in seconds (without it, up to an hour).
+const PASSIVE: &str = "passive";
+/// Step limit of the `passive` scenario: returning needs the default re-check back-off (up to
+/// `recheck_max` = 60 s) and 5 s connect timeouts.
+const PASSIVE_STEP_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The steps of a scenario (each starts from all uplinks up and FULL).
 pub fn scenario(name: &str) -> Result<Vec<Step>, LabError> {
@@ -186,6 +196,7 @@ pub fn scenario(name: &str) -> Result<Vec<Step>, LabError> {
         "portal" => steps.extend_from_slice(&portal),
         "dns" => steps.extend_from_slice(&dns),
         "outage" => steps.extend_from_slice(&outage),
+        PASSIVE => steps.extend_from_slice(&upstream),
         _ => {
             return Err(LabError::UnknownScenario {
                 name: name.to_string(),
@@ -393,6 +404,7 @@ fn new_script_lines(log: &Path, from: &mut usize) -> Vec<String> {
 /// Plays `steps` against a running daemon; prints each step as it goes.
 pub(crate) fn play(
     steps: &[Step],
+    step_timeout: Duration,
     world: &World,
     daemon: &mut DaemonProcess,
     socket: &Path,
@@ -414,7 +426,7 @@ pub(crate) fn play(
         let limit = if matches!(step.action, Action::Start) {
             START_TIMEOUT
         } else {
-            STEP_TIMEOUT
+            step_timeout
         };
         let mut route_time = None;
         let mut settled_time = None;
@@ -537,7 +549,37 @@ pub fn run(args: &LabArgs) -> Result<bool, LabError> {
     let socket = work.0.join("sock");
     let script_log = work.0.join("scripts.log");
     let daemon_log = work.0.join("daemon.log");
-    world.write_boot_dir(&boot, FAST_SETTINGS, &work.0.join("state"), &script_log)?;
+    let passive = args.scenario == PASSIVE;
+    let settings = if passive { "" } else { FAST_SETTINGS };
+    world.write_boot_dir(&boot, settings, &work.0.join("state"), &script_log)?;
+    // The passive scenario: interval 3600 and application traffic on the device.
+    let _apps = if passive {
+        world.set_interval(&boot, 3600)?;
+        world.internet.ip(&[
+            "addr",
+            "add",
+            &format!("{}/32", super::apps::ECHO),
+            "dev",
+            "lo",
+        ])?;
+        let echo = super::apps::EchoServer::start(
+            &world.internet,
+            std::net::SocketAddr::from((super::apps::ECHO, 7)),
+        )?;
+        let app = super::apps::BusyClient::start(
+            &world.device,
+            std::net::SocketAddr::from((super::apps::ECHO, 7)),
+            Duration::from_millis(250),
+            Duration::from_secs(1),
+        )?;
+        println!(
+            "application: a TCP connection to {}:7, 4 messages a second",
+            super::apps::ECHO
+        );
+        Some((echo, app))
+    } else {
+        None
+    };
     println!(
         "device namespace {}, boot directory {}, daemon log {}",
         world.device.name(),
@@ -547,7 +589,19 @@ pub fn run(args: &LabArgs) -> Result<bool, LabError> {
     let exe = std::env::current_exe().map_err(|error| LabError::Daemon { error })?;
     let mut daemon = DaemonProcess::start(&exe, &world, &boot, &socket, &daemon_log, &[])?;
     println!("daemon started (pid {})", daemon.id());
-    let result = play(&steps, &world, &mut daemon, &socket, &script_log);
+    let step_timeout = if passive {
+        PASSIVE_STEP_TIMEOUT
+    } else {
+        STEP_TIMEOUT
+    };
+    let result = play(
+        &steps,
+        step_timeout,
+        &world,
+        &mut daemon,
+        &socket,
+        &script_log,
+    );
     let outcomes = match result {
         Ok(o) => o,
         Err(e) => {
@@ -557,6 +611,16 @@ pub fn run(args: &LabArgs) -> Result<bool, LabError> {
         }
     };
     println!("\n{}", summary(&outcomes));
+    if passive {
+        if let Some(o) = outcomes.iter().find(|o| o.what.starts_with("blackhole")) {
+            println!(
+                "passive health: silent blackhole noticed and the route on the backup after {} \
+                 at interval 3600 (periodic checks alone: up to 3600 s)",
+                o.route_time
+                    .map_or_else(|| "-".to_string(), |d| format!("{:.1} s", d.as_secs_f64()))
+            );
+        }
+    }
     let passed = outcomes.iter().all(|o| o.ok);
     if !passed {
         let log = std::fs::read_to_string(&daemon_log).unwrap_or_default();
@@ -597,6 +661,7 @@ mod tests {
         }
         assert!(scenario("nope").is_err());
         assert_eq!(scenario("default").unwrap().len(), 11);
+        assert_eq!(scenario("passive").unwrap().len(), 3);
     }
 
     #[test]

@@ -339,6 +339,17 @@ impl World {
     }
 
     /// The device's IPv4 default routes as `ip -n <dev> route show default` prints them.
+    /// Rewrites the check interval in `dir/config.json` (written by [`World::write_boot_dir`]).
+    pub fn set_interval(&self, dir: &Path, secs: u32) -> Result<(), LabError> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|error| LabError::Write {
+            path: path.clone(),
+            error,
+        })?;
+        let text = text.replace("\"interval\": \"2\"", &format!("\"interval\": \"{secs}\""));
+        std::fs::write(&path, text).map_err(|error| LabError::Write { path, error })
+    }
+
     pub fn default_routes(&self) -> Result<String, LabError> {
         Ok(self.device.ip(&["-4", "route", "show", "default"])?)
     }

@@ -1,8 +1,9 @@
 //! Real adapters of the engine's ports: netlink links and routes, router solicitations
 //! (`ndisc`), sysctls, the HTTP(S) probe with per-interface DNS, dispatcher scripts, the state
-//! files under `state_dir`, and passive health's traffic sampling (link counters and TCP sockets
-//! via sock_diag).
+//! files under `state_dir`, passive health's traffic sampling (link counters and TCP sockets
+//! via sock_diag), and flow resets (sock_diag and ctnetlink).
 
+pub mod flows;
 pub mod ndisc;
 pub mod netlink;
 pub mod persist;

@@ -200,6 +200,33 @@ fn a_stock_balena_boot_partition_is_clean() {
     );
 }
 
+/// 500 copies of one profile: one shared-metric note per family, not one per pair (which
+/// printed 29 MB before).
+#[test]
+fn shared_metric_notes_are_one_line_per_metric() {
+    let text = "[connection]\ntype=ethernet\n[ipv4]\nmethod=auto\n[ipv6]\nmethod=auto\n";
+    let names: Vec<String> = (0..500)
+        .map(|i| format!("system-connections/eth-{i:03}"))
+        .collect();
+    let files: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), text)).collect();
+    let boot = temp_boot(&files);
+    let mut out = Vec::new();
+    let code = report::check_config_with(&isolated(boot.path()), &mut out);
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(code, 0, "{out}");
+    let notes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("note: "))
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].contains("ipv4 metric 100 is shared by 500 profiles"),
+        "{}",
+        notes[0]
+    );
+    assert!(out.len() < 200_000, "{} bytes", out.len());
+}
+
 #[test]
 fn a_broken_profile_is_skipped_while_the_others_load() {
     let case = data_dir().join("bad/metric-out-of-range");

@@ -13,7 +13,7 @@ use futures::future::LocalBoxFuture;
 use netfailover::control::{self, ControlBackend, ControlError, Request};
 use netfailover::engine::model::{Connectivity, IfaceName};
 use netfailover::engine::ports::{ProbeReport, Verdict};
-use netfailover::engine::status::{ActorStatus, EngineStatus, EventRecord};
+use netfailover::engine::status::{ActorStatus, EngineStatus, EventRecord, HistoryEntry};
 
 /// An engine stand-in: a fixed status, checks that succeed for `eth0` only, kills of known
 /// actor names.
@@ -62,9 +62,20 @@ impl ControlBackend for Stub {
         })
     }
 
-    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
+    fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
         Box::pin(async { Vec::new() })
     }
+}
+
+/// The dispatcher events of an `events --json` answer (flow resets left out).
+pub fn dispatcher_events(json: &[u8]) -> Vec<EventRecord> {
+    let all: Vec<HistoryEntry> = serde_json::from_slice(json).unwrap();
+    all.into_iter()
+        .filter_map(|e| match e {
+            HistoryEntry::Event(r) => Some(r),
+            HistoryEntry::FlowsReset { .. } => None,
+        })
+        .collect()
 }
 
 /// A directory under /tmp that `nobody` can traverse, removed on drop.
@@ -560,6 +571,7 @@ fn daemon_status_kill_and_events_end_to_end() {
         "route-manager",
         "probe-scheduler",
         "dispatcher",
+        "traffic-watcher",
         "prober:eth0",
     ] {
         assert!(actors.iter().any(|a| a == want), "{want} not in {actors:?}");
@@ -619,7 +631,7 @@ fn daemon_status_kill_and_events_end_to_end() {
     // Events: an `up` for every interface.
     let out = e2e.cli(&["events", "--json"]);
     assert!(out.status.success());
-    let events: Vec<EventRecord> = serde_json::from_slice(&out.stdout).unwrap();
+    let events = dispatcher_events(&out.stdout);
     for iface in ["eth0", "wlan0", "wwan0"] {
         assert!(
             events.iter().any(|r| r.event.kind.as_str() == "up"
@@ -1017,7 +1029,7 @@ fn daemon_sigkill_with_pending_events_delivers_them_after_restart() {
     }
     let produced: Vec<u64> = {
         let out = e2e.cli(&["events", "--json"]);
-        let events: Vec<EventRecord> = serde_json::from_slice(&out.stdout).unwrap();
+        let events = dispatcher_events(&out.stdout);
         events.iter().map(|r| r.event.id).collect()
     };
     let before_kill = logged_ids(&e2e);
@@ -1281,7 +1293,7 @@ impl ControlBackend for FollowStub {
     fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
         Box::pin(async move { Err(format!("{actor}: not in this stub")) })
     }
-    fn events(&self) -> LocalBoxFuture<'_, Vec<EventRecord>> {
+    fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
         Box::pin(async { Vec::new() })
     }
     fn subscribe(&self) -> Option<Subscription> {

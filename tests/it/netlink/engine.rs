@@ -90,6 +90,7 @@ impl Rig {
                 scripts: Arc::new(FakeScripts::default()),
                 journal: Arc::new(self.journal.clone()),
                 state: Arc::new(self.state.clone()),
+                flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
                 traffic: Arc::new(NetlinkTraffic::new().expect("traffic sockets")),
             };
             let kernel = Kernel {

@@ -1,0 +1,143 @@
+//! FlowResetter: after the route in use moved off an interface, resets the flows pinned to it
+//! (local TCP sockets destroyed, conntrack entries deleted) so applications reconnect through
+//! the new uplink at once instead of hanging until TCP gives up.
+//!
+//! Owns: the decision whether a move resets (`[flows]`: a failover does when `enabled`; a
+//! fail-back onto a more preferred uplink only with `on_failback`), the call to the `FlowTable`
+//! port, and the `flows-reset` record (history and counters on the board). What is pinned is
+//! `flows.rs`'s rule, applied by the port.
+//!
+//! Talks to: RouteManager sends it [`RouteInUseMoved`] after a reconcile applied routes that
+//! move the route in use of a family to another interface; it sends nothing back. It is its own
+//! actor so a slow or failing reset never delays routing or events: RouteManager only posts a
+//! message, and event delivery runs in the Dispatcher concurrently with the reset.
+//!
+//! A `flows-reset` is not a dispatcher event: no id, no scripts, not in the journal. Resets run
+//! one at a time, each bounded by [`RESET_TIMEOUT`]. On failure the supervisor restarts it; a
+//! move that arrived while it was down is not replayed (the next move resets again).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use tokio::time::Instant;
+
+use crate::model::{Config, Family, IfaceName};
+use crate::ports::{FlowFailure, FlowFailureKind, FlowResetReport, FlowScope, FlowTable};
+use crate::status::{Board, FlowResetRecord};
+
+/// Longest one reset may take; past it the reset is recorded as failed (the port's work is
+/// dropped, and the adapter's blocking part finishes on its own).
+pub const RESET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// See the module doc.
+pub struct FlowResetter {
+    cfg: Arc<Config>,
+    flows: Arc<dyn FlowTable>,
+    board: Board,
+}
+
+impl FlowResetter {
+    pub fn new(cfg: Arc<Config>, flows: Arc<dyn FlowTable>, board: Board) -> Self {
+        Self { cfg, flows, board }
+    }
+
+    /// Whether this move resets flows under the current settings.
+    pub fn wanted(&self, moved: &RouteInUseMoved) -> bool {
+        let f = &self.cfg.flows;
+        f.enabled && (!moved.failback || f.on_failback)
+    }
+}
+
+impl Actor for FlowResetter {
+    type Context = Context<Self>;
+}
+
+/// The route in use of `family` moved from one interface to another; the new routes are in the
+/// kernel already.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RouteInUseMoved {
+    pub family: Family,
+    pub from: IfaceName,
+    pub from_ifindex: u32,
+    pub to: IfaceName,
+    /// Onto an uplink with a lower configured metric (the primary recovered).
+    pub failback: bool,
+    /// When RouteManager finished applying the routes.
+    pub at: Instant,
+}
+
+/// A new configuration (SIGHUP).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ReconfigureFlows(pub Arc<Config>);
+
+impl Handler<RouteInUseMoved> for FlowResetter {
+    type Result = ();
+    fn handle(&mut self, msg: RouteInUseMoved, ctx: &mut Self::Context) {
+        if !self.wanted(&msg) {
+            tracing::info!(family = ?msg.family, from = %msg.from, to = %msg.to, failback = msg.failback, "route in use moved; flows left alone ([flows] settings)");
+            return;
+        }
+        let scope = FlowScope {
+            iface: msg.from.clone(),
+            ifindex: msg.from_ifindex,
+            family: msg.family,
+        };
+        let reset = self.flows.reset(scope);
+        let bounded = async move {
+            match tokio::time::timeout(RESET_TIMEOUT, reset).await {
+                Ok(report) => report,
+                Err(_) => FlowResetReport {
+                    failures: vec![FlowFailure {
+                        kind: FlowFailureKind::Failed,
+                        what: "resetting flows".into(),
+                        message: format!("gave up after {} s", RESET_TIMEOUT.as_secs()),
+                    }],
+                    ..FlowResetReport::default()
+                },
+            }
+        };
+        ctx.wait(bounded.into_actor(self).map(move |report, act, _| {
+            let record = FlowResetRecord {
+                at_unix_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                family: msg.family,
+                iface: msg.from,
+                to: msg.to,
+                failback: msg.failback,
+                sockets_destroyed: report.sockets_destroyed,
+                conntrack_deleted: report.conntrack_deleted,
+                failures: report.failures,
+                elapsed_ms: msg.at.elapsed().as_secs_f64() * 1000.0,
+            };
+            if record.failures.is_empty() {
+                tracing::info!(family = ?record.family, iface = %record.iface, to = %record.to, sockets = record.sockets_destroyed, conntrack = record.conntrack_deleted, elapsed_ms = record.elapsed_ms, "flows-reset");
+            } else {
+                for f in &record.failures {
+                    tracing::warn!(family = ?record.family, iface = %record.iface, kind = ?f.kind, error = %f, "flows-reset: part failed");
+                }
+            }
+            act.board.record_flow_reset(record);
+        }));
+    }
+}
+
+impl Handler<ReconfigureFlows> for FlowResetter {
+    type Result = ();
+    fn handle(&mut self, msg: ReconfigureFlows, _: &mut Self::Context) {
+        self.cfg = msg.0;
+    }
+}
+
+/// Test hook (feature `fake`): makes the actor panic inside a handler.
+#[cfg(feature = "fake")]
+impl Handler<crate::supervisor::Crash> for FlowResetter {
+    type Result = ();
+    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
+        panic!("FlowResetter: crash requested by a test");
+    }
+}

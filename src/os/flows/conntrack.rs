@@ -1,0 +1,108 @@
+//! Connection tracking through ctnetlink (`NETLINK_NETFILTER`, subsystem `CTNETLINK`, on
+//! `netlink-packet-netfilter`): a dump of one family's entries and the deletion of one entry by
+//! its original tuple (and zone), as `conntrack -D` does — without shelling out to it.
+
+use netlink_packet_core::Nla;
+use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, Tuple};
+use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
+use netlink_sys::protocols::NETLINK_NETFILTER;
+
+use netfailover_actors::flows::ConntrackFlow;
+use netfailover_actors::model::Family;
+
+use super::wire::{Conn, WireError};
+
+/// `CTA_ZONE` (linux/netfilter/nfnetlink_conntrack.h): entries in different zones may share a
+/// tuple, so a deletion names the zone too.
+const CTA_ZONE: u16 = 18;
+
+/// A ctnetlink connection in the calling thread's network namespace.
+pub struct Conntrack(Conn);
+
+/// One conntrack entry of a dump.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    family: Family,
+    attributes: Vec<ConntrackAttribute>,
+}
+
+fn proto_family(family: Family) -> NetfilterProtoFamily {
+    match family {
+        Family::V4 => NetfilterProtoFamily::IPv4,
+        Family::V6 => NetfilterProtoFamily::IPv6,
+    }
+}
+
+fn message(family: Family, inner: ConntrackMessage) -> NetfilterMessage {
+    // NFNETLINK_V0, resource id 0 (every table).
+    NetfilterMessage::new(NetfilterHeader::new(proto_family(family), 0, 0), inner)
+}
+
+/// Source and destination of a tuple.
+fn addresses(tuple: &[Tuple]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
+    let ip = tuple.iter().find_map(|t| match t {
+        Tuple::Ip(ip) => Some(ip),
+        _ => None,
+    })?;
+    let src = ip.iter().find_map(|i| match i {
+        IPTuple::SourceAddress(a) => Some(*a),
+        _ => None,
+    })?;
+    let dst = ip.iter().find_map(|i| match i {
+        IPTuple::DestinationAddress(a) => Some(*a),
+        _ => None,
+    })?;
+    Some((src, dst))
+}
+
+impl Entry {
+    /// The reply direction, for `flows.rs`; `None` for an entry without one.
+    pub fn flow(&self) -> Option<ConntrackFlow> {
+        let reply = self.attributes.iter().find_map(|a| match a {
+            ConntrackAttribute::CtaTupleReply(t) => Some(t),
+            _ => None,
+        })?;
+        let (reply_src, reply_dst) = addresses(reply)?;
+        Some(ConntrackFlow {
+            reply_src,
+            reply_dst,
+        })
+    }
+}
+
+impl Conntrack {
+    pub fn open() -> std::io::Result<Self> {
+        Conn::open(NETLINK_NETFILTER).map(Self)
+    }
+
+    /// Every entry of `family`.
+    pub fn dump(&mut self, family: Family) -> Result<Vec<Entry>, WireError> {
+        let mut out = Vec::new();
+        let request = message(family, ConntrackMessage::Get(Vec::new()));
+        self.0.dump(request, |m| {
+            if let netlink_packet_netfilter::NetfilterMessageInner::Conntrack(
+                ConntrackMessage::New(attributes),
+            ) = m.inner
+            {
+                out.push(Entry { family, attributes });
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Deletes one entry (ENOENT if it is gone already).
+    pub fn delete(&mut self, entry: &Entry) -> Result<(), WireError> {
+        let keep = entry
+            .attributes
+            .iter()
+            .filter(|a| match a {
+                ConntrackAttribute::CtaTupleOrig(_) => true,
+                ConntrackAttribute::Other(nla) => nla.kind() == CTA_ZONE,
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        self.0
+            .request(message(entry.family, ConntrackMessage::Delete(keep)))
+    }
+}
