@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use netfailover::engine::model::{CheckConfig, Family, IfaceName};
-use netfailover::engine::ports::{ProbeRequest, Verdict};
-use netfailover::lab::hostile::{isolate_current_thread, HostileDns, HostileHttp, HttpAnswer};
+use netfailover::engine::model::CheckConfig;
+use netfailover::engine::ports::Verdict;
+use netfailover::lab::hostile::{
+    isolate_current_thread, lo_request, HostileDns, HostileHttp, HttpAnswer,
+};
 use netfailover::os::probe::HttpProbe;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -55,12 +57,7 @@ fuzz_target!(|data: &[u8]| {
         ..CheckConfig::default()
     })
     .expect("probe");
-    let request = ProbeRequest {
-        iface: IfaceName::new("lo").expect("valid"),
-        ifindex: 1,
-        dns: vec![s.dns.addr()],
-        routed: vec![Family::V4],
-    };
+    let request = lo_request(vec![s.dns.addr()]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use netfailover::engine::model::{CheckConfig, Family, IfaceName};
-use netfailover::engine::ports::{ProbeRequest, Verdict};
-use netfailover::lab::hostile::{isolate_current_thread, HostileHttp, HttpAnswer};
+use netfailover::engine::model::CheckConfig;
+use netfailover::engine::ports::Verdict;
+use netfailover::lab::hostile::{isolate_current_thread, lo_request, HostileHttp, HttpAnswer};
 use netfailover::os::probe::HttpProbe;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -42,12 +42,7 @@ fuzz_target!(|data: &[u8]| {
         ..CheckConfig::default()
     })
     .expect("probe");
-    let request = ProbeRequest {
-        iface: IfaceName::new("lo").expect("valid"),
-        ifindex: 1,
-        dns: Vec::new(),
-        routed: vec![Family::V4],
-    };
+    let request = lo_request(Vec::new());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

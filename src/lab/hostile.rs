@@ -14,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use netfailover_actors::model::{Family, IfaceName};
+use netfailover_actors::ports::ProbeRequest;
+
 /// How long a connection may stay idle on the server side.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most bytes an endless body writes (the probe must stop reading long before).
@@ -250,6 +253,18 @@ impl HostileDns {
 
     pub fn queries(&self) -> u64 {
         self.queries.load(Ordering::SeqCst)
+    }
+}
+
+/// A check request through `lo` (IPv4 routed) with these DNS servers: what the property tests
+/// and fuzz targets give the probe.
+pub fn lo_request(dns: Vec<SocketAddr>) -> ProbeRequest {
+    ProbeRequest {
+        // A constant, valid interface name (1..=15 bytes, no '/', ':' or whitespace).
+        iface: IfaceName::new("lo").expect("\"lo\" is a valid interface name"),
+        ifindex: 1,
+        dns,
+        routed: vec![Family::V4],
     }
 }
 

@@ -19,9 +19,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use netfailover::control::{self, Request};
-use netfailover::engine::model::{CheckConfig, Family, IfaceName};
-use netfailover::engine::ports::{ProbeReport, ProbeRequest, Verdict};
-use netfailover::lab::hostile::{a_answer, HostileDns, HostileHttp, HttpAnswer, ENDLESS_CAP};
+use netfailover::engine::model::CheckConfig;
+use netfailover::engine::ports::{ProbeReport, Verdict};
+use netfailover::lab::hostile::{
+    a_answer, lo_request, HostileDns, HostileHttp, HttpAnswer, ENDLESS_CAP,
+};
 use netfailover::lab::netns::Netns;
 use netfailover::lab::uplinks::{block_on_in_netns, run_in_netns};
 use netfailover::os::probe::HttpProbe;
@@ -87,12 +89,7 @@ fn check(lab: &Lab, uri: &str, response: &str, dns: Vec<SocketAddr>) -> ProbeRep
         ..CheckConfig::default()
     };
     let probe = HttpProbe::new(&config).expect("probe");
-    let request = ProbeRequest {
-        iface: IfaceName::new("lo").expect("valid name"),
-        ifindex: 1,
-        dns,
-        routed: vec![Family::V4],
-    };
+    let request = lo_request(dns);
     block_on_in_netns(&lab.ns, || async move { probe.run(request).await })
         .expect("entering the namespace")
 }
