@@ -214,6 +214,32 @@ impl AgentBuilder {
     /// sysctl is written and no script runs; each would-be change is logged and kept in
     /// [`AgentHandle::plan`]. The journal and interface state stay in memory, so a dry run next
     /// to a real daemon does not disturb it.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use netfailover::agent::{Agent, PlannedChange};
+    /// # use netfailover::engine::fake::{manual_profile, FakeWorld};
+    /// # use netfailover::engine::model::{Config, LinkKind, UplinkType};
+    /// let world = FakeWorld::new();
+    /// world.kernel.add_link("eth0", LinkKind::Other);
+    /// let config = Config {
+    ///     profiles: vec![manual_profile("eth0", UplinkType::Ethernet, 100, "192.0.2.1".parse()?)?],
+    ///     ..Config::default()
+    /// };
+    /// actix_rt::System::new().block_on(async {
+    ///     let agent = Agent::builder().config(config).ports(world.ports()).dry_run(true).start()?;
+    ///     for _ in 0..100 {
+    ///         if !agent.plan().unwrap_or_default().is_empty() { break; }
+    ///         tokio::time::sleep(Duration::from_millis(10)).await;
+    ///     }
+    ///     // eth0's route is planned (penalised until its first check), the kernel untouched.
+    ///     let plan = agent.plan().unwrap_or_default();
+    ///     assert!(plan.iter().any(|c| matches!(c, PlannedChange::AddRoute { .. })));
+    ///     assert!(world.kernel.routes().is_empty());
+    ///     agent.shutdown().await
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dry_run(mut self, dry_run: bool) -> Self {
         self.dry_run = dry_run;
         self
@@ -577,6 +603,27 @@ type Observe = dyn Fn() -> (Snapshot, broadcast::Receiver<EngineEvent>) + Send +
 /// The state now, then every change: [`Update::Snapshot`] first, then [`Update::Event`]s.
 /// The snapshot and the channel are taken atomically, so applying the events to the snapshot
 /// ([`Snapshot::apply`]) tracks the engine exactly, however late the subscription.
+///
+/// ```
+/// # use netfailover::agent::{Agent, Update};
+/// # use netfailover::engine::{fake::FakeWorld, model::{Config, LinkKind}, ports::Verdict};
+/// # let world = FakeWorld::new();
+/// # world.kernel.add_link("eth0", LinkKind::Other);
+/// actix_rt::System::new().block_on(async {
+///     let agent = Agent::builder().config(Config::default()).ports(world.ports()).start()?;
+///     let mut updates = agent.subscribe();
+///     let Some(Update::Snapshot(mut view)) = updates.next().await else { unreachable!() };
+///     agent.kill("link-watcher").await?; // a change: an actor restart
+///     while let Some(Update::Event(event)) = updates.next().await {
+///         view.apply(&event);
+///         if view.status.actors.iter().any(|a| a.name == "link-watcher" && a.kills == 1) {
+///             break;
+///         }
+///     }
+///     agent.shutdown().await
+/// })?;
+/// # Ok::<(), netfailover::agent::AgentError>(())
+/// ```
 pub struct Subscription {
     observe: Arc<Observe>,
     snapshot: Option<Snapshot>,

@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod dispatcher;
 mod faults;
+mod flows;
 mod hostile;
 mod lab;
 mod netlink;

@@ -1,6 +1,6 @@
 //! Raw netlink datagrams decoded exactly as the adapters receive them: netlink-proto's codec
-//! splits and parses the datagram (skipping what it cannot parse), then [`link_update`] maps
-//! each notification and [`kernel_route`] each route of a dump. The kernel is trusted, but a
+//! splits and parses the datagram (skipping what it cannot parse), then `link_update` maps
+//! each notification and `kernel_route` each route of a dump. The kernel is trusted, but a
 //! newer kernel or a corrupted buffer must never panic the daemon: this is the entry point of
 //! the property tests below and of the `netlink_notification` fuzz target (`fuzz/`).
 
