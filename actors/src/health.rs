@@ -1,4 +1,4 @@
-//! The per-interface check state machine (SPEC §3), pure and clock-free: hysteresis
+//! The per-interface check state machine (docs/semantics.md §3), pure and clock-free: hysteresis
 //! (`down_count` / `up_count`), the first result from UNKNOWN deciding, the fast re-check
 //! back-off (1 s doubling, capped at `min(recheck_max, interval)`, restarted by every good
 //! result and every state change), and the fail-back hold rule. No actix here: ProbeScheduler feeds it results and obeys its delays.
@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::model::{CheckConfig, Connectivity};
 use crate::ports::Verdict;
 
-/// First fast re-check delay, and the delay after a good check while not FULL (SPEC §3).
+/// First fast re-check delay, and the delay after a good check while not FULL (docs/semantics.md §3).
 pub const FAST_RECHECK: Duration = Duration::from_secs(1);
 
 /// The subset of `CheckConfig` the state machine needs.
@@ -135,7 +135,7 @@ impl Health {
     }
 }
 
-/// Whether an interface's route carries the penalty (SPEC §2): checks on, and not FULL for at
+/// Whether an interface's route carries the penalty (docs/semantics.md §2): checks on, and not FULL for at
 /// least `hold` (the fail-back hold).
 pub fn penalized(
     checks_enabled: bool,

@@ -226,7 +226,7 @@ impl UplinkType {
 
 /// Connectivity of one interface or of the device, as NetworkManager names it.
 ///
-/// The derived order is the SPEC's "best" order: `None < Unknown < Limited < Portal < Full`,
+/// The derived order is the contract's (docs/semantics.md) "best" order: `None < Unknown < Limited < Portal < Full`,
 /// so the global state is simply the maximum over interfaces.
 #[derive(
     Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
@@ -285,7 +285,7 @@ impl Family {
     }
 }
 
-/// What kind of device a link is, as far as adoption cares (SPEC §2: loopback, bridges, veths
+/// What kind of device a link is, as far as adoption cares (docs/semantics.md §2: loopback, bridges, veths
 /// and tunnels are never adopted without a profile).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -336,7 +336,7 @@ pub struct KernelRoute {
 // Dispatcher events
 // ---------------------------------------------------------------------------------------------
 
-/// The four dispatcher events of SPEC §5.
+/// The four dispatcher events of docs/semantics.md §5.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum EventKind {
     #[serde(rename = "up")]
@@ -374,7 +374,7 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// One dispatcher event with everything a script's environment needs (SPEC §5).
+/// One dispatcher event with everything a script's environment needs (docs/semantics.md §5).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Event {
     /// Unique and increasing across restarts (`NETFAILOVER_EVENT_ID`).
@@ -631,7 +631,7 @@ pub struct DnsConfig {
 }
 
 impl DnsConfig {
-    /// SPEC §3 order for one interface: its bound servers, then the profile's `dns=` (port 53),
+    /// docs/semantics.md §3 order for one interface: its bound servers, then the profile's `dns=` (port 53),
     /// then the global ones, then the system resolver's; duplicates removed.
     pub fn servers_for(&self, iface: &IfaceName, profile_dns: &[IpAddr]) -> Vec<SocketAddr> {
         let mut out: Vec<SocketAddr> = Vec::new();

@@ -20,7 +20,7 @@ pub struct Assigned {
     pub uplink_type: UplinkType,
 }
 
-/// Decides the managed interfaces (SPEC §1.2, §2).
+/// Decides the managed interfaces (docs/semantics.md §1.2, §2).
 ///
 /// `links` must be keyed by ifindex (so iteration is in ifindex order, which type matching
 /// uses). `holds_default` are the ifindexes with any default route in the main table;
@@ -77,7 +77,7 @@ pub fn assign(
         }
     }
     if adopt {
-        // A profile with `autoconnect=false` keeps its interface unmanaged (SPEC §1.2): never
+        // A profile with `autoconnect=false` keeps its interface unmanaged (docs/semantics.md §1.2): never
         // adopt what such a profile names.
         let disabled: Vec<&IfaceName> = profiles
             .iter()
@@ -121,7 +121,7 @@ pub struct RouteWant {
 
 /// Turns wants into routes with unique metrics per family: in (metric, ifindex) order, a metric
 /// already taken (by an earlier want or by a `reserved` foreign route on an unmanaged
-/// interface) is bumped by one until free, so the later interface gets +1 (SPEC §2).
+/// interface) is bumped by one until free, so the later interface gets +1 (docs/semantics.md §2).
 pub fn unique_routes(
     mut wants: Vec<RouteWant>,
     reserved: &BTreeSet<(Family, u32)>,
@@ -168,7 +168,7 @@ impl Ops {
 /// - A desired route already present (same family, interface, gateway, metric, our protocol)
 ///   is left alone.
 /// - A desired route whose key (family, metric) is held by another route is swapped in place
-///   with replace (the kernel keys routes by metric; SPEC §2 "adopting ... uses replace").
+///   with replace (the kernel keys routes by metric; docs/semantics.md §2 "adopting ... uses replace").
 /// - Otherwise it is added.
 /// - Our routes that are not desired are deleted (stale metrics, dead links, duplicates).
 /// - Foreign default routes on `sweep` (family, ifindex) pairs are deleted: interfaces we

@@ -126,7 +126,7 @@ pub trait Sysctl: Send + Sync + 'static {
 pub struct ProbeRequest {
     pub iface: IfaceName,
     pub ifindex: u32,
-    /// In the SPEC §3 order; queried through `iface` only.
+    /// In the docs/semantics.md §3 order; queried through `iface` only.
     pub dns: Vec<SocketAddr>,
     /// Families with a known default route or gateway on `iface`. A check goes only to target
     /// addresses of these families (through a socket bound to the interface, the kernel would
@@ -134,7 +134,7 @@ pub struct ProbeRequest {
     pub routed: Vec<Family>,
 }
 
-/// The classified result of one check (SPEC §3 table).
+/// The classified result of one check (docs/semantics.md §3 table).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Verdict {

@@ -14,7 +14,7 @@
 //! kernel's default routes, computes the plan (`plan.rs`), applies it (additions and replacements
 //! before deletions: never a moment without a default route), and only then turns the new
 //! interface states into events, so the order is fixed: `down` → `device-connectivity-change` →
-//! `connectivity-change`, and `up` before any connectivity event of that interface (SPEC §5).
+//! `connectivity-change`, and `up` before any connectivity event of that interface (docs/semantics.md §5).
 //! Reconciles run one at a time (`ctx.wait`), also periodically and after failures.
 //!
 //! On failure: the supervisor restarts it; the new incarnation loads the record, dumps links,
@@ -241,7 +241,7 @@ impl RouteManager {
         }
     }
 
-    /// Records a new connectivity for `name` and queues the device event SPEC §5 asks for.
+    /// Records a new connectivity for `name` and queues the device event docs/semantics.md §5 asks for.
     fn set_connectivity(&mut self, name: &IfaceName, new: Connectivity, reason: &str) {
         let rec = self
             .state
@@ -380,7 +380,7 @@ impl RouteManager {
         // before the dispatcher events they cause.
         self.publish_board();
         if self.flush_events() {
-            // Events are acknowledged only once they are in the journal (SPEC §5): hold the
+            // Events are acknowledged only once they are in the journal (docs/semantics.md §5): hold the
             // mailbox until then. The routes are already applied, so failover is not delayed.
             // Bounded: a stuck disk must never wedge routing; past the bound the events stay
             // queued in memory and reach the journal with its next write.
@@ -605,7 +605,7 @@ impl RouteManager {
                     .announced_up = true;
             }
             if self.routed(a).is_empty() {
-                // No route to check through: NONE (SPEC: no link or no route), not UNKNOWN.
+                // No route to check through: NONE (docs/semantics.md: no link or no route), not UNKNOWN.
                 self.set_connectivity(&a.name, Connectivity::None, "no default route or gateway");
             } else if self.connectivity(&a.name) == Connectivity::None
                 && !self.none_from_checks(&a.name)
@@ -746,7 +746,7 @@ impl RouteManager {
     fn on_link(&mut self, info: LinkInfo) {
         if let Some(old) = self.state.links.get(&info.ifindex) {
             // Two or more carrier changes with the link usable before and after: the kernel
-            // merged a down/up flap into this message (CRATE-NOTES §3). Report it as one.
+            // merged a down/up flap into this message (docs/kernel-facts.md §3). Report it as one.
             if old.usable()
                 && info.usable()
                 && info.carrier_changes >= old.carrier_changes.saturating_add(2)
@@ -1112,7 +1112,7 @@ async fn apply(routes: &dyn RouteTable, sysctl: &dyn Sysctl, plan: &Plan) -> App
     out
 }
 
-/// Strict reverse-path filtering drops the replies of every standby's checks (SPEC §3).
+/// Strict reverse-path filtering drops the replies of every standby's checks (docs/semantics.md §3).
 async fn relax_rp_filter(
     sysctl: &dyn Sysctl,
     name: &IfaceName,

@@ -1,7 +1,7 @@
 //! Supervision: restart policies as data, restart bookkeeping (intensity window, exponential
 //! back-off), containment of panics, kills for resilience tests, and escalation.
 //!
-//! `actix::Supervisor` does not restart an actor that panicked (CRATE-NOTES §2), so every child
+//! `actix::Supervisor` does not restart an actor that panicked (docs/kernel-facts.md §2), so every child
 //! runs as its own task (`spawn_actor`): a panic ends only that task, the task's `JoinHandle`
 //! reports how it ended, and the parent restarts a fresh actor from its factory. The tree:
 //!

@@ -1,5 +1,5 @@
 //! balenaOS `config.json`: `apiEndpoint`, `os.network.connectivity.{uri, interval, response}`
-//! and `dnsServers` (SPEC §1.1). Read with serde_json directly, not through the `config` crate,
+//! and `dnsServers` (docs/semantics.md §1.1). Read with serde_json directly, not through the `config` crate,
 //! so a malformed file is reported with its line and column. Unknown keys are ignored (the file
 //! belongs to balenaOS and holds much more). A bad value is an error and its default is used; a
 //! malformed file is an error and every default is used, so the uplinks stay managed.

@@ -2,7 +2,7 @@
 //! of every group and key so each message can point at it.
 //!
 //! Why not a crate: the `config` crate's INI reader (rust-ini) and the other INI crates we
-//! could find give no line numbers, and SPEC §1.2 wants `FILE:LINE` in every message. They also
+//! could find give no line numbers, and docs/semantics.md §1.2 wants `FILE:LINE` in every message. They also
 //! read a slightly different dialect: GKeyFile has only `#` comments (a `;` is a list separator
 //! inside values, never a comment), escapes `\s \n \t \r \\` in values, merges repeated groups
 //! and lets the last repeated key win. The format is small enough that reading it exactly as

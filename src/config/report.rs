@@ -1,4 +1,4 @@
-//! `netfailover check-config`: the effective configuration as a person reads it (SPEC §6) —
+//! `netfailover check-config`: the effective configuration as a person reads it (docs/semantics.md §6) —
 //! one line per profile with where each value came from and notes, then the check, route,
 //! dispatcher, DNS and daemon settings with their origins, then every problem as
 //! `FILE:LINE: warning|error: message` — and the exit code: 0 with warnings only, 1 if a file,
@@ -284,7 +284,7 @@ fn family(read: &FamilyRead, p: &LoadedProfile) -> String {
     s
 }
 
-/// SPEC §3 order for an interface not known by name (type or MAC binding): the same as
+/// docs/semantics.md §3 order for an interface not known by name (type or MAC binding): the same as
 /// `servers_for` without any `@IFACE` servers.
 fn unbound_servers(dns: &DnsConfig, profile_dns: &[IpAddr]) -> Vec<SocketAddr> {
     let unbound = DnsConfig {

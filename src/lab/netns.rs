@@ -132,7 +132,7 @@ impl Netns {
 
     /// Adds `count` throw-away bridges so the next interfaces get ifindexes that differ from
     /// their veth peers' (the kernel rate-limits link events of devices whose ifindex equals
-    /// their peer's as if they were physical NICs; see CRATE-NOTES §3).
+    /// their peer's as if they were physical NICs; see docs/kernel-facts.md §3).
     pub fn pad_ifindex(&self, count: usize) -> Result<(), NetnsError> {
         for i in 0..count {
             self.ip(&["link", "add", &format!("nfpad{i}"), "type", "bridge"])?;

@@ -20,7 +20,7 @@ use super::world::{LabError, World, FAST_SETTINGS};
 use crate::cli::LabArgs;
 use crate::control::{self, Request};
 
-/// Longest a step may take before it counts as failed: well above the SPEC §3 bounds with the
+/// Longest a step may take before it counts as failed: well above the docs/semantics.md §3 bounds with the
 /// lab's settings (5 s to leave FULL, 5 s to return), for a busy 2-core machine.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the daemon may take to start and see every uplink FULL.

@@ -11,7 +11,7 @@
 //!
 //! IPv6 duplicate address detection is off in every namespace (addresses usable at once), and
 //! each ISP namespace is padded so `p<i>`'s ifindex differs from `u<i>`'s: the kernel rate-limits
-//! the link events of a veth whose ifindex equals its peer's like a physical NIC's (CRATE-NOTES
+//! the link events of a veth whose ifindex equals its peer's like a physical NIC's (docs/kernel-facts.md
 //! §3), which would make carrier tests slow and flaky.
 //!
 //! Also here: [`Uplink::profile`] (the engine profile of an uplink), [`CountingLinks`] (a

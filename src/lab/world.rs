@@ -432,7 +432,7 @@ impl World {
     }
 }
 
-/// Check settings short enough for a lab run under a minute (SPEC §3 bounds: leaving FULL
+/// Check settings short enough for a lab run under a minute (docs/semantics.md §3 bounds: leaving FULL
 /// within `interval + 2 × timeout + 1 s` = 5 s, returning within `min(recheck_max, interval)
 /// + 2 × timeout + 1 s` = 5 s).
 pub const FAST_SETTINGS: &str = "\

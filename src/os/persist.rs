@@ -25,7 +25,7 @@ use netfailover_actors::ports::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The daemon's default `state_dir` (SPEC §7).
+/// The daemon's default `state_dir` (docs/semantics.md §7).
 pub const DEFAULT_STATE_DIR: &str = "/run/netfailover";
 
 /// File name of the dispatcher journal inside `state_dir`.

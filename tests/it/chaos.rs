@@ -432,6 +432,7 @@ fn assert_kill_counts(chaos: &Chaos, ledger: &KillLedger, replay: &str) {
 
 #[test]
 fn chaos_storm_with_kills_and_a_daemon_sigkill_loses_nothing() {
+    let _serial = crate::heavy_test_lock();
     if !netfailover::lab::netns::require_root("chaos_storm_with_kills_and_a_daemon_sigkill") {
         return;
     }

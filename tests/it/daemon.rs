@@ -576,7 +576,7 @@ fn daemon_status_kill_and_events_end_to_end() {
     ] {
         assert!(actors.iter().any(|a| a == want), "{want} not in {actors:?}");
     }
-    // `status --json` has the SPEC's fields.
+    // `status --json` has the contract's (docs/semantics.md) fields.
     let out = e2e.cli(&["status", "--json"]);
     assert!(out.status.success(), "{out:?}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

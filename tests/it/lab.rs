@@ -139,6 +139,7 @@ fn lab_world_is_removed_on_drop() {
 
 #[test]
 fn netfailover_lab_runs_every_step_to_its_expected_state() {
+    let _serial = crate::heavy_test_lock();
     if !require_root("netfailover_lab_runs_every_step_to_its_expected_state") {
         return;
     }

@@ -859,7 +859,7 @@ mod engine_level {
     const INTERVAL: Duration = Duration::from_secs(2);
     const TIMEOUT: Duration = Duration::from_secs(2);
     const RECHECK_MAX: Duration = Duration::from_secs(2);
-    /// Generous slack on top of the SPEC's bounds for a loaded 2-vCPU machine.
+    /// Generous slack on top of the contract's (docs/semantics.md) bounds for a loaded 2-vCPU machine.
     const SLACK: Duration = Duration::from_secs(4);
 
     fn profile(iface: &str, t: UplinkType, metric: u32, dns: Vec<IpAddr>) -> Profile {

@@ -19,7 +19,7 @@
 //! the lost ones) never follow it (see `Subscription`).
 //!
 //! `dump()` uses its own short-lived request socket: an overrun on a socket with a dump in
-//! flight could be routed to the dump instead of the event stream (CRATE-NOTES §3).
+//! flight could be routed to the dump instead of the event stream (docs/kernel-facts.md §3).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -1,9 +1,9 @@
-//! The SPEC §3 table: an HTTP answer to a verdict and a short human reason. Pure logic; the
+//! The docs/semantics.md §3 table: an HTTP answer to a verdict and a short human reason. Pure logic; the
 //! failures that produce no HTTP answer at all are classified in `mod.rs`.
 
 use netfailover_actors::ports::Verdict;
 
-/// Most body bytes a check ever reads (SPEC §3); a server sending more is cut off.
+/// Most body bytes a check ever reads (docs/semantics.md §3); a server sending more is cut off.
 pub const BODY_CAP: usize = 64 * 1024;
 
 /// NetworkManager's header that declares the network online whatever the status or body.

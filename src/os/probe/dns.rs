@@ -2,7 +2,7 @@
 //!
 //! Every query leaves through the checked interface only (SO_BINDTODEVICE on hickory's sockets,
 //! through a custom [`RuntimeProvider`], bound to the interface's own address) and goes to that interface's servers in the order the
-//! engine gives (SPEC §3): the next server is asked only when the previous one failed (timeout,
+//! engine gives (docs/semantics.md §3): the next server is asked only when the previous one failed (timeout,
 //! unreachable, SERVFAIL, ...). Hickory matches answers to the server's exact address and query
 //! id and drops anything else. A successful answer is kept until its TTL runs out, so a check
 //! every few seconds does not re-query; an [`InterfaceResolver`] lives as long as the

@@ -1,10 +1,10 @@
-//! The real connectivity check (SPEC §3): [`HttpProbe`] implements the engine's
+//! The real connectivity check (docs/semantics.md §3): [`HttpProbe`] implements the engine's
 //! [`Probe`] port with an HTTP(S) GET that leaves through one
 //! interface only, after resolving the check host through that interface's own DNS servers.
 //!
 //! - `dns.rs`: hickory resolvers bound to the interface, server order, TTL cache.
 //! - `http.rs`: bound TCP connect, TLS (rustls + ring), the GET and a capped body read.
-//! - `classify.rs`: the SPEC §3 table from an HTTP answer.
+//! - `classify.rs`: the docs/semantics.md §3 table from an HTTP answer.
 //! - `wire.rs`: bytes on the wire per check.
 //!
 //! NONE comes only from our own view of the kernel before anything is sent: the interface is
@@ -263,7 +263,7 @@ pub(crate) fn load_ca_file(
     Ok(certs)
 }
 
-/// TLS client: web PKI roots plus `extra`, ring only (CRATE-NOTES §1: never rely on a default
+/// TLS client: web PKI roots plus `extra`, ring only (docs/kernel-facts.md §1: never rely on a default
 /// provider, another crate in the tree could bring aws-lc-rs).
 fn tls_connector(extra: Vec<CertificateDer<'static>>) -> Result<TlsConnector, ProbeError> {
     let mut roots = rustls::RootCertStore::empty();

@@ -1,11 +1,11 @@
-//! Which scripts run for an event, in which order, and which are skipped and why (SPEC §5).
+//! Which scripts run for an event, in which order, and which are skipped and why (docs/semantics.md §5).
 //!
 //! Pure file-system inspection, no execution: `check-config` uses it to list what would run,
 //! and the runner uses it before every event (scripts may be added or fixed at any time, as
 //! with NetworkManager, which also looks again on every dispatch).
 //!
 //! Rules, as NetworkManager's `nm-dispatcher` (`find_scripts()`, `check_filename()`,
-//! `check_permissions()`), with the SPEC's additions:
+//! `check_permissions()`), with the contract's (docs/semantics.md) additions:
 //! - Candidates: entries directly in `dispatcher.d/` (every event), then `dispatcher.d/<event>.d/`
 //!   (balenaOS's run-parts layout), then `dispatcher.d/<event>/` (the seed's wording).
 //! - Order: by file name in byte order; on a tie the top level first, then `<event>.d/`, then
@@ -14,7 +14,7 @@
 //!   `.rpmsave`, `.rpmorig`, `.rpmnew`, `.swp`, `.orig`, `.bak`, or containing `.dpkg-`.
 //! - Security: the entry is `stat()`ed, so a symlink is judged by its target (a symlink to a good
 //!   file runs; a broken one is skipped). It must be a regular file owned by root, not writable
-//!   by group or others, not setuid or setgid (NetworkManager checks only setuid; the SPEC adds
+//!   by group or others, not setuid or setgid (NetworkManager checks only setuid; the contract (docs/semantics.md) adds
 //!   setgid), and executable by its owner. Any other entry is skipped with a reason. The
 //!   per-event folders themselves (and NetworkManager's `pre-up.d`, `pre-down.d`, `no-wait.d`)
 //!   are not candidates at the top level and are passed over silently.
@@ -221,7 +221,7 @@ fn list_dir(dir: &Path) -> Vec<std::ffi::OsString> {
     }
 }
 
-/// Editor and package leftovers (NetworkManager's `check_filename()` plus the SPEC's list).
+/// Editor and package leftovers (NetworkManager's `check_filename()` plus the contract's (docs/semantics.md) list).
 pub fn is_ignored(file_name: &str) -> bool {
     file_name.starts_with('.')
         || IGNORED_SUFFIXES.iter().any(|s| file_name.ends_with(s))

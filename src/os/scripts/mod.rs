@@ -1,4 +1,4 @@
-//! Dispatcher scripts (SPEC §5): the user's recovery actions in `dispatcher.d/`, found and
+//! Dispatcher scripts (docs/semantics.md §5): the user's recovery actions in `dispatcher.d/`, found and
 //! checked as NetworkManager does ([`discover`]) and run safely ([`ScriptDirRunner`], the real
 //! `ScriptRunner` port: clean environment, own process group, timeout with TERM then KILL of the
 //! whole group, output to the log). When and in which order events happen is the engine's

@@ -186,7 +186,7 @@ async fn run_or_skip(cfg: &RunnerConfig, event: &Event, script: DiscoveredScript
     }
 }
 
-/// The environment of a script for `event` (SPEC §5), in a fixed order. Absent values are empty
+/// The environment of a script for `event` (docs/semantics.md §5), in a fixed order. Absent values are empty
 /// strings; `IP4_NAMESERVERS` is space-separated.
 pub fn script_environment(event: &Event) -> Vec<(&'static str, String)> {
     let iface = event

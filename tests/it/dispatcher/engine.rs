@@ -1,6 +1,6 @@
 //! End to end with the engine: `netfailover_actors::start` on the fake kernel and probe, with
 //! the real `ScriptDirRunner`, `FileJournal` and `FileStateStore`, real `/bin/sh` scripts, and
-//! real time (real processes must not be mixed with paused time). Shows SPEC §5 delivery: order
+//! real time (real processes must not be mixed with paused time). Shows docs/semantics.md §5 delivery: order
 //! and arguments, at-least-once across a Dispatcher kill and across an engine restart, ids that
 //! keep increasing, routing unaffected by a hanging script, and 1 000 link flaps.
 
@@ -256,7 +256,7 @@ async fn events_reach_real_scripts_in_spec_order_with_arguments_and_environment(
         "{lines:?}"
     );
 
-    // SPEC §5 order after eth0's carrier loss: down → device-connectivity-change (it left
+    // docs/semantics.md §5 order after eth0's carrier loss: down → device-connectivity-change (it left
     // FULL); after wlan0's too: down → device-connectivity-change → connectivity-change (NONE).
     let labels: Vec<String> = history.iter().map(label).collect();
     let pos = |l: &str| {

@@ -340,7 +340,7 @@ fn ensure_address_is_idempotent() {
     assert_eq!(shown.matches("192.0.2.77/24").count(), 1);
 }
 
-/// CRATE-NOTES §3, seen through the adapters: on carrier loss the default routes stay
+/// docs/kernel-facts.md §3, seen through the adapters: on carrier loss the default routes stay
 /// (`linkdown`), on admin down the kernel deletes the IPv4 one (and IPv6 with its addresses)
 /// and does not bring them back on admin up.
 #[test]

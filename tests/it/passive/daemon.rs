@@ -28,6 +28,7 @@ fn on(trips: &[netfailover::lab::apps::RoundTrip], since: Instant, prefix: [u8; 
 
 #[test]
 fn silent_blackhole_under_traffic_moves_the_route_in_seconds_at_interval_3600() {
+    let _serial = crate::heavy_test_lock();
     if !require_root("silent_blackhole_under_traffic_moves_the_route_in_seconds_at_interval_3600") {
         return;
     }
@@ -87,6 +88,7 @@ fn silent_blackhole_under_traffic_moves_the_route_in_seconds_at_interval_3600() 
 
 #[test]
 fn passive_health_costs_no_checks_while_healthy_and_few_on_false_suspicion() {
+    let _serial = crate::heavy_test_lock();
     if !require_root("passive_health_costs_no_checks_while_healthy_and_few_on_false_suspicion") {
         return;
     }
