@@ -23,6 +23,8 @@
 //! [`start`] builds the tree inside a running actix System; [`run`] also waits for a shutdown
 //! future. The `fake` feature provides in-memory ports for tests and benches.
 
+pub mod apply;
+pub mod assign;
 pub mod dispatcher;
 pub mod engine;
 pub mod event_log;
@@ -42,9 +44,11 @@ pub mod ports;
 pub mod probe_scheduler;
 pub mod prober;
 pub mod route_manager;
+pub mod route_model;
 pub mod status;
 pub mod supervisor;
 pub mod traffic_watcher;
+pub mod transition;
 
 pub use engine::{run, start, EngineError, EngineHandle};
 pub use observe::{EngineEvent, Snapshot};
