@@ -14,8 +14,11 @@
 //! | Dispatcher | `dispatcher.rs` | the `EventLog` | scripts → `ScriptRunner` | restarted; re-runs the interrupted event |
 //! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved` (from RouteManager, after apply), `ReconfigureFlows` | resets → `FlowTable`; `flows-reset` records → board | restarted; stateless |
 //!
-//! Pure logic lives outside actors: `health.rs` (check state machine), `plan.rs` (interface
-//! assignment, unique metrics, route diff), `passive.rs` (passive health's suspicion rule),
+//! Pure logic lives outside actors: `health.rs` (check state machine), `passive.rs` (passive
+//! health's suspicion rule), and RouteManager's four parts, which the actor only sequences:
+//! `plan.rs` (the planner; `assign.rs` picks the managed interfaces), `apply.rs` (the applier
+//! and rp_filter policy), `transition.rs` (interface states and events in the contract's order)
+//! and `route_model.rs` (its model and the projections: events, uplinks, status);
 //! `flows.rs` (which flows are pinned to an interface). The event queue (`event_log.rs`) is owned by the
 //! engine, so events survive restarts of their producer and consumer; it is mirrored to the
 //! `Journal` port for daemon restarts.
