@@ -31,7 +31,7 @@ use crate::peers::Peers;
 use crate::ports::{Probe, ProbeReport, ProbeRequest};
 use crate::prober::{actor_name, CheckNow, Confirm as ConfirmCheck, Prober, Retarget};
 use crate::route_manager::{ConnectivityChanged, GetUplinks};
-use crate::status::{ActorStatus, Board, CheckSummary};
+use crate::status::{Board, CheckSummary};
 use crate::supervisor::{spawn_actor, Decision, Exit, RestartPolicy, RestartTracker};
 
 /// How often to ask RouteManager for the uplinks while it is not running.
@@ -265,19 +265,13 @@ impl ProbeScheduler {
         let Some(p) = self.state.ifaces.get(name) else {
             return;
         };
-        let status = ActorStatus {
-            name: actor_name(name),
-            running: p.child.is_some(),
-            restarts: p.tracker.restarts,
-            kills: p.tracker.kills,
-            last_failure: p.tracker.last_failure.clone(),
-        };
+        let status = p.tracker.status(actor_name(name), p.child.is_some());
         self.deps.board.lock().upsert_actor(status);
     }
 
     fn record_check(&self, name: &IfaceName, report: &ProbeReport) {
         let mut board = self.deps.board.lock();
-        if let Some(s) = board.status.interfaces.iter_mut().find(|s| &s.name == name) {
+        if let Some(s) = board.checks_mut(name) {
             let at_unix_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -459,14 +453,9 @@ impl Handler<ProbeDone> for ProbeScheduler {
             None => NextCheck::After(step.next_check),
             Some(c) => {
                 let mut board = self.deps.board.lock();
-                if let Some(s) = board
-                    .status
-                    .interfaces
-                    .iter_mut()
-                    .find(|s| s.name == msg.iface)
-                {
-                    s.passive.confirmations += 1;
-                    s.passive.confirmations_failed += u64::from(!good);
+                if let Some(s) = board.checks_mut(&msg.iface) {
+                    s.confirmations += 1;
+                    s.confirmations_failed += u64::from(!good);
                 }
                 drop(board);
                 if step.changed.is_some() || (!good && c.single) {

@@ -284,13 +284,9 @@ impl RouteManager {
     }
 
     fn publish_board(&self) {
-        let mut board = self.deps.board.lock();
-        let interfaces = self
-            .state
-            .model
-            .interfaces(&self.cfg, &board.status.interfaces);
+        let interfaces = self.state.model.interfaces(&self.cfg);
         let global = self.state.model.states.record.global.unwrap_or_default();
-        board.set_interfaces(interfaces, global);
+        self.deps.board.lock().set_routes(interfaces, global);
     }
 
     fn on_link(&mut self, info: LinkInfo) {

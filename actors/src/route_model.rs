@@ -15,12 +15,11 @@ use crate::apply::Applied;
 use crate::assign::Assigned;
 use crate::flow_resetter::RouteInUseMoved;
 use crate::model::{
-    Config, Connectivity, Event, Family, FamilyConfig, IfaceName, KernelRoute, LinkInfo, Profile,
-    UplinkType,
+    Config, Connectivity, Event, Family, IfaceName, KernelRoute, LinkInfo, Profile,
 };
 use crate::plan::{family_config, learned, Plan};
 use crate::probe_scheduler::Uplink;
-use crate::status::IfaceStatus;
+use crate::status::IfaceRoute;
 use crate::transition::{Change, States};
 
 /// See the module doc. Rebuilt from the ports on every RouteManager start.
@@ -207,71 +206,40 @@ impl RouteModel {
             .collect()
     }
 
-    /// The status of one managed interface: RouteManager's fields (link, metrics, routes,
-    /// connectivity, source, DNS) over `old`, whose check and passive fields it keeps.
-    pub fn iface_status(
-        &self,
-        cfg: &Config,
-        a: &Assigned,
-        old: Option<&IfaceStatus>,
-    ) -> IfaceStatus {
-        let mut s = old
-            .cloned()
-            .unwrap_or_else(|| empty_status(a.name.clone(), a.uplink_type));
+    /// RouteManager's part of one managed interface's status.
+    pub fn iface_status(&self, cfg: &Config, a: &Assigned) -> IfaceRoute {
         let link = a.ifindex.and_then(|i| self.links.get(&i));
-        s.ifindex = a.ifindex;
-        s.link = match link {
-            None => "absent".into(),
-            Some(l) if l.usable() => "up".into(),
-            Some(_) => "down".into(),
-        };
-        s.connectivity = self.connectivity(&a.name);
-        let fc = |family| -> FamilyConfig { family_config(cfg, a, family) };
-        s.metric = fc(Family::V4).metric.get();
-        s.metric6 = fc(Family::V6).metric.get();
         let r4 = self.installed.get(&(a.name.clone(), Family::V4));
         let r6 = self.installed.get(&(a.name.clone(), Family::V6));
-        s.effective_metric = r4.map(|r| r.metric);
-        s.effective_metric6 = r6.map(|r| r.metric);
-        s.gateway4 = r4.and_then(|r| r.gateway);
-        s.gateway6 = r6.and_then(|r| r.gateway);
-        s.uplink_type = a.uplink_type;
-        s.source = match a.profile.and_then(|i| cfg.profiles.get(i)) {
-            Some(p) => format!("profile {} ({})", p.id, p.file.display()),
-            None => "adopted".into(),
-        };
-        s.dns = self.dns_for(cfg, &a.name);
-        s
+        IfaceRoute {
+            name: a.name.clone(),
+            ifindex: a.ifindex,
+            link: match link {
+                None => "absent".into(),
+                Some(l) if l.usable() => "up".into(),
+                Some(_) => "down".into(),
+            },
+            connectivity: self.connectivity(&a.name),
+            metric: family_config(cfg, a, Family::V4).metric.get(),
+            effective_metric: r4.map(|r| r.metric),
+            metric6: family_config(cfg, a, Family::V6).metric.get(),
+            effective_metric6: r6.map(|r| r.metric),
+            gateway4: r4.and_then(|r| r.gateway),
+            gateway6: r6.and_then(|r| r.gateway),
+            uplink_type: a.uplink_type,
+            source: match a.profile.and_then(|i| cfg.profiles.get(i)) {
+                Some(p) => format!("profile {} ({})", p.id, p.file.display()),
+                None => "adopted".into(),
+            },
+            dns: self.dns_for(cfg, &a.name),
+        }
     }
 
-    /// Every managed interface's status, over the `old` ones.
-    pub fn interfaces(&self, cfg: &Config, old: &[IfaceStatus]) -> Vec<IfaceStatus> {
+    /// RouteManager's part of the status: every managed interface, in plan order.
+    pub fn interfaces(&self, cfg: &Config) -> Vec<IfaceRoute> {
         self.managed
             .iter()
-            .map(|a| self.iface_status(cfg, a, old.iter().find(|s| s.name == a.name)))
+            .map(|a| self.iface_status(cfg, a))
             .collect()
-    }
-}
-
-fn empty_status(name: IfaceName, uplink_type: UplinkType) -> IfaceStatus {
-    IfaceStatus {
-        name,
-        ifindex: None,
-        link: "absent".into(),
-        connectivity: Connectivity::None,
-        metric: 0,
-        effective_metric: None,
-        metric6: 0,
-        effective_metric6: None,
-        gateway4: None,
-        gateway6: None,
-        uplink_type,
-        source: String::new(),
-        dns: Vec::new(),
-        last_check: None,
-        probe_bytes: 0,
-        probe_dns_bytes: 0,
-        checks: Default::default(),
-        passive: Default::default(),
     }
 }

@@ -1,12 +1,14 @@
 //! The status board: what `netfailover status`, the metrics endpoint and tests read.
 //!
-//! Actors publish their part here when it changes (RouteManager: links, metrics, connectivity;
-//! ProbeScheduler: last checks and counters; the supervisor: actors; Dispatcher: event history).
+//! Actors publish their own part here when it changes, and nobody else writes it (RouteManager:
+//! links, metrics, connectivity; ProbeScheduler: last checks, counters, confirmations and its
+//! probers; TrafficWatcher: passive health; the supervisor: actors; the event log: event history
+//! and journal; FlowResetter: flow resets). [`BoardData::status`] joins the parts.
 //! It is observability only: no actor ever reads another actor's state from it, so a restart
 //! rebuilds actor state from the ports, never from the board. Changes are announced to
 //! observers from under the board's lock (`observe.rs`).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -111,6 +113,100 @@ pub struct IfaceStatus {
     pub checks: CheckCounters,
     #[serde(default)]
     pub passive: PassiveStatus,
+}
+
+/// RouteManager's part of one interface's status: everything but checks and passive health.
+#[derive(Clone, PartialEq, Debug)]
+pub struct IfaceRoute {
+    pub name: IfaceName,
+    pub ifindex: Option<u32>,
+    pub link: String,
+    pub connectivity: Connectivity,
+    pub metric: u32,
+    pub effective_metric: Option<u32>,
+    pub metric6: u32,
+    pub effective_metric6: Option<u32>,
+    pub gateway4: Option<IpAddr>,
+    pub gateway6: Option<IpAddr>,
+    pub uplink_type: UplinkType,
+    pub source: String,
+    pub dns: Vec<SocketAddr>,
+}
+
+/// ProbeScheduler's part of one interface's status: its checks, and the confirmations it ran
+/// for passive health.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct CheckPart {
+    pub last_check: Option<CheckSummary>,
+    pub probe_bytes: u64,
+    pub probe_dns_bytes: u64,
+    pub checks: CheckCounters,
+    pub confirmations: u64,
+    pub confirmations_failed: u64,
+}
+
+/// TrafficWatcher's part of one interface's status: passive health as it samples it (see
+/// [`PassiveStatus`] for the fields).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct PassivePart {
+    pub state: String,
+    pub suspect_since_unix_ms: Option<u64>,
+    pub last_trigger: Option<String>,
+    pub last_trigger_unix_ms: Option<u64>,
+    pub suspicions: u64,
+}
+
+/// The per-interface parts, one owner each, which [`BoardData::status`] joins into
+/// [`IfaceStatus`]. The interfaces are RouteManager's list: a part lives as long as its
+/// interface is listed (an interface that leaves and comes back starts with empty counters).
+#[derive(Default)]
+pub struct IfaceParts {
+    routes: Vec<IfaceRoute>,
+    checks: BTreeMap<IfaceName, CheckPart>,
+    passive: BTreeMap<IfaceName, PassivePart>,
+}
+
+impl IfaceParts {
+    fn join(&self, r: &IfaceRoute) -> IfaceStatus {
+        let c = self.checks.get(&r.name).cloned().unwrap_or_default();
+        let p = self.passive.get(&r.name).cloned().unwrap_or_default();
+        IfaceStatus {
+            name: r.name.clone(),
+            ifindex: r.ifindex,
+            link: r.link.clone(),
+            connectivity: r.connectivity,
+            metric: r.metric,
+            effective_metric: r.effective_metric,
+            metric6: r.metric6,
+            effective_metric6: r.effective_metric6,
+            gateway4: r.gateway4,
+            gateway6: r.gateway6,
+            uplink_type: r.uplink_type,
+            source: r.source.clone(),
+            dns: r.dns.clone(),
+            last_check: c.last_check,
+            probe_bytes: c.probe_bytes,
+            probe_dns_bytes: c.probe_dns_bytes,
+            checks: c.checks,
+            passive: PassiveStatus {
+                state: p.state,
+                suspect_since_unix_ms: p.suspect_since_unix_ms,
+                last_trigger: p.last_trigger,
+                last_trigger_unix_ms: p.last_trigger_unix_ms,
+                suspicions: p.suspicions,
+                confirmations: c.confirmations,
+                confirmations_failed: c.confirmations_failed,
+            },
+        }
+    }
+
+    fn interfaces(&self) -> Vec<IfaceStatus> {
+        self.routes.iter().map(|r| self.join(r)).collect()
+    }
+
+    fn listed(&self, name: &IfaceName) -> bool {
+        self.routes.iter().any(|r| &r.name == name)
+    }
 }
 
 /// One actor in `status`.
@@ -223,9 +319,14 @@ pub struct Board {
     inner: Arc<Mutex<BoardData>>,
 }
 
-/// The board's contents.
+/// The board's contents. Each field has one writer: the engine-wide fields of `status` their
+/// producers (event log, FlowResetter, the supervisor and ProbeScheduler for their actors), the
+/// per-interface parts in `ifaces` theirs; [`BoardData::status`] joins them.
 pub struct BoardData {
+    /// The engine-wide fields; `interfaces` stays empty here: the per-interface parts are in
+    /// `ifaces`, joined by [`BoardData::status`].
     pub status: EngineStatus,
+    ifaces: IfaceParts,
     pub history: VecDeque<EventRecord>,
     /// Recent flow resets, oldest first (at most [`HISTORY_LEN`]).
     pub flow_resets: VecDeque<FlowResetRecord>,
@@ -238,6 +339,7 @@ impl Default for BoardData {
     fn default() -> Self {
         Self {
             status: EngineStatus::default(),
+            ifaces: IfaceParts::default(),
             history: VecDeque::new(),
             flow_resets: VecDeque::new(),
             observers: broadcast::channel(OBSERVER_BUFFER).0,
@@ -307,19 +409,46 @@ impl BoardData {
         }
     }
 
-    /// Sets the interface list and the global connectivity, announcing what changed.
-    pub fn set_interfaces(&mut self, interfaces: Vec<IfaceStatus>, global: Connectivity) {
-        let changes = diff_interfaces(
-            &self.status.interfaces,
-            self.status.connectivity,
-            &interfaces,
-            global,
-        );
-        self.status.interfaces = interfaces;
+    /// The whole status, as `status --json` prints it: every interface's parts joined.
+    pub fn status(&self) -> EngineStatus {
+        EngineStatus {
+            interfaces: self.ifaces.interfaces(),
+            ..self.status.clone()
+        }
+    }
+
+    /// RouteManager's part: the managed interfaces and the global connectivity, announcing what
+    /// changed. The other parts of interfaces no longer listed are dropped.
+    pub fn set_routes(&mut self, routes: Vec<IfaceRoute>, global: Connectivity) {
+        let old = self.ifaces.interfaces();
+        self.ifaces.routes = routes;
+        let parts = &mut self.ifaces;
+        let listed: BTreeSet<IfaceName> = parts.routes.iter().map(|r| r.name.clone()).collect();
+        parts.checks.retain(|n, _| listed.contains(n));
+        parts.passive.retain(|n, _| listed.contains(n));
+        let new = self.ifaces.interfaces();
+        let changes = diff_interfaces(&old, self.status.connectivity, &new, global);
         self.status.connectivity = global;
         for change in changes {
             self.emit(change);
         }
+    }
+
+    /// ProbeScheduler's part of a listed interface (`None` when RouteManager does not list it).
+    pub fn checks_mut(&mut self, name: &IfaceName) -> Option<&mut CheckPart> {
+        if !self.ifaces.listed(name) {
+            return None;
+        }
+        Some(self.ifaces.checks.entry(name.clone()).or_default())
+    }
+
+    /// TrafficWatcher's part of every listed interface.
+    pub fn passive_mut(&mut self) -> impl Iterator<Item = (&IfaceName, &mut PassivePart)> {
+        let parts = &mut self.ifaces;
+        for r in &parts.routes {
+            parts.passive.entry(r.name.clone()).or_default();
+        }
+        parts.passive.iter_mut()
     }
 }
 
@@ -330,8 +459,9 @@ impl Board {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The whole status (see [`BoardData::status`]).
     pub fn snapshot(&self) -> EngineStatus {
-        self.lock().status.clone()
+        self.lock().status()
     }
 
     pub fn history(&self) -> Vec<EventRecord> {
@@ -378,12 +508,99 @@ impl Board {
     pub fn observe(&self) -> (Snapshot, broadcast::Receiver<EngineEvent>) {
         let board = self.lock();
         let receiver = board.observers.subscribe();
-        let mut status = board.status.clone();
+        let mut status = board.status();
         status.actors.sort_by(|a, b| a.name.cmp(&b.name));
         let snapshot = Snapshot {
             status,
             events: board.history.iter().cloned().collect(),
         };
         (snapshot, receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, connectivity: Connectivity) -> IfaceRoute {
+        IfaceRoute {
+            name: IfaceName::new(name).expect("valid test name"),
+            ifindex: Some(2),
+            link: "up".into(),
+            connectivity,
+            metric: 100,
+            effective_metric: Some(100),
+            metric6: 100,
+            effective_metric6: None,
+            gateway4: Some([192, 0, 2, 1].into()),
+            gateway6: None,
+            uplink_type: UplinkType::Ethernet,
+            source: "adopted".into(),
+            dns: vec![],
+        }
+    }
+
+    #[test]
+    fn each_owner_writes_its_part_and_status_joins_them() {
+        let mut board = BoardData::default();
+        let eth0 = IfaceName::new("eth0").expect("valid test name");
+        let wlan0 = IfaceName::new("wlan0").expect("valid test name");
+        assert!(board.checks_mut(&eth0).is_none(), "not listed: no part");
+        let mut events = board.observers.subscribe();
+        board.set_routes(
+            vec![
+                route("eth0", Connectivity::Full),
+                route("wlan0", Connectivity::Unknown),
+            ],
+            Connectivity::Full,
+        );
+        let added = events.try_recv().expect("an InterfaceAdded event");
+        assert!(matches!(added, EngineEvent::InterfaceAdded { .. }));
+        let checks = board.checks_mut(&eth0).expect("listed");
+        checks.probe_bytes = 42;
+        checks.confirmations = 3;
+        for (name, p) in board.passive_mut() {
+            p.state = if name == &eth0 { "suspect" } else { "quiet" }.into();
+            p.suspicions = 1;
+        }
+        let status = board.status();
+        assert_eq!(status.connectivity, Connectivity::Full);
+        let e = &status.interfaces[0];
+        assert_eq!((e.name.as_str(), e.probe_bytes), ("eth0", 42));
+        assert_eq!(
+            (e.passive.state.as_str(), e.passive.confirmations),
+            ("suspect", 3)
+        );
+        assert_eq!(
+            e.effective_metric,
+            Some(100),
+            "RouteManager's fields come through"
+        );
+        assert_eq!(status.interfaces[1].passive.state, "quiet");
+        assert!(
+            board.status.interfaces.is_empty(),
+            "the join is never stored"
+        );
+
+        // eth0 leaves the list: its parts go with it; it comes back with empty counters.
+        board.set_routes(
+            vec![route("wlan0", Connectivity::Unknown)],
+            Connectivity::Unknown,
+        );
+        board.set_routes(
+            vec![
+                route("eth0", Connectivity::Unknown),
+                route("wlan0", Connectivity::Unknown),
+            ],
+            Connectivity::Unknown,
+        );
+        let status = board.status();
+        assert_eq!(status.interfaces[0].probe_bytes, 0);
+        assert_eq!(status.interfaces[0].passive, PassiveStatus::default());
+        assert_eq!(
+            status.interfaces[1].passive.state, "quiet",
+            "wlan0 kept its part"
+        );
+        assert_eq!(status.interfaces[1].name, wlan0);
     }
 }

@@ -90,6 +90,17 @@ pub struct RestartTracker {
 }
 
 impl RestartTracker {
+    /// The actor's row in `status` (the supervisor and ProbeScheduler publish their children's).
+    pub fn status(&self, name: String, running: bool) -> ActorStatus {
+        ActorStatus {
+            name,
+            running,
+            restarts: self.restarts,
+            kills: self.kills,
+            last_failure: self.last_failure.clone(),
+        }
+    }
+
     pub fn on_exit(&mut self, policy: &RestartPolicy, exit: Exit, now: Instant) -> Decision {
         if exit == Exit::Killed {
             self.restarts += 1;
@@ -338,14 +349,7 @@ impl Supervisor {
             let Some(s) = self.children.get(&child) else {
                 continue;
             };
-            let status = ActorStatus {
-                name: child.name().into(),
-                running: s.abort.is_some(),
-                restarts: s.tracker.restarts,
-                kills: s.tracker.kills,
-                last_failure: s.tracker.last_failure.clone(),
-            };
-            board.upsert_actor(status);
+            board.upsert_actor(s.tracker.status(child.name().into(), s.abort.is_some()));
         }
     }
 }

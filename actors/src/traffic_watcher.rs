@@ -28,7 +28,7 @@ use crate::peers::Peers;
 use crate::ports::{IfaceTraffic, TrafficSource};
 use crate::probe_scheduler::{Confirm, Uplink};
 use crate::route_manager::GetUplinks;
-use crate::status::{Board, PassiveStatus};
+use crate::status::Board;
 
 /// How long one-way traffic must turn two-way before its evidence is forgotten.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -188,9 +188,8 @@ impl TrafficWatcher {
 
     fn publish(&self, now: Instant, triggers: &[(IfaceName, Trigger)]) {
         let mut board = self.deps.board.lock();
-        for s in board.status.interfaces.iter_mut() {
-            let p = &mut s.passive;
-            match self.state.trackers.get(&s.name) {
+        for (name, p) in board.passive_mut() {
+            match self.state.trackers.get(name) {
                 None => {
                     p.state = "off".into();
                     p.suspect_since_unix_ms = None;
@@ -210,7 +209,7 @@ impl TrafficWatcher {
                     }
                 },
             }
-            if let Some((_, t)) = triggers.iter().find(|(n, _)| n == &s.name) {
+            if let Some((_, t)) = triggers.iter().find(|(n, _)| n == name) {
                 p.suspicions += 1;
                 p.last_trigger = Some(t.describe());
                 p.last_trigger_unix_ms = Some(unix_ms(now, now));
@@ -220,12 +219,9 @@ impl TrafficWatcher {
 
     fn publish_off(&self) {
         let mut board = self.deps.board.lock();
-        for s in board.status.interfaces.iter_mut() {
-            s.passive = PassiveStatus {
-                state: "off".into(),
-                suspect_since_unix_ms: None,
-                ..std::mem::take(&mut s.passive)
-            };
+        for (_, p) in board.passive_mut() {
+            p.state = "off".into();
+            p.suspect_since_unix_ms = None;
         }
     }
 }
