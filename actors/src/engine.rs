@@ -80,7 +80,8 @@ pub async fn run(
 }
 
 impl EngineHandle {
-    /// Interfaces, global connectivity, actors (as `status --json` prints it).
+    /// Interfaces, global connectivity, actors (as `status --json` prints it): every actor's
+    /// part of the board joined (`status.rs`, `iface_parts.rs`).
     pub fn status(&self) -> EngineStatus {
         let mut s = self.board.snapshot();
         s.actors.sort_by(|a, b| a.name.cmp(&b.name));

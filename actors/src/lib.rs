@@ -19,7 +19,9 @@
 //! `plan.rs` (the planner; `assign.rs` picks the managed interfaces), `apply.rs` (the applier
 //! and rp_filter policy), `transition.rs` (interface states and events in the contract's order)
 //! and `route_model.rs` (its model and the projections: events, uplinks, status);
-//! `flows.rs` (which flows are pinned to an interface). The event queue (`event_log.rs`) is owned by the
+//! `flows.rs` (which flows are pinned to an interface). The status board (`status.rs`) has one
+//! writer per field: each actor publishes its own part (`iface_parts.rs` per interface) and
+//! `EngineHandle::status()` joins them. The event queue (`event_log.rs`) is owned by the
 //! engine, so events survive restarts of their producer and consumer; it is mirrored to the
 //! `Journal` port for daemon restarts.
 //!
@@ -36,6 +38,7 @@ pub mod fake;
 pub mod flow_resetter;
 pub mod flows;
 pub mod health;
+pub mod iface_parts;
 pub mod link_watcher;
 pub mod model;
 pub mod observe;
