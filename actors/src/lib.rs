@@ -23,8 +23,10 @@
 //! [`start`] builds the tree inside a running actix System; [`run`] also waits for a shutdown
 //! future. The `fake` feature provides in-memory ports for tests and benches.
 
+pub mod board;
 pub mod dispatcher;
 pub mod engine;
+pub mod error;
 pub mod event_log;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -32,6 +34,7 @@ pub mod flow_resetter;
 pub mod flows;
 pub mod health;
 pub mod link_watcher;
+pub mod messages;
 pub mod model;
 pub mod observe;
 pub mod passive;
@@ -43,8 +46,10 @@ pub mod probe_scheduler;
 pub mod prober;
 pub mod route_manager;
 pub mod status;
+pub mod supervision;
 pub mod supervisor;
 pub mod traffic_watcher;
 
-pub use engine::{run, start, EngineError, EngineHandle};
+pub use engine::{run, start, EngineHandle};
+pub use error::EngineError;
 pub use observe::{EngineEvent, Snapshot};

@@ -29,21 +29,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use tokio::time::Instant;
 
+use crate::board::Board;
 use crate::event_log::EventLog;
-use crate::flow_resetter::RouteInUseMoved;
 use crate::health::penalized;
+use crate::messages::{
+    ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, Reconfigure,
+    ResetChecks, RouteInUseMoved, RoutesChanged, Shutdown, Uplink, UplinksChanged,
+};
 use crate::model::{
     Config, Connectivity, DeviceEvents, Event, EventKind, Family, FamilyConfig, IfaceAddr,
     IfaceMatch, IfaceName, KernelRoute, LinkInfo, Method, RpFilterPolicy, UplinkType,
 };
-use crate::peers::Peers;
+use crate::peers::Slot;
 use crate::persist::Persister;
 use crate::plan::{assign, diff, unique_routes, Assigned, Ops, RouteWant};
 use crate::ports::{
     EngineState, IfaceRecord, LinkSource, PortError, RouteTable, StateStore, Sysctl,
 };
-use crate::probe_scheduler::{ResetChecks, Uplink, UplinksChanged};
-use crate::status::{Board, IfaceStatus};
+use crate::status::IfaceStatus;
 
 /// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA). The kernel installs them; we
 /// never add or adopt one. Their metric follows `ra_defrtr_metric` (set to the effective metric,
@@ -66,7 +69,10 @@ pub struct RouteDeps {
     pub sysctl: Arc<dyn Sysctl>,
     pub store: Arc<dyn StateStore>,
     pub log: EventLog,
-    pub peers: Peers,
+    /// Uplinks and check resets go to ProbeScheduler, route moves to FlowResetter, in the tree.
+    pub uplinks: Slot<UplinksChanged>,
+    pub reset_checks: Slot<ResetChecks>,
+    pub moved: Slot<RouteInUseMoved>,
     pub board: Board,
 }
 
@@ -399,7 +405,7 @@ impl RouteManager {
         let reset = std::mem::take(&mut self.state.reset_checks);
         if !reset.is_empty() {
             // After the uplinks that carry their new UNKNOWN, so ProbeScheduler sees both in order.
-            self.deps.peers.probe_scheduler.do_send(ResetChecks(reset));
+            self.deps.reset_checks.do_send(ResetChecks(reset));
         }
         if failed {
             self.schedule_retry(ctx);
@@ -445,7 +451,7 @@ impl RouteManager {
             let failback =
                 matches!((metric_of(&to), metric_of(&from)), (Some(t), Some(f)) if t < f);
             tracing::info!(family = ?family, from = %from, to = %to, failback, "route in use moved");
-            self.deps.peers.flow_resetter.do_send(RouteInUseMoved {
+            self.deps.moved.do_send(RouteInUseMoved {
                 family,
                 from,
                 from_ifindex,
@@ -692,10 +698,7 @@ impl RouteManager {
     fn publish_uplinks(&mut self) {
         let uplinks = self.uplinks();
         if uplinks != self.state.last_uplinks {
-            self.deps
-                .peers
-                .probe_scheduler
-                .do_send(UplinksChanged(uplinks.clone()));
+            self.deps.uplinks.do_send(UplinksChanged(uplinks.clone()));
             self.state.last_uplinks = uplinks;
         }
     }
@@ -1210,52 +1213,6 @@ impl Actor for RouteManager {
 // Messages
 // ---------------------------------------------------------------------------------------------
 
-/// A link appeared or changed.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct LinkChanged(pub LinkInfo);
-
-/// A link disappeared.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct LinkRemoved {
-    pub ifindex: u32,
-}
-
-/// Every link, after a (re)subscription or an overrun: replaces the model.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct LinkSnapshot(pub Vec<LinkInfo>);
-
-/// Routes or addresses changed somewhere: reconcile.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct RoutesChanged;
-
-/// ProbeScheduler's verdict on an interface changed.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ConnectivityChanged {
-    pub iface: IfaceName,
-    pub state: Connectivity,
-    pub reason: String,
-}
-
-/// ProbeScheduler asks for the managed interfaces (on its start).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Vec<Uplink>")]
-pub struct GetUplinks;
-
-/// A new configuration (SIGHUP).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Reconfigure(pub Arc<Config>);
-
-/// Clean shutdown: remove penalties, leave owned routes at their configured metrics.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
 /// Internal: run a reconcile now.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -1359,14 +1316,5 @@ impl Handler<Reconcile> for RouteManager {
     type Result = ();
     fn handle(&mut self, _: Reconcile, ctx: &mut Self::Context) {
         ctx.wait(self.reconcile_fut());
-    }
-}
-
-/// Test hook (feature `fake`): makes the actor panic inside a handler.
-#[cfg(feature = "fake")]
-impl Handler<crate::supervisor::Crash> for RouteManager {
-    type Result = ();
-    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
-        panic!("RouteManager: crash requested by a test");
     }
 }
