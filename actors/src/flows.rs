@@ -1,5 +1,5 @@
 //! Which flows are pinned to a demoted interface: the pure selection rules shared by the OS
-//! adapter (`src/os/flows/`) and the fake (`fake.rs`), so both reset exactly the same flows.
+//! adapter (`src/os/flows/`) and the fake (`fake/flows.rs`), so both reset exactly the same flows.
 //!
 //! A flow is pinned to an interface when it can only work through it: a local TCP socket whose
 //! source address is one of the interface's addresses, or a conntrack entry whose reply

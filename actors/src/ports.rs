@@ -1,6 +1,6 @@
 //! The ports: everything the engine needs from the operating system, as object-safe traits.
 //!
-//! The root crate implements them against the kernel (`src/os/`), `fake.rs` implements them in
+//! The root crate implements them against the kernel (`src/os/`), `fake/` implements them in
 //! memory. Ports are shared (`Arc`) by every incarnation of an actor: an actor that restarts asks
 //! its port again (a new subscription, a fresh dump), so a port must never hand out state that
 //! belongs to a dead actor. Every future is `Send + 'static` so an adapter may run it anywhere.

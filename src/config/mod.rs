@@ -230,7 +230,7 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
         route: settings.route.clone(),
         dispatcher: settings.dispatcher.clone(),
         dns,
-        flows: netfailover_actors::model::FlowsConfig::default(),
+        flows: settings.flows.clone(),
         passive: settings.passive.clone(),
     };
     let loaded = Loaded {

@@ -290,6 +290,17 @@ impl AppLab {
     /// Builds everything under `dir` (which the caller owns) and waits until all three
     /// uplinks are FULL.
     pub fn start(exe: &Path, dir: &Path) -> Result<Self, LabError> {
+        Self::start_with(exe, dir, 3600, "")
+    }
+
+    /// [`AppLab::start`] at another check `interval` (seconds, config.json) and with
+    /// `settings` as the body of `netfailover.toml` (e.g. [`super::world::FAST_SETTINGS`]).
+    pub fn start_with(
+        exe: &Path,
+        dir: &Path,
+        interval_secs: u32,
+        settings: &str,
+    ) -> Result<Self, LabError> {
         let mut world = World::build()?;
         world.start_servers()?;
         for addr in [ECHO, DEAD_PEER, SINK] {
@@ -303,13 +314,18 @@ impl AppLab {
             UdpSink::start(&world.internet, SocketAddr::from((SINK, 9)))?,
         );
         let boot = dir.join("boot");
-        world.write_boot_dir(&boot, "", &dir.join("state"), &dir.join("scripts.log"))?;
+        world.write_boot_dir(
+            &boot,
+            settings,
+            &dir.join("state"),
+            &dir.join("scripts.log"),
+        )?;
         let config = boot.join("config.json");
         std::fs::write(
             &config,
             format!(
                 "{{\"dnsServers\":\"null\",\"os\":{{\"network\":{{\"connectivity\":\
-                 {{\"uri\":\"http://{CHECK_ADDR}/connectivity-check\",\"interval\":\"3600\"}}}}}}}}"
+                 {{\"uri\":\"http://{CHECK_ADDR}/connectivity-check\",\"interval\":\"{interval_secs}\"}}}}}}}}"
             ),
         )
         .map_err(|error| LabError::Write {

@@ -37,13 +37,15 @@ pub mod values;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use netfailover_actors::model::{CheckConfig, DispatcherConfig, PassiveConfig, RouteConfig};
+use netfailover_actors::model::{
+    CheckConfig, DispatcherConfig, FlowsConfig, PassiveConfig, RouteConfig,
+};
 
 pub use reader::Entry;
 use reader::Reader;
 use sections::{
-    CheckSection, Context, DaemonSection, DispatcherSection, NetlinkSection, PassiveSection,
-    RouteSection,
+    CheckSection, Context, DaemonSection, DispatcherSection, FlowsSection, NetlinkSection,
+    PassiveSection, RouteSection,
 };
 pub use values::{parse_duration, Invalid, MAX_DURATION};
 
@@ -54,7 +56,15 @@ use super::{read_text, Origin};
 pub const ENV_PREFIX: &str = "NETFAILOVER";
 
 /// Every table of the file, in the order check-config prints them (`""`: the top-level keys).
-pub const SECTIONS: [&str; 6] = ["check", "route", "dispatcher", "passive", "netlink", ""];
+pub const SECTIONS: [&str; 7] = [
+    "check",
+    "route",
+    "dispatcher",
+    "passive",
+    "flows",
+    "netlink",
+    "",
+];
 
 /// The validated settings with where each came from.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -65,6 +75,7 @@ pub struct Settings {
     pub route: RouteConfig,
     pub dispatcher: DispatcherConfig,
     pub passive: PassiveConfig,
+    pub flows: FlowsConfig,
     pub state_dir: PathBuf,
     pub netlink_rcvbuf: usize,
     pub adopt: bool,
@@ -85,6 +96,7 @@ impl Default for Settings {
             route: RouteConfig::default(),
             dispatcher: DispatcherConfig::default(),
             passive: PassiveConfig::default(),
+            flows: FlowsConfig::default(),
             state_dir: daemon.state_dir,
             netlink_rcvbuf: NetlinkSection::default().rcvbuf,
             adopt: daemon.adopt,
@@ -150,6 +162,7 @@ pub fn load(
     let route: RouteSection = reader.section();
     let dispatcher: DispatcherSection = reader.section();
     let passive: PassiveSection = reader.section();
+    let flows: FlowsSection = reader.section();
     let netlink: NetlinkSection = reader.section();
     let daemon: DaemonSection = reader.section();
 
@@ -174,6 +187,7 @@ pub fn load(
         route: route.into(),
         dispatcher: dispatcher.into(),
         passive: passive.into(),
+        flows: flows.into(),
         state_dir: daemon.state_dir,
         netlink_rcvbuf: netlink.rcvbuf,
         adopt: daemon.adopt,
@@ -247,6 +261,8 @@ mod tests {
         assert_eq!(s.state_dir, PathBuf::from("/run/netfailover"));
         assert_eq!(s.netlink_rcvbuf, 4 << 20);
         assert!(s.adopt);
+        assert!(s.flows.enabled);
+        assert!(!s.flows.on_failback);
         // One entry per key of every section, all defaults.
         assert!(s.entries.len() >= 17, "{:?}", s.entries);
         assert!(s.entries.iter().all(|e| e.origin == Origin::Default));
@@ -271,6 +287,42 @@ mod tests {
         assert_eq!(s.netlink_rcvbuf, 8192);
         assert!(matches!(s.origin("check.down_count"), Origin::File(_)));
         assert_eq!(s.origin("check.up_count"), Origin::Default);
+    }
+
+    /// `[flows]`: read from the file and the environment; a value that is not a boolean takes
+    /// its default alone, with the file's line.
+    #[test]
+    fn flows_section_reads_and_falls_back_per_key() {
+        let (s, problems) = with("[flows]\nenabled = false\non_failback = true\n", &[]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(!s.flows.enabled);
+        assert!(s.flows.on_failback);
+        assert!(matches!(s.origin("flows.enabled"), Origin::File(_)));
+
+        let (s, _) = with(
+            "[flows]\nenabled = false\n",
+            &[("NETFAILOVER_FLOWS__ON_FAILBACK", "true")],
+        );
+        assert!(!s.flows.enabled);
+        assert!(s.flows.on_failback);
+        assert_eq!(
+            s.origin("flows.on_failback"),
+            Origin::Env("NETFAILOVER_FLOWS__ON_FAILBACK".into())
+        );
+
+        let toml = "[flows]\non_failback = true\n\nenabled = \"no\"\n";
+        assert_eq!(
+            errors(toml, &[]),
+            "netfailover.toml:4: error: flows.enabled: invalid type: string \"no\", expected a boolean"
+        );
+        let (s, _) = with(toml, &[]);
+        assert!(s.flows.enabled, "default");
+        assert!(s.flows.on_failback, "the other key keeps its value");
+        let (_, problems) = with("[flows]\nreset = true\n", &[]);
+        assert_eq!(
+            problems,
+            vec!["netfailover.toml:2: warning: unknown setting \"flows.reset\" ignored"]
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use netfailover_actors::model::{
-    CheckConfig, DeviceEvents, DispatcherConfig, PassiveConfig, RouteConfig, RpFilterPolicy,
-    PENALTY_MAX,
+    CheckConfig, DeviceEvents, DispatcherConfig, FlowsConfig, PassiveConfig, RouteConfig,
+    RpFilterPolicy, PENALTY_MAX,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -299,6 +299,43 @@ impl From<PassiveSection> for PassiveConfig {
     }
 }
 
+/// `[flows]`: resetting the flows pinned to a demoted uplink (README "How it behaves"); maps
+/// one to one onto the engine's [`FlowsConfig`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FlowsSection {
+    pub enabled: bool,
+    pub on_failback: bool,
+}
+
+impl Default for FlowsSection {
+    fn default() -> Self {
+        let d = FlowsConfig::default();
+        Self {
+            enabled: d.enabled,
+            on_failback: d.on_failback,
+        }
+    }
+}
+
+impl Section for FlowsSection {
+    const NAME: &'static str = "flows";
+
+    /// Two booleans: serde refuses anything else, nothing more to check.
+    fn validate(&self, _: &Context) -> Vec<(&'static str, Invalid)> {
+        Vec::new()
+    }
+}
+
+impl From<FlowsSection> for FlowsConfig {
+    fn from(s: FlowsSection) -> Self {
+        Self {
+            enabled: s.enabled,
+            on_failback: s.on_failback,
+        }
+    }
+}
+
 /// `[netlink]`: the link-event socket (applies at the next start).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -369,6 +406,7 @@ mod tests {
         assert!(DispatcherSection::default().validate(&ctx()).is_empty());
         assert!(NetlinkSection::default().validate(&ctx()).is_empty());
         assert!(PassiveSection::default().validate(&ctx()).is_empty());
+        assert!(FlowsSection::default().validate(&ctx()).is_empty());
         assert!(DaemonSection::default().validate(&ctx()).is_empty());
     }
 

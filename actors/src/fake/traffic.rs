@@ -1,0 +1,151 @@
+//! [`FakeTraffic`]: the fake of the `TrafficSource` port (passive health), with busy TCP
+//! connections computed from virtual time.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::lock;
+use crate::ports::{IfaceTraffic, PortError, PortResult, TcpPhase, TcpSocketSample, TrafficSource};
+
+/// What the fake traffic source reports for one interface.
+#[derive(Clone, PartialEq, Debug)]
+pub enum FakeFlow {
+    /// Exactly this sample, every time.
+    Fixed(IfaceTraffic),
+    /// An application keeping one TCP connection busy (5 segments a second each way), computed
+    /// from virtual time: healthy until `stalled_since`, then data outstanding, no ACK, the
+    /// retransmission timer firing, tx growing and rx not — a silent upstream blackhole.
+    Busy {
+        name: String,
+        started: tokio::time::Instant,
+        stalled_since: Option<tokio::time::Instant>,
+    },
+}
+
+#[derive(Default)]
+struct TrafficState {
+    flows: BTreeMap<u32, FakeFlow>,
+    samples: u64,
+    fail: u32,
+}
+
+/// A traffic source whose per-interface samples the test sets (nothing by default).
+#[derive(Clone, Default)]
+pub struct FakeTraffic {
+    state: Arc<Mutex<TrafficState>>,
+}
+
+/// Packets per second each way of [`FakeFlow::Busy`].
+const BUSY_PPS: u64 = 5;
+
+impl FakeTraffic {
+    pub fn set(&self, ifindex: u32, flow: FakeFlow) {
+        lock(&self.state).flows.insert(ifindex, flow);
+    }
+
+    /// A busy, healthy TCP connection on `ifindex` from now on.
+    pub fn busy(&self, ifindex: u32, name: &str) {
+        self.set(
+            ifindex,
+            FakeFlow::Busy {
+                name: name.into(),
+                started: tokio::time::Instant::now(),
+                stalled_since: None,
+            },
+        );
+    }
+
+    /// The busy connection on `ifindex` stops getting answers now (`false`: answers again).
+    pub fn stall(&self, ifindex: u32, stalled: bool) {
+        if let Some(FakeFlow::Busy { stalled_since, .. }) =
+            lock(&self.state).flows.get_mut(&ifindex)
+        {
+            *stalled_since = stalled.then(tokio::time::Instant::now);
+        }
+    }
+
+    pub fn remove(&self, ifindex: u32) {
+        lock(&self.state).flows.remove(&ifindex);
+    }
+
+    /// The next `n` samples fail.
+    pub fn fail_samples(&self, n: u32) {
+        lock(&self.state).fail = n;
+    }
+
+    /// Samples taken so far.
+    pub fn samples(&self) -> u64 {
+        lock(&self.state).samples
+    }
+}
+
+impl FakeFlow {
+    fn sample(&self, ifindex: u32, now: tokio::time::Instant) -> IfaceTraffic {
+        let (name, started, stalled_since) = match self {
+            FakeFlow::Fixed(t) => return t.clone(),
+            FakeFlow::Busy {
+                name,
+                started,
+                stalled_since,
+            } => (name, *started, *stalled_since),
+        };
+        let ms = |d: Duration| d.as_millis() as u64;
+        let total = ms(now.duration_since(started));
+        let healthy = stalled_since.map_or(total, |s| ms(s.duration_since(started)));
+        let stalled = total - healthy;
+        let sent = total * BUSY_PPS / 1000;
+        let answered = healthy * BUSY_PPS / 1000;
+        let unacked = if stalled > 0 {
+            (sent - answered).max(1) as u32
+        } else {
+            0
+        };
+        let last_ack_recv = if stalled > 0 {
+            stalled
+        } else {
+            1000 / BUSY_PPS
+        };
+        IfaceTraffic {
+            ifindex,
+            name: name.clone(),
+            rx_packets: answered,
+            tx_packets: sent,
+            rx_multicast: 0,
+            tcp: vec![TcpSocketSample {
+                cookie: u64::from(ifindex) << 32 | 1,
+                local: std::net::SocketAddr::from(([192, 0, 2, 10], 40000)),
+                remote: std::net::SocketAddr::from(([203, 0, 113, 7], 7)),
+                phase: TcpPhase::Open,
+                unacked,
+                // The first retransmission timeout fires 200 ms after the last answer.
+                retransmits: u8::from(stalled >= 200),
+                total_retrans: (stalled / 200) as u32,
+                last_ack_recv: Duration::from_millis(last_ack_recv),
+                rtt: Duration::from_millis(20),
+                bytes_acked: answered * 100,
+                bytes_received: answered * 100,
+            }],
+        }
+    }
+}
+
+impl TrafficSource for FakeTraffic {
+    fn sample(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
+        let mut s = lock(&self.state);
+        s.samples += 1;
+        if s.fail > 0 {
+            s.fail -= 1;
+            return async { Err(PortError::failed("fake traffic", "injected failure")) }.boxed();
+        }
+        let now = tokio::time::Instant::now();
+        let out: Vec<IfaceTraffic> = ifindexes
+            .iter()
+            .filter_map(|i| s.flows.get(i).map(|f| f.sample(*i, now)))
+            .collect();
+        async move { Ok(out) }.boxed()
+    }
+}
