@@ -148,66 +148,18 @@ impl Supervisor {
                 exit,
             })
         };
-        let (p, c) = (&self.peers, &self.control);
-        let slot = self.children.entry(child).or_default();
+        // Out of the map while it starts, so the builders below can read the rest of `self`.
+        let mut slot = self.children.remove(&child).unwrap_or_default();
         match child {
-            Child::FlowResetter => {
-                let actor = FlowResetter::new(
-                    self.cfg.clone(),
-                    self.ports.flows.clone(),
-                    self.board.clone(),
-                );
-                let addr = slot.start(actor, on_exit);
-                p.route_in_use_moved.set(Some(addr.clone().recipient()));
-                c.reconfigure_flows.set(Some(addr.recipient()));
-            }
-            Child::RouteManager => {
-                let deps = RouteDeps {
-                    links: self.ports.links.clone(),
-                    routes: self.ports.routes.clone(),
-                    sysctl: self.ports.sysctl.clone(),
-                    store: self.ports.state.clone(),
-                    log: self.log.clone(),
-                    uplinks: p.uplinks_changed.clone(),
-                    reset_checks: p.reset_checks.clone(),
-                    moved: p.route_in_use_moved.clone(),
-                    board: self.board.clone(),
-                };
-                // The first incarnation is the daemon's first start: it announces `up`.
-                let first_start = !slot.started_before();
-                let addr = slot.start(
-                    RouteManager::new(self.cfg.clone(), deps, first_start),
-                    on_exit,
-                );
-                p.link_changed.set(Some(addr.clone().recipient()));
-                p.link_removed.set(Some(addr.clone().recipient()));
-                p.link_snapshot.set(Some(addr.clone().recipient()));
-                p.routes_changed.set(Some(addr.clone().recipient()));
-                p.connectivity_changed.set(Some(addr.clone().recipient()));
-                p.get_uplinks.set(Some(addr.clone().recipient()));
-                c.reconfigure.set(Some(addr.clone().recipient()));
-                c.shutdown.set(Some(addr.recipient()));
-            }
+            Child::FlowResetter => self.start_flow_resetter(&mut slot, on_exit),
+            Child::RouteManager => self.start_route_manager(&mut slot, on_exit),
             Child::Dispatcher => {
                 let actor = Dispatcher::new(self.ports.scripts.clone(), self.log.clone());
                 slot.start(actor, on_exit);
             }
-            Child::ProbeScheduler => {
-                let deps = ProbeDeps {
-                    probe: self.ports.probe.clone(),
-                    connectivity: p.connectivity_changed.clone(),
-                    get_uplinks: p.get_uplinks.clone(),
-                    board: self.board.clone(),
-                };
-                let addr = slot.start(ProbeScheduler::new(self.cfg.clone(), deps), on_exit);
-                p.uplinks_changed.set(Some(addr.clone().recipient()));
-                p.reset_checks.set(Some(addr.clone().recipient()));
-                p.confirm.set(Some(addr.clone().recipient()));
-                c.reconfigure_checks.set(Some(addr.clone().recipient()));
-                c.kill_prober.set(Some(addr.clone().recipient()));
-                c.check_iface.set(Some(addr.recipient()));
-            }
+            Child::ProbeScheduler => self.start_probe_scheduler(&mut slot, on_exit),
             Child::LinkWatcher => {
+                let p = &self.peers;
                 let to = LinkFacts {
                     changed: p.link_changed.clone(),
                     removed: p.link_removed.clone(),
@@ -219,15 +171,74 @@ impl Supervisor {
             Child::TrafficWatcher => {
                 let deps = TrafficDeps {
                     traffic: self.ports.traffic.clone(),
-                    get_uplinks: p.get_uplinks.clone(),
-                    confirm: p.confirm.clone(),
+                    get_uplinks: self.peers.get_uplinks.clone(),
+                    confirm: self.peers.confirm.clone(),
                     board: self.board.clone(),
                 };
                 let addr = slot.start(TrafficWatcher::new(self.cfg.clone(), deps), on_exit);
-                c.reconfigure_passive.set(Some(addr.recipient()));
+                self.control.reconfigure_passive.set(Some(addr.recipient()));
             }
         }
+        self.children.insert(child, slot);
         self.publish();
+    }
+
+    fn start_flow_resetter(&self, slot: &mut ChildSlot, on_exit: impl FnOnce(u64, Exit) + 'static) {
+        let flows = self.ports.flows.clone();
+        let actor = FlowResetter::new(self.cfg.clone(), flows, self.board.clone());
+        let addr = slot.start(actor, on_exit);
+        self.peers
+            .route_in_use_moved
+            .set(Some(addr.clone().recipient()));
+        self.control.reconfigure_flows.set(Some(addr.recipient()));
+    }
+
+    fn start_route_manager(&self, slot: &mut ChildSlot, on_exit: impl FnOnce(u64, Exit) + 'static) {
+        let (p, c) = (&self.peers, &self.control);
+        let deps = RouteDeps {
+            links: self.ports.links.clone(),
+            routes: self.ports.routes.clone(),
+            sysctl: self.ports.sysctl.clone(),
+            store: self.ports.state.clone(),
+            log: self.log.clone(),
+            uplinks: p.uplinks_changed.clone(),
+            reset_checks: p.reset_checks.clone(),
+            moved: p.route_in_use_moved.clone(),
+            board: self.board.clone(),
+        };
+        // The first incarnation is the daemon's first start: it announces `up`.
+        let first_start = !slot.started_before();
+        let actor = RouteManager::new(self.cfg.clone(), deps, first_start);
+        let addr = slot.start(actor, on_exit);
+        p.link_changed.set(Some(addr.clone().recipient()));
+        p.link_removed.set(Some(addr.clone().recipient()));
+        p.link_snapshot.set(Some(addr.clone().recipient()));
+        p.routes_changed.set(Some(addr.clone().recipient()));
+        p.connectivity_changed.set(Some(addr.clone().recipient()));
+        p.get_uplinks.set(Some(addr.clone().recipient()));
+        c.reconfigure.set(Some(addr.clone().recipient()));
+        c.shutdown.set(Some(addr.recipient()));
+    }
+
+    fn start_probe_scheduler(
+        &self,
+        slot: &mut ChildSlot,
+        on_exit: impl FnOnce(u64, Exit) + 'static,
+    ) {
+        let (p, c) = (&self.peers, &self.control);
+        let deps = ProbeDeps {
+            probe: self.ports.probe.clone(),
+            connectivity: p.connectivity_changed.clone(),
+            get_uplinks: p.get_uplinks.clone(),
+            board: self.board.clone(),
+        };
+        let addr = slot.start(ProbeScheduler::new(self.cfg.clone(), deps), on_exit);
+        p.uplinks_changed.set(Some(addr.clone().recipient()));
+        p.reset_checks.set(Some(addr.clone().recipient()));
+        p.confirm.set(Some(addr.clone().recipient()));
+        c.reconfigure_checks.set(Some(addr.clone().recipient()));
+        c.kill_prober.set(Some(addr.clone().recipient()));
+        c.check_iface.set(Some(addr.recipient()));
     }
 
     /// Empties the slots of the messages `child` handles: senders drop them until its restart.

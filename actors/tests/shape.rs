@@ -26,11 +26,6 @@ const ALLOW: &[(&str, &str, &str)] = &[
         "the planner is reshaped with the RouteManager split (issue #15, helper rmsplit)",
     ),
     (
-        "probe_scheduler.rs",
-        "",
-        "messages and crash handling move out with the Recipient wiring (issue #15, helper wiring)",
-    ),
-    (
         "route_manager.rs",
         "",
         "being split into transition, plan and apply (issue #15, helper rmsplit)",
@@ -49,16 +44,6 @@ const ALLOW: &[(&str, &str, &str)] = &[
         "route_manager.rs",
         "plan",
         "being split into transition, plan and apply (issue #15, helper rmsplit)",
-    ),
-    (
-        "supervisor.rs",
-        "",
-        "supervision machinery moves out to supervision.rs (issue #15, helper wiring)",
-    ),
-    (
-        "supervisor.rs",
-        "start_child",
-        "supervision machinery moves out to supervision.rs (issue #15, helper wiring)",
     ),
 ];
 
