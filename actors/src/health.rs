@@ -182,110 +182,113 @@ mod tests {
             .collect()
     }
 
+    /// (name, state before, results fed, (state, next delay in s) after each).
+    type Case<'a> = (
+        &'a str,
+        Connectivity,
+        &'a [Verdict],
+        &'a [(Connectivity, u64)],
+    );
+    /// The state machine's rules, one case per rule.
+    const CASES: &[Case<'static>] = &[
+        (
+            "first result decides: full",
+            Unknown,
+            &[V::Full],
+            &[(Full, 3600)],
+        ),
+        (
+            "first result decides: limited",
+            Unknown,
+            &[V::Limited],
+            &[(Limited, 1)],
+        ),
+        (
+            "first result decides: portal",
+            Unknown,
+            &[V::Portal],
+            &[(Portal, 1)],
+        ),
+        (
+            "leaving FULL needs down_count failures, re-checking after 1 s",
+            Full,
+            &[V::Limited, V::Limited],
+            &[(Full, 1), (Limited, 1)],
+        ),
+        (
+            "a good check between failures resets the count",
+            Full,
+            &[V::Limited, V::Full, V::Limited],
+            &[(Full, 1), (Full, 3600), (Full, 1)],
+        ),
+        (
+            "back-off doubles while failing and caps at recheck_max",
+            Limited,
+            &[V::Limited; 8],
+            &[
+                (Limited, 1),
+                (Limited, 2),
+                (Limited, 4),
+                (Limited, 8),
+                (Limited, 16),
+                (Limited, 32),
+                (Limited, 60),
+                (Limited, 60),
+            ],
+        ),
+        (
+            "returning needs up_count good checks, 1 s apart",
+            Limited,
+            &[V::Full, V::Full],
+            &[(Limited, 1), (Full, 3600)],
+        ),
+        (
+            "a failure between good checks resets the count",
+            Limited,
+            &[V::Full, V::Limited, V::Full, V::Full],
+            &[(Limited, 1), (Limited, 1), (Limited, 1), (Full, 3600)],
+        ),
+        (
+            "limited to portal shows at once",
+            Limited,
+            &[V::Portal],
+            &[(Portal, 1)],
+        ),
+        (
+            "no route is NONE from UNKNOWN",
+            Unknown,
+            &[V::None],
+            &[(None, 1)],
+        ),
+        (
+            "NONE through checks needs up_count good checks to return",
+            None,
+            &[V::Full, V::Full],
+            &[(None, 1), (Full, 3600)],
+        ),
+        (
+            "NONE through checks shows other failures at once",
+            None,
+            &[V::Limited],
+            &[(Limited, 1)],
+        ),
+        (
+            "a good check while failing restarts the back-off",
+            Limited,
+            &[V::Limited, V::Limited, V::Limited, V::Full, V::Limited],
+            &[
+                (Limited, 1),
+                (Limited, 2),
+                (Limited, 4),
+                (Limited, 1),
+                (Limited, 1),
+            ],
+        ),
+    ];
+
     #[test]
     fn table() {
-        type Case<'a> = (
-            &'a str,
-            Connectivity,
-            &'a [Verdict],
-            &'a [(Connectivity, u64)],
-        );
-        let cases: &[Case] = &[
-            (
-                "first result decides: full",
-                Unknown,
-                &[V::Full],
-                &[(Full, 3600)],
-            ),
-            (
-                "first result decides: limited",
-                Unknown,
-                &[V::Limited],
-                &[(Limited, 1)],
-            ),
-            (
-                "first result decides: portal",
-                Unknown,
-                &[V::Portal],
-                &[(Portal, 1)],
-            ),
-            (
-                "leaving FULL needs down_count failures, re-checking after 1 s",
-                Full,
-                &[V::Limited, V::Limited],
-                &[(Full, 1), (Limited, 1)],
-            ),
-            (
-                "a good check between failures resets the count",
-                Full,
-                &[V::Limited, V::Full, V::Limited],
-                &[(Full, 1), (Full, 3600), (Full, 1)],
-            ),
-            (
-                "back-off doubles while failing and caps at recheck_max",
-                Limited,
-                &[V::Limited; 8],
-                &[
-                    (Limited, 1),
-                    (Limited, 2),
-                    (Limited, 4),
-                    (Limited, 8),
-                    (Limited, 16),
-                    (Limited, 32),
-                    (Limited, 60),
-                    (Limited, 60),
-                ],
-            ),
-            (
-                "returning needs up_count good checks, 1 s apart",
-                Limited,
-                &[V::Full, V::Full],
-                &[(Limited, 1), (Full, 3600)],
-            ),
-            (
-                "a failure between good checks resets the count",
-                Limited,
-                &[V::Full, V::Limited, V::Full, V::Full],
-                &[(Limited, 1), (Limited, 1), (Limited, 1), (Full, 3600)],
-            ),
-            (
-                "limited to portal shows at once",
-                Limited,
-                &[V::Portal],
-                &[(Portal, 1)],
-            ),
-            (
-                "no route is NONE from UNKNOWN",
-                Unknown,
-                &[V::None],
-                &[(None, 1)],
-            ),
-            (
-                "NONE through checks needs up_count good checks to return",
-                None,
-                &[V::Full, V::Full],
-                &[(None, 1), (Full, 3600)],
-            ),
-            (
-                "NONE through checks shows other failures at once",
-                None,
-                &[V::Limited],
-                &[(Limited, 1)],
-            ),
-            (
-                "a good check while failing restarts the back-off",
-                Limited,
-                &[V::Limited, V::Limited, V::Limited, V::Full, V::Limited],
-                &[
-                    (Limited, 1),
-                    (Limited, 2),
-                    (Limited, 4),
-                    (Limited, 1),
-                    (Limited, 1),
-                ],
-            ),
-        ];
-        for (name, start, results, want) in cases {
+        for (name, start, results, want) in CASES {
             assert_eq!(&run(*start, results), want, "{name}");
         }
     }

@@ -146,56 +146,14 @@ impl Snapshot {
                 actor,
                 reason,
                 restarts,
-            } => match status.actors.iter_mut().find(|a| &a.name == actor) {
-                Some(a) => {
-                    a.restarts = *restarts;
-                    a.running = true;
-                    if reason == "killed" {
-                        a.kills += 1;
-                    } else {
-                        a.last_failure = Some(reason.clone());
-                    }
-                }
-                None => status.actors.push(ActorStatus {
-                    name: actor.clone(),
-                    running: true,
-                    restarts: *restarts,
-                    kills: u32::from(reason == "killed"),
-                    last_failure: (reason != "killed").then(|| reason.clone()),
-                }),
-            },
-            EngineEvent::Event(e) => {
-                status.events_total += 1;
-                status.pending_events += 1;
-                if self.events.len() >= HISTORY_LEN {
-                    self.events.remove(0);
-                }
-                self.events.push(EventRecord {
-                    event: e.clone(),
-                    delivered: false,
-                    scripts: vec![],
-                });
-            }
+            } => actor_restarted(status, actor, reason, *restarts),
+            EngineEvent::Event(e) => self.event_produced(e),
             EngineEvent::Script {
                 event_id,
                 script,
                 result,
                 duration_ms,
-            } => {
-                if !matches!(
-                    result,
-                    ScriptResult::Exited { code: 0 } | ScriptResult::Skipped { .. }
-                ) {
-                    status.script_failures += 1;
-                }
-                if let Some(r) = self.events.iter_mut().find(|r| r.event.id == *event_id) {
-                    r.scripts.push(ScriptOutcome {
-                        script: script.clone(),
-                        result: result.clone(),
-                        elapsed: Duration::from_millis(*duration_ms),
-                    });
-                }
-            }
+            } => self.script_finished(*event_id, script, result, *duration_ms),
             EngineEvent::Delivered { event_id } => {
                 status.pending_events = status.pending_events.saturating_sub(1);
                 if let Some(r) = self.events.iter_mut().find(|r| r.event.id == *event_id) {
@@ -204,6 +162,63 @@ impl Snapshot {
             }
             EngineEvent::FlowsReset(r) => status.flows.add(r),
         }
+    }
+
+    fn event_produced(&mut self, e: &Event) {
+        self.status.events_total += 1;
+        self.status.pending_events += 1;
+        if self.events.len() >= HISTORY_LEN {
+            self.events.remove(0);
+        }
+        self.events.push(EventRecord {
+            event: e.clone(),
+            delivered: false,
+            scripts: vec![],
+        });
+    }
+
+    fn script_finished(
+        &mut self,
+        event_id: u64,
+        script: &str,
+        result: &ScriptResult,
+        duration_ms: u64,
+    ) {
+        if !matches!(
+            result,
+            ScriptResult::Exited { code: 0 } | ScriptResult::Skipped { .. }
+        ) {
+            self.status.script_failures += 1;
+        }
+        if let Some(r) = self.events.iter_mut().find(|r| r.event.id == event_id) {
+            r.scripts.push(ScriptOutcome {
+                script: script.to_string(),
+                result: result.clone(),
+                elapsed: Duration::from_millis(duration_ms),
+            });
+        }
+    }
+}
+
+/// An actor restart: its counters, or a new entry when the snapshot did not know it yet.
+fn actor_restarted(status: &mut EngineStatus, actor: &str, reason: &str, restarts: u32) {
+    match status.actors.iter_mut().find(|a| a.name == actor) {
+        Some(a) => {
+            a.restarts = restarts;
+            a.running = true;
+            if reason == "killed" {
+                a.kills += 1;
+            } else {
+                a.last_failure = Some(reason.to_string());
+            }
+        }
+        None => status.actors.push(ActorStatus {
+            name: actor.to_string(),
+            running: true,
+            restarts,
+            kills: u32::from(reason == "killed"),
+            last_failure: (reason != "killed").then(|| reason.to_string()),
+        }),
     }
 }
 

@@ -203,6 +203,26 @@ impl Tracker {
             return None;
         };
         self.name = Some(name.to_string());
+        let (evidence, pending) = self.gather(now, sample, ctx, p);
+        self.current = evidence.iter().copied().collect();
+        if evidence.is_empty() || !ctx.eligible {
+            self.suspect_since = None;
+            return None;
+        }
+        self.suspect_since.get_or_insert(now);
+
+        self.trigger(now, &evidence, pending, p)
+    }
+
+    /// The evidence in this sample, and the peers with data or a SYN outstanding that is not
+    /// (yet) a stall; forgets the evidence that cleared.
+    fn gather(
+        &mut self,
+        now: Instant,
+        sample: &IfaceTraffic,
+        ctx: Context,
+        p: &RuleParams,
+    ) -> (BTreeSet<Evidence>, BTreeSet<IpAddr>) {
         let one_way = self.counters(now, sample, p);
         let (stalled, progressed, pending) = self.sockets(now, sample, p);
 
@@ -240,13 +260,18 @@ impl Tracker {
         } else {
             self.two_way_since = None;
         }
-        self.current = evidence.iter().copied().collect();
-        if evidence.is_empty() || !ctx.eligible {
-            self.suspect_since = None;
-            return None;
-        }
-        self.suspect_since.get_or_insert(now);
+        (evidence, pending)
+    }
 
+    /// The confirmation to ask for now, if some evidence is due and the interface's gap has
+    /// passed; charges the evidence it names (and the pending peers) with their back-off.
+    fn trigger(
+        &mut self,
+        now: Instant,
+        evidence: &BTreeSet<Evidence>,
+        pending: BTreeSet<IpAddr>,
+        p: &RuleParams,
+    ) -> Option<Trigger> {
         let due: Vec<Evidence> = evidence
             .iter()
             .filter(|e| self.charges.get(e).is_none_or(|c| now >= c.next_allowed))
