@@ -263,72 +263,24 @@ impl BusyClient {
     ) -> Result<Self, NetnsError> {
         let log = Arc::new(Mutex::new(ClientLog::default()));
         let out = log.clone();
-        let note = move |f: &mut dyn FnMut(&mut ClientLog)| {
-            f(&mut out.lock().unwrap_or_else(|p| p.into_inner()))
-        };
         let worker = Worker::spawn(ns, move |stop| {
-            let started = Instant::now();
-            let connect_timeout = patience.unwrap_or(CONNECT_TIMEOUT);
-            while Worker::running(&stop, started) {
-                let mut conn = match connect_pinned(server, pin, connect_timeout) {
-                    Ok(c) => c,
+            let client = Session {
+                gap,
+                patience,
+                stop: &stop,
+                started: Instant::now(),
+                log: &out,
+            };
+            while client.running() {
+                let error = match connect_pinned(server, pin, patience.unwrap_or(CONNECT_TIMEOUT)) {
+                    Ok(conn) => client.converse(conn),
                     Err(e) => {
-                        note(&mut |l| l.errors.push((Instant::now(), format!("connect: {e}"))));
                         std::thread::sleep(gap);
-                        continue;
+                        Some(format!("connect: {e}"))
                     }
                 };
-                let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
-                let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
-                if let Ok(local) = conn.local_addr() {
-                    note(&mut |l| {
-                        l.connects.push(RoundTrip {
-                            at: Instant::now(),
-                            local,
-                        })
-                    });
-                }
-                let mut last_echo = Instant::now();
-                let mut buf = [0u8; 64];
-                'conn: while Worker::running(&stop, started)
-                    && patience.is_none_or(|p| last_echo.elapsed() < p)
-                {
-                    match conn.write_all(b"ping netfailover passive health\n") {
-                        Err(e) if !transient(&e) => {
-                            note(&mut |l| l.errors.push((Instant::now(), format!("write: {e}"))));
-                            break;
-                        }
-                        _ => {}
-                    }
-                    let sent = Instant::now();
-                    while sent.elapsed() < gap && Worker::running(&stop, started) {
-                        match conn.read(&mut buf) {
-                            Ok(0) => {
-                                note(&mut |l| {
-                                    l.errors.push((Instant::now(), "closed by the peer".into()))
-                                });
-                                break 'conn;
-                            }
-                            Ok(_) => {
-                                last_echo = Instant::now();
-                                if let Ok(local) = conn.local_addr() {
-                                    note(&mut |l| {
-                                        l.trips.push(RoundTrip {
-                                            at: last_echo,
-                                            local,
-                                        })
-                                    });
-                                }
-                            }
-                            Err(e) if transient(&e) => {}
-                            Err(e) => {
-                                note(&mut |l| {
-                                    l.errors.push((Instant::now(), format!("read: {e}")))
-                                });
-                                break 'conn;
-                            }
-                        }
-                    }
+                if let Some(e) = error {
+                    client.note(|l| l.errors.push((Instant::now(), e)));
                 }
             }
         })?;
@@ -355,6 +307,60 @@ impl BusyClient {
     /// Every error that ended a connection (or a connect) so far, with its message.
     pub fn errors(&self) -> Vec<(Instant, String)> {
         self.read(|l| l.errors.clone())
+    }
+}
+
+/// One connection of a [`BusyClient`].
+struct Session<'a> {
+    gap: Duration,
+    patience: Option<Duration>,
+    stop: &'a AtomicBool,
+    started: Instant,
+    log: &'a Mutex<ClientLog>,
+}
+
+impl Session<'_> {
+    fn running(&self) -> bool {
+        Worker::running(self.stop, self.started)
+    }
+
+    fn note(&self, f: impl FnOnce(&mut ClientLog)) {
+        f(&mut self.log.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Talks over `conn` until it fails (the error, to log) or is given up (`None`).
+    fn converse(&self, mut conn: TcpStream) -> Option<String> {
+        let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+        let local = conn.local_addr().ok()?;
+        self.note(|l| {
+            l.connects.push(RoundTrip {
+                at: Instant::now(),
+                local,
+            })
+        });
+        let mut last_echo = Instant::now();
+        let mut buf = [0u8; 64];
+        while self.running() && self.patience.is_none_or(|p| last_echo.elapsed() < p) {
+            match conn.write_all(b"ping netfailover passive health\n") {
+                Err(e) if !transient(&e) => return Some(format!("write: {e}")),
+                _ => {}
+            }
+            let sent = Instant::now();
+            while sent.elapsed() < self.gap && self.running() {
+                match conn.read(&mut buf) {
+                    Ok(0) => return Some("closed by the peer".into()),
+                    Ok(_) => {
+                        last_echo = Instant::now();
+                        let at = last_echo;
+                        self.note(|l| l.trips.push(RoundTrip { at, local }));
+                    }
+                    Err(e) if transient(&e) => {}
+                    Err(e) => return Some(format!("read: {e}")),
+                }
+            }
+        }
+        None
     }
 }
 
