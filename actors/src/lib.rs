@@ -14,8 +14,11 @@
 //! | Dispatcher | `dispatcher.rs` | the `EventLog` | scripts → `ScriptRunner` | restarted; re-runs the interrupted event |
 //! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved` (from RouteManager, after apply), `ReconfigureFlows` | resets → `FlowTable`; `flows-reset` records → board | restarted; stateless |
 //!
-//! Pure logic lives outside actors: `health.rs` (check state machine), `plan.rs` (interface
-//! assignment, unique metrics, route diff), `passive.rs` (passive health's suspicion rule),
+//! Pure logic lives outside actors: `health.rs` (check state machine), `passive.rs` (passive
+//! health's suspicion rule), and RouteManager's four parts, which the actor only sequences:
+//! `plan.rs` (the planner; `assign.rs` picks the managed interfaces), `apply.rs` (the applier
+//! and rp_filter policy), `transition.rs` (interface states and events in the contract's order)
+//! and `route_model.rs` (its model and the projections: events, uplinks, status);
 //! `flows.rs` (which flows are pinned to an interface). The event queue (`event_log.rs`) is owned by the
 //! engine, so events survive restarts of their producer and consumer; it is mirrored to the
 //! `Journal` port for daemon restarts.
@@ -23,6 +26,8 @@
 //! [`start`] builds the tree inside a running actix System; [`run`] also waits for a shutdown
 //! future. The `fake` feature provides in-memory ports for tests and benches.
 
+pub mod apply;
+pub mod assign;
 pub mod board;
 pub mod dispatcher;
 pub mod engine;
@@ -45,10 +50,12 @@ pub mod ports;
 pub mod probe_scheduler;
 pub mod prober;
 pub mod route_manager;
+pub mod route_model;
 pub mod status;
 pub mod supervision;
 pub mod supervisor;
 pub mod traffic_watcher;
+pub mod transition;
 
 pub use engine::{run, start, EngineHandle};
 pub use error::EngineError;

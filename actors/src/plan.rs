@@ -1,113 +1,30 @@
 //! Pure route planning for RouteManager: which interfaces are managed (profiles, then adoption),
-//! unique metrics per family, and the diff between the desired default routes and the kernel's.
-//! No actix, no I/O: RouteManager feeds it facts and applies the [`Ops`] it returns.
+//! the default route each wants (configured metric, penalty, gateway), unique metrics per
+//! family, the diff between the desired default routes and the kernel's, and the kernel settings
+//! to apply first (rp_filter, `ra_defrtr_metric`, manual addresses). No actix, no I/O, no clock:
+//! RouteManager feeds it a [`PlanInput`] and the route listing, and `apply.rs` applies the
+//! [`Plan`] it returns.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use tokio::time::Instant;
+
+use crate::assign::{assign, Assigned};
+use crate::health::penalized;
 use crate::model::{
-    Family, IfaceMatch, IfaceName, KernelRoute, LinkInfo, LinkKind, Profile, UplinkType,
+    Config, Connectivity, Family, FamilyConfig, IfaceAddr, IfaceMatch, IfaceName, KernelRoute,
+    LinkInfo, Method, Profile, RpFilterPolicy, UplinkType,
 };
+use crate::ports::EngineState;
 
-/// A managed interface: matched by a profile, or adopted.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Assigned {
-    pub name: IfaceName,
-    /// `None` while a profile's interface does not exist (yet).
-    pub ifindex: Option<u32>,
-    /// Index into `Config::profiles`; `None` when adopted.
-    pub profile: Option<usize>,
-    pub uplink_type: UplinkType,
-}
-
-/// Decides the managed interfaces (docs/semantics.md §1.2, §2).
-///
-/// `links` must be keyed by ifindex (so iteration is in ifindex order, which type matching
-/// uses). `holds_default` are the ifindexes with any default route in the main table;
-/// `sticky` are interfaces adopted before (their foreign route may already be replaced by ours,
-/// or gone with the link), which stay adopted.
-pub fn assign(
-    profiles: &[Profile],
-    adopt: bool,
-    links: &BTreeMap<u32, LinkInfo>,
-    holds_default: &BTreeSet<u32>,
-    sticky: &BTreeSet<IfaceName>,
-) -> Vec<Assigned> {
-    let mut out: Vec<Assigned> = Vec::new();
-    let claimed = |out: &Vec<Assigned>, name: &IfaceName| out.iter().any(|a| &a.name == name);
-    let by_name = |name: &IfaceName| links.values().find(|l| &l.name == name);
-
-    // Explicit bindings first (name, then MAC), so type matching only takes what is left.
-    for (i, p) in profiles.iter().enumerate().filter(|(_, p)| p.managed) {
-        let (name, ifindex) = match &p.matches {
-            IfaceMatch::Name(n) => (n.clone(), by_name(n).map(|l| l.ifindex)),
-            IfaceMatch::Mac(mac) => match links.values().find(|l| l.mac.as_ref() == Some(mac)) {
-                Some(l) => (l.name.clone(), Some(l.ifindex)),
-                None => continue,
-            },
-            IfaceMatch::ByType | IfaceMatch::ControlDevice(_) => continue,
-        };
-        if !claimed(&out, &name) {
-            out.push(Assigned {
-                name,
-                ifindex,
-                profile: Some(i),
-                uplink_type: p.uplink_type,
-            });
-        }
-    }
-    for (i, p) in profiles.iter().enumerate().filter(|(_, p)| p.managed) {
-        let prefixes = match &p.matches {
-            IfaceMatch::ByType => p.uplink_type.name_prefixes(),
-            // A control device whose interface was not found (RouteManager resolves the ones it
-            // finds into names): a modem's interface only, never a `usb*` gadget or `ppp*`.
-            IfaceMatch::ControlDevice(_) => &["wwan"],
-            _ => continue,
-        };
-        if let Some(l) = links
-            .values()
-            .find(|l| l.name.has_prefix(prefixes) && !claimed(&out, &l.name))
-        {
-            out.push(Assigned {
-                name: l.name.clone(),
-                ifindex: Some(l.ifindex),
-                profile: Some(i),
-                uplink_type: p.uplink_type,
-            });
-        }
-    }
-    if adopt {
-        // A profile with `autoconnect=false` keeps its interface unmanaged (docs/semantics.md §1.2): never
-        // adopt what such a profile names.
-        let disabled: Vec<&IfaceName> = profiles
-            .iter()
-            .filter(|p| !p.managed)
-            .filter_map(|p| match &p.matches {
-                IfaceMatch::Name(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        for l in links.values() {
-            if disabled.contains(&&l.name) {
-                continue;
-            }
-            let adoptable = !matches!(
-                l.kind,
-                LinkKind::Loopback | LinkKind::Bridge | LinkKind::Veth | LinkKind::Tunnel
-            );
-            let wanted = holds_default.contains(&l.ifindex) || sticky.contains(&l.name);
-            if adoptable && wanted && !claimed(&out, &l.name) {
-                out.push(Assigned {
-                    name: l.name.clone(),
-                    ifindex: Some(l.ifindex),
-                    profile: None,
-                    uplink_type: UplinkType::guess_from_name(&l.name),
-                });
-            }
-        }
-    }
-    out
-}
+/// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA). The kernel installs them; we
+/// never add or adopt one. Their metric follows `ra_defrtr_metric` (set to the effective metric,
+/// then one Router Solicitation so the router's answer re-installs the route at it), and on link
+/// loss we delete them (the kernel would keep them, `linkdown`; its own solicitation at link-up
+/// brings them back). See README "How it behaves".
+pub const RTPROT_RA: u8 = 9;
 
 /// One default route RouteManager wants, before metrics are made unique.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -205,54 +122,322 @@ pub fn diff(
     ops
 }
 
+/// Settings of an adopted interface: the per-type default metric, gateway learned.
+pub fn adopted_family(t: UplinkType) -> FamilyConfig {
+    FamilyConfig {
+        manage_default: true,
+        method: Method::Auto,
+        metric: t.default_metric(),
+        addresses: Vec::new(),
+        gateway: None,
+    }
+}
+
+/// The settings of one family of a managed interface: its profile's, or an adopted one's.
+pub fn family_config(cfg: &Config, a: &Assigned, family: Family) -> FamilyConfig {
+    match a.profile.and_then(|i| cfg.profiles.get(i)) {
+        Some(p) => match family {
+            Family::V4 => p.ipv4.clone(),
+            Family::V6 => p.ipv6.clone(),
+        },
+        None => adopted_family(a.uplink_type),
+    }
+}
+
+/// The gateway of `family` learned for `name` from a foreign default route we replaced.
+pub fn learned(record: &EngineState, name: &IfaceName, family: Family) -> Option<IpAddr> {
+    record
+        .learned_gateways
+        .get(name)?
+        .iter()
+        .find(|g| Family::of(g) == family)
+        .copied()
+}
+
+/// A consistent copy of what planning needs, so the plan is computed inside the reconcile
+/// future against the route listing it just made.
+pub struct PlanInput {
+    pub cfg: Arc<Config>,
+    pub links: BTreeMap<u32, LinkInfo>,
+    pub record: EngineState,
+    pub full_since: HashMap<IfaceName, Instant>,
+    pub shutting_down: bool,
+    pub rp_filter_done: BTreeSet<u32>,
+    pub ra_metric: BTreeMap<u32, u32>,
+    pub ra_deleted: BTreeSet<u32>,
+    pub addresses_done: BTreeSet<(u32, IfaceAddr)>,
+    /// Control devices of profiles and the network interface each has now.
+    pub control_nets: BTreeMap<String, IfaceName>,
+}
+
+/// The outcome of planning: route ops plus kernel settings to apply first.
+pub struct Plan {
+    pub managed: Vec<Assigned>,
+    pub desired: Vec<KernelRoute>,
+    pub ops: Ops,
+    pub learned: Vec<(IfaceName, Vec<IpAddr>)>,
+    /// (ifindex, name) whose rp_filter must be checked.
+    pub rp_filter: Vec<(u32, IfaceName)>,
+    /// (ifindex, name, metric) for `ra_defrtr_metric`.
+    pub ra_metric: Vec<(u32, IfaceName, u32)>,
+    pub addresses: Vec<(u32, IfaceAddr)>,
+    pub rp_policy: RpFilterPolicy,
+    /// The kernel's router-advertised IPv6 default routes.
+    pub ra_routes: Vec<KernelRoute>,
+    /// Router-advertised routes of interfaces whose link is lost: deleted.
+    pub ra_delete: Vec<KernelRoute>,
+    /// (ifindex, name) of links back after we deleted their router-advertised routes.
+    pub ra_resolicit: Vec<(u32, IfaceName)>,
+}
+
+/// What planning gathers interface by interface, before metrics are made unique.
+#[derive(Default)]
+struct Draft {
+    wants: Vec<RouteWant>,
+    /// (family, ifindex) pairs whose foreign default routes are deleted.
+    sweep: BTreeSet<(Family, u32)>,
+    learned: Vec<(IfaceName, Vec<IpAddr>)>,
+    rp_filter: Vec<(u32, IfaceName)>,
+    ra_metric: Vec<(u32, IfaceName, u32)>,
+    addresses: Vec<(u32, IfaceAddr)>,
+    ra_delete: Vec<KernelRoute>,
+    ra_resolicit: Vec<(u32, IfaceName)>,
+}
+
+/// One family of one managed interface with a link, as planning sees it.
+struct Target<'a> {
+    name: &'a IfaceName,
+    ifindex: u32,
+    family: Family,
+    usable: bool,
+    fc: FamilyConfig,
+    /// Configured metric plus the penalty, before uniqueness.
+    effective: u32,
+}
+
+impl PlanInput {
+    /// The plan against `kernel` (every default route in the main table) at `now`.
+    pub fn plan(&self, kernel: &[KernelRoute], now: Instant) -> Plan {
+        let protocol = self.cfg.route.protocol;
+        // Router-advertised IPv6 routes belong to the kernel: never adopted or swept.
+        let visible: Vec<KernelRoute> = kernel
+            .iter()
+            .filter(|r| r.protocol != RTPROT_RA)
+            .cloned()
+            .collect();
+        let managed = self.managed(&visible);
+        let mut draft = Draft::default();
+        for a in &managed {
+            self.plan_iface(a, kernel, &visible, now, &mut draft);
+        }
+        // Metrics held by routes we neither own nor sweep must not be reused.
+        let reserved: BTreeSet<(Family, u32)> = kernel
+            .iter()
+            .filter(|r| r.protocol != protocol && !draft.sweep.contains(&(r.family, r.ifindex)))
+            .map(|r| (r.family, r.metric))
+            .collect();
+        let desired = unique_routes(draft.wants, &reserved, protocol);
+        let ops = diff(&desired, &visible, protocol, &draft.sweep);
+        Plan {
+            managed,
+            desired,
+            ops,
+            learned: draft.learned,
+            rp_filter: draft.rp_filter,
+            ra_metric: draft.ra_metric,
+            addresses: draft.addresses,
+            rp_policy: self.cfg.route.rp_filter,
+            ra_routes: kernel
+                .iter()
+                .filter(|r| r.protocol == RTPROT_RA)
+                .cloned()
+                .collect(),
+            ra_delete: draft.ra_delete,
+            ra_resolicit: draft.ra_resolicit,
+        }
+    }
+
+    /// The managed interfaces: control devices found now map to their interface; the rest fall
+    /// back ([`assign`]).
+    fn managed(&self, visible: &[KernelRoute]) -> Vec<Assigned> {
+        let holds: BTreeSet<u32> = visible.iter().map(|r| r.ifindex).collect();
+        let sticky: BTreeSet<IfaceName> = self.record.learned_gateways.keys().cloned().collect();
+        let profiles: Vec<Profile> = self
+            .cfg
+            .profiles
+            .iter()
+            .map(|p| match &p.matches {
+                IfaceMatch::ControlDevice(dev) => match self.control_nets.get(dev) {
+                    Some(name) => Profile {
+                        matches: IfaceMatch::Name(name.clone()),
+                        ..p.clone()
+                    },
+                    None => p.clone(),
+                },
+                _ => p.clone(),
+            })
+            .collect();
+        assign(&profiles, self.cfg.adopt, &self.links, &holds, &sticky)
+    }
+
+    /// The penalty added to `name`'s metrics now (none while shutting down).
+    fn penalty(&self, name: &IfaceName, now: Instant) -> u32 {
+        let state = self
+            .record
+            .interfaces
+            .get(name)
+            .map(|r| r.connectivity)
+            .unwrap_or(Connectivity::None);
+        let penalize = !self.shutting_down
+            && penalized(
+                self.cfg.check.enabled(),
+                state,
+                self.full_since.get(name).copied(),
+                self.cfg.check.failback_hold,
+                now,
+            );
+        if penalize {
+            self.cfg.route.penalty
+        } else {
+            0
+        }
+    }
+
+    /// Plans both families of one managed interface whose link exists.
+    fn plan_iface(
+        &self,
+        a: &Assigned,
+        kernel: &[KernelRoute],
+        visible: &[KernelRoute],
+        now: Instant,
+        draft: &mut Draft,
+    ) {
+        let Some(ifindex) = a.ifindex else { return };
+        let Some(link) = self.links.get(&ifindex) else {
+            return;
+        };
+        let usable = link.usable();
+        let penalty = self.penalty(&a.name, now);
+        let mut gws_learned = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let fc = family_config(&self.cfg, a, family);
+            if !fc.manage_default {
+                continue;
+            }
+            let mut metric = fc.metric.get();
+            if family == Family::V6 && metric == 0 {
+                metric = 1024; // the kernel stores IPv6 metric 0 as 1024
+            }
+            let gateway = self.gateway(a, ifindex, family, &fc, visible);
+            if let (Some(Some(gw)), Method::Auto) = (gateway, fc.method) {
+                gws_learned.push(gw);
+            }
+            let t = Target {
+                name: &a.name,
+                ifindex,
+                family,
+                usable,
+                fc,
+                effective: metric.saturating_add(penalty),
+            };
+            self.plan_family(&t, gateway, kernel, draft);
+        }
+        if !gws_learned.is_empty() {
+            draft.learned.push((a.name.clone(), gws_learned));
+        }
+        if usable && !self.rp_filter_done.contains(&ifindex) {
+            draft.rp_filter.push((ifindex, a.name.clone()));
+        }
+    }
+
+    /// The gateway of one family: `None` when unknown (no route then), `Some(None)` for a route
+    /// without gateway. Manual: the configured one; auto: the best foreign route's, else the
+    /// learned one, else our own route's.
+    fn gateway(
+        &self,
+        a: &Assigned,
+        ifindex: u32,
+        family: Family,
+        fc: &FamilyConfig,
+        visible: &[KernelRoute],
+    ) -> Option<Option<IpAddr>> {
+        let protocol = self.cfg.route.protocol;
+        let mut foreign: Vec<&KernelRoute> = visible
+            .iter()
+            .filter(|r| r.ifindex == ifindex && r.family == family && r.protocol != protocol)
+            .collect();
+        foreign.sort_by_key(|r| r.metric);
+        let owned = visible
+            .iter()
+            .find(|r| r.ifindex == ifindex && r.family == family && r.protocol == protocol);
+        match fc.method {
+            Method::Manual => fc.gateway.filter(|g| Family::of(g) == family).map(Some),
+            Method::Auto => foreign
+                .first()
+                .map(|r| r.gateway)
+                .or_else(|| learned(&self.record, &a.name, family).map(Some))
+                .or_else(|| owned.map(|r| r.gateway)),
+        }
+    }
+
+    /// Plans one family: router-advertised route work, then the wanted route (or the sweep of a
+    /// lost link's routes).
+    fn plan_family(
+        &self,
+        t: &Target<'_>,
+        gateway: Option<Option<IpAddr>>,
+        kernel: &[KernelRoute],
+        draft: &mut Draft,
+    ) {
+        let (ifindex, family) = (t.ifindex, t.family);
+        if family == Family::V6 && t.usable {
+            if self.ra_metric.get(&ifindex) != Some(&t.effective) {
+                draft.ra_metric.push((ifindex, t.name.clone(), t.effective));
+            }
+            if self.ra_deleted.contains(&ifindex) {
+                draft.ra_resolicit.push((ifindex, t.name.clone()));
+            }
+        }
+        if !t.usable {
+            draft.sweep.insert((family, ifindex));
+            if family == Family::V6 {
+                draft.ra_delete.extend(
+                    kernel
+                        .iter()
+                        .filter(|r| r.protocol == RTPROT_RA && r.ifindex == ifindex)
+                        .cloned(),
+                );
+            }
+            return;
+        }
+        let Some(gateway) = gateway else { return };
+        if t.fc.method == Method::Manual {
+            for addr in
+                t.fc.addresses
+                    .iter()
+                    .filter(|ad| Family::of(&ad.addr) == family)
+            {
+                if !self.addresses_done.contains(&(ifindex, *addr)) {
+                    draft.addresses.push((ifindex, *addr));
+                }
+            }
+        }
+        draft.wants.push(RouteWant {
+            family,
+            ifindex,
+            gateway,
+            metric: t.effective,
+        });
+        draft.sweep.insert((family, ifindex));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FamilyConfig, Method, Metric};
-    use std::path::PathBuf;
 
     const OURS: u8 = 78;
     const DHCP: u8 = 16;
-
-    fn name(s: &str) -> IfaceName {
-        IfaceName::new(s).unwrap()
-    }
-
-    fn link(ifindex: u32, n: &str, kind: LinkKind) -> LinkInfo {
-        LinkInfo {
-            ifindex,
-            name: name(n),
-            kind,
-            admin_up: true,
-            carrier: true,
-            carrier_changes: 0,
-            mac: Some([2, 0, 0, 0, 0, ifindex as u8]),
-        }
-    }
-
-    fn family(metric: u32) -> FamilyConfig {
-        FamilyConfig {
-            manage_default: true,
-            method: Method::Auto,
-            metric: Metric::new(metric.into()).unwrap(),
-            addresses: vec![],
-            gateway: None,
-        }
-    }
-
-    fn profile(id: &str, t: UplinkType, m: IfaceMatch) -> Profile {
-        Profile {
-            id: id.into(),
-            uuid: None,
-            file: PathBuf::from(format!("{id}.nmconnection")),
-            uplink_type: t,
-            matches: m,
-            managed: true,
-            ipv4: family(t.default_metric().get()),
-            ipv6: family(t.default_metric().get()),
-            dns: vec![],
-        }
-    }
 
     fn route(ifindex: u32, gw: &str, metric: u32, protocol: u8) -> KernelRoute {
         let gateway: IpAddr = gw.parse().unwrap();
@@ -263,69 +448,6 @@ mod tests {
             metric,
             protocol,
         }
-    }
-
-    #[test]
-    fn assignment_rules() {
-        let links: BTreeMap<u32, LinkInfo> = [
-            link(1, "lo", LinkKind::Loopback),
-            link(2, "eth0", LinkKind::Other),
-            link(3, "eth1", LinkKind::Other),
-            link(4, "wlan0", LinkKind::Other),
-            link(5, "usb0", LinkKind::Other),
-            link(6, "veth9", LinkKind::Veth),
-            link(7, "br0", LinkKind::Bridge),
-        ]
-        .into_iter()
-        .map(|l| (l.ifindex, l))
-        .collect();
-        let mut not_managed = profile("off", UplinkType::Other, IfaceMatch::Name(name("br0")));
-        not_managed.managed = false;
-        let profiles = vec![
-            profile("by-type", UplinkType::Ethernet, IfaceMatch::ByType),
-            profile(
-                "named",
-                UplinkType::Ethernet,
-                IfaceMatch::Name(name("eth0")),
-            ),
-            profile("absent", UplinkType::Gsm, IfaceMatch::Name(name("wwan0"))),
-            profile(
-                "mac",
-                UplinkType::Other,
-                IfaceMatch::Mac([2, 0, 0, 0, 0, 5]),
-            ),
-            not_managed,
-        ];
-        let holds: BTreeSet<u32> = [1, 4, 6, 7].into();
-        let mut eth1_off = profile("off1", UplinkType::Ethernet, IfaceMatch::Name(name("eth1")));
-        eth1_off.managed = false;
-        let got = assign(&profiles, true, &links, &holds, &BTreeSet::new());
-        let summary: Vec<(String, Option<u32>, Option<usize>)> = got
-            .iter()
-            .map(|a| (a.name.to_string(), a.ifindex, a.profile))
-            .collect();
-        assert_eq!(
-            summary,
-            vec![
-                ("eth0".into(), Some(2), Some(1)),
-                ("wwan0".into(), None, Some(2)),
-                ("usb0".into(), Some(5), Some(3)),
-                // Type matching skips eth0, already claimed by name.
-                ("eth1".into(), Some(3), Some(0)),
-                // Adopted: holds a default route and is not lo/veth/bridge.
-                ("wlan0".into(), Some(4), None),
-            ]
-        );
-        assert_eq!(got[4].uplink_type, UplinkType::Wifi);
-        let none = assign(&profiles[..0], false, &links, &holds, &BTreeSet::new());
-        assert!(
-            none.is_empty(),
-            "adopt=false manages nothing without profiles"
-        );
-        let sticky = assign(&[], true, &links, &BTreeSet::new(), &[name("eth1")].into());
-        assert_eq!(sticky.len(), 1, "a once-adopted interface stays adopted");
-        let off = assign(&[eth1_off], true, &links, &[3].into(), &BTreeSet::new());
-        assert!(off.is_empty(), "autoconnect=false: never adopted");
     }
 
     #[test]

@@ -47,7 +47,7 @@ use sections::{
     CheckSection, Context, DaemonSection, DispatcherSection, FlowsSection, NetlinkSection,
     PassiveSection, RouteSection,
 };
-pub use values::{parse_duration, Invalid, MAX_DURATION};
+pub use values::{parse_duration, BadDuration, Invalid, MAX_DURATION};
 
 use super::problems::Problem;
 use super::{read_text, Origin};

@@ -90,14 +90,25 @@ pub fn pem_file(path: &Path) -> Result<(), Invalid> {
     })
 }
 
+/// A string that is neither whole seconds nor a human duration. serde prints it as the key's
+/// message; the reader adds `FILE:LINE` where it reports the key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{text:?} is not a duration ({source}); write e.g. 30, \"1500ms\" or \"2m\"")]
+pub struct BadDuration {
+    pub text: String,
+    pub source: humantime::DurationError,
+}
+
 /// A duration string: whole seconds (`"30"`) or humantime (`"1500ms"`, `"2m 30s"`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 30, \"1500ms\" or \"2m\""))
+    humantime::parse_duration(s).map_err(|source| BadDuration {
+        text: s.to_string(),
+        source,
+    })
 }
 
 /// `#[serde(with = "duration")]`: an integer is seconds, a string is a human duration
@@ -210,6 +221,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(written.trim(), "d = \"1s 500ms\"");
+    }
+
+    #[test]
+    fn a_bad_duration_keeps_its_text_and_cause() {
+        let e = parse_duration(" soon ").unwrap_err();
+        assert_eq!(e.text, "soon");
+        assert!(std::error::Error::source(&e).is_some());
+        assert!(e.to_string().starts_with("\"soon\" is not a duration ("));
     }
 
     #[test]

@@ -1,0 +1,188 @@
+//! The applier: turns a [`Plan`] into kernel writes through the `RouteTable` and `Sysctl`
+//! ports, in the order that never leaves the device without a default route (settings and
+//! addresses, then replacements and additions, then deletions), plus the rp_filter policy
+//! (strict → loose, or a warning with `route.rp_filter = "keep"`). It keeps going after a
+//! failure and reports what it did; RouteManager folds that into its caches and retries.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::{IfaceAddr, IfaceName, KernelRoute, RpFilterPolicy};
+use crate::plan::{Plan, RTPROT_RA};
+use crate::ports::{PortError, RouteTable, Sysctl};
+
+/// What applying a plan did.
+#[derive(Default)]
+pub struct Applied {
+    pub failures: Vec<PortError>,
+    pub failed_routes: Vec<KernelRoute>,
+    pub rp_filter_done: Vec<u32>,
+    pub ra_metric: Vec<(u32, u32)>,
+    pub ra_deleted: Vec<u32>,
+    pub resolicited: Vec<u32>,
+    pub addresses_done: Vec<(u32, IfaceAddr)>,
+}
+
+/// Applies a plan: addresses and sysctls, then replacements and additions, then deletions.
+/// Keeps going after a failure and reports every one (the next reconcile retries).
+pub async fn apply(routes: &dyn RouteTable, sysctl: &dyn Sysctl, plan: &Plan) -> Applied {
+    let mut out = Applied::default();
+    apply_settings(routes, sysctl, plan, &mut out).await;
+    apply_routes(routes, plan, &mut out).await;
+    out
+}
+
+/// rp_filter, `ra_defrtr_metric` (with a solicitation when a router-advertised route must
+/// move), manual addresses.
+async fn apply_settings(
+    routes: &dyn RouteTable,
+    sysctl: &dyn Sysctl,
+    plan: &Plan,
+    out: &mut Applied,
+) {
+    for (ifindex, name) in &plan.rp_filter {
+        match relax_rp_filter(sysctl, name, plan.rp_policy).await {
+            Ok(()) => out.rp_filter_done.push(*ifindex),
+            Err(e) => out.failures.push(e),
+        }
+    }
+    for (ifindex, name, metric) in &plan.ra_metric {
+        let key = format!("net.ipv6.conf.{name}.ra_defrtr_metric");
+        match sysctl.write(key, metric.to_string()).await {
+            Ok(()) => {
+                out.ra_metric.push((*ifindex, *metric));
+                // The setting applies to the next advertisement; ask for one now, so a route
+                // already there moves to the new metric (the kernel updates it in place; adding
+                // it ourselves would lose its lifetime and duplicate it on the next RA).
+                if plan
+                    .ra_routes
+                    .iter()
+                    .any(|r| r.ifindex == *ifindex && r.metric != *metric)
+                {
+                    tracing::info!(iface = %name, metric, "router-advertised route: metric changed, soliciting a new advertisement");
+                    if let Err(e) = routes.solicit_router(*ifindex, name.clone()).await {
+                        // Not retried: the router's next periodic advertisement applies it.
+                        tracing::warn!(iface = %name, error = %e, "router solicitation failed");
+                    }
+                }
+            }
+            // Kernels before 5.16 have no ra_defrtr_metric; nothing to retry.
+            Err(PortError::NotFound { .. }) => out.ra_metric.push((*ifindex, *metric)),
+            Err(e) => out.failures.push(e),
+        }
+    }
+    for (ifindex, addr) in &plan.addresses {
+        match routes.ensure_address(*ifindex, *addr).await {
+            Ok(()) => out.addresses_done.push((*ifindex, *addr)),
+            Err(e) => out.failures.push(e),
+        }
+    }
+}
+
+/// Replacements and additions, then deletions, then solicitations of links back.
+async fn apply_routes(routes: &dyn RouteTable, plan: &Plan, out: &mut Applied) {
+    for r in &plan.ops.replace {
+        tracing::info!(ifindex = r.ifindex, metric = r.metric, gateway = ?r.gateway, "replacing default route");
+        if let Err(e) = routes.replace(r.clone()).await {
+            out.failures.push(e);
+            out.failed_routes.push(r.clone());
+        }
+    }
+    for r in &plan.ops.add {
+        tracing::info!(ifindex = r.ifindex, metric = r.metric, gateway = ?r.gateway, "adding default route");
+        if let Err(e) = routes.add(r.clone()).await {
+            out.failures.push(e);
+            out.failed_routes.push(r.clone());
+        }
+    }
+    for r in plan.ops.delete.iter().chain(&plan.ra_delete) {
+        tracing::info!(ifindex = r.ifindex, metric = r.metric, protocol = r.protocol, gateway = ?r.gateway, "deleting default route");
+        match routes.delete(r.clone()).await {
+            Ok(()) | Err(PortError::NotFound { .. }) => {
+                if r.protocol == RTPROT_RA {
+                    out.ra_deleted.push(r.ifindex);
+                }
+            }
+            Err(e) => out.failures.push(e),
+        }
+    }
+    for (ifindex, name) in &plan.ra_resolicit {
+        tracing::info!(iface = %name, "link back: soliciting the router-advertised route again");
+        match routes.solicit_router(*ifindex, name.clone()).await {
+            Ok(()) => out.resolicited.push(*ifindex),
+            // Tried again with the next reconcile (no link-local address yet, ...).
+            Err(e) => tracing::warn!(iface = %name, error = %e, "router solicitation failed"),
+        }
+    }
+}
+
+/// Strict reverse-path filtering drops the replies of every standby's checks (docs/semantics.md §3).
+async fn relax_rp_filter(
+    sysctl: &dyn Sysctl,
+    name: &IfaceName,
+    policy: RpFilterPolicy,
+) -> Result<(), PortError> {
+    let read = |k: String| async move {
+        sysctl
+            .read(k)
+            .await
+            .map(|v| v.trim().parse::<u8>().unwrap_or(0))
+    };
+    let all = read("net.ipv4.conf.all.rp_filter".into()).await?;
+    let own_key = format!("net.ipv4.conf.{name}.rp_filter");
+    let own = read(own_key.clone()).await?;
+    // The kernel uses the larger of `all` and the interface's value; 2 (loose) beats 1.
+    if all.max(own) != 1 {
+        return Ok(());
+    }
+    match policy {
+        RpFilterPolicy::Loose => {
+            sysctl.write(own_key, "2".into()).await?;
+            tracing::info!(iface = %name, "rp_filter was strict (1): set to loose (2) so standby checks get their replies");
+        }
+        RpFilterPolicy::Keep => {
+            tracing::warn!(iface = %name, "rp_filter is strict (1): standby checks will likely fail (route.rp_filter = \"keep\")");
+        }
+    }
+    Ok(())
+}
+
+/// Kernel settings already applied, so each is done once per link appearance: planning skips
+/// them (`PlanInput`), and all are forgotten with the link ([`Done::forget_link`]).
+#[derive(Default)]
+pub struct Done {
+    /// rp_filter checked (per ifindex).
+    pub rp_filter: BTreeSet<u32>,
+    /// `ra_defrtr_metric` written (per ifindex); cleared on reload (metrics may change).
+    pub ra_metric: BTreeMap<u32, u32>,
+    /// Interfaces whose router-advertised routes we deleted on link loss: solicited again when
+    /// the link is back (the kernel's own solicitation at link-up may be its only one, and may
+    /// be lost while the router's side comes up).
+    pub ra_deleted: BTreeSet<u32>,
+    /// Manual addresses ensured; also forgotten when the link becomes unusable (admin down
+    /// flushes IPv6 addresses, and a link may come back without the IPv4 ones).
+    pub addresses: BTreeSet<(u32, IfaceAddr)>,
+}
+
+impl Done {
+    pub fn forget_link(&mut self, ifindex: u32) {
+        self.rp_filter.remove(&ifindex);
+        self.ra_metric.remove(&ifindex);
+        self.ra_deleted.remove(&ifindex);
+        self.forget_addresses(ifindex);
+    }
+
+    pub fn forget_addresses(&mut self, ifindex: u32) {
+        self.addresses.retain(|(i, _)| *i != ifindex);
+    }
+
+    /// Folds in what an apply did.
+    pub fn absorb(&mut self, applied: &Applied) {
+        self.rp_filter.extend(&applied.rp_filter_done);
+        self.ra_metric.extend(applied.ra_metric.iter().copied());
+        self.ra_deleted.extend(&applied.ra_deleted);
+        for i in &applied.resolicited {
+            self.ra_deleted.remove(i);
+        }
+        self.addresses.extend(&applied.addresses_done);
+    }
+}

@@ -1,0 +1,276 @@
+//! RouteManager's model of the device and what it shows of it, without actix or I/O.
+//!
+//! Owns: the links, the managed interfaces, the routes installed by the last reconcile, the
+//! interface states (`transition.rs`) and the route in use per family; folding an applied plan
+//! into them; and the projections other parts read: dispatcher events (a transition's
+//! [`Change`] plus profile, gateway and nameservers), the uplinks ProbeScheduler checks, the
+//! route-in-use moves FlowResetter acts on, and RouteManager's part of the status board.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::time::Instant;
+
+use crate::apply::Applied;
+use crate::assign::Assigned;
+use crate::messages::{RouteInUseMoved, Uplink};
+use crate::model::{
+    Config, Connectivity, Event, Family, FamilyConfig, IfaceName, KernelRoute, LinkInfo, Profile,
+    UplinkType,
+};
+use crate::plan::{family_config, learned, Plan};
+use crate::status::IfaceStatus;
+use crate::transition::{Change, States};
+
+/// See the module doc. Rebuilt from the ports on every RouteManager start.
+#[derive(Default)]
+pub struct RouteModel {
+    pub links: BTreeMap<u32, LinkInfo>,
+    /// The persisted record and when each interface became FULL (`transition.rs`).
+    pub states: States,
+    pub managed: Vec<Assigned>,
+    /// The plan before the last one (events of interfaces that left it still name their profile).
+    pub previous_managed: Vec<Assigned>,
+    /// Routes believed installed after the last reconcile, per interface.
+    pub installed: BTreeMap<(IfaceName, Family), KernelRoute>,
+    /// Families with a known default route or gateway, per ifindex: a route we want (its
+    /// gateway is known) or a router-advertised one.
+    pub routed: BTreeMap<u32, BTreeSet<Family>>,
+    /// Per family, the interface whose owned route has the lowest metric (the route in use)
+    /// after the last applied reconcile, with its ifindex. Empty after a (re)start, so a restart
+    /// never reports a move.
+    pub in_use: BTreeMap<Family, (IfaceName, u32)>,
+}
+
+impl RouteModel {
+    pub fn profile_of<'c>(&self, cfg: &'c Config, name: &IfaceName) -> Option<&'c Profile> {
+        // The previous plan names the profile of an interface that just left management.
+        let a = self
+            .managed
+            .iter()
+            .chain(&self.previous_managed)
+            .find(|a| &a.name == name)?;
+        cfg.profiles.get(a.profile?)
+    }
+
+    pub fn dns_for(&self, cfg: &Config, name: &IfaceName) -> Vec<SocketAddr> {
+        let profile_dns = self
+            .profile_of(cfg, name)
+            .map(|p| p.dns.clone())
+            .unwrap_or_default();
+        cfg.dns.servers_for(name, &profile_dns)
+    }
+
+    /// Families with a known default route or gateway on `a` (checks go only there).
+    pub fn routed(&self, a: &Assigned) -> Vec<Family> {
+        a.ifindex
+            .and_then(|i| self.routed.get(&i))
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn usable(&self, a: &Assigned) -> bool {
+        a.ifindex
+            .and_then(|i| self.links.get(&i))
+            .is_some_and(LinkInfo::usable)
+    }
+
+    /// The managed interface `name`, if it is managed and its link usable.
+    pub fn usable_managed(&self, name: &IfaceName) -> bool {
+        self.managed
+            .iter()
+            .find(|a| &a.name == name)
+            .is_some_and(|a| self.usable(a))
+    }
+
+    pub fn connectivity(&self, name: &IfaceName) -> Connectivity {
+        self.states.connectivity(name)
+    }
+
+    /// Folds an applied plan in: managed interfaces, routes installed (only those whose write
+    /// succeeded), families routed, learned gateways.
+    pub fn absorb(&mut self, plan: Plan, applied: &Applied) {
+        self.routed = BTreeMap::new();
+        for r in plan.desired.iter().chain(&plan.ra_routes) {
+            self.routed.entry(r.ifindex).or_default().insert(r.family);
+        }
+        self.previous_managed = std::mem::replace(&mut self.managed, plan.managed);
+        let managed = &self.managed;
+        self.installed = plan
+            .desired
+            .iter()
+            .filter(|r| !applied.failed_routes.contains(r))
+            .filter_map(|r| {
+                let a = managed.iter().find(|a| a.ifindex == Some(r.ifindex))?;
+                Some(((a.name.clone(), r.family), r.clone()))
+            })
+            .collect();
+        for (name, gws) in plan.learned {
+            self.states.record.learned_gateways.insert(name, gws);
+        }
+    }
+
+    /// Per family, the move of the route in use to another interface since the last call, if
+    /// any (`at`: when the routes were applied).
+    pub fn moves(&mut self, cfg: &Config, at: Instant) -> Vec<RouteInUseMoved> {
+        let mut out = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let now = self
+                .installed
+                .iter()
+                .filter(|((_, f), _)| *f == family)
+                .min_by_key(|(_, r)| r.metric)
+                .map(|((name, _), r)| (name.clone(), r.ifindex));
+            let before = match &now {
+                Some(n) => self.in_use.insert(family, n.clone()),
+                // No route at all: nothing moved *to* another interface; keep the last one so
+                // the move is reported when a route comes back elsewhere.
+                None => continue,
+            };
+            let (Some((from, from_ifindex)), Some((to, _))) = (before, now) else {
+                continue;
+            };
+            if from == to {
+                continue;
+            }
+            let metric_of = |name: &IfaceName| {
+                self.managed
+                    .iter()
+                    .find(|a| &a.name == name)
+                    .map(|a| family_config(cfg, a, family).metric.get())
+            };
+            let failback =
+                matches!((metric_of(&to), metric_of(&from)), (Some(t), Some(f)) if t < f);
+            out.push(RouteInUseMoved {
+                family,
+                from,
+                from_ifindex,
+                to,
+                failback,
+                at,
+            });
+        }
+        out
+    }
+
+    /// Turns a transition's change into a dispatcher event: what scripts read about the
+    /// interface (profile, gateway, nameservers) as it is now.
+    pub fn event(&self, cfg: &Config, c: Change, at_unix_ms: u64) -> Event {
+        let iface = c.iface.as_ref();
+        let profile = iface.and_then(|n| self.profile_of(cfg, n));
+        let ip4_gateway = iface.and_then(|n| {
+            self.installed
+                .get(&(n.clone(), Family::V4))
+                .and_then(|r| r.gateway)
+                .or_else(|| learned(&self.states.record, n, Family::V4))
+        });
+        let ip4_nameservers = iface
+            .map(|n| {
+                self.dns_for(cfg, n)
+                    .into_iter()
+                    .map(|s| s.ip())
+                    .filter(IpAddr::is_ipv4)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Event {
+            id: 0,
+            kind: c.kind,
+            iface: c.iface.clone(),
+            state: c.state,
+            previous: c.previous,
+            reason: c.reason,
+            connection_id: profile.map(|p| p.id.clone()),
+            connection_uuid: profile.and_then(|p| p.uuid.clone()),
+            ip4_gateway,
+            ip4_nameservers,
+            at_unix_ms,
+        }
+    }
+
+    /// The managed interfaces with a link, as ProbeScheduler checks them.
+    pub fn uplinks(&self, cfg: &Config) -> Vec<Uplink> {
+        self.managed
+            .iter()
+            .filter_map(|a| {
+                Some(Uplink {
+                    name: a.name.clone(),
+                    ifindex: a.ifindex?,
+                    usable: self.usable(a),
+                    dns: self.dns_for(cfg, &a.name),
+                    routed: self.routed(a),
+                    connectivity: self.connectivity(&a.name),
+                    metric: family_config(cfg, a, Family::V4).metric.get(),
+                })
+            })
+            .collect()
+    }
+
+    /// The status of one managed interface: RouteManager's fields (link, metrics, routes,
+    /// connectivity, source, DNS) over `old`, whose check and passive fields it keeps.
+    pub fn iface_status(
+        &self,
+        cfg: &Config,
+        a: &Assigned,
+        old: Option<&IfaceStatus>,
+    ) -> IfaceStatus {
+        let mut s = old
+            .cloned()
+            .unwrap_or_else(|| empty_status(a.name.clone(), a.uplink_type));
+        let link = a.ifindex.and_then(|i| self.links.get(&i));
+        s.ifindex = a.ifindex;
+        s.link = match link {
+            None => "absent".into(),
+            Some(l) if l.usable() => "up".into(),
+            Some(_) => "down".into(),
+        };
+        s.connectivity = self.connectivity(&a.name);
+        let fc = |family| -> FamilyConfig { family_config(cfg, a, family) };
+        s.metric = fc(Family::V4).metric.get();
+        s.metric6 = fc(Family::V6).metric.get();
+        let r4 = self.installed.get(&(a.name.clone(), Family::V4));
+        let r6 = self.installed.get(&(a.name.clone(), Family::V6));
+        s.effective_metric = r4.map(|r| r.metric);
+        s.effective_metric6 = r6.map(|r| r.metric);
+        s.gateway4 = r4.and_then(|r| r.gateway);
+        s.gateway6 = r6.and_then(|r| r.gateway);
+        s.uplink_type = a.uplink_type;
+        s.source = match a.profile.and_then(|i| cfg.profiles.get(i)) {
+            Some(p) => format!("profile {} ({})", p.id, p.file.display()),
+            None => "adopted".into(),
+        };
+        s.dns = self.dns_for(cfg, &a.name);
+        s
+    }
+
+    /// Every managed interface's status, over the `old` ones.
+    pub fn interfaces(&self, cfg: &Config, old: &[IfaceStatus]) -> Vec<IfaceStatus> {
+        self.managed
+            .iter()
+            .map(|a| self.iface_status(cfg, a, old.iter().find(|s| s.name == a.name)))
+            .collect()
+    }
+}
+
+fn empty_status(name: IfaceName, uplink_type: UplinkType) -> IfaceStatus {
+    IfaceStatus {
+        name,
+        ifindex: None,
+        link: "absent".into(),
+        connectivity: Connectivity::None,
+        metric: 0,
+        effective_metric: None,
+        metric6: 0,
+        effective_metric6: None,
+        gateway4: None,
+        gateway6: None,
+        uplink_type,
+        source: String::new(),
+        dns: Vec::new(),
+        last_check: None,
+        probe_bytes: 0,
+        probe_dns_bytes: 0,
+        checks: Default::default(),
+        passive: Default::default(),
+    }
+}
