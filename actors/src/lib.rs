@@ -19,7 +19,7 @@
 //! `plan.rs` (the planner; `assign.rs` picks the managed interfaces), `apply.rs` (the applier
 //! and rp_filter policy), `transition.rs` (interface states and events in the contract's order)
 //! and `route_model.rs` (its model and the projections: events, uplinks, status);
-//! `flows.rs` (which flows are pinned to an interface). The status board (`status.rs`) has one
+//! `flows.rs` (which flows are pinned to an interface). The status board (`board.rs`) has one
 //! writer per field: each actor publishes its own part (`iface_parts.rs` per interface) and
 //! `EngineHandle::status()` joins them. The event queue (`event_log.rs`) is owned by the
 //! engine, so events survive restarts of their producer and consumer; it is mirrored to the
@@ -30,8 +30,10 @@
 
 pub mod apply;
 pub mod assign;
+pub mod board;
 pub mod dispatcher;
 pub mod engine;
+pub mod error;
 pub mod event_log;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -40,6 +42,7 @@ pub mod flows;
 pub mod health;
 pub mod iface_parts;
 pub mod link_watcher;
+pub mod messages;
 pub mod model;
 pub mod observe;
 pub mod passive;
@@ -52,9 +55,11 @@ pub mod prober;
 pub mod route_manager;
 pub mod route_model;
 pub mod status;
+pub mod supervision;
 pub mod supervisor;
 pub mod traffic_watcher;
 pub mod transition;
 
-pub use engine::{run, start, EngineError, EngineHandle};
+pub use engine::{run, start, EngineHandle};
+pub use error::EngineError;
 pub use observe::{EngineEvent, Snapshot};

@@ -13,13 +13,12 @@ use tokio::time::Instant;
 
 use crate::apply::Applied;
 use crate::assign::Assigned;
-use crate::flow_resetter::RouteInUseMoved;
 use crate::iface_parts::IfaceRoute;
+use crate::messages::{RouteInUseMoved, Uplink};
 use crate::model::{
     Config, Connectivity, Event, Family, IfaceName, KernelRoute, LinkInfo, Profile,
 };
 use crate::plan::{family_config, learned, Plan};
-use crate::probe_scheduler::Uplink;
 use crate::transition::{Change, States};
 
 /// See the module doc. Rebuilt from the ports on every RouteManager start.

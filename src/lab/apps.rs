@@ -18,7 +18,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use netfailover_actors::model::Connectivity;
-use netfailover_actors::status::EngineStatus;
+use netfailover_actors::status::{EngineStatus, FlowResetRecord, HistoryEntry};
+
+use crate::control::{self, Request};
 
 use super::netns::{enter_named, Netns, NetnsError};
 use super::timeline::{query_status, DaemonProcess};
@@ -150,66 +152,135 @@ fn echo(mut conn: TcpStream, stop: &AtomicBool, started: Instant) {
     }
 }
 
-/// One echoed round trip: when it completed and the local address it used.
+/// One echoed round trip (or one connection made): when, and the local address it used.
 #[derive(Clone, Copy, Debug)]
 pub struct RoundTrip {
     pub at: Instant,
     pub local: SocketAddr,
 }
 
+/// What ties a [`BusyClient`]'s connection to an uplink besides the route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// Nothing: the route in use picks the interface and the source address.
+    Route,
+    /// Bound to this source address before connecting.
+    Source(Ipv4Addr),
+    /// Bound to this device (SO_BINDTODEVICE, as our own checks are).
+    Device(&'static str),
+}
+
+/// What a [`BusyClient`] saw: echoes, connections made and errors that ended one.
+#[derive(Default)]
+struct ClientLog {
+    trips: Vec<RoundTrip>,
+    connects: Vec<RoundTrip>,
+    errors: Vec<(Instant, String)>,
+}
+
+/// Connect bound of a client that waits for its connection as long as it takes.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A device application keeping one TCP connection busy: a small message every `gap`, waiting
-/// for its echo; after `patience` without an echo it reconnects (as most applications do
-/// after a read timeout), so it follows the route to whichever uplink is in use.
+/// for its echo, logging each round trip with its local address. An error on the connection
+/// (reset, aborted, closed) makes it reconnect at once; a connection that merely stays silent
+/// is given up after `patience` ([`BusyClient::start`], as most applications do after a read
+/// timeout, so it follows the route to whichever uplink is in use) or never
+/// ([`BusyClient::sticky`]: it waits as long as TCP does, so only an error moves it).
 pub struct BusyClient {
-    log: Arc<Mutex<Vec<RoundTrip>>>,
+    log: Arc<Mutex<ClientLog>>,
     _worker: Worker,
 }
 
+/// A timeout, not an error of the connection.
+fn transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Connects to `server` as `pin` says, within `timeout`.
+fn connect_pinned(server: SocketAddr, pin: Pin, timeout: Duration) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(v4) = server else {
+        return TcpStream::connect_timeout(&server, timeout);
+    };
+    if pin == Pin::Route {
+        return TcpStream::connect_timeout(&server, timeout);
+    }
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // Linux bounds a blocking connect() by the send timeout.
+    let limit = nix::sys::time::TimeVal::new(timeout.as_secs() as _, timeout.subsec_micros() as _);
+    socket::setsockopt(&fd, sockopt::SendTimeout, &limit)?;
+    match pin {
+        Pin::Source(ip) => socket::bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(std::net::SocketAddrV4::new(ip, 0)),
+        )?,
+        Pin::Device(dev) => {
+            socket::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from(dev))?
+        }
+        Pin::Route => {}
+    }
+    socket::connect(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
+    Ok(TcpStream::from(fd))
+}
+
 impl BusyClient {
+    /// Gives a silent connection up after `patience`.
     pub fn start(
         ns: &Netns,
         server: SocketAddr,
         gap: Duration,
         patience: Duration,
     ) -> Result<Self, NetnsError> {
-        let log = Arc::new(Mutex::new(Vec::new()));
+        Self::spawn(ns, server, gap, Some(patience), Pin::Route)
+    }
+
+    /// Never gives a silent connection up; reconnects only after an error.
+    pub fn sticky(
+        ns: &Netns,
+        server: SocketAddr,
+        gap: Duration,
+        pin: Pin,
+    ) -> Result<Self, NetnsError> {
+        Self::spawn(ns, server, gap, None, pin)
+    }
+
+    fn spawn(
+        ns: &Netns,
+        server: SocketAddr,
+        gap: Duration,
+        patience: Option<Duration>,
+        pin: Pin,
+    ) -> Result<Self, NetnsError> {
+        let log = Arc::new(Mutex::new(ClientLog::default()));
         let out = log.clone();
         let worker = Worker::spawn(ns, move |stop| {
-            let started = Instant::now();
-            while Worker::running(&stop, started) {
-                let Ok(mut conn) = TcpStream::connect_timeout(&server, patience) else {
-                    std::thread::sleep(gap);
-                    continue;
+            let client = Session {
+                gap,
+                patience,
+                stop: &stop,
+                started: Instant::now(),
+                log: &out,
+            };
+            while client.running() {
+                let error = match connect_pinned(server, pin, patience.unwrap_or(CONNECT_TIMEOUT)) {
+                    Ok(conn) => client.converse(conn),
+                    Err(e) => {
+                        std::thread::sleep(gap);
+                        Some(format!("connect: {e}"))
+                    }
                 };
-                let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
-                let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
-                let mut last_echo = Instant::now();
-                let mut buf = [0u8; 64];
-                while Worker::running(&stop, started) && last_echo.elapsed() < patience {
-                    if conn
-                        .write_all(b"ping netfailover passive health\n")
-                        .is_err()
-                    {
-                        break;
-                    }
-                    let sent = Instant::now();
-                    while sent.elapsed() < gap && Worker::running(&stop, started) {
-                        match conn.read(&mut buf) {
-                            Ok(0) => break,
-                            Ok(_) => {
-                                last_echo = Instant::now();
-                                if let Ok(local) = conn.local_addr() {
-                                    out.lock()
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .push(RoundTrip {
-                                            at: last_echo,
-                                            local,
-                                        });
-                                }
-                            }
-                            Err(_) => {}
-                        }
-                    }
+                if let Some(e) = error {
+                    client.note(|l| l.errors.push((Instant::now(), e)));
                 }
             }
         })?;
@@ -219,19 +290,94 @@ impl BusyClient {
         })
     }
 
+    fn read<T>(&self, f: impl FnOnce(&ClientLog) -> T) -> T {
+        f(&self.log.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Every round trip so far.
     pub fn round_trips(&self) -> Vec<RoundTrip> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.read(|l| l.trips.clone())
+    }
+
+    /// Every connection made so far (its local address), the first included.
+    pub fn connects(&self) -> Vec<RoundTrip> {
+        self.read(|l| l.connects.clone())
+    }
+
+    /// Every error that ended a connection (or a connect) so far, with its message.
+    pub fn errors(&self) -> Vec<(Instant, String)> {
+        self.read(|l| l.errors.clone())
     }
 }
 
-/// A UDP socket that receives and never answers (a silent sink: no ICMP either).
+/// One connection of a [`BusyClient`].
+struct Session<'a> {
+    gap: Duration,
+    patience: Option<Duration>,
+    stop: &'a AtomicBool,
+    started: Instant,
+    log: &'a Mutex<ClientLog>,
+}
+
+impl Session<'_> {
+    fn running(&self) -> bool {
+        Worker::running(self.stop, self.started)
+    }
+
+    fn note(&self, f: impl FnOnce(&mut ClientLog)) {
+        f(&mut self.log.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Talks over `conn` until it fails (the error, to log) or is given up (`None`).
+    fn converse(&self, mut conn: TcpStream) -> Option<String> {
+        let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
+        let local = conn.local_addr().ok()?;
+        self.note(|l| {
+            l.connects.push(RoundTrip {
+                at: Instant::now(),
+                local,
+            })
+        });
+        let mut last_echo = Instant::now();
+        let mut buf = [0u8; 64];
+        while self.running() && self.patience.is_none_or(|p| last_echo.elapsed() < p) {
+            match conn.write_all(b"ping netfailover passive health\n") {
+                Err(e) if !transient(&e) => return Some(format!("write: {e}")),
+                _ => {}
+            }
+            let sent = Instant::now();
+            while sent.elapsed() < self.gap && self.running() {
+                match conn.read(&mut buf) {
+                    Ok(0) => return Some("closed by the peer".into()),
+                    Ok(_) => {
+                        last_echo = Instant::now();
+                        let at = last_echo;
+                        self.note(|l| l.trips.push(RoundTrip { at, local }));
+                    }
+                    Err(e) if transient(&e) => {}
+                    Err(e) => return Some(format!("read: {e}")),
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A UDP socket that receives and never answers (a silent sink: no ICMP either); it notes
+/// where each datagram came from (the address an uplink's NAT gave the sender).
 pub struct UdpSink {
+    sources: Arc<Mutex<Vec<(Instant, SocketAddr)>>>,
     _worker: Worker,
 }
 
+/// Sources kept by a [`UdpSink`]: enough for minutes of a sender every few ms.
+const SINK_LOG_MAX: usize = 100_000;
+
 impl UdpSink {
     pub fn start(ns: &Netns, addr: SocketAddr) -> Result<Self, NetnsError> {
+        let sources = Arc::new(Mutex::new(Vec::new()));
+        let out = sources.clone();
         let worker = Worker::spawn(ns, move |stop| {
             let Ok(socket) = UdpSocket::bind(addr) else {
                 return;
@@ -240,10 +386,26 @@ impl UdpSink {
             let started = Instant::now();
             let mut buf = [0u8; 2048];
             while Worker::running(&stop, started) {
-                let _ = socket.recv(&mut buf);
+                if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                    let mut log = out.lock().unwrap_or_else(|p| p.into_inner());
+                    if log.len() < SINK_LOG_MAX {
+                        log.push((Instant::now(), from));
+                    }
+                }
             }
         })?;
-        Ok(Self { _worker: worker })
+        Ok(Self {
+            sources,
+            _worker: worker,
+        })
+    }
+
+    /// Every datagram's arrival and source so far.
+    pub fn sources(&self) -> Vec<(Instant, SocketAddr)> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -374,6 +536,24 @@ impl AppLab {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The daemon's `flows-reset` records so far (`netfailover events`), oldest first.
+    pub fn flow_resets(&self) -> Vec<FlowResetRecord> {
+        let data = self
+            .runtime
+            .block_on(control::request(&self.dir.join("sock"), &Request::Events));
+        let entries: Vec<HistoryEntry> = data
+            .ok()
+            .and_then(|d| serde_json::from_value(d).ok())
+            .unwrap_or_default();
+        entries
+            .into_iter()
+            .filter_map(|e| match e {
+                HistoryEntry::FlowsReset { flows_reset } => Some(flows_reset),
+                HistoryEntry::Event(_) => None,
+            })
+            .collect()
     }
 
     /// Requests the check server has answered so far (every uplink's checks).

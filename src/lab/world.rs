@@ -246,6 +246,20 @@ impl World {
         Ok(())
     }
 
+    /// Every ISP drops packets from its customer side whose source is not its customer's
+    /// (ingress filtering, BCP 38, as real ISPs do or their NAT implies): a device that sends
+    /// through the backup with the primary's source address gets no answer, instead of being
+    /// answered over the primary's path (the lab's Internet routes each device subnet back
+    /// through its own ISP). Strict reverse-path filtering on the ISP's `down0`.
+    pub fn filter_foreign_sources(&self) -> Result<(), LabError> {
+        for u in &self.uplinks {
+            // The effective mode is the larger of `all` and the interface's: both strict.
+            u.isp.sysctl("net.ipv4.conf.all.rp_filter", "1")?;
+            u.isp.sysctl("net.ipv4.conf.down0.rp_filter", "1")?;
+        }
+        Ok(())
+    }
+
     /// The ISP loses its upstream and says so (a "noisy" loss): its router answers ICMP
     /// "network unreachable" at once for the Internet's 203.0.113.0/24 (a policy rule of type
     /// `unreachable`), so the device's checks fail with ENETUNREACH. The link stays up.

@@ -56,6 +56,12 @@ fn addresses(tuple: &[Tuple]) -> Option<(std::net::IpAddr, std::net::IpAddr)> {
 }
 
 impl Entry {
+    /// Every attribute the kernel sent (the lab and the tests read counters and ids from
+    /// them).
+    pub fn attributes(&self) -> &[ConntrackAttribute] {
+        &self.attributes
+    }
+
     /// The reply direction, for `flows.rs`; `None` for an entry without one.
     pub fn flow(&self) -> Option<ConntrackFlow> {
         let reply = self.attributes.iter().find_map(|a| match a {

@@ -1,0 +1,7 @@
+//! Flow resets (README, "Flows follow the route") on the real kernel: the adapter alone
+//! (`kernel.rs`), and the daemon in the lab world with applications that feel the failover
+//! (`daemon.rs`: TCP connections of the device; `container.rs`: a NATed container's UDP flow).
+
+mod container;
+mod daemon;
+mod kernel;
