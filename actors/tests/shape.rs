@@ -254,7 +254,7 @@ fn over_limits() -> Vec<Over> {
 
 fn allowed(entry: &(&str, &str, &str), o: &Over) -> bool {
     let (file, function, _) = *entry;
-    file == o.file && (function == o.function || (function == "*" && !o.function.is_empty()))
+    file == o.file && function == o.function
 }
 
 #[test]
