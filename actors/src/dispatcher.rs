@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
+use tracing::Instrument;
 
 use crate::event_log::EventLog;
 use crate::ports::ScriptRunner;
@@ -36,23 +37,24 @@ impl Actor for Dispatcher {
             loop {
                 let event = log.next().await;
                 let id = event.id;
-                tracing::debug!(event_id = id, event = %event.kind, "running scripts");
-                let outcomes = scripts.run(event).await;
-                log.complete(id, outcomes);
-                // The finished event leaves the journal now, not with the next event, so a
-                // restart does not run it again.
-                log.persisted().await;
+                let span =
+                    tracing::info_span!("deliver", event_id = id, iface = tracing::field::Empty);
+                if let Some(iface) = &event.iface {
+                    span.record("iface", tracing::field::display(iface));
+                }
+                async {
+                    tracing::debug!(event = %event.kind, "running scripts");
+                    let outcomes = scripts.run(event).await;
+                    log.complete(id, outcomes);
+                    // The finished event leaves the journal now, not with the next event, so a
+                    // restart does not run it again.
+                    log.persisted().await;
+                }
+                .instrument(span)
+                .await;
             }
-        };
+        }
+        .instrument(tracing::info_span!("dispatcher"));
         ctx.spawn(delivery.into_actor(self));
-    }
-}
-
-/// Test hook (feature `fake`): makes the actor panic inside a handler.
-#[cfg(feature = "fake")]
-impl Handler<crate::supervisor::Crash> for Dispatcher {
-    type Result = ();
-    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
-        panic!("Dispatcher: crash requested by a test");
     }
 }

@@ -7,35 +7,19 @@ use std::future::Future;
 use actix::prelude::*;
 use tokio::sync::{broadcast, watch};
 
+use crate::board::Board;
+pub use crate::error::EngineError;
 use crate::event_log::EventLog;
+use crate::messages::{CheckNowFor, Kill, KillHow, Reload, StopTree};
 use crate::model::{Config, Event, IfaceName};
 use crate::observe::{EngineEvent, Snapshot};
 use crate::ports::{Ports, ProbeReport};
-use crate::status::{Board, EngineStatus, EventRecord};
-use crate::supervisor::{CheckNowFor, Kill, Reload, StopTree, Supervisor};
+use crate::status::{EngineStatus, EventRecord};
+use crate::supervisor::Supervisor;
 
 /// Buffer of the event subscription channel; a slow subscriber misses old events (it is told
 /// by `broadcast`'s `Lagged`), delivery to scripts is unaffected.
 const SUBSCRIBER_BUFFER: usize = 4096;
-
-/// Errors of the engine API.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    #[error("{actor} failed more than {intensity} times in {period_secs} s; giving up")]
-    Escalated {
-        actor: String,
-        intensity: u32,
-        period_secs: u64,
-    },
-    #[error("no actor named {name:?} (try link-watcher, route-manager, probe-scheduler, dispatcher, traffic-watcher, flow-resetter, prober:IFACE)")]
-    UnknownActor { name: String },
-    #[error("{actor} is not running right now (restarting?)")]
-    Unavailable { actor: String },
-    #[error("cannot check {iface}: {reason}")]
-    CannotCheck { iface: String, reason: String },
-    #[error("the engine is not running")]
-    Stopped,
-}
 
 /// Control of a running engine. Cheap to clone.
 #[derive(Clone)]
@@ -119,7 +103,10 @@ impl EngineHandle {
     /// restart intensity.
     pub async fn kill(&self, actor: &str) -> Result<(), EngineError> {
         self.supervisor
-            .send(Kill(actor.to_string()))
+            .send(Kill {
+                name: actor.to_string(),
+                how: KillHow::Abort,
+            })
             .await
             .map_err(|_| EngineError::Stopped)?
     }
@@ -132,10 +119,14 @@ impl EngineHandle {
             .map_err(|_| EngineError::Stopped)?
     }
 
-    /// Test hook (feature `fake`): makes an actor panic inside a handler.
+    /// Test hook (feature `fake`): makes an actor's task panic, as a bug in one of its handlers
+    /// would; it is restarted like after any failure (and the panic counts toward intensity).
     #[cfg(feature = "fake")]
     pub async fn crash(&self, actor: &str) -> Result<(), EngineError> {
-        let msg = crate::supervisor::CrashActor(actor.to_string());
+        let msg = Kill {
+            name: actor.to_string(),
+            how: KillHow::Panic,
+        };
         self.supervisor
             .send(msg)
             .await

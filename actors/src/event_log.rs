@@ -16,11 +16,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{broadcast, Notify};
 
+use crate::board::Board;
 use crate::model::{Event, EventKind};
 use crate::observe::EngineEvent;
 use crate::persist::Persister;
 use crate::ports::{Journal, JournalState, ScriptOutcome, ScriptResult};
-use crate::status::{Board, EventRecord, JournalStatus, HISTORY_LEN};
+use crate::status::{EventRecord, JournalStatus, HISTORY_LEN};
 
 /// See the module doc.
 #[derive(Clone)]

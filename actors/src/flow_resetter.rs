@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use tokio::time::Instant;
 
-use crate::model::{Config, Family, IfaceName};
+use crate::board::Board;
+use crate::messages::{ReconfigureFlows, RouteInUseMoved};
+use crate::model::Config;
 use crate::ports::{FlowFailure, FlowFailureKind, FlowResetReport, FlowScope, FlowTable};
-use crate::status::{Board, FlowResetRecord};
+use crate::status::FlowResetRecord;
 
 /// Longest one reset may take; past it the reset is recorded as failed (the port's work is
 /// dropped, and the adapter's blocking part finishes on its own).
@@ -53,29 +54,12 @@ impl Actor for FlowResetter {
     type Context = Context<Self>;
 }
 
-/// The route in use of `family` moved from one interface to another; the new routes are in the
-/// kernel already.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct RouteInUseMoved {
-    pub family: Family,
-    pub from: IfaceName,
-    pub from_ifindex: u32,
-    pub to: IfaceName,
-    /// Onto an uplink with a lower configured metric (the primary recovered).
-    pub failback: bool,
-    /// When RouteManager finished applying the routes.
-    pub at: Instant,
-}
-
-/// A new configuration (SIGHUP).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ReconfigureFlows(pub Arc<Config>);
-
 impl Handler<RouteInUseMoved> for FlowResetter {
     type Result = ();
     fn handle(&mut self, msg: RouteInUseMoved, ctx: &mut Self::Context) {
+        let _span =
+            tracing::info_span!("flow_resetter", iface = %msg.from, ifindex = msg.from_ifindex)
+                .entered();
         if !self.wanted(&msg) {
             tracing::info!(family = ?msg.family, from = %msg.from, to = %msg.to, failback = msg.failback, "route in use moved; flows left alone ([flows] settings)");
             return;
@@ -100,6 +84,8 @@ impl Handler<RouteInUseMoved> for FlowResetter {
             }
         };
         ctx.wait(bounded.into_actor(self).map(move |report, act, _| {
+            let _span = tracing::info_span!("flow_resetter", iface = %msg.from, ifindex = msg.from_ifindex)
+                .entered();
             let record = FlowResetRecord {
                 at_unix_ms: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
@@ -130,14 +116,5 @@ impl Handler<ReconfigureFlows> for FlowResetter {
     type Result = ();
     fn handle(&mut self, msg: ReconfigureFlows, _: &mut Self::Context) {
         self.cfg = msg.0;
-    }
-}
-
-/// Test hook (feature `fake`): makes the actor panic inside a handler.
-#[cfg(feature = "fake")]
-impl Handler<crate::supervisor::Crash> for FlowResetter {
-    type Result = ();
-    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
-        panic!("FlowResetter: crash requested by a test");
     }
 }

@@ -28,8 +28,10 @@
 
 pub mod apply;
 pub mod assign;
+pub mod board;
 pub mod dispatcher;
 pub mod engine;
+pub mod error;
 pub mod event_log;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -37,6 +39,7 @@ pub mod flow_resetter;
 pub mod flows;
 pub mod health;
 pub mod link_watcher;
+pub mod messages;
 pub mod model;
 pub mod observe;
 pub mod passive;
@@ -49,9 +52,11 @@ pub mod prober;
 pub mod route_manager;
 pub mod route_model;
 pub mod status;
+pub mod supervision;
 pub mod supervisor;
 pub mod traffic_watcher;
 pub mod transition;
 
-pub use engine::{run, start, EngineError, EngineHandle};
+pub use engine::{run, start, EngineHandle};
+pub use error::EngineError;
 pub use observe::{EngineEvent, Snapshot};

@@ -12,19 +12,28 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use crate::peers::Peers;
+use crate::messages::{LinkChanged, LinkRemoved, LinkSnapshot, RoutesChanged};
+use crate::peers::Slot;
 use crate::ports::{LinkSource, LinkUpdate};
-use crate::route_manager::{LinkChanged, LinkRemoved, LinkSnapshot, RoutesChanged};
+
+/// Where LinkWatcher sends its facts (RouteManager, in the tree).
+#[derive(Clone, Default)]
+pub struct LinkFacts {
+    pub changed: Slot<LinkChanged>,
+    pub removed: Slot<LinkRemoved>,
+    pub snapshot: Slot<LinkSnapshot>,
+    pub routes: Slot<RoutesChanged>,
+}
 
 /// See the module doc.
 pub struct LinkWatcher {
     links: Arc<dyn LinkSource>,
-    peers: Peers,
+    to: LinkFacts,
 }
 
 impl LinkWatcher {
-    pub fn new(links: Arc<dyn LinkSource>, peers: Peers) -> Self {
-        Self { links, peers }
+    pub fn new(links: Arc<dyn LinkSource>, to: LinkFacts) -> Self {
+        Self { links, to }
     }
 
     fn resync(&mut self, ctx: &mut Context<Self>) {
@@ -32,7 +41,9 @@ impl LinkWatcher {
         ctx.wait(async move { links.dump().await }.into_actor(self).map(
             |dump, act, ctx| match dump {
                 Ok(all) => {
-                    act.peers.route_manager.do_send(LinkSnapshot(all));
+                    let _span = tracing::info_span!("link_watcher").entered();
+                    tracing::debug!(links = all.len(), "link dump");
+                    act.to.snapshot.do_send(LinkSnapshot(all));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "link dump failed; restarting the watcher");
@@ -47,6 +58,8 @@ impl Actor for LinkWatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("link_watcher").entered();
+        tracing::debug!("subscribing to link events");
         let links = self.links.clone();
         ctx.wait(
             async move { links.subscribe().await }.into_actor(self).map(
@@ -67,17 +80,21 @@ impl Actor for LinkWatcher {
 
 impl StreamHandler<LinkUpdate> for LinkWatcher {
     fn handle(&mut self, update: LinkUpdate, ctx: &mut Self::Context) {
-        let rm = &self.peers.route_manager;
+        let _span = tracing::info_span!("link_watcher").entered();
         match update {
             LinkUpdate::Link(info) => {
-                tracing::debug!(iface = %info.name, ifindex = info.ifindex, carrier = info.carrier, admin_up = info.admin_up, "link");
-                rm.do_send(LinkChanged(info));
+                let _span =
+                    tracing::debug_span!("link", iface = %info.name, ifindex = info.ifindex)
+                        .entered();
+                tracing::debug!(carrier = info.carrier, admin_up = info.admin_up, "link");
+                self.to.changed.do_send(LinkChanged(info));
             }
             LinkUpdate::Removed { ifindex } => {
-                rm.do_send(LinkRemoved { ifindex });
+                tracing::debug!(ifindex, "link removed");
+                self.to.removed.do_send(LinkRemoved { ifindex });
             }
             LinkUpdate::RoutesChanged => {
-                rm.do_send(RoutesChanged);
+                self.to.routes.do_send(RoutesChanged);
             }
             LinkUpdate::Overrun => {
                 tracing::warn!(
@@ -91,14 +108,5 @@ impl StreamHandler<LinkUpdate> for LinkWatcher {
     fn finished(&mut self, ctx: &mut Self::Context) {
         tracing::warn!("link event stream ended");
         ctx.stop();
-    }
-}
-
-/// Test hook (feature `fake`): makes the actor panic inside a handler.
-#[cfg(feature = "fake")]
-impl Handler<crate::supervisor::Crash> for LinkWatcher {
-    type Result = ();
-    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
-        panic!("LinkWatcher: crash requested by a test");
     }
 }

@@ -18,21 +18,24 @@
 //! request gets one such check if its last result is older than `recheck_max`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use tokio::task::AbortHandle;
 
+use crate::board::Board;
+use crate::error::EngineError;
 use crate::health::{Health, HealthParams};
-use crate::model::{Config, Connectivity, Family, IfaceName};
-use crate::peers::Peers;
+use crate::messages::{
+    CheckIface, CheckNow, Confirm, ConfirmCheck, ConnectivityChanged, GetUplinks, KillProber,
+    NextCheck, ProbeDone, ReconfigureChecks, ResetChecks, Retarget, Uplink, UplinksChanged,
+};
+use crate::model::{Config, Connectivity, IfaceName};
+use crate::peers::Slot;
 use crate::ports::{Probe, ProbeReport, ProbeRequest};
-use crate::prober::{actor_name, CheckNow, Confirm as ConfirmCheck, Prober, Retarget};
-use crate::route_manager::{ConnectivityChanged, GetUplinks};
-use crate::status::{ActorStatus, Board, CheckSummary};
-use crate::supervisor::{spawn_actor, Decision, Exit, RestartPolicy, RestartTracker};
+use crate::prober::{actor_name, Prober};
+use crate::status::CheckSummary;
+use crate::supervision::{ChildSlot, Decision, Exit, RestartPolicy};
 
 /// How often to ask RouteManager for the uplinks while it is not running.
 const UPLINKS_RETRY: Duration = Duration::from_millis(200);
@@ -46,27 +49,13 @@ pub const PROBER_POLICY: RestartPolicy = RestartPolicy {
     backoff_max: Duration::from_secs(5),
 };
 
-/// A managed interface as RouteManager reports it.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct Uplink {
-    pub name: IfaceName,
-    pub ifindex: u32,
-    /// Link up with carrier.
-    pub usable: bool,
-    pub dns: Vec<SocketAddr>,
-    /// Families with a known default route or gateway (see `ProbeRequest::routed`).
-    pub routed: Vec<Family>,
-    /// RouteManager's recorded state (UNKNOWN right after the link came back).
-    pub connectivity: Connectivity,
-    /// Configured IPv4 metric (before penalty): passive health ranks uplinks with it.
-    pub metric: u32,
-}
-
 /// Shared dependencies of every incarnation.
 #[derive(Clone)]
 pub struct ProbeDeps {
     pub probe: Arc<dyn Probe>,
-    pub peers: Peers,
+    /// Connectivity facts and the uplinks request go to RouteManager, in the tree.
+    pub connectivity: Slot<ConnectivityChanged>,
+    pub get_uplinks: Slot<GetUplinks>,
     pub board: Board,
 }
 
@@ -83,12 +72,18 @@ struct State {
     last_uplinks: Vec<Uplink>,
 }
 
+impl Probed {
+    fn running(&self) -> Option<&Addr<Prober>> {
+        self.prober.as_ref().filter(|_| self.child.is_running())
+    }
+}
+
 struct Probed {
     request: ProbeRequest,
     health: Health,
-    child: Option<(Addr<Prober>, AbortHandle)>,
-    generation: u64,
-    tracker: RestartTracker,
+    child: ChildSlot,
+    /// The running Prober's address (only while `child` runs).
+    prober: Option<Addr<Prober>>,
     /// While confirming a suspicion: the confirmation checks' deadline, and whether one check
     /// is all that was asked (a standby).
     confirming: Option<Confirming>,
@@ -131,7 +126,7 @@ impl ProbeScheduler {
     }
 
     fn ask_uplinks(&mut self, ctx: &mut Context<Self>) {
-        let Some(rm) = self.deps.peers.route_manager.get() else {
+        let Some(rm) = self.deps.get_uplinks.get() else {
             ctx.run_later(UPLINKS_RETRY, |act, ctx| act.ask_uplinks(ctx));
             return;
         };
@@ -178,9 +173,8 @@ impl ProbeScheduler {
                         Probed {
                             request,
                             health: Health::new(u.connectivity),
-                            child: None,
-                            generation: 0,
-                            tracker: RestartTracker::default(),
+                            child: ChildSlot::default(),
+                            prober: None,
                             confirming: None,
                             last_result: None,
                         },
@@ -198,7 +192,7 @@ impl ProbeScheduler {
                     }
                     if p.request != request {
                         p.request = request.clone();
-                        if let Some((addr, _)) = &p.child {
+                        if let Some(addr) = p.running() {
                             addr.do_send(Retarget(request));
                         }
                     }
@@ -209,7 +203,7 @@ impl ProbeScheduler {
                     // when it missed it while restarting); with none yet, the next one decides.
                     let ours = p.health.state();
                     if ours != Connectivity::Unknown && u.connectivity != ours {
-                        self.deps.peers.route_manager.do_send(ConnectivityChanged {
+                        self.deps.connectivity.do_send(ConnectivityChanged {
                             iface: u.name.clone(),
                             state: ours,
                             reason: "resynchronised with the checks".into(),
@@ -227,35 +221,32 @@ impl ProbeScheduler {
         let Some(p) = self.state.ifaces.get_mut(name) else {
             return;
         };
-        p.generation += 1;
-        let generation = p.generation;
-        let prober = Prober::new(p.request.clone(), probe, scheduler.clone(), timeout);
+        let prober = Prober::new(
+            p.request.clone(),
+            probe,
+            scheduler.clone().recipient(),
+            timeout,
+        );
         let iface = name.clone();
-        let (addr, abort) = spawn_actor(prober, move |exit| {
+        let addr = p.child.start(prober, move |generation, exit| {
             scheduler.do_send(ProberExited {
                 iface,
                 generation,
                 exit,
             });
         });
-        p.child = Some((addr, abort));
+        p.prober = Some(addr);
         self.publish_actor(name);
     }
 
     fn restart_prober_now(&mut self, name: &IfaceName, ctx: &mut Context<Self>) {
-        if let Some(p) = self.state.ifaces.get_mut(name) {
-            if let Some((_, abort)) = p.child.take() {
-                abort.abort();
-            }
-        }
+        // `start` aborts the running incarnation first.
         self.start_prober(name, ctx);
     }
 
     fn stop_prober(&mut self, name: &IfaceName) {
-        if let Some(p) = self.state.ifaces.remove(name) {
-            if let Some((_, abort)) = p.child {
-                abort.abort();
-            }
+        if let Some(mut p) = self.state.ifaces.remove(name) {
+            p.child.stop();
         }
         let actor = actor_name(name);
         self.deps.board.lock().remove_actor(&actor);
@@ -265,13 +256,7 @@ impl ProbeScheduler {
         let Some(p) = self.state.ifaces.get(name) else {
             return;
         };
-        let status = ActorStatus {
-            name: actor_name(name),
-            running: p.child.is_some(),
-            restarts: p.tracker.restarts,
-            kills: p.tracker.kills,
-            last_failure: p.tracker.last_failure.clone(),
-        };
+        let status = p.child.status(actor_name(name));
         self.deps.board.lock().upsert_actor(status);
     }
 
@@ -300,6 +285,8 @@ impl Actor for ProbeScheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("probe_scheduler").entered();
+        tracing::debug!("asking RouteManager for the uplinks");
         self.ask_uplinks(ctx);
     }
 }
@@ -318,76 +305,19 @@ impl Drop for ProbeScheduler {
 // Messages
 // ---------------------------------------------------------------------------------------------
 
-/// RouteManager's managed interfaces changed.
+/// A Prober's task ended (sent by its exit watcher to this scheduler).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct UplinksChanged(pub Vec<Uplink>);
-
-/// RouteManager reset these interfaces (their link bounced inside one kernel message): their
-/// checks start over from UNKNOWN.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ResetChecks(pub Vec<IfaceName>);
-
-/// What a Prober does after a check.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum NextCheck {
-    /// (Re)schedule the periodic timer for this delay.
-    After(Duration),
-    /// Confirming: check again at once with this deadline.
-    Confirm(Duration),
-    /// The confirmation ended well: leave the periodic timer as it is (or set this delay if
-    /// none is pending).
-    KeepTimer(Duration),
-}
-
-/// Passive health suspects `iface`: confirm with checks (see the module doc).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Confirm {
-    pub iface: IfaceName,
-    /// The interface's TCP round-trip time while healthy, if measured.
-    pub rtt: Option<Duration>,
-    /// The standby that would take over, to check once if its last result is stale.
-    pub standby: Option<IfaceName>,
-    pub reason: String,
-}
-
-/// A Prober finished a check; the reply says what next (`None`: stop).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Option<NextCheck>")]
-pub struct ProbeDone {
-    pub iface: IfaceName,
-    pub report: ProbeReport,
-}
-
-/// A Prober's task ended.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ProberExited {
+struct ProberExited {
     pub iface: IfaceName,
     pub generation: u64,
     pub exit: Exit,
 }
 
-/// `netfailover kill prober:<iface>`.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), String>")]
-pub struct KillProber(pub IfaceName);
-
-/// `netfailover check <iface>`.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<ProbeReport, String>")]
-pub struct CheckIface(pub IfaceName);
-
-/// A new configuration (SIGHUP).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ReconfigureChecks(pub Arc<Config>);
-
 impl Handler<UplinksChanged> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: UplinksChanged, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("probe_scheduler").entered();
         self.apply_uplinks(msg.0, ctx);
     }
 }
@@ -395,6 +325,7 @@ impl Handler<UplinksChanged> for ProbeScheduler {
 impl Handler<ResetChecks> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: ResetChecks, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("probe_scheduler").entered();
         for name in msg.0 {
             if let Some(p) = self.state.ifaces.get_mut(&name) {
                 p.health = Health::new(Connectivity::Unknown);
@@ -416,7 +347,7 @@ impl ProbeScheduler {
         if p.confirming.is_some() || p.health.state() != Connectivity::Full {
             return false;
         }
-        let Some((addr, _)) = &p.child else {
+        let Some(addr) = p.running().cloned() else {
             return false;
         };
         let deadline = confirm_deadline(floor, p.last_result.map(|(_, d)| d), rtt, timeout);
@@ -429,6 +360,7 @@ impl ProbeScheduler {
 impl Handler<Confirm> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: Confirm, _: &mut Self::Context) {
+        let _span = tracing::info_span!("probe_scheduler", iface = %msg.iface).entered();
         if self.start_confirming(&msg.iface, msg.rtt, false) {
             tracing::info!(iface = %msg.iface, reason = %msg.reason, "passive health: confirming a suspected stall");
         }
@@ -448,6 +380,12 @@ impl Handler<Confirm> for ProbeScheduler {
 impl Handler<ProbeDone> for ProbeScheduler {
     type Result = Option<NextCheck>;
     fn handle(&mut self, msg: ProbeDone, _: &mut Self::Context) -> Self::Result {
+        let span = tracing::info_span!(
+            "probe_scheduler",
+            iface = %msg.iface,
+            state = tracing::field::Empty
+        );
+        let _span = span.clone().entered();
         let params = self.params();
         self.record_check(&msg.iface, &msg.report);
         let p = self.state.ifaces.get_mut(&msg.iface)?;
@@ -482,6 +420,7 @@ impl Handler<ProbeDone> for ProbeScheduler {
             }
         };
         if let Some((previous, state)) = step.changed {
+            span.record("state", tracing::field::debug(state));
             let reason = match (previous, state) {
                 (Connectivity::Full, _) => {
                     format!("{} checks failed: {}", params.down_count, msg.report.reason)
@@ -491,7 +430,7 @@ impl Handler<ProbeDone> for ProbeScheduler {
                 }
                 _ => format!("check: {}", msg.report.reason),
             };
-            self.deps.peers.route_manager.do_send(ConnectivityChanged {
+            self.deps.connectivity.do_send(ConnectivityChanged {
                 iface: msg.iface.clone(),
                 state,
                 reason,
@@ -504,33 +443,35 @@ impl Handler<ProbeDone> for ProbeScheduler {
 impl Handler<ProberExited> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: ProberExited, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("probe_scheduler", iface = %msg.iface).entered();
         let Some(p) = self.state.ifaces.get_mut(&msg.iface) else {
             return;
         };
-        if p.generation != msg.generation {
-            return; // an older incarnation, already replaced
-        }
-        p.child = None;
-        match p
-            .tracker
-            .on_exit(&PROBER_POLICY, msg.exit, tokio::time::Instant::now())
-        {
+        let now = tokio::time::Instant::now();
+        // `None`: an older incarnation, already replaced.
+        let Some(decision) = p
+            .child
+            .on_exit(msg.generation, msg.exit, &PROBER_POLICY, now)
+        else {
+            return;
+        };
+        match decision {
             Decision::Restart(delay) => {
-                tracing::warn!(iface = %msg.iface, exit = ?msg.exit, delay_ms = delay.as_millis() as u64, "prober exited; restarting");
+                tracing::warn!(exit = ?msg.exit, delay_ms = delay.as_millis() as u64, "prober exited; restarting");
                 let iface = msg.iface.clone();
                 ctx.run_later(delay, move |act, ctx| {
                     if act
                         .state
                         .ifaces
                         .get(&iface)
-                        .is_some_and(|p| p.child.is_none())
+                        .is_some_and(|p| !p.child.is_running())
                     {
                         act.start_prober(&iface, ctx);
                     }
                 });
             }
             Decision::Escalate => {
-                tracing::error!(iface = %msg.iface, "prober keeps failing; restarting the scheduler");
+                tracing::error!("prober keeps failing; restarting the scheduler");
                 ctx.stop();
             }
         }
@@ -539,42 +480,43 @@ impl Handler<ProberExited> for ProbeScheduler {
 }
 
 impl Handler<KillProber> for ProbeScheduler {
-    type Result = Result<(), String>;
+    type Result = Result<(), EngineError>;
     fn handle(&mut self, msg: KillProber, _: &mut Self::Context) -> Self::Result {
+        let name = actor_name(&msg.iface);
         let p = self
             .state
             .ifaces
-            .get_mut(&msg.0)
-            .ok_or_else(|| format!("no prober for {}", msg.0))?;
-        match &p.child {
-            Some((_, abort)) => {
-                // The exit arrives as Exit::Killed, which the tracker does not count as a failure.
-                abort.abort();
-                Ok(())
-            }
-            None => Err(format!("prober for {} is not running", msg.0)),
+            .get(&msg.iface)
+            .ok_or(EngineError::UnknownActor { name: name.clone() })?;
+        if p.child.kill(msg.how) {
+            Ok(())
+        } else {
+            Err(EngineError::Unavailable { actor: name })
         }
     }
 }
 
 impl Handler<CheckIface> for ProbeScheduler {
-    type Result = ResponseFuture<Result<ProbeReport, String>>;
+    type Result = ResponseFuture<Result<ProbeReport, EngineError>>;
     fn handle(&mut self, msg: CheckIface, _: &mut Self::Context) -> Self::Result {
         let addr = self
             .state
             .ifaces
             .get(&msg.0)
-            .and_then(|p| p.child.as_ref().map(|(a, _)| a.clone()));
+            .and_then(|p| p.running().cloned());
+        let cannot = move |reason: String| EngineError::CannotCheck {
+            iface: msg.0.to_string(),
+            reason,
+        };
         Box::pin(async move {
-            let addr = addr.ok_or_else(|| {
-                format!(
-                    "{} is not being checked (no link, not managed, or checks disabled)",
-                    msg.0
-                )
-            })?;
+            let Some(addr) = addr else {
+                return Err(cannot(
+                    "not being checked (no link, not managed, or checks disabled)".into(),
+                ));
+            };
             addr.send(CheckNow)
                 .await
-                .map_err(|e| format!("prober for {}: {e}", msg.0))
+                .map_err(|e| cannot(format!("its prober: {e}")))
         })
     }
 }
@@ -585,30 +527,5 @@ impl Handler<ReconfigureChecks> for ProbeScheduler {
         self.cfg = msg.0;
         let uplinks = self.state.last_uplinks.clone();
         self.apply_uplinks(uplinks, ctx);
-    }
-}
-
-/// Test hook (feature `fake`): makes the actor panic inside a handler.
-#[cfg(feature = "fake")]
-impl Handler<crate::supervisor::Crash> for ProbeScheduler {
-    type Result = ();
-    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
-        panic!("ProbeScheduler: crash requested by a test");
-    }
-}
-
-/// Test hook (feature `fake`): make one Prober panic.
-#[cfg(feature = "fake")]
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct CrashProber(pub IfaceName);
-
-#[cfg(feature = "fake")]
-impl Handler<CrashProber> for ProbeScheduler {
-    type Result = ();
-    fn handle(&mut self, msg: CrashProber, _: &mut Self::Context) {
-        if let Some((addr, _)) = self.state.ifaces.get(&msg.0).and_then(|p| p.child.as_ref()) {
-            addr.do_send(crate::supervisor::Crash);
-        }
     }
 }

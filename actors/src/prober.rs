@@ -15,9 +15,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::future::Either;
 
+use crate::messages::{CheckNow, ConfirmCheck, NextCheck, ProbeDone, Retarget};
 use crate::model::IfaceName;
 use crate::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
-use crate::probe_scheduler::{NextCheck, ProbeDone, ProbeScheduler};
 
 /// Added to the probe's own total timeout before the engine gives up on a check itself.
 const SAFETY_MARGIN: Duration = Duration::from_secs(2);
@@ -26,7 +26,10 @@ const SAFETY_MARGIN: Duration = Duration::from_secs(2);
 pub struct Prober {
     request: ProbeRequest,
     probe: Arc<dyn Probe>,
-    scheduler: Addr<ProbeScheduler>,
+    /// Where results go (its parent, ProbeScheduler, in the tree).
+    done: Recipient<ProbeDone>,
+    /// `prober` with this interface's `iface` and `ifindex`, entered in every handler.
+    span: tracing::Span,
     /// Longest a check may take before it counts as LIMITED ("timed out").
     deadline: Duration,
     timer: Option<SpawnHandle>,
@@ -37,13 +40,15 @@ impl Prober {
     pub fn new(
         request: ProbeRequest,
         probe: Arc<dyn Probe>,
-        scheduler: Addr<ProbeScheduler>,
+        done: Recipient<ProbeDone>,
         probe_timeout: Duration,
     ) -> Self {
+        let span = tracing::info_span!("prober", iface = %request.iface, ifindex = request.ifindex);
         Self {
             request,
             probe,
-            scheduler,
+            done,
+            span,
             deadline: probe_timeout + SAFETY_MARGIN,
             timer: None,
             in_flight: false,
@@ -107,7 +112,7 @@ impl Prober {
                         iface: act.request.iface.clone(),
                         report,
                     };
-                    act.scheduler.send(done).into_actor(act)
+                    act.done.send(done).into_actor(act)
                 })
                 .map(|next, act, ctx| match next {
                     Ok(Some(NextCheck::After(delay))) => {
@@ -139,37 +144,25 @@ impl Actor for Prober {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
         // Every start checks at once: a new link, a restart, or a resumed state to confirm.
         self.run_check(ctx);
     }
 }
 
-/// Run a confirmation check now with this deadline (ignored while a check is in flight: its
-/// result serves as the confirmation).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Confirm(pub Duration);
-
-impl Handler<Confirm> for Prober {
+impl Handler<ConfirmCheck> for Prober {
     type Result = ();
-    fn handle(&mut self, msg: Confirm, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ConfirmCheck, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
+        tracing::debug!(deadline_ms = msg.0.as_millis() as u64, "confirmation check");
         self.start(msg.0, ctx);
     }
 }
 
-/// Re-target the checks (the interface's DNS servers or ifindex changed).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Retarget(pub ProbeRequest);
-
-/// Check now, outside the schedule, and reply with the result (`netfailover check`).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "ProbeReport")]
-pub struct CheckNow;
-
 impl Handler<Retarget> for Prober {
     type Result = ();
     fn handle(&mut self, msg: Retarget, _: &mut Self::Context) {
+        self.span = tracing::info_span!("prober", iface = %msg.0.iface, ifindex = msg.0.ifindex);
         self.request = msg.0;
     }
 }
@@ -177,6 +170,8 @@ impl Handler<Retarget> for Prober {
 impl Handler<CheckNow> for Prober {
     type Result = ResponseActFuture<Self, ProbeReport>;
     fn handle(&mut self, _: CheckNow, _: &mut Self::Context) -> Self::Result {
+        let _span = self.span.clone().entered();
+        tracing::debug!("check requested");
         let fut = self.checked(self.deadline);
         Box::pin(fut.into_actor(self).then(|report, act, _| {
             // The result also counts as a regular check.
@@ -184,7 +179,7 @@ impl Handler<CheckNow> for Prober {
                 iface: act.request.iface.clone(),
                 report: report.clone(),
             };
-            act.scheduler.do_send(done);
+            act.done.do_send(done);
             actix::fut::ready(report)
         }))
     }
@@ -193,13 +188,4 @@ impl Handler<CheckNow> for Prober {
 /// The name of a prober in `status` and `kill`.
 pub fn actor_name(iface: &IfaceName) -> String {
     format!("prober:{iface}")
-}
-
-/// Test hook (feature `fake`): makes the actor panic inside a handler.
-#[cfg(feature = "fake")]
-impl Handler<crate::supervisor::Crash> for Prober {
-    type Result = ();
-    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
-        panic!("Prober: crash requested by a test");
-    }
 }

@@ -31,15 +31,18 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::apply::{apply, Applied, Done};
+use crate::board::Board;
 use crate::event_log::EventLog;
+use crate::messages::{
+    ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, Reconfigure,
+    ResetChecks, RouteInUseMoved, RoutesChanged, Shutdown, Uplink, UplinksChanged,
+};
 use crate::model::{Config, Connectivity, Event, IfaceMatch, IfaceName, LinkInfo};
-use crate::peers::Peers;
+use crate::peers::Slot;
 use crate::persist::Persister;
 use crate::plan::{Plan, PlanInput};
 use crate::ports::{EngineState, LinkSource, PortError, RouteTable, StateStore, Sysctl};
-use crate::probe_scheduler::{ResetChecks, Uplink, UplinksChanged};
 use crate::route_model::RouteModel;
-use crate::status::Board;
 use crate::transition::{self, Change, Facts};
 
 /// Longest RouteManager waits for the event journal before handling the next fact.
@@ -56,7 +59,10 @@ pub struct RouteDeps {
     pub sysctl: Arc<dyn Sysctl>,
     pub store: Arc<dyn StateStore>,
     pub log: EventLog,
-    pub peers: Peers,
+    /// Uplinks and check resets go to ProbeScheduler, route moves to FlowResetter, in the tree.
+    pub uplinks: Slot<UplinksChanged>,
+    pub reset_checks: Slot<ResetChecks>,
+    pub moved: Slot<RouteInUseMoved>,
     pub board: Board,
 }
 
@@ -203,7 +209,7 @@ impl RouteManager {
         self.publish_uplinks();
         if !reset.is_empty() {
             // After the uplinks that carry their new UNKNOWN, so ProbeScheduler sees both in order.
-            self.deps.peers.probe_scheduler.do_send(ResetChecks(reset));
+            self.deps.reset_checks.do_send(ResetChecks(reset));
         }
         if failed {
             self.schedule_retry(ctx);
@@ -221,7 +227,7 @@ impl RouteManager {
     fn report_moves(&mut self) {
         for m in self.state.model.moves(&self.cfg, Instant::now()) {
             tracing::info!(family = ?m.family, from = %m.from, to = %m.to, failback = m.failback, "route in use moved");
-            self.deps.peers.flow_resetter.do_send(m);
+            self.deps.moved.do_send(m);
         }
     }
 
@@ -275,10 +281,7 @@ impl RouteManager {
     fn publish_uplinks(&mut self) {
         let uplinks = self.state.model.uplinks(&self.cfg);
         if uplinks != self.state.last_uplinks {
-            self.deps
-                .peers
-                .probe_scheduler
-                .do_send(UplinksChanged(uplinks.clone()));
+            self.deps.uplinks.do_send(UplinksChanged(uplinks.clone()));
             self.state.last_uplinks = uplinks;
         }
     }
@@ -366,52 +369,6 @@ impl Actor for RouteManager {
 // ---------------------------------------------------------------------------------------------
 // Messages
 // ---------------------------------------------------------------------------------------------
-
-/// A link appeared or changed.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct LinkChanged(pub LinkInfo);
-
-/// A link disappeared.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct LinkRemoved {
-    pub ifindex: u32,
-}
-
-/// Every link, after a (re)subscription or an overrun: replaces the model.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct LinkSnapshot(pub Vec<LinkInfo>);
-
-/// Routes or addresses changed somewhere: reconcile.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct RoutesChanged;
-
-/// ProbeScheduler's verdict on an interface changed.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ConnectivityChanged {
-    pub iface: IfaceName,
-    pub state: Connectivity,
-    pub reason: String,
-}
-
-/// ProbeScheduler asks for the managed interfaces (on its start).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Vec<Uplink>")]
-pub struct GetUplinks;
-
-/// A new configuration (SIGHUP).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Reconfigure(pub Arc<Config>);
-
-/// Clean shutdown: remove penalties, leave owned routes at their configured metrics.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Shutdown;
 
 /// Internal: run a reconcile now.
 #[derive(Message, Debug, Clone)]
@@ -514,14 +471,5 @@ impl Handler<Reconcile> for RouteManager {
     type Result = ();
     fn handle(&mut self, _: Reconcile, ctx: &mut Self::Context) {
         ctx.wait(self.reconcile_fut());
-    }
-}
-
-/// Test hook (feature `fake`): makes the actor panic inside a handler.
-#[cfg(feature = "fake")]
-impl Handler<crate::supervisor::Crash> for RouteManager {
-    type Result = ();
-    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
-        panic!("RouteManager: crash requested by a test");
     }
 }

@@ -13,13 +13,12 @@ use tokio::time::Instant;
 
 use crate::apply::Applied;
 use crate::assign::Assigned;
-use crate::flow_resetter::RouteInUseMoved;
+use crate::messages::{RouteInUseMoved, Uplink};
 use crate::model::{
     Config, Connectivity, Event, Family, FamilyConfig, IfaceName, KernelRoute, LinkInfo, Profile,
     UplinkType,
 };
 use crate::plan::{family_config, learned, Plan};
-use crate::probe_scheduler::Uplink;
 use crate::status::IfaceStatus;
 use crate::transition::{Change, States};
 

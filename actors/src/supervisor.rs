@@ -1,9 +1,8 @@
-//! Supervision: restart policies as data, restart bookkeeping (intensity window, exponential
-//! back-off), containment of panics, kills for resilience tests, and escalation.
-//!
-//! `actix::Supervisor` does not restart an actor that panicked (docs/kernel-facts.md §2), so every child
-//! runs as its own task (`spawn_actor`): a panic ends only that task, the task's `JoinHandle`
-//! reports how it ended, and the parent restarts a fresh actor from its factory. The tree:
+//! The supervision tree: the only place that names the concrete top-level actors. It builds
+//! each child from the ports and the configuration, points the typed slots of `peers.rs` at the
+//! child's new incarnation (and empties them when it exits), restarts it with the machinery of
+//! `supervision.rs` (each child is its own task; a panic ends only that task), and escalates.
+//! The tree:
 //!
 //! | child            | policy    | intensity      | back-off        | rebuilds its state from           |
 //! |------------------|-----------|----------------|-----------------|-----------------------------------|
@@ -20,50 +19,31 @@
 //! whole tree stops and `run()` returns `EngineError::Escalated` (the daemon exits non-zero and
 //! systemd restarts it). Kills (`netfailover kill`) restart at once and do not count.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::board::Board;
 use crate::dispatcher::Dispatcher;
-use crate::engine::EngineError;
+use crate::error::EngineError;
 use crate::event_log::EventLog;
-use crate::flow_resetter::{FlowResetter, ReconfigureFlows};
-use crate::link_watcher::LinkWatcher;
-use crate::model::{Config, IfaceName};
-use crate::peers::Peers;
-use crate::ports::{Ports, ProbeReport};
-use crate::probe_scheduler::{
-    CheckIface, KillProber, ProbeDeps, ProbeScheduler, ReconfigureChecks,
+use crate::flow_resetter::FlowResetter;
+use crate::link_watcher::{LinkFacts, LinkWatcher};
+use crate::messages::{
+    CheckIface, CheckNowFor, Kill, KillHow, KillProber, Reconfigure, ReconfigureChecks,
+    ReconfigureFlows, ReconfigurePassive, Reload, Shutdown, StopTree,
 };
-use crate::route_manager::{Reconfigure, RouteDeps, RouteManager, Shutdown};
-use crate::status::{ActorStatus, Board};
-use crate::traffic_watcher::{ReconfigurePassive, TrafficDeps, TrafficWatcher};
-
-/// How a child's task ended.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Exit {
-    /// The actor stopped itself (e.g. its event stream ended).
-    Stopped,
-    /// A handler panicked; the panic was contained in the child's task.
-    Panicked,
-    /// Aborted by `kill` (or by its parent).
-    Killed,
-}
-
-/// Restart intensity and back-off of one child.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct RestartPolicy {
-    /// More than `intensity` failures within `period` escalate.
-    pub intensity: u32,
-    pub period: Duration,
-    pub backoff_min: Duration,
-    pub backoff_max: Duration,
-}
+use crate::model::{Config, IfaceName};
+use crate::peers::{Peers, Slot};
+use crate::ports::{Ports, ProbeReport};
+use crate::probe_scheduler::{ProbeDeps, ProbeScheduler};
+use crate::route_manager::{RouteDeps, RouteManager};
+use crate::supervision::{ChildSlot, Decision, Exit, RestartPolicy};
+use crate::traffic_watcher::{TrafficDeps, TrafficWatcher};
 
 /// Policy of the top-level children (the table in the module doc).
 pub const CHILD_POLICY: RestartPolicy = RestartPolicy {
@@ -73,74 +53,8 @@ pub const CHILD_POLICY: RestartPolicy = RestartPolicy {
     backoff_max: Duration::from_secs(5),
 };
 
-/// What to do after a child exited.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Decision {
-    Restart(Duration),
-    Escalate,
-}
-
-/// Restart bookkeeping of one child.
-#[derive(Clone, Debug, Default)]
-pub struct RestartTracker {
-    recent: VecDeque<Instant>,
-    pub restarts: u32,
-    pub kills: u32,
-    pub last_failure: Option<String>,
-}
-
-impl RestartTracker {
-    pub fn on_exit(&mut self, policy: &RestartPolicy, exit: Exit, now: Instant) -> Decision {
-        if exit == Exit::Killed {
-            self.restarts += 1;
-            self.kills += 1;
-            return Decision::Restart(Duration::ZERO);
-        }
-        self.last_failure = Some(match exit {
-            Exit::Panicked => "panicked".into(),
-            _ => "stopped".into(),
-        });
-        while self
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > policy.period)
-        {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(now);
-        if self.recent.len() > policy.intensity as usize {
-            return Decision::Escalate;
-        }
-        self.restarts += 1;
-        let exponent = (self.recent.len() as u32).saturating_sub(1).min(16);
-        let delay = policy
-            .backoff_min
-            .saturating_mul(1 << exponent)
-            .min(policy.backoff_max);
-        Decision::Restart(delay)
-    }
-}
-
-/// Runs `actor` as its own task; `on_exit` learns how it ended. Returns its address and a
-/// handle to abort it (which drops the actor and everything it spawned, e.g. a running script).
-pub fn spawn_actor<A>(actor: A, on_exit: impl FnOnce(Exit) + 'static) -> (Addr<A>, AbortHandle)
-where
-    A: Actor<Context = Context<A>>,
-{
-    let ctx = Context::new();
-    let addr = ctx.address();
-    let task = actix_rt::spawn(ctx.into_future(actor));
-    let abort = task.abort_handle();
-    actix_rt::spawn(async move {
-        let exit = match task.await {
-            Ok(()) => Exit::Stopped,
-            Err(e) if e.is_panic() => Exit::Panicked,
-            Err(_) => Exit::Killed,
-        };
-        on_exit(exit);
-    });
-    (addr, abort)
-}
+/// Grace for RouteManager to put routes at their configured metrics on shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The top-level children.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -177,10 +91,17 @@ impl Child {
     }
 }
 
-struct ChildState {
-    tracker: RestartTracker,
-    abort: Option<AbortHandle>,
-    generation: u64,
+/// The supervisor's own slots: what it sends to its children (configuration, shutdown, the
+/// control requests of `EngineHandle`).
+#[derive(Default)]
+struct Control {
+    reconfigure: Slot<Reconfigure>,
+    shutdown: Slot<Shutdown>,
+    reconfigure_checks: Slot<ReconfigureChecks>,
+    kill_prober: Slot<KillProber>,
+    check_iface: Slot<CheckIface>,
+    reconfigure_flows: Slot<ReconfigureFlows>,
+    reconfigure_passive: Slot<ReconfigurePassive>,
 }
 
 /// The root of the tree. See the module doc.
@@ -188,9 +109,10 @@ pub struct Supervisor {
     cfg: Arc<Config>,
     ports: Ports,
     peers: Peers,
+    control: Control,
     board: Board,
     log: EventLog,
-    children: BTreeMap<Child, ChildState>,
+    children: BTreeMap<Child, ChildSlot>,
     stopping: bool,
     done: watch::Sender<Option<Result<(), EngineError>>>,
 }
@@ -207,6 +129,7 @@ impl Supervisor {
             cfg: Arc::new(cfg),
             ports,
             peers: Peers::default(),
+            control: Control::default(),
             board,
             log,
             children: BTreeMap::new(),
@@ -215,111 +138,146 @@ impl Supervisor {
         }
     }
 
+    /// Starts `child` and points the slots of the messages it handles at the new incarnation.
     fn start_child(&mut self, child: Child, ctx: &mut Context<Self>) {
-        let state = self.children.entry(child).or_insert(ChildState {
-            tracker: RestartTracker::default(),
-            abort: None,
-            generation: 0,
-        });
-        state.generation += 1;
-        let generation = state.generation;
-        let first_start = generation == 1;
         let me = ctx.address();
-        let on_exit = move |exit| {
+        let on_exit = move |generation, exit| {
             me.do_send(ChildExited {
                 child,
                 generation,
                 exit,
             })
         };
-        let abort = match child {
-            Child::FlowResetter => {
-                let actor = FlowResetter::new(
-                    self.cfg.clone(),
-                    self.ports.flows.clone(),
-                    self.board.clone(),
-                );
-                let (addr, abort) = spawn_actor(actor, on_exit);
-                self.peers.flow_resetter.set(Some(addr));
-                abort
-            }
-            Child::RouteManager => {
-                let deps = RouteDeps {
-                    links: self.ports.links.clone(),
-                    routes: self.ports.routes.clone(),
-                    sysctl: self.ports.sysctl.clone(),
-                    store: self.ports.state.clone(),
-                    log: self.log.clone(),
-                    peers: self.peers.clone(),
-                    board: self.board.clone(),
-                };
-                let (addr, abort) = spawn_actor(
-                    RouteManager::new(self.cfg.clone(), deps, first_start),
-                    on_exit,
-                );
-                self.peers.route_manager.set(Some(addr));
-                abort
-            }
+        // Out of the map while it starts, so the builders below can read the rest of `self`.
+        let mut slot = self.children.remove(&child).unwrap_or_default();
+        match child {
+            Child::FlowResetter => self.start_flow_resetter(&mut slot, on_exit),
+            Child::RouteManager => self.start_route_manager(&mut slot, on_exit),
             Child::Dispatcher => {
                 let actor = Dispatcher::new(self.ports.scripts.clone(), self.log.clone());
-                let (addr, abort) = spawn_actor(actor, on_exit);
-                self.peers.dispatcher.set(Some(addr));
-                abort
+                slot.start(actor, on_exit);
             }
-            Child::ProbeScheduler => {
-                let deps = ProbeDeps {
-                    probe: self.ports.probe.clone(),
-                    peers: self.peers.clone(),
-                    board: self.board.clone(),
-                };
-                let (addr, abort) =
-                    spawn_actor(ProbeScheduler::new(self.cfg.clone(), deps), on_exit);
-                self.peers.probe_scheduler.set(Some(addr));
-                abort
-            }
+            Child::ProbeScheduler => self.start_probe_scheduler(&mut slot, on_exit),
             Child::LinkWatcher => {
-                let actor = LinkWatcher::new(self.ports.links.clone(), self.peers.clone());
-                let (addr, abort) = spawn_actor(actor, on_exit);
-                self.peers.link_watcher.set(Some(addr));
-                abort
+                let p = &self.peers;
+                let to = LinkFacts {
+                    changed: p.link_changed.clone(),
+                    removed: p.link_removed.clone(),
+                    snapshot: p.link_snapshot.clone(),
+                    routes: p.routes_changed.clone(),
+                };
+                slot.start(LinkWatcher::new(self.ports.links.clone(), to), on_exit);
             }
             Child::TrafficWatcher => {
                 let deps = TrafficDeps {
                     traffic: self.ports.traffic.clone(),
-                    peers: self.peers.clone(),
+                    get_uplinks: self.peers.get_uplinks.clone(),
+                    confirm: self.peers.confirm.clone(),
                     board: self.board.clone(),
                 };
-                let (addr, abort) =
-                    spawn_actor(TrafficWatcher::new(self.cfg.clone(), deps), on_exit);
-                self.peers.traffic_watcher.set(Some(addr));
-                abort
+                let addr = slot.start(TrafficWatcher::new(self.cfg.clone(), deps), on_exit);
+                self.control.reconfigure_passive.set(Some(addr.recipient()));
             }
-        };
-        if let Some(s) = self.children.get_mut(&child) {
-            s.abort = Some(abort);
         }
+        self.children.insert(child, slot);
         self.publish();
     }
 
-    fn clear_slot(&self, child: Child) {
+    fn start_flow_resetter(&self, slot: &mut ChildSlot, on_exit: impl FnOnce(u64, Exit) + 'static) {
+        let flows = self.ports.flows.clone();
+        let actor = FlowResetter::new(self.cfg.clone(), flows, self.board.clone());
+        let addr = slot.start(actor, on_exit);
+        self.peers
+            .route_in_use_moved
+            .set(Some(addr.clone().recipient()));
+        self.control.reconfigure_flows.set(Some(addr.recipient()));
+    }
+
+    fn start_route_manager(&self, slot: &mut ChildSlot, on_exit: impl FnOnce(u64, Exit) + 'static) {
+        let (p, c) = (&self.peers, &self.control);
+        let deps = RouteDeps {
+            links: self.ports.links.clone(),
+            routes: self.ports.routes.clone(),
+            sysctl: self.ports.sysctl.clone(),
+            store: self.ports.state.clone(),
+            log: self.log.clone(),
+            uplinks: p.uplinks_changed.clone(),
+            reset_checks: p.reset_checks.clone(),
+            moved: p.route_in_use_moved.clone(),
+            board: self.board.clone(),
+        };
+        // The first incarnation is the daemon's first start: it announces `up`.
+        let first_start = !slot.started_before();
+        let actor = RouteManager::new(self.cfg.clone(), deps, first_start);
+        let addr = slot.start(actor, on_exit);
+        p.link_changed.set(Some(addr.clone().recipient()));
+        p.link_removed.set(Some(addr.clone().recipient()));
+        p.link_snapshot.set(Some(addr.clone().recipient()));
+        p.routes_changed.set(Some(addr.clone().recipient()));
+        p.connectivity_changed.set(Some(addr.clone().recipient()));
+        p.get_uplinks.set(Some(addr.clone().recipient()));
+        c.reconfigure.set(Some(addr.clone().recipient()));
+        c.shutdown.set(Some(addr.recipient()));
+    }
+
+    fn start_probe_scheduler(
+        &self,
+        slot: &mut ChildSlot,
+        on_exit: impl FnOnce(u64, Exit) + 'static,
+    ) {
+        let (p, c) = (&self.peers, &self.control);
+        let deps = ProbeDeps {
+            probe: self.ports.probe.clone(),
+            connectivity: p.connectivity_changed.clone(),
+            get_uplinks: p.get_uplinks.clone(),
+            board: self.board.clone(),
+        };
+        let addr = slot.start(ProbeScheduler::new(self.cfg.clone(), deps), on_exit);
+        p.uplinks_changed.set(Some(addr.clone().recipient()));
+        p.reset_checks.set(Some(addr.clone().recipient()));
+        p.confirm.set(Some(addr.clone().recipient()));
+        c.reconfigure_checks.set(Some(addr.clone().recipient()));
+        c.kill_prober.set(Some(addr.clone().recipient()));
+        c.check_iface.set(Some(addr.recipient()));
+    }
+
+    /// Empties the slots of the messages `child` handles: senders drop them until its restart.
+    fn clear_slots(&self, child: Child) {
+        let (p, c) = (&self.peers, &self.control);
         match child {
-            Child::FlowResetter => self.peers.flow_resetter.set(None),
-            Child::RouteManager => self.peers.route_manager.set(None),
-            Child::Dispatcher => self.peers.dispatcher.set(None),
-            Child::ProbeScheduler => self.peers.probe_scheduler.set(None),
-            Child::LinkWatcher => self.peers.link_watcher.set(None),
-            Child::TrafficWatcher => self.peers.traffic_watcher.set(None),
+            Child::FlowResetter => {
+                p.route_in_use_moved.set(None);
+                c.reconfigure_flows.set(None);
+            }
+            Child::RouteManager => {
+                p.link_changed.set(None);
+                p.link_removed.set(None);
+                p.link_snapshot.set(None);
+                p.routes_changed.set(None);
+                p.connectivity_changed.set(None);
+                p.get_uplinks.set(None);
+                c.reconfigure.set(None);
+                c.shutdown.set(None);
+            }
+            Child::Dispatcher | Child::LinkWatcher => {}
+            Child::ProbeScheduler => {
+                p.uplinks_changed.set(None);
+                p.reset_checks.set(None);
+                p.confirm.set(None);
+                c.reconfigure_checks.set(None);
+                c.kill_prober.set(None);
+                c.check_iface.set(None);
+            }
+            Child::TrafficWatcher => c.reconfigure_passive.set(None),
         }
     }
 
     fn abort_all(&mut self) {
         for s in self.children.values_mut() {
-            if let Some(a) = s.abort.take() {
-                a.abort();
-            }
+            s.stop();
         }
         for child in Child::ALL {
-            self.clear_slot(child);
+            self.clear_slots(child);
         }
     }
 
@@ -334,19 +292,28 @@ impl Supervisor {
 
     fn publish(&self) {
         let mut board = self.board.lock();
-        for child in Child::ALL {
-            let Some(s) = self.children.get(&child) else {
-                continue;
-            };
-            let status = ActorStatus {
-                name: child.name().into(),
-                running: s.abort.is_some(),
-                restarts: s.tracker.restarts,
-                kills: s.tracker.kills,
-                last_failure: s.tracker.last_failure.clone(),
-            };
-            board.upsert_actor(status);
+        for (child, s) in &self.children {
+            board.upsert_actor(s.status(child.name().into()));
         }
+    }
+
+    /// Ends a prober (`prober:IFACE`) through its parent, ProbeScheduler.
+    fn kill_prober(&self, name: String, how: KillHow) -> ResponseFuture<Result<(), EngineError>> {
+        let iface = name
+            .strip_prefix("prober:")
+            .and_then(|i| IfaceName::new(i).ok());
+        let scheduler = self.control.kill_prober.get();
+        Box::pin(async move {
+            let iface = iface.ok_or(EngineError::UnknownActor { name })?;
+            let unavailable = || EngineError::Unavailable {
+                actor: Child::ProbeScheduler.name().into(),
+            };
+            let scheduler = scheduler.ok_or_else(unavailable)?;
+            scheduler
+                .send(KillProber { iface, how })
+                .await
+                .map_err(|_| unavailable())?
+        })
     }
 }
 
@@ -367,87 +334,14 @@ impl Actor for Supervisor {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Messages
-// ---------------------------------------------------------------------------------------------
-
-/// A child's task ended.
+/// A child's task ended (from its exit watcher).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct ChildExited {
-    pub child: Child,
-    pub generation: u64,
-    pub exit: Exit,
+struct ChildExited {
+    child: Child,
+    generation: u64,
+    exit: Exit,
 }
-
-/// Kill an actor by its `status` name (resilience testing).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), EngineError>")]
-pub struct Kill(pub String);
-
-/// Check one interface now.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<ProbeReport, EngineError>")]
-pub struct CheckNowFor(pub IfaceName);
-
-/// Apply a new configuration.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Reload(pub Config);
-
-/// Clean stop: penalties removed, then every child stopped.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct StopTree;
-
-/// Test hook (feature `fake`): make an actor panic, to test that panics are contained.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Crash;
-
-/// Test hook (feature `fake`): crash an actor by its `status` name.
-#[cfg(feature = "fake")]
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<(), EngineError>")]
-pub struct CrashActor(pub String);
-
-#[cfg(feature = "fake")]
-impl Handler<CrashActor> for Supervisor {
-    type Result = ResponseFuture<Result<(), EngineError>>;
-    fn handle(&mut self, msg: CrashActor, _: &mut Self::Context) -> Self::Result {
-        let unknown = EngineError::UnknownActor {
-            name: msg.0.clone(),
-        };
-        let sent = match msg.0.as_str() {
-            "route-manager" => self.peers.route_manager.do_send(Crash),
-            "dispatcher" => self.peers.dispatcher.do_send(Crash),
-            "probe-scheduler" => self.peers.probe_scheduler.do_send(Crash),
-            "link-watcher" => self.peers.link_watcher.do_send(Crash),
-            "flow-resetter" => self.peers.flow_resetter.do_send(Crash),
-            "traffic-watcher" => self.peers.traffic_watcher.do_send(Crash),
-            other => match other
-                .strip_prefix("prober:")
-                .and_then(|i| IfaceName::new(i).ok())
-            {
-                Some(iface) => self
-                    .peers
-                    .probe_scheduler
-                    .do_send(crate::probe_scheduler::CrashProber(iface)),
-                None => return Box::pin(async move { Err(unknown) }),
-            },
-        };
-        Box::pin(async move {
-            if sent {
-                Ok(())
-            } else {
-                Err(unknown)
-            }
-        })
-    }
-}
-
-/// Grace for RouteManager to put routes at their configured metrics on shutdown.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Handler<ChildExited> for Supervisor {
     type Result = ();
@@ -458,12 +352,11 @@ impl Handler<ChildExited> for Supervisor {
         let Some(s) = self.children.get_mut(&msg.child) else {
             return;
         };
-        if s.generation != msg.generation {
-            return;
-        }
-        s.abort = None;
-        let decision = s.tracker.on_exit(&CHILD_POLICY, msg.exit, Instant::now());
-        self.clear_slot(msg.child);
+        let now = Instant::now();
+        let Some(decision) = s.on_exit(msg.generation, msg.exit, &CHILD_POLICY, now) else {
+            return; // an older incarnation, already replaced
+        };
+        self.clear_slots(msg.child);
         match decision {
             Decision::Restart(delay) => {
                 tracing::warn!(actor = msg.child.name(), exit = ?msg.exit, delay_ms = delay.as_millis() as u64, "actor exited; restarting");
@@ -491,38 +384,22 @@ impl Handler<ChildExited> for Supervisor {
 impl Handler<Kill> for Supervisor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: Kill, _: &mut Self::Context) -> Self::Result {
-        if let Some(iface) = msg.0.strip_prefix("prober:") {
-            let iface = IfaceName::new(iface).map_err(|_| EngineError::UnknownActor {
-                name: msg.0.clone(),
-            });
-            let scheduler = self.peers.probe_scheduler.get();
-            let name = msg.0.clone();
-            return Box::pin(async move {
-                let iface = iface?;
-                let scheduler = scheduler.ok_or(EngineError::Unavailable {
-                    actor: "probe-scheduler".into(),
-                })?;
-                scheduler
-                    .send(KillProber(iface))
-                    .await
-                    .map_err(|_| EngineError::Unavailable {
-                        actor: "probe-scheduler".into(),
-                    })?
-                    .map_err(|_| EngineError::UnknownActor { name })
-            });
+        if msg.name.starts_with("prober:") {
+            return self.kill_prober(msg.name, msg.how);
         }
-        let result = match Child::ALL.into_iter().find(|c| c.name() == msg.0) {
-            None => Err(EngineError::UnknownActor { name: msg.0 }),
-            Some(child) => match self.children.get(&child).and_then(|s| s.abort.as_ref()) {
-                Some(abort) => {
-                    tracing::warn!(actor = child.name(), "killed on request");
-                    abort.abort();
+        let result = match Child::ALL.into_iter().find(|c| c.name() == msg.name) {
+            None => Err(EngineError::UnknownActor { name: msg.name }),
+            Some(child) => {
+                let killed = self.children.get(&child).is_some_and(|s| s.kill(msg.how));
+                if killed {
+                    tracing::warn!(actor = child.name(), how = ?msg.how, "killed on request");
                     Ok(())
+                } else {
+                    Err(EngineError::Unavailable {
+                        actor: child.name().into(),
+                    })
                 }
-                None => Err(EngineError::Unavailable {
-                    actor: child.name().into(),
-                }),
-            },
+            }
         };
         Box::pin(async move { result })
     }
@@ -531,21 +408,16 @@ impl Handler<Kill> for Supervisor {
 impl Handler<CheckNowFor> for Supervisor {
     type Result = ResponseFuture<Result<ProbeReport, EngineError>>;
     fn handle(&mut self, msg: CheckNowFor, _: &mut Self::Context) -> Self::Result {
-        let scheduler = self.peers.probe_scheduler.get();
+        let scheduler = self.control.check_iface.get();
         Box::pin(async move {
-            let scheduler = scheduler.ok_or(EngineError::Unavailable {
-                actor: "probe-scheduler".into(),
-            })?;
+            let unavailable = || EngineError::Unavailable {
+                actor: Child::ProbeScheduler.name().into(),
+            };
+            let scheduler = scheduler.ok_or_else(unavailable)?;
             scheduler
-                .send(CheckIface(msg.0.clone()))
+                .send(CheckIface(msg.0))
                 .await
-                .map_err(|_| EngineError::Unavailable {
-                    actor: "probe-scheduler".into(),
-                })?
-                .map_err(|reason| EngineError::CannotCheck {
-                    iface: msg.0.to_string(),
-                    reason,
-                })
+                .map_err(|_| unavailable())?
         })
     }
 }
@@ -554,17 +426,13 @@ impl Handler<Reload> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Reload, _: &mut Self::Context) {
         self.cfg = Arc::new(msg.0);
-        self.peers
-            .route_manager
-            .do_send(Reconfigure(self.cfg.clone()));
-        self.peers
-            .probe_scheduler
+        let c = &self.control;
+        c.reconfigure.do_send(Reconfigure(self.cfg.clone()));
+        c.reconfigure_checks
             .do_send(ReconfigureChecks(self.cfg.clone()));
-        self.peers
-            .flow_resetter
+        c.reconfigure_flows
             .do_send(ReconfigureFlows(self.cfg.clone()));
-        self.peers
-            .traffic_watcher
+        c.reconfigure_passive
             .do_send(ReconfigurePassive(self.cfg.clone()));
         tracing::info!(profiles = self.cfg.profiles.len(), "configuration reloaded");
     }
@@ -574,7 +442,7 @@ impl Handler<StopTree> for Supervisor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: StopTree, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
-        let rm = self.peers.route_manager.get();
+        let rm = self.control.shutdown.get();
         let restore = async move {
             if let Some(rm) = rm {
                 if tokio::time::timeout(SHUTDOWN_GRACE, rm.send(Shutdown))
@@ -590,51 +458,5 @@ impl Handler<StopTree> for Supervisor {
                 .into_actor(self)
                 .map(|_, act, ctx| act.finish(Ok(()), ctx)),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn intensity_and_backoff() {
-        let p = RestartPolicy {
-            intensity: 3,
-            period: Duration::from_secs(10),
-            backoff_min: Duration::from_millis(100),
-            backoff_max: Duration::from_millis(300),
-        };
-        let mut t = RestartTracker::default();
-        let now = Instant::now();
-        assert_eq!(
-            t.on_exit(&p, Exit::Panicked, now),
-            Decision::Restart(Duration::from_millis(100))
-        );
-        assert_eq!(
-            t.on_exit(&p, Exit::Stopped, now),
-            Decision::Restart(Duration::from_millis(200))
-        );
-        assert_eq!(
-            t.on_exit(&p, Exit::Killed, now),
-            Decision::Restart(Duration::ZERO),
-            "kills don't count"
-        );
-        assert_eq!(
-            t.on_exit(&p, Exit::Panicked, now),
-            Decision::Restart(Duration::from_millis(300)),
-            "capped"
-        );
-        assert_eq!(t.on_exit(&p, Exit::Panicked, now), Decision::Escalate);
-        assert_eq!((t.restarts, t.kills), (4, 1));
-        // Failures older than the period are forgotten.
-        let mut t = RestartTracker::default();
-        for i in 0..10 {
-            let at = now + Duration::from_secs(11 * i);
-            assert!(matches!(
-                t.on_exit(&p, Exit::Panicked, at),
-                Decision::Restart(_)
-            ));
-        }
     }
 }

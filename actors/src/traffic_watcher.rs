@@ -22,13 +22,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use tokio::time::Instant;
 
+use crate::board::Board;
+use crate::messages::{Confirm, GetUplinks, ReconfigurePassive, Uplink};
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
-use crate::peers::Peers;
+use crate::peers::Slot;
 use crate::ports::{IfaceTraffic, TrafficSource};
-use crate::probe_scheduler::{Confirm, Uplink};
-use crate::route_manager::GetUplinks;
-use crate::status::{Board, PassiveStatus};
+use crate::status::PassiveStatus;
 
 /// How long one-way traffic must turn two-way before its evidence is forgotten.
 const SETTLE: Duration = Duration::from_secs(10);
@@ -37,7 +37,9 @@ const SETTLE: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct TrafficDeps {
     pub traffic: Arc<dyn TrafficSource>,
-    pub peers: Peers,
+    /// The uplinks come from RouteManager, suspicions go to ProbeScheduler, in the tree.
+    pub get_uplinks: Slot<GetUplinks>,
+    pub confirm: Slot<Confirm>,
     pub board: Board,
 }
 
@@ -101,7 +103,7 @@ impl TrafficWatcher {
         if self.state.busy {
             return; // the previous sample is still running: skip, never queue up
         }
-        let Some(rm) = self.deps.peers.route_manager.get() else {
+        let Some(rm) = self.deps.get_uplinks.get() else {
             return;
         };
         self.state.busy = true;
@@ -130,6 +132,7 @@ impl TrafficWatcher {
                         act.process(&uplinks, &samples);
                     }
                     Some((_, Err(e))) => {
+                        let _span = tracing::info_span!("traffic_watcher").entered();
                         act.state.failures += 1;
                         if act.state.failures == 1 {
                             tracing::warn!(error = %e, "passive health: sampling failed");
@@ -171,12 +174,13 @@ impl TrafficWatcher {
         }
         for (iface, trigger) in &triggers {
             let reason = trigger.describe();
-            tracing::info!(iface = %iface, evidence = %reason, "passive health: suspected stall");
+            let _span = tracing::info_span!("traffic_watcher", iface = %iface).entered();
+            tracing::info!(evidence = %reason, "passive health: suspected stall");
             let standby = standby
                 .clone()
                 .filter(|_| in_use.as_ref() == Some(iface))
                 .filter(|s| s != iface);
-            self.deps.peers.probe_scheduler.do_send(Confirm {
+            self.deps.confirm.do_send(Confirm {
                 iface: iface.clone(),
                 rtt: trigger.rtt,
                 standby,
@@ -261,14 +265,11 @@ impl Actor for TrafficWatcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("traffic_watcher").entered();
+        tracing::debug!(enabled = self.enabled(), "passive health sampling");
         self.schedule(ctx);
     }
 }
-
-/// A new configuration (SIGHUP): the sampling restarts with it.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ReconfigurePassive(pub Arc<Config>);
 
 impl Handler<ReconfigurePassive> for TrafficWatcher {
     type Result = ();
@@ -279,15 +280,6 @@ impl Handler<ReconfigurePassive> for TrafficWatcher {
         } else {
             self.cfg = msg.0;
         }
-    }
-}
-
-/// Test hook (feature `fake`): makes the actor panic inside a handler.
-#[cfg(feature = "fake")]
-impl Handler<crate::supervisor::Crash> for TrafficWatcher {
-    type Result = ();
-    fn handle(&mut self, _: crate::supervisor::Crash, _: &mut Self::Context) {
-        panic!("TrafficWatcher: crash requested by a test");
     }
 }
 

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use netfailover_actors::model::{DnsConfig, IfaceName};
+use netfailover_actors::model::{DnsConfig, IfaceName, IfaceNameError};
 
 use super::problems::Problem;
 use super::read_text;
@@ -19,11 +19,22 @@ pub struct DnsEntry {
     pub iface: Option<IfaceName>,
 }
 
+/// Why a `dnsServers` entry is dropped; printed with the file and line where it is reported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadDnsEntry {
+    #[error(transparent)]
+    Iface(#[from] IfaceNameError),
+    #[error("port {0:?} is not a number in 1..=65535")]
+    Port(String),
+    #[error("{0:?} is not an IP address")]
+    Addr(String),
+}
+
 /// Parses one `ADDR[#PORT][@IFACE]` entry (IPv6 addresses may be bracketed: `[2001:db8::1]#53`).
-pub fn parse_entry(entry: &str) -> Result<DnsEntry, String> {
+pub fn parse_entry(entry: &str) -> Result<DnsEntry, BadDnsEntry> {
     let (rest, iface) = match entry.rsplit_once('@') {
         Some((rest, iface)) => {
-            let iface = IfaceName::new(iface).map_err(|e| e.to_string())?;
+            let iface = IfaceName::new(iface)?;
             (rest, Some(iface))
         }
         None => (entry, None),
@@ -34,7 +45,7 @@ pub fn parse_entry(entry: &str) -> Result<DnsEntry, String> {
                 .parse()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("port {port:?} is not a number in 1..=65535"))?;
+                .ok_or_else(|| BadDnsEntry::Port(port.to_string()))?;
             (addr, port)
         }
         None => (rest, 53),
@@ -45,7 +56,7 @@ pub fn parse_entry(entry: &str) -> Result<DnsEntry, String> {
         .unwrap_or(addr);
     let ip: IpAddr = bare
         .parse()
-        .map_err(|_| format!("{addr:?} is not an IP address"))?;
+        .map_err(|_| BadDnsEntry::Addr(addr.to_string()))?;
     Ok(DnsEntry {
         server: SocketAddr::new(ip, port),
         iface,
@@ -159,6 +170,18 @@ mod tests {
         assert!(parse_entry("192.0.2.1#99999").is_err());
         assert!(parse_entry("192.0.2.1@").is_err());
         assert!(parse_entry("192.0.2.1@waytoolonginterfacename").is_err());
+        assert_eq!(
+            parse_entry("192.0.2.1#0"),
+            Err(BadDnsEntry::Port("0".to_string()))
+        );
+        assert_eq!(
+            parse_entry("dns.example").map_err(|e| e.to_string()),
+            Err("\"dns.example\" is not an IP address".to_string())
+        );
+        assert!(matches!(
+            parse_entry("192.0.2.1@a/b"),
+            Err(BadDnsEntry::Iface(IfaceNameError::BadChar { .. }))
+        ));
     }
 
     #[test]

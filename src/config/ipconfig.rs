@@ -274,7 +274,7 @@ fn address_or_route(
     };
     let addr = match parse_ip_of(fields.addr, fam) {
         Ok(a) => a,
-        Err(why) => return drop(r, why),
+        Err(why) => return drop(r, why.to_string()),
     };
     let max = match fam {
         Family::V4 => 32,
@@ -363,22 +363,45 @@ fn split_fields(value: &str, route: bool) -> Result<Fields<'_>, String> {
     })
 }
 
+/// Why a keyfile value is not an address of the family asked for; the reader prints it with
+/// the key and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadIp {
+    #[error("{0:?} is not an IP address")]
+    NotAnIp(String),
+    #[error("{0} is not an IPv4 address")]
+    NotV4(IpAddr),
+    #[error("{0} is not an IPv6 address")]
+    NotV6(IpAddr),
+}
+
 /// An address of the given family, or why not.
-pub fn parse_ip_of(s: &str, fam: Family) -> Result<IpAddr, String> {
+pub fn parse_ip_of(s: &str, fam: Family) -> Result<IpAddr, BadIp> {
     let ip: IpAddr = s
         .trim()
         .parse()
-        .map_err(|_| format!("{s:?} is not an IP address"))?;
+        .map_err(|_| BadIp::NotAnIp(s.to_string()))?;
     match (Family::of(&ip), fam) {
         (Family::V4, Family::V4) | (Family::V6, Family::V6) => Ok(ip),
-        (_, Family::V4) => Err(format!("{ip} is not an IPv4 address")),
-        (_, Family::V6) => Err(format!("{ip} is not an IPv6 address")),
+        (_, Family::V4) => Err(BadIp::NotV4(ip)),
+        (_, Family::V6) => Err(BadIp::NotV6(ip)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_of_the_wrong_family_say_so() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(parse_ip_of(" 192.0.2.1 ", Family::V4), Ok(v4));
+        assert_eq!(parse_ip_of("192.0.2.1", Family::V6), Err(BadIp::NotV6(v4)));
+        assert_eq!(
+            parse_ip_of("x", Family::V4).unwrap_err().to_string(),
+            "\"x\" is not an IP address"
+        );
+    }
 
     #[test]
     fn fields_split_on_any_separator_and_the_last_is_the_gateway() {

@@ -24,6 +24,17 @@ pub struct Entry {
     pub line: usize,
 }
 
+/// GLib's reason for refusing a value as a string; the reader prints it with the key and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadValue {
+    #[error("value {0:?} is not UTF-8")]
+    NotUtf8(String),
+    #[error("value {raw:?} has the invalid escape \\{escape}")]
+    BadEscape { raw: String, escape: char },
+    #[error("value {0:?} ends with an escape")]
+    TrailingEscape(String),
+}
+
 impl Entry {
     /// The value as a GKeyFile string (escapes decoded leniently: unknown escapes kept).
     pub fn string(&self) -> String {
@@ -32,9 +43,9 @@ impl Entry {
 
     /// The value as `g_key_file_get_string` returns it, or GLib's reason for refusing it (not
     /// UTF-8, an unknown escape, a `\\` at the end).
-    pub fn strict_string(&self) -> Result<String, String> {
+    pub fn strict_string(&self) -> Result<String, BadValue> {
         if !self.utf8 {
-            return Err(format!("value {:?} is not UTF-8", self.raw));
+            return Err(BadValue::NotUtf8(self.raw.clone()));
         }
         decode(&self.raw, true)
     }
@@ -241,7 +252,7 @@ fn unescape(raw: &str) -> String {
 
 /// GKeyFile escapes; `strict`: an unknown escape or a trailing `\\` is an error (as in
 /// `g_key_file_get_string`), otherwise it is kept as written.
-fn decode(raw: &str, strict: bool) -> Result<String, String> {
+fn decode(raw: &str, strict: bool) -> Result<String, BadValue> {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars();
     while let Some(c) = chars.next() {
@@ -256,9 +267,12 @@ fn decode(raw: &str, strict: bool) -> Result<String, String> {
             Some('r') => out.push('\r'),
             Some('\\') => out.push('\\'),
             Some(other) if strict => {
-                return Err(format!("value {raw:?} has the invalid escape \\{other}"))
+                return Err(BadValue::BadEscape {
+                    raw: raw.to_string(),
+                    escape: other,
+                })
             }
-            None if strict => return Err(format!("value {raw:?} ends with an escape")),
+            None if strict => return Err(BadValue::TrailingEscape(raw.to_string())),
             Some(other) => {
                 out.push('\\');
                 out.push(other);
@@ -317,6 +331,25 @@ mod tests {
         assert_eq!(parse("[a]\n\njunk\n").unwrap_err().line, 3);
         assert_eq!(parse("[a\n").unwrap_err().line, 1);
         assert_eq!(parse("[a]\n=v\n").unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn strict_strings_refuse_bad_escapes_as_glib_does() {
+        let kf = parse("[a]\nok=x\\sy\nbad=x\\qy\nend=x\\\n").unwrap();
+        assert_eq!(kf.get("a", "ok").unwrap().strict_string(), Ok("x y".into()));
+        assert_eq!(
+            kf.get("a", "bad").unwrap().strict_string(),
+            Err(BadValue::BadEscape {
+                raw: "x\\qy".into(),
+                escape: 'q'
+            })
+        );
+        assert_eq!(
+            kf.get("a", "end").unwrap().strict_string(),
+            Err(BadValue::TrailingEscape("x\\".into()))
+        );
+        // The lenient reading keeps what it cannot decode.
+        assert_eq!(kf.get("a", "bad").unwrap().string(), "x\\qy");
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! The facts and requests actors exchange: every message that crosses from one actor to another
+//! is defined here, grouped by the actor that handles it.
+//!
+//! Actors never name each other: each holds a [`crate::peers::Slot`] per message it sends, which
+//! the supervisor points at the handler's current incarnation (README, "Architecture"). So this
+//! module depends on data modules only (`model`, `ports`, `error`, `supervision`) and every actor
+//! module depends on it, never on another actor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Message;
+use tokio::time::Instant;
+
+use crate::error::EngineError;
+use crate::model::{Config, Connectivity, Family, IfaceName, LinkInfo};
+use crate::ports::{ProbeReport, ProbeRequest};
+
+// ---------------------------------------------------------------------------------------------
+// Handled by RouteManager
+// ---------------------------------------------------------------------------------------------
+
+/// A link appeared or changed (from LinkWatcher).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LinkChanged(pub LinkInfo);
+
+/// A link disappeared (from LinkWatcher).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LinkRemoved {
+    pub ifindex: u32,
+}
+
+/// Every link, after a (re)subscription or an overrun: replaces the model (from LinkWatcher).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct LinkSnapshot(pub Vec<LinkInfo>);
+
+/// Routes or addresses changed somewhere: reconcile (from LinkWatcher).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RoutesChanged;
+
+/// ProbeScheduler's verdict on an interface changed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ConnectivityChanged {
+    pub iface: IfaceName,
+    pub state: Connectivity,
+    pub reason: String,
+}
+
+/// The managed interfaces, now (from ProbeScheduler on its start, TrafficWatcher each period).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<Uplink>")]
+pub struct GetUplinks;
+
+/// A new configuration (SIGHUP; from the supervisor).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub Arc<Config>);
+
+/// Clean shutdown: remove penalties, leave owned routes at their configured metrics (from the
+/// supervisor).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// A managed interface as RouteManager reports it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Uplink {
+    pub name: IfaceName,
+    pub ifindex: u32,
+    /// Link up with carrier.
+    pub usable: bool,
+    pub dns: Vec<SocketAddr>,
+    /// Families with a known default route or gateway (see `ProbeRequest::routed`).
+    pub routed: Vec<Family>,
+    /// RouteManager's recorded state (UNKNOWN right after the link came back).
+    pub connectivity: Connectivity,
+    /// Configured IPv4 metric (before penalty): passive health ranks uplinks with it.
+    pub metric: u32,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handled by ProbeScheduler
+// ---------------------------------------------------------------------------------------------
+
+/// RouteManager's managed interfaces changed.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct UplinksChanged(pub Vec<Uplink>);
+
+/// RouteManager reset these interfaces (their link bounced inside one kernel message): their
+/// checks start over from UNKNOWN.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ResetChecks(pub Vec<IfaceName>);
+
+/// Passive health suspects `iface` (from TrafficWatcher): confirm with checks.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Confirm {
+    pub iface: IfaceName,
+    /// The interface's TCP round-trip time while healthy, if measured.
+    pub rtt: Option<Duration>,
+    /// The standby that would take over, to check once if its last result is stale.
+    pub standby: Option<IfaceName>,
+    pub reason: String,
+}
+
+/// A Prober finished a check; the reply says what next (`None`: stop).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<NextCheck>")]
+pub struct ProbeDone {
+    pub iface: IfaceName,
+    pub report: ProbeReport,
+}
+
+/// What a Prober does after a check.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NextCheck {
+    /// (Re)schedule the periodic timer for this delay.
+    After(Duration),
+    /// Confirming: check again at once with this deadline.
+    Confirm(Duration),
+    /// The confirmation ended well: leave the periodic timer as it is (or set this delay if
+    /// none is pending).
+    KeepTimer(Duration),
+}
+
+/// How an actor is ended on request.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum KillHow {
+    /// Aborted (`netfailover kill`): restarted at once, not counted as a failure.
+    Abort,
+    /// Test hook (feature `fake`): its task panics, as a bug in a handler would.
+    #[cfg(feature = "fake")]
+    Panic,
+}
+
+/// `netfailover kill prober:<iface>` (from the supervisor).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct KillProber {
+    pub iface: IfaceName,
+    pub how: KillHow,
+}
+
+/// `netfailover check <iface>` (from the supervisor).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<ProbeReport, EngineError>")]
+pub struct CheckIface(pub IfaceName);
+
+/// A new configuration (SIGHUP; from the supervisor).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ReconfigureChecks(pub Arc<Config>);
+
+// ---------------------------------------------------------------------------------------------
+// Handled by a Prober (sent by ProbeScheduler, its parent)
+// ---------------------------------------------------------------------------------------------
+
+/// Run a confirmation check now with this deadline (ignored while a check is in flight: its
+/// result serves as the confirmation).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ConfirmCheck(pub Duration);
+
+/// Re-target the checks (the interface's DNS servers or ifindex changed).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Retarget(pub ProbeRequest);
+
+/// Check now, outside the schedule, and reply with the result (`netfailover check`).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "ProbeReport")]
+pub struct CheckNow;
+
+// ---------------------------------------------------------------------------------------------
+// Handled by FlowResetter
+// ---------------------------------------------------------------------------------------------
+
+/// The route in use of `family` moved from one interface to another; the new routes are in the
+/// kernel already (from RouteManager, after apply).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RouteInUseMoved {
+    pub family: Family,
+    pub from: IfaceName,
+    pub from_ifindex: u32,
+    pub to: IfaceName,
+    /// Onto an uplink with a lower configured metric (the primary recovered).
+    pub failback: bool,
+    /// When RouteManager finished applying the routes.
+    pub at: Instant,
+}
+
+/// A new configuration (SIGHUP; from the supervisor).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ReconfigureFlows(pub Arc<Config>);
+
+// ---------------------------------------------------------------------------------------------
+// Handled by TrafficWatcher
+// ---------------------------------------------------------------------------------------------
+
+/// A new configuration (SIGHUP; from the supervisor): the sampling restarts with it.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ReconfigurePassive(pub Arc<Config>);
+
+// ---------------------------------------------------------------------------------------------
+// Handled by the Supervisor (from `EngineHandle`)
+// ---------------------------------------------------------------------------------------------
+
+/// End an actor by its `status` name (resilience testing).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Kill {
+    pub name: String,
+    pub how: KillHow,
+}
+
+/// Check one interface now.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<ProbeReport, EngineError>")]
+pub struct CheckNowFor(pub IfaceName);
+
+/// Apply a new configuration.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Reload(pub Config);
+
+/// Clean stop: penalties removed, then every child stopped.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct StopTree;
