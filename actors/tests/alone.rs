@@ -1,0 +1,396 @@
+//! Each actor started alone, without the tree: its ports are fakes and the actors it talks to
+//! are collectors (a recipient that records the messages it gets and answers from a closure).
+//! This is what the typed `Slot`s of `peers.rs` buy: no actor needs another to be tested.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::broadcast;
+
+use netfailover_actors::board::Board;
+use netfailover_actors::dispatcher::Dispatcher;
+use netfailover_actors::event_log::EventLog;
+use netfailover_actors::fake::{FakeKernel, FakeProbe, FakeScripts, FakeTraffic, MemJournal};
+use netfailover_actors::flow_resetter::FlowResetter;
+use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
+use netfailover_actors::messages::{
+    Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, NextCheck,
+    ProbeDone, RouteInUseMoved, RoutesChanged, Uplink,
+};
+use netfailover_actors::model::{
+    CheckConfig, Config, Connectivity, Event, EventKind, Family, IfaceName, LinkKind,
+};
+use netfailover_actors::peers::Slot;
+use netfailover_actors::ports::{ProbeRequest, Verdict};
+use netfailover_actors::probe_scheduler::{ProbeDeps, ProbeScheduler};
+use netfailover_actors::prober::Prober;
+use netfailover_actors::traffic_watcher::{TrafficDeps, TrafficWatcher};
+
+// ---------------------------------------------------------------------------------------------
+// The collector
+// ---------------------------------------------------------------------------------------------
+
+type Reply<M> = Box<dyn FnMut(&M) -> <M as Message>::Result>;
+
+/// Records every `M` it receives and answers with `reply`.
+struct Collector<M: Message> {
+    seen: Arc<Mutex<Vec<M>>>,
+    reply: Reply<M>,
+}
+
+impl<M: Message + Unpin + 'static> Actor for Collector<M> {
+    type Context = Context<Self>;
+}
+
+impl<M> Handler<M> for Collector<M>
+where
+    M: Message + Unpin + 'static,
+    M::Result: 'static,
+{
+    type Result = MessageResult<M>;
+    fn handle(&mut self, msg: M, _: &mut Self::Context) -> Self::Result {
+        let answer = (self.reply)(&msg);
+        self.seen
+            .lock()
+            .expect("no test panics holding it")
+            .push(msg);
+        MessageResult(answer)
+    }
+}
+
+/// What a collector has received so far.
+struct Seen<M>(Arc<Mutex<Vec<M>>>);
+
+impl<M: Clone> Seen<M> {
+    fn all(&self) -> Vec<M> {
+        self.0.lock().expect("no test panics holding it").clone()
+    }
+}
+
+/// A started collector answering with `reply`, as a slot and a view of what it got.
+fn collector<M>(reply: impl FnMut(&M) -> M::Result + 'static) -> (Slot<M>, Seen<M>)
+where
+    M: Message + Send + Unpin + 'static,
+    M::Result: Send + 'static,
+{
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let addr = Collector {
+        seen: seen.clone(),
+        reply: Box::new(reply),
+    }
+    .start();
+    (Slot::to(addr.recipient()), Seen(seen))
+}
+
+/// A collector of messages without an answer.
+fn sink<M>() -> (Slot<M>, Seen<M>)
+where
+    M: Message<Result = ()> + Send + Unpin + 'static,
+{
+    collector(|_| ())
+}
+
+async fn settle() {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Lets virtual time pass (timers fire in order as the paused clock auto-advances).
+async fn pass(d: Duration) {
+    tokio::time::sleep(d).await;
+    settle().await;
+}
+
+fn name(n: &str) -> IfaceName {
+    IfaceName::new(n).expect("a valid test name")
+}
+
+fn checks_on() -> Config {
+    Config {
+        check: CheckConfig {
+            uri: "http://192.0.2.80/check".into(),
+            ..CheckConfig::default()
+        },
+        ..Config::default()
+    }
+}
+
+fn uplink(n: &str, ifindex: u32, metric: u32, connectivity: Connectivity) -> Uplink {
+    Uplink {
+        name: name(n),
+        ifindex,
+        usable: true,
+        dns: vec![],
+        routed: vec![Family::V4],
+        connectivity,
+        metric,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// LinkWatcher
+// ---------------------------------------------------------------------------------------------
+
+#[actix::test]
+async fn link_watcher_alone_dumps_then_forwards_changes() {
+    tokio::time::pause();
+    let kernel = FakeKernel::new();
+    let eth0 = kernel.add_link("eth0", LinkKind::Other);
+    let (changed, changes) = sink::<LinkChanged>();
+    let (removed, removals) = sink::<LinkRemoved>();
+    let (snapshot, snapshots) = sink::<LinkSnapshot>();
+    let (routes, _) = sink::<RoutesChanged>();
+    let to = LinkFacts {
+        changed,
+        removed,
+        snapshot,
+        routes,
+    };
+    let _watcher = LinkWatcher::new(Arc::new(kernel.clone()), to).start();
+    settle().await;
+    let dumps = snapshots.all();
+    assert_eq!(dumps.len(), 1, "one dump after subscribing");
+    assert_eq!(
+        dumps[0].0.iter().map(|l| l.ifindex).collect::<Vec<_>>(),
+        [eth0]
+    );
+
+    kernel.set_carrier("eth0", false);
+    settle().await;
+    let last = changes
+        .all()
+        .pop()
+        .expect("the carrier change was forwarded");
+    assert_eq!((last.0.ifindex, last.0.carrier), (eth0, false));
+
+    kernel.overrun();
+    settle().await;
+    assert_eq!(snapshots.all().len(), 2, "an overrun dumps again");
+
+    kernel.remove_link("eth0");
+    settle().await;
+    assert_eq!(
+        removals.all().iter().map(|r| r.ifindex).collect::<Vec<_>>(),
+        [eth0]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prober
+// ---------------------------------------------------------------------------------------------
+
+fn request(routed: Vec<Family>) -> ProbeRequest {
+    ProbeRequest {
+        iface: name("eth0"),
+        ifindex: 2,
+        dns: vec![],
+        routed,
+    }
+}
+
+#[actix::test]
+async fn prober_alone_checks_at_once_then_on_the_schedule_it_is_given() {
+    tokio::time::pause();
+    let probe = FakeProbe::default();
+    probe.set("eth0", Verdict::Full);
+    let (done, results) =
+        collector::<ProbeDone>(|_| Some(NextCheck::After(Duration::from_secs(10))));
+    let done = done.get().expect("filled");
+    let prober = Prober::new(
+        request(vec![Family::V4]),
+        Arc::new(probe.clone()),
+        done,
+        Duration::from_secs(5),
+    )
+    .start();
+    pass(Duration::from_millis(100)).await;
+    let first = results.all();
+    assert_eq!(first.len(), 1, "a check at start");
+    assert_eq!(
+        (first[0].iface.as_str(), first[0].report.verdict),
+        ("eth0", Verdict::Full)
+    );
+    pass(Duration::from_secs(5)).await;
+    assert_eq!(
+        results.all().len(),
+        1,
+        "nothing before the 10 s it was told"
+    );
+    pass(Duration::from_secs(5)).await;
+    assert_eq!(results.all().len(), 2, "the next check after 10 s");
+    assert!(prober.connected());
+}
+
+#[actix::test]
+async fn prober_alone_answers_none_without_a_route_and_stops_when_told() {
+    tokio::time::pause();
+    let probe = FakeProbe::default();
+    probe.set("eth0", Verdict::Full);
+    let (done, results) = collector::<ProbeDone>(|_| None);
+    let prober = Prober::new(
+        request(vec![]),
+        Arc::new(probe.clone()),
+        done.get().expect("filled"),
+        Duration::from_secs(5),
+    )
+    .start();
+    settle().await;
+    let got = results.all();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].report.verdict, Verdict::None, "{:?}", got[0].report);
+    assert!(probe.checks("eth0").is_empty(), "no check without a route");
+    assert!(!prober.connected(), "a `None` reply stops the prober");
+}
+
+// ---------------------------------------------------------------------------------------------
+// ProbeScheduler
+// ---------------------------------------------------------------------------------------------
+
+#[actix::test]
+async fn probe_scheduler_alone_asks_for_uplinks_and_reports_connectivity() {
+    tokio::time::pause();
+    let probe = FakeProbe::default();
+    probe.set("eth0", Verdict::Full);
+    let (get_uplinks, asked) =
+        collector::<GetUplinks>(|_| vec![uplink("eth0", 2, 100, Connectivity::Unknown)]);
+    let (connectivity, facts) = sink::<ConnectivityChanged>();
+    let deps = ProbeDeps {
+        probe: Arc::new(probe.clone()),
+        connectivity,
+        get_uplinks,
+        board: Board::default(),
+    };
+    let scheduler = ProbeScheduler::new(Arc::new(checks_on()), deps).start();
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(asked.all().len(), 1, "asked RouteManager once, on start");
+    assert_eq!(probe.checks("eth0").len(), 1, "its Prober checked at once");
+    let got: Vec<(String, Connectivity)> = facts
+        .all()
+        .into_iter()
+        .map(|c| (c.iface.to_string(), c.state))
+        .collect();
+    assert_eq!(got, [("eth0".to_string(), Connectivity::Full)]);
+    assert!(scheduler.connected());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dispatcher
+// ---------------------------------------------------------------------------------------------
+
+fn event(kind: EventKind) -> Event {
+    Event {
+        id: 0,
+        kind,
+        iface: Some(name("eth0")),
+        state: Connectivity::Full,
+        previous: Connectivity::Unknown,
+        reason: String::new(),
+        connection_id: None,
+        connection_uuid: None,
+        ip4_gateway: None,
+        ip4_nameservers: vec![],
+        at_unix_ms: 0,
+    }
+}
+
+#[actix::test]
+async fn dispatcher_alone_delivers_pending_events_in_order() {
+    tokio::time::pause();
+    let (tx, _) = broadcast::channel(16);
+    let log = EventLog::new(Arc::new(MemJournal::default()), tx, Board::default(), 100);
+    log.push(event(EventKind::Up));
+    log.push(event(EventKind::ConnectivityChange));
+    let scripts = FakeScripts::default();
+    let _dispatcher = Dispatcher::new(Arc::new(scripts.clone()), log.clone()).start();
+    pass(Duration::from_secs(1)).await;
+    let kinds: Vec<EventKind> = scripts.finished().iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::Up, EventKind::ConnectivityChange]);
+    assert!(
+        log.pending_ids().is_empty(),
+        "delivered events leave the log"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// FlowResetter
+// ---------------------------------------------------------------------------------------------
+
+fn moved(failback: bool) -> RouteInUseMoved {
+    RouteInUseMoved {
+        family: Family::V4,
+        from: name("eth0"),
+        from_ifindex: 2,
+        to: name("wlan0"),
+        failback,
+        at: tokio::time::Instant::now(),
+    }
+}
+
+#[actix::test]
+async fn flow_resetter_alone_resets_a_failover_but_not_a_failback_by_default() {
+    tokio::time::pause();
+    let kernel = FakeKernel::new();
+    let flows = netfailover_actors::fake::FakeFlows::watching(kernel);
+    let board = Board::default();
+    let resetter = FlowResetter::new(
+        Arc::new(Config::default()),
+        Arc::new(flows.clone()),
+        board.clone(),
+    )
+    .start();
+    resetter.do_send(moved(false));
+    settle().await;
+    resetter.do_send(moved(true));
+    settle().await;
+    let resets = flows.resets();
+    assert_eq!(resets.len(), 1, "the failover only");
+    assert_eq!(
+        (resets[0].scope.iface.as_str(), resets[0].scope.ifindex),
+        ("eth0", 2)
+    );
+    assert_eq!(board.flow_resets().len(), 1, "recorded on the board");
+}
+
+// ---------------------------------------------------------------------------------------------
+// TrafficWatcher
+// ---------------------------------------------------------------------------------------------
+
+#[actix::test]
+async fn traffic_watcher_alone_asks_to_confirm_a_stall_naming_the_standby() {
+    tokio::time::pause();
+    let traffic = FakeTraffic::default();
+    traffic.busy(2, "eth0");
+    let (get_uplinks, _) = collector::<GetUplinks>(|_| {
+        vec![
+            uplink("eth0", 2, 100, Connectivity::Full),
+            uplink("wlan0", 3, 600, Connectivity::Full),
+        ]
+    });
+    let (confirm, confirms) = sink::<Confirm>();
+    let deps = TrafficDeps {
+        traffic: Arc::new(traffic.clone()),
+        get_uplinks,
+        confirm,
+        board: Board::default(),
+    };
+    let _watcher = TrafficWatcher::new(Arc::new(checks_on()), deps).start();
+    for _ in 0..30 {
+        pass(Duration::from_secs(1)).await;
+    }
+    assert!(traffic.samples() > 0, "it samples");
+    assert!(confirms.all().is_empty(), "healthy traffic asks nothing");
+    traffic.stall(2, true);
+    // Bounded: the default window is a few seconds; a minute is far past it.
+    for _ in 0..60 {
+        pass(Duration::from_secs(1)).await;
+        if !confirms.all().is_empty() {
+            break;
+        }
+    }
+    let got = confirms.all();
+    let first = got.first().expect("a stall is reported within a minute");
+    assert_eq!(first.iface.as_str(), "eth0");
+    assert_eq!(first.standby.as_ref().map(|s| s.as_str()), Some("wlan0"));
+}
