@@ -27,6 +27,7 @@ use netfailover_actors::model::IfaceName;
 use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::ProbeReport;
 use netfailover_actors::status::{EngineStatus, HistoryEntry};
+use netfailover_actors::EngineError;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -118,8 +119,8 @@ impl Reply {
 /// What the control socket needs from the engine.
 pub trait ControlBackend {
     fn status(&self) -> LocalBoxFuture<'_, EngineStatus>;
-    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>>;
-    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>>;
+    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, EngineError>>;
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), EngineError>>;
     /// Dispatcher events and flow resets, oldest first.
     fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>>;
     /// The configuration's problems as printed (`FILE:LINE: error: …`), shown by `status` as
@@ -404,12 +405,13 @@ pub async fn answer(line: &[u8], backend: &dyn ControlBackend) -> Reply {
             Err(e) => Reply::error(e.to_string()),
             Ok(iface) => match backend.check(iface).await {
                 Ok(report) => to_value(serde_json::to_value(report)),
-                Err(e) => Reply::error(e),
+                // The edge: the typed error becomes the reply's text here.
+                Err(e) => Reply::error(e.to_string()),
             },
         },
         Request::Kill { actor } => match backend.kill(actor).await {
             Ok(()) => Reply::data(serde_json::Value::Null),
-            Err(e) => Reply::error(e),
+            Err(e) => Reply::error(e.to_string()),
         },
         Request::Version => Reply::data(serde_json::json!({
             "protocol": PROTOCOL_VERSION,

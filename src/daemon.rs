@@ -15,7 +15,7 @@ use futures::future::LocalBoxFuture;
 use netfailover_actors::model::{EventKind, IfaceName};
 use netfailover_actors::ports::ProbeReport;
 use netfailover_actors::status::{EngineStatus, HistoryEntry};
-use netfailover_actors::EngineHandle;
+use netfailover_actors::{EngineError, EngineHandle};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::agent::{Agent, AgentError, AgentHandle, Subscription};
@@ -123,12 +123,12 @@ impl ControlBackend for EngineBackend {
         Box::pin(async move { self.0.status() })
     }
 
-    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>> {
-        Box::pin(async move { self.0.check_now(&iface).await.map_err(|e| e.to_string()) })
+    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, EngineError>> {
+        Box::pin(async move { self.0.check_now(&iface).await })
     }
 
-    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.0.kill(&actor).await.map_err(|e| e.to_string()) })
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move { self.0.kill(&actor).await })
     }
 
     fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
@@ -152,11 +152,11 @@ impl ControlBackend for DaemonBackend {
         self.engine.status()
     }
 
-    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>> {
+    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, EngineError>> {
         self.engine.check(iface)
     }
 
-    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), EngineError>> {
         self.engine.kill(actor)
     }
 

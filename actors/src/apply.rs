@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{IfaceAddr, IfaceName, KernelRoute, RpFilterPolicy};
 use crate::plan::{Plan, RTPROT_RA};
-use crate::ports::{PortError, RouteTable, Sysctl};
+use crate::ports::{PortError, PortErrorKind, RouteTable, Sysctl};
 
 /// What applying a plan did.
 #[derive(Default)]
@@ -66,7 +66,10 @@ async fn apply_settings(
                 }
             }
             // Kernels before 5.16 have no ra_defrtr_metric; nothing to retry.
-            Err(PortError::NotFound { .. }) => out.ra_metric.push((*ifindex, *metric)),
+            Err(PortError {
+                kind: PortErrorKind::NotFound,
+                ..
+            }) => out.ra_metric.push((*ifindex, *metric)),
             Err(e) => out.failures.push(e),
         }
     }
@@ -97,7 +100,11 @@ async fn apply_routes(routes: &dyn RouteTable, plan: &Plan, out: &mut Applied) {
     for r in plan.ops.delete.iter().chain(&plan.ra_delete) {
         tracing::info!(ifindex = r.ifindex, metric = r.metric, protocol = r.protocol, gateway = ?r.gateway, "deleting default route");
         match routes.delete(r.clone()).await {
-            Ok(()) | Err(PortError::NotFound { .. }) => {
+            Ok(())
+            | Err(PortError {
+                kind: PortErrorKind::NotFound,
+                ..
+            }) => {
                 if r.protocol == RTPROT_RA {
                     out.ra_deleted.push(r.ifindex);
                 }

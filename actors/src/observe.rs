@@ -2,7 +2,7 @@
 //!
 //! Owns: [`EngineEvent`] (what changed), [`Snapshot`] (the whole view at one instant), and the
 //! diff that turns a new interface list on the status board into events. Every event is sent
-//! on the board's broadcast channel *while the board is locked* (see `status.rs`), and a
+//! on the board's broadcast channel *while the board is locked* (see `board.rs`), and a
 //! subscription takes its snapshot under the same lock, so a subscriber's snapshot plus the
 //! events that follow it are exactly the board's history from that instant: a late subscriber
 //! misses nothing it needs to rebuild its view.

@@ -16,28 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Connectivity, Event, Family, IfaceAddr, IfaceName, KernelRoute, LinkInfo};
 
-/// Error from a port: what was attempted and what the OS said.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PortError {
-    /// The object already exists (netlink EEXIST).
-    #[error("{what}: already exists")]
-    Exists { what: String },
-    /// The object does not exist (netlink ESRCH/ENOENT, a missing interface).
-    #[error("{what}: not found")]
-    NotFound { what: String },
-    /// Anything else, with the OS's words.
-    #[error("{what}: {message}")]
-    Failed { what: String, message: String },
-}
-
-impl PortError {
-    pub fn failed(what: impl Into<String>, message: impl ToString) -> Self {
-        PortError::Failed {
-            what: what.into(),
-            message: message.to_string(),
-        }
-    }
-}
+pub use crate::error::{PortError, PortErrorKind};
 
 pub type PortResult<T> = Result<T, PortError>;
 

@@ -346,6 +346,7 @@ impl Actor for RouteManager {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("route_manager").entered();
         let store = self.deps.store.clone();
         let links = self.deps.links.clone();
         let load = async move { (store.load().await, links.dump().await) };
@@ -374,6 +375,9 @@ struct Reconcile;
 impl Handler<LinkChanged> for RouteManager {
     type Result = ();
     fn handle(&mut self, msg: LinkChanged, ctx: &mut Self::Context) {
+        let _span =
+            tracing::info_span!("route_manager", iface = %msg.0.name, ifindex = msg.0.ifindex)
+                .entered();
         self.on_link(msg.0);
         self.request_reconcile(ctx);
     }
@@ -382,6 +386,7 @@ impl Handler<LinkChanged> for RouteManager {
 impl Handler<LinkRemoved> for RouteManager {
     type Result = ();
     fn handle(&mut self, msg: LinkRemoved, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("route_manager", ifindex = msg.ifindex).entered();
         self.state.model.links.remove(&msg.ifindex);
         self.state.done.forget_link(msg.ifindex);
         self.request_reconcile(ctx);
@@ -410,6 +415,8 @@ impl Handler<RoutesChanged> for RouteManager {
 impl Handler<ConnectivityChanged> for RouteManager {
     type Result = ();
     fn handle(&mut self, msg: ConnectivityChanged, ctx: &mut Self::Context) {
+        let _span =
+            tracing::info_span!("route_manager", iface = %msg.iface, state = ?msg.state).entered();
         if !self.state.model.usable_managed(&msg.iface) {
             // A late result for a link that is gone: the link fact already set NONE.
             return;
@@ -466,6 +473,7 @@ impl Handler<Shutdown> for RouteManager {
 impl Handler<Reconcile> for RouteManager {
     type Result = ();
     fn handle(&mut self, _: Reconcile, ctx: &mut Self::Context) {
+        let _span = tracing::info_span!("route_manager").entered();
         ctx.wait(self.reconcile_fut());
     }
 }

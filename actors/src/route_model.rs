@@ -39,6 +39,9 @@ pub struct RouteModel {
     /// after the last applied reconcile, with its ifindex. Empty after a (re)start, so a restart
     /// never reports a move.
     pub in_use: BTreeMap<Family, (IfaceName, u32)>,
+    /// Per family, a move off an interface whose state was still UNKNOWN, held until that
+    /// state is known (see [`RouteModel::moves`]).
+    pub held_moves: BTreeMap<Family, RouteInUseMoved>,
 }
 
 impl RouteModel {
@@ -111,6 +114,12 @@ impl RouteModel {
 
     /// Per family, the move of the route in use to another interface since the last call, if
     /// any (`at`: when the routes were applied).
+    ///
+    /// A move off an interface still UNKNOWN while checks are on (its first check after a
+    /// start or a reset is running: it is penalised for not being FULL yet, not failing) is
+    /// held: when the route comes back to it before its state is known, nothing moved for its
+    /// flows (a start-up blip, the backup checked first); when its state becomes known first,
+    /// the move is reported then.
     pub fn moves(&mut self, cfg: &Config, at: Instant) -> Vec<RouteInUseMoved> {
         let mut out = Vec::new();
         for family in [Family::V4, Family::V6] {
@@ -120,6 +129,7 @@ impl RouteModel {
                 .filter(|((_, f), _)| *f == family)
                 .min_by_key(|(_, r)| r.metric)
                 .map(|((name, _), r)| (name.clone(), r.ifindex));
+            out.extend(self.release_held(family, now.as_ref().map(|n| &n.0), at));
             let before = match &now {
                 Some(n) => self.in_use.insert(family, n.clone()),
                 // No route at all: nothing moved *to* another interface; keep the last one so
@@ -140,16 +150,43 @@ impl RouteModel {
             };
             let failback =
                 matches!((metric_of(&to), metric_of(&from)), (Some(t), Some(f)) if t < f);
-            out.push(RouteInUseMoved {
+            let moved = RouteInUseMoved {
                 family,
                 from,
                 from_ifindex,
                 to,
                 failback,
                 at,
-            });
+            };
+            if cfg.check.enabled() && self.connectivity(&moved.from) == Connectivity::Unknown {
+                tracing::debug!(family = ?family, from = %moved.from, to = %moved.to, "route in use left an interface not checked yet; held until its state is known");
+                self.held_moves.insert(family, moved);
+            } else {
+                out.push(moved);
+            }
         }
         out
+    }
+
+    /// The held move of `family`, once its interface's state is known and the route in use
+    /// (`now`) has not come back to it; dropped when it has.
+    fn release_held(
+        &mut self,
+        family: Family,
+        now: Option<&IfaceName>,
+        at: Instant,
+    ) -> Option<RouteInUseMoved> {
+        let held = self.held_moves.get(&family)?;
+        if now == Some(&held.from) {
+            self.held_moves.remove(&family);
+            return None;
+        }
+        if self.connectivity(&held.from) == Connectivity::Unknown {
+            return None;
+        }
+        let mut moved = self.held_moves.remove(&family)?;
+        moved.at = at;
+        Some(moved)
     }
 
     /// Turns a transition's change into a dispatcher event: what scripts read about the

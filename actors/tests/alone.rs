@@ -275,6 +275,57 @@ async fn probe_scheduler_alone_asks_for_uplinks_and_reports_connectivity() {
     assert!(scheduler.connected());
 }
 
+#[actix::test]
+async fn probe_scheduler_alone_restarts_a_prober_whose_port_panicked() {
+    tokio::time::pause();
+    let probe = FakeProbe::default();
+    probe.set("eth0", Verdict::Full);
+    probe.panic_next("eth0");
+    let (get_uplinks, _) =
+        collector::<GetUplinks>(|_| vec![uplink("eth0", 2, 100, Connectivity::Unknown)]);
+    let (connectivity, facts) = sink::<ConnectivityChanged>();
+    let board = Board::default();
+    let deps = ProbeDeps {
+        probe: Arc::new(probe.clone()),
+        connectivity,
+        get_uplinks,
+        board: board.clone(),
+    };
+    let scheduler = ProbeScheduler::new(Arc::new(checks_on()), deps).start();
+    pass(Duration::from_millis(50)).await;
+    assert!(
+        facts.all().is_empty(),
+        "the first check panicked: no verdict yet"
+    );
+    // The prober's back-off starts at 100 ms.
+    pass(Duration::from_millis(500)).await;
+    assert_eq!(
+        probe.checks("eth0").len(),
+        2,
+        "the restarted prober checked again"
+    );
+    assert_eq!(
+        facts.all().iter().map(|c| c.state).collect::<Vec<_>>(),
+        [Connectivity::Full]
+    );
+    let status = board.snapshot();
+    let prober = status
+        .actors
+        .iter()
+        .find(|a| a.name == "prober:eth0")
+        .expect("the prober is on the board");
+    assert!(prober.running, "{prober:?}");
+    assert_eq!(
+        (
+            prober.restarts,
+            prober.kills,
+            prober.last_failure.as_deref()
+        ),
+        (1, 0, Some("panicked"))
+    );
+    assert!(scheduler.connected(), "only the prober failed");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dispatcher
 // ---------------------------------------------------------------------------------------------

@@ -904,6 +904,51 @@ async fn failover_resets_the_flows_pinned_to_the_demoted_uplink_after_the_routes
         .contains(&sock("198.51.100.130", "203.0.113.10")));
 }
 
+/// At start the backup's first check can finish before the primary's: the route in use then
+/// flaps off the unchecked (UNKNOWN) primary and back within one check. Nothing failed, so
+/// nothing is reset (the primary's connections survive a blip); once the primary has been
+/// FULL, a real failover resets as usual.
+#[actix::test]
+async fn a_start_where_the_backup_is_checked_first_resets_nothing() {
+    let w = world_with_flows();
+    w.probe.set_behaviour(
+        "eth0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(500)),
+    );
+    let _h = started(&w, config()).await;
+    pass(Duration::from_secs(2)).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+    assert!(w.flows.resets().is_empty(), "{:?}", w.flows.resets());
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    assert_eq!(w.flows.resets().len(), 1);
+    assert_eq!(w.flows.resets()[0].scope.iface.as_str(), "eth0");
+}
+
+/// The same start with a primary whose first checks fail: the move off it is held while it is
+/// UNKNOWN and reported once its state is known and the route has not come back.
+#[actix::test]
+async fn a_move_off_an_unchecked_primary_resets_once_its_checks_fail() {
+    let w = world_with_flows();
+    w.probe.set_behaviour(
+        "eth0",
+        ProbeBehaviour::Answer(Verdict::Limited, Duration::from_millis(500)),
+    );
+    let cfg = config();
+    let _h = started(&w, cfg.clone()).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
+    assert!(
+        w.flows.resets().is_empty(),
+        "held while eth0 is not checked"
+    );
+    pass(cfg.check.recheck_max + cfg.check.timeout * 4).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
+    let resets = w.flows.resets();
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!(resets[0].scope.iface.as_str(), "eth0");
+    assert_eq!(resets[0].route_in_use.as_deref(), Some("wlan0"));
+}
+
 #[actix::test]
 async fn failback_resets_when_configured_and_disabled_resets_nothing() {
     let w = world_with_flows();

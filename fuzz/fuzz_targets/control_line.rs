@@ -9,6 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use netfailover::control::{self, ControlBackend};
 use netfailover::engine::model::IfaceName;
 use netfailover::engine::ports::{ProbeReport, Verdict};
+use netfailover::engine::EngineError;
 use netfailover::engine::status::{EngineStatus, HistoryEntry};
 
 struct Stub;
@@ -18,7 +19,7 @@ impl ControlBackend for Stub {
         Box::pin(async { EngineStatus::default() })
     }
 
-    fn check(&self, _: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>> {
+    fn check(&self, _: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, EngineError>> {
         Box::pin(async {
             Ok(ProbeReport {
                 verdict: Verdict::Full,
@@ -30,8 +31,8 @@ impl ControlBackend for Stub {
         })
     }
 
-    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { Err(format!("no actor named {actor}")) })
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move { Err(EngineError::UnknownActor { name: actor }) })
     }
 
     fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {

@@ -18,10 +18,11 @@
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures::future::{self, BoxFuture, FutureExt};
 use netfailover_actors::model::IfaceName;
-use netfailover_actors::ports::{PortError, PortResult, Sysctl};
+use netfailover_actors::ports::{PortError, PortErrorKind, PortResult, Sysctl};
 
 /// Where network sysctls live.
 const PROC_SYS: &str = "/proc/sys";
@@ -52,12 +53,12 @@ impl From<SysctlError> for PortError {
     fn from(e: SysctlError) -> Self {
         match &e {
             SysctlError::Io { key, source, .. } if source.kind() == ErrorKind::NotFound => {
-                PortError::NotFound {
-                    what: format!("sysctl {key}"),
-                }
+                let what = format!("sysctl {key}");
+                PortError::new(PortErrorKind::NotFound, what, Some(Arc::new(e)))
             }
             SysctlError::BadKey { key, .. } | SysctlError::Io { key, .. } => {
-                PortError::failed(format!("sysctl {key}"), e.to_string())
+                // The SysctlError stays the source: its io::Error carries the errno.
+                PortError::failed(format!("sysctl {key}"), e)
             }
         }
     }
@@ -204,6 +205,15 @@ mod tests {
             .read_now("net.ipv4.conf.nf-absent0.rp_filter")
             .unwrap_err()
             .into();
-        assert!(matches!(got, PortError::NotFound { .. }), "{got:?}");
+        assert!(
+            matches!(
+                got,
+                PortError {
+                    kind: PortErrorKind::NotFound,
+                    ..
+                }
+            ),
+            "{got:?}"
+        );
     }
 }

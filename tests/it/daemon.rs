@@ -14,6 +14,7 @@ use netfailover::control::{self, ControlBackend, ControlError, Request};
 use netfailover::engine::model::{Connectivity, IfaceName};
 use netfailover::engine::ports::{ProbeReport, Verdict};
 use netfailover::engine::status::{ActorStatus, EngineStatus, EventRecord, HistoryEntry};
+use netfailover::engine::EngineError;
 
 /// An engine stand-in: a fixed status, checks that succeed for `eth0` only, kills of known
 /// actor names.
@@ -36,7 +37,7 @@ impl ControlBackend for Stub {
         })
     }
 
-    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>> {
+    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, EngineError>> {
         Box::pin(async move {
             if iface.as_str() == "eth0" {
                 Ok(ProbeReport {
@@ -47,17 +48,20 @@ impl ControlBackend for Stub {
                     elapsed: Duration::from_millis(3),
                 })
             } else {
-                Err(format!("{iface} is not managed"))
+                Err(EngineError::CannotCheck {
+                    iface: iface.to_string(),
+                    reason: "not managed".into(),
+                })
             }
         })
     }
 
-    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), EngineError>> {
         Box::pin(async move {
             if actor == "dispatcher" {
                 Ok(())
             } else {
-                Err(format!("no actor named {actor}"))
+                Err(EngineError::UnknownActor { name: actor })
             }
         })
     }
@@ -1287,11 +1291,16 @@ impl ControlBackend for FollowStub {
     fn status(&self) -> LocalBoxFuture<'_, EngineStatus> {
         Stub.status()
     }
-    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, String>> {
-        Box::pin(async move { Err(format!("{iface}: not in this stub")) })
+    fn check(&self, iface: IfaceName) -> LocalBoxFuture<'_, Result<ProbeReport, EngineError>> {
+        Box::pin(async move {
+            Err(EngineError::CannotCheck {
+                iface: iface.to_string(),
+                reason: "not in this stub".into(),
+            })
+        })
     }
-    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { Err(format!("{actor}: not in this stub")) })
+    fn kill(&self, actor: String) -> LocalBoxFuture<'_, Result<(), EngineError>> {
+        Box::pin(async move { Err(EngineError::UnknownActor { name: actor }) })
     }
     fn events(&self) -> LocalBoxFuture<'_, Vec<HistoryEntry>> {
         Box::pin(async { Vec::new() })

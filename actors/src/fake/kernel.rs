@@ -382,9 +382,7 @@ impl RouteTable for FakeKernel {
                 .iter()
                 .any(|k| k.family == route.family && k.metric == route.metric)
             {
-                return Err(PortError::Exists {
-                    what: format!("route metric {}", route.metric),
-                });
+                return Err(PortError::exists(format!("route metric {}", route.metric)));
             }
             s.routes.push(route);
             Ok(())
@@ -407,9 +405,10 @@ impl RouteTable for FakeKernel {
             let before = s.routes.len();
             s.routes.retain(|k| k != &route);
             if s.routes.len() == before {
-                return Err(PortError::NotFound {
-                    what: format!("route metric {}", route.metric),
-                });
+                return Err(PortError::not_found(format!(
+                    "route metric {}",
+                    route.metric
+                )));
             }
             Ok(())
         });
@@ -436,7 +435,7 @@ impl Sysctl for FakeKernel {
             .sysctls
             .get(&key)
             .cloned()
-            .ok_or(PortError::NotFound { what: key });
+            .ok_or(PortError::not_found(key));
         async move { v }.boxed()
     }
 

@@ -25,6 +25,8 @@ struct ProbeState {
     behaviour: HashMap<IfaceName, ProbeBehaviour>,
     checks: Vec<(IfaceName, tokio::time::Instant)>,
     last_request: HashMap<IfaceName, ProbeRequest>,
+    /// Interfaces whose next check panics (crash injection through the port).
+    panic_next: Vec<IfaceName>,
 }
 
 /// A probe whose answers the test sets per interface (FULL after 10 ms by default).
@@ -44,6 +46,13 @@ impl FakeProbe {
     pub fn set_behaviour(&self, iface: &str, b: ProbeBehaviour) {
         let name = IfaceName::new(iface).expect("fake probe: bad interface name in test");
         lock(&self.state).behaviour.insert(name, b);
+    }
+
+    /// The next check of `iface` panics inside the caller's task, as a bug in an adapter would:
+    /// the Prober that runs it fails and its supervisor restarts it.
+    pub fn panic_next(&self, iface: &str) {
+        let name = IfaceName::new(iface).expect("fake probe: bad interface name in test");
+        lock(&self.state).panic_next.push(name);
     }
 
     /// The last request checked on `iface`.
@@ -81,7 +90,17 @@ impl Probe for FakeProbe {
                 Verdict::Full,
                 Duration::from_millis(10),
             ));
+        let panics = match s.panic_next.iter().position(|n| n == &request.iface) {
+            Some(i) => {
+                s.panic_next.remove(i);
+                true
+            }
+            None => false,
+        };
+        drop(s);
         async move {
+            // In the future, not under the lock: the panic unwinds through the caller's task.
+            assert!(!panics, "fake probe: panic requested by the test");
             match b {
                 ProbeBehaviour::Answer(verdict, delay) => {
                     tokio::time::sleep(delay).await;

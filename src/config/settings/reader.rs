@@ -88,7 +88,7 @@ impl<'a> Reader<'a> {
                 Ok(_) => {
                     table.insert(k, v);
                 }
-                Err(e) => self.reject(S::NAME, &key, Invalid::Type(e.message().to_string())),
+                Err(e) => self.reject(S::NAME, &key, Invalid::Type(e)),
             }
         }
         let mut unknown = Vec::new();
@@ -96,7 +96,7 @@ impl<'a> Reader<'a> {
             deserialize::<S>(table.clone(), &mut |path| unknown.push(path.to_string()))
                 .unwrap_or_else(|e| {
                     // Unreachable in practice (every key read alone); never worse than defaults.
-                    self.reject(S::NAME, "", Invalid::Type(e.message().to_string()));
+                    self.reject(S::NAME, "", Invalid::Type(e));
                     S::default()
                 });
         for path in unknown {

@@ -17,8 +17,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 #[derive(Debug, thiserror::Error)]
 pub enum Invalid {
     /// serde could not read the value as the key's type (wrong type, unknown word, bad duration).
-    #[error("{0}")]
-    Type(String),
+    /// Printed as serde's message alone: the reader reports `FILE:LINE` itself.
+    #[error("{}", .0.message())]
+    Type(toml::de::Error),
     #[error("{value} is out of range ({min}..={max})")]
     OutOfRange { value: u64, min: u64, max: u64 },
     #[error("{} is too short (at least {})", human(*.value), human(*.min))]

@@ -1,9 +1,14 @@
 //! Connection tracking through ctnetlink (`NETLINK_NETFILTER`, subsystem `CTNETLINK`, on
 //! `netlink-packet-netfilter`): a dump of one family's entries and the deletion of one entry by
-//! its original tuple (and zone), as `conntrack -D` does — without shelling out to it.
+//! its original tuple (and zone), as `conntrack -D` does — without shelling out to it. The lab's
+//! benchmark also creates UDP entries (as `conntrack -I` does) to fill a table without traffic.
 
-use netlink_packet_core::Nla;
-use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, Tuple};
+use std::net::SocketAddr;
+
+use netlink_packet_core::{Nla, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple,
+};
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
@@ -110,5 +115,39 @@ impl Conntrack {
             .collect();
         self.0
             .request(message(entry.family, ConntrackMessage::Delete(keep)))
+    }
+
+    /// Creates a UDP entry `orig` (source → destination) whose reply comes from `reply.0` to
+    /// `reply.1` (a NATed flow when that is not `orig` reversed), expiring after
+    /// `timeout_secs`. For the lab's benchmark: a full table without sending a packet.
+    pub fn create_udp(
+        &mut self,
+        orig: (SocketAddr, SocketAddr),
+        reply: (SocketAddr, SocketAddr),
+        timeout_secs: u32,
+    ) -> Result<(), WireError> {
+        let tuple = |(src, dst): (SocketAddr, SocketAddr)| {
+            vec![
+                Tuple::Ip(vec![
+                    IPTuple::SourceAddress(src.ip()),
+                    IPTuple::DestinationAddress(dst.ip()),
+                ]),
+                Tuple::Proto(vec![
+                    ProtoTuple::Protocol(Protocol::Udp),
+                    ProtoTuple::SourcePort(src.port()),
+                    ProtoTuple::DestinationPort(dst.port()),
+                ]),
+            ]
+        };
+        let family = Family::of(&orig.0.ip());
+        let attributes = vec![
+            ConntrackAttribute::CtaTupleOrig(tuple(orig)),
+            ConntrackAttribute::CtaTupleReply(tuple(reply)),
+            ConntrackAttribute::CtaTimeout(timeout_secs),
+        ];
+        self.0.request_with(
+            message(family, ConntrackMessage::New(attributes)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
     }
 }

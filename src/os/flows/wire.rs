@@ -137,7 +137,16 @@ impl Conn {
         &mut self,
         request: T,
     ) -> Result<(), WireError> {
-        let seq = self.send(request, NLM_F_ACK)?;
+        self.request_with(request, 0)
+    }
+
+    /// [`Conn::request`] with more header flags (`NLM_F_CREATE`, ...).
+    pub fn request_with<T: NetlinkSerializable + NetlinkDeserializable + Debug>(
+        &mut self,
+        request: T,
+        flags: u16,
+    ) -> Result<(), WireError> {
+        let seq = self.send(request, NLM_F_ACK | flags)?;
         self.read::<T>(seq, |payload| match payload {
             NetlinkPayload::Error(e) => match e.code {
                 Some(code) => Err(WireError::Errno(-code.get())),

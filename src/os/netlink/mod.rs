@@ -22,7 +22,9 @@ pub mod routes;
 pub use links::{NetlinkLinks, DEFAULT_RCVBUF};
 pub use routes::NetlinkRoutes;
 
-use netfailover_actors::ports::PortError;
+use std::sync::Arc;
+
+use netfailover_actors::ports::{PortError, PortErrorKind};
 use rtnetlink::packet_core::ErrorMessage;
 use tokio::task::JoinHandle;
 
@@ -82,12 +84,16 @@ pub(crate) fn open_request_connection(
 /// Maps an rtnetlink error to the port's vocabulary: EEXIST → `Exists`, ESRCH/ENOENT →
 /// `NotFound` (the kernel's two spellings of "no such route"), anything else → `Failed`.
 pub(crate) fn port_error(what: String, error: rtnetlink::Error) -> PortError {
-    match &error {
-        rtnetlink::Error::NetlinkError(message) => match errno(message) {
-            Some(libc::EEXIST) => PortError::Exists { what },
-            Some(libc::ESRCH | libc::ENOENT) => PortError::NotFound { what },
-            _ => PortError::failed(what, message.to_io()),
-        },
+    match error {
+        rtnetlink::Error::NetlinkError(message) => {
+            let kind = match errno(&message) {
+                Some(libc::EEXIST) => PortErrorKind::Exists,
+                Some(libc::ESRCH | libc::ENOENT) => PortErrorKind::NotFound,
+                _ => PortErrorKind::Failed,
+            };
+            // The kernel's errno stays in the source (`PortError::errno`).
+            PortError::new(kind, what, Some(Arc::new(message.to_io())))
+        }
         other => PortError::failed(what, other),
     }
 }
@@ -111,26 +117,18 @@ mod tests {
     #[test]
     fn kernel_errors_map_to_port_errors() {
         let what = || "route".to_string();
-        assert_eq!(
-            port_error(what(), nack(libc::EEXIST)),
-            PortError::Exists { what: what() }
-        );
-        assert_eq!(
-            port_error(what(), nack(libc::ESRCH)),
-            PortError::NotFound { what: what() }
-        );
-        assert_eq!(
-            port_error(what(), nack(libc::ENOENT)),
-            PortError::NotFound { what: what() }
-        );
-        assert!(matches!(
-            port_error(what(), nack(libc::EPERM)),
-            PortError::Failed { .. }
-        ));
-        assert!(matches!(
-            port_error(what(), rtnetlink::Error::RequestFailed),
-            PortError::Failed { .. }
-        ));
+        for (errno, kind) in [
+            (libc::EEXIST, PortErrorKind::Exists),
+            (libc::ESRCH, PortErrorKind::NotFound),
+            (libc::ENOENT, PortErrorKind::NotFound),
+            (libc::EPERM, PortErrorKind::Failed),
+        ] {
+            let e = port_error(what(), nack(errno));
+            assert_eq!((e.kind, e.errno()), (kind, Some(errno)), "{e}");
+            assert_eq!(e.what, "route");
+        }
+        let e = port_error(what(), rtnetlink::Error::RequestFailed);
+        assert_eq!((e.kind, e.errno()), (PortErrorKind::Failed, None), "{e}");
     }
 
     #[test]

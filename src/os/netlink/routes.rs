@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::TryStreamExt;
 use netfailover_actors::model::{Family, IfaceAddr, IfaceName, KernelRoute};
-use netfailover_actors::ports::{PortError, PortResult, RouteTable};
+use netfailover_actors::ports::{PortError, PortErrorKind, PortResult, RouteTable};
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -91,9 +91,7 @@ impl RouteTable for NetlinkRoutes {
         async move {
             let route = normalised(route);
             if kernel_would_wildcard(&route) && !list_defaults(&handle).await?.contains(&route) {
-                return Err(PortError::NotFound {
-                    what: describe("delete", &route),
-                });
+                return Err(PortError::not_found(describe("delete", &route)));
             }
             let mut message = route_message(&route)?;
             // RT_SCOPE_NOWHERE matches any scope, as `ip route del` does.
@@ -125,7 +123,10 @@ impl RouteTable for NetlinkRoutes {
                     tracing::info!(ifindex, address = %addr, "address added");
                     Ok(())
                 }
-                Err(PortError::Exists { .. }) => Ok(()),
+                Err(PortError {
+                    kind: PortErrorKind::Exists,
+                    ..
+                }) => Ok(()),
                 Err(e) => Err(e),
             }
         }
@@ -211,9 +212,11 @@ fn kernel_would_wildcard(route: &KernelRoute) -> bool {
 /// The netlink message for a default route in the main table.
 pub(crate) fn route_message(route: &KernelRoute) -> PortResult<RouteMessage> {
     let route = normalised(route.clone());
-    let mismatch = || PortError::Failed {
-        what: describe("build", &route),
-        message: "gateway is not of the route's family".into(),
+    let mismatch = || {
+        PortError::failed(
+            describe("build", &route),
+            "gateway is not of the route's family",
+        )
     };
     let protocol = RouteProtocol::from(route.protocol);
     let message = match route.family {
@@ -347,10 +350,22 @@ mod tests {
     #[test]
     fn family_mismatch_is_an_error() {
         let mut bad = route(Family::V4, Some("2001:db8::1"), 100);
-        assert!(matches!(route_message(&bad), Err(PortError::Failed { .. })));
+        assert!(matches!(
+            route_message(&bad),
+            Err(PortError {
+                kind: PortErrorKind::Failed,
+                ..
+            })
+        ));
         bad.family = Family::V6;
         bad.gateway = Some("192.0.2.1".parse().unwrap());
-        assert!(matches!(route_message(&bad), Err(PortError::Failed { .. })));
+        assert!(matches!(
+            route_message(&bad),
+            Err(PortError {
+                kind: PortErrorKind::Failed,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -222,7 +222,13 @@ fn assert_moved_to_wlan0(run: &Run, fault: Fault) {
         (r.iface.as_str(), r.to.as_str(), r.failback),
         ("eth0", "wlan0", false)
     );
-    assert!(r.sockets_destroyed >= 1 && r.failures.is_empty(), "{r:?}");
+    assert!(
+        r.sockets_destroyed >= 1 && r.failures.is_empty(),
+        "{r:?}; the app's errors {:?} (route change at {:?}); log:\n{}",
+        run.app.errors(),
+        run.moved,
+        run.lab.log()
+    );
 }
 
 /// Carrier loss: the app moves within a second; the others keep their connections (only the

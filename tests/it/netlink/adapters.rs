@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::stream::{BoxStream, StreamExt};
 use netfailover::engine::model::{Family, IfaceAddr, KernelRoute, LinkInfo, LinkKind};
-use netfailover::engine::ports::{LinkSource, LinkUpdate, PortError, RouteTable, Sysctl};
+use netfailover::engine::ports::{
+    LinkSource, LinkUpdate, PortError, PortErrorKind, RouteTable, Sysctl,
+};
 use netfailover::lab::netns::{require_root, Netns};
 use netfailover::lab::uplinks::block_on_in_netns;
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
@@ -197,7 +199,13 @@ fn routes_add_replace_delete_and_list_in_both_families() {
                 ..ours.clone()
             };
             assert!(
-                matches!(routes.add(clash).await, Err(PortError::Exists { .. })),
+                matches!(
+                    routes.add(clash).await,
+                    Err(PortError {
+                        kind: PortErrorKind::Exists,
+                        ..
+                    })
+                ),
                 "{family:?}: same-metric add must be refused"
             );
 
@@ -228,7 +236,10 @@ fn routes_add_replace_delete_and_list_in_both_families() {
             assert!(
                 matches!(
                     routes.delete(swapped).await,
-                    Err(PortError::NotFound { .. })
+                    Err(PortError {
+                        kind: PortErrorKind::NotFound,
+                        ..
+                    })
                 ),
                 "deleting a deleted route is NotFound"
             );
@@ -288,7 +299,10 @@ fn ipv6_metric_zero_is_1024_and_wildcard_deletes_stay_exact() {
         };
         assert!(matches!(
             routes.delete(v4_zero).await,
-            Err(PortError::NotFound { .. })
+            Err(PortError {
+                kind: PortErrorKind::NotFound,
+                ..
+            })
         ));
         let no_gateway = KernelRoute {
             gateway: None,
@@ -296,7 +310,10 @@ fn ipv6_metric_zero_is_1024_and_wildcard_deletes_stay_exact() {
         };
         assert!(matches!(
             routes.delete(no_gateway).await,
-            Err(PortError::NotFound { .. })
+            Err(PortError {
+                kind: PortErrorKind::NotFound,
+                ..
+            })
         ));
         assert!(routes.list_defaults().await.unwrap().contains(&v4));
 
@@ -531,5 +548,14 @@ fn sysctl_follows_the_calling_threads_namespace() {
         .read_now("net.ipv4.conf.up.7.rp_filter")
         .unwrap_err()
         .into();
-    assert!(matches!(outside, PortError::NotFound { .. }), "{outside:?}");
+    assert!(
+        matches!(
+            outside,
+            PortError {
+                kind: PortErrorKind::NotFound,
+                ..
+            }
+        ),
+        "{outside:?}"
+    );
 }
