@@ -11,7 +11,9 @@ use tokio::sync::broadcast;
 use netfailover_actors::board::Board;
 use netfailover_actors::dispatcher::Dispatcher;
 use netfailover_actors::event_log::EventLog;
-use netfailover_actors::fake::{FakeKernel, FakeProbe, FakeScripts, FakeTraffic, MemJournal};
+use netfailover_actors::fake::{
+    pass, settle, FakeKernel, FakeProbe, FakeScripts, FakeTraffic, MemJournal,
+};
 use netfailover_actors::flow_resetter::FlowResetter;
 use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
 use netfailover_actors::messages::{
@@ -89,18 +91,6 @@ where
     M: Message<Result = ()> + Send + Unpin + 'static,
 {
     collector(|_| ())
-}
-
-async fn settle() {
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Lets virtual time pass (timers fire in order as the paused clock auto-advances).
-async fn pass(d: Duration) {
-    tokio::time::sleep(d).await;
-    settle().await;
 }
 
 fn name(n: &str) -> IfaceName {

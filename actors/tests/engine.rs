@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netfailover_actors::fake::{FakeWorld, ProbeBehaviour};
+use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour};
 use netfailover_actors::flow_resetter::RESET_TIMEOUT;
 use netfailover_actors::flows::{ConntrackFlow, SocketFlow};
 use netfailover_actors::model::{
@@ -95,19 +95,6 @@ fn world() -> FakeWorld {
         });
     }
     w
-}
-
-/// Lets every ready task run without moving the clock.
-async fn settle() {
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Lets virtual time pass (timers fire in order as the paused clock auto-advances).
-async fn pass(d: Duration) {
-    tokio::time::sleep(d).await;
-    settle().await;
 }
 
 fn owned_metrics(w: &FakeWorld) -> Vec<(String, u32)> {

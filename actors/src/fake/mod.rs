@@ -32,6 +32,20 @@ pub use scripts::FakeScripts;
 pub use state_store::MemStateStore;
 pub use traffic::{FakeFlow, FakeTraffic};
 
+/// Lets every ready task run without moving the clock (a bounded number of yields).
+pub async fn settle() {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Lets virtual time pass (timers fire in order as the paused clock auto-advances), then
+/// settles.
+pub async fn pass(d: std::time::Duration) {
+    tokio::time::sleep(d).await;
+    settle().await;
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Test fakes: a poisoned lock still holds usable data.
     m.lock().unwrap_or_else(|p| p.into_inner())
