@@ -27,15 +27,18 @@ use netfailover_actors::prober::Prober;
 
 const FIXED: [&str; 5] = ["iface", "ifindex", "metric", "state", "event_id"];
 
+/// A span's name and its field names.
+type SpanShape = (String, Vec<String>);
+
 /// Records each new span's name and field names.
 #[derive(Clone, Default)]
 struct Recorder {
-    spans: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    spans: Arc<Mutex<Vec<SpanShape>>>,
     next: Arc<AtomicU64>,
 }
 
 impl Recorder {
-    fn spans(&self) -> Vec<(String, Vec<String>)> {
+    fn spans(&self) -> Vec<SpanShape> {
         self.spans
             .lock()
             .expect("no test panics holding it")
