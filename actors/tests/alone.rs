@@ -12,7 +12,7 @@ use netfailover_actors::board::Board;
 use netfailover_actors::dispatcher::Dispatcher;
 use netfailover_actors::event_log::EventLog;
 use netfailover_actors::fake::{
-    pass, settle, FakeKernel, FakeProbe, FakeScripts, FakeTraffic, MemJournal,
+    event, pass, settle, FakeKernel, FakeProbe, FakeScripts, FakeTraffic, MemJournal,
 };
 use netfailover_actors::flow_resetter::FlowResetter;
 use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
@@ -21,7 +21,7 @@ use netfailover_actors::messages::{
     ProbeDone, RouteInUseMoved, RoutesChanged, Uplink,
 };
 use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, Event, EventKind, Family, IfaceName, LinkKind,
+    CheckConfig, Config, Connectivity, EventKind, Family, IfaceName, LinkKind,
 };
 use netfailover_actors::peers::Slot;
 use netfailover_actors::ports::{ProbeRequest, Verdict};
@@ -320,29 +320,13 @@ async fn probe_scheduler_alone_restarts_a_prober_whose_port_panicked() {
 // Dispatcher
 // ---------------------------------------------------------------------------------------------
 
-fn event(kind: EventKind) -> Event {
-    Event {
-        id: 0,
-        kind,
-        iface: Some(name("eth0")),
-        state: Connectivity::Full,
-        previous: Connectivity::Unknown,
-        reason: String::new(),
-        connection_id: None,
-        connection_uuid: None,
-        ip4_gateway: None,
-        ip4_nameservers: vec![],
-        at_unix_ms: 0,
-    }
-}
-
 #[actix::test]
 async fn dispatcher_alone_delivers_pending_events_in_order() {
     tokio::time::pause();
     let (tx, _) = broadcast::channel(16);
     let log = EventLog::new(Arc::new(MemJournal::default()), tx, Board::default(), 100);
-    log.push(event(EventKind::Up));
-    log.push(event(EventKind::ConnectivityChange));
+    log.push(event(EventKind::Up, "eth0"));
+    log.push(event(EventKind::ConnectivityChange, "eth0"));
     let scripts = FakeScripts::default();
     let _dispatcher = Dispatcher::new(Arc::new(scripts.clone()), log.clone()).start();
     pass(Duration::from_secs(1)).await;

@@ -18,10 +18,10 @@ use tracing::{Event, Metadata, Subscriber};
 use netfailover_actors::board::Board;
 use netfailover_actors::dispatcher::Dispatcher;
 use netfailover_actors::event_log::EventLog;
-use netfailover_actors::fake::{pass, FakeKernel, FakeProbe, FakeScripts, MemJournal};
+use netfailover_actors::fake::{event, pass, FakeKernel, FakeProbe, FakeScripts, MemJournal};
 use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
 use netfailover_actors::messages::ProbeDone;
-use netfailover_actors::model::{Connectivity, EventKind, Family, IfaceName, LinkKind};
+use netfailover_actors::model::{EventKind, Family, IfaceName, LinkKind};
 use netfailover_actors::ports::ProbeRequest;
 use netfailover_actors::prober::Prober;
 
@@ -107,19 +107,7 @@ async fn actors_work_in_named_spans_with_the_fixed_field_names() {
 
     let (tx, _) = broadcast::channel(16);
     let log = EventLog::new(Arc::new(MemJournal::default()), tx, Board::default(), 100);
-    log.push(netfailover_actors::model::Event {
-        id: 0,
-        kind: EventKind::Up,
-        iface: Some(IfaceName::new("eth0").expect("valid")),
-        state: Connectivity::Full,
-        previous: Connectivity::Unknown,
-        reason: String::new(),
-        connection_id: None,
-        connection_uuid: None,
-        ip4_gateway: None,
-        ip4_nameservers: vec![],
-        at_unix_ms: 0,
-    });
+    log.push(event(EventKind::Up, "eth0"));
     let _dispatcher = Dispatcher::new(Arc::new(FakeScripts::default()), log).start();
     pass(Duration::from_millis(200)).await;
 
