@@ -12,21 +12,22 @@ use netfailover_actors::board::Board;
 use netfailover_actors::dispatcher::Dispatcher;
 use netfailover_actors::event_log::EventLog;
 use netfailover_actors::fake::{
-    event, pass, settle, FakeKernel, FakeProbe, FakeScripts, FakeTraffic, MemJournal,
+    event, pass, settle, FakeKernel, FakeProbe, FakeScripts, FakeTraffic, MemJournal, MemStateStore,
 };
 use netfailover_actors::flow_resetter::FlowResetter;
 use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
 use netfailover_actors::messages::{
     Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, NextCheck,
-    ProbeDone, RouteInUseMoved, RoutesChanged, Uplink,
+    ProbeDone, ResetChecks, RouteInUseMoved, RoutesChanged, Uplink, UplinksChanged,
 };
 use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, EventKind, Family, IfaceName, LinkKind,
+    CheckConfig, Config, Connectivity, EventKind, Family, IfaceName, KernelRoute, LinkKind,
 };
 use netfailover_actors::peers::Slot;
 use netfailover_actors::ports::{ProbeRequest, Verdict};
 use netfailover_actors::probe_scheduler::{ProbeDeps, ProbeScheduler};
 use netfailover_actors::prober::Prober;
+use netfailover_actors::route_manager::{RouteDeps, RouteManager};
 use netfailover_actors::traffic_watcher::{TrafficDeps, TrafficWatcher};
 
 // ---------------------------------------------------------------------------------------------
@@ -117,6 +118,81 @@ fn uplink(n: &str, ifindex: u32, metric: u32, connectivity: Connectivity) -> Upl
         connectivity,
         metric,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RouteManager
+// ---------------------------------------------------------------------------------------------
+
+#[actix::test]
+async fn route_manager_alone_adopts_a_route_and_reports_uplinks_and_moves() {
+    tokio::time::pause();
+    let kernel = FakeKernel::new();
+    let mut ifindexes = Vec::new();
+    for (i, (n, metric)) in [("eth0", 100), ("wlan0", 600)].into_iter().enumerate() {
+        let ifindex = kernel.add_link(n, LinkKind::Other);
+        kernel.add_route_by_hand(KernelRoute {
+            family: Family::V4,
+            ifindex,
+            gateway: Some(format!("192.0.2.{}", i + 1).parse().expect("an address")),
+            metric,
+            protocol: 16, // DHCP
+        });
+        ifindexes.push(ifindex);
+    }
+    let (uplinks, reported) = sink::<UplinksChanged>();
+    let (reset_checks, _) = sink::<ResetChecks>();
+    let (moved, moves) = sink::<RouteInUseMoved>();
+    let (tx, _) = broadcast::channel(16);
+    let board = Board::default();
+    let deps = RouteDeps {
+        links: Arc::new(kernel.clone()),
+        routes: Arc::new(kernel.clone()),
+        sysctl: Arc::new(kernel.clone()),
+        store: Arc::new(MemStateStore::default()),
+        log: EventLog::new(Arc::new(MemJournal::default()), tx, board.clone(), 100),
+        uplinks,
+        reset_checks,
+        moved,
+        board,
+    };
+    // No LinkWatcher: the test hands it the link facts itself.
+    let rm = RouteManager::new(Arc::new(Config::default()), deps, true).start();
+    rm.do_send(LinkSnapshot(vec![
+        kernel.link("eth0"),
+        kernel.link("wlan0"),
+    ]));
+    pass(Duration::from_millis(500)).await;
+    let last = reported.all().pop().expect("the uplinks were reported");
+    let names: Vec<&str> = last.0.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["eth0", "wlan0"]);
+    assert_eq!(kernel.best_iface().as_deref(), Some("eth0"));
+    // The checks' verdicts, as ProbeScheduler would send them (a move off an interface whose
+    // state is still UNKNOWN is held until it is known).
+    for n in ["eth0", "wlan0"] {
+        rm.do_send(ConnectivityChanged {
+            iface: name(n),
+            state: Connectivity::Full,
+            reason: "test".into(),
+        });
+    }
+    pass(Duration::from_millis(500)).await;
+    assert!(moves.all().is_empty(), "nothing moved yet");
+
+    // eth0 loses its carrier: the route in use moves to wlan0, and FlowResetter is told.
+    kernel.set_carrier_unannounced("eth0", false);
+    rm.do_send(LinkChanged(kernel.link("eth0")));
+    pass(Duration::from_millis(500)).await;
+    assert_eq!(kernel.best_iface().as_deref(), Some("wlan0"));
+    let moves: Vec<(String, String, u32)> = moves
+        .all()
+        .into_iter()
+        .map(|m| (m.from.to_string(), m.to.to_string(), m.from_ifindex))
+        .collect();
+    assert_eq!(
+        moves,
+        [("eth0".to_string(), "wlan0".to_string(), ifindexes[0])]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
