@@ -1802,3 +1802,29 @@ async fn the_control_device_fallback_is_wwan_only() {
         .collect();
     assert_eq!(names, vec!["wwan1"]);
 }
+
+#[actix::test]
+async fn a_panicking_link_port_fails_only_the_link_watcher_which_resubscribes() {
+    let w = world();
+    w.probe.set("eth0", Verdict::Limited);
+    let h = started(&w, config()).await;
+    pass(Duration::from_secs(3)).await;
+    let before = observable(&w, &h);
+    let events_before = h.history().len();
+    w.kernel.panic_next();
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(observable(&w, &h), before, "restarted to the same state");
+    assert_eq!(h.history().len(), events_before, "no events");
+    let st = h.status();
+    for a in &st.actors {
+        let want = if a.name == "link-watcher" { 1 } else { 0 };
+        assert_eq!(a.restarts, want, "{a:?}");
+        assert!(a.running, "{a:?}");
+    }
+    let lw = st.actors.iter().find(|a| a.name == "link-watcher").unwrap();
+    assert_eq!(lw.last_failure.as_deref(), Some("panicked"));
+    // The new subscription works: a carrier loss still moves the route.
+    w.kernel.set_carrier("wlan0", false);
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wwan0"));
+}
