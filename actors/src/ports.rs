@@ -67,14 +67,14 @@ pub trait RouteTable: Send + Sync + 'static {
     /// any protocol. IPv6 metric 0 is reported as 1024, as the kernel stores it.
     fn list_defaults(&self) -> BoxFuture<'static, PortResult<Vec<KernelRoute>>>;
 
-    /// Adds a route; `PortError::Exists` if one with the same key (family, metric) exists.
+    /// Adds a route; `PortErrorKind::Exists` if one with the same key (family, metric) exists.
     fn add(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>>;
 
     /// Replaces the route with the same key (family, metric) in place (NLM_F_REPLACE), or adds it.
     fn replace(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>>;
 
     /// Deletes exactly this route (matched by family, ifindex, gateway, metric, protocol);
-    /// `PortError::NotFound` if it is already gone.
+    /// `PortErrorKind::NotFound` if it is already gone.
     fn delete(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>>;
 
     /// Makes sure `addr` is on the interface (idempotent: an existing address is success).

@@ -11,20 +11,23 @@ use tokio::sync::broadcast;
 use netfailover_actors::board::Board;
 use netfailover_actors::dispatcher::Dispatcher;
 use netfailover_actors::event_log::EventLog;
-use netfailover_actors::fake::{FakeKernel, FakeProbe, FakeScripts, FakeTraffic, MemJournal};
+use netfailover_actors::fake::{
+    event, pass, settle, FakeKernel, FakeProbe, FakeScripts, FakeTraffic, MemJournal, MemStateStore,
+};
 use netfailover_actors::flow_resetter::FlowResetter;
 use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
 use netfailover_actors::messages::{
     Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, NextCheck,
-    ProbeDone, RouteInUseMoved, RoutesChanged, Uplink,
+    ProbeDone, ResetChecks, RouteInUseMoved, RoutesChanged, Uplink, UplinksChanged,
 };
 use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, Event, EventKind, Family, IfaceName, LinkKind,
+    CheckConfig, Config, Connectivity, EventKind, Family, IfaceName, KernelRoute, LinkKind,
 };
 use netfailover_actors::peers::Slot;
 use netfailover_actors::ports::{ProbeRequest, Verdict};
 use netfailover_actors::probe_scheduler::{ProbeDeps, ProbeScheduler};
 use netfailover_actors::prober::Prober;
+use netfailover_actors::route_manager::{RouteDeps, RouteManager};
 use netfailover_actors::traffic_watcher::{TrafficDeps, TrafficWatcher};
 
 // ---------------------------------------------------------------------------------------------
@@ -91,18 +94,6 @@ where
     collector(|_| ())
 }
 
-async fn settle() {
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Lets virtual time pass (timers fire in order as the paused clock auto-advances).
-async fn pass(d: Duration) {
-    tokio::time::sleep(d).await;
-    settle().await;
-}
-
 fn name(n: &str) -> IfaceName {
     IfaceName::new(n).expect("a valid test name")
 }
@@ -127,6 +118,81 @@ fn uplink(n: &str, ifindex: u32, metric: u32, connectivity: Connectivity) -> Upl
         connectivity,
         metric,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RouteManager
+// ---------------------------------------------------------------------------------------------
+
+#[actix::test]
+async fn route_manager_alone_adopts_a_route_and_reports_uplinks_and_moves() {
+    tokio::time::pause();
+    let kernel = FakeKernel::new();
+    let mut ifindexes = Vec::new();
+    for (i, (n, metric)) in [("eth0", 100), ("wlan0", 600)].into_iter().enumerate() {
+        let ifindex = kernel.add_link(n, LinkKind::Other);
+        kernel.add_route_by_hand(KernelRoute {
+            family: Family::V4,
+            ifindex,
+            gateway: Some(format!("192.0.2.{}", i + 1).parse().expect("an address")),
+            metric,
+            protocol: 16, // DHCP
+        });
+        ifindexes.push(ifindex);
+    }
+    let (uplinks, reported) = sink::<UplinksChanged>();
+    let (reset_checks, _) = sink::<ResetChecks>();
+    let (moved, moves) = sink::<RouteInUseMoved>();
+    let (tx, _) = broadcast::channel(16);
+    let board = Board::default();
+    let deps = RouteDeps {
+        links: Arc::new(kernel.clone()),
+        routes: Arc::new(kernel.clone()),
+        sysctl: Arc::new(kernel.clone()),
+        store: Arc::new(MemStateStore::default()),
+        log: EventLog::new(Arc::new(MemJournal::default()), tx, board.clone(), 100),
+        uplinks,
+        reset_checks,
+        moved,
+        board,
+    };
+    // No LinkWatcher: the test hands it the link facts itself.
+    let rm = RouteManager::new(Arc::new(Config::default()), deps, true).start();
+    rm.do_send(LinkSnapshot(vec![
+        kernel.link("eth0"),
+        kernel.link("wlan0"),
+    ]));
+    pass(Duration::from_millis(500)).await;
+    let last = reported.all().pop().expect("the uplinks were reported");
+    let names: Vec<&str> = last.0.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["eth0", "wlan0"]);
+    assert_eq!(kernel.best_iface().as_deref(), Some("eth0"));
+    // The checks' verdicts, as ProbeScheduler would send them (a move off an interface whose
+    // state is still UNKNOWN is held until it is known).
+    for n in ["eth0", "wlan0"] {
+        rm.do_send(ConnectivityChanged {
+            iface: name(n),
+            state: Connectivity::Full,
+            reason: "test".into(),
+        });
+    }
+    pass(Duration::from_millis(500)).await;
+    assert!(moves.all().is_empty(), "nothing moved yet");
+
+    // eth0 loses its carrier: the route in use moves to wlan0, and FlowResetter is told.
+    kernel.set_carrier_unannounced("eth0", false);
+    rm.do_send(LinkChanged(kernel.link("eth0")));
+    pass(Duration::from_millis(500)).await;
+    assert_eq!(kernel.best_iface().as_deref(), Some("wlan0"));
+    let moves: Vec<(String, String, u32)> = moves
+        .all()
+        .into_iter()
+        .map(|m| (m.from.to_string(), m.to.to_string(), m.from_ifindex))
+        .collect();
+    assert_eq!(
+        moves,
+        [("eth0".to_string(), "wlan0".to_string(), ifindexes[0])]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,29 +396,13 @@ async fn probe_scheduler_alone_restarts_a_prober_whose_port_panicked() {
 // Dispatcher
 // ---------------------------------------------------------------------------------------------
 
-fn event(kind: EventKind) -> Event {
-    Event {
-        id: 0,
-        kind,
-        iface: Some(name("eth0")),
-        state: Connectivity::Full,
-        previous: Connectivity::Unknown,
-        reason: String::new(),
-        connection_id: None,
-        connection_uuid: None,
-        ip4_gateway: None,
-        ip4_nameservers: vec![],
-        at_unix_ms: 0,
-    }
-}
-
 #[actix::test]
 async fn dispatcher_alone_delivers_pending_events_in_order() {
     tokio::time::pause();
     let (tx, _) = broadcast::channel(16);
     let log = EventLog::new(Arc::new(MemJournal::default()), tx, Board::default(), 100);
-    log.push(event(EventKind::Up));
-    log.push(event(EventKind::ConnectivityChange));
+    log.push(event(EventKind::Up, "eth0"));
+    log.push(event(EventKind::ConnectivityChange, "eth0"));
     let scripts = FakeScripts::default();
     let _dispatcher = Dispatcher::new(Arc::new(scripts.clone()), log.clone()).start();
     pass(Duration::from_secs(1)).await;

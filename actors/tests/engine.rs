@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netfailover_actors::fake::{FakeWorld, ProbeBehaviour};
+use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour};
 use netfailover_actors::flow_resetter::RESET_TIMEOUT;
 use netfailover_actors::flows::{ConntrackFlow, SocketFlow};
 use netfailover_actors::model::{
@@ -95,19 +95,6 @@ fn world() -> FakeWorld {
         });
     }
     w
-}
-
-/// Lets every ready task run without moving the clock.
-async fn settle() {
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Lets virtual time pass (timers fire in order as the paused clock auto-advances).
-async fn pass(d: Duration) {
-    tokio::time::sleep(d).await;
-    settle().await;
 }
 
 fn owned_metrics(w: &FakeWorld) -> Vec<(String, u32)> {
@@ -1814,4 +1801,30 @@ async fn the_control_device_fallback_is_wwan_only() {
         .map(|i| i.name.to_string())
         .collect();
     assert_eq!(names, vec!["wwan1"]);
+}
+
+#[actix::test]
+async fn a_panicking_link_port_fails_only_the_link_watcher_which_resubscribes() {
+    let w = world();
+    w.probe.set("eth0", Verdict::Limited);
+    let h = started(&w, config()).await;
+    pass(Duration::from_secs(3)).await;
+    let before = observable(&w, &h);
+    let events_before = h.history().len();
+    w.kernel.panic_next();
+    pass(Duration::from_secs(1)).await;
+    assert_eq!(observable(&w, &h), before, "restarted to the same state");
+    assert_eq!(h.history().len(), events_before, "no events");
+    let st = h.status();
+    for a in &st.actors {
+        let want = if a.name == "link-watcher" { 1 } else { 0 };
+        assert_eq!(a.restarts, want, "{a:?}");
+        assert!(a.running, "{a:?}");
+    }
+    let lw = st.actors.iter().find(|a| a.name == "link-watcher").unwrap();
+    assert_eq!(lw.last_failure.as_deref(), Some("panicked"));
+    // The new subscription works: a carrier loss still moves the route.
+    w.kernel.set_carrier("wlan0", false);
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wwan0"));
 }

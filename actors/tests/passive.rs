@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netfailover_actors::fake::{FakeWorld, ProbeBehaviour};
+use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour};
 use netfailover_actors::model::{
     CheckConfig, Config, Connectivity, Family, FamilyConfig, IfaceMatch, IfaceName, KernelRoute,
     LinkKind, Method, Metric, Profile, UplinkType,
@@ -69,17 +69,6 @@ fn world() -> FakeWorld {
         });
     }
     w
-}
-
-async fn settle() {
-    for _ in 0..200 {
-        tokio::task::yield_now().await;
-    }
-}
-
-async fn pass(d: Duration) {
-    tokio::time::sleep(d).await;
-    settle().await;
 }
 
 async fn started(w: &FakeWorld) -> EngineHandle {

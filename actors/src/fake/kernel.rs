@@ -77,6 +77,8 @@ impl KernelState {
 #[derive(Clone, Default)]
 pub struct FakeKernel {
     state: Arc<Mutex<KernelState>>,
+    /// Set by [`FakeKernel::panic_next`]: the next update a subscription delivers panics.
+    panic_next: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeKernel {
@@ -94,6 +96,15 @@ impl FakeKernel {
             .find(|l| l.name.as_str() == name)
             .map(|l| l.ifindex)
             .unwrap_or_else(|| panic!("fake kernel: no link {name}"))
+    }
+
+    /// The next update a link subscription delivers panics in the subscriber's task, as a bug
+    /// in the netlink adapter would: the LinkWatcher fails and is restarted. (A route
+    /// notification is sent to wake the subscription.)
+    pub fn panic_next(&self) {
+        self.panic_next
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        lock(&self.state).notify(LinkUpdate::RoutesChanged);
     }
 
     /// Adds a link (up, with carrier) and returns its ifindex.
@@ -341,7 +352,11 @@ impl LinkSource for FakeKernel {
             Err(PortError::failed("subscribe", "injected failure"))
         } else {
             s.subscribers.push(tx);
-            Ok(tokio_stream_from(rx, s.last_delivery.clone()))
+            Ok(tokio_stream_from(
+                rx,
+                s.last_delivery.clone(),
+                self.panic_next.clone(),
+            ))
         };
         async move { result }.boxed()
     }
@@ -359,9 +374,14 @@ impl LinkSource for FakeKernel {
 fn tokio_stream_from(
     mut rx: mpsc::UnboundedReceiver<LinkUpdate>,
     delivered: Arc<Mutex<Option<std::time::Instant>>>,
+    panic_next: Arc<std::sync::atomic::AtomicBool>,
 ) -> BoxStream<'static, LinkUpdate> {
     futures::stream::poll_fn(move |cx| {
         let next = rx.poll_recv(cx);
+        if next.is_ready() {
+            let panics = panic_next.swap(false, std::sync::atomic::Ordering::SeqCst);
+            assert!(!panics, "fake kernel: panic requested by the test");
+        }
         if let std::task::Poll::Ready(Some(LinkUpdate::Link(_))) = &next {
             *lock(&delivered) = Some(std::time::Instant::now());
         }

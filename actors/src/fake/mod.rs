@@ -32,6 +32,38 @@ pub use scripts::FakeScripts;
 pub use state_store::MemStateStore;
 pub use traffic::{FakeFlow, FakeTraffic};
 
+/// Lets every ready task run without moving the clock (a bounded number of yields).
+pub async fn settle() {
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Lets virtual time pass (timers fire in order as the paused clock auto-advances), then
+/// settles.
+pub async fn pass(d: std::time::Duration) {
+    tokio::time::sleep(d).await;
+    settle().await;
+}
+
+/// A dispatcher event of `kind` on `iface` (UNKNOWN → FULL), not yet numbered, for tests that
+/// feed an `EventLog` directly.
+pub fn event(kind: crate::model::EventKind, iface: &str) -> crate::model::Event {
+    crate::model::Event {
+        id: 0,
+        kind,
+        iface: Some(IfaceName::new(iface).expect("fake event: bad interface name in test")),
+        state: crate::model::Connectivity::Full,
+        previous: crate::model::Connectivity::Unknown,
+        reason: String::new(),
+        connection_id: None,
+        connection_uuid: None,
+        ip4_gateway: None,
+        ip4_nameservers: vec![],
+        at_unix_ms: 0,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Test fakes: a poisoned lock still holds usable data.
     m.lock().unwrap_or_else(|p| p.into_inner())

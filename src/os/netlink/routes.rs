@@ -9,11 +9,11 @@
 //!   (one metric, several devices) have no single interface and are not listed.
 //! - **Metric**: the kernel stores an IPv6 metric 0 as 1024, so 0 is normalised to 1024 both
 //!   ways; an IPv4 route without `RTA_PRIORITY` has metric 0.
-//! - **Add** uses `NLM_F_CREATE|NLM_F_EXCL` (EEXIST → `PortError::Exists`), **replace**
+//! - **Add** uses `NLM_F_CREATE|NLM_F_EXCL` (EEXIST → `PortErrorKind::Exists`), **replace**
 //!   `NLM_F_CREATE|NLM_F_REPLACE`. The kernel keys default routes by (table, metric), so replace
 //!   only swaps a route of the same metric; a different metric is a second route.
 //! - **Delete** names family, interface, gateway, metric and protocol (ESRCH/ENOENT →
-//!   `PortError::NotFound`). The kernel treats a zero/absent field of a delete request as a
+//!   `PortErrorKind::NotFound`). The kernel treats a zero/absent field of a delete request as a
 //!   wildcard (no gateway, IPv4 metric 0, protocol 0, ifindex 0) and would delete the first
 //!   route that matches the rest; for such a route the adapter first checks that exactly this
 //!   route exists, so it never deletes a different one.
