@@ -69,7 +69,7 @@ pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettin
     let (interval, interval_origin) = if uri_disabled {
         // Still read, so a bad value is reported even though checks are off.
         parse_interval_key(&doc, problems);
-        (Duration::ZERO, doc.from_file())
+        (Duration::ZERO, doc.file_origin())
     } else {
         parse_interval_key(&doc, problems)
     };
@@ -113,7 +113,7 @@ impl Doc<'_> {
         Problem::error(self.path, line_of_key(self.text, key), message)
     }
 
-    fn from_file(&self) -> Origin {
+    fn file_origin(&self) -> Origin {
         Origin::File(self.path.to_path_buf())
     }
 }
@@ -187,17 +187,17 @@ fn parse_uri(doc: &Doc, endpoint: &str, problems: &mut Vec<Problem>) -> (CheckUr
     let default = CheckUri::new(&uri).unwrap_or_else(|_| default_check_uri());
     let disabled = doc.sub("uri").and_then(Value::as_str) == Some("null");
     if disabled {
-        return (default, doc.from_file(), true);
+        return (default, doc.file_origin(), true);
     }
     let Some(v) = doc.sub("uri") else {
         let origin = match doc.field("/apiEndpoint") {
-            Some(_) => doc.from_file(),
+            Some(_) => doc.file_origin(),
             None => Origin::Default,
         };
         return (default, origin, false);
     };
     match v.as_str().map(CheckUri::new) {
-        Some(Ok(u)) => return (u, doc.from_file(), false),
+        Some(Ok(u)) => return (u, doc.file_origin(), false),
         Some(Err(e)) => problems.push(doc.error(
             "uri",
             format!("os.network.connectivity.uri: {e}; using {default}"),
@@ -216,7 +216,7 @@ fn parse_interval_key(doc: &Doc, problems: &mut Vec<Problem>) -> (Duration, Orig
         return (DEFAULT_INTERVAL, Origin::Default);
     };
     match parse_interval(v).filter(|secs| *secs <= MAX_DURATION.as_secs()) {
-        Some(secs) => (Duration::from_secs(secs), doc.from_file()),
+        Some(secs) => (Duration::from_secs(secs), doc.file_origin()),
         None => {
             problems.push(doc.error(
                 "interval",
@@ -252,7 +252,7 @@ fn parse_dns(doc: &Doc, problems: &mut Vec<Problem>) -> (DnsConfig, Origin) {
     let mut dns_origin = Origin::Default;
     let dns_value = match doc.field("/dnsServers") {
         Some(Value::String(s)) => {
-            dns_origin = doc.from_file();
+            dns_origin = doc.file_origin();
             Some(s.as_str())
         }
         Some(other) => {
