@@ -42,21 +42,6 @@ const ALLOW: &[(&str, &str, &str)] = &[
         "one family's keys read in NetworkManager's order; to split by key group",
     ),
     (
-        "src/config/profiles.rs",
-        "build",
-        "one keyfile to a profile, every check in NetworkManager's order; to split by section",
-    ),
-    (
-        "src/config/report.rs",
-        "profile_line",
-        "one check-config line with every optional part; to split by part",
-    ),
-    (
-        "src/daemon.rs",
-        "serve",
-        "binds the control socket, metrics and signals, then runs the loop; to split setup from loop",
-    ),
-    (
         "src/lab/apps.rs",
         "",
         "TCP echo, UDP sink and their device-side clients; lab tooling, to split per app",
@@ -80,11 +65,6 @@ const ALLOW: &[(&str, &str, &str)] = &[
         "src/lab/timeline.rs",
         "run",
         "sets up the world, runs and tears down in one sequence; lab tooling, to split",
-    ),
-    (
-        "src/main.rs",
-        "dispatch",
-        "one arm per verb; to split into one function per verb",
     ),
     (
         "src/os/flows/mod.rs",

@@ -221,19 +221,7 @@ fn build(
     sysfs_root: &Path,
     warnings: &mut Vec<Problem>,
 ) -> Result<LoadedProfile, Reject> {
-    let mut kf = keyfile::parse_bytes(bytes).map_err(|e| reject(e.line, e.message))?;
-    if let Some(line) = kf.group_line("ipv46") {
-        warnings.push(Problem::warning(
-            path,
-            Some(line),
-            "[ipv46] is not a NetworkManager section; reading it as [ipv6] (NetworkManager ignores it)",
-        ));
-        kf.rename_group("ipv46", "ipv6");
-    }
-    for (from, to) in nm_types::GROUP_ALIASES {
-        kf.rename_group(from, to);
-    }
-    let kf = kf;
+    let kf = parse_keyfile(bytes, path, warnings)?;
     let mut r = Reader {
         kf: &kf,
         path,
@@ -276,20 +264,7 @@ fn build(
         Role::Uplink(t) => t,
         Role::NotUplink(_) => UplinkType::Other,
     };
-    let not_managed = match (&port, nm_type.role, wifi_mode.as_deref()) {
-        (Some(p), ..) => Some(format!(
-            "a {} port of {} has no IP configuration of its own",
-            p.kind, p.controller
-        )),
-        (None, Role::NotUplink(why), _) => Some(format!("type {}: {why}", nm_type.short)),
-        (None, _, Some(mode @ ("ap" | "adhoc" | "mesh"))) => Some(format!(
-            "Wi-Fi mode={mode} serves other devices, not an uplink"
-        )),
-        _ if !autoconnect => {
-            Some("autoconnect=false: loaded, not managed (not adopted either)".to_string())
-        }
-        _ => None,
-    };
+    let not_managed = not_managed(port.as_ref(), nm_type, wifi_mode.as_deref(), autoconnect);
     let dns: Vec<IpAddr> = ipv4.dns.iter().chain(&ipv6.dns).copied().collect();
     Ok(LoadedProfile {
         profile: Profile {
@@ -311,6 +286,52 @@ fn build(
         not_managed,
         lost_to: None,
     })
+}
+
+/// The keyfile's groups, with `[ipv46]` read as `[ipv6]` (warned) and NetworkManager's group
+/// aliases resolved.
+fn parse_keyfile(
+    bytes: &[u8],
+    path: &Path,
+    warnings: &mut Vec<Problem>,
+) -> Result<KeyFile, Reject> {
+    let mut kf = keyfile::parse_bytes(bytes).map_err(|e| reject(e.line, e.message))?;
+    if let Some(line) = kf.group_line("ipv46") {
+        warnings.push(Problem::warning(
+            path,
+            Some(line),
+            "[ipv46] is not a NetworkManager section; reading it as [ipv6] (NetworkManager ignores it)",
+        ));
+        kf.rename_group("ipv46", "ipv6");
+    }
+    for (from, to) in nm_types::GROUP_ALIASES {
+        kf.rename_group(from, to);
+    }
+    Ok(kf)
+}
+
+/// Why a loaded profile is not managed, if it is not: a port, a type that is no uplink, a
+/// Wi-Fi mode that serves others, or `autoconnect=false`, in that order.
+fn not_managed(
+    port: Option<&Port>,
+    nm_type: &NmType,
+    wifi_mode: Option<&str>,
+    autoconnect: bool,
+) -> Option<String> {
+    match (port, nm_type.role, wifi_mode) {
+        (Some(p), ..) => Some(format!(
+            "a {} port of {} has no IP configuration of its own",
+            p.kind, p.controller
+        )),
+        (None, Role::NotUplink(why), _) => Some(format!("type {}: {why}", nm_type.short)),
+        (None, _, Some(mode @ ("ap" | "adhoc" | "mesh"))) => Some(format!(
+            "Wi-Fi mode={mode} serves other devices, not an uplink"
+        )),
+        _ if !autoconnect => {
+            Some("autoconnect=false: loaded, not managed (not adopted either)".to_string())
+        }
+        _ => None,
+    }
 }
 
 /// NetworkManager names a profile without `id` after its file, minus `.nmconnection`.
