@@ -36,23 +36,23 @@
 
 mod dry_run;
 pub(crate) mod kernel;
+mod subscription;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use netfailover_actors::model::{Config, IfaceName};
-use netfailover_actors::observe::{EngineEvent, Snapshot};
 use netfailover_actors::ports::{
     LinkSource, Ports, Probe, ProbeReport, RouteTable, ScriptRunner, Sysctl,
 };
 use netfailover_actors::status::{EngineStatus, EventRecord};
 use netfailover_actors::{EngineError, EngineHandle};
-use tokio::sync::broadcast;
 
 use dry_run::{DryRunFlows, DryRunRoutes, DryRunScripts, DryRunSysctl, MemoryStores, Plan};
 pub use dry_run::{PlannedChange, PLAN_LEN};
 use kernel::{Reloadable, ScriptSettings};
+pub use subscription::{Subscription, Update};
 
 use crate::config;
 
@@ -246,29 +246,7 @@ impl AgentBuilder {
     }
 
     fn prepare(self) -> Result<Prepared, AgentError> {
-        let settings = config::settings::Settings::default();
-        let (config, state_dir, rcvbuf, dispatcher_dir) = match self.source {
-            Source::None => return Err(AgentError::NoConfig),
-            Source::BootDir { dir, settings } => {
-                let loaded = config::load(&dir, settings.as_deref()).map_err(|error| {
-                    AgentError::Config {
-                        boot_dir: dir.clone(),
-                        error,
-                    }
-                })?;
-                for problem in &loaded.problems {
-                    tracing::warn!("{problem}");
-                }
-                unpack(loaded)
-            }
-            Source::Loaded(loaded) => unpack(*loaded),
-            Source::Config(config) => (
-                *config,
-                settings.state_dir,
-                settings.netlink_rcvbuf,
-                Path::new(crate::cli::DEFAULT_BOOT_DIR).join("dispatcher.d"),
-            ),
-        };
+        let (config, state_dir, rcvbuf, dispatcher_dir) = resolve(self.source)?;
         let state_dir = self.state_dir.unwrap_or(state_dir);
         let dispatcher_dir = self.dispatcher_dir.unwrap_or(dispatcher_dir);
         let given = self.ports;
@@ -336,21 +314,7 @@ impl AgentBuilder {
                 None => kernel::netlink_flows(),
             },
         };
-        let plan = self.dry_run.then(|| {
-            let plan = Plan::default();
-            let stores = Arc::new(MemoryStores::default());
-            ports.routes = Arc::new(DryRunRoutes::new(ports.routes.clone(), plan.clone()));
-            ports.sysctl = Arc::new(DryRunSysctl {
-                real: ports.sysctl.clone(),
-                plan: plan.clone(),
-            });
-            ports.scripts = Arc::new(DryRunScripts(plan.clone()));
-            ports.flows = Arc::new(DryRunFlows(plan.clone()));
-            ports.journal = stores.clone();
-            ports.state = stores;
-            tracing::info!("dry run: no route, address, sysctl or script will be touched");
-            plan
-        });
+        let plan = self.dry_run.then(|| dry_run_ports(&mut ports));
         Ok(Prepared {
             config,
             ports,
@@ -424,6 +388,51 @@ impl AgentBuilder {
         handle.thread = Some(thread);
         Ok(handle)
     }
+}
+
+/// (config, state directory, netlink receive buffer, dispatcher directory) from the
+/// builder's configuration source; a boot directory's problems are logged as warnings.
+fn resolve(source: Source) -> Result<(Config, PathBuf, usize, PathBuf), AgentError> {
+    let settings = config::settings::Settings::default();
+    Ok(match source {
+        Source::None => return Err(AgentError::NoConfig),
+        Source::BootDir { dir, settings } => {
+            let loaded =
+                config::load(&dir, settings.as_deref()).map_err(|error| AgentError::Config {
+                    boot_dir: dir.clone(),
+                    error,
+                })?;
+            for problem in &loaded.problems {
+                tracing::warn!("{problem}");
+            }
+            unpack(loaded)
+        }
+        Source::Loaded(loaded) => unpack(*loaded),
+        Source::Config(config) => (
+            *config,
+            settings.state_dir,
+            settings.netlink_rcvbuf,
+            Path::new(crate::cli::DEFAULT_BOOT_DIR).join("dispatcher.d"),
+        ),
+    })
+}
+
+/// Wraps `ports` for a dry run: routes, sysctls, scripts and flow resets only recorded in the
+/// returned plan, journal and state kept in memory.
+fn dry_run_ports(ports: &mut Ports) -> Plan {
+    let plan = Plan::default();
+    let stores = Arc::new(MemoryStores::default());
+    ports.routes = Arc::new(DryRunRoutes::new(ports.routes.clone(), plan.clone()));
+    ports.sysctl = Arc::new(DryRunSysctl {
+        real: ports.sysctl.clone(),
+        plan: plan.clone(),
+    });
+    ports.scripts = Arc::new(DryRunScripts(plan.clone()));
+    ports.flows = Arc::new(DryRunFlows(plan.clone()));
+    ports.journal = stores.clone();
+    ports.state = stores;
+    tracing::info!("dry run: no route, address, sysctl or script will be touched");
+    plan
 }
 
 fn unpack(loaded: config::Loaded) -> (Config, PathBuf, usize, PathBuf) {
@@ -582,88 +591,6 @@ impl Drop for AgentHandle {
                 std::thread::sleep(Duration::from_millis(10));
             }
             join(thread);
-        }
-    }
-}
-
-/// One item of a [`Subscription`].
-#[derive(Clone, PartialEq, Debug)]
-pub enum Update {
-    /// The whole view; always first, and again right after [`Update::Lagged`].
-    Snapshot(Box<Snapshot>),
-    /// One change, in the order it happened.
-    Event(EngineEvent),
-    /// The subscriber fell behind and `missed` events were dropped for it (the engine never
-    /// waits for a subscriber); a fresh snapshot follows.
-    Lagged { missed: u64 },
-}
-
-type Observe = dyn Fn() -> (Snapshot, broadcast::Receiver<EngineEvent>) + Send + Sync;
-
-/// The state now, then every change: [`Update::Snapshot`] first, then [`Update::Event`]s.
-/// The snapshot and the channel are taken atomically, so applying the events to the snapshot
-/// ([`Snapshot::apply`]) tracks the engine exactly, however late the subscription.
-///
-/// ```
-/// # use netfailover::agent::{Agent, Update};
-/// # use netfailover::engine::{fake::FakeWorld, model::{Config, LinkKind}, ports::Verdict};
-/// # let world = FakeWorld::new();
-/// # world.kernel.add_link("eth0", LinkKind::Other);
-/// actix_rt::System::new().block_on(async {
-///     let agent = Agent::builder().config(Config::default()).ports(world.ports()).start()?;
-///     let mut updates = agent.subscribe();
-///     let Some(Update::Snapshot(mut view)) = updates.next().await else { unreachable!() };
-///     agent.kill("link-watcher").await?; // a change: an actor restart
-///     while let Some(Update::Event(event)) = updates.next().await {
-///         view.apply(&event);
-///         if view.status.actors.iter().any(|a| a.name == "link-watcher" && a.kills == 1) {
-///             break;
-///         }
-///     }
-///     agent.shutdown().await
-/// })?;
-/// # Ok::<(), netfailover::agent::AgentError>(())
-/// ```
-pub struct Subscription {
-    observe: Arc<Observe>,
-    snapshot: Option<Snapshot>,
-    receiver: broadcast::Receiver<EngineEvent>,
-}
-
-impl Subscription {
-    /// Subscribes to a running engine.
-    pub fn of(engine: &EngineHandle) -> Self {
-        let engine = engine.clone();
-        Self::new(move || engine.observe())
-    }
-
-    /// Subscribes to any source of snapshots and events (`observe` is called now and again
-    /// after a lag); the control socket's tests use it with a stub.
-    pub fn new(
-        observe: impl Fn() -> (Snapshot, broadcast::Receiver<EngineEvent>) + Send + Sync + 'static,
-    ) -> Self {
-        let (snapshot, receiver) = observe();
-        Self {
-            observe: Arc::new(observe),
-            snapshot: Some(snapshot),
-            receiver,
-        }
-    }
-
-    /// The next update; `None` once the engine has stopped.
-    pub async fn next(&mut self) -> Option<Update> {
-        if let Some(snapshot) = self.snapshot.take() {
-            return Some(Update::Snapshot(Box::new(snapshot)));
-        }
-        match self.receiver.recv().await {
-            Ok(event) => Some(Update::Event(event)),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                let (snapshot, receiver) = (self.observe)();
-                self.snapshot = Some(snapshot);
-                self.receiver = receiver;
-                Some(Update::Lagged { missed })
-            }
-            Err(broadcast::error::RecvError::Closed) => None,
         }
     }
 }
