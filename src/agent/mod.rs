@@ -4,7 +4,7 @@
 //!
 //! Owns: the choice of ports (the embedder's, else the kernel adapters of `kernel.rs`, wrapped
 //! by `dry_run.rs` for a dry run), the engine's start in the caller's actix System or on a
-//! thread of its own, and the [`Subscription`] (snapshot, then typed events).
+//! thread of its own. The [`Subscription`] (snapshot, then typed events) is `subscription.rs`.
 //!
 //! ```
 //! use std::time::Duration;
