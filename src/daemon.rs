@@ -217,6 +217,18 @@ impl Drop for SocketFile<'_> {
     }
 }
 
+/// The daemon's result once the engine stopped by itself: 0, or its escalation as an error.
+fn engine_stopped(result: Result<(), EngineError>) -> Result<u8, DaemonError> {
+    match result {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            let reason = e.to_string();
+            tracing::error!(%reason, "engine escalated; exiting with code 1");
+            Err(DaemonError::Escalated { reason })
+        }
+    }
+}
+
 async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<u8, DaemonError> {
     let started_with = Restartable::of(&loaded);
     let problems = Rc::new(RefCell::new(printed(&loaded.problems)));
@@ -273,16 +285,7 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
             _ = sigterm.recv() => return shutdown(agent, &notifier, "SIGTERM").await,
             _ = sigint.recv() => return shutdown(agent, &notifier, "SIGINT").await,
             _ = sighup.recv() => reload(&agent, &started_with, &notifier, &args.config, &problems),
-            result = &mut stopped => {
-                return match result {
-                    Ok(()) => Ok(0),
-                    Err(e) => {
-                        let reason = e.to_string();
-                        tracing::error!(%reason, "engine escalated; exiting with code 1");
-                        Err(DaemonError::Escalated { reason })
-                    }
-                };
-            }
+            result = &mut stopped => return engine_stopped(result),
             event = events.recv() => match event {
                 Ok(event) if event.kind == EventKind::ConnectivityChange => {
                     notifier.status(&format!("connectivity {}", event.state));

@@ -2,11 +2,12 @@
 //! reported here (anyhow only in this file) with a non-zero exit code.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use netfailover::cli::{self, Cli, Command};
+use netfailover::cli::{self, CheckConfigArgs, Cli, Command};
 use netfailover::config::report;
 use netfailover::control::{self, Request};
 
@@ -21,58 +22,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// One function per verb; each prints what the person asked for.
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let socket = cli.socket.as_path();
     match cli.command {
         Command::Run(args) => {
-            let code = netfailover::daemon::run(&args, &cli.socket)?;
+            let code = netfailover::daemon::run(&args, socket)?;
             Ok(ExitCode::from(code))
         }
-        Command::CheckConfig(args) => {
-            let format = if args.json {
-                report::Format::Json
-            } else {
-                report::Format::Text
-            };
-            let code = report::check_config(
-                &args.config.boot_dir,
-                args.config.config.as_deref(),
-                format,
-                &mut std::io::stdout().lock(),
-            );
-            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-        }
-        Command::Status { json } => {
-            let data = ask(&cli.socket, &Request::Status)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&data)?);
-            } else {
-                let problems: Vec<String> = data
-                    .get("config_problems")
-                    .cloned()
-                    .map(serde_json::from_value)
-                    .transpose()
-                    .context("decoding the configuration problems")?
-                    .unwrap_or_default();
-                let status = serde_json::from_value(data).context("decoding the status")?;
-                print!("{}", cli::format_status(&status, cli::now_unix_ms()));
-                print!("{}", cli::format_config_problems(&problems));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Check { iface } => {
-            let data = ask(
-                &cli.socket,
-                &Request::Check {
-                    iface: iface.clone(),
-                },
-            )?;
-            let report = serde_json::from_value(data).context("decoding the check report")?;
-            print!("{}", cli::format_check(&iface, &report));
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::CheckConfig(args) => Ok(check_config(&args)),
+        Command::Status { json } => status(socket, json),
+        Command::Check { iface } => check(socket, iface),
         Command::Kill { actor } => {
             ask(
-                &cli.socket,
+                socket,
                 &Request::Kill {
                     actor: actor.clone(),
                 },
@@ -80,51 +43,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("killed {actor}; the supervisor restarts it");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Events { json, follow: true } => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the client runtime")?;
-            let mut out = std::io::stdout().lock();
-            runtime.block_on(control::follow_lines(&cli.socket, |line| {
-                let text = if json {
-                    Some(format!("{line}\n"))
-                } else {
-                    cli::format_follow_line(&line)
-                };
-                // A closed stdout (`| head`) ends the stream quietly.
-                text.is_none_or(|t| {
-                    out.write_all(t.as_bytes())
-                        .and_then(|()| out.flush())
-                        .is_ok()
-                })
-            }))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Events { json, follow: true } => follow_events(socket, json),
         Command::Events {
             json,
             follow: false,
-        } => {
-            let data = ask(&cli.socket, &Request::Events)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&data)?);
-            } else {
-                let events: Vec<_> = serde_json::from_value(data).context("decoding the events")?;
-                print!("{}", cli::format_events(&events));
-                // Say when these events are not all on disk yet (best effort: an older daemon's
-                // status may not have it).
-                let journal = ask(&cli.socket, &Request::Status)
-                    .ok()
-                    .and_then(|s| {
-                        serde_json::from_value::<netfailover::engine::status::EngineStatus>(s).ok()
-                    })
-                    .and_then(|s| cli::journal_behind(&s.journal));
-                if let Some(line) = journal {
-                    println!("\n{line}");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => events(socket, json),
         #[cfg(feature = "lab")]
         Command::Lab(args) => {
             let passed = netfailover::lab::timeline::run(&args)?;
@@ -137,8 +60,103 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `check-config`: the report on stdout; the exit code says whether there were errors.
+fn check_config(args: &CheckConfigArgs) -> ExitCode {
+    let format = if args.json {
+        report::Format::Json
+    } else {
+        report::Format::Text
+    };
+    let code = report::check_config(
+        &args.config.boot_dir,
+        args.config.config.as_deref(),
+        format,
+        &mut std::io::stdout().lock(),
+    );
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `status`: the daemon's board, as JSON or as tables followed by the configuration problems.
+fn status(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let data = ask(socket, &Request::Status)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&data)?);
+    } else {
+        let problems: Vec<String> = data
+            .get("config_problems")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .context("decoding the configuration problems")?
+            .unwrap_or_default();
+        let status = serde_json::from_value(data).context("decoding the status")?;
+        print!("{}", cli::format_status(&status, cli::now_unix_ms()));
+        print!("{}", cli::format_config_problems(&problems));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check IFACE`: one connectivity check run by the daemon now.
+fn check(socket: &Path, iface: String) -> anyhow::Result<ExitCode> {
+    let data = ask(
+        socket,
+        &Request::Check {
+            iface: iface.clone(),
+        },
+    )?;
+    let report = serde_json::from_value(data).context("decoding the check report")?;
+    print!("{}", cli::format_check(&iface, &report));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `events --follow`: the live stream, one line per event, until the daemon or stdout closes.
+fn follow_events(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client runtime")?;
+    let mut out = std::io::stdout().lock();
+    runtime.block_on(control::follow_lines(socket, |line| {
+        let text = if json {
+            Some(format!("{line}\n"))
+        } else {
+            cli::format_follow_line(&line)
+        };
+        // A closed stdout (`| head`) ends the stream quietly.
+        text.is_none_or(|t| {
+            out.write_all(t.as_bytes())
+                .and_then(|()| out.flush())
+                .is_ok()
+        })
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `events`: the recent history, as JSON or as a table.
+fn events(socket: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let data = ask(socket, &Request::Events)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&data)?);
+    } else {
+        let events: Vec<_> = serde_json::from_value(data).context("decoding the events")?;
+        print!("{}", cli::format_events(&events));
+        // Say when these events are not all on disk yet (best effort: an older daemon's
+        // status may not have it).
+        let journal = ask(socket, &Request::Status)
+            .ok()
+            .and_then(|s| {
+                serde_json::from_value::<netfailover::engine::status::EngineStatus>(s).ok()
+            })
+            .and_then(|s| cli::journal_behind(&s.journal));
+        if let Some(line) = journal {
+            println!("\n{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// One request to the daemon over the control socket.
-fn ask(socket: &std::path::Path, request: &Request) -> anyhow::Result<serde_json::Value> {
+fn ask(socket: &Path, request: &Request) -> anyhow::Result<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -42,7 +42,7 @@ use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use netfailover_actors::model::Connectivity;
-use netfailover_actors::status::{EngineStatus, LATENCY_BUCKETS};
+use netfailover_actors::status::{ActorStatus, EngineStatus, IfaceStatus, LATENCY_BUCKETS};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -104,232 +104,281 @@ fn counter(
 }
 
 impl Collector for Snapshot {
+    /// The families in their published order (the golden test in this file pins it).
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let status = &self.0;
         let ifaces = &status.interfaces;
-        let state_set = |state: Connectivity| {
-            STATES
-                .iter()
-                .map(move |s| (*s, i64::from(*s == state)))
-                .collect::<Vec<_>>()
-        };
+        encode_global(&mut enc, status)?;
+        encode_interfaces(&mut enc, ifaces)?;
+        encode_checks(&mut enc, ifaces)?;
+        encode_latency(&mut enc, ifaces)?;
+        encode_probe_bytes(&mut enc, ifaces)?;
+        encode_passive(&mut enc, ifaces)?;
+        encode_actors(&mut enc, &status.actors)?;
+        encode_dispatcher_and_flows(&mut enc, status)
+    }
+}
 
-        let global: Vec<_> = state_set(status.connectivity)
-            .into_iter()
-            .map(|(s, v)| (vec![("state", s.as_str())], v))
-            .collect();
-        gauge(
-            &mut enc,
-            "connectivity",
-            "Global connectivity (best over interfaces), one series per state",
-            &global,
-        )?;
+/// One (state, 0/1) pair per connectivity state, 1 for `state`.
+fn state_set(state: Connectivity) -> impl Iterator<Item = (Connectivity, i64)> {
+    STATES.into_iter().map(move |s| (s, i64::from(s == state)))
+}
 
-        let per_iface = |f: &dyn Fn(&netfailover_actors::status::IfaceStatus) -> Option<i64>| {
-            ifaces
-                .iter()
-                .filter_map(|i| f(i).map(|v| (vec![("iface", i.name.as_str())], v)))
-                .collect::<Vec<_>>()
-        };
-        gauge(
-            &mut enc,
-            "interface_link_up",
-            "1 when the interface has link (admin up and carrier)",
-            &per_iface(&|i| Some(i64::from(i.link == "up"))),
-        )?;
-        let connectivity: Vec<_> = ifaces
-            .iter()
-            .flat_map(|i| {
-                state_set(i.connectivity)
-                    .into_iter()
-                    .map(move |(s, v)| (vec![("iface", i.name.as_str()), ("state", s.as_str())], v))
+/// One series per interface labelled `iface`, for the interfaces where `f` has a value.
+fn per_iface<T>(
+    ifaces: &[IfaceStatus],
+    f: impl Fn(&IfaceStatus) -> Option<T>,
+) -> Vec<(Labels<'_>, T)> {
+    ifaces
+        .iter()
+        .filter_map(|i| f(i).map(|v| (vec![("iface", i.name.as_str())], v)))
+        .collect()
+}
+
+/// `connectivity`: the global state set.
+fn encode_global(
+    enc: &mut DescriptorEncoder,
+    status: &EngineStatus,
+) -> Result<(), std::fmt::Error> {
+    let global: Vec<_> = state_set(status.connectivity)
+        .map(|(s, v)| (vec![("state", s.as_str())], v))
+        .collect();
+    gauge(
+        enc,
+        "connectivity",
+        "Global connectivity (best over interfaces), one series per state",
+        &global,
+    )
+}
+
+/// `interface_link_up`, `interface_connectivity`, `interface_metric`,
+/// `interface_effective_metric`.
+fn encode_interfaces(
+    enc: &mut DescriptorEncoder,
+    ifaces: &[IfaceStatus],
+) -> Result<(), std::fmt::Error> {
+    gauge(
+        enc,
+        "interface_link_up",
+        "1 when the interface has link (admin up and carrier)",
+        &per_iface(ifaces, |i| Some(i64::from(i.link == "up"))),
+    )?;
+    let connectivity: Vec<_> = ifaces
+        .iter()
+        .flat_map(|i| {
+            state_set(i.connectivity)
+                .map(move |(s, v)| (vec![("iface", i.name.as_str()), ("state", s.as_str())], v))
+        })
+        .collect();
+    gauge(
+        enc,
+        "interface_connectivity",
+        "Connectivity of the interface, one series per state",
+        &connectivity,
+    )?;
+    gauge(
+        enc,
+        "interface_metric",
+        "Configured IPv4 route metric",
+        &per_iface(ifaces, |i| Some(i64::from(i.metric))),
+    )?;
+    gauge(
+        enc,
+        "interface_effective_metric",
+        "Metric of the installed IPv4 default route (penalty and uniqueness bump included)",
+        &per_iface(ifaces, |i| i.effective_metric.map(i64::from)),
+    )
+}
+
+/// `checks_total` by interface and verdict.
+fn encode_checks(
+    enc: &mut DescriptorEncoder,
+    ifaces: &[IfaceStatus],
+) -> Result<(), std::fmt::Error> {
+    let checks: Vec<_> = ifaces
+        .iter()
+        .flat_map(|i| {
+            i.checks.by_verdict.iter().map(move |(result, n)| {
+                (
+                    vec![("iface", i.name.as_str()), ("result", result.as_str())],
+                    *n,
+                )
             })
-            .collect();
-        gauge(
-            &mut enc,
-            "interface_connectivity",
-            "Connectivity of the interface, one series per state",
-            &connectivity,
-        )?;
-        gauge(
-            &mut enc,
-            "interface_metric",
-            "Configured IPv4 route metric",
-            &per_iface(&|i| Some(i64::from(i.metric))),
-        )?;
-        gauge(
-            &mut enc,
-            "interface_effective_metric",
-            "Metric of the installed IPv4 default route (penalty and uniqueness bump included)",
-            &per_iface(&|i| i.effective_metric.map(i64::from)),
-        )?;
+        })
+        .collect();
+    counter(
+        enc,
+        "checks",
+        "Finished connectivity checks by result",
+        &checks,
+    )
+}
 
-        let checks: Vec<_> = ifaces
+/// `check_latency_seconds`: one histogram per interface.
+fn encode_latency(
+    enc: &mut DescriptorEncoder,
+    ifaces: &[IfaceStatus],
+) -> Result<(), std::fmt::Error> {
+    let mut latency = enc.encode_descriptor(
+        "check_latency_seconds",
+        "Duration of connectivity checks",
+        None,
+        MetricType::Histogram,
+    )?;
+    for i in ifaces {
+        let counts = &i.checks.latency_buckets;
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
             .iter()
-            .flat_map(|i| {
-                i.checks.by_verdict.iter().map(move |(result, n)| {
-                    (
-                        vec![("iface", i.name.as_str()), ("result", result.as_str())],
-                        *n,
-                    )
-                })
-            })
+            .copied()
+            .chain([f64::INFINITY])
+            .enumerate()
+            .map(|(n, bound)| (bound, counts.get(n).copied().unwrap_or(0)))
             .collect();
-        counter(
-            &mut enc,
-            "checks",
-            "Finished connectivity checks by result",
-            &checks,
-        )?;
+        let labels = vec![("iface", i.name.as_str())];
+        latency
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(
+                i.checks.latency_sum_seconds,
+                i.checks.latency_count,
+                &buckets_per_bucket(&buckets),
+                None,
+            )?;
+    }
+    Ok(())
+}
 
-        let mut latency = enc.encode_descriptor(
-            "check_latency_seconds",
-            "Duration of connectivity checks",
-            None,
-            MetricType::Histogram,
-        )?;
-        for i in ifaces {
-            let counts = &i.checks.latency_buckets;
-            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
-                .iter()
-                .copied()
-                .chain([f64::INFINITY])
-                .enumerate()
-                .map(|(n, bound)| (bound, counts.get(n).copied().unwrap_or(0)))
-                .collect();
-            let labels = vec![("iface", i.name.as_str())];
-            latency
-                .encode_family(&labels)?
-                .encode_histogram::<NoLabelSet>(
-                    i.checks.latency_sum_seconds,
-                    i.checks.latency_count,
-                    &buckets_per_bucket(&buckets),
-                    None,
-                )?;
-        }
+/// `probe_bytes_total`, `probe_dns_bytes_total`.
+fn encode_probe_bytes(
+    enc: &mut DescriptorEncoder,
+    ifaces: &[IfaceStatus],
+) -> Result<(), std::fmt::Error> {
+    counter(
+        enc,
+        "probe_bytes",
+        "Bytes on the wire spent on checks, DNS included",
+        &per_iface(ifaces, |i| Some(i.probe_bytes)),
+    )?;
+    counter(
+        enc,
+        "probe_dns_bytes",
+        "Bytes on the wire spent on the checks' DNS lookups",
+        &per_iface(ifaces, |i| Some(i.probe_dns_bytes)),
+    )
+}
 
-        counter(
-            &mut enc,
-            "probe_bytes",
-            "Bytes on the wire spent on checks, DNS included",
-            &ifaces
-                .iter()
-                .map(|i| (vec![("iface", i.name.as_str())], i.probe_bytes))
-                .collect::<Vec<_>>(),
-        )?;
-        counter(
-            &mut enc,
-            "probe_dns_bytes",
-            "Bytes on the wire spent on the checks' DNS lookups",
-            &ifaces
-                .iter()
-                .map(|i| (vec![("iface", i.name.as_str())], i.probe_dns_bytes))
-                .collect::<Vec<_>>(),
-        )?;
+/// `passive_suspect`, `passive_suspicions_total`, `passive_confirmations_total`.
+fn encode_passive(
+    enc: &mut DescriptorEncoder,
+    ifaces: &[IfaceStatus],
+) -> Result<(), std::fmt::Error> {
+    gauge(
+        enc,
+        "passive_suspect",
+        "1 while passive health sees evidence of a stall on the interface",
+        &per_iface(ifaces, |i| Some(i64::from(i.passive.state == "suspect"))),
+    )?;
+    counter(
+        enc,
+        "passive_suspicions",
+        "Passive-health suspicions that asked for a confirmation",
+        &per_iface(ifaces, |i| Some(i.passive.suspicions)),
+    )?;
+    let confirmations: Vec<_> = ifaces
+        .iter()
+        .flat_map(|i| {
+            let p = &i.passive;
+            [
+                (
+                    "passed",
+                    p.confirmations.saturating_sub(p.confirmations_failed),
+                ),
+                ("failed", p.confirmations_failed),
+            ]
+            .map(|(r, v)| (vec![("iface", i.name.as_str()), ("result", r)], v))
+        })
+        .collect();
+    counter(
+        enc,
+        "passive_confirmations",
+        "Confirmation checks run for passive-health suspicions, by result",
+        &confirmations,
+    )
+}
 
-        gauge(
-            &mut enc,
-            "passive_suspect",
-            "1 while passive health sees evidence of a stall on the interface",
-            &per_iface(&|i| Some(i64::from(i.passive.state == "suspect"))),
-        )?;
-        counter(
-            &mut enc,
-            "passive_suspicions",
-            "Passive-health suspicions that asked for a confirmation",
-            &ifaces
-                .iter()
-                .map(|i| (vec![("iface", i.name.as_str())], i.passive.suspicions))
-                .collect::<Vec<_>>(),
-        )?;
-        let confirmations: Vec<_> = ifaces
+/// `actor_running`, `actor_restarts_total`.
+fn encode_actors(
+    enc: &mut DescriptorEncoder,
+    actors: &[ActorStatus],
+) -> Result<(), std::fmt::Error> {
+    gauge(
+        enc,
+        "actor_running",
+        "1 while the actor runs",
+        &actors
             .iter()
-            .flat_map(|i| {
-                let p = &i.passive;
-                [
-                    (
-                        "passed",
-                        p.confirmations.saturating_sub(p.confirmations_failed),
-                    ),
-                    ("failed", p.confirmations_failed),
-                ]
-                .map(|(r, v)| (vec![("iface", i.name.as_str()), ("result", r)], v))
-            })
-            .collect();
-        counter(
-            &mut enc,
-            "passive_confirmations",
-            "Confirmation checks run for passive-health suspicions, by result",
-            &confirmations,
-        )?;
+            .map(|a| (vec![("actor", a.name.as_str())], i64::from(a.running)))
+            .collect::<Vec<_>>(),
+    )?;
+    counter(
+        enc,
+        "actor_restarts",
+        "Actor restarts after failures and kills",
+        &actors
+            .iter()
+            .map(|a| (vec![("actor", a.name.as_str())], u64::from(a.restarts)))
+            .collect::<Vec<_>>(),
+    )
+}
 
-        let actors = &status.actors;
-        gauge(
-            &mut enc,
-            "actor_running",
-            "1 while the actor runs",
-            &actors
-                .iter()
-                .map(|a| (vec![("actor", a.name.as_str())], i64::from(a.running)))
-                .collect::<Vec<_>>(),
-        )?;
-        counter(
-            &mut enc,
-            "actor_restarts",
-            "Actor restarts after failures and kills",
-            &actors
-                .iter()
-                .map(|a| (vec![("actor", a.name.as_str())], u64::from(a.restarts)))
-                .collect::<Vec<_>>(),
-        )?;
-        counter(
-            &mut enc,
+/// The unlabelled totals: dispatcher counters, flow resets, then the pending-events gauge.
+fn encode_dispatcher_and_flows(
+    enc: &mut DescriptorEncoder,
+    status: &EngineStatus,
+) -> Result<(), std::fmt::Error> {
+    let flows = &status.flows;
+    for (name, help, value) in [
+        (
             "dispatcher_events",
             "Dispatcher events produced",
-            &[(vec![], status.events_total)],
-        )?;
-        counter(
-            &mut enc,
+            status.events_total,
+        ),
+        (
             "dispatcher_script_failures",
             "Dispatcher scripts that exited non-zero, were signalled or timed out",
-            &[(vec![], status.script_failures)],
-        )?;
-        let flows = &status.flows;
-        for (name, help, value) in [
-            (
-                "flow_resets",
-                "Flow resets after the route in use moved off an interface",
-                flows.resets,
-            ),
-            (
-                "flow_sockets_destroyed",
-                "TCP sockets pinned to a demoted interface destroyed",
-                flows.sockets_destroyed,
-            ),
-            (
-                "flow_conntrack_deleted",
-                "Conntrack entries pinned to a demoted interface deleted",
-                flows.conntrack_deleted,
-            ),
-            (
-                "flow_reset_failures",
-                "Failed parts of flow resets (no permission, missing kernel option, ...)",
-                flows.failures,
-            ),
-        ] {
-            counter(&mut enc, name, help, &[(vec![], value)])?;
-        }
-        gauge(
-            &mut enc,
-            "dispatcher_pending_events",
-            "Dispatcher events not yet delivered",
-            &[(
-                vec![],
-                i64::try_from(status.pending_events).unwrap_or(i64::MAX),
-            )],
-        )?;
-        Ok(())
+            status.script_failures,
+        ),
+        (
+            "flow_resets",
+            "Flow resets after the route in use moved off an interface",
+            flows.resets,
+        ),
+        (
+            "flow_sockets_destroyed",
+            "TCP sockets pinned to a demoted interface destroyed",
+            flows.sockets_destroyed,
+        ),
+        (
+            "flow_conntrack_deleted",
+            "Conntrack entries pinned to a demoted interface deleted",
+            flows.conntrack_deleted,
+        ),
+        (
+            "flow_reset_failures",
+            "Failed parts of flow resets (no permission, missing kernel option, ...)",
+            flows.failures,
+        ),
+    ] {
+        counter(enc, name, help, &[(vec![], value)])?;
     }
+    gauge(
+        enc,
+        "dispatcher_pending_events",
+        "Dispatcher events not yet delivered",
+        &[(
+            vec![],
+            i64::try_from(status.pending_events).unwrap_or(i64::MAX),
+        )],
+    )
 }
 
 /// The board keeps cumulative bucket counts (Prometheus' own convention), while the encoder
@@ -420,7 +469,7 @@ mod tests {
     use super::*;
     use netfailover_actors::model::{IfaceName, UplinkType};
     use netfailover_actors::ports::Verdict;
-    use netfailover_actors::status::{ActorStatus, CheckCounters, IfaceStatus};
+    use netfailover_actors::status::CheckCounters;
 
     fn iface(
         name: &str,
@@ -531,6 +580,14 @@ mod tests {
         }
         // wlan0 has no route: no effective-metric series rather than a made-up number.
         assert!(!text.contains("netfailover_interface_effective_metric{iface=\"wlan0\"}"));
+    }
+
+    /// The whole exposition of [`sample`], byte for byte: family order, HELP texts, label
+    /// order and number formatting are part of what dashboards and alerts rely on.
+    #[test]
+    fn sample_board_renders_exactly_the_golden_text() {
+        let text = render(&sample());
+        assert_eq!(text, include_str!("../tests/data/metrics/sample.prom"));
     }
 
     #[test]

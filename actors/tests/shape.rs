@@ -1,6 +1,7 @@
-//! The engine's shape, checked: no file in `actors/src` longer than [`MAX_FILE_LINES`] lines and
-//! no function longer than [`MAX_FN_LINES`] lines, except the entries of [`ALLOW`], each with
-//! its reason. An entry that is no longer needed fails the test too, so the list only shrinks.
+//! The code's shape, checked: no file in the engine (`actors/src`) or in the root crate (`src`)
+//! longer than [`MAX_FILE_LINES`] lines and no function longer than [`MAX_FN_LINES`] lines,
+//! except the entries of [`ALLOW`], each with its reason. An entry that is no longer needed fails
+//! the test too, so the list only shrinks.
 //!
 //! How a function is measured (a heuristic, not a parser): the source is first blanked of
 //! comments, string literals (plain, byte, raw `r#"…"#`) and char literals, keeping the line
@@ -17,9 +18,60 @@ const MAX_FILE_LINES: usize = 600;
 /// Longest function, from its `fn` line to its closing brace, in lines.
 const MAX_FN_LINES: usize = 80;
 
-/// What may stay over today, and why: (file under `actors/src`, function name or `""` for the
-/// file's length, reason). Remove an entry when its file or function is split.
-const ALLOW: &[(&str, &str, &str)] = &[];
+/// The source trees measured, relative to the repository root.
+const TREES: [&str; 2] = ["actors/src", "src"];
+
+/// What may stay over today, and why: (file relative to the repository root, function name or
+/// `""` for the file's length, reason). Remove an entry when its file or function is split.
+/// The entries below are the root crate as it stood when `src` was first measured: not split
+/// yet, each a candidate for the next refactoring.
+const ALLOW: &[(&str, &str, &str)] = &[
+    (
+        "src/agent/mod.rs",
+        "",
+        "builder, configuration sources and handle in one file; to split by topic",
+    ),
+    (
+        "src/agent/mod.rs",
+        "prepare",
+        "turns every configuration source into settings in one match; to split per source",
+    ),
+    (
+        "src/config/ipconfig.rs",
+        "read",
+        "one family's keys read in NetworkManager's order; to split by key group",
+    ),
+    (
+        "src/lab/apps.rs",
+        "",
+        "TCP echo, UDP sink and their device-side clients; lab tooling, to split per app",
+    ),
+    (
+        "src/lab/soak.rs",
+        "run",
+        "the soak loop with its report; lab tooling, to split round and report",
+    ),
+    (
+        "src/lab/timeline.rs",
+        "",
+        "world setup, daemon child and fault timeline together; lab tooling, to split",
+    ),
+    (
+        "src/lab/timeline.rs",
+        "play",
+        "plays and prints each step kind inline; lab tooling, to split per step",
+    ),
+    (
+        "src/lab/timeline.rs",
+        "run",
+        "sets up the world, runs and tears down in one sequence; lab tooling, to split",
+    ),
+    (
+        "src/os/flows/mod.rs",
+        "destroy_sockets",
+        "runtime, sock_diag dump and destroy in one function; to split dump from destroy",
+    ),
+];
 
 /// One thing over the limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,9 +268,20 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Everything in `actors/src` over the limits, file names relative to `actors/src`.
+/// Everything in [`TREES`] over the limits, file names relative to the repository root.
 fn over_limits() -> Vec<Over> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    // The engine crate's manifest directory is `actors/` in the repository.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut over = Vec::new();
+    for tree in TREES {
+        over.extend(tree_over_limits(&repo, tree));
+    }
+    over
+}
+
+/// Everything in `repo/tree` over the limits.
+fn tree_over_limits(repo: &Path, tree: &str) -> Vec<Over> {
+    let root = repo.join(tree);
     let mut files = Vec::new();
     rust_files(&root, &mut files);
     files.sort();
@@ -226,11 +289,12 @@ fn over_limits() -> Vec<Over> {
     let mut over = Vec::new();
     for path in files {
         let source = std::fs::read_to_string(&path).expect("readable source file");
-        let file = path
+        let relative = path
             .strip_prefix(&root)
             .expect("found under root")
             .to_string_lossy()
             .replace('\\', "/");
+        let file = format!("{tree}/{relative}");
         let lines = source.lines().count();
         if lines > MAX_FILE_LINES {
             over.push(Over {

@@ -52,11 +52,76 @@ pub fn read(path: &Path, problems: &mut Vec<Problem>) -> JsonSettings {
     }
 }
 
-/// Parses config.json text.
+/// Parses config.json text. Problems come in the order of the keys below (the document, then
+/// `apiEndpoint`, `os.network.connectivity` and its `uri`, `interval`, `response`, then
+/// `dnsServers`).
 pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettings {
     // balenaOS's own tooling reads a config.json that starts with a UTF-8 byte-order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let root = match serde_json::from_str::<Value>(text) {
+    let doc = Doc {
+        root: parse_root(text, path, problems),
+        text,
+        path,
+    };
+    let endpoint = parse_endpoint(&doc, problems);
+    check_connectivity_object(&doc, problems);
+    let (uri, uri_origin, uri_disabled) = parse_uri(&doc, &endpoint, problems);
+    let (interval, interval_origin) = if uri_disabled {
+        // Still read, so a bad value is reported even though checks are off.
+        parse_interval_key(&doc, problems);
+        (Duration::ZERO, doc.file_origin())
+    } else {
+        parse_interval_key(&doc, problems)
+    };
+    let response = parse_response(&doc, problems);
+    let (dns, dns_origin) = parse_dns(&doc, problems);
+    JsonSettings {
+        uri,
+        uri_origin,
+        response,
+        interval,
+        interval_origin,
+        dns,
+        dns_origin,
+        uri_disabled,
+    }
+}
+
+/// The parsed document, with what each key group needs to report a problem at its line.
+struct Doc<'a> {
+    /// `Value::Null` when the file is malformed or not an object (every key then defaults).
+    root: Value,
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Doc<'_> {
+    /// The value at a JSON pointer; a JSON `null` counts as absent.
+    fn field(&self, pointer: &str) -> Option<&Value> {
+        self.root.pointer(pointer).filter(|v| !v.is_null())
+    }
+
+    /// `os.network.connectivity.KEY`; a JSON `null` counts as absent.
+    fn sub(&self, key: &str) -> Option<&Value> {
+        self.field("/os/network/connectivity")
+            .and_then(|c| c.get(key))
+            .filter(|v| !v.is_null())
+    }
+
+    /// An error pointing at the first line naming `key`.
+    fn error(&self, key: &str, message: impl Into<String>) -> Problem {
+        Problem::error(self.path, line_of_key(self.text, key), message)
+    }
+
+    fn file_origin(&self) -> Origin {
+        Origin::File(self.path.to_path_buf())
+    }
+}
+
+/// The document's root object; `Value::Null` (all defaults) with an error when it is malformed
+/// or not an object.
+fn parse_root(text: &str, path: &Path, problems: &mut Vec<Problem>) -> Value {
+    match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Value::Object(map),
         Ok(_) => {
             problems.push(Problem::error(
@@ -78,114 +143,121 @@ pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettin
             ));
             Value::Null
         }
-    };
-    let field = |pointer: &str| root.pointer(pointer).filter(|v| !v.is_null());
-    let line = |key: &str| line_of_key(text, key);
-    let from_file = Origin::File(path.to_path_buf());
+    }
+}
 
+/// `apiEndpoint`, trimmed, or the default.
+fn parse_endpoint(doc: &Doc, problems: &mut Vec<Problem>) -> String {
     let mut endpoint = DEFAULT_API_ENDPOINT.to_string();
-    if let Some(v) = field("/apiEndpoint") {
+    if let Some(v) = doc.field("/apiEndpoint") {
         match v.as_str().map(CheckUri::new) {
             Some(Ok(_)) => endpoint = v.as_str().unwrap_or_default().trim().to_string(),
-            Some(Err(e)) => problems.push(Problem::error(
-                path,
-                line("apiEndpoint"),
+            Some(Err(e)) => problems.push(doc.error(
+                "apiEndpoint",
                 format!("apiEndpoint: {e}; using {DEFAULT_API_ENDPOINT}"),
             )),
-            None => problems.push(Problem::error(
-                path,
-                line("apiEndpoint"),
+            None => problems.push(doc.error(
+                "apiEndpoint",
                 format!("apiEndpoint must be a string; using {DEFAULT_API_ENDPOINT}"),
             )),
         }
     }
-    let default_uri = || {
-        let uri = format!("{}/connectivity-check", endpoint.trim_end_matches('/'));
-        // An endpoint that passed CheckUri with a path appended still parses; the fallback
-        // covers the impossible case without a panic.
-        CheckUri::new(&uri).unwrap_or_else(|_| default_check_uri())
-    };
-    let connectivity = field("/os/network/connectivity");
-    if let Some(c) = connectivity.filter(|c| !c.is_object()) {
-        problems.push(Problem::error(
-            path,
-            line("connectivity"),
+    endpoint
+}
+
+/// `os.network.connectivity` must be an object (its keys are then read by [`Doc::sub`]).
+fn check_connectivity_object(doc: &Doc, problems: &mut Vec<Problem>) {
+    if let Some(c) = doc
+        .field("/os/network/connectivity")
+        .filter(|c| !c.is_object())
+    {
+        problems.push(doc.error(
+            "connectivity",
             format!("os.network.connectivity must be an object, not {}", kind(c)),
         ));
     }
-    let sub = |key: &str| {
-        connectivity
-            .and_then(|c| c.get(key))
-            .filter(|v| !v.is_null())
-    };
+}
 
-    let (mut uri, mut uri_origin) = (default_uri(), Origin::Default);
-    let uri_disabled = sub("uri").and_then(Value::as_str) == Some("null");
-    if uri_disabled {
-        uri_origin = from_file.clone();
-    } else if let Some(v) = sub("uri") {
-        match v.as_str().map(CheckUri::new) {
-            Some(Ok(u)) => (uri, uri_origin) = (u, from_file.clone()),
-            Some(Err(e)) => problems.push(Problem::error(
-                path,
-                line("uri"),
-                format!("os.network.connectivity.uri: {e}; using {uri}"),
-            )),
-            None => problems.push(Problem::error(
-                path,
-                line("uri"),
-                format!("os.network.connectivity.uri must be a string; using {uri}"),
-            )),
-        }
-    } else if field("/apiEndpoint").is_some() {
-        uri_origin = from_file.clone();
+/// `os.network.connectivity.uri`: (URI, origin, checks turned off by `"null"`). Without it the
+/// URI derives from `endpoint`, and comes from the file when `apiEndpoint` is set there.
+fn parse_uri(doc: &Doc, endpoint: &str, problems: &mut Vec<Problem>) -> (CheckUri, Origin, bool) {
+    let uri = format!("{}/connectivity-check", endpoint.trim_end_matches('/'));
+    // An endpoint that passed CheckUri with a path appended still parses; the fallback
+    // covers the impossible case without a panic.
+    let default = CheckUri::new(&uri).unwrap_or_else(|_| default_check_uri());
+    let disabled = doc.sub("uri").and_then(Value::as_str) == Some("null");
+    if disabled {
+        return (default, doc.file_origin(), true);
     }
+    let Some(v) = doc.sub("uri") else {
+        let origin = match doc.field("/apiEndpoint") {
+            Some(_) => doc.file_origin(),
+            None => Origin::Default,
+        };
+        return (default, origin, false);
+    };
+    match v.as_str().map(CheckUri::new) {
+        Some(Ok(u)) => return (u, doc.file_origin(), false),
+        Some(Err(e)) => problems.push(doc.error(
+            "uri",
+            format!("os.network.connectivity.uri: {e}; using {default}"),
+        )),
+        None => problems.push(doc.error(
+            "uri",
+            format!("os.network.connectivity.uri must be a string; using {default}"),
+        )),
+    }
+    (default, Origin::Default, false)
+}
 
-    let (mut interval, mut interval_origin) = (DEFAULT_INTERVAL, Origin::Default);
-    if let Some(v) = sub("interval") {
-        match parse_interval(v).filter(|secs| *secs <= MAX_DURATION.as_secs()) {
-            Some(secs) => {
-                (interval, interval_origin) = (Duration::from_secs(secs), from_file.clone())
-            }
-            None => problems.push(Problem::error(
-                path,
-                line("interval"),
+/// `os.network.connectivity.interval`, or the default.
+fn parse_interval_key(doc: &Doc, problems: &mut Vec<Problem>) -> (Duration, Origin) {
+    let Some(v) = doc.sub("interval") else {
+        return (DEFAULT_INTERVAL, Origin::Default);
+    };
+    match parse_interval(v).filter(|secs| *secs <= MAX_DURATION.as_secs()) {
+        Some(secs) => (Duration::from_secs(secs), doc.file_origin()),
+        None => {
+            problems.push(doc.error(
+                "interval",
                 format!(
                     "os.network.connectivity.interval {v} is not a whole number of seconds up to {} (30 days); using {}",
                     MAX_DURATION.as_secs(),
                     DEFAULT_INTERVAL.as_secs()
                 ),
-            )),
+            ));
+            (DEFAULT_INTERVAL, Origin::Default)
         }
     }
+}
 
-    if uri_disabled {
-        (interval, interval_origin) = (Duration::ZERO, from_file.clone());
-    }
-
-    let mut response = String::new();
-    if let Some(v) = sub("response") {
-        match v.as_str() {
-            Some(s) => response = s.to_string(),
-            None => problems.push(Problem::error(
-                path,
-                line("response"),
+/// `os.network.connectivity.response`, or empty.
+fn parse_response(doc: &Doc, problems: &mut Vec<Problem>) -> String {
+    match doc.sub("response").map(Value::as_str) {
+        None => String::new(),
+        Some(Some(s)) => s.to_string(),
+        Some(None) => {
+            problems.push(doc.error(
+                "response",
                 "os.network.connectivity.response must be a string; expecting 204 or an empty body",
-            )),
+            ));
+            String::new()
         }
     }
+}
 
+/// `dnsServers`, applied over the default DNS settings.
+fn parse_dns(doc: &Doc, problems: &mut Vec<Problem>) -> (DnsConfig, Origin) {
     let mut dns = DnsConfig::default();
     let mut dns_origin = Origin::Default;
-    let dns_value = match field("/dnsServers") {
+    let dns_value = match doc.field("/dnsServers") {
         Some(Value::String(s)) => {
-            dns_origin = from_file.clone();
+            dns_origin = doc.file_origin();
             Some(s.as_str())
         }
         Some(other) => {
-            problems.push(Problem::error(
-                path,
-                line("dnsServers"),
+            problems.push(doc.error(
+                "dnsServers",
                 format!(
                     "dnsServers must be a string, not {}; using 8.8.8.8",
                     kind(other)
@@ -195,18 +267,9 @@ pub fn parse(text: &str, path: &Path, problems: &mut Vec<Problem>) -> JsonSettin
         }
         None => None,
     };
-    apply_dns_servers(dns_value, &mut dns, path, line("dnsServers"), problems);
-
-    JsonSettings {
-        uri,
-        uri_origin,
-        response,
-        interval,
-        interval_origin,
-        dns,
-        dns_origin,
-        uri_disabled,
-    }
+    let line = line_of_key(doc.text, "dnsServers");
+    apply_dns_servers(dns_value, &mut dns, doc.path, line, problems);
+    (dns, dns_origin)
 }
 
 /// The check URI balenaOS uses when config.json says nothing.

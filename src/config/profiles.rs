@@ -13,16 +13,18 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use netfailover_actors::model::{Family, IfaceMatch, IfaceName, Profile, UplinkType};
+use netfailover_actors::model::{Family, IfaceMatch, Profile, UplinkType};
 
 use super::ipconfig::{self, FamilyRead};
 use super::keyfile::{self, KeyFile};
-use super::matching::{self, ControlLookup};
 use super::nm_types::{self, NmType, Role, Section};
 use super::problems::Problem;
 use super::read_bytes;
 
 pub use super::ipconfig::MetricOrigin;
+
+mod binding;
+pub use binding::Binding;
 
 /// A profile as loaded, with what check-config shows about where its values came from.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -45,21 +47,6 @@ impl LoadedProfile {
     pub fn is_managed(&self) -> bool {
         self.profile.managed && self.lost_to.is_none()
     }
-}
-
-/// How the profile finds its interface.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Binding {
-    InterfaceName,
-    /// A VLAN without `interface-name`: NetworkManager names it `PARENT.ID`.
-    VlanName,
-    /// `interface-name` named a modem control device; `class` is its sysfs class when found.
-    ControlDevice {
-        device: String,
-        class: Option<&'static str>,
-    },
-    MacAddress,
-    ByType,
 }
 
 /// NetworkManager 1.42's `nm_keyfile_utils_ignore_filename(name, FALSE)`, the rule for its
@@ -234,19 +221,7 @@ fn build(
     sysfs_root: &Path,
     warnings: &mut Vec<Problem>,
 ) -> Result<LoadedProfile, Reject> {
-    let mut kf = keyfile::parse_bytes(bytes).map_err(|e| reject(e.line, e.message))?;
-    if let Some(line) = kf.group_line("ipv46") {
-        warnings.push(Problem::warning(
-            path,
-            Some(line),
-            "[ipv46] is not a NetworkManager section; reading it as [ipv6] (NetworkManager ignores it)",
-        ));
-        kf.rename_group("ipv46", "ipv6");
-    }
-    for (from, to) in nm_types::GROUP_ALIASES {
-        kf.rename_group(from, to);
-    }
-    let kf = kf;
+    let kf = parse_keyfile(bytes, path, warnings)?;
     let mut r = Reader {
         kf: &kf,
         path,
@@ -275,7 +250,7 @@ fn build(
     let autoconnect_priority = priority(&mut r);
     let port = port(&mut r, conn_line)?;
     required_section(&mut r, nm_type, type_line)?;
-    let (matches, binding) = binding(&mut r, nm_type, sysfs_root)?;
+    let (matches, binding) = binding::binding(&mut r, nm_type, sysfs_root)?;
 
     let default_method = match nm_type.short {
         "wireguard" | "dummy" => "disabled",
@@ -289,20 +264,7 @@ fn build(
         Role::Uplink(t) => t,
         Role::NotUplink(_) => UplinkType::Other,
     };
-    let not_managed = match (&port, nm_type.role, wifi_mode.as_deref()) {
-        (Some(p), ..) => Some(format!(
-            "a {} port of {} has no IP configuration of its own",
-            p.kind, p.controller
-        )),
-        (None, Role::NotUplink(why), _) => Some(format!("type {}: {why}", nm_type.short)),
-        (None, _, Some(mode @ ("ap" | "adhoc" | "mesh"))) => Some(format!(
-            "Wi-Fi mode={mode} serves other devices, not an uplink"
-        )),
-        _ if !autoconnect => {
-            Some("autoconnect=false: loaded, not managed (not adopted either)".to_string())
-        }
-        _ => None,
-    };
+    let not_managed = not_managed(port.as_ref(), nm_type, wifi_mode.as_deref(), autoconnect);
     let dns: Vec<IpAddr> = ipv4.dns.iter().chain(&ipv6.dns).copied().collect();
     Ok(LoadedProfile {
         profile: Profile {
@@ -324,6 +286,52 @@ fn build(
         not_managed,
         lost_to: None,
     })
+}
+
+/// The keyfile's groups, with `[ipv46]` read as `[ipv6]` (warned) and NetworkManager's group
+/// aliases resolved.
+fn parse_keyfile(
+    bytes: &[u8],
+    path: &Path,
+    warnings: &mut Vec<Problem>,
+) -> Result<KeyFile, Reject> {
+    let mut kf = keyfile::parse_bytes(bytes).map_err(|e| reject(e.line, e.message))?;
+    if let Some(line) = kf.group_line("ipv46") {
+        warnings.push(Problem::warning(
+            path,
+            Some(line),
+            "[ipv46] is not a NetworkManager section; reading it as [ipv6] (NetworkManager ignores it)",
+        ));
+        kf.rename_group("ipv46", "ipv6");
+    }
+    for (from, to) in nm_types::GROUP_ALIASES {
+        kf.rename_group(from, to);
+    }
+    Ok(kf)
+}
+
+/// Why a loaded profile is not managed, if it is not: a port, a type that is no uplink, a
+/// Wi-Fi mode that serves others, or `autoconnect=false`, in that order.
+fn not_managed(
+    port: Option<&Port>,
+    nm_type: &NmType,
+    wifi_mode: Option<&str>,
+    autoconnect: bool,
+) -> Option<String> {
+    match (port, nm_type.role, wifi_mode) {
+        (Some(p), ..) => Some(format!(
+            "a {} port of {} has no IP configuration of its own",
+            p.kind, p.controller
+        )),
+        (None, Role::NotUplink(why), _) => Some(format!("type {}: {why}", nm_type.short)),
+        (None, _, Some(mode @ ("ap" | "adhoc" | "mesh"))) => Some(format!(
+            "Wi-Fi mode={mode} serves other devices, not an uplink"
+        )),
+        _ if !autoconnect => {
+            Some("autoconnect=false: loaded, not managed (not adopted either)".to_string())
+        }
+        _ => None,
+    }
 }
 
 /// NetworkManager names a profile without `id` after its file, minus `.nmconnection`.
@@ -456,118 +464,6 @@ fn priority(r: &mut Reader<'_>) -> i32 {
     }
 }
 
-/// `interface-name`, a modem control device, a VLAN's `PARENT.ID`, `mac-address`, or the type.
-fn binding(
-    r: &mut Reader<'_>,
-    t: &NmType,
-    sysfs_root: &Path,
-) -> Result<(IfaceMatch, Binding), Reject> {
-    let mac_group = match t.short {
-        "ethernet" | "vlan" | "pppoe" => Some("ethernet"),
-        "wifi" => Some("wifi"),
-        _ => None,
-    };
-    let mac = match mac_group.and_then(|g| r.string(g, "mac-address").map(|v| (g, v))) {
-        Some((_, (text, _))) if text.is_empty() => None,
-        Some((g, (text, line))) => match parse_mac(&text) {
-            Some(mac) => Some((mac, line)),
-            None => {
-                r.warn(
-                    line,
-                    format!("{g}.mac-address {text:?} is not a MAC address; ignored (as NetworkManager does)"),
-                );
-                None
-            }
-        },
-        None => None,
-    };
-    let Some((name, line)) = r
-        .string("connection", "interface-name")
-        .filter(|(s, _)| !s.is_empty())
-    else {
-        if t.short == "vlan" {
-            if let Some(name) = vlan_name(r) {
-                return Ok((IfaceMatch::Name(name), Binding::VlanName));
-            }
-        }
-        return Ok(match mac {
-            Some((mac, _)) if t.short != "vlan" => (IfaceMatch::Mac(mac), Binding::MacAddress),
-            _ => (IfaceMatch::ByType, Binding::ByType),
-        });
-    };
-    let name = IfaceName::new(name)
-        .map_err(|e| reject(line, format!("connection.interface-name: {e}")))?;
-    if let Some((_, mac_line)) = mac {
-        r.warn(
-            mac_line,
-            "mac-address is not used: interface-name already binds this profile",
-        );
-    }
-    if !matches!(t.short, "gsm" | "cdma" | "bluetooth") {
-        return Ok((IfaceMatch::Name(name), Binding::InterfaceName));
-    }
-    let device = name.as_str().to_string();
-    Ok(match matching::lookup(sysfs_root, &device) {
-        ControlLookup::NetIface | ControlLookup::Unknown => {
-            (IfaceMatch::Name(name), Binding::InterfaceName)
-        }
-        // Resolved by the engine whenever links appear (a modem may appear, or re-enumerate,
-        // after the start), through sysfs, else the first unclaimed `wwan*`.
-        ControlLookup::Mapped { class, .. } | ControlLookup::ControlWithoutNet { class } => (
-            IfaceMatch::ControlDevice(device.clone()),
-            Binding::ControlDevice {
-                device,
-                class: Some(class),
-            },
-        ),
-        ControlLookup::LooksLikeControl => (
-            IfaceMatch::ControlDevice(device.clone()),
-            Binding::ControlDevice {
-                device,
-                class: None,
-            },
-        ),
-    })
-}
-
-/// NetworkManager's name for a VLAN without `interface-name` (`nm_utils_new_vlan_name()`):
-/// `PARENT.ID`, the parent cut so the whole fits 15 bytes. `None` when the parent is a profile
-/// UUID rather than an interface name (the interface is then only known at run time).
-fn vlan_name(r: &mut Reader<'_>) -> Option<IfaceName> {
-    let (parent, _) = r.string("vlan", "parent")?;
-    let (id, _) = r.string("vlan", "id")?;
-    let id: u16 = id.trim().parse().ok()?;
-    if parent.len() == 36 && parent.matches('-').count() == 4 {
-        return None;
-    }
-    let suffix = format!(".{id}");
-    let keep = parent.len().min(15usize.saturating_sub(suffix.len()));
-    let cut = parent.get(..keep)?;
-    IfaceName::new(format!("{cut}{suffix}")).ok()
-}
-
-/// `aa:bb:cc:dd:ee:ff` (or `-`-separated), or the old keyfile form `170;187;204;221;238;255;`.
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let s = s.trim();
-    let (parts, radix): (Vec<&str>, u32) = if s.contains(';') {
-        (s.split(';').filter(|p| !p.trim().is_empty()).collect(), 10)
-    } else {
-        (s.split([':', '-']).collect(), 16)
-    };
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut mac = [0u8; 6];
-    for (byte, part) in mac.iter_mut().zip(parts) {
-        let part = part.trim();
-        if part.is_empty() || (radix == 16 && part.len() > 2) {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, radix).ok()?;
-    }
-    Some(mac)
-}
-
 /// Several profiles for one interface name or MAC — or several Wi-Fi profiles without a
 /// binding, which all compete for the one radio: the one NetworkManager would activate wins
 /// (managed first, then the highest `autoconnect-priority`, then file-name order, which is the
@@ -597,227 +493,4 @@ fn resolve_duplicates(profiles: &mut [LoadedProfile]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(text: &str) -> (Option<LoadedProfile>, Vec<String>) {
-        let mut problems = Vec::new();
-        let p = parse_profile(
-            text,
-            Path::new("p"),
-            Path::new("/nonexistent"),
-            &mut problems,
-        );
-        (p, problems.iter().map(ToString::to_string).collect())
-    }
-
-    fn ok(text: &str) -> LoadedProfile {
-        let (p, problems) = load(text);
-        assert!(problems.is_empty(), "{problems:?}");
-        p.expect("profile loads")
-    }
-
-    fn err(text: &str) -> String {
-        let (p, problems) = load(text);
-        assert!(p.is_none(), "expected rejection");
-        problems.last().cloned().unwrap_or_default()
-    }
-
-    #[test]
-    fn seed_route_metric_example() {
-        let p = ok(
-            "[connection]\nid=eth\ntype=ethernet\ninterface-name=eth0\n[ipv4]\nroute-metric=40\nmethod=auto\n",
-        );
-        assert_eq!(p.profile.ipv4.metric.get(), 40);
-        assert_eq!(p.ipv4.metric_origin, MetricOrigin::RouteMetric { line: 6 });
-        assert_eq!(p.profile.ipv6.metric.get(), 100);
-        assert_eq!(
-            p.profile.matches,
-            IfaceMatch::Name(IfaceName::new("eth0").unwrap())
-        );
-    }
-
-    #[test]
-    fn ipv46_is_ipv6_with_a_warning() {
-        let (p, problems) = load(
-            "[connection]\ntype=wifi\n[wifi]\nssid=x\n[ipv46]\nmethod=auto\nroute-metric=40\n",
-        );
-        assert_eq!(p.unwrap().profile.ipv6.metric.get(), 40);
-        assert_eq!(
-            problems,
-            vec!["p:5: warning: [ipv46] is not a NetworkManager section; reading it as [ipv6] (NetworkManager ignores it)"]
-        );
-    }
-
-    #[test]
-    fn type_defaults_and_minus_one() {
-        for (t, m) in [
-            ("802-3-ethernet", 100),
-            ("802-11-wireless", 600),
-            ("gsm", 700),
-            ("cdma", 700),
-            ("vlan", 400),
-        ] {
-            let p = ok(&format!(
-                "[connection]\ntype={t}\n[wifi]\nssid=x\n[vlan]\nparent=x\n[ipv4]\nmethod=auto\nroute-metric=-1\n"
-            ));
-            assert_eq!(p.profile.ipv4.metric.get(), m, "{t}");
-            assert_eq!(p.ipv4.metric_origin, MetricOrigin::TypeDefault);
-        }
-    }
-
-    #[test]
-    fn manual_addresses_in_both_spellings() {
-        let p = ok("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\naddress1=192.0.2.10/24,192.0.2.1\ndns=192.0.2.53;\n");
-        assert_eq!(p.ipv4.method, "manual");
-        assert_eq!(p.profile.ipv4.addresses[0].to_string(), "192.0.2.10/24");
-        assert_eq!(p.profile.ipv4.gateway, Some("192.0.2.1".parse().unwrap()));
-        assert_eq!(p.profile.dns, vec!["192.0.2.53".parse::<IpAddr>().unwrap()]);
-        let p = ok("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\naddresses1=198.51.100.5;25;198.51.100.1;\n");
-        assert_eq!(p.profile.ipv4.addresses[0].to_string(), "198.51.100.5/25");
-        assert_eq!(
-            p.profile.ipv4.gateway,
-            Some("198.51.100.1".parse().unwrap())
-        );
-        let p = ok("[connection]\ntype=ethernet\n[ipv6]\nmethod=manual\naddress1=2001:db8::10/64\ngateway=2001:db8::1\n");
-        assert_eq!(p.profile.ipv6.gateway, Some("2001:db8::1".parse().unwrap()));
-    }
-
-    #[test]
-    fn rejections_name_the_line() {
-        assert_eq!(
-            err("[connection]\ntype=ethernet\n[ipv4]\nmethod=dhcp\n"),
-            "p:4: error: profile skipped: ipv4.method \"dhcp\" is not one of auto, manual, link-local, shared, disabled"
-        );
-        assert_eq!(
-            err("[connection]\ntype=ethernet\ninterface-name=averyveryverylongname\n"),
-            "p:3: error: profile skipped: connection.interface-name: interface name \"averyveryverylongname\" is 21 bytes long; the kernel allows at most 15"
-        );
-        assert_eq!(
-            err("[connection]\nid=x\n"),
-            "p:1: error: profile skipped: connection.type is missing"
-        );
-        assert!(err("[connection]\ntype=ethernet\n[ipv4]\nmethod=auto\nroute-metric=4294967295\n")
-            .starts_with("p:5: error: profile skipped: ipv4.route-metric: route metric 4294967295 is out of range"));
-        assert!(err("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\n")
-            .starts_with("p:4: error: profile skipped: ipv4.method=manual needs an address"));
-    }
-
-    #[test]
-    fn mac_binding_and_never_default() {
-        let p = ok("[connection]\ntype=ethernet\n[802-3-ethernet]\nmac-address=02:00:00:AA:bb:01\n[ipv6]\nmethod=auto\nnever-default=true\n");
-        assert_eq!(p.profile.matches, IfaceMatch::Mac([2, 0, 0, 0xaa, 0xbb, 1]));
-        assert!(p.profile.ipv4.manage_default);
-        assert!(!p.profile.ipv6.manage_default);
-        assert_eq!(
-            parse_mac("2;0;0;170;187;1;"),
-            Some([2, 0, 0, 0xaa, 0xbb, 1])
-        );
-        assert_eq!(parse_mac("02:00:00:aa:bb"), None);
-    }
-
-    #[test]
-    fn gsm_control_device_maps_through_sysfs() {
-        let sys = super::super::matching::tests::fake_sysfs();
-        let mut problems = Vec::new();
-        let p = parse_profile(
-            "[connection]\ntype=gsm\ninterface-name=cdc-wdm0\n",
-            Path::new("p"),
-            sys.path(),
-            &mut problems,
-        )
-        .unwrap();
-        // Symbolic: the engine maps it to wwan0 through sysfs whenever links appear.
-        assert_eq!(
-            p.profile.matches,
-            IfaceMatch::ControlDevice("cdc-wdm0".into())
-        );
-        let p = parse_profile(
-            "[connection]\ntype=gsm\ninterface-name=cdc-wdm7\n",
-            Path::new("p"),
-            sys.path(),
-            &mut problems,
-        )
-        .unwrap();
-        assert_eq!(
-            p.profile.matches,
-            IfaceMatch::ControlDevice("cdc-wdm7".into())
-        );
-        assert!(problems.is_empty());
-    }
-
-    #[test]
-    fn ignored_names_follow_networkmanager_for_etc() {
-        for name in [
-            "README.ignore",
-            "balena-sample.ignore",
-            ".hidden",
-            "x~",
-            "x.tmpABC",
-            "ca.PEM",
-            "k.der",
-            "x.nmmeta",
-        ] {
-            assert!(ignored_file_name(name), "{name}");
-        }
-        for name in [
-            "wifi.bak",
-            "x.orig",
-            "x.swp",
-            "x.dpkg-old",
-            "eth0",
-            "a.nmconnection",
-            ".pem".trim_start_matches('.'),
-            "x.abcdefg",
-            "x.abcde",
-        ] {
-            assert!(!ignored_file_name(name), "{name}");
-        }
-    }
-
-    #[test]
-    fn booleans_follow_glib() {
-        let (p, problems) = load("[connection]\ntype=ethernet\nautoconnect=False\n[ipv4]\nmethod=auto\nnever-default=yes\n");
-        let p = p.unwrap();
-        assert!(p.profile.managed);
-        assert!(p.profile.ipv4.manage_default);
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        let p = ok("[connection]\ntype=ethernet\nautoconnect=0\n");
-        assert!(!p.profile.managed);
-    }
-
-    #[test]
-    fn ports_and_non_uplinks_are_never_managed() {
-        let p = ok("[connection]\ntype=ethernet\nmaster=br0\nslave-type=bridge\n");
-        assert!(!p.profile.managed);
-        assert_eq!(p.profile.matches, IfaceMatch::ByType);
-        let p = ok("[connection]\ntype=wireguard\ninterface-name=wg0\n");
-        assert!(!p.profile.managed);
-        let p = ok("[connection]\ntype=wifi\n[wifi]\nssid=x\nmode=ap\n[ipv4]\nmethod=shared\n");
-        assert!(!p.profile.managed);
-        let p = ok("[connection]\ntype=bond\ninterface-name=bond0\n");
-        assert!(p.profile.managed);
-        assert_eq!(p.profile.ipv4.metric.get(), 300);
-    }
-
-    #[test]
-    fn a_default_route_line_gives_the_gateway() {
-        let p = ok("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\naddress1=192.0.2.5/24\nroute1=0.0.0.0/0,192.0.2.1\n");
-        assert_eq!(p.profile.ipv4.gateway, Some("192.0.2.1".parse().unwrap()));
-        assert!(p.ipv4.gateway_from_route);
-    }
-
-    #[test]
-    fn latin1_comment_is_fine_but_a_bom_is_refused() {
-        let mut problems = Vec::new();
-        let p = parse_profile_bytes(
-            b"# caf\xe9\n[connection]\ntype=ethernet\n",
-            Path::new("p"),
-            Path::new("/x"),
-            &mut problems,
-        );
-        assert!(p.is_some() && problems.is_empty(), "{problems:?}");
-        assert!(err("\u{feff}[connection]\ntype=ethernet\n")
-            .starts_with("p:1: error: profile skipped: line"));
-    }
-}
+mod tests;

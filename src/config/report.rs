@@ -161,14 +161,11 @@ fn scripts_section(dispatcher_dir: &Path, out: &mut dyn Write) -> io::Result<()>
     Ok(())
 }
 
-/// One line for profile `index` of `e.profiles`.
-fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
-    let all = &e.profiles;
-    let p = &all[index];
-    let dns = &e.loaded.config.dns;
+/// The `iface` part of a profile's line: what it binds to, with a note when that binding
+/// cannot work on this machine.
+fn iface_column(p: &LoadedProfile, opts: &LoadOptions, notes: &mut Vec<String>) -> String {
     let prof = &p.profile;
-    let mut notes = Vec::new();
-    let iface = match (&prof.matches, &p.binding) {
+    match (&prof.matches, &p.binding) {
         (IfaceMatch::ControlDevice(device), _) => {
             // What the engine would find now; it looks again whenever links appear.
             match matching::lookup(&opts.sysfs_root, device) {
@@ -196,7 +193,17 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
             "none".to_string()
         }
         (IfaceMatch::ByType, _) => format!("first unclaimed {} (by type)", prefixes(prof)),
-    };
+    }
+}
+
+/// One line for profile `index` of `e.profiles`.
+fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
+    let all = &e.profiles;
+    let p = &all[index];
+    let dns = &e.loaded.config.dns;
+    let prof = &p.profile;
+    let mut notes = Vec::new();
+    let iface = iface_column(p, opts, &mut notes);
     if let IfaceMatch::Name(n) = &prof.matches {
         if !matching::iface_exists(&opts.sysfs_root, n.as_str()) {
             let when = if prof.managed && p.lost_to.is_none() {

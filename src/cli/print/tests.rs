@@ -1,0 +1,180 @@
+//! Tests of `print.rs`: what a person reads on the terminal.
+
+use super::*;
+use netfailover_actors::model::{Connectivity, Event, EventKind, IfaceName, UplinkType};
+use netfailover_actors::ports::{ScriptOutcome, Verdict};
+use netfailover_actors::status::{ActorStatus, CheckCounters, CheckSummary, IfaceStatus};
+use std::time::Duration;
+
+#[test]
+fn times_and_sizes() {
+    assert_eq!(utc_time(0), "1970-01-01 00:00:00");
+    assert_eq!(utc_time(1_709_251_199_000), "2024-02-29 23:59:59");
+    assert_eq!(human_age(59_999), "59s");
+    assert_eq!(human_age(61_000), "1m01s");
+    assert_eq!(human_bytes(1000), "1000 B");
+    assert_eq!(human_bytes(1536), "1.5 KiB");
+}
+
+#[test]
+fn config_problems_end_the_status_only_when_there_are_some() {
+    assert_eq!(format_config_problems(&[]), "");
+    let text = format_config_problems(&[
+        "/mnt/boot/netfailover.toml:3: error: check.down_count: bad".into(),
+    ]);
+    assert!(text.contains("configuration problems"), "{text}");
+    assert!(
+        text.ends_with("  /mnt/boot/netfailover.toml:3: error: check.down_count: bad\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_table_reads_at_a_glance() {
+    let status = EngineStatus {
+        connectivity: Connectivity::Full,
+        interfaces: vec![IfaceStatus {
+            name: IfaceName::new("eth0").unwrap(),
+            ifindex: Some(2),
+            link: "up".into(),
+            connectivity: Connectivity::Limited,
+            metric: 100,
+            effective_metric: Some(20100),
+            metric6: 100,
+            effective_metric6: None,
+            gateway4: None,
+            gateway6: None,
+            uplink_type: UplinkType::Ethernet,
+            source: "adopted".into(),
+            dns: vec![],
+            last_check: Some(CheckSummary {
+                at_unix_ms: 10_000,
+                verdict: Verdict::Limited,
+                reason: "connect timeout".into(),
+                latency_ms: 1000.0,
+            }),
+            probe_bytes: 2048,
+            probe_dns_bytes: 0,
+            checks: CheckCounters::default(),
+            passive: netfailover_actors::status::PassiveStatus {
+                state: "suspect".into(),
+                suspect_since_unix_ms: Some(11_000),
+                last_trigger: Some("TCP to 203.0.113.7 stalled".into()),
+                last_trigger_unix_ms: Some(12_000),
+                suspicions: 1,
+                confirmations: 2,
+                confirmations_failed: 2,
+            },
+        }],
+        actors: vec![ActorStatus {
+            name: "dispatcher".into(),
+            running: true,
+            restarts: 2,
+            kills: 1,
+            last_failure: None,
+        }],
+        ..Default::default()
+    };
+    let text = format_status(&status, 13_000);
+    let row = text.lines().nth(1).unwrap();
+    for part in [
+        "eth0",
+        "up",
+        "LIMITED",
+        "100 → 20100",
+        "3s ago LIMITED (connect timeout)",
+        "2.0 KiB",
+        "suspect 2s; 1 suspicions, 2 confirmations (2 failed); last 1s ago: TCP to 203.0.113.7 stalled",
+    ] {
+        assert!(row.contains(part), "{part:?} not in {row:?}");
+    }
+    assert!(text.contains("global connectivity: FULL"));
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("dispatcher") && l.contains("running  2")));
+    assert!(!text.contains("journal behind"), "not behind: no line");
+    let mut behind = status.clone();
+    behind.journal = JournalStatus {
+        behind: true,
+        unsaved_events: 3,
+        last_error: Some("state_dir: disk full".into()),
+    };
+    let text = format_status(&behind, 13_000);
+    assert!(
+        text.contains(
+            "journal behind: 3 event(s) not on disk yet; last write failed: state_dir: disk full"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn events_table_has_scripts_and_codes() {
+    let record = EventRecord {
+        event: Event {
+            id: 7,
+            kind: EventKind::Down,
+            iface: Some(IfaceName::new("eth0").unwrap()),
+            state: Connectivity::None,
+            previous: Connectivity::Full,
+            reason: "carrier lost".into(),
+            connection_id: None,
+            connection_uuid: None,
+            ip4_gateway: None,
+            ip4_nameservers: vec![],
+            at_unix_ms: 0,
+        },
+        delivered: true,
+        scripts: vec![ScriptOutcome {
+            script: "50-log".into(),
+            result: ScriptResult::Exited { code: 3 },
+            elapsed: Duration::from_millis(5),
+        }],
+    };
+    let reset = FlowResetRecord {
+        at_unix_ms: 1,
+        family: netfailover_actors::model::Family::V4,
+        iface: IfaceName::new("eth0").unwrap(),
+        to: IfaceName::new("wlan0").unwrap(),
+        failback: false,
+        sockets_destroyed: 3,
+        conntrack_deleted: 4,
+        failures: vec![netfailover_actors::ports::FlowFailure {
+            kind: netfailover_actors::ports::FlowFailureKind::Unsupported,
+            what: "destroying TCP sockets".into(),
+            message: "no CONFIG_INET_DIAG_DESTROY".into(),
+        }],
+        elapsed_ms: 12.0,
+    };
+    let entries = [
+        HistoryEntry::Event(record),
+        HistoryEntry::FlowsReset { flows_reset: reset },
+    ];
+    let text = format_events(&entries);
+    let reset_row = text.lines().nth(2).unwrap();
+    for part in [
+        "flows-reset",
+        "eth0",
+        "wlan0",
+        "3 TCP sockets destroyed",
+        "4 conntrack entries",
+        "FAILED destroying TCP sockets: no CONFIG_INET_DIAG_DESTROY",
+    ] {
+        assert!(reset_row.contains(part), "{part:?} not in {reset_row:?}");
+    }
+    // The JSON round-trips both kinds of entries.
+    let json = serde_json::to_string(&entries).unwrap();
+    let back: Vec<HistoryEntry> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, entries);
+    let row = text.lines().nth(1).unwrap();
+    for part in [
+        "7",
+        "eth0",
+        "down",
+        "FULL → NONE",
+        "carrier lost",
+        "50-log (exit 3)",
+    ] {
+        assert!(row.contains(part), "{part:?} not in {row:?}");
+    }
+}

@@ -1,0 +1,137 @@
+//! How a keyfile profile finds its interface: `interface-name` (or a modem control device
+//! behind it), a VLAN's `PARENT.ID`, `mac-address`, or only its type. Read for `profiles.rs`.
+
+use std::path::Path;
+
+use netfailover_actors::model::{IfaceMatch, IfaceName};
+
+use super::{reject, Reader, Reject};
+use crate::config::matching::{self, ControlLookup};
+use crate::config::nm_types::NmType;
+
+/// How the profile finds its interface.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Binding {
+    InterfaceName,
+    /// A VLAN without `interface-name`: NetworkManager names it `PARENT.ID`.
+    VlanName,
+    /// `interface-name` named a modem control device; `class` is its sysfs class when found.
+    ControlDevice {
+        device: String,
+        class: Option<&'static str>,
+    },
+    MacAddress,
+    ByType,
+}
+
+/// `interface-name`, a modem control device, a VLAN's `PARENT.ID`, `mac-address`, or the type.
+pub(super) fn binding(
+    r: &mut Reader<'_>,
+    t: &NmType,
+    sysfs_root: &Path,
+) -> Result<(IfaceMatch, Binding), Reject> {
+    let mac_group = match t.short {
+        "ethernet" | "vlan" | "pppoe" => Some("ethernet"),
+        "wifi" => Some("wifi"),
+        _ => None,
+    };
+    let mac = match mac_group.and_then(|g| r.string(g, "mac-address").map(|v| (g, v))) {
+        Some((_, (text, _))) if text.is_empty() => None,
+        Some((g, (text, line))) => match parse_mac(&text) {
+            Some(mac) => Some((mac, line)),
+            None => {
+                r.warn(
+                    line,
+                    format!("{g}.mac-address {text:?} is not a MAC address; ignored (as NetworkManager does)"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let Some((name, line)) = r
+        .string("connection", "interface-name")
+        .filter(|(s, _)| !s.is_empty())
+    else {
+        if t.short == "vlan" {
+            if let Some(name) = vlan_name(r) {
+                return Ok((IfaceMatch::Name(name), Binding::VlanName));
+            }
+        }
+        return Ok(match mac {
+            Some((mac, _)) if t.short != "vlan" => (IfaceMatch::Mac(mac), Binding::MacAddress),
+            _ => (IfaceMatch::ByType, Binding::ByType),
+        });
+    };
+    let name = IfaceName::new(name)
+        .map_err(|e| reject(line, format!("connection.interface-name: {e}")))?;
+    if let Some((_, mac_line)) = mac {
+        r.warn(
+            mac_line,
+            "mac-address is not used: interface-name already binds this profile",
+        );
+    }
+    if !matches!(t.short, "gsm" | "cdma" | "bluetooth") {
+        return Ok((IfaceMatch::Name(name), Binding::InterfaceName));
+    }
+    let device = name.as_str().to_string();
+    Ok(match matching::lookup(sysfs_root, &device) {
+        ControlLookup::NetIface | ControlLookup::Unknown => {
+            (IfaceMatch::Name(name), Binding::InterfaceName)
+        }
+        // Resolved by the engine whenever links appear (a modem may appear, or re-enumerate,
+        // after the start), through sysfs, else the first unclaimed `wwan*`.
+        ControlLookup::Mapped { class, .. } | ControlLookup::ControlWithoutNet { class } => (
+            IfaceMatch::ControlDevice(device.clone()),
+            Binding::ControlDevice {
+                device,
+                class: Some(class),
+            },
+        ),
+        ControlLookup::LooksLikeControl => (
+            IfaceMatch::ControlDevice(device.clone()),
+            Binding::ControlDevice {
+                device,
+                class: None,
+            },
+        ),
+    })
+}
+
+/// NetworkManager's name for a VLAN without `interface-name` (`nm_utils_new_vlan_name()`):
+/// `PARENT.ID`, the parent cut so the whole fits 15 bytes. `None` when the parent is a profile
+/// UUID rather than an interface name (the interface is then only known at run time).
+fn vlan_name(r: &mut Reader<'_>) -> Option<IfaceName> {
+    let (parent, _) = r.string("vlan", "parent")?;
+    let (id, _) = r.string("vlan", "id")?;
+    let id: u16 = id.trim().parse().ok()?;
+    if parent.len() == 36 && parent.matches('-').count() == 4 {
+        return None;
+    }
+    let suffix = format!(".{id}");
+    let keep = parent.len().min(15usize.saturating_sub(suffix.len()));
+    let cut = parent.get(..keep)?;
+    IfaceName::new(format!("{cut}{suffix}")).ok()
+}
+
+/// `aa:bb:cc:dd:ee:ff` (or `-`-separated), or the old keyfile form `170;187;204;221;238;255;`.
+pub(super) fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let s = s.trim();
+    let (parts, radix): (Vec<&str>, u32) = if s.contains(';') {
+        (s.split(';').filter(|p| !p.trim().is_empty()).collect(), 10)
+    } else {
+        (s.split([':', '-']).collect(), 16)
+    };
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        let part = part.trim();
+        if part.is_empty() || (radix == 16 && part.len() > 2) {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, radix).ok()?;
+    }
+    Some(mac)
+}

@@ -1,0 +1,60 @@
+//! Tests of `run.rs`: script output lines, arguments and environment.
+
+use super::*;
+use netfailover_actors::model::{Connectivity, IfaceName};
+
+#[test]
+fn lines_are_split_trimmed_and_capped() {
+    let mut s = LineSplitter::new(4);
+    assert_eq!(s.push(b"ab\r\ncd"), vec!["ab"]);
+    assert_eq!(s.push(b"e\nabcdefg"), vec!["cde", "abcd"]);
+    assert_eq!(s.finish().as_deref(), Some("efg"));
+    assert_eq!(s.finish(), None);
+    assert_eq!(s.push(&[0xff, b'\n']), vec!["\u{fffd}"]);
+}
+
+#[test]
+fn environment_is_complete_with_empty_strings_for_absent_values() {
+    let event = Event {
+        id: 7,
+        kind: EventKind::ConnectivityChange,
+        iface: None,
+        state: Connectivity::Limited,
+        previous: Connectivity::Full,
+        reason: "test".into(),
+        connection_id: None,
+        connection_uuid: None,
+        ip4_gateway: None,
+        ip4_nameservers: vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()],
+        at_unix_ms: 0,
+    };
+    let env = script_environment(&event);
+    let names: Vec<_> = env.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        names,
+        [
+            "PATH",
+            "DEVICE_IFACE",
+            "DEVICE_IP_IFACE",
+            "CONNECTION_ID",
+            "CONNECTION_UUID",
+            "CONNECTIVITY_STATE",
+            "IP4_GATEWAY",
+            "IP4_NAMESERVERS",
+            "NETFAILOVER_EVENT_ID",
+            "NETFAILOVER_PREVIOUS_STATE"
+        ]
+    );
+    let get = |k: &str| env.iter().find(|(n, _)| *n == k).unwrap().1.clone();
+    assert_eq!(get("DEVICE_IFACE"), "");
+    assert_eq!(get("IP4_NAMESERVERS"), "192.0.2.1 192.0.2.2");
+    assert_eq!(get("CONNECTIVITY_STATE"), "LIMITED");
+    assert_eq!(get("NETFAILOVER_PREVIOUS_STATE"), "FULL");
+    assert_eq!(first_argument(&event), "");
+    let up = Event {
+        kind: EventKind::Up,
+        iface: Some(IfaceName::new("eth0").unwrap()),
+        ..event
+    };
+    assert_eq!(first_argument(&up), "eth0");
+}
