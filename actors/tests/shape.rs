@@ -37,11 +37,6 @@ const ALLOW: &[(&str, &str, &str)] = &[
         "turns every configuration source into settings in one match; to split per source",
     ),
     (
-        "src/config/ipconfig.rs",
-        "read",
-        "one family's keys read in NetworkManager's order; to split by key group",
-    ),
-    (
         "src/lab/apps.rs",
         "",
         "TCP echo, UDP sink and their device-side clients; lab tooling, to split per app",

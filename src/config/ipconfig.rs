@@ -53,18 +53,14 @@ fn method_of(fam: Family, name: &str) -> Option<(Method, bool)> {
     })
 }
 
-/// Reads one family. `type_metric` is the type's default metric; `no_ip_default` is the method
-/// NetworkManager gives a type without the section (`disabled` for wireguard and dummy).
-pub fn read(
+/// `GROUP.method` (the type's default when absent): (name, line to point at, method, whether
+/// it manages a default route).
+fn read_method(
     r: &mut Reader<'_>,
+    group: &str,
     fam: Family,
-    type_metric: u32,
     default_method: &str,
-) -> Result<FamilyRead, Reject> {
-    let group = match fam {
-        Family::V4 => "ipv4",
-        Family::V6 => "ipv6",
-    };
+) -> Result<(String, Option<usize>, Method, bool), Reject> {
     let section_line = r.kf.group_line(group);
     let method_name = match (r.string(group, "method"), section_line) {
         (Some((m, _)), _) => m,
@@ -90,9 +86,16 @@ pub fn read(
             format!("{group}.method {method_name:?} is not one of {valid}"),
         )
     })?;
-    let (metric, metric_origin) = metric(r, group, type_metric)?;
-    let never_default = r.bool(group, "never-default", false);
+    Ok((method_name, method_line, method, method_manages))
+}
 
+/// `GROUP.addressN` and `GROUP.gateway`: the addresses and the gateway (the explicit key over
+/// the first address's; an unspecified one is none).
+fn read_addresses(
+    r: &mut Reader<'_>,
+    group: &str,
+    fam: Family,
+) -> (Vec<IfaceAddr>, Option<IpAddr>) {
     let mut addresses: Vec<IfaceAddr> = Vec::new();
     let mut gateway: Option<IpAddr> = None;
     for (key, line) in numbered_keys(r, group, "address", "addresses") {
@@ -110,6 +113,11 @@ pub fn read(
         }
     }
     gateway = gateway.filter(|g| !g.is_unspecified());
+    (addresses, gateway)
+}
+
+/// The next hop of the first default route among `GROUP.routeN`, if any.
+fn read_route_gateway(r: &mut Reader<'_>, group: &str, fam: Family) -> Option<IpAddr> {
     let mut route_gateway = None;
     for (key, line) in numbered_keys(r, group, "route", "routes") {
         if let Some((dest, nh)) = address_or_route(r, group, &key, line, fam, true) {
@@ -118,6 +126,43 @@ pub fn read(
             }
         }
     }
+    route_gateway
+}
+
+/// `GROUP.dns`: the valid addresses, without repeats, in order.
+fn read_dns(r: &mut Reader<'_>, group: &str, fam: Family) -> Vec<IpAddr> {
+    let mut dns = Vec::new();
+    if let Some(e) = r.kf.get(group, "dns").cloned() {
+        for item in e.list() {
+            match parse_ip_of(&item, fam) {
+                Ok(ip) if !dns.contains(&ip) => dns.push(ip),
+                Ok(_) => {}
+                Err(why) => r.warn(e.line, format!("{group}.dns entry {item:?} dropped: {why}")),
+            }
+        }
+    }
+    dns
+}
+
+/// Reads one family. `type_metric` is the type's default metric; `no_ip_default` is the method
+/// NetworkManager gives a type without the section (`disabled` for wireguard and dummy).
+pub fn read(
+    r: &mut Reader<'_>,
+    fam: Family,
+    type_metric: u32,
+    default_method: &str,
+) -> Result<FamilyRead, Reject> {
+    let group = match fam {
+        Family::V4 => "ipv4",
+        Family::V6 => "ipv6",
+    };
+    let (method_name, method_line, method, method_manages) =
+        read_method(r, group, fam, default_method)?;
+    let (metric, metric_origin) = metric(r, group, type_metric)?;
+    let never_default = r.bool(group, "never-default", false);
+
+    let (addresses, mut gateway) = read_addresses(r, group, fam);
+    let mut route_gateway = read_route_gateway(r, group, fam);
 
     if !addresses.is_empty() && matches!(method_name.as_str(), "disabled" | "link-local" | "ignore")
     {
@@ -154,16 +199,7 @@ pub fn read(
         );
     }
 
-    let mut dns = Vec::new();
-    if let Some(e) = r.kf.get(group, "dns").cloned() {
-        for item in e.list() {
-            match parse_ip_of(&item, fam) {
-                Ok(ip) if !dns.contains(&ip) => dns.push(ip),
-                Ok(_) => {}
-                Err(why) => r.warn(e.line, format!("{group}.dns entry {item:?} dropped: {why}")),
-            }
-        }
-    }
+    let dns = read_dns(r, group, fam);
     Ok(FamilyRead {
         config: FamilyConfig {
             manage_default: method_manages && !never_default,
