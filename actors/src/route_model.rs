@@ -169,7 +169,8 @@ impl RouteModel {
     }
 
     /// The held move of `family`, once its interface's state is known and the route in use
-    /// (`now`) has not come back to it; dropped when it has.
+    /// (`now`) has not come back to it; dropped when it has, the route in use then being its
+    /// interface again as if it never left.
     fn release_held(
         &mut self,
         family: Family,
@@ -178,7 +179,11 @@ impl RouteModel {
     ) -> Option<RouteInUseMoved> {
         let held = self.held_moves.get(&family)?;
         if now == Some(&held.from) {
+            // The route never left `from` for its flows: the return onto it is no move either
+            // (else a fail-back would be reported, and reset with `on_failback`, for a blip).
+            let back = (held.from.clone(), held.from_ifindex);
             self.held_moves.remove(&family);
+            self.in_use.insert(family, back);
             return None;
         }
         if self.connectivity(&held.from) == Connectivity::Unknown {

@@ -893,8 +893,9 @@ async fn failover_resets_the_flows_pinned_to_the_demoted_uplink_after_the_routes
 
 /// At start the backup's first check can finish before the primary's: the route in use then
 /// flaps off the unchecked (UNKNOWN) primary and back within one check. Nothing failed, so
-/// nothing is reset (the primary's connections survive a blip); once the primary has been
-/// FULL, a real failover resets as usual.
+/// nothing is reset, neither the move off the primary (its connections survive a blip) nor the
+/// return onto it, even with `on_failback` (the route never left the primary for its flows);
+/// once the primary has been FULL, a real failover resets as usual.
 #[actix::test]
 async fn a_start_where_the_backup_is_checked_first_resets_nothing() {
     let w = world_with_flows();
@@ -902,7 +903,9 @@ async fn a_start_where_the_backup_is_checked_first_resets_nothing() {
         "eth0",
         ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(500)),
     );
-    let _h = started(&w, config()).await;
+    let mut cfg = config();
+    cfg.flows.on_failback = true;
+    let _h = started(&w, cfg).await;
     pass(Duration::from_secs(2)).await;
     assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
     assert!(w.flows.resets().is_empty(), "{:?}", w.flows.resets());

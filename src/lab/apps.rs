@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use netfailover_actors::model::Connectivity;
 use netfailover_actors::status::{EngineStatus, FlowResetRecord, HistoryEntry};
@@ -553,6 +553,20 @@ impl AppLab {
                 HistoryEntry::FlowsReset { flows_reset } => Some(flows_reset),
                 HistoryEntry::Event(_) => None,
             })
+            .collect()
+    }
+
+    /// The `flows-reset` records of route-in-use moves made at or after `since` (wall clock:
+    /// a record's move is its `at_unix_ms` less its `elapsed_ms`), oldest first: a test's fault
+    /// and what follows it, not a move the daemon made earlier (while starting, say).
+    pub fn flow_resets_since(&self, since: SystemTime) -> Vec<FlowResetRecord> {
+        let since_ms = since
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+        self.flow_resets()
+            .into_iter()
+            // 1 ms of slack: `at_unix_ms` is truncated to the millisecond.
+            .filter(|r| r.at_unix_ms as f64 - r.elapsed_ms + 1.0 >= since_ms)
             .collect()
     }
 

@@ -13,7 +13,7 @@
 //! IPv4 only: the lab world has no IPv6 uplinks.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use netfailover::lab::apps::{UdpSender, UdpSink};
 use netfailover::lab::netns::{require_root, veth, wait_for, Netns};
@@ -92,7 +92,7 @@ fn from_ip(sink: &UdpSink, ip: Ipv4Addr, since: Instant) -> Option<Instant> {
 /// The container's flows through eth0 (to [`PEER`]) and wwan0 (to [`PEER_VIA_WWAN`]) under
 /// `nat`, the daemon with `settings`; carrier loss on eth0. Asserts the wwan0 flow kept its
 /// entry; returns when the eth0 flow first arrived from wlan0's address after the route
-/// change (`None`: not within [`WINDOW`]) and the lab's flow resets.
+/// change (`None`: not within [`WINDOW`]) and the lab's flow resets of moves since the fault.
 fn container_flow(tag: &str, nat: Nat, settings: &str) -> (Option<Duration>, Vec<FlowResetRecord>) {
     let dir = TempDir::new(tag);
     let lab = lab(&dir, settings);
@@ -172,6 +172,7 @@ fn container_flow(tag: &str, nat: Nat, settings: &str) -> (Option<Duration>, Vec
     std::thread::sleep(Duration::from_secs(3));
     let before = packets_from(dev, PEER_VIA_WWAN).expect("the wwan0 flow's entry");
 
+    let fault = SystemTime::now();
     lab.world.pull_cable("eth0").unwrap();
     let moved = route_leaves(&lab, PEER, "eth0");
     let first = wait_for(WINDOW, || from_ip(&sink, WLAN0, moved));
@@ -186,7 +187,7 @@ fn container_flow(tag: &str, nat: Nat, settings: &str) -> (Option<Duration>, Vec
         "wwan0's entry was re-created: {before} → {after} packets"
     );
     assert!(from_ip(&sink_wwan, WWAN0, moved + Duration::from_millis(500)).is_some());
-    (took, lab.flow_resets())
+    (took, lab.flow_resets_since(fault))
 }
 
 /// Per-uplink SNAT: only the daemon's conntrack deletion moves the flow.

@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use netfailover::lab::apps::{AppLab, BusyClient, EchoServer, Pin, RoundTrip, ECHO};
 use netfailover::lab::netns::{require_root, wait_for};
@@ -69,15 +69,16 @@ fn first_on(app: &BusyClient, ip: Ipv4Addr, since: Instant) -> Option<RoundTrip>
         .find(|t| t.at >= since && t.local.ip() == IpAddr::V4(ip))
 }
 
-/// The daemon's flow resets, once at least `n` are recorded (bounded wait).
-pub(super) fn resets(lab: &AppLab, n: usize) -> Vec<FlowResetRecord> {
+/// The daemon's flow resets of moves made since `since` (the fault: a reset of a move while
+/// the daemon started is none of the test's), once at least `n` are recorded (bounded wait).
+fn resets(lab: &AppLab, since: SystemTime, n: usize) -> Vec<FlowResetRecord> {
     wait_for(Duration::from_secs(5), || {
-        let r = lab.flow_resets();
+        let r = lab.flow_resets_since(since);
         (r.len() >= n).then_some(r)
     })
     .unwrap_or_else(|| {
         panic!(
-            "fewer than {n} flows-reset records: {:?}",
+            "fewer than {n} flows-reset records since the fault: {:?}",
             lab.flow_resets()
         )
     })
@@ -158,6 +159,8 @@ struct Run {
     app: BusyClient,
     others: Others,
     lab: AppLab,
+    /// When the fault was made (both clocks: the app's log and the daemon's records).
+    fault: (Instant, SystemTime),
     moved: Instant,
     _dir: TempDir,
 }
@@ -185,6 +188,7 @@ fn fail_eth0(tag: &str, settings: &str, fault: Fault) -> Run {
         .then_some(())
     });
     assert!(warm.is_some(), "the applications run (the app over eth0)");
+    let at_fault = (Instant::now(), SystemTime::now());
     match fault {
         Fault::CarrierLoss => lab.world.pull_cable("eth0").unwrap(),
         Fault::Blackhole => lab.world.blackhole_upstream("eth0").unwrap(),
@@ -194,6 +198,7 @@ fn fail_eth0(tag: &str, settings: &str, fault: Fault) -> Run {
         app,
         others,
         lab,
+        fault: at_fault,
         moved,
         _dir: dir,
     }
@@ -216,8 +221,12 @@ fn assert_moved_to_wlan0(run: &Run, fault: Fault) {
     let took = first.at.saturating_duration_since(run.moved);
     println!("{fault:?}: route change → application echoing over the backup: {took:?}");
     assert!(took < WITHIN, "{fault:?}: took {took:?}");
-    assert!(!run.app.errors().is_empty(), "the app saw an error");
-    let r = &resets(&run.lab, 1)[0];
+    assert!(
+        run.app.errors().iter().any(|(at, _)| *at >= run.fault.0),
+        "the app saw an error after the fault: {:?}",
+        run.app.errors()
+    );
+    let r = &resets(&run.lab, run.fault.1, 1)[0];
     assert_eq!(
         (r.iface.as_str(), r.to.as_str(), r.failback),
         ("eth0", "wlan0", false)
@@ -258,7 +267,11 @@ fn carrier_loss_moves_the_pinned_app_to_the_backup_within_a_second_and_failback_
         first_on(&run.app, WLAN0, back + Duration::from_secs(1)).is_some(),
         "the connection opened on wlan0 keeps working after fail-back"
     );
-    assert_eq!(run.lab.flow_resets().len(), 1, "fail-back reset nothing");
+    assert_eq!(
+        run.lab.flow_resets_since(run.fault.1).len(),
+        1,
+        "fail-back reset nothing"
+    );
     run.others.untouched(
         &[
             "bound to eth0",
@@ -359,7 +372,7 @@ fn with_on_failback_flows_return_to_the_recovered_primary_within_a_second() {
     let took = first.at.saturating_duration_since(back);
     println!("fail-back with on_failback: route change → application echoing over eth0: {took:?}");
     assert!(took < WITHIN, "took {took:?}");
-    let r = &resets(&run.lab, 2)[1];
+    let r = &resets(&run.lab, run.fault.1, 2)[1];
     assert_eq!(
         (r.iface.as_str(), r.to.as_str(), r.failback),
         ("wlan0", "eth0", true)
