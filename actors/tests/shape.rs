@@ -34,22 +34,22 @@ const ALLOW: &[(&str, &str, &str)] = &[
     (
         "src/lab/soak.rs",
         "run",
-        "the soak loop with its report; lab tooling, to split round and report",
+        "builds the world, starts the daemon, flaps uplinks round after round and prints the samples in one sequence; lab tooling, to split setup, rounds and report",
     ),
     (
         "src/lab/timeline.rs",
         "",
-        "world setup, daemon child and fault timeline together; lab tooling, to split",
+        "boot directory, daemon child, step player and summary together; lab tooling, to split the player out",
     ),
     (
         "src/lab/timeline.rs",
         "play",
-        "plays and prints each step kind inline; lab tooling, to split per step",
+        "applies each step, waits for the daemon's answer and prints it inline; lab tooling, to split waiting from printing",
     ),
     (
         "src/lab/timeline.rs",
         "run",
-        "sets up the world, runs and tears down in one sequence; lab tooling, to split",
+        "builds the world, starts the daemon, plays and summarises in one sequence; lab tooling, to split",
     ),
     (
         "src/os/flows/mod.rs",
