@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::model::{IfaceAddr, IfaceName, KernelRoute, RpFilterPolicy};
 use crate::plan::{Plan, RTPROT_RA};
 use crate::ports::{PortError, PortErrorKind, RouteTable, Sysctl};
+use tracing::Instrument;
 
 /// What applying a plan did.
 #[derive(Default)]
@@ -81,25 +82,31 @@ async fn apply_settings(
     }
 }
 
+/// The span of one route write: the fixed field names of every actor span (README, "Adding
+/// an actor"), so a slow or failed write is found by interface index and metric.
+fn write_span(r: &KernelRoute) -> tracing::Span {
+    tracing::info_span!("route_write", ifindex = r.ifindex, metric = r.metric)
+}
+
 /// Replacements and additions, then deletions, then solicitations of links back.
 async fn apply_routes(routes: &dyn RouteTable, plan: &Plan, out: &mut Applied) {
     for r in &plan.ops.replace {
         tracing::info!(ifindex = r.ifindex, metric = r.metric, gateway = ?r.gateway, "replacing default route");
-        if let Err(e) = routes.replace(r.clone()).await {
+        if let Err(e) = routes.replace(r.clone()).instrument(write_span(r)).await {
             out.failures.push(e);
             out.failed_routes.push(r.clone());
         }
     }
     for r in &plan.ops.add {
         tracing::info!(ifindex = r.ifindex, metric = r.metric, gateway = ?r.gateway, "adding default route");
-        if let Err(e) = routes.add(r.clone()).await {
+        if let Err(e) = routes.add(r.clone()).instrument(write_span(r)).await {
             out.failures.push(e);
             out.failed_routes.push(r.clone());
         }
     }
     for r in plan.ops.delete.iter().chain(&plan.ra_delete) {
         tracing::info!(ifindex = r.ifindex, metric = r.metric, protocol = r.protocol, gateway = ?r.gateway, "deleting default route");
-        match routes.delete(r.clone()).await {
+        match routes.delete(r.clone()).instrument(write_span(r)).await {
             Ok(())
             | Err(PortError {
                 kind: PortErrorKind::NotFound,

@@ -15,13 +15,17 @@ use tokio::sync::broadcast;
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
+use netfailover_actors::apply::apply;
 use netfailover_actors::board::Board;
 use netfailover_actors::dispatcher::Dispatcher;
 use netfailover_actors::event_log::EventLog;
 use netfailover_actors::fake::{event, pass, FakeKernel, FakeProbe, FakeScripts, MemJournal};
 use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
 use netfailover_actors::messages::ProbeDone;
-use netfailover_actors::model::{EventKind, Family, IfaceName, LinkKind};
+use netfailover_actors::model::{
+    EventKind, Family, IfaceName, KernelRoute, LinkKind, RpFilterPolicy,
+};
+use netfailover_actors::plan::{Ops, Plan};
 use netfailover_actors::ports::ProbeRequest;
 use netfailover_actors::prober::Prober;
 
@@ -125,6 +129,40 @@ async fn actors_work_in_named_spans_with_the_fixed_field_names() {
     assert!(
         prober.iter().any(|f| f == &["iface", "ifindex"]),
         "{prober:?}"
+    );
+    // A route write (the applier RouteManager runs) carries the interface index and metric.
+    let ifindex = kernel.link("eth0").ifindex;
+    let route = KernelRoute {
+        family: Family::V4,
+        ifindex,
+        gateway: Some("192.0.2.1".parse().expect("an address")),
+        metric: 100,
+        protocol: 16,
+    };
+    let plan = Plan {
+        managed: vec![],
+        desired: vec![],
+        ops: Ops {
+            add: vec![route],
+            ..Ops::default()
+        },
+        learned: vec![],
+        rp_filter: vec![],
+        ra_metric: vec![],
+        addresses: vec![],
+        rp_policy: RpFilterPolicy::Keep,
+        ra_routes: vec![],
+        ra_delete: vec![],
+        ra_resolicit: vec![],
+    };
+    let _ = apply(&kernel, &kernel, &plan).await;
+    assert!(
+        recorder
+            .named("route_write")
+            .iter()
+            .any(|f| f == &["ifindex", "metric"]),
+        "{:?}",
+        recorder.spans()
     );
     assert!(!recorder.named("dispatcher").is_empty());
     assert!(
