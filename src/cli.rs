@@ -1,5 +1,5 @@
 //! The command line: argument types (clap derive), all in this file. `main.rs` maps each verb to
-//! a library call; everything a person reads on a terminal is formatted in [`print`]
+//! a library call; everything a person reads on a terminal is formatted in [`mod@print`]
 //! (`src/cli/print.rs`), re-exported here.
 
 use std::net::SocketAddr;
