@@ -580,18 +580,7 @@ impl AppLab {
 
     /// The device's interface towards `to` (`ip route get`).
     pub fn route_dev(&self, to: Ipv4Addr) -> Option<String> {
-        let out = self
-            .world
-            .device
-            .ip(&["route", "get", &to.to_string()])
-            .ok()?;
-        let mut words = out.split_whitespace();
-        while let Some(w) = words.next() {
-            if w == "dev" {
-                return words.next().map(str::to_string);
-            }
-        }
-        None
+        self.world.route_dev(to)
     }
 
     pub fn state(&self, iface: &str) -> Option<Connectivity> {

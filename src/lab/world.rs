@@ -339,10 +339,13 @@ impl World {
     /// The interface the device's kernel would use to reach the check server now
     /// (`ip route get`), or `None` when it has no route.
     pub fn route_to_check_server(&self) -> Option<String> {
-        let out = self
-            .device
-            .ip(&["route", "get", &CHECK_ADDR.to_string()])
-            .ok()?;
+        self.route_dev(CHECK_ADDR)
+    }
+
+    /// The interface the device's kernel would use to reach `to` now (`ip route get`: the
+    /// route actually used, whatever its flags), or `None` when it has no route.
+    pub fn route_dev(&self, to: Ipv4Addr) -> Option<String> {
+        let out = self.device.ip(&["route", "get", &to.to_string()]).ok()?;
         let mut words = out.split_whitespace();
         while let Some(w) = words.next() {
             if w == "dev" {
