@@ -165,6 +165,8 @@ fn a_start_and_a_restart_show_each_state_once() {
     if !require_root("a_start_and_a_restart_show_each_state_once") {
         return;
     }
+    // Its checks run at the lab's 1 s timeouts: not beside the long daemon tests on 2 cores.
+    let _serial = crate::heavy_test_lock();
     let mut e2e = E2e::start_prepared(2, Vec::new(), |world, _| {
         world.start_servers().expect("lab servers");
     });
