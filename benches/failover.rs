@@ -26,13 +26,13 @@ use futures::stream::{BoxStream, StreamExt};
 use netfailover::engine::fake::{FakeProbe, FakeScripts, FakeTraffic, MemJournal, MemStateStore};
 use netfailover::engine::model::{CheckConfig, Config, Family, KernelRoute, Method, Metric};
 use netfailover::engine::ports::{LinkSource, LinkUpdate, Ports, RouteTable};
-use netfailover::lab::bench::{
-    fmt_duration, latency_row, machine_line, proc_status_field, runs, value_row, Met, Samples,
-};
-use netfailover::lab::netns::is_root;
-use netfailover::lab::uplinks::{block_on_in_netns, run_in_netns, CountingLinks, UplinkWorld};
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
+use netfailover_lab::bench::{
+    fmt_duration, latency_row, machine_line, proc_status_field, runs, value_row, Met, Samples,
+};
+use netfailover_lab::netns::is_root;
+use netfailover_lab::uplinks::{block_on_in_netns, run_in_netns, CountingLinks, UplinkWorld};
 use rtnetlink::LinkUnspec;
 use tokio::sync::oneshot;
 
@@ -203,7 +203,7 @@ async fn settle(
 /// Times at which a subscriber on its own thread (in `ns`) saw carrier-off of `ifindex`, until
 /// `stop` is set (at most [`STORM_WAIT`] plus the runs).
 fn watch_carrier_off(
-    ns: &netfailover::lab::netns::Netns,
+    ns: &netfailover_lab::netns::Netns,
     ifindex: u32,
     stop: &AtomicBool,
 ) -> Vec<Instant> {
@@ -324,7 +324,7 @@ async fn measure(
     let isp_name = isp.name().to_string();
     let batch_path = batch.display().to_string();
     tokio::task::spawn_blocking(move || {
-        netfailover::lab::netns::run(&["ip", "-n", &isp_name, "-batch", &batch_path])
+        netfailover_lab::netns::run(&["ip", "-n", &isp_name, "-batch", &batch_path])
     })
     .await
     .expect("storm task")

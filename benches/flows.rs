@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use netfailover::lab::apps::{AppLab, ECHO};
-use netfailover::lab::bench::{fmt_duration, latency_row, runs, Samples};
-use netfailover::lab::netns::{is_root, wait_for};
-use netfailover::lab::uplinks::run_in_netns;
 use netfailover::os::flows::conntrack::Conntrack;
+use netfailover_lab::apps::{AppLab, ECHO};
+use netfailover_lab::bench::{fmt_duration, latency_row, runs, Samples};
+use netfailover_lab::netns::{is_root, wait_for};
+use netfailover_lab::uplinks::run_in_netns;
 
 const SOCKETS: usize = 1000;
 const ENTRIES: u16 = 10_000;

@@ -11,10 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netfailover::engine::model::Connectivity;
-use netfailover::lab::bench::{cpu_time, open_fds, proc_status_field, quick, value_row, Met};
-use netfailover::lab::netns::{is_root, wait_for};
-use netfailover::lab::timeline::{query_status, DaemonProcess};
-use netfailover::lab::world::World;
+use netfailover_lab::bench::{cpu_time, open_fds, proc_status_field, quick, value_row, Met};
+use netfailover_lab::netns::{is_root, wait_for};
+use netfailover_lab::timeline::{query_status, DaemonProcess};
+use netfailover_lab::world::World;
 
 /// Bound on the daemon's start-up (all three uplinks FULL).
 const READY_WAIT: Duration = Duration::from_secs(30);

@@ -14,14 +14,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netfailover::engine::ports::TrafficSource;
-use netfailover::lab::apps::{AppLab, BusyClient, ECHO};
-use netfailover::lab::bench::{
+use netfailover::os::traffic::NetlinkTraffic;
+use netfailover_lab::apps::{AppLab, BusyClient, ECHO};
+use netfailover_lab::bench::{
     cpu_time, fmt_duration, latency_row, proc_status_field, runs, value_row, Met, Samples,
 };
-use netfailover::lab::netns::{is_root, Netns};
-use netfailover::lab::uplinks::{block_on_in_netns, UplinkWorld};
-use netfailover::lab::world::FAST_SETTINGS;
-use netfailover::os::traffic::NetlinkTraffic;
+use netfailover_lab::netns::{is_root, Netns};
+use netfailover_lab::uplinks::{block_on_in_netns, UplinkWorld};
+use netfailover_lab::world::FAST_SETTINGS;
 
 const CONNECTIONS: usize = 500;
 const SAMPLES: u32 = 200;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use netfailover::engine::model::{CheckConfig, Family, IfaceName};
 use netfailover::engine::ports::{ProbeRequest, Verdict};
-use netfailover::lab::bench::{latency_row, runs, value_row, Met, Samples};
-use netfailover::lab::internet::{CheckServer, DnsResponder, TestCa};
-use netfailover::lab::netns::{is_root, veth, Netns};
 use netfailover::os::probe::HttpProbe;
+use netfailover_lab::bench::{latency_row, runs, value_row, Met, Samples};
+use netfailover_lab::internet::{CheckServer, DnsResponder, TestCa};
+use netfailover_lab::netns::{is_root, veth, Netns};
 
 /// Checks per measured series: enough for a p99, bounded so the bench ends in seconds
 /// (`NF_BENCH_QUICK`: 50).

@@ -30,13 +30,13 @@ use netfailover::engine::model::{
     Method, Metric, Profile, UplinkType, DEFAULT_ROUTE_PROTOCOL,
 };
 use netfailover::engine::ports::{Ports, RouteTable};
-use netfailover::lab::bench::{
-    fmt_duration, latency_row, machine_line, proc_status_field, runs, value_row, Met, Samples,
-};
-use netfailover::lab::netns::{is_root, run, Netns};
-use netfailover::lab::uplinks::{block_on_in_netns, run_in_netns};
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
+use netfailover_lab::bench::{
+    fmt_duration, latency_row, machine_line, proc_status_field, runs, value_row, Met, Samples,
+};
+use netfailover_lab::netns::{is_root, run, Netns};
+use netfailover_lab::uplinks::{block_on_in_netns, run_in_netns};
 use tokio::sync::oneshot;
 
 /// Uplinks managed at once.
@@ -301,7 +301,7 @@ fn main() {
     let storm: usize = std::env::var("NF_BENCH_STORM")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if netfailover::lab::bench::quick() {
+        .unwrap_or(if netfailover_lab::bench::quick() {
             2_000
         } else {
             10_000

@@ -63,9 +63,6 @@ pub enum Command {
         #[arg(long, short)]
         follow: bool,
     },
-    /// Build a throw-away network of namespaces, run the daemon in it and play faults (root).
-    #[cfg(feature = "lab")]
-    Lab(LabArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -106,22 +103,6 @@ pub enum LogFormat {
     Plain,
     /// One JSON object per line.
     Json,
-}
-
-/// `netfailover lab` (feature `lab`, on by default).
-#[cfg(feature = "lab")]
-#[derive(Args, Debug, Clone)]
-pub struct LabArgs {
-    /// Scenario to play (`netfailover lab --scenario list` lists them).
-    #[arg(long, default_value = "default")]
-    pub scenario: String,
-    /// Keep the namespaces (and the daemon) after the timeline, until Ctrl-C.
-    #[arg(long)]
-    pub keep: bool,
-    /// Soak: the default timeline in a loop for MINUTES, with link flaps and actor kills,
-    /// sampling the daemon's memory, fds, threads and state_dir size (a table at the end).
-    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
-    pub soak: Option<u64>,
 }
 
 #[cfg(test)]

@@ -48,15 +48,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             follow: false,
         } => events(socket, json),
-        #[cfg(feature = "lab")]
-        Command::Lab(args) => {
-            let passed = netfailover::lab::timeline::run(&args)?;
-            Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
     }
 }
 

@@ -11,8 +11,8 @@ use netfailover::engine::model::{
     CheckConfig, Config, Connectivity, Family, LinkKind, Method, Metric, UplinkType,
 };
 use netfailover::engine::ports::{LinkSource, Ports, Probe, RouteTable, Verdict};
-use netfailover::lab::netns::{require_root, wait_for};
-use netfailover::lab::uplinks::{run_in_netns, UplinkWorld};
+use netfailover_lab::netns::{require_root, wait_for};
+use netfailover_lab::uplinks::{run_in_netns, UplinkWorld};
 
 /// Counts of the strong references to each port beyond the test's own `ports`.
 fn holders(ports: &Ports) -> Vec<usize> {

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use netfailover::control::Request;
 use netfailover::engine::model::Connectivity;
 use netfailover::engine::status::EngineStatus;
-use netfailover::lab::netns::wait_for;
-use netfailover::lab::timeline::DaemonProcess;
-use netfailover::lab::world::{World, FAST_SETTINGS};
+use netfailover_lab::netns::wait_for;
+use netfailover_lab::timeline::DaemonProcess;
+use netfailover_lab::world::{World, FAST_SETTINGS};
 
 use crate::daemon::{ask, parse_default_routes, TempDir};
 
@@ -433,7 +433,7 @@ fn assert_kill_counts(chaos: &Chaos, ledger: &KillLedger, replay: &str) {
 #[test]
 fn chaos_storm_with_kills_and_a_daemon_sigkill_loses_nothing() {
     let _serial = crate::heavy_test_lock();
-    if !netfailover::lab::netns::require_root("chaos_storm_with_kills_and_a_daemon_sigkill") {
+    if !netfailover_lab::netns::require_root("chaos_storm_with_kills_and_a_daemon_sigkill") {
         return;
     }
     let seed = env_u64("NETFAILOVER_CHAOS_SEED").unwrap_or_else(|| {

@@ -376,7 +376,7 @@ fn cli_as_nobody(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn control_socket_refuses_a_non_root_peer() {
-    if !netfailover::lab::netns::require_root("control_socket_refuses_a_non_root_peer") {
+    if !netfailover_lab::netns::require_root("control_socket_refuses_a_non_root_peer") {
         return;
     }
     let server = StubServer::start(control::IDLE_TIMEOUT);
@@ -402,9 +402,9 @@ fn control_socket_refuses_a_non_root_peer() {
 // End to end: the built binary in a lab world
 // ---------------------------------------------------------------------------------------------
 
-use netfailover::lab::netns::wait_for;
-use netfailover::lab::timeline::DaemonProcess;
-use netfailover::lab::world::{World, CHECK_ADDR};
+use netfailover_lab::netns::wait_for;
+use netfailover_lab::timeline::DaemonProcess;
+use netfailover_lab::world::{World, CHECK_ADDR};
 
 /// A lab world with the daemon running in its device namespace. Checks go to an IP-literal
 /// URI on the Internet namespace where nothing listens (connection refused → LIMITED), unless
@@ -438,7 +438,7 @@ impl E2e {
         world
             .write_boot_dir(
                 &boot,
-                netfailover::lab::world::FAST_SETTINGS,
+                netfailover_lab::world::FAST_SETTINGS,
                 &dir.path().join("state"),
                 &dir.path().join("scripts.log"),
             )
@@ -564,7 +564,7 @@ fn routes(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
 
 #[test]
 fn daemon_status_kill_and_events_end_to_end() {
-    if !netfailover::lab::netns::require_root("daemon_status_kill_and_events_end_to_end") {
+    if !netfailover_lab::netns::require_root("daemon_status_kill_and_events_end_to_end") {
         return;
     }
     let e2e = E2e::start(2);
@@ -649,7 +649,7 @@ fn daemon_status_kill_and_events_end_to_end() {
 
 #[test]
 fn daemon_sigterm_leaves_configured_metrics() {
-    if !netfailover::lab::netns::require_root("daemon_sigterm_leaves_configured_metrics") {
+    if !netfailover_lab::netns::require_root("daemon_sigterm_leaves_configured_metrics") {
         return;
     }
     clean_shutdown_leaves_configured_metrics(nix::sys::signal::Signal::SIGTERM);
@@ -657,7 +657,7 @@ fn daemon_sigterm_leaves_configured_metrics() {
 
 #[test]
 fn daemon_sigint_is_a_clean_shutdown_too() {
-    if !netfailover::lab::netns::require_root("daemon_sigint_is_a_clean_shutdown_too") {
+    if !netfailover_lab::netns::require_root("daemon_sigint_is_a_clean_shutdown_too") {
         return;
     }
     clean_shutdown_leaves_configured_metrics(nix::sys::signal::Signal::SIGINT);
@@ -682,7 +682,7 @@ fn clean_shutdown_leaves_configured_metrics(signal: nix::sys::signal::Signal) {
 
 #[test]
 fn daemon_sigkill_and_restart_adopts_routes_without_duplicates() {
-    if !netfailover::lab::netns::require_root(
+    if !netfailover_lab::netns::require_root(
         "daemon_sigkill_and_restart_adopts_routes_without_duplicates",
     ) {
         return;
@@ -706,9 +706,8 @@ fn daemon_sigkill_and_restart_adopts_routes_without_duplicates() {
 
 #[test]
 fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
-    if !netfailover::lab::netns::require_root(
-        "daemon_sighup_follows_a_keyfile_metric_without_a_gap",
-    ) {
+    if !netfailover_lab::netns::require_root("daemon_sighup_follows_a_keyfile_metric_without_a_gap")
+    {
         return;
     }
     let e2e = E2e::start(0);
@@ -742,7 +741,7 @@ fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
             while (!stop.load(std::sync::atomic::Ordering::SeqCst) || samples.len() < 20)
                 && samples.len() < 5000
             {
-                let out = netfailover::lab::netns::run(&[
+                let out = netfailover_lab::netns::run(&[
                     "ip", "-n", &device, "-4", "route", "show", "default",
                 ])
                 .unwrap_or_default();
@@ -912,7 +911,7 @@ async fn control_socket_and_metrics_drive_the_engine() {
 
 #[test]
 fn daemon_talks_to_systemd_when_notify_socket_is_set() {
-    if !netfailover::lab::netns::require_root("daemon_talks_to_systemd_when_notify_socket_is_set") {
+    if !netfailover_lab::netns::require_root("daemon_talks_to_systemd_when_notify_socket_is_set") {
         return;
     }
     let dir = TempDir::new("notify");
@@ -958,7 +957,7 @@ fn daemon_talks_to_systemd_when_notify_socket_is_set() {
 
 #[test]
 fn daemon_sighup_applies_a_new_check_uri() {
-    if !netfailover::lab::netns::require_root("daemon_sighup_applies_a_new_check_uri") {
+    if !netfailover_lab::netns::require_root("daemon_sighup_applies_a_new_check_uri") {
         return;
     }
     let e2e = E2e::start(1);
@@ -971,7 +970,7 @@ fn daemon_sighup_applies_a_new_check_uri() {
             .then_some(())
     });
     assert!(limited.is_some(), "{:?}", e2e.status());
-    let _server = netfailover::lab::internet::CheckServer::start(
+    let _server = netfailover_lab::internet::CheckServer::start(
         &e2e.world.internet,
         SocketAddr::from((CHECK_ADDR, 8080)),
         None,
@@ -1011,7 +1010,7 @@ fn logged_ids(e2e: &E2e) -> Vec<u64> {
 
 #[test]
 fn daemon_sigkill_with_pending_events_delivers_them_after_restart() {
-    if !netfailover::lab::netns::require_root(
+    if !netfailover_lab::netns::require_root(
         "daemon_sigkill_with_pending_events_delivers_them_after_restart",
     ) {
         return;
@@ -1099,7 +1098,7 @@ fn daemon_sigkill_with_pending_events_delivers_them_after_restart() {
 /// same file, and names the bad key in its log, `status` and `check-config`.
 #[test]
 fn daemon_with_a_bad_key_runs_on_the_rest_of_its_settings() {
-    if !netfailover::lab::netns::require_root(
+    if !netfailover_lab::netns::require_root(
         "daemon_with_a_bad_key_runs_on_the_rest_of_its_settings",
     ) {
         return;
@@ -1171,7 +1170,7 @@ fn daemon_with_a_bad_key_runs_on_the_rest_of_its_settings() {
 /// An unreadable `check.ca_file`: the daemon starts and checks with the built-in roots.
 #[test]
 fn daemon_with_an_unreadable_ca_file_runs() {
-    if !netfailover::lab::netns::require_root("daemon_with_an_unreadable_ca_file_runs") {
+    if !netfailover_lab::netns::require_root("daemon_with_an_unreadable_ca_file_runs") {
         return;
     }
     let e2e = E2e::start_prepared(2, Vec::new(), |_, boot| {
@@ -1179,7 +1178,7 @@ fn daemon_with_an_unreadable_ca_file_runs() {
         let settings = format!(
             "state_dir = \"{}\"\n{}ca_file = \"not-a-cert.pem\"\n",
             boot.with_file_name("state").display(),
-            netfailover::lab::world::FAST_SETTINGS
+            netfailover_lab::world::FAST_SETTINGS
         );
         std::fs::write(boot.join("netfailover.toml"), settings).unwrap();
     });
@@ -1207,7 +1206,7 @@ fn daemon_with_an_unreadable_ca_file_runs() {
 /// SIGHUP with a broken netfailover.toml keeps the last good values; the next good file applies.
 #[test]
 fn daemon_sighup_with_a_broken_file_keeps_the_last_good_values() {
-    if !netfailover::lab::netns::require_root(
+    if !netfailover_lab::netns::require_root(
         "daemon_sighup_with_a_broken_file_keeps_the_last_good_values",
     ) {
         return;
@@ -1216,7 +1215,7 @@ fn daemon_sighup_with_a_broken_file_keeps_the_last_good_values() {
         format!(
             "state_dir = \"{}\"\n{}{extra}[route]\npenalty = {penalty}\n",
             state.display(),
-            netfailover::lab::world::FAST_SETTINGS
+            netfailover_lab::world::FAST_SETTINGS
         )
     };
     let e2e = E2e::start_prepared(2, Vec::new(), |_, boot| {
@@ -1501,7 +1500,7 @@ impl Follower {
 
 #[test]
 fn events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing() {
-    if !netfailover::lab::netns::require_root(
+    if !netfailover_lab::netns::require_root(
         "events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing",
     ) {
         return;

@@ -111,7 +111,7 @@ pub fn pid_is_dead(pid: u32) -> bool {
 
 /// Reads a pid a script wrote, waiting up to 10 s for the file.
 pub fn read_pid(path: &Path) -> u32 {
-    netfailover::lab::netns::wait_for(Duration::from_secs(10), || {
+    netfailover_lab::netns::wait_for(Duration::from_secs(10), || {
         fs::read_to_string(path)
             .ok()
             .and_then(|s| s.trim().parse().ok())

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use netfailover::lab::netns::{run, wait_for};
+use netfailover_lab::netns::{run, wait_for};
 
 use crate::chaos::{
     delivered_events, delivery_problems, raised_events, state_problems, strip_ansi, Chaos,
@@ -149,7 +149,7 @@ fn assert_all_delivered(chaos: &Chaos, what: &str) {
 
 #[test]
 fn full_or_read_only_state_dir_keeps_routing_and_journalling_resumes() {
-    if !netfailover::lab::netns::require_root(
+    if !netfailover_lab::netns::require_root(
         "full_or_read_only_state_dir_keeps_routing_and_journalling_resumes",
     ) {
         return;

@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use netfailover::control::{self, Request};
 use netfailover::engine::model::CheckConfig;
 use netfailover::engine::ports::{ProbeReport, Verdict};
-use netfailover::lab::hostile::{
+use netfailover::os::probe::HttpProbe;
+use netfailover_lab::hostile::{
     a_answer, lo_request, HostileDns, HostileHttp, HttpAnswer, ENDLESS_CAP,
 };
-use netfailover::lab::netns::Netns;
-use netfailover::lab::uplinks::{block_on_in_netns, run_in_netns};
-use netfailover::os::probe::HttpProbe;
+use netfailover_lab::netns::Netns;
+use netfailover_lab::uplinks::{block_on_in_netns, run_in_netns};
 use proptest::prelude::*;
 
 use crate::daemon::{Stub, StubServer};
@@ -47,7 +47,7 @@ struct Lab {
 impl Lab {
     /// `None` when not root (outside CI: the test is skipped with a message).
     fn new(test: &str) -> Option<Self> {
-        if !netfailover::lab::netns::require_root(test) {
+        if !netfailover_lab::netns::require_root(test) {
             return None;
         }
         let ns = Netns::new("hostile").expect("creating the namespace");

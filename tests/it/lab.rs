@@ -1,13 +1,13 @@
 //! The lab: its namespace world (topology and fault primitives, checked with real TCP
-//! connections across the namespaces) and, once everything is wired, `netfailover lab` run to
-//! completion.
+//! connections across the namespaces). The `netfailover-lab` binary run to completion is tested
+//! beside it, in tests/lab/tests/cli.rs.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use netfailover::lab::netns::{require_root, Netns};
-use netfailover::lab::world::{World, CHECK_ADDR, DNS_ADDR};
+use netfailover_lab::netns::{require_root, Netns};
+use netfailover_lab::world::{World, CHECK_ADDR, DNS_ADDR};
 
 /// A TCP server on `addr:port` inside `ns` that writes back the peer's address, for `count`
 /// connections (bounded) on its own thread.
@@ -108,7 +108,7 @@ fn lab_world_routes_each_uplink_and_injects_faults() {
         let link = world.device.ip(&["link", "show", u.iface]).unwrap();
         assert!(link.contains("NO-CARRIER"), "{link}");
         world.plug_cable(u.iface).unwrap();
-        let carrier = netfailover::lab::netns::wait_for(Duration::from_secs(5), || {
+        let carrier = netfailover_lab::netns::wait_for(Duration::from_secs(5), || {
             let link = world.device.ip(&["link", "show", u.iface]).ok()?;
             link.contains("LOWER_UP").then_some(())
         });
@@ -131,71 +131,8 @@ fn lab_world_is_removed_on_drop() {
     ];
     names.extend(world.uplinks.iter().map(|u| u.isp.name().to_string()));
     drop(world);
-    let listed = netfailover::lab::netns::run(&["ip", "netns", "list"]).unwrap();
+    let listed = netfailover_lab::netns::run(&["ip", "netns", "list"]).unwrap();
     for name in names {
         assert!(!listed.contains(&name), "{name} left behind");
     }
-}
-
-#[test]
-fn netfailover_lab_runs_every_step_to_its_expected_state() {
-    let _serial = crate::heavy_test_lock();
-    if !require_root("netfailover_lab_runs_every_step_to_its_expected_state") {
-        return;
-    }
-    let out = std::process::Command::new("timeout")
-        .args(["-k", "5", "170"])
-        .arg(env!("CARGO_BIN_EXE_netfailover"))
-        .arg("lab")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    // The summary: one row per step, each with the expected route observed.
-    let summary: Vec<&str> = stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("STEP"))
-        .skip(1)
-        .take_while(|l| !l.contains("steps ok"))
-        .collect();
-    assert_eq!(summary.len(), 11, "{stdout}");
-    for row in &summary {
-        let cells: Vec<&str> = row.split("  ").filter(|c| !c.trim().is_empty()).collect();
-        assert_eq!(cells.last().map(|c| c.trim()), Some("ok"), "{row}");
-        // expected route == observed route
-        let n = cells.len();
-        assert_eq!(cells[n - 5].trim(), cells[n - 4].trim(), "{row}");
-    }
-    assert!(stdout.contains("11/11 steps ok"), "{stdout}");
-    // The global outage was announced to the scripts.
-    assert!(stdout.contains("connectivity-change - NONE"), "{stdout}");
-    assert!(stdout.contains("namespaces removed"));
-}
-
-#[test]
-fn netfailover_lab_says_why_it_needs_root() {
-    if !require_root("netfailover_lab_says_why_it_needs_root") {
-        return;
-    }
-    let out = std::process::Command::new("timeout")
-        .args([
-            "20",
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-        ])
-        .arg(env!("CARGO_BIN_EXE_netfailover"))
-        .arg("lab")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("needs root"), "{stderr}");
-    assert!(stderr.contains("namespaces"), "{stderr}");
 }

@@ -1,5 +1,5 @@
 //! Integration tests for the probe: the real `HttpProbe` against the fake Internet
-//! (`netfailover::lab::internet`) in throw-away namespaces.
+//! (`netfailover_lab::internet`) in throw-away namespaces.
 //!
 //! World: a device namespace with three uplinks (`eth0`, `wwan0`, `wlan0`), each a veth to its
 //! own ISP namespace, and an Internet namespace behind the ISPs with the check server on
@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use netfailover::engine::model::{CheckConfig, Family, IfaceName};
 use netfailover::engine::ports::{ProbeReport, ProbeRequest, Verdict};
-use netfailover::lab::internet::{Behaviour, CheckServer, DnsMode, DnsResponder, TestCa};
-use netfailover::lab::netns::{require_root, veth, Netns};
 use netfailover::os::probe::HttpProbe;
+use netfailover_lab::internet::{Behaviour, CheckServer, DnsMode, DnsResponder, TestCa};
+use netfailover_lab::netns::{require_root, veth, Netns};
 
 const UPLINKS: [&str; 3] = ["eth0", "wwan0", "wlan0"];
 const SERVER: &str = "203.0.113.10";

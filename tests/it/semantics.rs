@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use netfailover::lab::netns::{require_root, wait_for};
-use netfailover::lab::world::World;
+use netfailover_lab::netns::{require_root, wait_for};
+use netfailover_lab::world::World;
 
 use crate::daemon::{parse_default_routes, E2e};
 

@@ -639,7 +639,7 @@ fn pending_events_survive_an_abrupt_stop_of_the_whole_engine() {
     };
     let (leader, child) = holder.pids().unwrap();
     assert!(
-        netfailover::lab::netns::wait_for(Duration::from_secs(10), || {
+        netfailover_lab::netns::wait_for(Duration::from_secs(10), || {
             (pid_is_dead(leader) && pid_is_dead(child)).then_some(())
         })
         .is_some(),

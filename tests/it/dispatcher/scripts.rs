@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use netfailover::engine::model::EventKind;
 use netfailover::engine::ports::{ScriptResult, ScriptRunner};
-use netfailover::lab::netns::{require_root, wait_for};
 use netfailover::os::scripts::{discover, ScriptDirRunner, SCRIPT_PATH};
+use netfailover_lab::netns::{require_root, wait_for};
 
 use super::{event, pid_is_dead, read_pid, ScriptDir};
 

@@ -15,12 +15,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
 
-use netfailover::lab::apps::{UdpSender, UdpSink};
-use netfailover::lab::netns::{require_root, veth, wait_for, Netns};
-use netfailover::lab::uplinks::run_in_netns;
 use netfailover::os::flows::conntrack::Conntrack;
 use netfailover_actors::model::Family;
 use netfailover_actors::status::FlowResetRecord;
+use netfailover_lab::apps::{UdpSender, UdpSink};
+use netfailover_lab::netns::{require_root, veth, wait_for, Netns};
+use netfailover_lab::uplinks::run_in_netns;
 use netlink_packet_core::{DefaultNla, Nla, NlasIterator, Parseable};
 use netlink_packet_netfilter::conntrack::ConntrackAttribute;
 

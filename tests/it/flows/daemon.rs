@@ -1,5 +1,5 @@
 //! The daemon in the lab world (device, three ISPs that filter foreign sources, Internet;
-//! `src/lab/world.rs`) at `interval` 3600 with passive health, and device applications on
+//! `tests/lab/src/world.rs`) at `interval` 3600 with passive health, and device applications on
 //! sticky TCP connections (`BusyClient::sticky`: they reconnect only after an error, as an
 //! application relying on TCP's own timeouts does). After carrier loss or a silent upstream
 //! blackhole on eth0, the application pinned to eth0 gets an error and echoes over wlan0 within
@@ -11,9 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use netfailover::lab::apps::{AppLab, BusyClient, EchoServer, Pin, RoundTrip, ECHO};
-use netfailover::lab::netns::{require_root, wait_for};
 use netfailover_actors::status::FlowResetRecord;
+use netfailover_lab::apps::{AppLab, BusyClient, EchoServer, Pin, RoundTrip, ECHO};
+use netfailover_lab::netns::{require_root, wait_for};
 
 use crate::daemon::TempDir;
 

@@ -9,11 +9,11 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
-use netfailover::lab::netns::{require_root, veth, Netns};
-use netfailover::lab::uplinks::run_in_netns;
 use netfailover::os::flows::reset_blocking;
 use netfailover_actors::model::{Family, IfaceName};
 use netfailover_actors::ports::FlowScope;
+use netfailover_lab::netns::{require_root, veth, Netns};
+use netfailover_lab::uplinks::run_in_netns;
 use nix::sys::socket::{
     connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
 };
@@ -189,8 +189,8 @@ fn reset_aborts_only_the_sockets_pinned_to_the_demoted_interface() {
 /// the entries of wlan0's address, of eth0's LAN peer and of the other family.
 #[test]
 fn ipv6_reset_aborts_the_pinned_socket_and_deletes_only_the_pinned_conntrack_entry() {
-    use netfailover::lab::apps::EchoServer;
     use netfailover::os::flows::conntrack::Conntrack;
+    use netfailover_lab::apps::EchoServer;
 
     if !require_root(
         "ipv6_reset_aborts_the_pinned_socket_and_deletes_only_the_pinned_conntrack_entry",

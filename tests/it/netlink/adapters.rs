@@ -9,10 +9,10 @@ use netfailover::engine::model::{Family, IfaceAddr, KernelRoute, LinkInfo, LinkK
 use netfailover::engine::ports::{
     LinkSource, LinkUpdate, PortError, PortErrorKind, RouteTable, Sysctl,
 };
-use netfailover::lab::netns::{require_root, Netns};
-use netfailover::lab::uplinks::block_on_in_netns;
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
+use netfailover_lab::netns::{require_root, Netns};
+use netfailover_lab::uplinks::block_on_in_netns;
 
 use super::{add_dhcp_default, default_route, world, DHCP};
 

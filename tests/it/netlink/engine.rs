@@ -18,11 +18,11 @@ use netfailover::engine::model::{
 };
 use netfailover::engine::ports::{Ports, RouteTable, Verdict};
 use netfailover::engine::EngineHandle;
-use netfailover::lab::netns::{require_root, run, Netns};
-use netfailover::lab::uplinks::{run_in_netns, CountingLinks, Uplink, UplinkWorld};
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
 use netfailover::os::traffic::NetlinkTraffic;
+use netfailover_lab::netns::{require_root, run, Netns};
+use netfailover_lab::uplinks::{run_in_netns, CountingLinks, Uplink, UplinkWorld};
 
 use super::{add_dhcp_default, world, DHCP, OURS};
 
@@ -359,7 +359,7 @@ impl Drop for StopOnDrop<'_> {
 /// Polls the table from its own thread (in the namespace) until stopped (at most a minute);
 /// returns the number of samples and how many of them lacked a default route of either family.
 fn watch_for_gaps(ns: &Netns, stop: &AtomicBool) -> (usize, usize) {
-    netfailover::lab::uplinks::block_on_in_netns(ns, || async {
+    netfailover_lab::uplinks::block_on_in_netns(ns, || async {
         let routes = NetlinkRoutes::new().expect("watcher route socket");
         let (mut samples, mut gaps) = (0, 0);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -424,7 +424,7 @@ fn engine_penalty_changes_the_metric_without_a_moment_without_default_route() {
         });
         let watcher = scope.spawn(|| {
             // Wait for the first default route, then sample until told to stop.
-            netfailover::lab::netns::wait_for(CONVERGE_TIMEOUT, || {
+            netfailover_lab::netns::wait_for(CONVERGE_TIMEOUT, || {
                 let routes = run(&["ip", "-n", w.dev.name(), "route", "show", "default"]).ok()?;
                 routes.contains("proto 78").then_some(())
             });
@@ -753,7 +753,7 @@ fn engine_second_start_after_sigkill_keeps_one_route_each() {
             .all(|t| t.contains("dev u0 metric 20100") && t.contains("dev u1 metric 200"));
         installed.then_some(())
     };
-    netfailover::lab::netns::wait_for(CONVERGE_TIMEOUT, shows_penalised)
+    netfailover_lab::netns::wait_for(CONVERGE_TIMEOUT, shows_penalised)
         .expect("the child engine never installed its routes");
     child.0.kill().expect("SIGKILL");
     child.0.wait().expect("reaping the child");
@@ -937,7 +937,7 @@ fn engine_moves_router_advertised_routes_with_penalties_and_link_loss() {
         )
         .expect("keep_addr_on_down");
     let router =
-        netfailover::lab::router::Advertiser::start(&u0.isp, &u0.isp_iface).expect("test router");
+        netfailover_lab::router::Advertiser::start(&u0.isp, &u0.isp_iface).expect("test router");
     let mut primary = profile(u0, Method::Manual, 100);
     primary.ipv6.method = Method::Auto;
     primary.ipv6.addresses.clear();

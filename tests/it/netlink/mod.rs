@@ -1,5 +1,5 @@
 //! Integration tests for the netlink area, each in namespaces it creates (a device namespace
-//! wired to "ISP" namespaces by veth pairs, `netfailover::lab::uplinks`), on documentation
+//! wired to "ISP" namespaces by veth pairs, `netfailover_lab::uplinks`), on documentation
 //! addresses only: the adapters alone (`adapters`), then the real engine on them (`engine`).
 
 mod adapters;
@@ -8,8 +8,8 @@ mod engine;
 use std::net::IpAddr;
 
 use netfailover::engine::model::{Family, KernelRoute};
-use netfailover::lab::netns::Netns;
-use netfailover::lab::uplinks::UplinkWorld;
+use netfailover_lab::netns::Netns;
+use netfailover_lab::uplinks::UplinkWorld;
 
 /// Our route protocol (`route.protocol` default).
 pub const OURS: u8 = netfailover::engine::model::DEFAULT_ROUTE_PROTOCOL;

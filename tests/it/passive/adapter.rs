@@ -7,9 +7,9 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use netfailover::engine::ports::{IfaceTraffic, TcpPhase, TrafficSource};
-use netfailover::lab::netns::{require_root, veth, Netns};
-use netfailover::lab::uplinks::{block_on_in_netns, run_in_netns};
 use netfailover::os::traffic::NetlinkTraffic;
+use netfailover_lab::netns::{require_root, veth, Netns};
+use netfailover_lab::uplinks::{block_on_in_netns, run_in_netns};
 
 fn sample(ns: &Netns, ifindex: u32) -> IfaceTraffic {
     block_on_in_netns(ns, || async move {

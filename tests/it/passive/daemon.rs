@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netfailover::engine::model::Connectivity;
-use netfailover::lab::apps::{AppLab, BusyClient, UdpSender, DEAD_PEER, ECHO, SINK};
-use netfailover::lab::netns::{require_root, wait_for};
+use netfailover_lab::apps::{AppLab, BusyClient, UdpSender, DEAD_PEER, ECHO, SINK};
+use netfailover_lab::netns::{require_root, wait_for};
 
 use crate::daemon::TempDir;
 
@@ -20,7 +20,7 @@ const BOUND: Duration = Duration::from_secs(6);
 const GAP: Duration = Duration::from_millis(250);
 const PATIENCE: Duration = Duration::from_secs(1);
 
-fn on(trips: &[netfailover::lab::apps::RoundTrip], since: Instant, prefix: [u8; 4]) -> bool {
+fn on(trips: &[netfailover_lab::apps::RoundTrip], since: Instant, prefix: [u8; 4]) -> bool {
     trips
         .iter()
         .any(|t| t.at > since && matches!(t.local, SocketAddr::V4(a) if a.ip().octets() == prefix))

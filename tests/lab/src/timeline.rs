@@ -1,4 +1,4 @@
-//! `netfailover lab`: builds the [`World`], writes its boot directory, runs the daemon inside
+//! `netfailover-lab`: builds the [`World`], writes its boot directory, runs the daemon inside
 //! the device namespace as a child process, plays a fault timeline, prints each step live
 //! (what it did, what the daemon decided, how long it took, which scripts ran) and ends with a
 //! summary table. Every namespace is removed on exit, Ctrl-C included.
@@ -17,8 +17,8 @@ use netfailover_actors::model::Connectivity;
 use netfailover_actors::status::EngineStatus;
 
 use super::world::{LabError, World, FAST_SETTINGS};
-use crate::cli::LabArgs;
-use crate::control::{self, Request};
+use crate::LabArgs;
+use netfailover::control::{self, Request};
 
 /// Longest a step may take before it counts as failed: well above the docs/semantics.md §3 bounds with the
 /// lab's settings (5 s to leave FULL, 5 s to return), for a busy 2-core machine.
@@ -250,8 +250,10 @@ pub struct DaemonProcess {
 }
 
 impl DaemonProcess {
-    /// Starts `<exe> run` inside the world's device namespace (the lab passes its own
-    /// executable, so `cargo run -- lab` runs the daemon it was built with).
+    /// Starts `<exe> run` inside the world's device namespace: `exe` is the `netfailover`
+    /// binary (the tests pass it), or the lab's own executable, whose hidden `run` verb is the
+    /// product's `run` (`netfailover::daemon::run`), so `cargo run -p netfailover-lab` runs the
+    /// daemon it was built with.
     pub fn start(
         exe: &Path,
         world: &World,
@@ -514,7 +516,7 @@ pub fn summary(outcomes: &[Outcome]) -> String {
             ]
         })
         .collect();
-    let mut out = crate::cli::table(
+    let mut out = netfailover::cli::table(
         &[
             "STEP",
             "EXPECTED ROUTE",
@@ -530,7 +532,7 @@ pub fn summary(outcomes: &[Outcome]) -> String {
     out
 }
 
-/// `netfailover lab`: returns whether every step passed.
+/// `netfailover-lab`: returns whether every step passed.
 pub fn run(args: &LabArgs) -> Result<bool, LabError> {
     if let Some(minutes) = args.soak {
         return super::soak::run(minutes);
@@ -541,7 +543,7 @@ pub fn run(args: &LabArgs) -> Result<bool, LabError> {
     }
     let steps = scenario(&args.scenario)?;
     watch_interrupts();
-    println!("netfailover lab: building the world (device, 3 ISPs, Internet)…");
+    println!("netfailover-lab: building the world (device, 3 ISPs, Internet)…");
     let mut world = World::build()?;
     world.start_servers()?;
     let work = WorkDir::new()?;

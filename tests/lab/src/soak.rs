@@ -1,4 +1,4 @@
-//! `netfailover lab --soak MINUTES`: the lab's default timeline in a loop for a long time, to
+//! `netfailover-lab --soak MINUTES`: the lab's default timeline in a loop for a long time, to
 //! show that the daemon does not grow. Every round plays the whole default scenario (cable,
 //! upstream, portal, DNS, outage; each step waits for the kernel's route and the daemon's
 //! status), then flaps two uplinks quickly (bursts of `down`/`up` events) and kills every
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::timeline::{self, DaemonProcess, WorkDir};
 use super::world::{LabError, World, FAST_SETTINGS};
-use crate::control::{self, Request};
+use netfailover::control::{self, Request};
 
 /// Longest soak accepted (a day); every loop below is bounded by it.
 pub const MAX_MINUTES: u64 = 24 * 60;
@@ -99,7 +99,7 @@ pub fn table(samples: &[Sample], every: usize) -> String {
             ]
         })
         .collect();
-    crate::cli::table(
+    netfailover::cli::table(
         &[
             "MIN", "ROUNDS", "RSS MiB", "PEAK MiB", "FDS", "THREADS", "STATE B", "PENDING",
             "EVENTS", "KILLS",
@@ -197,13 +197,13 @@ fn kill_every_actor(runtime: &tokio::runtime::Runtime, socket: &Path) -> u64 {
     kills
 }
 
-/// `netfailover lab --soak MINUTES`: returns whether every timeline step of every round passed.
+/// `netfailover-lab --soak MINUTES`: returns whether every timeline step of every round passed.
 pub fn run(minutes: u64) -> Result<bool, LabError> {
     let minutes = minutes.clamp(1, MAX_MINUTES);
     let duration = Duration::from_secs(minutes * 60);
     let steps = timeline::scenario("default")?;
     timeline::watch_interrupts();
-    println!("netfailover lab --soak {minutes}: building the world (device, 3 ISPs, Internet)…");
+    println!("netfailover-lab --soak {minutes}: building the world (device, 3 ISPs, Internet)…");
     let mut world = World::build()?;
     world.start_servers()?;
     let work = WorkDir::new()?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use netfailover_actors::model::Connectivity;
 use netfailover_actors::status::{EngineStatus, FlowResetRecord, HistoryEntry};
 
-use crate::control::{self, Request};
+use netfailover::control::{self, Request};
 
 use super::netns::{enter_named, Netns, NetnsError};
 use super::timeline::{query_status, DaemonProcess};

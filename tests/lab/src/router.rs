@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::os::ndisc::{
+use netfailover::os::ndisc::{
     icmpv6_socket, receive_type, send_link_multicast, ALL_NODES, ROUTER_ADVERTISEMENT,
     ROUTER_SOLICITATION,
 };

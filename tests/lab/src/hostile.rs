@@ -2,7 +2,7 @@
 //! exactly the bytes it is given (in small pieces, slowly, or followed by an endless body), and
 //! a DNS server that answers every query with whatever a function makes of the query. The
 //! property tests (`tests/it/hostile.rs`) and the fuzz targets (`fuzz/`) feed the real
-//! [`HttpProbe`](crate::os::probe::HttpProbe) through them.
+//! [`HttpProbe`](netfailover::os::probe::HttpProbe) through them.
 //!
 //! Both are plain threads with blocking sockets bound to 127.0.0.1 (the calling thread's
 //! namespace), every read and write under a timeout and every loop bounded; they stop on drop.

@@ -1,6 +1,6 @@
 //! The fake Internet: an HTTP/HTTPS check server whose behaviour is switched at run time, a DNS
 //! responder, and a throw-away certificate authority. Used by the probe's namespace tests and by
-//! `netfailover lab`.
+//! `netfailover-lab`.
 //!
 //! Each server runs inside a namespace: it gets a dedicated thread that enters the namespace
 //! first and then builds its own single-threaded tokio runtime, so every socket it opens lives

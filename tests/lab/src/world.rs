@@ -1,7 +1,7 @@
 //! The lab's throw-away world: a device namespace with three uplinks (`eth0`, `wlan0`, `wwan0`,
 //! veths), one ISP namespace per uplink, and an "Internet" namespace that holds the check
 //! server and the DNS server; plus the fault primitives the timeline plays and the boot
-//! directory the daemon reads. Used by `netfailover lab` and by the end-to-end tests.
+//! directory the daemon reads. Used by `netfailover-lab` and by the end-to-end tests.
 //!
 //! ```text
 //!  device ns                 ISP ns (×3)                       Internet ns
@@ -37,7 +37,7 @@ pub const PORTAL_LOCATION: &str = "http://portal.netfailover.test/login";
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     #[error(
-        "netfailover lab needs root: it creates network namespaces, veth pairs and routes \
+        "netfailover-lab needs root: it creates network namespaces, veth pairs and routes \
          (CAP_SYS_ADMIN and CAP_NET_ADMIN), and runs the daemon inside them. \
          Run it again with sudo."
     )]

@@ -1,0 +1,69 @@
+//! netfailover-lab: the throw-away namespace world, the fixture of the namespace tests and the
+//! benches, and the `netfailover-lab` binary that plays fault timelines against the real daemon.
+//!
+//! A test tool, do not ship: it is a workspace member of its own (`publish = false`), a
+//! dev-dependency of `netfailover`, and nothing of it is in the `netfailover` binary.
+
+pub mod apps;
+pub mod bench;
+pub mod hostile;
+pub mod internet;
+pub mod netns;
+pub mod router;
+pub mod soak;
+pub mod timeline;
+pub mod uplinks;
+pub mod world;
+
+/// The `netfailover-lab` command line (besides its hidden `run` verb, which is the daemon's).
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    name = "netfailover-lab",
+    version,
+    about = "Build a throw-away network of namespaces, run the netfailover daemon in it and play \
+             faults (root; a test tool, do not ship)"
+)]
+pub struct LabArgs {
+    /// Scenario to play (`netfailover-lab --scenario list` lists them).
+    #[arg(long, default_value = "default")]
+    pub scenario: String,
+    /// Keep the namespaces (and the daemon) after the timeline, until Ctrl-C.
+    #[arg(long)]
+    pub keep: bool,
+    /// Soak: the default timeline in a loop for MINUTES, with link flaps and actor kills,
+    /// sampling the daemon's memory, fds, threads and state_dir size (a table at the end).
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub soak: Option<u64>,
+}
+
+/// Held by the long timing-sensitive end-to-end tests (the chaos storm, passive health's
+/// figures, the lab timeline) so they never run at the same time on a 2-core CI machine: each
+/// asserts bounds derived from the settings, and the others' load would eat that slack. A test
+/// that panicked while holding it poisons it; the next one takes it anyway. Besides the
+/// in-process mutex it holds an exclusive `flock` on a file in the temp directory, so two test
+/// processes on one machine (two checkouts, a benchmark beside the suite, the lab's own tests
+/// beside `netfailover`'s) take turns as well; the kernel drops that lock when the process dies,
+/// so a killed run never blocks the next.
+pub fn heavy_test_lock() -> HeavyTestGuard {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let in_process = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let path = std::env::temp_dir().join("netfailover-heavy-test.lock");
+    let across_processes = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .ok()
+        .and_then(|file| nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).ok());
+    HeavyTestGuard {
+        _across_processes: across_processes,
+        _in_process: in_process,
+    }
+}
+
+/// What [`heavy_test_lock`] returns: the process-wide lock and, when the lock file could be
+/// opened, the machine-wide one; both are released on drop.
+pub struct HeavyTestGuard {
+    _across_processes: Option<nix::fcntl::Flock<std::fs::File>>,
+    _in_process: std::sync::MutexGuard<'static, ()>,
+}
