@@ -182,7 +182,7 @@ pub(crate) fn ask(path: &Path, request: Request) -> Result<serde_json::Value, Co
         .block_on(control::request(path, &request))
 }
 
-fn reply_line(reader: &mut impl BufRead) -> serde_json::Value {
+pub(crate) fn reply_line(reader: &mut impl BufRead) -> serde_json::Value {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))

@@ -11,6 +11,7 @@ mod flows;
 mod hostile;
 mod lab;
 mod netlink;
+mod operator;
 mod passive;
 mod probe;
 mod semantics;
