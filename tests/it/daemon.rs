@@ -417,7 +417,7 @@ pub(crate) struct E2e {
 }
 
 impl E2e {
-    fn start(interval: u32) -> Self {
+    pub(crate) fn start(interval: u32) -> Self {
         Self::start_with_env(interval, Vec::new())
     }
 
@@ -501,7 +501,7 @@ impl E2e {
     }
 
     /// `config_problems` of `status`, as printed.
-    fn config_problems(&self) -> Option<Vec<String>> {
+    pub(crate) fn config_problems(&self) -> Option<Vec<String>> {
         let status = ask(&self.socket(), Request::Status).ok()?;
         serde_json::from_value(status.get("config_problems")?.clone()).ok()
     }
@@ -553,12 +553,12 @@ pub(crate) fn parse_default_routes(text: &str) -> Vec<(String, u32)> {
         .collect()
 }
 
-fn sorted(mut v: Vec<(String, u32)>) -> Vec<(String, u32)> {
+pub(crate) fn sorted(mut v: Vec<(String, u32)>) -> Vec<(String, u32)> {
     v.sort();
     v
 }
 
-fn routes(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
+pub(crate) fn routes(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
     sorted(pairs.iter().map(|(d, m)| (d.to_string(), *m)).collect())
 }
 

@@ -14,6 +14,7 @@ mod netlink;
 mod operator;
 mod passive;
 mod probe;
+mod reload;
 mod semantics;
 
 /// Held by the long timing-sensitive end-to-end tests (the chaos storm, passive health's
