@@ -300,3 +300,59 @@ fn a_taken_metrics_port_is_reported_with_its_cause_once() {
     assert_eq!(last.matches("os error 98").count(), 1, "{last}");
     assert!(last.contains(&addr), "{last}");
 }
+
+#[test]
+fn check_config_reports_unsafe_dispatcher_scripts_as_warnings() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let dir = TempDir::new("unsafe-scripts");
+    let scripts = dir.path().join("dispatcher.d");
+    std::fs::create_dir_all(scripts.join("up.d")).unwrap();
+    let script = |name: &str, mode: u32| {
+        let path = scripts.join(name);
+        std::fs::write(&path, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    script("10-fine", 0o755);
+    script("20-world-writable", 0o777);
+    script("up.d/30-setuid", 0o4755);
+    script("40-not-executable", 0o644);
+    let foreign = script("50-foreign", 0o755);
+    let foreign_owned = chown(&foreign, Some(65534), None).is_ok();
+    let boot = dir.path().to_str().unwrap();
+
+    let out = cli(&["check-config", "--boot-dir", boot]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let mut unsafe_names = vec!["20-world-writable", "up.d/30-setuid", "40-not-executable"];
+    if foreign_owned {
+        unsafe_names.push("50-foreign");
+    }
+    let problems = text.split("problems:").nth(1).unwrap();
+    for name in &unsafe_names {
+        assert!(
+            problems
+                .lines()
+                .any(|l| l.contains(name) && l.contains("warning")),
+            "{name} not a warning:\n{text}"
+        );
+    }
+    assert!(!problems.contains("10-fine"), "{text}");
+    let summary = format!("0 error(s), {} warning(s)", unsafe_names.len());
+    assert!(text.contains(&summary), "{summary}\n{text}");
+
+    let out = cli(&["check-config", "--json", "--boot-dir", boot])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = doc["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), unsafe_names.len(), "{problems:?}");
+    for name in &unsafe_names {
+        assert!(
+            problems.iter().any(|p| p["severity"] == "warning"
+                && p["file"].as_str().is_some_and(|f| f.ends_with(name))),
+            "{name}: {problems:?}"
+        );
+    }
+}
