@@ -356,3 +356,98 @@ fn check_config_reports_unsafe_dispatcher_scripts_as_warnings() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lab namespaces: removed on SIGTERM, and after a process that could not clean up (item 11)
+// ---------------------------------------------------------------------------------------------
+
+use netfailover::lab::netns::{self, Netns};
+
+/// Set in the child process of `a_process_stopped_by_sigterm_removes_its_namespaces`.
+const HOLD_ENV: &str = "NF_TEST_HOLD_NAMESPACE";
+
+fn netns_exists(name: &str) -> bool {
+    std::path::Path::new("/run/netns").join(name).exists()
+}
+
+/// The registry the signal watcher cleans up from follows creation and drop. Run as the child of
+/// the SIGTERM test (with `HOLD_ENV`), it also holds a namespace until the signal comes.
+#[test]
+fn live_namespaces_are_tracked_from_creation_to_drop() {
+    if !netns::require_root("live_namespaces_are_tracked_from_creation_to_drop") {
+        return;
+    }
+    let ns = Netns::new("held").unwrap();
+    assert!(netns::live_namespaces().contains(&ns.name().to_string()));
+    if std::env::var_os(HOLD_ENV).is_some() {
+        println!("HOLDING {}", ns.name());
+        std::io::stdout().flush().unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        panic!("no signal came");
+    }
+    let name = ns.name().to_string();
+    drop(ns);
+    assert!(!netns::live_namespaces().contains(&name));
+    assert!(!netns_exists(&name));
+}
+
+#[test]
+fn a_process_stopped_by_sigterm_removes_its_namespaces() {
+    use std::io::BufRead;
+    if !netns::require_root("a_process_stopped_by_sigterm_removes_its_namespaces") {
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "operator::live_namespaces_are_tracked_from_creation_to_drop",
+            "--exact",
+            "--nocapture",
+        ])
+        .env(HOLD_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let name = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("HOLDING ").map(str::to_string));
+    let Some(name) = name else {
+        let _ = child.kill();
+        panic!("the child never created its namespace");
+    };
+    assert!(netns_exists(&name));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = netns::wait_for(Duration::from_secs(20), || child.try_wait().ok().flatten());
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("the child did not exit on SIGTERM");
+    };
+    assert_eq!(status.code(), Some(143), "{status}");
+    assert!(!netns_exists(&name), "{name} left behind");
+}
+
+#[test]
+fn namespaces_of_a_gone_process_are_removed_and_live_ones_kept() {
+    if !netns::require_root("namespaces_of_a_gone_process_are_removed_and_live_ones_kept") {
+        return;
+    }
+    // A pid that existed and is gone (pids are not reused this fast).
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let stale = format!("nf-stale-{pid}-0");
+    netns::run(&["ip", "netns", "add", &stale]).unwrap();
+    let live = Netns::new("kept").unwrap();
+    let removed = netns::remove_stale_namespaces();
+    assert!(removed.contains(&stale), "{removed:?}");
+    assert!(!netns_exists(&stale));
+    assert!(netns_exists(live.name()));
+    assert!(!removed.iter().any(|n| n == live.name()));
+}
