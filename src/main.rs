@@ -22,10 +22,23 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("netfailover: {e:#}");
+            eprintln!("netfailover: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, like `{:#}`, leaving out a cause whose text the line
+/// already holds (an error that prints its source in its own message).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1).map(ToString::to_string) {
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// The error is a write to a stdout its reader closed.
