@@ -6,9 +6,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use lab::netns::wait_for;
+use lab::world::CHECK_ADDR;
 use netfailover::engine::model::Connectivity;
-use netfailover::lab::netns::wait_for;
-use netfailover::lab::world::CHECK_ADDR;
+/// The namespace lab (`netfailover_lab` once it is its own crate).
+use netfailover::lab;
 
 use crate::daemon::{routes, sorted, E2e};
 
@@ -36,14 +38,13 @@ fn reload(e2e: &E2e) {
 
 #[test]
 fn sighup_with_a_malformed_config_json_keeps_its_last_good_version() {
-    if !netfailover::lab::netns::require_root(
-        "sighup_with_a_malformed_config_json_keeps_its_last_good_version",
-    ) {
+    if !lab::netns::require_root("sighup_with_a_malformed_config_json_keeps_its_last_good_version")
+    {
         return;
     }
     let _heavy = crate::heavy_test_lock();
     let e2e = E2e::start(1);
-    let _server = netfailover::lab::internet::CheckServer::start(
+    let _server = lab::internet::CheckServer::start(
         &e2e.world.internet,
         SocketAddr::from((CHECK_ADDR, 8080)),
         None,
@@ -98,9 +99,7 @@ fn sighup_with_a_malformed_config_json_keeps_its_last_good_version() {
 
 #[test]
 fn sighup_with_a_broken_keyfile_keeps_the_uplink_and_its_route() {
-    if !netfailover::lab::netns::require_root(
-        "sighup_with_a_broken_keyfile_keeps_the_uplink_and_its_route",
-    ) {
+    if !lab::netns::require_root("sighup_with_a_broken_keyfile_keeps_the_uplink_and_its_route") {
         return;
     }
     let e2e = E2e::start(0);
