@@ -119,7 +119,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Serve Prometheus metrics at http://ADDR/metrics (an IP address and a port, e.g.
-    /// 127.0.0.1:9101 or [::1]:9101).
+    /// `127.0.0.1:9101` or `[::1]:9101`).
     #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
     pub metrics: Option<SocketAddr>,
     /// Log line format on stderr.

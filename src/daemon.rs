@@ -292,7 +292,11 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
             _ = sigterm.recv() => return shutdown(agent, &notifier, "SIGTERM").await,
             _ = sigint.recv() => return shutdown(agent, &notifier, "SIGINT").await,
             _ = sighup.recv() => {
-                let reload = Reload { started_with: &started_with, args: &args.config, problems: &problems };
+                let reload = Reload {
+                    started_with: &started_with,
+                    args: &args.config,
+                    problems: &problems,
+                };
                 reload.run(&agent, &notifier, &mut last_good);
             }
             result = &mut stopped => return engine_stopped(result),
