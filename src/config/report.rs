@@ -48,16 +48,23 @@ pub fn check_config_with(opts: &LoadOptions, out: &mut dyn Write) -> i32 {
 
 /// [`check_config`] with explicit options and format.
 pub fn check_config_as(opts: &LoadOptions, format: Format, out: &mut dyn Write) -> i32 {
-    let result = match (load_effective(opts), format) {
-        (Ok(effective), Format::Text) => render(&effective, opts, out),
-        (Ok(effective), Format::Json) => super::report_json::render(&effective, opts, out),
-        (Err(e), Format::Text) => {
-            writeln!(out, "{e}\nno configuration loaded").map(|()| EXIT_FATAL)
+    let effective = match load_effective(opts) {
+        Ok(effective) => effective,
+        Err(e) => {
+            // Exit 2 either way; a closed stdout only loses the explanation.
+            let _ = match format {
+                Format::Text => writeln!(out, "{e}\nno configuration loaded"),
+                Format::Json => super::report_json::render_fatal(&e, out),
+            };
+            return EXIT_FATAL;
         }
-        (Err(e), Format::Json) => super::report_json::render_fatal(&e, out).map(|()| EXIT_FATAL),
     };
-    // A closed stdout leaves nothing to report on.
-    result.unwrap_or(EXIT_FATAL)
+    let result = match format {
+        Format::Text => render(&effective, opts, out),
+        Format::Json => super::report_json::render(&effective, opts, out),
+    };
+    // A closed stdout (`check-config | head -1`) cuts the report short, not the verdict.
+    result.unwrap_or_else(|_| exit_code(&all_problems(&effective)))
 }
 
 /// Every problem check-config reports: the configuration's, then the dispatcher scripts that

@@ -220,6 +220,16 @@ fn a_closed_stdout_ends_the_cli_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
         assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
+    // check-config's exit code is its verdict on the files (0 here), however short the report.
+    let dir = TempDir::new("closed-stdout");
+    let boot = dir.path().to_str().unwrap();
+    for args in [
+        &["check-config", "--boot-dir", boot][..],
+        &["check-config", "--json", "--boot-dir", boot],
+    ] {
+        let out = with_closed_stdout(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+    }
 }
 
 #[test]
