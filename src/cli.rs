@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -41,17 +42,23 @@ pub enum Command {
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Check one interface's connectivity now.
     Check {
         /// Interface name, e.g. eth0.
         iface: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Kill one actor of the running daemon (resilience testing; it is restarted).
     Kill {
         /// Actor name as `status` shows it: link-watcher, route-manager, probe-scheduler,
-        /// dispatcher, traffic-watcher, prober:IFACE.
+        /// dispatcher, traffic-watcher, flow-resetter, prober:IFACE.
         actor: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Recent dispatcher events with their reasons and scripts.
     Events {
@@ -62,7 +69,26 @@ pub enum Command {
         /// the daemon stops or Ctrl-C (docs/control.md describes each line).
         #[arg(long, short)]
         follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
     },
+}
+
+/// How long a verb that talks to the daemon waits for it.
+#[derive(Args, Debug, Clone, Copy, Default)]
+pub struct ClientArgs {
+    /// Total time to wait for the daemon (connect, request and reply; with --follow, the first
+    /// line): seconds or e.g. "1500ms". Default 5 s, 60 s for `check`.
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::settings::parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+impl ClientArgs {
+    /// The deadline for `request`: `--timeout`, or the request's default.
+    pub fn timeout_for(&self, request: &crate::control::Request) -> Duration {
+        self.timeout
+            .unwrap_or_else(|| crate::control::default_timeout(request))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -89,12 +115,24 @@ pub struct ConfigArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve Prometheus metrics at http://ADDR/metrics (an IP address and a port, e.g.
+    /// `127.0.0.1:9101` or `[::1]:9101`).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
     pub metrics: Option<SocketAddr>,
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+}
+
+/// `--metrics`: an IP address and a port (no host names: the listener binds before any
+/// resolver is up).
+fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not an IP address and port; write e.g. 127.0.0.1:9101 or [::1]:9101 \
+             (host names such as localhost are not resolved)"
+        )
+    })
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +154,7 @@ mod tests {
         let cli =
             Cli::try_parse_from(["netfailover", "status", "--json", "--socket", "/tmp/s"]).unwrap();
         assert_eq!(cli.socket, PathBuf::from("/tmp/s"));
-        assert!(matches!(cli.command, Command::Status { json: true }));
+        assert!(matches!(cli.command, Command::Status { json: true, .. }));
         let cli = Cli::try_parse_from(["netfailover", "run"]).unwrap();
         match cli.command {
             Command::Run(r) => {

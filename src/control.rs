@@ -1,5 +1,5 @@
 //! The control socket: a unix stream socket (mode 0600, root peers only) speaking JSON lines,
-//! server and client.
+//! server here, client in `control/client.rs`.
 //!
 //! Requests are one JSON object per line: `{"cmd":"status"}`, `{"cmd":"check","iface":"eth0"}`,
 //! `{"cmd":"kill","actor":"dispatcher"}`, `{"cmd":"events"}`, `{"cmd":"version"}`. Every
@@ -12,8 +12,11 @@
 //! runs on the real engine through `daemon::EngineBackend`. It is built to survive whatever a local
 //! process sends: garbage gets an error reply and the connection stays usable, a line that ends
 //! before its newline (client gone) is dropped, a line longer than [`MAX_LINE`] gets an error
-//! reply and is discarded as it streams in (never buffered) before the connection is closed,
-//! idle connections are closed, and the number of concurrent connections is bounded.
+//! reply at once and the connection is closed, and every connection is bounded in time: a
+//! request line (however slowly it trickles in) must be complete within [`IDLE_TIMEOUT`] and a
+//! reply must be taken within it, so a misbehaving client holds a slot for at most that long.
+//! [`MAX_CONNECTIONS`] are served at once; when all are taken, [`SPARE_CONNECTIONS`] more
+//! serve one request each (the CLI's) under the short [`SPARE_TIMEOUT`].
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -22,18 +25,28 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use futures::future::LocalBoxFuture;
+use futures::StreamExt as _;
 use netfailover_actors::model::IfaceName;
 use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::ProbeReport;
 use netfailover_actors::status::{EngineStatus, HistoryEntry};
 use netfailover_actors::EngineError;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder, FramedRead};
 
 use crate::agent::{Subscription, Update};
+
+mod client;
+pub use client::{
+    default_timeout, follow_lines, request, request_within, Waiting, DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_TIMEOUT,
+};
 
 /// Version of the protocol documented in `docs/control.md`: a new request or a new field keeps
 /// it; a change that breaks an existing client increments it.
@@ -50,17 +63,21 @@ pub const DEFAULT_SOCKET: &str = "/run/netfailover.sock";
 /// legitimate one and small enough that a hostile client cannot make the daemon hold much.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// A connection that sends nothing for this long is closed, so forgotten clients cannot pin
-/// connection slots forever.
+/// A connection whose next request line is not complete within this long is closed (idle, or
+/// trickling bytes without a newline), and so is one that leaves a reply unread this long: a
+/// misbehaving client holds a slot for at most this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Connections served at once; more wait in the kernel's backlog until a slot frees.
+/// Connections served at once in regular slots.
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// How long a client waits to connect and for each reply (a check takes up to the configured
-/// total timeout, so the client's reply timeout is generous).
-pub const CLIENT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-pub const CLIENT_REPLY_TIMEOUT: Duration = Duration::from_secs(90);
+/// Spare slots, used only while every regular slot is taken: each serves one request (the
+/// CLI's), whose line must come within [`SPARE_TIMEOUT`], then closes. More clients wait in the
+/// kernel's backlog.
+pub const SPARE_CONNECTIONS: usize = 8;
+
+/// The line and reply deadline of a spare slot.
+pub const SPARE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One request line.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
@@ -149,8 +166,18 @@ pub enum ControlError {
         "permission denied on {path}: the control socket is root only (run this command as root)"
     )]
     PermissionDenied { path: PathBuf },
-    #[error("timed out talking to the daemon on {path}")]
-    Timeout { path: PathBuf },
+    #[error(
+        "no answer from the daemon on {path}: timed out after {} waiting {waiting} \
+         (--timeout sets the limit)",
+        humantime::format_duration(*after)
+    )]
+    Timeout {
+        path: PathBuf,
+        waiting: Waiting,
+        after: Duration,
+    },
+    #[error("{path} exists and is not a socket; refusing to replace it (remove it or choose another --socket)")]
+    NotASocket { path: PathBuf },
     #[error("bad reply from the daemon on {path}: {message}")]
     Protocol { path: PathBuf, message: String },
     #[error("{message}")]
@@ -160,13 +187,20 @@ pub enum ControlError {
 /// Binds the control socket at `path` with mode 0600.
 ///
 /// A socket file nobody answers on is a leftover of a crashed daemon and is removed; one that
-/// answers belongs to a running daemon, and starting a second one is refused.
+/// answers belongs to a running daemon, and starting a second one is refused. Anything else at
+/// `path` (a regular file, a directory, a symlink) is refused, never removed.
 pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    use std::os::unix::fs::FileTypeExt as _;
     let sock_err = |error| ControlError::Socket {
         path: path.to_path_buf(),
         error,
     };
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ControlError::NotASocket {
+                path: path.to_path_buf(),
+            });
+        }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ControlError::AlreadyRunning {
                 path: path.to_path_buf(),
@@ -192,6 +226,15 @@ pub async fn serve(listener: UnixListener, backend: Rc<dyn ControlBackend>) {
     serve_with(listener, backend, IDLE_TIMEOUT).await
 }
 
+/// How a connection is served: a regular slot, or a spare one (all regular slots taken).
+#[derive(Clone, Copy)]
+struct Limits {
+    /// Longest wait for a whole request line, and for a reply to be taken.
+    idle: Duration,
+    /// Spare slot: one request, then the connection is closed.
+    one_request: bool,
+}
+
 /// [`serve`] with an explicit idle timeout (tests use a short one).
 pub async fn serve_with(
     listener: UnixListener,
@@ -199,9 +242,27 @@ pub async fn serve_with(
     idle_timeout: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let spare = Arc::new(Semaphore::new(SPARE_CONNECTIONS));
+    let regular = Limits {
+        idle: idle_timeout,
+        one_request: false,
+    };
+    let one_shot = Limits {
+        idle: idle_timeout.min(SPARE_TIMEOUT),
+        one_request: true,
+    };
     loop {
-        // Taking the slot before accepting leaves extra clients in the kernel backlog.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        // Taking the slot before accepting leaves extra clients in the kernel backlog. A
+        // regular slot is preferred; when all are taken, a spare one serves one request.
+        let taken = match slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok((permit, regular)),
+            Err(_) => tokio::select! {
+                biased;
+                permit = slots.clone().acquire_owned() => permit.map(|p| (p, regular)),
+                permit = spare.clone().acquire_owned() => permit.map(|p| (p, one_shot)),
+            },
+        };
+        let Ok((permit, limits)) = taken else {
             return;
         };
         let stream = match listener.accept().await {
@@ -215,68 +276,54 @@ pub async fn serve_with(
         };
         let backend = backend.clone();
         tokio::task::spawn_local(async move {
-            serve_connection(stream, backend, idle_timeout).await;
+            serve_connection(stream, backend, limits).await;
             drop(permit);
         });
     }
 }
 
-/// Why a connection loop stopped reading.
-enum LineRead {
-    Line(Vec<u8>),
-    /// The peer closed (possibly mid-line: the partial line is dropped), went idle, or failed.
-    Closed,
-    /// The line passed [`MAX_LINE`]; it has been discarded up to its newline (or EOF).
-    TooLong,
-}
+/// Request lines: `\n`-delimited chunks of at most [`MAX_LINE`] bytes, never buffering more.
+/// Bytes, not `String`s (`LinesCodec`): a line that is not UTF-8 gets an error reply and the
+/// connection stays usable. A half line at the end of input (client gone) is dropped.
+struct RequestLines(AnyDelimiterCodec);
 
-/// Reads one line of at most [`MAX_LINE`] bytes without ever buffering more than that.
-async fn read_bounded_line(
-    reader: &mut BufReader<tokio::net::unix::ReadHalf<'_>>,
-    idle_timeout: Duration,
-) -> LineRead {
-    let mut line = Vec::new();
-    let mut overlong = false;
-    loop {
-        let chunk = match tokio::time::timeout(idle_timeout, reader.fill_buf()).await {
-            Ok(Ok(chunk)) => chunk,
-            Ok(Err(_)) | Err(_) => return LineRead::Closed,
-        };
-        if chunk.is_empty() {
-            return if overlong {
-                LineRead::TooLong
-            } else {
-                LineRead::Closed
-            };
-        }
-        let (taken, done) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(pos) => (pos, true),
-            None => (chunk.len(), false),
-        };
-        if !overlong {
-            if line.len() + taken > MAX_LINE {
-                overlong = true;
-                line = Vec::new();
-            } else {
-                line.extend_from_slice(&chunk[..taken]);
-            }
-        }
-        reader.consume(if done { taken + 1 } else { taken });
-        if done {
-            return if overlong {
-                LineRead::TooLong
-            } else {
-                LineRead::Line(line)
-            };
-        }
+impl RequestLines {
+    fn new() -> Self {
+        Self(AnyDelimiterCodec::new_with_max_length(
+            b"\n".to_vec(),
+            Vec::new(),
+            MAX_LINE,
+        ))
     }
 }
 
-async fn serve_connection(
-    mut stream: UnixStream,
-    backend: Rc<dyn ControlBackend>,
-    idle_timeout: Duration,
-) {
+impl Decoder for RequestLines {
+    type Item = Bytes;
+    type Error = AnyDelimiterCodecError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, Self::Error> {
+        self.0.decode(buf)
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, Self::Error> {
+        let line = self.0.decode(buf)?;
+        if line.is_none() {
+            buf.clear();
+        }
+        Ok(line)
+    }
+}
+
+/// Writes `line` unless the client takes longer than `limit` to read it; `false` ends the
+/// connection.
+async fn send(write: &mut OwnedWriteHalf, line: &[u8], limit: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, write.write_all(line)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn serve_connection(stream: UnixStream, backend: Rc<dyn ControlBackend>, limits: Limits) {
     let uid = match stream.peer_cred() {
         Ok(cred) => cred.uid(),
         Err(error) => {
@@ -284,43 +331,47 @@ async fn serve_connection(
             return;
         }
     };
+    let (read, mut write) = stream.into_split();
     if uid != 0 {
         tracing::warn!(uid, "control socket: refused a non-root peer");
         let reply = Reply::error(format!(
             "permission denied: the control socket accepts root (uid 0) only, not uid {uid}"
         ));
-        let _ = stream.write_all(&reply.to_line()).await;
+        send(&mut write, &reply.to_line(), limits.idle).await;
         return;
     }
-    let (read, mut write) = stream.split();
-    let mut reader = BufReader::with_capacity(8 * 1024, read);
+    let mut lines = FramedRead::new(read, RequestLines::new());
     loop {
-        let reply = match read_bounded_line(&mut reader, idle_timeout).await {
-            LineRead::Closed => return,
-            LineRead::TooLong => {
+        // One deadline for the whole line: a client trickling bytes is cut like an idle one.
+        let reply = match tokio::time::timeout(limits.idle, lines.next()).await {
+            Err(_) | Ok(None) | Ok(Some(Err(AnyDelimiterCodecError::Io(_)))) => return,
+            Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
                 let reply = Reply::error(format!(
                     "request line longer than {MAX_LINE} bytes; closing the connection"
                 ));
-                let _ = write.write_all(&reply.to_line()).await;
+                send(&mut write, &reply.to_line(), limits.idle).await;
                 return;
             }
-            LineRead::Line(line) if is_follow(&line) => match backend.subscribe() {
+            Ok(Some(Ok(line))) if is_follow(&line) => match backend.subscribe() {
+                Some(_) if limits.one_request => Reply::error(format!(
+                    "the daemon serves {MAX_CONNECTIONS} connections already; follow later"
+                )),
                 Some(subscription) => {
-                    follow(subscription, &mut reader, &mut write).await;
+                    follow(subscription, &mut lines, &mut write).await;
                     return;
                 }
                 None => Reply::error("this server does not stream events"),
             },
-            LineRead::Line(line) => answer(&line, backend.as_ref()).await,
+            Ok(Some(Ok(line))) => answer(&line, backend.as_ref()).await,
         };
-        if write.write_all(&reply.to_line()).await.is_err() {
+        if !send(&mut write, &reply.to_line(), limits.idle).await || limits.one_request {
             return;
         }
     }
 }
 
 fn is_follow(line: &[u8]) -> bool {
-    serde_json::from_slice::<Request>(trim_ascii(line)).is_ok_and(|r| r == Request::Follow)
+    parse_request(line).is_ok_and(|r| r == Request::Follow)
 }
 
 /// Streams `subscription` to a follower until the engine stops, the follower goes away (closes,
@@ -328,19 +379,22 @@ fn is_follow(line: &[u8]) -> bool {
 /// the follower: a slow one misses events and gets a `lagged` line and a fresh snapshot.
 async fn follow(
     mut subscription: Subscription,
-    reader: &mut BufReader<tokio::net::unix::ReadHalf<'_>>,
-    write: &mut tokio::net::unix::WriteHalf<'_>,
+    lines: &mut FramedRead<OwnedReadHalf, RequestLines>,
+    write: &mut OwnedWriteHalf,
 ) {
+    // A follower only reads: anything sent after `follow`, EOF or an error ends the stream.
+    if !lines.read_buffer().is_empty() {
+        return;
+    }
+    let mut byte = [0u8; 1];
     loop {
         let update = tokio::select! {
             update = subscription.next() => update,
-            // A follower only reads: EOF, an error or a stray request all end the stream.
-            _ = reader.fill_buf() => return,
+            _ = lines.get_mut().read(&mut byte) => return,
         };
         let line = update_line(update.as_ref());
-        match tokio::time::timeout(FOLLOW_WRITE_TIMEOUT, write.write_all(&line)).await {
-            Ok(Ok(())) if update.is_some() => {}
-            _ => return,
+        if !send(write, &line, FOLLOW_WRITE_TIMEOUT).await || update.is_none() {
+            return;
         }
     }
 }
@@ -380,9 +434,9 @@ pub async fn answer(line: &[u8], backend: &dyn ControlBackend) -> Reply {
     if line.is_empty() {
         return Reply::error("empty request; send e.g. {\"cmd\":\"status\"}");
     }
-    let request: Request = match serde_json::from_slice(line) {
+    let request = match parse_request(line) {
         Ok(r) => r,
-        Err(e) => return Reply::error(format!("bad request: {e}")),
+        Err(e) => return Reply::error(e),
     };
     let to_value = |r: Result<serde_json::Value, serde_json::Error>| match r {
         Ok(v) => Reply::data(v),
@@ -423,6 +477,25 @@ pub async fn answer(line: &[u8], backend: &dyn ControlBackend) -> Reply {
     }
 }
 
+/// Parses one request line; the error is the reply's text. Every request refuses fields it does
+/// not have: serde's `deny_unknown_fields` does not reach the variants without fields of an
+/// internally tagged enum (`status`, `events`, `follow`, `version`), so the fields sent are
+/// compared with the request's own.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let line = trim_ascii(line);
+    let request: Request = serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))?;
+    let sent: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(line).map_err(|e| format!("bad request: {e}"))?;
+    let own = serde_json::to_value(&request).map_err(|e| format!("bad request: {e}"))?;
+    match sent.keys().find(|key| own.get(key.as_str()).is_none()) {
+        Some(field) => Err(format!(
+            "bad request: unknown field `{field}` for cmd `{}`",
+            own["cmd"].as_str().unwrap_or("?")
+        )),
+        None => Ok(request),
+    }
+}
+
 fn trim_ascii(mut s: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = s {
         if first.is_ascii_whitespace() {
@@ -439,112 +512,6 @@ fn trim_ascii(mut s: &[u8]) -> &[u8] {
         }
     }
     s
-}
-
-/// Sends one request to the daemon on `path` and returns its `data` (client side of the CLI).
-pub async fn request(path: &Path, request: &Request) -> Result<serde_json::Value, ControlError> {
-    let timeout_err = || ControlError::Timeout {
-        path: path.to_path_buf(),
-    };
-    let stream = tokio::time::timeout(CLIENT_CONNECT_TIMEOUT, UnixStream::connect(path))
-        .await
-        .map_err(|_| timeout_err())?
-        .map_err(|e| connect_error(path, e))?;
-    let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_vec(request).map_err(|e| ControlError::Protocol {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    line.push(b'\n');
-    let io_err = |error| ControlError::Socket {
-        path: path.to_path_buf(),
-        error,
-    };
-    // A daemon that refuses us (not root) replies and closes before reading: the write may
-    // fail with EPIPE while its explanation waits in our receive buffer, so read it anyway.
-    let write_result = write.write_all(&line).await;
-    let mut reply = String::new();
-    // The reply is bounded by what our own daemon sends; `take` guards against a stranger.
-    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, 64 * 1024 * 1024));
-    tokio::time::timeout(CLIENT_REPLY_TIMEOUT, reader.read_line(&mut reply))
-        .await
-        .map_err(|_| timeout_err())?
-        .map_err(io_err)?;
-    if reply.is_empty() {
-        write_result.map_err(io_err)?;
-    }
-    let reply: Reply = serde_json::from_str(&reply).map_err(|e| ControlError::Protocol {
-        path: path.to_path_buf(),
-        message: if reply.is_empty() {
-            "connection closed without a reply".into()
-        } else {
-            e.to_string()
-        },
-    })?;
-    if reply.ok {
-        Ok(reply.data.unwrap_or(serde_json::Value::Null))
-    } else {
-        Err(ControlError::Remote {
-            message: reply.error.unwrap_or_else(|| "unknown error".into()),
-        })
-    }
-}
-
-/// `follow` client: sends the request and hands every line to `on_line` until the daemon stops
-/// (`Ok`), `on_line` returns `false` (`Ok`), or the connection fails. A daemon that refuses
-/// (not root, an older protocol) is reported as [`ControlError::Remote`].
-pub async fn follow_lines(
-    path: &Path,
-    mut on_line: impl FnMut(serde_json::Value) -> bool,
-) -> Result<(), ControlError> {
-    let stream = tokio::time::timeout(CLIENT_CONNECT_TIMEOUT, UnixStream::connect(path))
-        .await
-        .map_err(|_| ControlError::Timeout {
-            path: path.to_path_buf(),
-        })?
-        .map_err(|e| connect_error(path, e))?;
-    let (read, mut write) = stream.into_split();
-    let io_err = |error| ControlError::Socket {
-        path: path.to_path_buf(),
-        error,
-    };
-    let write_result = write.write_all(b"{\"cmd\":\"follow\"}\n").await;
-    // The server is our own root daemon; lines are bounded by its history and status.
-    let mut lines = BufReader::new(read).lines();
-    let mut first = true;
-    while let Some(line) = lines.next_line().await.map_err(io_err)? {
-        let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| ControlError::Protocol {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        if first && value.get("ok") == Some(&serde_json::Value::Bool(false)) {
-            let message = value["error"]
-                .as_str()
-                .unwrap_or("unknown error")
-                .to_string();
-            return Err(ControlError::Remote { message });
-        }
-        first = false;
-        if !on_line(value) {
-            return Ok(());
-        }
-    }
-    if first {
-        write_result.map_err(io_err)?;
-    }
-    Ok(())
-}
-
-fn connect_error(path: &Path, e: io::Error) -> ControlError {
-    let path = path.to_path_buf();
-    match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-            ControlError::NotRunning { path }
-        }
-        io::ErrorKind::PermissionDenied => ControlError::PermissionDenied { path },
-        _ => ControlError::Socket { path, error: e },
-    }
 }
 
 #[cfg(test)]

@@ -51,12 +51,15 @@ pub enum DaemonError {
 }
 
 /// Sets up tracing to stderr: plain lines (journald adds time and unit) or JSON objects.
-/// `RUST_LOG` overrides the default `info` level.
+/// `RUST_LOG` overrides the default `info` level. Colours only when stderr is a terminal: the
+/// journal and log files would store the escape sequences.
 pub fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second initialisation (tests, embedding) keeps the first subscriber.
     let _ = match format {
@@ -173,12 +176,15 @@ impl ControlBackend for DaemonBackend {
     }
 }
 
-fn load(args: &ConfigArgs) -> Result<config::Loaded, DaemonError> {
-    let loaded = config::load(&args.boot_dir, args.config.as_deref()).map_err(|error| {
-        DaemonError::Config {
-            boot_dir: args.boot_dir.clone(),
-            error,
-        }
+/// Loads the configuration; `last_good` is the previous load's (empty at start), so a reload
+/// reads a file that fails to parse from its last good version.
+fn load(args: &ConfigArgs, last_good: &config::LastGood) -> Result<config::Loaded, DaemonError> {
+    let mut opts = config::LoadOptions::new(&args.boot_dir);
+    opts.settings_file = args.config.clone();
+    opts.last_good = last_good.clone();
+    let loaded = config::load_with(&opts).map_err(|error| DaemonError::Config {
+        boot_dir: args.boot_dir.clone(),
+        error,
     })?;
     for problem in &loaded.problems {
         if problem.is_error() {
@@ -197,7 +203,7 @@ fn status_line(engine: &EngineHandle) -> String {
 /// Runs the daemon until a signal or an escalation; returns the process exit code.
 pub fn run(args: &RunArgs, socket: &Path) -> Result<u8, DaemonError> {
     init_tracing(args.log_format);
-    let loaded = load(&args.config)?;
+    let loaded = load(&args.config, &config::LastGood::default())?;
     tracing::info!(
         boot_dir = %args.config.boot_dir.display(),
         profiles = loaded.config.profiles.len(),
@@ -232,6 +238,7 @@ fn engine_stopped(result: Result<(), EngineError>) -> Result<u8, DaemonError> {
 async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<u8, DaemonError> {
     let started_with = Restartable::of(&loaded);
     let problems = Rc::new(RefCell::new(printed(&loaded.problems)));
+    let mut last_good = loaded.last_good.clone();
     // Bind everything that can fail before the engine touches a route.
     let control_listener = control::bind(socket)?;
     let _socket_file = SocketFile(socket);
@@ -259,10 +266,10 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
             problems: problems.clone(),
         }),
     ));
-    if let Some(listener) = metrics_listener {
+    if let Some((listener, addr)) = metrics_listener.zip(args.metrics) {
         let board = engine.clone();
         tokio::task::spawn_local(metrics::serve(listener, Rc::new(move || board.status())));
-        tracing::info!(addr = ?args.metrics, "metrics listening");
+        tracing::info!(%addr, "metrics listening");
     }
     let notifier = Notifier::from_env();
     notifier.ready(&status_line(&engine));
@@ -284,7 +291,14 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
         tokio::select! {
             _ = sigterm.recv() => return shutdown(agent, &notifier, "SIGTERM").await,
             _ = sigint.recv() => return shutdown(agent, &notifier, "SIGINT").await,
-            _ = sighup.recv() => reload(&agent, &started_with, &notifier, &args.config, &problems),
+            _ = sighup.recv() => {
+                let reload = Reload {
+                    started_with: &started_with,
+                    args: &args.config,
+                    problems: &problems,
+                };
+                reload.run(&agent, &notifier, &mut last_good);
+            }
             result = &mut stopped => return engine_stopped(result),
             event = events.recv() => match event {
                 Ok(event) if event.kind == EventKind::ConnectivityChange => {
@@ -343,21 +357,40 @@ fn printed(problems: &[config::Problem]) -> Vec<String> {
     problems.iter().map(ToString::to_string).collect()
 }
 
-/// SIGHUP: reads the boot directory again and hands it to the agent. When `netfailover.toml`
-/// (or its environment) has something rejected, the last good configuration stays in force:
-/// per-key defaults are a start-up fallback, not something to switch a running device to.
-fn reload(
+/// What a SIGHUP needs besides the agent: how the daemon started and where the problems of
+/// the configuration last read are shown.
+struct Reload<'a> {
+    started_with: &'a Restartable,
+    args: &'a ConfigArgs,
+    problems: &'a RefCell<Vec<String>>,
+}
+
+impl Reload<'_> {
+    /// SIGHUP: reads the boot directory again and hands it to the agent. config.json or a
+    /// keyfile that fails to parse is read from its last good version (`config/last_good.rs`;
+    /// `last_good` is updated when the reload applies). When `netfailover.toml` (or its
+    /// environment) has something rejected, the whole last good configuration stays in force:
+    /// per-key defaults are a start-up fallback, not something to switch a running device to.
+    fn run(&self, agent: &AgentHandle, notifier: &Notifier, last_good: &mut config::LastGood) {
+        notifier.reloading();
+        let loaded = load(self.args, last_good);
+        if let Ok(loaded) = &loaded {
+            *self.problems.borrow_mut() = printed(&loaded.problems);
+        }
+        if let Some(applied) = apply(agent, self.started_with, loaded) {
+            *last_good = applied;
+        }
+        notifier.ready(&status_line(agent.engine()));
+    }
+}
+
+/// Hands a reloaded configuration to the agent, unless its settings were rejected; returns the
+/// file versions now in force when it was applied.
+fn apply(
     agent: &AgentHandle,
     started_with: &Restartable,
-    notifier: &Notifier,
-    args: &ConfigArgs,
-    problems: &RefCell<Vec<String>>,
-) {
-    notifier.reloading();
-    let loaded = load(args);
-    if let Ok(loaded) = &loaded {
-        *problems.borrow_mut() = printed(&loaded.problems);
-    }
+    loaded: Result<config::Loaded, DaemonError>,
+) -> Option<config::LastGood> {
     let loaded = loaded.and_then(|loaded| match loaded.settings_rejected {
         true => Err(DaemonError::SettingsRejected),
         false => Ok(loaded),
@@ -371,7 +404,10 @@ fn reload(
             }
             let profiles = loaded.config.profiles.len();
             match agent.reload(loaded.config) {
-                Ok(()) => tracing::info!(profiles, "SIGHUP: configuration reloaded"),
+                Ok(()) => {
+                    tracing::info!(profiles, "SIGHUP: configuration reloaded");
+                    return Some(loaded.last_good);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "SIGHUP: reload failed; keeping the last good configuration")
                 }
@@ -381,5 +417,5 @@ fn reload(
             tracing::error!(error = %e, "SIGHUP: reload failed; keeping the last good configuration")
         }
     }
-    notifier.ready(&status_line(agent.engine()));
+    None
 }

@@ -64,10 +64,11 @@ const STATES: [Connectivity; 5] = [
 /// Metrics listener errors.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("metrics listener on {addr}: {source}")]
+    /// The cause is part of the message, not a `source` (which `{:#}` would print again).
+    #[error("metrics listener on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -411,7 +412,7 @@ pub fn render(status: &EngineStatus) -> String {
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, MetricsError> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| MetricsError::Bind { addr, source })
+        .map_err(|error| MetricsError::Bind { addr, error })
 }
 
 /// Serves `/metrics` on `listener` until dropped; `status` takes the snapshot at each scrape.

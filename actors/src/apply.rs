@@ -91,21 +91,37 @@ fn write_span(r: &KernelRoute) -> tracing::Span {
 /// Replacements and additions, then deletions, then solicitations of links back.
 async fn apply_routes(routes: &dyn RouteTable, plan: &Plan, out: &mut Applied) {
     for r in &plan.ops.replace {
-        tracing::info!(ifindex = r.ifindex, metric = r.metric, gateway = ?r.gateway, "replacing default route");
+        tracing::info!(
+            ifindex = r.ifindex,
+            metric = r.metric,
+            gateway = r.gateway.map(tracing::field::display),
+            "replacing default route"
+        );
         if let Err(e) = routes.replace(r.clone()).instrument(write_span(r)).await {
             out.failures.push(e);
             out.failed_routes.push(r.clone());
         }
     }
     for r in &plan.ops.add {
-        tracing::info!(ifindex = r.ifindex, metric = r.metric, gateway = ?r.gateway, "adding default route");
+        tracing::info!(
+            ifindex = r.ifindex,
+            metric = r.metric,
+            gateway = r.gateway.map(tracing::field::display),
+            "adding default route"
+        );
         if let Err(e) = routes.add(r.clone()).instrument(write_span(r)).await {
             out.failures.push(e);
             out.failed_routes.push(r.clone());
         }
     }
     for r in plan.ops.delete.iter().chain(&plan.ra_delete) {
-        tracing::info!(ifindex = r.ifindex, metric = r.metric, protocol = r.protocol, gateway = ?r.gateway, "deleting default route");
+        tracing::info!(
+            ifindex = r.ifindex,
+            metric = r.metric,
+            protocol = r.protocol,
+            gateway = r.gateway.map(tracing::field::display),
+            "deleting default route"
+        );
         match routes.delete(r.clone()).instrument(write_span(r)).await {
             Ok(())
             | Err(PortError {

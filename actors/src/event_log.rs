@@ -201,7 +201,7 @@ impl EventLog {
             );
             board.emit(EngineEvent::Event(event.clone()));
         }
-        tracing::info!(event_id = id, event = %event.kind, iface = ?event.iface, state = %event.state, reason = %event.reason, "event");
+        tracing::info!(event_id = id, event = %event.kind, iface = event.iface.as_ref().map(tracing::field::display), state = %event.state, reason = %event.reason, "event");
         self.persister.submit(snapshot);
         publish_disk(&self.state, &self.disk, &self.board);
         let _ = self.produced.send(event);

@@ -11,6 +11,7 @@ use netfailover_actors::model::DnsConfig;
 use serde_json::Value;
 
 use super::dns::apply_dns_servers;
+use super::last_good::Versions;
 use super::problems::{line_of_offset, Problem};
 use super::settings::MAX_DURATION;
 use super::uri::CheckUri;
@@ -34,22 +35,23 @@ pub struct JsonSettings {
     pub uri_disabled: bool,
 }
 
-/// Reads `path`; a missing file means "all defaults" (a plain Linux host has none).
-pub fn read(path: &Path, problems: &mut Vec<Problem>) -> JsonSettings {
-    match read_text(path) {
-        Ok(text) => parse(&text, path, problems),
-        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            parse("{}", path, problems)
-        }
-        Err(e) => {
-            problems.push(Problem::error(
-                path,
-                e.line(),
-                format!("{e}; using defaults"),
-            ));
-            parse("{}", path, problems)
-        }
-    }
+/// Reads `path`; a missing file means "all defaults" (a plain Linux host has none). A file
+/// with an error is read from its last good version in `versions` when there is one (a reload).
+pub fn read(path: &Path, versions: &mut Versions, problems: &mut Vec<Problem>) -> JsonSettings {
+    let read = match read_text(path) {
+        Ok(text) => Ok(text.into_bytes()),
+        Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(b"{}".to_vec()),
+        Err(e) => Err(Problem::error(
+            path,
+            e.line(),
+            format!("{e}; using defaults"),
+        )),
+    };
+    versions.parse(path, read, problems, |bytes, problems| {
+        // Recorded versions are text `read_text` accepted, so they are UTF-8.
+        let text = bytes.and_then(|b| std::str::from_utf8(b).ok());
+        parse(text.unwrap_or("{}"), path, problems)
+    })
 }
 
 /// Parses config.json text. Problems come in the order of the keys below (the document, then

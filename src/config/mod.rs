@@ -12,6 +12,7 @@ pub mod config_json;
 pub mod dns;
 pub mod ipconfig;
 pub mod keyfile;
+pub mod last_good;
 pub mod matching;
 pub mod nm_types;
 pub mod problems;
@@ -28,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 use netfailover_actors::model::{CheckConfig, Config};
 
+pub use last_good::LastGood;
+use last_good::Versions;
 pub use problems::{Problem, Severity};
 pub use uri::{CheckUri, CheckUriError};
 
@@ -69,6 +72,9 @@ pub struct Loaded {
     /// `netfailover.toml` or its environment had something rejected (it took its default): a
     /// reload keeps the last good configuration instead (README, "Decisions").
     pub settings_rejected: bool,
+    /// The version of config.json and of each keyfile used (the last good one of a file that
+    /// failed to parse), for [`LoadOptions::last_good`] of the next reload.
+    pub last_good: LastGood,
 }
 
 /// Everything [`load_with`] can be told; [`LoadOptions::new`] gives the production values.
@@ -84,6 +90,9 @@ pub struct LoadOptions {
     pub resolv_conf: Option<PathBuf>,
     /// The environment to read `NETFAILOVER_*` overrides from; `None` = the process's.
     pub env: Option<BTreeMap<String, String>>,
+    /// On a reload, the previous load's [`Loaded::last_good`]: config.json or a keyfile that
+    /// fails to parse is read from its last good version instead (`last_good.rs`).
+    pub last_good: LastGood,
 }
 
 impl LoadOptions {
@@ -94,6 +103,7 @@ impl LoadOptions {
             sysfs_root: PathBuf::from("/sys"),
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             env: None,
+            last_good: LastGood::default(),
         }
     }
 }
@@ -203,11 +213,13 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
             .collect(),
     };
     let mut problems = Vec::new();
+    let mut versions = Versions::new(opts.last_good.clone());
     let settings = settings::load(boot, opts.settings_file.as_deref(), &env, &mut problems);
-    let json = config_json::read(&boot.join("config.json"), &mut problems);
+    let json = config_json::read(&boot.join("config.json"), &mut versions, &mut problems);
     let profiles = profiles::load_dir(
         &boot.join("system-connections"),
         &opts.sysfs_root,
+        &mut versions,
         &mut problems,
     );
     let mut dns = json.dns.clone();
@@ -240,6 +252,7 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
         dispatcher_dir: boot.join("dispatcher.d"),
         problems,
         settings_rejected: settings.rejected,
+        last_good: versions.into_current(),
     };
     Ok(Effective {
         loaded,

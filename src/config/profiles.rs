@@ -17,6 +17,7 @@ use netfailover_actors::model::{Family, IfaceMatch, Profile, UplinkType};
 
 use super::ipconfig::{self, FamilyRead};
 use super::keyfile::{self, KeyFile};
+use super::last_good::Versions;
 use super::nm_types::{self, NmType, Role, Section};
 use super::problems::Problem;
 use super::read_bytes;
@@ -70,8 +71,14 @@ pub fn ignored_file_name(name: &str) -> bool {
         .any(|tag| lower.len() > tag.len() && lower.ends_with(tag))
 }
 
-/// Loads every profile in `dir` (missing directory: none), in file-name order.
-pub fn load_dir(dir: &Path, sysfs_root: &Path, problems: &mut Vec<Problem>) -> Vec<LoadedProfile> {
+/// Loads every profile in `dir` (missing directory: none), in file-name order. A file that fails
+/// to parse is read from its last good version in `versions` when there is one (a reload).
+pub fn load_dir(
+    dir: &Path,
+    sysfs_root: &Path,
+    versions: &mut Versions,
+    problems: &mut Vec<Problem>,
+) -> Vec<LoadedProfile> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
@@ -95,18 +102,12 @@ pub fn load_dir(dir: &Path, sysfs_root: &Path, problems: &mut Vec<Problem>) -> V
         if path.is_dir() {
             continue;
         }
-        match read_bytes(&path) {
-            Ok(bytes) => {
-                if let Some(p) = parse_profile_bytes(&bytes, &path, sysfs_root, problems) {
-                    profiles.push(p);
-                }
-            }
-            Err(e) => problems.push(Problem::error(
-                &path,
-                e.line(),
-                format!("profile skipped: {e}"),
-            )),
-        }
+        let read = read_bytes(&path)
+            .map_err(|e| Problem::error(&path, e.line(), format!("profile skipped: {e}")));
+        let parsed = versions.parse(&path, read, problems, |bytes, problems| {
+            parse_profile_bytes(bytes?, &path, sysfs_root, problems)
+        });
+        profiles.extend(parsed);
     }
     resolve_duplicates(&mut profiles);
     profiles

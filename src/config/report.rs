@@ -48,16 +48,50 @@ pub fn check_config_with(opts: &LoadOptions, out: &mut dyn Write) -> i32 {
 
 /// [`check_config`] with explicit options and format.
 pub fn check_config_as(opts: &LoadOptions, format: Format, out: &mut dyn Write) -> i32 {
-    let result = match (load_effective(opts), format) {
-        (Ok(effective), Format::Text) => render(&effective, opts, out),
-        (Ok(effective), Format::Json) => super::report_json::render(&effective, opts, out),
-        (Err(e), Format::Text) => {
-            writeln!(out, "{e}\nno configuration loaded").map(|()| EXIT_FATAL)
+    let effective = match load_effective(opts) {
+        Ok(effective) => effective,
+        Err(e) => {
+            // Exit 2 either way; a closed stdout only loses the explanation.
+            let _ = match format {
+                Format::Text => writeln!(out, "{e}\nno configuration loaded"),
+                Format::Json => super::report_json::render_fatal(&e, out),
+            };
+            return EXIT_FATAL;
         }
-        (Err(e), Format::Json) => super::report_json::render_fatal(&e, out).map(|()| EXIT_FATAL),
     };
-    // A closed stdout leaves nothing to report on.
-    result.unwrap_or(EXIT_FATAL)
+    let result = match format {
+        Format::Text => render(&effective, opts, out),
+        Format::Json => super::report_json::render(&effective, opts, out),
+    };
+    // A closed stdout (`check-config | head -1`) cuts the report short, not the verdict.
+    result.unwrap_or_else(|_| exit_code(&all_problems(&effective)))
+}
+
+/// Every problem check-config reports: the configuration's, then the dispatcher scripts that
+/// would be skipped (and a mount that stops them all), as warnings naming the file, the reason
+/// and the fix (docs/dispatcher.md, "Security checks"). The daemon reads `dispatcher.d/` again
+/// for every event, and logs a skipped script each time it would have run it.
+pub(crate) fn all_problems(e: &Effective) -> Vec<super::Problem> {
+    use crate::os::scripts::{discover, mount_problem, MOUNTINFO};
+    use netfailover_actors::model::EventKind;
+    let mut problems = e.loaded.problems.clone();
+    let dir = &e.loaded.dispatcher_dir;
+    if !dir.is_dir() {
+        return problems;
+    }
+    if let Some(mount) = mount_problem(dir, Path::new(MOUNTINFO)) {
+        problems.push(super::Problem::warning(dir, None, mount.to_string()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for event in EventKind::ALL {
+        for script in discover(dir, event) {
+            if let Some(why) = script.skip.filter(|_| seen.insert(script.path.clone())) {
+                let message = format!("dispatcher script skipped: it {why}");
+                problems.push(super::Problem::warning(&script.path, None, message));
+            }
+        }
+    }
+    problems
 }
 
 /// The exit code for a list of problems: 1 when anything was rejected, else 0.
@@ -87,7 +121,7 @@ fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<
     settings_section(e, out)?;
     dns_section(e, opts, out)?;
     scripts_section(&e.loaded.dispatcher_dir, out)?;
-    let problems = &e.loaded.problems;
+    let problems = &all_problems(e);
     let errors = problems.iter().filter(|p| p.is_error()).count();
     writeln!(out, "problems:")?;
     for p in problems {

@@ -11,22 +11,23 @@ use serde_json::{json, Map, Value};
 
 use super::ipconfig::{FamilyRead, MetricOrigin};
 use super::profiles::{Binding, LoadedProfile};
-use super::report::exit_code;
+use super::report::{all_problems, exit_code};
 use super::{ConfigError, Effective, LoadOptions};
 
 /// Writes the document; returns the exit code.
 pub(super) fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<i32> {
     let boot = &opts.boot_dir;
+    let all_problems = all_problems(e);
     let doc = json!({
         "profiles": e.profiles.iter().map(|p| profile(p, boot)).collect::<Vec<_>>(),
         "connectivity": connectivity(e),
         "dns": dns(e),
         "settings": settings(e),
         "scripts": scripts(&e.loaded.dispatcher_dir, boot),
-        "problems": problems(&e.loaded.problems, boot),
+        "problems": problems(&all_problems, boot),
     });
     write_doc(&doc, out)?;
-    Ok(exit_code(&e.loaded.problems))
+    Ok(exit_code(&all_problems))
 }
 
 /// The document for a fatal error: no configuration, the problem listed.

@@ -312,13 +312,8 @@ pub(crate) fn raised_events(log: &str) -> Vec<Raised> {
             };
             let id = field(" event_id=")?.parse().ok()?;
             let kind = field(" event=")?.to_string();
-            let iface = match field(" iface=")? {
-                "None" => "-".to_string(),
-                some => some
-                    .trim_start_matches("Some(\"")
-                    .trim_end_matches("\")")
-                    .to_string(),
-            };
+            // The global event has no interface: the field is left out.
+            let iface = field(" iface=").unwrap_or("-").to_string();
             Some(Raised { id, kind, iface })
         })
         .collect()
@@ -654,11 +649,9 @@ fn chaos_storm_with_kills_and_a_daemon_sigkill_loses_nothing() {
 
 #[test]
 fn event_lines_and_script_lines_parse() {
-    let log = "\u{1b}[2m2026-12-01T21:25:30Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \
-               \u{1b}[2mnetfailover_actors::event_log\u{1b}[0m\u{1b}[2m:\u{1b}[0m event \
-               \u{1b}[3mevent_id\u{1b}[0m\u{1b}[2m=\u{1b}[0m7 \u{1b}[3mevent\u{1b}[0m\u{1b}[2m=\u{1b}[0mup \
-               \u{1b}[3miface\u{1b}[0m\u{1b}[2m=\u{1b}[0mSome(\"eth0\") state=UNKNOWN\n\
-               x INFO netfailover_actors::event_log: event event_id=8 event=connectivity-change iface=None state=FULL\n\
+    let log = "2026-12-01T21:25:30Z  INFO netfailover_actors::event_log: event event_id=7 \
+               event=up iface=eth0 state=UNKNOWN\n\
+               x INFO netfailover_actors::event_log: event event_id=8 event=connectivity-change state=FULL\n\
                x WARN netfailover_actors::supervisor: killed on request actor=\"dispatcher\"\n";
     let raised = raised_events(log);
     assert_eq!(

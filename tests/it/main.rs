@@ -11,8 +11,10 @@ mod flows;
 mod hostile;
 mod lab;
 mod netlink;
+mod operator;
 mod passive;
 mod probe;
+mod reload;
 mod semantics;
 
 /// The lock of the long timing-sensitive end-to-end tests, shared with the lab's own tests

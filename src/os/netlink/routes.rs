@@ -265,7 +265,7 @@ fn log_change(verb: &str, route: &KernelRoute, result: &Result<(), rtnetlink::Er
             ifindex = route.ifindex,
             metric = route.metric,
             family = ?route.family,
-            gateway = ?route.gateway,
+            gateway = route.gateway.map(tracing::field::display),
             "default route {verb}"
         );
     }

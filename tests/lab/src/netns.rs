@@ -1,13 +1,21 @@
 //! Throw-away network namespaces: create, wire with veth pairs, run commands in, enter from a
 //! thread, and delete on drop (even when a test fails).
 //!
+//! Deleted on SIGTERM and SIGINT too: the first namespace a process creates installs a watcher
+//! that deletes the namespaces still alive (and stops the processes inside them) and exits
+//! 128 + the signal, unless the program stops by itself on those signals and drops its world
+//! ([`stops_on_signals`], the lab timeline). A process killed outright (SIGKILL) cannot clean
+//! up: its namespaces carry its pid (`nf-{tag}-{pid}-{n}`), and the first namespace of the next
+//! process removes those whose process is gone ([`remove_stale_namespaces`]).
+//!
 //! Building the world shells out to iproute2 (`ip netns`, `ip link`, `ip addr`): this is test and
 //! lab scaffolding, not the daemon's data path, which speaks netlink itself. Every command runs
 //! under `timeout` so a wedged kernel call cannot hang a test.
 
 use std::fs::File;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Seconds any single scaffolding command may take.
@@ -71,6 +79,114 @@ pub fn require_root(test: &str) -> bool {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Namespaces this process created and has not deleted yet.
+static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Set by a program that stops by itself on SIGINT/SIGTERM and drops its namespaces.
+static STOPS_ON_SIGNALS: AtomicBool = AtomicBool::new(false);
+
+/// Tells the signal watcher that this program stops by itself on SIGINT/SIGTERM (dropping its
+/// namespaces), so the watcher leaves the signal to it.
+pub fn stops_on_signals() {
+    STOPS_ON_SIGNALS.store(true, Ordering::SeqCst);
+}
+
+/// The namespaces this process created and has not deleted yet.
+pub fn live_namespaces() -> Vec<String> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Deletes the lab namespaces (`nf-{tag}-{pid}-{n}`) whose process is gone, with any process
+/// still inside them; returns their names. Namespaces of live processes (another test run,
+/// another lab) are left alone.
+pub fn remove_stale_namespaces() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for name in entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+    {
+        let Some(pid) = owner_pid(&name) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        eprintln!("lab: removing namespace {name}, left behind by process {pid} (gone)");
+        delete(&name);
+        removed.push(name);
+    }
+    removed
+}
+
+/// The pid a lab namespace name embeds (`nf-{tag}-{pid}-{n}`).
+fn owner_pid(name: &str) -> Option<u32> {
+    let mut parts = name.strip_prefix("nf-")?.rsplitn(3, '-');
+    parts.next()?.parse::<u32>().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    parts.next().filter(|tag| !tag.is_empty())?;
+    Some(pid)
+}
+
+/// Stops the processes inside namespace `name`, then deletes it and its resolver folder.
+fn delete(name: &str) {
+    let pids = run(&["ip", "netns", "pids", name]).unwrap_or_default();
+    for pid in pids
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if let Err(e) = run(&["ip", "netns", "del", name]) {
+        eprintln!("cleanup: {e}");
+    }
+    let _ = std::fs::remove_dir_all(resolver_dir(name));
+}
+
+/// Once per process, before its first namespace: removes stale namespaces and installs the
+/// SIGTERM/SIGINT watcher (registered here, so no signal slips between this call and the
+/// watcher thread's start).
+fn prepare_process() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        remove_stale_namespaces();
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        let signals = {
+            let _entered = rt.enter();
+            use tokio::signal::unix::{signal, SignalKind};
+            signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::interrupt())?)))
+        };
+        let Ok((mut term, mut int)) = signals else {
+            return;
+        };
+        std::thread::spawn(move || {
+            let code = rt.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => 128 + 15,
+                    _ = int.recv() => 128 + 2,
+                }
+            });
+            if STOPS_ON_SIGNALS.load(Ordering::SeqCst) {
+                return;
+            }
+            for name in live_namespaces() {
+                delete(&name);
+            }
+            std::process::exit(code);
+        });
+    });
+}
+
 /// A named network namespace (`/run/netns/<name>`), deleted on drop.
 #[derive(Debug)]
 pub struct Netns {
@@ -80,9 +196,13 @@ pub struct Netns {
 impl Netns {
     /// Creates a namespace with a unique name built from `tag`, with `lo` up.
     pub fn new(tag: &str) -> Result<Self, NetnsError> {
+        prepare_process();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("nf-{tag}-{}-{n}", std::process::id());
         run(&["ip", "netns", "add", &name])?;
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(name.clone());
         let ns = Self { name };
         ns.ip(&["link", "set", "lo", "up"])?;
         ns.isolate_resolver()?;
@@ -168,6 +288,9 @@ impl Drop for Netns {
             eprintln!("cleanup: {e}");
         }
         let _ = std::fs::remove_dir_all(resolver_dir(&self.name));
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|n| *n != self.name);
     }
 }
 

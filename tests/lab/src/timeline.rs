@@ -332,6 +332,7 @@ pub fn query_status(runtime: &tokio::runtime::Runtime, socket: &Path) -> Option<
 /// Starts a thread that sets [`INTERRUPTED`] on Ctrl-C or SIGTERM, so the timeline stops and
 /// the world is dropped (namespaces deleted) instead of the process dying with them in place.
 pub(crate) fn watch_interrupts() {
+    super::netns::stops_on_signals();
     std::thread::spawn(|| {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
