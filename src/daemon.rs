@@ -236,9 +236,8 @@ fn engine_stopped(result: Result<(), EngineError>) -> Result<u8, DaemonError> {
 }
 
 async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<u8, DaemonError> {
-    let started_with = Restartable::of(&loaded);
     let problems = Rc::new(RefCell::new(printed(&loaded.problems)));
-    let mut last_good = loaded.last_good.clone();
+    let mut reload = Reload::new(&loaded, &args.config, problems.clone());
     // Bind everything that can fail before the engine touches a route.
     let control_listener = control::bind(socket)?;
     let _socket_file = SocketFile(socket);
@@ -291,14 +290,7 @@ async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<
         tokio::select! {
             _ = sigterm.recv() => return shutdown(agent, &notifier, "SIGTERM").await,
             _ = sigint.recv() => return shutdown(agent, &notifier, "SIGINT").await,
-            _ = sighup.recv() => {
-                let reload = Reload {
-                    started_with: &started_with,
-                    args: &args.config,
-                    problems: &problems,
-                };
-                reload.run(&agent, &notifier, &mut last_good);
-            }
+            _ = sighup.recv() => reload.run(&agent, &notifier),
             result = &mut stopped => return engine_stopped(result),
             event = events.recv() => match event {
                 Ok(event) if event.kind == EventKind::ConnectivityChange => {
@@ -357,28 +349,43 @@ fn printed(problems: &[config::Problem]) -> Vec<String> {
     problems.iter().map(ToString::to_string).collect()
 }
 
-/// What a SIGHUP needs besides the agent: how the daemon started and where the problems of
-/// the configuration last read are shown.
+/// What a SIGHUP needs besides the agent: how the daemon started, where the problems of the
+/// configuration last read are shown, and the file versions in force.
 struct Reload<'a> {
-    started_with: &'a Restartable,
+    started_with: Restartable,
     args: &'a ConfigArgs,
-    problems: &'a RefCell<Vec<String>>,
+    problems: Rc<RefCell<Vec<String>>>,
+    last_good: config::LastGood,
 }
 
-impl Reload<'_> {
+impl<'a> Reload<'a> {
+    fn new(
+        loaded: &config::Loaded,
+        args: &'a ConfigArgs,
+        problems: Rc<RefCell<Vec<String>>>,
+    ) -> Self {
+        Self {
+            started_with: Restartable::of(loaded),
+            args,
+            problems,
+            last_good: loaded.last_good.clone(),
+        }
+    }
+
     /// SIGHUP: reads the boot directory again and hands it to the agent. config.json or a
     /// keyfile that fails to parse is read from its last good version (`config/last_good.rs`;
-    /// `last_good` is updated when the reload applies). When `netfailover.toml` (or its
-    /// environment) has something rejected, the whole last good configuration stays in force:
-    /// per-key defaults are a start-up fallback, not something to switch a running device to.
-    fn run(&self, agent: &AgentHandle, notifier: &Notifier, last_good: &mut config::LastGood) {
+    /// the versions in force are updated when the reload applies). When `netfailover.toml` (or
+    /// its environment) has something rejected, the whole last good configuration stays in
+    /// force: per-key defaults are a start-up fallback, not something to switch a running
+    /// device to.
+    fn run(&mut self, agent: &AgentHandle, notifier: &Notifier) {
         notifier.reloading();
-        let loaded = load(self.args, last_good);
+        let loaded = load(self.args, &self.last_good);
         if let Ok(loaded) = &loaded {
             *self.problems.borrow_mut() = printed(&loaded.problems);
         }
-        if let Some(applied) = apply(agent, self.started_with, loaded) {
-            *last_good = applied;
+        if let Some(applied) = apply(agent, &self.started_with, loaded) {
+            self.last_good = applied;
         }
         notifier.ready(&status_line(agent.engine()));
     }
