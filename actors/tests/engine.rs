@@ -876,16 +876,15 @@ async fn failover_resets_the_flows_pinned_to_the_demoted_uplink_after_the_routes
         |e| matches!(e, HistoryEntry::FlowsReset { flows_reset } if flows_reset.iface.as_str() == "eth0")
     ));
 
-    // Fail-back onto the recovered primary: defaults reset nothing.
+    // Fail-back onto the recovered primary: by default the backup's flows are reset too (no
+    // source route keeps them on the backup; through the primary they would hang).
     w.kernel.set_carrier("eth0", true);
     pass(Duration::from_millis(100)).await;
     assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
-    assert_eq!(
-        w.flows.resets().len(),
-        1,
-        "fail-back resets nothing by default"
-    );
-    assert!(w
+    let resets = w.flows.resets();
+    assert_eq!(resets.len(), 2, "fail-back resets by default: {resets:?}");
+    assert_eq!(resets[1].scope.iface.as_str(), "wlan0");
+    assert!(!w
         .flows
         .sockets()
         .contains(&sock("198.51.100.130", "203.0.113.10")));
@@ -940,10 +939,9 @@ async fn a_move_off_an_unchecked_primary_resets_once_its_checks_fail() {
 }
 
 #[actix::test]
-async fn failback_resets_when_configured_and_disabled_resets_nothing() {
+async fn failback_resets_by_default_and_disabled_resets_nothing() {
     let w = world_with_flows();
     let mut cfg = config();
-    cfg.flows.on_failback = true;
     let h = started(&w, cfg.clone()).await;
     w.kernel.set_carrier("eth0", false);
     settle().await;
@@ -967,6 +965,23 @@ async fn failback_resets_when_configured_and_disabled_resets_nothing() {
     assert_eq!(w.flows.resets()[1].route_in_use.as_deref(), Some("eth0"));
     assert!(h.flow_resets()[1].failback);
 
+    // `on_failback = false` by a reload: the next fail-back leaves the backup's flows alone.
+    cfg.flows.on_failback = false;
+    h.reload(cfg.clone());
+    settle().await;
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    w.kernel.set_carrier("eth0", true);
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+    let scopes: Vec<String> = w
+        .flows
+        .resets()
+        .iter()
+        .map(|r| r.scope.iface.to_string())
+        .collect();
+    assert_eq!(scopes, vec!["eth0", "wlan0", "eth0"], "no fail-back reset");
+
     // Switched off by a reload: moves reset nothing.
     cfg.flows.enabled = false;
     h.reload(cfg);
@@ -974,7 +989,93 @@ async fn failback_resets_when_configured_and_disabled_resets_nothing() {
     w.kernel.set_carrier("eth0", false);
     settle().await;
     assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
-    assert_eq!(w.flows.resets().len(), 2);
+    assert_eq!(w.flows.resets().len(), 3);
+}
+
+/// A modem unplugged (`ip link del`): the interface and its addresses are gone when the reset
+/// runs, so it matches the addresses RouteManager last saw on it; its pinned socket and NAT
+/// entry are reset, the backup's are not.
+#[actix::test]
+async fn a_vanished_interface_is_reset_with_the_addresses_it_last_had() {
+    let w = world_with_flows();
+    let eth0 = addr("198.51.100.2", 25);
+    w.kernel.set_addresses("eth0", vec![eth0]);
+    w.kernel
+        .set_addresses("wlan0", vec![addr("198.51.100.130", 25)]);
+    let _h = started(&w, config()).await;
+    // Unplugged: the kernel has no eth0 and no addresses on it any more.
+    let ifindex = w.kernel.link("eth0").ifindex;
+    w.flows.set_addresses(ifindex, vec![]);
+    w.kernel.remove_link("eth0");
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
+    let resets = w.flows.resets();
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!(resets[0].scope.iface.as_str(), "eth0");
+    assert_eq!(resets[0].scope.last_addresses, vec![eth0]);
+    assert!(!w
+        .flows
+        .sockets()
+        .contains(&sock("198.51.100.2", "203.0.113.10")));
+    assert_eq!(
+        w.flows.conntrack(),
+        vec![ct("203.0.113.10", "198.51.100.130")]
+    );
+}
+
+/// IPv6 from router advertisements (`proto ra`, never owned): the RA routes count for the
+/// route in use, so a carrier loss on eth0 (its RA route deleted) moves the IPv6 route in use
+/// to wlan0's RA route and resets eth0's IPv6 flows, as for IPv4.
+#[actix::test]
+async fn a_move_of_the_router_advertised_ipv6_route_resets_the_ipv6_flows() {
+    const RA: u8 = 9;
+    let w = world_with_flows();
+    let mut cfg = config();
+    let mut v6 = Vec::new();
+    for (i, (n, metric)) in [("eth0", 100), ("wlan0", 600)].into_iter().enumerate() {
+        let ifindex = w.kernel.link(n).ifindex;
+        let ra = KernelRoute {
+            family: Family::V6,
+            ifindex,
+            gateway: Some("fe80::1".parse().unwrap()),
+            metric,
+            protocol: RA,
+        };
+        w.kernel.add_route_by_hand(ra);
+        cfg.profiles[i].ipv6.manage_default = true;
+        let a = addr(&format!("2001:db8:{}::2", i + 1), 64);
+        w.flows.set_addresses(ifindex, vec![a]);
+        v6.push(sock(&a.addr.to_string(), "2001:db8:99::1"));
+    }
+    for s in &v6 {
+        w.flows.add_socket(*s);
+    }
+    let _h = started(&w, cfg).await;
+    assert!(w.flows.resets().is_empty(), "a start resets nothing");
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    let scopes: Vec<(String, Family)> = w
+        .flows
+        .resets()
+        .iter()
+        .map(|r| (r.scope.iface.to_string(), r.scope.family))
+        .collect();
+    assert!(
+        scopes.contains(&("eth0".into(), Family::V6)),
+        "the IPv6 route in use moved: {scopes:?}"
+    );
+    let v6_reset = w
+        .flows
+        .resets()
+        .into_iter()
+        .find(|r| r.scope.family == Family::V6)
+        .unwrap();
+    assert_eq!(v6_reset.route_in_use.as_deref(), Some("wlan0"));
+    assert!(
+        !w.flows.sockets().contains(&v6[0]),
+        "eth0's IPv6 socket reset"
+    );
+    assert!(w.flows.sockets().contains(&v6[1]), "wlan0's kept");
 }
 
 #[actix::test]

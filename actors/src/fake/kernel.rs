@@ -183,6 +183,7 @@ impl FakeKernel {
         let mut s = lock(&self.state);
         s.links.remove(&ifindex);
         s.routes.retain(|r| r.ifindex != ifindex);
+        s.addresses.retain(|(i, _)| *i != ifindex);
         s.notify(LinkUpdate::Removed { ifindex });
     }
 
@@ -265,6 +266,17 @@ impl FakeKernel {
 
     pub fn addresses(&self) -> Vec<(u32, IfaceAddr)> {
         lock(&self.state).addresses.clone()
+    }
+
+    /// Sets interface `name`'s addresses (a DHCP client or SLAAC did), announced like the
+    /// kernel's address notifications.
+    pub fn set_addresses(&self, name: &str, addresses: Vec<IfaceAddr>) {
+        let ifindex = self.ifindex_of(name);
+        let mut s = lock(&self.state);
+        s.addresses.retain(|(i, _)| *i != ifindex);
+        s.addresses
+            .extend(addresses.into_iter().map(|a| (ifindex, a)));
+        s.notify(LinkUpdate::RoutesChanged);
     }
 
     pub fn sysctl_set(&self, key: &str, value: &str) {
@@ -438,6 +450,11 @@ impl RouteTable for FakeKernel {
     fn solicit_router(&self, ifindex: u32, _: IfaceName) -> BoxFuture<'static, PortResult<()>> {
         lock(&self.state).solicitations.push(ifindex);
         async { Ok(()) }.boxed()
+    }
+
+    fn list_addresses(&self) -> BoxFuture<'static, PortResult<Vec<(u32, IfaceAddr)>>> {
+        let addresses = lock(&self.state).addresses.clone();
+        async move { Ok(addresses) }.boxed()
     }
 
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
