@@ -21,6 +21,9 @@ use crate::model::{
 use crate::plan::{family_config, learned, Plan};
 use crate::transition::{Change, States};
 
+/// Why an interface's IPv6 penalty does nothing (`status`).
+pub const IPV6_PENALTY_UNAVAILABLE: &str = "the kernel has no ra_defrtr_metric (Linux 5.12 added it): router-advertised IPv6 routes keep their metric, so IPv6 is not moved off a failing uplink";
+
 /// See the module doc. Rebuilt from the ports on every RouteManager start.
 #[derive(Default)]
 pub struct RouteModel {
@@ -36,6 +39,9 @@ pub struct RouteModel {
     /// the last reconcile (those it deleted on link loss left out), with their interface. They
     /// compete for the route in use like owned ones.
     pub ra_installed: Vec<(IfaceName, KernelRoute)>,
+    /// Interfaces (ifindex) whose `ra_defrtr_metric` the kernel lacks: their router-advertised
+    /// routes cannot be demoted (shown in `status`).
+    pub ra_unavailable: BTreeSet<u32>,
     /// Each managed interface's addresses as last seen with any (kept when it has none left or
     /// vanished, so its flows can still be reset: a socket keeps its source address).
     pub last_addresses: BTreeMap<IfaceName, Vec<IfaceAddr>>,
@@ -126,6 +132,15 @@ impl RouteModel {
                 Some(((a.name.clone(), r.family), r.clone()))
             })
             .collect();
+        for (ifindex, _) in &applied.ra_metric {
+            if applied.ra_unavailable.contains(ifindex) {
+                self.ra_unavailable.insert(*ifindex);
+            } else {
+                self.ra_unavailable.remove(ifindex);
+            }
+        }
+        let links = &self.links;
+        self.ra_unavailable.retain(|i| links.contains_key(i));
         for (name, gws) in plan.learned {
             self.states.record.learned_gateways.insert(name, gws);
         }
@@ -322,6 +337,10 @@ impl RouteModel {
             effective_metric6: r6.map(|r| r.metric),
             gateway4: r4.and_then(|r| r.gateway),
             gateway6: r6.and_then(|r| r.gateway),
+            ipv6_penalty_unavailable: a
+                .ifindex
+                .filter(|i| self.ra_unavailable.contains(i))
+                .map(|_| IPV6_PENALTY_UNAVAILABLE.to_string()),
             uplink_type: a.uplink_type,
             source: match a.profile.and_then(|i| cfg.profiles.get(i)) {
                 Some(p) => format!("profile {} ({})", p.id, p.file.display()),

@@ -1720,6 +1720,11 @@ async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
     cfg.profiles[0].ipv6.manage_default = true; // method auto: the IPv6 route comes from RAs
     let h = started(&w, cfg).await;
     assert_eq!(state_of(&h, "eth0"), Connectivity::Full);
+    assert!(h
+        .status()
+        .interfaces
+        .iter()
+        .all(|i| i.ipv6_penalty_unavailable.is_none()));
     let key = "net.ipv6.conf.eth0.ra_defrtr_metric";
     assert_eq!(w.kernel.sysctl_get(key).as_deref(), Some("100"));
     // The RA route was at another metric: solicitations so the router's answer moves it (one
@@ -1771,6 +1776,42 @@ async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
     w.kernel.set_carrier("eth0", true);
     settle().await;
     assert_eq!(w.kernel.solicitations().len(), before + 1);
+}
+
+/// A kernel without `ra_defrtr_metric` (before 5.12): the IPv6 penalty cannot work, which is
+/// said in `status` (per interface) instead of being silently recorded as done (a kernel with
+/// it says nothing: `router_advertised_routes_are_demoted_and_removed_with_the_link`).
+#[actix::test]
+async fn a_kernel_without_ra_defrtr_metric_shows_the_ipv6_penalty_unavailable() {
+    const RA: u8 = 9;
+    {
+        let w = world();
+        w.kernel.sysctl_missing("ra_defrtr_metric");
+        let eth0 = w.kernel.link("eth0").ifindex;
+        w.kernel.add_route_by_hand(KernelRoute {
+            family: Family::V6,
+            ifindex: eth0,
+            gateway: Some("fe80::1".parse().unwrap()),
+            metric: 1024,
+            protocol: RA,
+        });
+        let mut cfg = config();
+        cfg.profiles[0].ipv6.manage_default = true;
+        let h = started(&w, cfg).await;
+        let st = h.status();
+        let why = |n: &str| {
+            st.interfaces
+                .iter()
+                .find(|i| i.name.as_str() == n)
+                .and_then(|i| i.ipv6_penalty_unavailable.clone())
+        };
+        assert!(why("eth0").is_some_and(|w| w.contains("5.12")), "{st:?}");
+        assert!(why("wlan0").is_none(), "no IPv6 managed there");
+        assert!(
+            w.kernel.solicitations().is_empty(),
+            "nothing to solicit for"
+        );
+    }
 }
 
 /// A corrupt journal (or a lost one) never restarts ids at 1: they continue above the

@@ -45,6 +45,8 @@ struct KernelState {
     solicitations: Vec<u32>,
     /// Modem control devices and their network interface (a fake sysfs).
     control_devices: HashMap<String, IfaceName>,
+    /// Sysctl keys ending so do not exist (an older kernel): writes are `NotFound`.
+    missing_sysctls: Vec<String>,
 }
 
 /// One route write the fake kernel accepted.
@@ -279,6 +281,12 @@ impl FakeKernel {
         s.notify(LinkUpdate::RoutesChanged);
     }
 
+    /// Sysctl keys ending with `suffix` do not exist from now on (`ra_defrtr_metric` on a
+    /// kernel before 5.12): writes fail with `NotFound`.
+    pub fn sysctl_missing(&self, suffix: &str) {
+        lock(&self.state).missing_sysctls.push(suffix.into());
+    }
+
     pub fn sysctl_set(&self, key: &str, value: &str) {
         lock(&self.state).sysctls.insert(key.into(), value.into());
     }
@@ -477,7 +485,11 @@ impl Sysctl for FakeKernel {
     }
 
     fn write(&self, key: String, value: String) -> BoxFuture<'static, PortResult<()>> {
-        lock(&self.state).sysctls.insert(key, value);
+        let mut s = lock(&self.state);
+        if s.missing_sysctls.iter().any(|m| key.ends_with(m.as_str())) {
+            return async move { Err(PortError::not_found(key)) }.boxed();
+        }
+        s.sysctls.insert(key, value);
         async move { Ok(()) }.boxed()
     }
 }

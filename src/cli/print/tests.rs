@@ -44,6 +44,7 @@ fn status_table_reads_at_a_glance() {
             effective_metric6: None,
             gateway4: None,
             gateway6: None,
+            ipv6_penalty_unavailable: None,
             uplink_type: UplinkType::Ethernet,
             source: "adopted".into(),
             dns: vec![],
@@ -93,6 +94,17 @@ fn status_table_reads_at_a_glance() {
         .lines()
         .any(|l| l.starts_with("dispatcher") && l.contains("running  2")));
     assert!(!text.contains("journal behind"), "not behind: no line");
+    assert!(
+        !text.contains("IPv6 penalty unavailable"),
+        "available: no line"
+    );
+    let mut old_kernel = status.clone();
+    old_kernel.interfaces[0].ipv6_penalty_unavailable = Some("no ra_defrtr_metric".into());
+    let text = format_status(&old_kernel, 13_000);
+    assert!(
+        text.contains("eth0: IPv6 penalty unavailable: no ra_defrtr_metric"),
+        "{text}"
+    );
     let mut behind = status.clone();
     behind.journal = JournalStatus {
         behind: true,
