@@ -3,7 +3,8 @@
 //! the new uplink at once instead of hanging until TCP gives up.
 //!
 //! Owns: the decision whether a move resets (`[flows]`: a failover does when `enabled`; a
-//! fail-back onto a more preferred uplink with `on_failback`, on by default), the call to the `FlowTable`
+//! fail-back onto a more preferred uplink with `on_failback`, on by default, and always off a
+//! cellular backup), the call to the `FlowTable`
 //! port, and the `flows-reset` record (history and counters on the board). What is pinned is
 //! `flows.rs`'s rule, applied by the port.
 //!
@@ -48,7 +49,7 @@ impl FlowResetter {
     /// Whether this move resets flows under the current settings.
     pub fn wanted(&self, moved: &RouteInUseMoved) -> bool {
         let f = &self.cfg.flows;
-        f.enabled && (!moved.failback || f.on_failback)
+        f.enabled && (!moved.failback || f.on_failback || moved.from_cellular)
     }
 }
 

@@ -194,6 +194,9 @@ pub struct RouteInUseMoved {
     /// `from`'s addresses as last seen (it may have none left, or be gone).
     pub from_addresses: Vec<IfaceAddr>,
     pub to: IfaceName,
+    /// `from` is cellular (gsm/cdma: metered, as NetworkManager guesses): its flows are reset
+    /// even on a fail-back with `on_failback = false`, so they move back to the primary.
+    pub from_cellular: bool,
     /// Onto an uplink with a lower configured metric (the primary recovered).
     pub failback: bool,
     /// When RouteManager finished applying the routes.

@@ -17,6 +17,7 @@ use crate::iface_parts::IfaceRoute;
 use crate::messages::{RouteInUseMoved, Uplink};
 use crate::model::{
     Config, Connectivity, Event, Family, IfaceAddr, IfaceName, KernelRoute, LinkInfo, Profile,
+    UplinkType,
 };
 use crate::plan::{family_config, learned, Plan};
 use crate::transition::{Change, States};
@@ -219,11 +220,18 @@ impl RouteModel {
             };
             let failback =
                 matches!((metric_of(&to), metric_of(&from)), (Some(t), Some(f)) if t < f);
+            let from_cellular = self
+                .managed
+                .iter()
+                .chain(&self.previous_managed)
+                .find(|a| a.name == from)
+                .is_some_and(|a| matches!(a.uplink_type, UplinkType::Gsm | UplinkType::Cdma));
             let moved = RouteInUseMoved {
                 family,
                 from_addresses: self.last_addresses.get(&from).cloned().unwrap_or_default(),
                 from,
                 from_ifindex,
+                from_cellular,
                 to,
                 failback,
                 at,

@@ -425,6 +425,7 @@ fn moved(failback: bool) -> RouteInUseMoved {
         from: name("eth0"),
         from_ifindex: 2,
         from_addresses: Vec::new(),
+        from_cellular: false,
         to: name("wlan0"),
         failback,
         at: tokio::time::Instant::now(),
@@ -462,6 +463,13 @@ async fn flow_resetter_alone_resets_a_failover_and_a_failback_by_default_but_no_
     resetter.do_send(moved(false));
     settle().await;
     assert_eq!(flows.resets().len(), 3, "the failover only");
+    // A cellular backup's flows move back whatever `on_failback` says.
+    resetter.do_send(RouteInUseMoved {
+        from_cellular: true,
+        ..moved(true)
+    });
+    settle().await;
+    assert_eq!(flows.resets().len(), 4, "off the cellular backup");
 }
 
 // ---------------------------------------------------------------------------------------------

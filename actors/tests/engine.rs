@@ -826,6 +826,18 @@ fn world_with_flows() -> FakeWorld {
     w
 }
 
+/// eth0's flow to the Internet and its NAT entry are gone; wlan0's NAT entry is kept.
+fn assert_only_eth0_internet_flow_reset(w: &FakeWorld) {
+    assert!(!w
+        .flows
+        .sockets()
+        .contains(&sock("198.51.100.2", "203.0.113.10")));
+    assert_eq!(
+        w.flows.conntrack(),
+        vec![ct("203.0.113.10", "198.51.100.130")]
+    );
+}
+
 #[actix::test]
 async fn failover_resets_the_flows_pinned_to_the_demoted_uplink_after_the_routes_moved() {
     let w = world_with_flows();
@@ -844,14 +856,7 @@ async fn failover_resets_the_flows_pinned_to_the_demoted_uplink_after_the_routes
     );
     // Only the flow to the Internet through eth0 and its NAT entry are gone.
     assert_eq!(w.flows.sockets().len(), 4);
-    assert!(!w
-        .flows
-        .sockets()
-        .contains(&sock("198.51.100.2", "203.0.113.10")));
-    assert_eq!(
-        w.flows.conntrack(),
-        vec![ct("203.0.113.10", "198.51.100.130")]
-    );
+    assert_only_eth0_internet_flow_reset(&w);
     let records = h.flow_resets();
     assert_eq!(records.len(), 1);
     let r = &records[0];
@@ -982,6 +987,24 @@ async fn failback_resets_by_default_and_disabled_resets_nothing() {
         .collect();
     assert_eq!(scopes, vec!["eth0", "wlan0", "eth0"], "no fail-back reset");
 
+    // Even so, a cellular (metered) backup's flows move back to the primary.
+    w.kernel.set_carrier("eth0", false);
+    w.kernel.set_carrier("wlan0", false);
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wwan0"));
+    w.kernel.set_carrier("eth0", true);
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+    let last = w.flows.resets().pop().map(|r| r.scope.iface.to_string());
+    assert_eq!(
+        last.as_deref(),
+        Some("wwan0"),
+        "the cellular backup is reset"
+    );
+    let n = w.flows.resets().len();
+    w.kernel.set_carrier("wlan0", true);
+    pass(Duration::from_secs(3)).await;
+
     // Switched off by a reload: moves reset nothing.
     cfg.flows.enabled = false;
     h.reload(cfg);
@@ -989,7 +1012,7 @@ async fn failback_resets_by_default_and_disabled_resets_nothing() {
     w.kernel.set_carrier("eth0", false);
     settle().await;
     assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
-    assert_eq!(w.flows.resets().len(), 3);
+    assert_eq!(w.flows.resets().len(), n);
 }
 
 /// A modem unplugged (`ip link del`): the interface and its addresses are gone when the reset
@@ -1013,14 +1036,7 @@ async fn a_vanished_interface_is_reset_with_the_addresses_it_last_had() {
     assert_eq!(resets.len(), 1, "{resets:?}");
     assert_eq!(resets[0].scope.iface.as_str(), "eth0");
     assert_eq!(resets[0].scope.last_addresses, vec![eth0]);
-    assert!(!w
-        .flows
-        .sockets()
-        .contains(&sock("198.51.100.2", "203.0.113.10")));
-    assert_eq!(
-        w.flows.conntrack(),
-        vec![ct("203.0.113.10", "198.51.100.130")]
-    );
+    assert_only_eth0_internet_flow_reset(&w);
 }
 
 /// IPv6 from router advertisements (`proto ra`, never owned): the RA routes count for the
