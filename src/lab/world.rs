@@ -13,7 +13,9 @@
 //! ```
 //!
 //! No NAT: the Internet namespace routes each device subnet back through its ISP, so the check
-//! server sees which uplink a request came through. Every namespace is deleted when the world
+//! server sees which uplink a request came through. [`World::add_ipv6`] adds IPv6 on every
+//! uplink the normal way, from router advertisements (one router per ISP, `src/lab/router.rs`):
+//! device `2001:db8:N::2/64`, ISP `2001:db8:N::1`, Internet echo address [`ECHO6`]. Every namespace is deleted when the world
 //! is dropped ([`Netns`] does it), also on error paths.
 
 use std::fmt::Write as _;
