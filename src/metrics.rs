@@ -490,6 +490,7 @@ mod tests {
             effective_metric6: None,
             gateway4: None,
             gateway6: None,
+            ipv6_penalty_unavailable: None,
             uplink_type: UplinkType::Ethernet,
             source: "adopted".into(),
             dns: vec![],

@@ -18,6 +18,9 @@ pub struct Applied {
     pub failed_routes: Vec<KernelRoute>,
     pub rp_filter_done: Vec<u32>,
     pub ra_metric: Vec<(u32, u32)>,
+    /// Interfaces whose `ra_defrtr_metric` does not exist (kernels before 5.12): their
+    /// router-advertised routes cannot be demoted (also in `ra_metric`, so not retried).
+    pub ra_unavailable: Vec<u32>,
     pub ra_deleted: Vec<u32>,
     pub resolicited: Vec<u32>,
     pub addresses_done: Vec<(u32, IfaceAddr)>,
@@ -66,11 +69,16 @@ async fn apply_settings(
                     }
                 }
             }
-            // Kernels before 5.16 have no ra_defrtr_metric; nothing to retry.
+            // Kernels before 5.12 have no ra_defrtr_metric: nothing to retry, but said loudly
+            // (log and `status`), since the IPv6 penalty then does nothing.
             Err(PortError {
                 kind: PortErrorKind::NotFound,
                 ..
-            }) => out.ra_metric.push((*ifindex, *metric)),
+            }) => {
+                tracing::warn!(iface = %name, metric, "IPv6 penalty unavailable: this kernel has no ra_defrtr_metric (Linux 5.12 added it); router-advertised IPv6 routes keep their metric, so IPv6 traffic is not moved off a failing uplink");
+                out.ra_metric.push((*ifindex, *metric));
+                out.ra_unavailable.push(*ifindex);
+            }
             Err(e) => out.failures.push(e),
         }
     }

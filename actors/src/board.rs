@@ -244,6 +244,7 @@ mod tests {
             effective_metric6: None,
             gateway4: Some([192, 0, 2, 1].into()),
             gateway6: None,
+            ipv6_penalty_unavailable: None,
             uplink_type: UplinkType::Ethernet,
             source: "adopted".into(),
             dns: vec![],

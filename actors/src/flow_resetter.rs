@@ -3,12 +3,15 @@
 //! the new uplink at once instead of hanging until TCP gives up.
 //!
 //! Owns: the decision whether a move resets (`[flows]`: a failover does when `enabled`; a
-//! fail-back onto a more preferred uplink only with `on_failback`), the call to the `FlowTable`
+//! fail-back onto a more preferred uplink with `on_failback`, on by default, and always off a
+//! cellular backup), the call to the `FlowTable`
 //! port, and the `flows-reset` record (history and counters on the board). What is pinned is
 //! `flows.rs`'s rule, applied by the port.
 //!
 //! Talks to: RouteManager sends it [`RouteInUseMoved`] after a reconcile applied routes that
-//! move the route in use of a family to another interface; it sends nothing back. It is its own
+//! move the route in use of a family to another interface, with the addresses that interface
+//! last had (RouteManager remembers them per interface: a vanished interface has none left,
+//! but its sockets still hold them); it sends nothing back. It is its own
 //! actor so a slow or failing reset never delays routing or events: RouteManager only posts a
 //! message, and event delivery runs in the Dispatcher concurrently with the reset.
 //!
@@ -46,7 +49,7 @@ impl FlowResetter {
     /// Whether this move resets flows under the current settings.
     pub fn wanted(&self, moved: &RouteInUseMoved) -> bool {
         let f = &self.cfg.flows;
-        f.enabled && (!moved.failback || f.on_failback)
+        f.enabled && (!moved.failback || f.on_failback || moved.from_cellular)
     }
 }
 
@@ -68,6 +71,7 @@ impl Handler<RouteInUseMoved> for FlowResetter {
             iface: msg.from.clone(),
             ifindex: msg.from_ifindex,
             family: msg.family,
+            last_addresses: msg.from_addresses.clone(),
         };
         let reset = self.flows.reset(scope);
         let bounded = async move {

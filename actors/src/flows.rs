@@ -76,6 +76,17 @@ fn on_link(net: &IfaceAddr, ip: IpAddr) -> bool {
     }
 }
 
+/// Adds to `now` (an interface's addresses when the reset runs) the `remembered` ones it lacks:
+/// a reset matches both, since a vanished interface has none left while its sockets still hold
+/// them (used by the OS adapter and the fake alike).
+pub fn merge_addresses(now: &mut Vec<IfaceAddr>, remembered: &[IfaceAddr]) {
+    for a in remembered {
+        if !now.contains(a) {
+            now.push(*a);
+        }
+    }
+}
+
 impl Pinned {
     /// The flows pinned to an interface with `addresses`, for `family`.
     pub fn new(family: Family, addresses: &[IfaceAddr]) -> Self {

@@ -14,7 +14,7 @@ use actix::Message;
 use tokio::time::Instant;
 
 use crate::error::EngineError;
-use crate::model::{Config, Connectivity, Family, IfaceName, LinkInfo};
+use crate::model::{Config, Connectivity, Family, IfaceAddr, IfaceName, LinkInfo};
 use crate::ports::{ProbeReport, ProbeRequest};
 
 // ---------------------------------------------------------------------------------------------
@@ -191,7 +191,12 @@ pub struct RouteInUseMoved {
     pub family: Family,
     pub from: IfaceName,
     pub from_ifindex: u32,
+    /// `from`'s addresses as last seen (it may have none left, or be gone).
+    pub from_addresses: Vec<IfaceAddr>,
     pub to: IfaceName,
+    /// `from` is cellular (gsm/cdma: metered, as NetworkManager guesses): its flows are reset
+    /// even on a fail-back with `on_failback = false`, so they move back to the primary.
+    pub from_cellular: bool,
     /// Onto an uplink with a lower configured metric (the primary recovered).
     pub failback: bool,
     /// When RouteManager finished applying the routes.

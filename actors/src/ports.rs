@@ -77,6 +77,11 @@ pub trait RouteTable: Send + Sync + 'static {
     /// `PortErrorKind::NotFound` if it is already gone.
     fn delete(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>>;
 
+    /// Every interface address, both families, as (ifindex, address with its prefix length).
+    /// RouteManager remembers each managed interface's last addresses from it, so the flows of an
+    /// interface that vanished (a modem unplugged) can still be reset.
+    fn list_addresses(&self) -> BoxFuture<'static, PortResult<Vec<(u32, IfaceAddr)>>>;
+
     /// Makes sure `addr` is on the interface (idempotent: an existing address is success).
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>>;
 
@@ -326,6 +331,11 @@ pub struct FlowScope {
     pub iface: IfaceName,
     pub ifindex: u32,
     pub family: Family,
+    /// The interface's addresses as RouteManager last saw them. The reset matches the union of
+    /// these and the addresses the interface has when it runs: an interface that vanished (or
+    /// lost its lease) has none left, while its sockets still hold them.
+    #[serde(default)]
+    pub last_addresses: Vec<IfaceAddr>,
 }
 
 /// Why part of a flow reset failed.

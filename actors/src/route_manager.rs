@@ -37,7 +37,7 @@ use crate::messages::{
     ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, Reconfigure,
     ResetChecks, RouteInUseMoved, RoutesChanged, Shutdown, Uplink, UplinksChanged,
 };
-use crate::model::{Config, Connectivity, Event, IfaceMatch, IfaceName, LinkInfo};
+use crate::model::{Config, Connectivity, Event, IfaceAddr, IfaceMatch, IfaceName, LinkInfo};
 use crate::peers::Slot;
 use crate::persist::Persister;
 use crate::plan::{Plan, PlanInput};
@@ -50,6 +50,10 @@ const JOURNAL_WAIT: Duration = Duration::from_secs(2);
 
 /// First retry delay after a failed route write; doubles up to the reconcile interval.
 const RETRY_MIN: Duration = Duration::from_millis(250);
+
+/// One reconcile's outcome: the plan, what applying it did, and the address listing after it
+/// (`None` if listing failed).
+type Reconciled = (Plan, Applied, Option<Vec<(u32, IfaceAddr)>>);
 
 /// Everything RouteManager needs from outside, shared by its incarnations.
 #[derive(Clone)]
@@ -160,24 +164,34 @@ impl RouteManager {
             let kernel = routes.list_defaults().await?;
             let plan = input.plan(&kernel, Instant::now());
             let applied = apply(&*routes, &*sysctl, &plan).await;
-            Ok((plan, applied))
+            // After the apply (it may add manual addresses). A failed listing only leaves the
+            // remembered addresses as they were.
+            let addresses = routes
+                .list_addresses()
+                .await
+                .map_err(|e| tracing::warn!(error = %e, "listing addresses failed; keeping the last ones"))
+                .ok();
+            Ok((plan, applied, addresses))
         }
         .into_actor(self)
         .map(|result, act, ctx| act.after_apply(result, ctx))
     }
 
     /// Sequences what follows an apply: fold it in, transition, publish, persist, retry.
-    fn after_apply(&mut self, result: Result<(Plan, Applied), PortError>, ctx: &mut Context<Self>) {
+    fn after_apply(&mut self, result: Result<Reconciled, PortError>, ctx: &mut Context<Self>) {
         let failed = match result {
             Err(e) => {
                 tracing::error!(error = %e, "listing routes failed; will retry");
                 true
             }
-            Ok((plan, applied)) => {
+            Ok((plan, applied, addresses)) => {
                 for f in &applied.failures {
                     tracing::warn!(error = %f, "route change failed; will retry");
                 }
                 self.state.model.absorb(plan, &applied);
+                if let Some(listing) = addresses {
+                    self.state.model.remember_addresses(&listing);
+                }
                 self.state.done.absorb(&applied);
                 // `installed` holds only the routes whose write succeeded.
                 self.report_moves();

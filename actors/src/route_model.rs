@@ -16,10 +16,14 @@ use crate::assign::Assigned;
 use crate::iface_parts::IfaceRoute;
 use crate::messages::{RouteInUseMoved, Uplink};
 use crate::model::{
-    Config, Connectivity, Event, Family, IfaceName, KernelRoute, LinkInfo, Profile,
+    Config, Connectivity, Event, Family, IfaceAddr, IfaceName, KernelRoute, LinkInfo, Profile,
+    UplinkType,
 };
 use crate::plan::{family_config, learned, Plan};
 use crate::transition::{Change, States};
+
+/// Why an interface's IPv6 penalty does nothing (`status`).
+pub const IPV6_PENALTY_UNAVAILABLE: &str = "the kernel has no ra_defrtr_metric (Linux 5.12 added it): router-advertised IPv6 routes keep their metric, so IPv6 is not moved off a failing uplink";
 
 /// See the module doc. Rebuilt from the ports on every RouteManager start.
 #[derive(Default)]
@@ -32,6 +36,16 @@ pub struct RouteModel {
     pub previous_managed: Vec<Assigned>,
     /// Routes believed installed after the last reconcile, per interface.
     pub installed: BTreeMap<(IfaceName, Family), KernelRoute>,
+    /// The router-advertised IPv6 default routes of managed interfaces left in the kernel by
+    /// the last reconcile (those it deleted on link loss left out), with their interface. They
+    /// compete for the route in use like owned ones.
+    pub ra_installed: Vec<(IfaceName, KernelRoute)>,
+    /// Interfaces (ifindex) whose `ra_defrtr_metric` the kernel lacks: their router-advertised
+    /// routes cannot be demoted (shown in `status`).
+    pub ra_unavailable: BTreeSet<u32>,
+    /// Each managed interface's addresses as last seen with any (kept when it has none left or
+    /// vanished, so its flows can still be reset: a socket keeps its source address).
+    pub last_addresses: BTreeMap<IfaceName, Vec<IfaceAddr>>,
     /// Families with a known default route or gateway, per ifindex: a route we want (its
     /// gateway is known) or a router-advertised one.
     pub routed: BTreeMap<u32, BTreeSet<Family>>,
@@ -98,6 +112,18 @@ impl RouteModel {
         }
         self.previous_managed = std::mem::replace(&mut self.managed, plan.managed);
         let managed = &self.managed;
+        let name_of = |ifindex: u32| {
+            managed
+                .iter()
+                .find(|a| a.ifindex == Some(ifindex))
+                .map(|a| a.name.clone())
+        };
+        self.ra_installed = plan
+            .ra_routes
+            .iter()
+            .filter(|r| !plan.ra_delete.contains(r) && !applied.ra_deleted.contains(&r.ifindex))
+            .filter_map(|r| Some((name_of(r.ifindex)?, r.clone())))
+            .collect();
         self.installed = plan
             .desired
             .iter()
@@ -107,9 +133,58 @@ impl RouteModel {
                 Some(((a.name.clone(), r.family), r.clone()))
             })
             .collect();
+        for (ifindex, _) in &applied.ra_metric {
+            if applied.ra_unavailable.contains(ifindex) {
+                self.ra_unavailable.insert(*ifindex);
+            } else {
+                self.ra_unavailable.remove(ifindex);
+            }
+        }
+        let links = &self.links;
+        self.ra_unavailable.retain(|i| links.contains_key(i));
         for (name, gws) in plan.learned {
             self.states.record.learned_gateways.insert(name, gws);
         }
+    }
+
+    /// Folds an address listing in: each managed interface with addresses now gets them
+    /// remembered; one with none (vanished, lease released) keeps its last ones. Interfaces
+    /// neither managed nor in use are forgotten, so the memory stays bounded.
+    pub fn remember_addresses(&mut self, listing: &[(u32, IfaceAddr)]) {
+        for a in &self.managed {
+            let Some(ifindex) = a.ifindex else { continue };
+            let now: Vec<IfaceAddr> = listing
+                .iter()
+                .filter(|(i, _)| *i == ifindex)
+                .map(|(_, addr)| *addr)
+                .collect();
+            if !now.is_empty() {
+                self.last_addresses.insert(a.name.clone(), now);
+            }
+        }
+        let (managed, in_use) = (&self.managed, &self.in_use);
+        self.last_addresses.retain(|name, _| {
+            managed.iter().any(|a| &a.name == name) || in_use.values().any(|(n, _)| n == name)
+        });
+    }
+
+    /// The interface of the route in use of `family`: the lowest metric among the owned routes
+    /// and, for IPv6, the router-advertised ones of managed interfaces.
+    fn route_in_use(&self, family: Family) -> Option<(IfaceName, u32)> {
+        let owned = self
+            .installed
+            .iter()
+            .filter(|((_, f), _)| *f == family)
+            .map(|((name, _), r)| (name, r));
+        let ra = self
+            .ra_installed
+            .iter()
+            .filter(|(_, r)| r.family == family)
+            .map(|(name, r)| (name, r));
+        owned
+            .chain(ra)
+            .min_by_key(|(_, r)| (r.metric, r.ifindex))
+            .map(|(name, r)| (name.clone(), r.ifindex))
     }
 
     /// Per family, the move of the route in use to another interface since the last call, if
@@ -123,12 +198,7 @@ impl RouteModel {
     pub fn moves(&mut self, cfg: &Config, at: Instant) -> Vec<RouteInUseMoved> {
         let mut out = Vec::new();
         for family in [Family::V4, Family::V6] {
-            let now = self
-                .installed
-                .iter()
-                .filter(|((_, f), _)| *f == family)
-                .min_by_key(|(_, r)| r.metric)
-                .map(|((name, _), r)| (name.clone(), r.ifindex));
+            let now = self.route_in_use(family);
             out.extend(self.release_held(family, now.as_ref().map(|n| &n.0), at));
             let before = match &now {
                 Some(n) => self.in_use.insert(family, n.clone()),
@@ -150,10 +220,18 @@ impl RouteModel {
             };
             let failback =
                 matches!((metric_of(&to), metric_of(&from)), (Some(t), Some(f)) if t < f);
+            let from_cellular = self
+                .managed
+                .iter()
+                .chain(&self.previous_managed)
+                .find(|a| a.name == from)
+                .is_some_and(|a| matches!(a.uplink_type, UplinkType::Gsm | UplinkType::Cdma));
             let moved = RouteInUseMoved {
                 family,
+                from_addresses: self.last_addresses.get(&from).cloned().unwrap_or_default(),
                 from,
                 from_ifindex,
+                from_cellular,
                 to,
                 failback,
                 at,
@@ -267,6 +345,10 @@ impl RouteModel {
             effective_metric6: r6.map(|r| r.metric),
             gateway4: r4.and_then(|r| r.gateway),
             gateway6: r6.and_then(|r| r.gateway),
+            ipv6_penalty_unavailable: a
+                .ifindex
+                .filter(|i| self.ra_unavailable.contains(i))
+                .map(|_| IPV6_PENALTY_UNAVAILABLE.to_string()),
             uplink_type: a.uplink_type,
             source: match a.profile.and_then(|i| cfg.profiles.get(i)) {
                 Some(p) => format!("profile {} ({})", p.id, p.file.display()),

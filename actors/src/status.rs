@@ -93,6 +93,11 @@ pub struct IfaceStatus {
     pub effective_metric6: Option<u32>,
     pub gateway4: Option<IpAddr>,
     pub gateway6: Option<IpAddr>,
+    /// Set when router-advertised IPv6 routes on this interface cannot be demoted: the kernel
+    /// has no `net.ipv6.conf.IFACE.ra_defrtr_metric` (added in Linux 5.12), so they keep the
+    /// kernel's metric through penalties; says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_penalty_unavailable: Option<String>,
     pub uplink_type: UplinkType,
     /// `profile <id> (<file>)` or `adopted`.
     pub source: String,

@@ -18,7 +18,8 @@ use netfailover_actors::flow_resetter::FlowResetter;
 use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
 use netfailover_actors::messages::{
     Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, NextCheck,
-    ProbeDone, ResetChecks, RouteInUseMoved, RoutesChanged, Uplink, UplinksChanged,
+    ProbeDone, ReconfigureFlows, ResetChecks, RouteInUseMoved, RoutesChanged, Uplink,
+    UplinksChanged,
 };
 use netfailover_actors::model::{
     CheckConfig, Config, Connectivity, EventKind, Family, IfaceName, KernelRoute, LinkKind,
@@ -423,6 +424,8 @@ fn moved(failback: bool) -> RouteInUseMoved {
         family: Family::V4,
         from: name("eth0"),
         from_ifindex: 2,
+        from_addresses: Vec::new(),
+        from_cellular: false,
         to: name("wlan0"),
         failback,
         at: tokio::time::Instant::now(),
@@ -430,7 +433,8 @@ fn moved(failback: bool) -> RouteInUseMoved {
 }
 
 #[actix::test]
-async fn flow_resetter_alone_resets_a_failover_but_not_a_failback_by_default() {
+async fn flow_resetter_alone_resets_a_failover_and_a_failback_by_default_but_no_failback_when_off()
+{
     tokio::time::pause();
     let kernel = FakeKernel::new();
     let flows = netfailover_actors::fake::FakeFlows::watching(kernel);
@@ -446,12 +450,26 @@ async fn flow_resetter_alone_resets_a_failover_but_not_a_failback_by_default() {
     resetter.do_send(moved(true));
     settle().await;
     let resets = flows.resets();
-    assert_eq!(resets.len(), 1, "the failover only");
+    assert_eq!(resets.len(), 2, "the failover and the fail-back");
     assert_eq!(
         (resets[0].scope.iface.as_str(), resets[0].scope.ifindex),
         ("eth0", 2)
     );
-    assert_eq!(board.flow_resets().len(), 1, "recorded on the board");
+    assert_eq!(board.flow_resets().len(), 2, "recorded on the board");
+    let mut cfg = Config::default();
+    cfg.flows.on_failback = false;
+    resetter.do_send(ReconfigureFlows(Arc::new(cfg)));
+    resetter.do_send(moved(true));
+    resetter.do_send(moved(false));
+    settle().await;
+    assert_eq!(flows.resets().len(), 3, "the failover only");
+    // A cellular backup's flows move back whatever `on_failback` says.
+    resetter.do_send(RouteInUseMoved {
+        from_cellular: true,
+        ..moved(true)
+    });
+    settle().await;
+    assert_eq!(flows.resets().len(), 4, "off the cellular backup");
 }
 
 // ---------------------------------------------------------------------------------------------

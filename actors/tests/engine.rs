@@ -826,6 +826,18 @@ fn world_with_flows() -> FakeWorld {
     w
 }
 
+/// eth0's flow to the Internet and its NAT entry are gone; wlan0's NAT entry is kept.
+fn assert_only_eth0_internet_flow_reset(w: &FakeWorld) {
+    assert!(!w
+        .flows
+        .sockets()
+        .contains(&sock("198.51.100.2", "203.0.113.10")));
+    assert_eq!(
+        w.flows.conntrack(),
+        vec![ct("203.0.113.10", "198.51.100.130")]
+    );
+}
+
 #[actix::test]
 async fn failover_resets_the_flows_pinned_to_the_demoted_uplink_after_the_routes_moved() {
     let w = world_with_flows();
@@ -844,14 +856,7 @@ async fn failover_resets_the_flows_pinned_to_the_demoted_uplink_after_the_routes
     );
     // Only the flow to the Internet through eth0 and its NAT entry are gone.
     assert_eq!(w.flows.sockets().len(), 4);
-    assert!(!w
-        .flows
-        .sockets()
-        .contains(&sock("198.51.100.2", "203.0.113.10")));
-    assert_eq!(
-        w.flows.conntrack(),
-        vec![ct("203.0.113.10", "198.51.100.130")]
-    );
+    assert_only_eth0_internet_flow_reset(&w);
     let records = h.flow_resets();
     assert_eq!(records.len(), 1);
     let r = &records[0];
@@ -876,16 +881,15 @@ async fn failover_resets_the_flows_pinned_to_the_demoted_uplink_after_the_routes
         |e| matches!(e, HistoryEntry::FlowsReset { flows_reset } if flows_reset.iface.as_str() == "eth0")
     ));
 
-    // Fail-back onto the recovered primary: defaults reset nothing.
+    // Fail-back onto the recovered primary: by default the backup's flows are reset too (no
+    // source route keeps them on the backup; through the primary they would hang).
     w.kernel.set_carrier("eth0", true);
     pass(Duration::from_millis(100)).await;
     assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
-    assert_eq!(
-        w.flows.resets().len(),
-        1,
-        "fail-back resets nothing by default"
-    );
-    assert!(w
+    let resets = w.flows.resets();
+    assert_eq!(resets.len(), 2, "fail-back resets by default: {resets:?}");
+    assert_eq!(resets[1].scope.iface.as_str(), "wlan0");
+    assert!(!w
         .flows
         .sockets()
         .contains(&sock("198.51.100.130", "203.0.113.10")));
@@ -940,10 +944,9 @@ async fn a_move_off_an_unchecked_primary_resets_once_its_checks_fail() {
 }
 
 #[actix::test]
-async fn failback_resets_when_configured_and_disabled_resets_nothing() {
+async fn failback_resets_by_default_and_disabled_resets_nothing() {
     let w = world_with_flows();
     let mut cfg = config();
-    cfg.flows.on_failback = true;
     let h = started(&w, cfg.clone()).await;
     w.kernel.set_carrier("eth0", false);
     settle().await;
@@ -967,6 +970,41 @@ async fn failback_resets_when_configured_and_disabled_resets_nothing() {
     assert_eq!(w.flows.resets()[1].route_in_use.as_deref(), Some("eth0"));
     assert!(h.flow_resets()[1].failback);
 
+    // `on_failback = false` by a reload: the next fail-back leaves the backup's flows alone.
+    cfg.flows.on_failback = false;
+    h.reload(cfg.clone());
+    settle().await;
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    w.kernel.set_carrier("eth0", true);
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+    let scopes: Vec<String> = w
+        .flows
+        .resets()
+        .iter()
+        .map(|r| r.scope.iface.to_string())
+        .collect();
+    assert_eq!(scopes, vec!["eth0", "wlan0", "eth0"], "no fail-back reset");
+
+    // Even so, a cellular (metered) backup's flows move back to the primary.
+    w.kernel.set_carrier("eth0", false);
+    w.kernel.set_carrier("wlan0", false);
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wwan0"));
+    w.kernel.set_carrier("eth0", true);
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("eth0"));
+    let last = w.flows.resets().pop().map(|r| r.scope.iface.to_string());
+    assert_eq!(
+        last.as_deref(),
+        Some("wwan0"),
+        "the cellular backup is reset"
+    );
+    let n = w.flows.resets().len();
+    w.kernel.set_carrier("wlan0", true);
+    pass(Duration::from_secs(3)).await;
+
     // Switched off by a reload: moves reset nothing.
     cfg.flows.enabled = false;
     h.reload(cfg);
@@ -974,7 +1012,86 @@ async fn failback_resets_when_configured_and_disabled_resets_nothing() {
     w.kernel.set_carrier("eth0", false);
     settle().await;
     assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
-    assert_eq!(w.flows.resets().len(), 2);
+    assert_eq!(w.flows.resets().len(), n);
+}
+
+/// A modem unplugged (`ip link del`): the interface and its addresses are gone when the reset
+/// runs, so it matches the addresses RouteManager last saw on it; its pinned socket and NAT
+/// entry are reset, the backup's are not.
+#[actix::test]
+async fn a_vanished_interface_is_reset_with_the_addresses_it_last_had() {
+    let w = world_with_flows();
+    let eth0 = addr("198.51.100.2", 25);
+    w.kernel.set_addresses("eth0", vec![eth0]);
+    w.kernel
+        .set_addresses("wlan0", vec![addr("198.51.100.130", 25)]);
+    let _h = started(&w, config()).await;
+    // Unplugged: the kernel has no eth0 and no addresses on it any more.
+    let ifindex = w.kernel.link("eth0").ifindex;
+    w.flows.set_addresses(ifindex, vec![]);
+    w.kernel.remove_link("eth0");
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
+    let resets = w.flows.resets();
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!(resets[0].scope.iface.as_str(), "eth0");
+    assert_eq!(resets[0].scope.last_addresses, vec![eth0]);
+    assert_only_eth0_internet_flow_reset(&w);
+}
+
+/// IPv6 from router advertisements (`proto ra`, never owned): the RA routes count for the
+/// route in use, so a carrier loss on eth0 (its RA route deleted) moves the IPv6 route in use
+/// to wlan0's RA route and resets eth0's IPv6 flows, as for IPv4.
+#[actix::test]
+async fn a_move_of_the_router_advertised_ipv6_route_resets_the_ipv6_flows() {
+    const RA: u8 = 9;
+    let w = world_with_flows();
+    let mut cfg = config();
+    let mut v6 = Vec::new();
+    for (i, (n, metric)) in [("eth0", 100), ("wlan0", 600)].into_iter().enumerate() {
+        let ifindex = w.kernel.link(n).ifindex;
+        let ra = KernelRoute {
+            family: Family::V6,
+            ifindex,
+            gateway: Some("fe80::1".parse().unwrap()),
+            metric,
+            protocol: RA,
+        };
+        w.kernel.add_route_by_hand(ra);
+        cfg.profiles[i].ipv6.manage_default = true;
+        let a = addr(&format!("2001:db8:{}::2", i + 1), 64);
+        w.flows.set_addresses(ifindex, vec![a]);
+        v6.push(sock(&a.addr.to_string(), "2001:db8:99::1"));
+    }
+    for s in &v6 {
+        w.flows.add_socket(*s);
+    }
+    let _h = started(&w, cfg).await;
+    assert!(w.flows.resets().is_empty(), "a start resets nothing");
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    let scopes: Vec<(String, Family)> = w
+        .flows
+        .resets()
+        .iter()
+        .map(|r| (r.scope.iface.to_string(), r.scope.family))
+        .collect();
+    assert!(
+        scopes.contains(&("eth0".into(), Family::V6)),
+        "the IPv6 route in use moved: {scopes:?}"
+    );
+    let v6_reset = w
+        .flows
+        .resets()
+        .into_iter()
+        .find(|r| r.scope.family == Family::V6)
+        .unwrap();
+    assert_eq!(v6_reset.route_in_use.as_deref(), Some("wlan0"));
+    assert!(
+        !w.flows.sockets().contains(&v6[0]),
+        "eth0's IPv6 socket reset"
+    );
+    assert!(w.flows.sockets().contains(&v6[1]), "wlan0's kept");
 }
 
 #[actix::test]
@@ -1619,6 +1736,11 @@ async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
     cfg.profiles[0].ipv6.manage_default = true; // method auto: the IPv6 route comes from RAs
     let h = started(&w, cfg).await;
     assert_eq!(state_of(&h, "eth0"), Connectivity::Full);
+    assert!(h
+        .status()
+        .interfaces
+        .iter()
+        .all(|i| i.ipv6_penalty_unavailable.is_none()));
     let key = "net.ipv6.conf.eth0.ra_defrtr_metric";
     assert_eq!(w.kernel.sysctl_get(key).as_deref(), Some("100"));
     // The RA route was at another metric: solicitations so the router's answer moves it (one
@@ -1670,6 +1792,42 @@ async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
     w.kernel.set_carrier("eth0", true);
     settle().await;
     assert_eq!(w.kernel.solicitations().len(), before + 1);
+}
+
+/// A kernel without `ra_defrtr_metric` (before 5.12): the IPv6 penalty cannot work, which is
+/// said in `status` (per interface) instead of being silently recorded as done (a kernel with
+/// it says nothing: `router_advertised_routes_are_demoted_and_removed_with_the_link`).
+#[actix::test]
+async fn a_kernel_without_ra_defrtr_metric_shows_the_ipv6_penalty_unavailable() {
+    const RA: u8 = 9;
+    {
+        let w = world();
+        w.kernel.sysctl_missing("ra_defrtr_metric");
+        let eth0 = w.kernel.link("eth0").ifindex;
+        w.kernel.add_route_by_hand(KernelRoute {
+            family: Family::V6,
+            ifindex: eth0,
+            gateway: Some("fe80::1".parse().unwrap()),
+            metric: 1024,
+            protocol: RA,
+        });
+        let mut cfg = config();
+        cfg.profiles[0].ipv6.manage_default = true;
+        let h = started(&w, cfg).await;
+        let st = h.status();
+        let why = |n: &str| {
+            st.interfaces
+                .iter()
+                .find(|i| i.name.as_str() == n)
+                .and_then(|i| i.ipv6_penalty_unavailable.clone())
+        };
+        assert!(why("eth0").is_some_and(|w| w.contains("5.12")), "{st:?}");
+        assert!(why("wlan0").is_none(), "no IPv6 managed there");
+        assert!(
+            w.kernel.solicitations().is_empty(),
+            "nothing to solicit for"
+        );
+    }
 }
 
 /// A corrupt journal (or a lost one) never restarts ids at 1: they continue above the

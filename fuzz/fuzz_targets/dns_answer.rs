@@ -10,7 +10,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use netfailover::engine::model::CheckConfig;
 use netfailover::engine::ports::Verdict;
-use netfailover::lab::hostile::{
+use netfailover_lab::hostile::{
     isolate_current_thread, lo_request, HostileDns, HostileHttp, HttpAnswer,
 };
 use netfailover::os::probe::HttpProbe;

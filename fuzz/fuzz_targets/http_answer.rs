@@ -10,7 +10,7 @@ use std::time::Duration;
 use libfuzzer_sys::fuzz_target;
 use netfailover::engine::model::CheckConfig;
 use netfailover::engine::ports::Verdict;
-use netfailover::lab::hostile::{isolate_current_thread, lo_request, HostileHttp, HttpAnswer};
+use netfailover_lab::hostile::{isolate_current_thread, lo_request, HostileHttp, HttpAnswer};
 use netfailover::os::probe::HttpProbe;
 
 const TIMEOUT: Duration = Duration::from_millis(500);

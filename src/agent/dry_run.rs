@@ -156,6 +156,10 @@ impl RouteTable for DryRunRoutes {
         self.write(PlannedChange::DeleteRoute { route })
     }
 
+    fn list_addresses(&self) -> BoxFuture<'static, PortResult<Vec<(u32, IfaceAddr)>>> {
+        self.real.list_addresses()
+    }
+
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
         self.plan
             .record(PlannedChange::AddAddress { ifindex, addr });

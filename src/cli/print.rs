@@ -137,6 +137,11 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
         "flow resets: {}   sockets destroyed: {}   conntrack entries deleted: {}   failures: {}\n",
         f.resets, f.sockets_destroyed, f.conntrack_deleted, f.failures
     );
+    for i in &status.interfaces {
+        if let Some(why) = &i.ipv6_penalty_unavailable {
+            let _ = writeln!(out, "{}: IPv6 penalty unavailable: {why}\n", i.name);
+        }
+    }
     if let Some(line) = journal_behind(&status.journal) {
         let _ = writeln!(out, "{line}\n");
     }

@@ -5,7 +5,7 @@
 //! The socket is opened in the calling thread's network namespace (like the netlink sockets),
 //! bound to the interface, and its multicast leaves with hop limit 255: receivers drop neighbour
 //! discovery messages with any other hop limit. The kernel fills in the ICMPv6 checksum of raw
-//! ICMPv6 sockets. The lab's router (`netfailover::lab::router`) uses the same socket to
+//! ICMPv6 sockets. The lab's router (`netfailover_lab::router`, tests/lab/src/router.rs) uses the same socket to
 //! advertise.
 
 use std::ffi::OsString;

@@ -109,8 +109,8 @@ fn link_counters(link: &LinkMessage) -> Option<IfaceTraffic> {
     })
 }
 
-/// The local addresses of one address message.
-fn address_of(msg: &AddressMessage) -> Option<(IpAddr, u32)> {
+/// The local address of one address message, with its interface index.
+pub(crate) fn address_of(msg: &AddressMessage) -> Option<(IpAddr, u32)> {
     // IPv4 point-to-point links put the local address in IFA_LOCAL and the peer in
     // IFA_ADDRESS; everywhere else both are the local address.
     let local = msg.attributes.iter().find_map(|a| match a {

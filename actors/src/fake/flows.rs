@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::{lock, FakeKernel};
-use crate::flows::{ConntrackFlow, Pinned, SocketFlow};
+use crate::flows::{merge_addresses, ConntrackFlow, Pinned, SocketFlow};
 use crate::model::IfaceAddr;
 use crate::ports::{FlowFailure, FlowResetReport, FlowScope, FlowTable};
 
@@ -50,7 +50,8 @@ impl FakeFlows {
         flows
     }
 
-    /// The addresses of interface `ifindex` (the adapter reads them from the kernel).
+    /// The addresses of interface `ifindex` now (the adapter reads them from the kernel; a reset
+    /// also matches the scope's remembered ones).
     pub fn set_addresses(&self, ifindex: u32, addresses: Vec<IfaceAddr>) {
         lock(&self.inner).addresses.insert(ifindex, addresses);
     }
@@ -108,11 +109,12 @@ impl FlowTable for FakeFlows {
                 tokio::time::sleep(delay).await;
             }
             let mut st = lock(&inner);
-            let addresses = st
+            let mut addresses = st
                 .addresses
                 .get(&scope.ifindex)
                 .cloned()
                 .unwrap_or_default();
+            merge_addresses(&mut addresses, &scope.last_addresses);
             let pinned = Pinned::new(scope.family, &addresses);
             let (sockets, conntrack) = (st.sockets.len(), st.conntrack.len());
             st.sockets.retain(|s| !pinned.socket(s));

@@ -45,6 +45,8 @@ struct KernelState {
     solicitations: Vec<u32>,
     /// Modem control devices and their network interface (a fake sysfs).
     control_devices: HashMap<String, IfaceName>,
+    /// Sysctl keys ending so do not exist (an older kernel): writes are `NotFound`.
+    missing_sysctls: Vec<String>,
 }
 
 /// One route write the fake kernel accepted.
@@ -183,6 +185,7 @@ impl FakeKernel {
         let mut s = lock(&self.state);
         s.links.remove(&ifindex);
         s.routes.retain(|r| r.ifindex != ifindex);
+        s.addresses.retain(|(i, _)| *i != ifindex);
         s.notify(LinkUpdate::Removed { ifindex });
     }
 
@@ -265,6 +268,23 @@ impl FakeKernel {
 
     pub fn addresses(&self) -> Vec<(u32, IfaceAddr)> {
         lock(&self.state).addresses.clone()
+    }
+
+    /// Sets interface `name`'s addresses (a DHCP client or SLAAC did), announced like the
+    /// kernel's address notifications.
+    pub fn set_addresses(&self, name: &str, addresses: Vec<IfaceAddr>) {
+        let ifindex = self.ifindex_of(name);
+        let mut s = lock(&self.state);
+        s.addresses.retain(|(i, _)| *i != ifindex);
+        s.addresses
+            .extend(addresses.into_iter().map(|a| (ifindex, a)));
+        s.notify(LinkUpdate::RoutesChanged);
+    }
+
+    /// Sysctl keys ending with `suffix` do not exist from now on (`ra_defrtr_metric` on a
+    /// kernel before 5.12): writes fail with `NotFound`.
+    pub fn sysctl_missing(&self, suffix: &str) {
+        lock(&self.state).missing_sysctls.push(suffix.into());
     }
 
     pub fn sysctl_set(&self, key: &str, value: &str) {
@@ -440,6 +460,11 @@ impl RouteTable for FakeKernel {
         async { Ok(()) }.boxed()
     }
 
+    fn list_addresses(&self) -> BoxFuture<'static, PortResult<Vec<(u32, IfaceAddr)>>> {
+        let addresses = lock(&self.state).addresses.clone();
+        async move { Ok(addresses) }.boxed()
+    }
+
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {
         let mut s = lock(&self.state);
         if !s.addresses.contains(&(ifindex, addr)) {
@@ -460,7 +485,11 @@ impl Sysctl for FakeKernel {
     }
 
     fn write(&self, key: String, value: String) -> BoxFuture<'static, PortResult<()>> {
-        lock(&self.state).sysctls.insert(key, value);
+        let mut s = lock(&self.state);
+        if s.missing_sysctls.iter().any(|m| key.ends_with(m.as_str())) {
+            return async move { Err(PortError::not_found(key)) }.boxed();
+        }
+        s.sysctls.insert(key, value);
         async move { Ok(()) }.boxed()
     }
 }

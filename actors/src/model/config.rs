@@ -261,8 +261,10 @@ impl DnsConfig {
 pub struct FlowsConfig {
     /// Reset flows when the route in use moves to another interface (a failover).
     pub enabled: bool,
-    /// Also when it moves back onto a more preferred uplink (a fail-back): off by default,
-    /// since flows on the backup still work.
+    /// Also when it moves back onto a more preferred uplink (a fail-back): on by default, since
+    /// without a source route for the backup's address (none is installed by the daemon) a
+    /// connection opened on the backup leaves through the primary with the backup's source
+    /// address and hangs where the primary's ISP drops foreign sources.
     pub on_failback: bool,
 }
 
@@ -270,7 +272,7 @@ impl Default for FlowsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            on_failback: false,
+            on_failback: true,
         }
     }
 }

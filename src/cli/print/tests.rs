@@ -29,9 +29,9 @@ fn config_problems_end_the_status_only_when_there_are_some() {
     );
 }
 
-#[test]
-fn status_table_reads_at_a_glance() {
-    let status = EngineStatus {
+/// One LIMITED, suspected interface and a running dispatcher.
+fn sample_status() -> EngineStatus {
+    EngineStatus {
         connectivity: Connectivity::Full,
         interfaces: vec![IfaceStatus {
             name: IfaceName::new("eth0").unwrap(),
@@ -44,6 +44,7 @@ fn status_table_reads_at_a_glance() {
             effective_metric6: None,
             gateway4: None,
             gateway6: None,
+            ipv6_penalty_unavailable: None,
             uplink_type: UplinkType::Ethernet,
             source: "adopted".into(),
             dns: vec![],
@@ -74,7 +75,30 @@ fn status_table_reads_at_a_glance() {
             last_failure: None,
         }],
         ..Default::default()
-    };
+    }
+}
+
+/// An interface whose kernel lacks `ra_defrtr_metric` gets its own line; others none.
+#[test]
+fn status_says_when_the_ipv6_penalty_is_unavailable() {
+    let status = sample_status();
+    let text = format_status(&status, 13_000);
+    assert!(
+        !text.contains("IPv6 penalty unavailable"),
+        "available: no line"
+    );
+    let mut old_kernel = status;
+    old_kernel.interfaces[0].ipv6_penalty_unavailable = Some("no ra_defrtr_metric".into());
+    let text = format_status(&old_kernel, 13_000);
+    assert!(
+        text.contains("eth0: IPv6 penalty unavailable: no ra_defrtr_metric"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_table_reads_at_a_glance() {
+    let status = sample_status();
     let text = format_status(&status, 13_000);
     let row = text.lines().nth(1).unwrap();
     for part in [

@@ -262,7 +262,7 @@ mod tests {
         assert_eq!(s.netlink_rcvbuf, 4 << 20);
         assert!(s.adopt);
         assert!(s.flows.enabled);
-        assert!(!s.flows.on_failback);
+        assert!(s.flows.on_failback);
         // One entry per key of every section, all defaults.
         assert!(s.entries.len() >= 17, "{:?}", s.entries);
         assert!(s.entries.iter().all(|e| e.origin == Origin::Default));
@@ -293,31 +293,31 @@ mod tests {
     /// its default alone, with the file's line.
     #[test]
     fn flows_section_reads_and_falls_back_per_key() {
-        let (s, problems) = with("[flows]\nenabled = false\non_failback = true\n", &[]);
+        let (s, problems) = with("[flows]\nenabled = false\non_failback = false\n", &[]);
         assert!(problems.is_empty(), "{problems:?}");
         assert!(!s.flows.enabled);
-        assert!(s.flows.on_failback);
+        assert!(!s.flows.on_failback);
         assert!(matches!(s.origin("flows.enabled"), Origin::File(_)));
 
         let (s, _) = with(
             "[flows]\nenabled = false\n",
-            &[("NETFAILOVER_FLOWS__ON_FAILBACK", "true")],
+            &[("NETFAILOVER_FLOWS__ON_FAILBACK", "false")],
         );
         assert!(!s.flows.enabled);
-        assert!(s.flows.on_failback);
+        assert!(!s.flows.on_failback);
         assert_eq!(
             s.origin("flows.on_failback"),
             Origin::Env("NETFAILOVER_FLOWS__ON_FAILBACK".into())
         );
 
-        let toml = "[flows]\non_failback = true\n\nenabled = \"no\"\n";
+        let toml = "[flows]\non_failback = false\n\nenabled = \"no\"\n";
         assert_eq!(
             errors(toml, &[]),
             "netfailover.toml:4: error: flows.enabled: invalid type: string \"no\", expected a boolean"
         );
         let (s, _) = with(toml, &[]);
         assert!(s.flows.enabled, "default");
-        assert!(s.flows.on_failback, "the other key keeps its value");
+        assert!(!s.flows.on_failback, "the other key keeps its value");
         let (_, problems) = with("[flows]\nreset = true\n", &[]);
         assert_eq!(
             problems,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use netfailover_actors::flows::Pinned;
+use netfailover_actors::flows::{merge_addresses, Pinned};
 use netfailover_actors::model::{Family, IfaceAddr};
 use netfailover_actors::ports::{
     FlowFailure, FlowFailureKind, FlowResetReport, FlowScope, FlowTable,
@@ -167,8 +167,14 @@ pub fn interface_addresses(iface: &str) -> std::io::Result<Vec<IfaceAddr>> {
 /// The whole reset, blocking, in the calling thread's namespace.
 pub fn reset_blocking(scope: &FlowScope) -> FlowResetReport {
     let mut report = FlowResetReport::default();
-    let addresses = match interface_addresses(scope.iface.as_str()) {
+    let mut addresses = match interface_addresses(scope.iface.as_str()) {
         Ok(a) => a,
+        // Without the current ones the remembered addresses still match (a vanished
+        // interface's flows are what they are for).
+        Err(e) if !scope.last_addresses.is_empty() => {
+            tracing::warn!(iface = %scope.iface, error = %e, "reading the interface's addresses failed; resetting with the last ones known");
+            Vec::new()
+        }
         Err(e) => {
             return report_of(failure(
                 FlowFailureKind::Failed,
@@ -177,11 +183,12 @@ pub fn reset_blocking(scope: &FlowScope) -> FlowResetReport {
             ))
         }
     };
+    merge_addresses(&mut addresses, &scope.last_addresses);
     let pinned = Pinned::new(scope.family, &addresses);
     report.addresses = pinned.addresses().to_vec();
     if report.addresses.is_empty() {
-        // No address of the family left (DHCP released it, the link is gone): nothing can be
-        // matched, nothing is touched.
+        // No address of the family, now or remembered: nothing can be matched, nothing is
+        // touched.
         return report;
     }
     destroy_sockets(scope, &pinned, &mut report);

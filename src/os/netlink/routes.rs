@@ -17,7 +17,8 @@
 //!   wildcard (no gateway, IPv4 metric 0, protocol 0, ifindex 0) and would delete the first
 //!   route that matches the rest; for such a route the adapter first checks that exactly this
 //!   route exists, so it never deletes a different one.
-//! - **Addresses**: `ensure_address` adds with `NLM_F_EXCL` and treats EEXIST as success.
+//! - **Addresses**: `ensure_address` adds with `NLM_F_EXCL` and treats EEXIST as success;
+//!   `list_addresses` dumps every interface's addresses (IFA_LOCAL, else IFA_ADDRESS).
 //! - **Router solicitation**: one RS on the interface (`crate::os::ndisc`), opened and sent on
 //!   the calling thread so it leaves in that thread's namespace.
 
@@ -27,6 +28,7 @@ use futures::future::{BoxFuture, FutureExt};
 use futures::stream::TryStreamExt;
 use netfailover_actors::model::{Family, IfaceAddr, IfaceName, KernelRoute};
 use netfailover_actors::ports::{PortError, PortErrorKind, PortResult, RouteTable};
+use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -108,6 +110,28 @@ impl RouteTable for NetlinkRoutes {
         let result = crate::os::ndisc::solicit_router(name.as_str(), ifindex)
             .map_err(|e| PortError::failed(format!("router solicitation on {name}"), e));
         futures::future::ready(result).boxed()
+    }
+
+    fn list_addresses(&self) -> BoxFuture<'static, PortResult<Vec<(u32, IfaceAddr)>>> {
+        let handle = self.handle.clone();
+        async move {
+            let messages: Vec<AddressMessage> = handle
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| port_error("list addresses".into(), e))?;
+            Ok(messages
+                .iter()
+                .filter_map(|m| {
+                    let (addr, ifindex) = crate::os::traffic::address_of(m)?;
+                    let prefix_len = m.header.prefix_len;
+                    Some((ifindex, IfaceAddr { addr, prefix_len }))
+                })
+                .collect())
+        }
+        .boxed()
     }
 
     fn ensure_address(&self, ifindex: u32, addr: IfaceAddr) -> BoxFuture<'static, PortResult<()>> {

@@ -151,6 +151,7 @@ fn reset_aborts_only_the_sockets_pinned_to_the_demoted_interface() {
             iface: IfaceName::new("eth0").unwrap(),
             ifindex: eth0,
             family: Family::V4,
+            last_addresses: Vec::new(),
         });
         (report, pinned, others)
     })
@@ -260,6 +261,7 @@ fn ipv6_reset_aborts_the_pinned_socket_and_deletes_only_the_pinned_conntrack_ent
             iface: IfaceName::new("eth0").unwrap(),
             ifindex: eth0,
             family: Family::V6,
+            last_addresses: Vec::new(),
         });
         let left: Vec<_> = [Family::V6, Family::V4]
             .into_iter()

@@ -325,6 +325,8 @@ fn ipv6_metric_zero_is_1024_and_wildcard_deletes_stay_exact() {
     .unwrap();
 }
 
+/// `ensure_address` twice is one address; `list_addresses` reports both families with their
+/// prefix lengths on the right interface.
 #[test]
 fn ensure_address_is_idempotent() {
     if !require_root("ensure_address_is_idempotent") {
@@ -347,6 +349,18 @@ fn ensure_address_is_idempotent() {
             prefix_len: 24,
         };
         assert!(routes.ensure_address(9999, missing).await.is_err());
+        let listed = routes.list_addresses().await.expect("address dump");
+        for (addr, prefix_len) in [("192.0.2.77", 24), ("2001:db8::77", 64)] {
+            let want = IfaceAddr {
+                addr: addr.parse().unwrap(),
+                prefix_len,
+            };
+            assert!(listed.contains(&(ifindex, want)), "{want} in {listed:?}");
+        }
+        assert!(!listed
+            .iter()
+            .any(|(i, a)| *i != ifindex
+                && a.addr == "192.0.2.77".parse::<std::net::IpAddr>().unwrap()));
     })
     .unwrap();
     let shown = w.dev.ip(&["addr", "show", "dev", "u0"]).unwrap();

@@ -463,7 +463,17 @@ impl AppLab {
         interval_secs: u32,
         settings: &str,
     ) -> Result<Self, LabError> {
-        let mut world = World::build()?;
+        Self::start_in(World::build()?, exe, dir, interval_secs, settings)
+    }
+
+    /// [`AppLab::start_with`] in a world the caller built (with IPv6, say: [`World::add_ipv6`]).
+    pub fn start_in(
+        mut world: World,
+        exe: &Path,
+        dir: &Path,
+        interval_secs: u32,
+        settings: &str,
+    ) -> Result<Self, LabError> {
         world.start_servers()?;
         for addr in [ECHO, DEAD_PEER, SINK] {
             world

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! No NAT: the Internet namespace routes each device subnet back through its ISP, so the check
-//! server sees which uplink a request came through. Every namespace is deleted when the world
+//! server sees which uplink a request came through. [`World::add_ipv6`] adds IPv6 on every
+//! uplink the normal way, from router advertisements (one router per ISP, `src/lab/router.rs`):
+//! device `2001:db8:N::2/64`, ISP `2001:db8:N::1`, Internet echo address [`ECHO6`]. Every namespace is deleted when the world
 //! is dropped ([`Netns`] does it), also on error paths.
 
 use std::fmt::Write as _;
@@ -23,6 +25,7 @@ use std::sync::Mutex;
 
 use super::internet::{Behaviour, CheckServer, DnsResponder, InternetError};
 use super::netns::{self, Netns, NetnsError};
+use super::router::Advertiser;
 
 /// The check server's address in the Internet namespace.
 pub const CHECK_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
@@ -30,6 +33,8 @@ pub const CHECK_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const DNS_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 53);
 /// The check host name (`.test` is reserved for testing, RFC 2606), answered by the lab DNS.
 pub const CHECK_HOST: &str = "check.netfailover.test";
+/// An IPv6 echo address in the Internet namespace (after [`World::add_ipv6`]).
+pub const ECHO6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 7);
 /// Where the captive portal redirects to.
 pub const PORTAL_LOCATION: &str = "http://portal.netfailover.test/login";
 
@@ -114,6 +119,9 @@ pub struct World {
     /// Captive portals running in an ISP namespace, by uplink.
     portals: Mutex<Vec<(String, CheckServer)>>,
     pub servers: Option<Servers>,
+    /// IPv6 routers, one per ISP, after [`World::add_ipv6`]; the keyfiles then say
+    /// `[ipv6] method=auto`.
+    pub routers: Vec<Advertiser>,
     pub uplinks: Vec<Uplink>,
     pub device: Netns,
     pub internet: Netns,
@@ -181,6 +189,7 @@ impl World {
         Ok(Self {
             portals: Mutex::new(Vec::new()),
             servers: None,
+            routers: Vec::new(),
             uplinks,
             device,
             internet,
@@ -199,6 +208,63 @@ impl World {
             0,
         )?;
         self.servers = Some(Servers { check, dns });
+        Ok(())
+    }
+
+    /// IPv6 on every uplink, from router advertisements: the device gets `2001:db8:N::2/64`
+    /// (static, no prefix in the advertisements) and learns its default route from ISP `N`'s
+    /// router (`2001:db8:N::1`, advertising on `down0`), whose upstream is `2001:db8:ff:N::/64`
+    /// towards the Internet, which routes `2001:db8:N::/64` back through ISP `N` and holds
+    /// [`ECHO6`] on `lo`. The keyfiles written after this say `[ipv6] method=auto`.
+    pub fn add_ipv6(&mut self) -> Result<(), LabError> {
+        self.internet
+            .ip(&["addr", "add", &format!("{ECHO6}/128"), "dev", "lo"])?;
+        self.internet.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+        for (n, u) in self.uplinks.iter().enumerate() {
+            let (net, up) = (format!("2001:db8:{n}::"), format!("2001:db8:ff:{n}::"));
+            let inet_if = inet_side(n + 1);
+            self.device.ip(&[
+                "addr",
+                "add",
+                &format!("{net}2/64"),
+                "dev",
+                u.iface,
+                "nodad",
+            ])?;
+            // A router joins all-routers (ff02::2) and hears solicitations; its link-local
+            // address (the advertisements' source) survives a pulled cable.
+            u.isp.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+            u.isp.sysctl("net.ipv6.conf.down0.keep_addr_on_down", "1")?;
+            u.isp.ip(&[
+                "addr",
+                "add",
+                &format!("{net}1/64"),
+                "dev",
+                "down0",
+                "nodad",
+            ])?;
+            u.isp
+                .ip(&["addr", "add", &format!("{up}1/64"), "dev", "up0", "nodad"])?;
+            self.internet.ip(&[
+                "addr",
+                "add",
+                &format!("{up}2/64"),
+                "dev",
+                &inet_if,
+                "nodad",
+            ])?;
+            u.isp
+                .ip(&["-6", "route", "add", "default", "via", &format!("{up}2")])?;
+            self.internet.ip(&[
+                "-6",
+                "route",
+                "add",
+                &format!("{net}/64"),
+                "via",
+                &format!("{up}1"),
+            ])?;
+            self.routers.push(Advertiser::start(&u.isp, "down0")?);
+        }
         Ok(())
     }
 
@@ -410,7 +476,7 @@ impl World {
                 keyfile,
                 "[connection]\nid=lab-{iface}\ntype={kind}\ninterface-name={iface}\n\n{section}\
                  [ipv4]\nmethod=manual\naddress1={addr}/30,{gw}\nroute-metric={metric}\n\n\
-                 [ipv6]\nmethod=ignore\n",
+                 [ipv6]\nmethod={v6}\n",
                 iface = u.iface,
                 kind = u.kind.keyfile_type(),
                 // NetworkManager (and so check-config) refuses a Wi-Fi profile without an SSID.
@@ -418,6 +484,7 @@ impl World {
                 addr = u.device_addr,
                 gw = u.gateway,
                 metric = u.kind.metric(),
+                v6 = if self.routers.is_empty() { "ignore" } else { "auto" },
             );
             write(
                 dir.join("system-connections")
