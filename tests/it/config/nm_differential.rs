@@ -29,21 +29,40 @@ fn helper() -> PathBuf {
 }
 
 /// Runs a command with a timeout (the helper loads GObject introspection: seconds, not minutes).
+/// Its output is drained by threads while it runs: the corpus's JSON is larger than a pipe
+/// buffer, and a child blocked on a full pipe would never exit.
 fn run(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
     let deadline = std::time::Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             panic!("{cmd:?} ran over {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
-    child.wait_with_output().expect("output")
 }
 
 fn libnm_available() -> bool {
