@@ -98,10 +98,8 @@ fn rejections_name_the_line() {
     );
     assert_eq!(
         err("[connection]\nid=x\n"),
-        "p:1: error: profile skipped: connection.type is missing"
+        "p:1: error: profile skipped: connection.type is missing and no section names one (NetworkManager refuses the profile)"
     );
-    assert!(err("[connection]\ntype=ethernet\n[ipv4]\nmethod=auto\nroute-metric=4294967295\n")
-        .starts_with("p:5: error: profile skipped: ipv4.route-metric: route metric 4294967295 is out of range"));
     assert!(err("[connection]\ntype=ethernet\n[ipv4]\nmethod=manual\n")
         .starts_with("p:4: error: profile skipped: ipv4.method=manual needs an address"));
 }
@@ -224,4 +222,168 @@ fn latin1_comment_is_fine_but_a_bom_is_refused() {
     assert!(p.is_some() && problems.is_empty(), "{problems:?}");
     assert!(err("\u{feff}[connection]\ntype=ethernet\n")
         .starts_with("p:1: error: profile skipped: line"));
+}
+
+fn warnings_of(text: &str) -> (LoadedProfile, Vec<String>) {
+    let (p, problems) = load(text);
+    (p.expect("profile loads"), problems)
+}
+
+#[test]
+fn a_missing_type_comes_from_the_section_with_a_warning() {
+    let (p, w) =
+        warnings_of("[connection]\nid=x\n\n[802-3-ethernet]\nmac-address=02:00:00:00:00:01\n");
+    assert_eq!(p.nm_type.short, "ethernet");
+    assert!(p.is_managed());
+    assert_eq!(p.profile.matches, IfaceMatch::Mac([2, 0, 0, 0, 0, 1]));
+    assert_eq!(w, ["p:4: warning: connection.type is missing; type ethernet from the [ethernet] section, as NetworkManager infers it (add type=ethernet)"]);
+    let (p, _) = warnings_of("[connection]\nid=x\n[wifi]\nssid=Example\n");
+    assert_eq!(p.nm_type.short, "wifi");
+    assert_eq!(p.profile.ipv4.metric.get(), 600);
+    assert!(err("[connection]\nid=x\n[ethernet]\n[wifi]\nssid=E\n")
+        .ends_with("connection.type is missing and [ethernet], [wifi] leave it ambiguous (NetworkManager refuses the profile)"));
+    assert!(err("[connection]\nid=x\n[wifi]\nmode=ap\n").contains("wifi.ssid is missing"));
+}
+
+#[test]
+fn route_metric_integers_as_networkmanager_reads_them() {
+    let metric = |m: &str| {
+        warnings_of(&format!(
+            "[connection]\ntype=ethernet\n[ipv4]\nmethod=auto\nroute-metric={m}\n"
+        ))
+    };
+    assert_eq!(metric("0x10").0.profile.ipv4.metric.get(), 16);
+    assert_eq!(metric("010").0.profile.ipv4.metric.get(), 8);
+    assert_eq!(metric("+5").0.profile.ipv4.metric.get(), 5);
+    let (p, w) = metric("08");
+    assert_eq!((p.profile.ipv4.metric.get(), w.len()), (100, 1));
+    // Above 2^31-1 NetworkManager still accepts it; netfailover caps it, with a warning.
+    let (p, w) = metric("4294967295");
+    assert_eq!(p.profile.ipv4.metric.get(), 2_147_483_647);
+    assert!(p.is_managed());
+    assert!(
+        w[0].starts_with("p:5: warning: ipv4.route-metric 4294967295 is above 2147483647"),
+        "{w:?}"
+    );
+    let (p, w) = metric("4294967296");
+    assert_eq!(p.profile.ipv4.metric.get(), 100);
+    assert!(w[0].contains("out of range"), "{w:?}");
+}
+
+#[test]
+fn a_port_type_comes_from_its_port_section() {
+    let (p, w) = warnings_of(
+        "[connection]\ntype=ethernet\ninterface-name=eth1\nmaster=br0\n[bridge-port]\n",
+    );
+    assert!(!p.is_managed());
+    assert_eq!(
+        p.not_managed.as_deref(),
+        Some("a bridge port of br0 has no IP configuration of its own")
+    );
+    assert!(
+        w[0].starts_with(
+            "p:4: warning: connection.master without connection.slave-type; a bridge port"
+        ),
+        "{w:?}"
+    );
+    assert!(err("[connection]\ntype=ethernet\nmaster=br0\n")
+        .contains("connection.master without connection.slave-type (NetworkManager"));
+    assert!(
+        err("[connection]\ntype=ethernet\nmaster=br0\n[bridge-port]\n[team-port]\n")
+            .contains("several port sections")
+    );
+    assert!(
+        err("[connection]\ntype=ethernet\nmaster=bond0\nslave-type=bond\n[bridge-port]\n")
+            .contains("slave-type=bond with a [bridge-port] section")
+    );
+}
+
+#[test]
+fn the_deprecated_interface_name_of_the_type_section_binds() {
+    let p = ok("[connection]\ntype=bond\n[bond]\ninterface-name=bond0\nmode=active-backup\n");
+    assert_eq!(
+        p.profile.matches,
+        IfaceMatch::Name(IfaceName::new("bond0").unwrap())
+    );
+    assert!(err("[connection]\ntype=bridge\n[bridge]\nstp=false\n")
+        .contains("connection.interface-name is missing"));
+}
+
+#[test]
+fn vlan_ids_as_networkmanager_reads_them() {
+    let p = ok("[connection]\ntype=vlan\n[vlan]\nparent=eth0\nid=0x10\n");
+    assert_eq!(
+        p.profile.matches,
+        IfaceMatch::Name(IfaceName::new("eth0.16").unwrap())
+    );
+    assert!(
+        err("[connection]\ntype=vlan\n[vlan]\nparent=eth0\nid=4095\n")
+            .contains("vlan.id 4095 is not in 0..=4094")
+    );
+}
+
+#[test]
+fn gateways_networkmanager_refuses_reject_the_profile() {
+    for (fam, addr, gw) in [
+        ("ipv6", "2001:db8::10/64", "fe80::1%eth0"),
+        ("ipv4", "192.0.2.10/24", "192.0.2.1%eth0"),
+        ("ipv4", "192.0.2.10/24", "garbage"),
+        ("ipv4", "192.0.2.10/24", ""),
+        ("ipv4", "192.0.2.10/24", "192.0.2.1 "),
+        ("ipv4", "192.0.2.10/24", "2001:db8::1"),
+    ] {
+        let e = err(&format!(
+            "[connection]\ntype=ethernet\n[{fam}]\nmethod=manual\naddress1={addr}\ngateway={gw}\n"
+        ));
+        assert!(
+            e.starts_with(&format!("p:6: error: profile skipped: {fam}.gateway:")),
+            "{gw:?}: {e}"
+        );
+    }
+    let p = ok("[connection]\ntype=ethernet\n[ipv6]\nmethod=manual\naddress1=2001:db8::10/64\ngateway=fe80::1\n");
+    assert_eq!(p.profile.ipv6.gateway, Some("fe80::1".parse().unwrap()));
+}
+
+#[test]
+fn eap_settings_networkmanager_refuses_reject_the_profile() {
+    let eap =
+        |keys: &str| format!("[connection]\ntype=ethernet\ninterface-name=eth0\n[802-1x]\n{keys}");
+    for (keys, why) in [
+        ("identity=u\n", "802-1x.eap is missing"),
+        ("eap=foo\nidentity=u\n", "802-1x.eap \"foo\" is not one of"),
+        ("eap=tls\nidentity=u\n", "802-1x.client-cert is missing"),
+        (
+            "eap=tls\nidentity=u\nclient-cert=/c.pem\n",
+            "802-1x.private-key is missing",
+        ),
+        (
+            "eap=peap\nphase2-auth=mschapv2\n",
+            "802-1x.identity is missing",
+        ),
+        ("eap=leap\nidentity=\n", "802-1x.identity is empty"),
+        (
+            "eap=ttls\nidentity=u\n",
+            "exactly one of 802-1x.phase2-auth",
+        ),
+        (
+            "eap=peap\nidentity=u\nphase2-auth=mschapv2\nphase1-peapver=2\n",
+            "phase1-peapver",
+        ),
+        (
+            "eap=peap\nidentity=u\nphase2-auth=\n",
+            "802-1x.phase2-auth \"\" is not one of",
+        ),
+    ] {
+        assert!(
+            err(&eap(keys)).contains(why),
+            "{keys:?}: {}",
+            err(&eap(keys))
+        );
+    }
+    ok(&eap("eap=peap\nidentity=u\nphase2-auth=mschapv2\n"));
+    ok(&eap(
+        "eap=tls\nidentity=u\nclient-cert=/c.pem\nprivate-key=/k.pem\n",
+    ));
+    assert!(err("[connection]\ntype=wifi\n[wifi]\nssid=E\n[wifi-security]\nkey-mgmt=wpa-eap\n[802-1x]\neap=md5\nidentity=u\noptional=true\n")
+        .contains("802-1x.optional=true is only for Ethernet"));
 }
