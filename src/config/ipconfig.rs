@@ -108,7 +108,7 @@ fn read_addresses(
         }
     }
     if let Some((text, line)) = r.string(group, "gateway") {
-        gateway = Some(strict_gateway(&text, fam).map_err(|why| {
+        gateway = Some(strict_ip(&text, fam).map_err(|why| {
             reject(
                 line,
                 format!("{group}.gateway: {why} (NetworkManager refuses the profile)"),
@@ -119,10 +119,10 @@ fn read_addresses(
     Ok((addresses, gateway))
 }
 
-/// `gateway=` as NetworkManager's verify checks it (`inet_pton`): exactly one address of the
-/// family, no whitespace after it, no IPv6 zone (`fe80::1%eth0`), not empty.
-fn strict_gateway(text: &str, fam: Family) -> Result<IpAddr, BadIp> {
-    if text.trim_end() != text || text.contains('%') {
+/// A `gateway=` or `dns=` entry as NetworkManager checks it (`inet_pton`): exactly one
+/// address of the family, no whitespace around it, no IPv6 zone (`fe80::1%eth0`), not empty.
+fn strict_ip(text: &str, fam: Family) -> Result<IpAddr, BadIp> {
+    if text.trim() != text || text.contains('%') {
         return Err(BadIp::NotAnIp(text.to_string()));
     }
     parse_ip_of(text, fam)
@@ -146,7 +146,7 @@ fn read_dns(r: &mut Reader<'_>, group: &str, fam: Family) -> Vec<IpAddr> {
     let mut dns = Vec::new();
     if let Some(e) = r.kf.get(group, "dns").cloned() {
         for item in e.list() {
-            match parse_ip_of(&item, fam) {
+            match strict_ip(&item, fam) {
                 Ok(ip) if !dns.contains(&ip) => dns.push(ip),
                 Ok(_) => {}
                 Err(why) => r.warn(e.line, format!("{group}.dns entry {item:?} dropped: {why}")),

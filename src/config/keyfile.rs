@@ -14,6 +14,9 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Entry {
     pub group: String,
+    /// The group as the file writes it (`group` may be renamed from an alias; see
+    /// [`KeyFile::rename_group`]).
+    pub written_group: String,
     pub key: String,
     /// The raw value (escapes not yet decoded), leading whitespace removed (GKeyFile keeps the
     /// trailing whitespace). Invalid UTF-8 is replaced here; see `utf8`.
@@ -50,8 +53,9 @@ impl Entry {
         decode(&self.raw, true)
     }
 
-    /// The value as a GKeyFile list: split on unescaped `;`, items unescaped, empty items (such
-    /// as the one after a trailing `;`) dropped.
+    /// The value as a GKeyFile list: split on unescaped `;`, items unescaped (not trimmed:
+    /// GLib keeps the space of `a; b`, and NetworkManager then refuses ` b`), empty items
+    /// (such as the one after a trailing `;`) dropped.
     pub fn list(&self) -> Vec<String> {
         let mut items = Vec::new();
         let mut current = String::new();
@@ -76,7 +80,7 @@ impl Entry {
         items.push(current);
         items
             .iter()
-            .map(|s| unescape(s.trim()))
+            .map(|s| unescape(s))
             .filter(|s| !s.is_empty())
             .collect()
     }
@@ -111,6 +115,14 @@ impl KeyFile {
             .iter()
             .rev()
             .find(|e| e.group == group && e.key == key)
+    }
+
+    /// The last `key` in the group as the file writes it, before any alias was resolved.
+    pub fn get_as_written(&self, group: &str, key: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.written_group == group && e.key == key)
     }
 
     /// Every entry of `group`, in file order (repeated groups merged).
@@ -250,6 +262,7 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<KeyFile, KeyFileError> {
             Err(_) => (String::from_utf8_lossy(value).into_owned(), false),
         };
         file.entries.push(Entry {
+            written_group: group.clone(),
             group,
             key,
             raw,

@@ -25,6 +25,7 @@ pub use super::ipconfig::MetricOrigin;
 
 mod binding;
 mod security;
+mod values;
 pub use binding::Binding;
 
 /// A profile as loaded, with what check-config shows about where its values came from.
@@ -235,10 +236,13 @@ fn build(
         .map(|(s, _)| s)
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| id_from_file_name(path));
-    let uuid = r
+    let uuid = match r
         .string("connection", "uuid")
-        .map(|(s, _)| s)
-        .filter(|s| !s.is_empty());
+        .filter(|(s, _)| !s.is_empty())
+    {
+        Some((text, line)) => Some(values::uuid(&mut r, text, line)?),
+        None => None,
+    };
     let autoconnect = r.bool("connection", "autoconnect", true);
     let autoconnect_priority = priority(&mut r);
     let port = port(&mut r, conn_line)?;
@@ -493,6 +497,7 @@ fn required_section(r: &mut Reader<'_>, t: &NmType, type_line: usize) -> Result<
         return refuse(r.kf.group_line("wifi"), "wifi.ssid is missing");
     }
     security::check(r, t)?;
+    values::check(r, t)?;
     if t.short == "vlan"
         && r.string("vlan", "parent").is_none_or(|(s, _)| s.is_empty())
         && r.kf.get("ethernet", "mac-address").is_none()

@@ -8,7 +8,7 @@ use netfailover_actors::model::{IfaceMatch, IfaceName};
 use super::{reject, Reader, Reject};
 use crate::config::keyfile;
 use crate::config::matching::{self, ControlLookup};
-use crate::config::nm_types::{NmType, GROUP_ALIASES};
+use crate::config::nm_types::NmType;
 
 /// How the profile finds its interface.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -98,8 +98,9 @@ pub(super) fn binding(
 
 /// `connection.interface-name`, or where NetworkManager still finds it when that is absent
 /// (`nm_keyfile_read()`): the deprecated `interface-name` key of the section named by
-/// `connection.type` (`[bond] interface-name=bond0`). Not for a type inferred from the
-/// sections, nor under a section alias (`[ethernet]`), which NetworkManager does not look in.
+/// `connection.type`'s setting name, as the file writes it (`[bond] interface-name=bond0`,
+/// `[802-3-ethernet]` but not its alias `[ethernet]`). Not for a type inferred from the
+/// sections, which NetworkManager only sets after that lookup.
 pub(super) fn interface_name(r: &mut Reader<'_>, t: &NmType) -> Option<(String, usize)> {
     let named = r
         .string("connection", "interface-name")
@@ -107,14 +108,19 @@ pub(super) fn interface_name(r: &mut Reader<'_>, t: &NmType) -> Option<(String, 
     if named.is_some() || r.kf.get("connection", "type").is_none() {
         return named;
     }
-    let aliased = GROUP_ALIASES
-        .iter()
-        .any(|(setting, _)| *setting == t.setting);
-    if aliased {
-        return None;
+    let e = r.kf.get_as_written(t.setting, "interface-name")?;
+    let (value, line) = (e.strict_string(), e.line);
+    match value {
+        Ok(name) if !name.is_empty() => Some((name, line)),
+        Ok(_) => None,
+        Err(why) => {
+            r.warn(
+                line,
+                format!("{}.interface-name: {why}; ignored", t.setting),
+            );
+            None
+        }
     }
-    r.string(t.setting, "interface-name")
-        .filter(|(s, _)| !s.is_empty())
 }
 
 /// NetworkManager's name for a VLAN without `interface-name` (`nm_utils_new_vlan_name()`):

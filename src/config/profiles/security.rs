@@ -6,6 +6,16 @@
 use super::{reject, Reader, Reject};
 use crate::config::nm_types::NmType;
 
+/// Values of `wifi-security.key-mgmt`.
+const KEY_MGMT: &[&str] = &[
+    "none",
+    "ieee8021x",
+    "wpa-psk",
+    "wpa-eap",
+    "wpa-eap-suite-b-192",
+    "sae",
+    "owe",
+];
 /// EAP methods `802-1x.eap` may list.
 const EAP_METHODS: &[&str] = &[
     "leap", "md5", "tls", "peap", "ttls", "sim", "fast", "pwd", "external",
@@ -37,6 +47,13 @@ fn wifi_security(r: &mut Reader<'_>) -> Result<(), Reject> {
     };
     match r.string("wifi-security", "key-mgmt") {
         None => refuse(Some(line), "wifi-security.key-mgmt is missing"),
+        Some((km, line)) if !KEY_MGMT.contains(&km.as_str()) => refuse(
+            Some(line),
+            &format!(
+                "wifi-security.key-mgmt {km:?} is not one of {}",
+                KEY_MGMT.join(", ")
+            ),
+        ),
         Some((km, line))
             if matches!(km.as_str(), "wpa-eap" | "ieee8021x" | "wpa-eap-suite-b-192")
                 && r.kf.group_line("802-1x").is_none() =>

@@ -387,3 +387,72 @@ fn eap_settings_networkmanager_refuses_reject_the_profile() {
     assert!(err("[connection]\ntype=wifi\n[wifi]\nssid=E\n[wifi-security]\nkey-mgmt=wpa-eap\n[802-1x]\neap=md5\nidentity=u\noptional=true\n")
         .contains("802-1x.optional=true is only for Ethernet"));
 }
+
+#[test]
+fn single_values_networkmanager_refuses_reject_the_profile() {
+    for (text, why) in [
+        (
+            "[connection]\ntype=ethernet\nuuid=not-a-uuid\n",
+            "connection.uuid \"not-a-uuid\" is not a valid UUID",
+        ),
+        (
+            "[connection]\ntype=wifi\n[wifi]\nssid=ExampleExampleExampleExampleExample1\n",
+            "is not 1 to 32 bytes long",
+        ),
+        (
+            "[connection]\ntype=wifi\n[wifi]\nssid=E\nmode=foo\n",
+            "wifi.mode \"foo\"",
+        ),
+        (
+            "[connection]\ntype=wifi\n[wifi]\nssid=E\nband=x\n",
+            "wifi.band \"x\"",
+        ),
+        (
+            "[connection]\ntype=wifi\n[wifi]\nssid=E\n[wifi-security]\nkey-mgmt=wpa-foo\n",
+            "key-mgmt \"wpa-foo\"",
+        ),
+        (
+            "[connection]\ntype=gsm\n[gsm]\napn=bad apn!\n",
+            "gsm.apn \"bad apn!\"",
+        ),
+        (
+            "[connection]\ntype=vlan\n[vlan]\nparent=bad name\nid=5\n",
+            "vlan.parent \"bad name\"",
+        ),
+    ] {
+        assert!(err(text).contains(why), "{text:?}: {}", err(text));
+    }
+    let p = ok("[connection]\ntype=ethernet\nuuid=1B6E2D0C-3F4A-4B5C-8D6E-7F8091A2B3C4\n");
+    assert_eq!(
+        p.profile.uuid.as_deref(),
+        Some("1b6e2d0c-3f4a-4b5c-8d6e-7f8091a2b3c4")
+    );
+    let (p, w) =
+        warnings_of("[connection]\ntype=ethernet\nuuid=1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4aabbccdd\n");
+    assert_eq!(
+        p.profile.uuid.as_deref(),
+        Some("1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4aabbccdd")
+    );
+    assert!(w[0].contains("old form"), "{w:?}");
+    ok("[connection]\ntype=wifi\n[wifi]\nssid=69;120;97;109;\nmode=mesh\nband=a\n");
+}
+
+#[test]
+fn dns_entries_with_spaces_are_dropped_as_networkmanager_drops_them() {
+    let (p, w) = warnings_of(
+        "[connection]\ntype=ethernet\n[ipv4]\nmethod=auto\ndns=192.0.2.53; 198.51.100.53;203.0.113.53 ;\n",
+    );
+    assert_eq!(p.profile.dns, vec!["192.0.2.53".parse::<IpAddr>().unwrap()]);
+    assert_eq!(w.len(), 2, "{w:?}");
+}
+
+#[test]
+fn the_deprecated_name_is_looked_up_under_the_setting_name_only() {
+    let p = ok("[connection]\ntype=ethernet\n[802-3-ethernet]\ninterface-name=eth7\n");
+    assert_eq!(
+        p.profile.matches,
+        IfaceMatch::Name(IfaceName::new("eth7").unwrap())
+    );
+    let p = ok("[connection]\ntype=ethernet\n[ethernet]\ninterface-name=eth7\n");
+    assert_eq!(p.profile.matches, IfaceMatch::ByType);
+}

@@ -1,0 +1,141 @@
+//! Single values NetworkManager 1.42's `nm_connection_normalize()` checks and refuses the whole
+//! profile for (`verify()` of `nm-setting-connection.c`, `nm-setting-wireless.c`,
+//! `nm-setting-gsm.c`, `nm-setting-vlan.c`), and the UUID form it normalizes.
+
+use netfailover_actors::model::IfaceName;
+
+use super::{reject, Reader, Reject};
+use crate::config::nm_types::NmType;
+
+fn refuse(line: usize, what: String) -> Result<(), Reject> {
+    Err(reject(
+        line,
+        format!("{what} (NetworkManager refuses the profile)"),
+    ))
+}
+
+/// The canonical form of `8-4-4-4-12` hexadecimal digits (any case), lowercased.
+fn canonical_uuid(s: &str) -> Option<String> {
+    let groups: Vec<&str> = s.split('-').collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    (lens == [8, 4, 4, 4, 12] && s.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()))
+        .then(|| s.to_ascii_lowercase())
+}
+
+/// The old forms NetworkManager still accepts (`nm_uuid_is_valid_nmlegacy()`): hexadecimal
+/// digits and `-` only, 36 characters with four dashes or 40 without.
+fn legacy_uuid(s: &str) -> bool {
+    let dashes = s.bytes().filter(|b| *b == b'-').count();
+    s.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+        && ((dashes == 4 && s.len() == 36) || (dashes == 0 && s.len() == 40))
+}
+
+/// `connection.uuid`: a UUID in any case is reported lowercased, as NetworkManager normalizes
+/// it; an old form is kept as written, with a warning (NetworkManager replaces it by a UUID
+/// hashed from it); anything else rejects the profile.
+pub(super) fn uuid(r: &mut Reader<'_>, text: String, line: usize) -> Result<String, Reject> {
+    if let Some(canonical) = canonical_uuid(&text) {
+        return Ok(canonical);
+    }
+    if legacy_uuid(&text) {
+        r.warn(
+            line,
+            format!("connection.uuid {text:?} is an old form: NetworkManager replaces it by a UUID derived from it, netfailover reports it as written (write a UUID such as {})", "8d1f0a6e-2d9b-4b5e-9b1e-0d6c9c2a1f00"),
+        );
+        return Ok(text);
+    }
+    Err(reject(
+        line,
+        format!(
+            "connection.uuid {text:?} is not a valid UUID (NetworkManager refuses the profile)"
+        ),
+    ))
+}
+
+/// Bytes of `wifi.ssid`: a `;`-separated list of byte values, or the string.
+fn ssid_len(ssid: &str) -> usize {
+    let items: Vec<&str> = ssid.split(';').filter(|i| !i.is_empty()).collect();
+    let bytes = ssid.contains(';') && items.iter().all(|i| i.parse::<u8>().is_ok());
+    if bytes {
+        items.len()
+    } else {
+        ssid.len()
+    }
+}
+
+/// Wi-Fi `mode`, `band`, SSID length; `gsm.apn`; `vlan.parent`.
+pub(super) fn check(r: &mut Reader<'_>, t: &NmType) -> Result<(), Reject> {
+    if t.short == "wifi" {
+        if let Some((ssid, line)) = r.string("wifi", "ssid") {
+            if !(1..=32).contains(&ssid_len(&ssid)) {
+                refuse(
+                    line,
+                    format!("wifi.ssid {ssid:?} is not 1 to 32 bytes long"),
+                )?;
+            }
+        }
+        if let Some((mode, line)) = r.string("wifi", "mode") {
+            if !["infrastructure", "adhoc", "ap", "mesh"].contains(&mode.as_str()) {
+                refuse(
+                    line,
+                    format!("wifi.mode {mode:?} is not infrastructure, adhoc, ap or mesh"),
+                )?;
+            }
+        }
+        if let Some((band, line)) = r.string("wifi", "band") {
+            if !["a", "bg"].contains(&band.as_str()) {
+                refuse(line, format!("wifi.band {band:?} is not a or bg"))?;
+            }
+        }
+    }
+    if let Some((apn, line)) = r.string("gsm", "apn") {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if apn.len() > 64 || !apn.bytes().all(allowed) {
+            refuse(
+                line,
+                format!("gsm.apn {apn:?} is longer than 64 or has characters other than A-Z a-z 0-9 . _ -"),
+            )?;
+        }
+    }
+    if t.short == "vlan" {
+        if let Some((parent, line)) = r.string("vlan", "parent").filter(|(p, _)| !p.is_empty()) {
+            if IfaceName::new(parent.as_str()).is_err()
+                && !legacy_uuid(&parent)
+                && canonical_uuid(&parent).is_none()
+            {
+                refuse(
+                    line,
+                    format!("vlan.parent {parent:?} is neither a UUID nor an interface name"),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_forms() {
+        assert_eq!(
+            canonical_uuid("1B6E2D0C-3F4A-4B5C-8D6E-7F8091A2B3C4").as_deref(),
+            Some("1b6e2d0c-3f4a-4b5c-8d6e-7f8091a2b3c4")
+        );
+        assert_eq!(canonical_uuid("1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4"), None);
+        assert!(legacy_uuid("1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4aabbccdd"));
+        assert!(legacy_uuid("1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4----"));
+        assert!(!legacy_uuid("not-a-uuid"));
+        assert!(!legacy_uuid("1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4"));
+    }
+
+    #[test]
+    fn ssid_lengths() {
+        assert_eq!(ssid_len("Example"), 7);
+        assert_eq!(ssid_len("69;120;97;109;"), 4);
+        // Not decimal bytes: the string itself.
+        assert_eq!(ssid_len("45;78;61;6d;"), 12);
+        assert_eq!(ssid_len("a;b"), 3);
+    }
+}
