@@ -431,7 +431,7 @@ fn single_values_networkmanager_refuses_reject_the_profile() {
         warnings_of("[connection]\ntype=ethernet\nuuid=1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4aabbccdd\n");
     assert_eq!(
         p.profile.uuid.as_deref(),
-        Some("1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4aabbccdd")
+        Some("d7d4c2c5-d350-5987-abeb-1a23c863150f")
     );
     assert!(w[0].contains("old form"), "{w:?}");
     ok("[connection]\ntype=wifi\n[wifi]\nssid=69;120;97;109;\nmode=mesh\nband=a\n");

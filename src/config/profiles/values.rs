@@ -30,19 +30,48 @@ fn legacy_uuid(s: &str) -> bool {
         && ((dashes == 4 && s.len() == 36) || (dashes == 0 && s.len() == 40))
 }
 
+/// The UUID NetworkManager puts in place of an old form (`nm_uuid_is_valid_nm()`): a version 5
+/// (SHA-1) name-based UUID of the lowercased text in NetworkManager's own namespace.
+fn uuid_from_legacy(text: &str) -> String {
+    const NAMESPACE: [u8; 16] = [
+        0x4e, 0x72, 0xf7, 0x09, 0xca, 0x95, 0x44, 0x05, 0x90, 0x53, 0x1f, 0x43, 0x29, 0x4a, 0x61,
+        0x8c,
+    ];
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(&NAMESPACE);
+    ctx.update(text.to_ascii_lowercase().as_bytes());
+    let digest = ctx.finish();
+    let mut u = [0u8; 16];
+    for (dst, src) in u.iter_mut().zip(digest.as_ref()) {
+        *dst = *src;
+    }
+    u[6] = (u[6] & 0x0f) | 0x50;
+    u[8] = (u[8] & 0x3f) | 0x80;
+    let hex: String = u.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 /// `connection.uuid`: a UUID in any case is reported lowercased, as NetworkManager normalizes
-/// it; an old form is kept as written, with a warning (NetworkManager replaces it by a UUID
-/// hashed from it); anything else rejects the profile.
+/// it; an old form is replaced, as NetworkManager replaces it, by a UUID derived from it (with a
+/// warning); anything else rejects the profile.
 pub(super) fn uuid(r: &mut Reader<'_>, text: String, line: usize) -> Result<String, Reject> {
     if let Some(canonical) = canonical_uuid(&text) {
         return Ok(canonical);
     }
     if legacy_uuid(&text) {
+        let uuid = uuid_from_legacy(&text);
         r.warn(
             line,
-            format!("connection.uuid {text:?} is an old form: NetworkManager replaces it by a UUID derived from it, netfailover reports it as written (write a UUID such as {})", "8d1f0a6e-2d9b-4b5e-9b1e-0d6c9c2a1f00"),
+            format!("connection.uuid {text:?} is an old form; NetworkManager (and netfailover) use {uuid} instead: write that"),
         );
-        return Ok(text);
+        return Ok(uuid);
     }
     Err(reject(
         line,
@@ -128,6 +157,19 @@ mod tests {
         assert!(legacy_uuid("1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4----"));
         assert!(!legacy_uuid("not-a-uuid"));
         assert!(!legacy_uuid("1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4"));
+    }
+
+    #[test]
+    fn old_uuids_are_replaced_as_networkmanager_replaces_them() {
+        // Values printed by libnm 1.42 for these two files (tests/data/nm-corpus/files/uuid-legacy-*).
+        assert_eq!(
+            uuid_from_legacy("1b6e2d0c3f4a4b5c8d6e7f8091a2b3c4----"),
+            "828e7a94-dbba-5c55-9230-4ce4614f52f3"
+        );
+        assert_eq!(
+            uuid_from_legacy("1B6E2D0C3F4A4B5C8D6E7F8091A2B3C4AABBCCDD"),
+            "d7d4c2c5-d350-5987-abeb-1a23c863150f"
+        );
     }
 
     #[test]
