@@ -128,8 +128,11 @@ pub(super) fn interface_name(r: &mut Reader<'_>, t: &NmType) -> Option<(String, 
 /// UUID rather than an interface name (the interface is then only known at run time).
 fn vlan_name(r: &mut Reader<'_>) -> Option<IfaceName> {
     let (parent, _) = r.string("vlan", "parent")?;
-    let (id, _) = r.string("vlan", "id")?;
-    let id = vlan_id(&id)?;
+    // No id: NetworkManager's default, 0.
+    let id = match r.string("vlan", "id") {
+        Some((id, _)) => vlan_id(&id)?,
+        None => 0,
+    };
     if parent.len() == 36 && parent.matches('-').count() == 4 {
         return None;
     }

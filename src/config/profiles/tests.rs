@@ -456,3 +456,67 @@ fn the_deprecated_name_is_looked_up_under_the_setting_name_only() {
     let p = ok("[connection]\ntype=ethernet\n[ethernet]\ninterface-name=eth7\n");
     assert_eq!(p.profile.matches, IfaceMatch::ByType);
 }
+
+#[test]
+fn modem_bluetooth_macvlan_and_infiniband_values_networkmanager_refuses() {
+    for (text, why) in [
+        (
+            "[connection]\ntype=gsm\n[gsm]\napn=internet\nnumber=\n",
+            "gsm.number is empty",
+        ),
+        (
+            "[connection]\ntype=gsm\n[gsm]\ndevice-id=\n",
+            "gsm.device-id is empty",
+        ),
+        (
+            "[connection]\ntype=gsm\n[gsm]\nnetwork-id=12a45\n",
+            "gsm.network-id \"12a45\"",
+        ),
+        (
+            "[connection]\ntype=gsm\n[gsm]\nsim-operator-id=1234\n",
+            "gsm.sim-operator-id \"1234\"",
+        ),
+        (
+            "[connection]\ntype=cdma\n[cdma]\nnumber=\n",
+            "cdma.number is empty",
+        ),
+        (
+            "[connection]\ntype=bluetooth\n[bluetooth]\nbdaddr=00:11:22:33:44:55\ntype=foo\n",
+            "bluetooth.type \"foo\"",
+        ),
+        (
+            "[connection]\ntype=bluetooth\n[bluetooth]\nbdaddr=00:11:22:33:44:55\ntype=dun\n",
+            "needs a [gsm] or [cdma] section",
+        ),
+        (
+            "[connection]\ntype=bluetooth\n[bluetooth]\ntype=panu\n",
+            "bluetooth.bdaddr is missing",
+        ),
+        (
+            "[connection]\ntype=bluetooth\n[bluetooth]\nbdaddr=00:11:22:33:44:55\n",
+            "bluetooth.type is missing",
+        ),
+        (
+            "[connection]\ntype=macvlan\ninterface-name=mv0\n[macvlan]\nmode=2\n",
+            "macvlan.parent is missing",
+        ),
+        (
+            "[connection]\ntype=infiniband\ninterface-name=ib0\n[infiniband]\nmtu=2044\n",
+            "infiniband.transport-mode",
+        ),
+    ] {
+        assert!(err(text).contains(why), "{text:?}: {}", err(text));
+    }
+    ok("[connection]\ntype=gsm\n[gsm]\napn=internet\nnetwork-id=310260\n");
+    ok("[connection]\ntype=bluetooth\n[bluetooth]\nbdaddr=00:11:22:33:44:55\n[gsm]\napn=internet\n");
+    ok("[connection]\ntype=macvlan\ninterface-name=mv0\n[macvlan]\nparent=eth0\nmode=2\n");
+}
+
+#[test]
+fn a_vlan_without_id_is_parent_dot_zero() {
+    let p = ok("[connection]\ntype=vlan\n[vlan]\nparent=eth0\n");
+    assert_eq!(
+        p.profile.matches,
+        IfaceMatch::Name(IfaceName::new("eth0.0").unwrap())
+    );
+}

@@ -92,8 +92,105 @@ fn ssid_len(ssid: &str) -> usize {
     }
 }
 
-/// Wi-Fi `mode`, `band`, SSID length; `gsm.apn`; `vlan.parent`.
+/// A UUID (any form NetworkManager takes) or an interface name: what `parent` keys may hold.
+fn uuid_or_ifname(s: &str) -> bool {
+    IfaceName::new(s).is_ok() || legacy_uuid(s) || canonical_uuid(s).is_some()
+}
+
+/// `[gsm]` and `[cdma]`: keys that may be absent but not empty, and the digit codes.
+fn modem(r: &mut Reader<'_>) -> Result<(), Reject> {
+    for (group, key) in [
+        ("gsm", "number"),
+        ("gsm", "device-id"),
+        ("gsm", "sim-id"),
+        ("cdma", "number"),
+    ] {
+        if let Some((_, line)) = r.string(group, key).filter(|(v, _)| v.is_empty()) {
+            refuse(
+                line,
+                format!("{group}.{key} is empty (leave the key out instead)"),
+            )?;
+        }
+    }
+    for key in ["network-id", "sim-operator-id"] {
+        if let Some((v, line)) = r.string("gsm", key) {
+            if !(5..=6).contains(&v.len()) || !v.bytes().all(|b| b.is_ascii_digit()) {
+                refuse(line, format!("gsm.{key} {v:?} is not 5 or 6 digits"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[bluetooth]`: the type (`dun`, `panu`, `nap`; absent, `dun` with a `[gsm]`/`[cdma]`
+/// section or `nap` with a `[bridge]` one), `dun` with its modem section, `nap` with an
+/// interface name, the others with a valid `bdaddr`.
+fn bluetooth(r: &mut Reader<'_>) -> Result<(), Reject> {
+    let section = r.kf.group_line("bluetooth").unwrap_or(1);
+    let has = |r: &Reader<'_>, g: &str| r.kf.group_line(g).is_some();
+    let modem = has(r, "gsm") || has(r, "cdma");
+    let (kind, line) = match r.string("bluetooth", "type") {
+        Some(t) => t,
+        None if modem => ("dun".to_string(), section),
+        None if has(r, "bridge") => ("nap".to_string(), section),
+        None => return refuse(section, "bluetooth.type is missing".to_string()),
+    };
+    match kind.as_str() {
+        "dun" if !modem => refuse(
+            line,
+            "bluetooth type dun needs a [gsm] or [cdma] section".to_string(),
+        ),
+        "nap" if r.string("connection", "interface-name").is_none() => refuse(
+            line,
+            "bluetooth type nap needs connection.interface-name".to_string(),
+        ),
+        "nap" => Ok(()),
+        "dun" | "panu" => match r.string("bluetooth", "bdaddr") {
+            Some((a, _)) if super::binding::parse_mac(&a).is_some() => Ok(()),
+            _ => refuse(
+                section,
+                "bluetooth.bdaddr is missing or not a MAC address".to_string(),
+            ),
+        },
+        other => refuse(
+            line,
+            format!("bluetooth.type {other:?} is not dun, panu or nap"),
+        ),
+    }
+}
+
+/// Per type: the modem keys, Bluetooth, a MACVLAN's parent, InfiniBand's transport mode.
+fn per_type(r: &mut Reader<'_>, t: &NmType) -> Result<(), Reject> {
+    match t.short {
+        "gsm" | "cdma" => modem(r),
+        "bluetooth" => bluetooth(r),
+        "macvlan" => match r.string("macvlan", "parent").filter(|(p, _)| !p.is_empty()) {
+            Some((p, line)) if !uuid_or_ifname(&p) => refuse(
+                line,
+                format!("macvlan.parent {p:?} is neither a UUID nor an interface name"),
+            ),
+            Some(_) => Ok(()),
+            None if r.kf.get("ethernet", "mac-address").is_some() => Ok(()),
+            None => refuse(
+                r.kf.group_line("macvlan").unwrap_or(1),
+                "macvlan.parent is missing and so is ethernet.mac-address".to_string(),
+            ),
+        },
+        "infiniband" => match r.string("infiniband", "transport-mode") {
+            Some((m, _)) if m == "datagram" || m == "connected" => Ok(()),
+            _ => refuse(
+                r.kf.group_line("infiniband").unwrap_or(1),
+                "infiniband.transport-mode is not datagram or connected".to_string(),
+            ),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Wi-Fi `mode`, `band`, SSID length; `gsm.apn`; `vlan.parent`; then [`per_type`].
 pub(super) fn check(r: &mut Reader<'_>, t: &NmType) -> Result<(), Reject> {
+    per_type(r, t)?;
+
     if t.short == "wifi" {
         if let Some((ssid, line)) = r.string("wifi", "ssid") {
             if !(1..=32).contains(&ssid_len(&ssid)) {
@@ -128,10 +225,7 @@ pub(super) fn check(r: &mut Reader<'_>, t: &NmType) -> Result<(), Reject> {
     }
     if t.short == "vlan" {
         if let Some((parent, line)) = r.string("vlan", "parent").filter(|(p, _)| !p.is_empty()) {
-            if IfaceName::new(parent.as_str()).is_err()
-                && !legacy_uuid(&parent)
-                && canonical_uuid(&parent).is_none()
-            {
+            if !uuid_or_ifname(&parent) {
                 refuse(
                     line,
                     format!("vlan.parent {parent:?} is neither a UUID nor an interface name"),

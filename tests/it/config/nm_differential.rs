@@ -127,6 +127,12 @@ const NOT_UPLINK: &[&str] = &[
     "ovs-port",
 ];
 
+/// A parent naming a profile by UUID (`8-4-4-4-12` hexadecimal digits) rather than a device.
+fn is_uuid(s: &str) -> bool {
+    let lens: Vec<usize> = s.split('-').map(str::len).collect();
+    lens == [8, 4, 4, 4, 12] && s.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+}
+
 fn looks_like_control_device(name: &str) -> bool {
     ["cdc-wdm", "tty"].iter().any(|p| name.starts_with(p))
 }
@@ -155,7 +161,8 @@ fn expected(nm: &Value) -> BTreeMap<String, Value> {
         }
         (Some(n), _) => json!({ "name": n }),
         // NetworkManager names the VLAN device PARENT.ID (nm_utils_new_vlan_name()).
-        (None, _) if ty == "vlan" && nm["vlan_parent"].is_string() => {
+        // A parent given as a profile UUID is only resolved when NetworkManager activates it.
+        (None, _) if ty == "vlan" && nm["vlan_parent"].as_str().is_some_and(|p| !is_uuid(p)) => {
             let suffix = format!(".{}", nm["vlan_id"]);
             let parent = nm["vlan_parent"].as_str().unwrap_or_default();
             let keep = parent.len().min(15 - suffix.len());
