@@ -4,6 +4,7 @@
 //! certificate files are not opened (NetworkManager only warns about a missing one).
 
 use super::{reject, Reader, Reject};
+use crate::config::keyfile;
 use crate::config::nm_types::NmType;
 
 /// Values of `wifi-security.key-mgmt`.
@@ -41,29 +42,122 @@ fn refuse(line: Option<usize>, what: &str) -> Result<(), Reject> {
     ))
 }
 
+/// `[wifi-security]`: `key-mgmt` known (and `none`/`sae` in a mesh); `auth-alg=leap` only with
+/// `key-mgmt=ieee8021x` and a `leap-username`, otherwise the EAP kinds need `[802-1x]`;
+/// `shared` only with WEP (`none`); `proto`, `pairwise`, `group` from their value lists; `pmf`
+/// 0..=3, optional/required only with WPA kinds, and `owe`/`sae`/suite-B only default/required.
 fn wifi_security(r: &mut Reader<'_>) -> Result<(), Reject> {
-    let Some(line) = r.kf.group_line("wifi-security") else {
+    let Some(section) = r.kf.group_line("wifi-security") else {
         return Ok(());
     };
-    match r.string("wifi-security", "key-mgmt") {
-        None => refuse(Some(line), "wifi-security.key-mgmt is missing"),
-        Some((km, line)) if !KEY_MGMT.contains(&km.as_str()) => refuse(
-            Some(line),
+    let Some((km, km_line)) = r.string("wifi-security", "key-mgmt") else {
+        return refuse(Some(section), "wifi-security.key-mgmt is missing");
+    };
+    if !KEY_MGMT.contains(&km.as_str()) {
+        return refuse(
+            Some(km_line),
             &format!(
                 "wifi-security.key-mgmt {km:?} is not one of {}",
                 KEY_MGMT.join(", ")
             ),
-        ),
-        Some((km, line))
-            if matches!(km.as_str(), "wpa-eap" | "ieee8021x" | "wpa-eap-suite-b-192")
-                && r.kf.group_line("802-1x").is_none() =>
-        {
-            refuse(
+        );
+    }
+    let mesh = r.string("wifi", "mode").is_some_and(|(m, _)| m == "mesh");
+    if mesh && !matches!(km.as_str(), "none" | "sae") {
+        return refuse(
+            Some(km_line),
+            &format!("key-mgmt={km} in a mesh (only none or sae)"),
+        );
+    }
+    let auth = r.string("wifi-security", "auth-alg");
+    let leap_user = r.string("wifi-security", "leap-username");
+    match auth.as_ref().map(|(a, l)| (a.as_str(), *l)) {
+        Some(("leap", line)) if km != "ieee8021x" => {
+            return refuse(Some(line), "auth-alg=leap needs key-mgmt=ieee8021x")
+        }
+        Some(("leap", line)) if leap_user.is_none() => {
+            return refuse(
                 Some(line),
+                "auth-alg=leap needs wifi-security.leap-username",
+            )
+        }
+        Some(("leap", _)) => {}
+        _ if matches!(km.as_str(), "wpa-eap" | "ieee8021x" | "wpa-eap-suite-b-192")
+            && r.kf.group_line("802-1x").is_none() =>
+        {
+            return refuse(
+                Some(km_line),
                 &format!("key-mgmt={km} needs an [802-1x] section"),
             )
         }
-        Some(_) => Ok(()),
+        _ => {}
+    }
+    if let Some((_, line)) = leap_user.filter(|(u, _)| u.is_empty()) {
+        return refuse(Some(line), "wifi-security.leap-username is empty");
+    }
+    match auth {
+        Some((a, line)) if !["open", "shared", "leap"].contains(&a.as_str()) => {
+            return refuse(
+                Some(line),
+                &format!("wifi-security.auth-alg {a:?} is not open, shared or leap"),
+            )
+        }
+        Some((a, line)) if a == "shared" && km != "none" => {
+            return refuse(Some(line), "auth-alg=shared needs key-mgmt=none (WEP)")
+        }
+        _ => {}
+    }
+    for (key, allowed) in [
+        ("proto", &["wpa", "rsn"][..]),
+        ("pairwise", &["tkip", "ccmp"][..]),
+        ("group", &["wep40", "wep104", "tkip", "ccmp"][..]),
+    ] {
+        let Some(e) = r.kf.get("wifi-security", key) else {
+            continue;
+        };
+        if let Some(bad) = e
+            .list()
+            .into_iter()
+            .find(|v| !allowed.contains(&v.as_str()))
+        {
+            return refuse(
+                Some(e.line),
+                &format!(
+                    "wifi-security.{key} {bad:?} is not one of {}",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    pmf(r, &km)
+}
+
+/// `wifi-security.pmf` (0 default, 1 disable, 2 optional, 3 required).
+fn pmf(r: &mut Reader<'_>, km: &str) -> Result<(), Reject> {
+    let Some((text, line)) = r.string("wifi-security", "pmf") else {
+        return Ok(());
+    };
+    let Some(pmf) = keyfile::nm_int(&text).filter(|v| (0..=i64::from(i32::MAX)).contains(v)) else {
+        return Ok(());
+    };
+    let wpa = ["wpa-eap", "wpa-eap-suite-b-192", "wpa-psk", "sae", "owe"];
+    if pmf > 3 {
+        refuse(
+            Some(line),
+            &format!("wifi-security.pmf {pmf} is not 0 to 3"),
+        )
+    } else if (pmf == 2 || pmf == 3) && !wpa.contains(&km) {
+        refuse(
+            Some(line),
+            &format!("wifi-security.pmf {pmf} needs a WPA key-mgmt, not {km}"),
+        )
+    } else if matches!(km, "owe" | "sae" | "wpa-eap-suite-b-192") && !(pmf == 0 || pmf == 3) {
+        refuse(
+            Some(line),
+            &format!("key-mgmt={km} allows only pmf 0 (default) or 3 (required)"),
+        )
+    } else {
+        Ok(())
     }
 }
 

@@ -520,3 +520,30 @@ fn a_vlan_without_id_is_parent_dot_zero() {
         IfaceMatch::Name(IfaceName::new("eth0.0").unwrap())
     );
 }
+
+#[test]
+fn wifi_security_and_other_values_networkmanager_refuses() {
+    let wifi = |extra: &str| format!("[connection]\ntype=wifi\n[wifi]\nssid=E\n{extra}");
+    for (text, why) in [
+        (wifi("[wifi-security]\nkey-mgmt=wpa-psk\nauth-alg=leap\n"), "auth-alg=leap needs key-mgmt=ieee8021x"),
+        (wifi("[wifi-security]\nkey-mgmt=none\nauth-alg=foo\n"), "auth-alg \"foo\""),
+        (wifi("[wifi-security]\nkey-mgmt=wpa-psk\nauth-alg=shared\n"), "auth-alg=shared needs key-mgmt=none"),
+        (wifi("[wifi-security]\nkey-mgmt=wpa-psk\nproto=foo;\n"), "wifi-security.proto \"foo\""),
+        (wifi("[wifi-security]\nkey-mgmt=wpa-psk\npairwise=foo;\n"), "wifi-security.pairwise \"foo\""),
+        (wifi("[wifi-security]\nkey-mgmt=wpa-psk\npmf=7\n"), "pmf 7 is not 0 to 3"),
+        (wifi("[wifi-security]\nkey-mgmt=none\npmf=3\n"), "needs a WPA key-mgmt"),
+        (wifi("[wifi-security]\nkey-mgmt=sae\npmf=2\n"), "allows only pmf 0"),
+        ("[connection]\ntype=wifi\n[wifi]\nssid=E\nmode=mesh\n[wifi-security]\nkey-mgmt=wpa-psk\n".to_string(), "in a mesh"),
+        (wifi("channel=6\n"), "wifi.channel 6 needs wifi.band"),
+        (wifi("band=bg\nchannel=99\n"), "not a channel of band bg"),
+        (wifi("wake-on-wlan=0x100000\n"), "wake-on-wlan"),
+        ("[connection]\ntype=ethernet\n[ethernet]\nduplex=triple\n".to_string(), "ethernet.duplex"),
+        ("[connection]\ntype=ethernet\nmdns=7\n".to_string(), "connection.mdns 7"),
+        ("[connection]\ntype=ethernet\npermissions=foo;\n".to_string(), "connection.permissions \"foo\""),
+        ("[connection]\ntype=ethernet\n[proxy]\nmethod=7\n".to_string(), "proxy.method 7"),
+    ] {
+        assert!(err(&text).contains(why), "{text:?}: {}", err(&text));
+    }
+    ok(&wifi("band=a\nchannel=36\nwake-on-wlan=0x8\n[wifi-security]\nkey-mgmt=ieee8021x\nauth-alg=leap\nleap-username=u\n"));
+    ok("[connection]\ntype=ethernet\npermissions=user:root;\nmdns=2\n[ethernet]\nduplex=full\n");
+}

@@ -5,6 +5,7 @@
 use netfailover_actors::model::IfaceName;
 
 use super::{reject, Reader, Reject};
+use crate::config::keyfile;
 use crate::config::nm_types::NmType;
 
 fn refuse(line: usize, what: String) -> Result<(), Reject> {
@@ -79,6 +80,49 @@ pub(super) fn uuid(r: &mut Reader<'_>, text: String, line: usize) -> Result<Stri
             "connection.uuid {text:?} is not a valid UUID (NetworkManager refuses the profile)"
         ),
     ))
+}
+
+/// Channels NetworkManager accepts per band (`nm_utils_wifi_is_channel_valid()`).
+const CHANNELS_A: &[i64] = &[
+    7, 8, 9, 11, 12, 16, 34, 36, 38, 40, 42, 44, 46, 48, 50, 52, 56, 58, 60, 64, 100, 104, 108,
+    112, 116, 120, 124, 128, 132, 136, 140, 149, 152, 153, 157, 160, 161, 165, 183, 184, 185, 187,
+    188, 192, 196,
+];
+
+/// `wifi.channel`: 0 is any; another needs `band` and must be one of that band's channels.
+fn channel(r: &mut Reader<'_>, band: Option<&str>) -> Result<(), Reject> {
+    let Some((text, line)) = r.string("wifi", "channel") else {
+        return Ok(());
+    };
+    match (keyfile::nm_int(&text), band) {
+        (Some(0) | None, _) => Ok(()),
+        (Some(c), None) => refuse(line, format!("wifi.channel {c} needs wifi.band")),
+        (Some(c), Some("bg")) if (1..=14).contains(&c) => Ok(()),
+        (Some(c), Some("a")) if CHANNELS_A.contains(&c) => Ok(()),
+        (Some(c), Some(b)) => refuse(
+            line,
+            format!("wifi.channel {c} is not a channel of band {b}"),
+        ),
+    }
+}
+
+/// `wifi.wake-on-wlan` flags: `default` (0x1) or `ignore` (0x8000) alone, otherwise only the
+/// event flags 0x2..=0x100.
+fn wake_on_wlan(r: &mut Reader<'_>) -> Result<(), Reject> {
+    let Some((text, line)) = r.string("wifi", "wake-on-wlan") else {
+        return Ok(());
+    };
+    let Some(w) = keyfile::nm_int(&text).and_then(|v| u32::try_from(v).ok()) else {
+        return Ok(());
+    };
+    let exclusive = w & 0x8001 != 0;
+    if (exclusive && !w.is_power_of_two()) || (!exclusive && w & !0x1fe != 0) {
+        return refuse(
+            line,
+            format!("wifi.wake-on-wlan {w:#x} mixes or names unknown flags"),
+        );
+    }
+    Ok(())
 }
 
 /// Bytes of `wifi.ssid`: a `;`-separated list of byte values, or the string.
@@ -159,6 +203,44 @@ fn bluetooth(r: &mut Reader<'_>) -> Result<(), Reject> {
     }
 }
 
+/// Settings of any profile: `ethernet.duplex` (`half`, `full`), `connection.mdns` and
+/// `connection.llmnr` (-1..=2), `connection.permissions` (`user:NAME[:]` items), `proxy.method`
+/// (0 none, 1 auto). Integers NetworkManager cannot read are only its warning, not a refusal.
+fn any_type(r: &mut Reader<'_>) -> Result<(), Reject> {
+    if let Some((d, line)) = r.string("ethernet", "duplex") {
+        if d != "half" && d != "full" {
+            refuse(line, format!("ethernet.duplex {d:?} is not half or full"))?;
+        }
+    }
+    for (group, key, range) in [
+        ("connection", "mdns", -1..=2),
+        ("connection", "llmnr", -1..=2),
+        ("proxy", "method", 0..=1),
+    ] {
+        if let Some((text, line)) = r.string(group, key) {
+            let value = keyfile::nm_int(&text).filter(|v| i32::try_from(*v).is_ok());
+            if let Some(v) = value.filter(|v| !range.contains(v)) {
+                refuse(line, format!("{group}.{key} {v} is not in {range:?}"))?;
+            }
+        }
+    }
+    if let Some(e) = r.kf.get("connection", "permissions") {
+        let line = e.line;
+        let valid = |p: &str| {
+            p.strip_prefix("user:")
+                .map(|n| n.strip_suffix(':').unwrap_or(n))
+                .is_some_and(|n| !n.is_empty() && !n.contains(':'))
+        };
+        if let Some(bad) = e.list().into_iter().find(|p| !valid(p)) {
+            refuse(
+                line,
+                format!("connection.permissions {bad:?} is not user:NAME"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Per type: the modem keys, Bluetooth, a MACVLAN's parent, InfiniBand's transport mode.
 fn per_type(r: &mut Reader<'_>, t: &NmType) -> Result<(), Reject> {
     match t.short {
@@ -189,6 +271,7 @@ fn per_type(r: &mut Reader<'_>, t: &NmType) -> Result<(), Reject> {
 
 /// Wi-Fi `mode`, `band`, SSID length; `gsm.apn`; `vlan.parent`; then [`per_type`].
 pub(super) fn check(r: &mut Reader<'_>, t: &NmType) -> Result<(), Reject> {
+    any_type(r)?;
     per_type(r, t)?;
 
     if t.short == "wifi" {
@@ -208,11 +291,14 @@ pub(super) fn check(r: &mut Reader<'_>, t: &NmType) -> Result<(), Reject> {
                 )?;
             }
         }
-        if let Some((band, line)) = r.string("wifi", "band") {
+        let band = r.string("wifi", "band");
+        if let Some((band, line)) = &band {
             if !["a", "bg"].contains(&band.as_str()) {
-                refuse(line, format!("wifi.band {band:?} is not a or bg"))?;
+                refuse(*line, format!("wifi.band {band:?} is not a or bg"))?;
             }
         }
+        channel(r, band.as_ref().map(|(b, _)| b.as_str()))?;
+        wake_on_wlan(r)?;
     }
     if let Some((apn, line)) = r.string("gsm", "apn") {
         let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
