@@ -69,44 +69,7 @@ fn wifi_security(r: &mut Reader<'_>) -> Result<(), Reject> {
             &format!("key-mgmt={km} in a mesh (only none or sae)"),
         );
     }
-    let auth = r.string("wifi-security", "auth-alg");
-    let leap_user = r.string("wifi-security", "leap-username");
-    match auth.as_ref().map(|(a, l)| (a.as_str(), *l)) {
-        Some(("leap", line)) if km != "ieee8021x" => {
-            return refuse(Some(line), "auth-alg=leap needs key-mgmt=ieee8021x")
-        }
-        Some(("leap", line)) if leap_user.is_none() => {
-            return refuse(
-                Some(line),
-                "auth-alg=leap needs wifi-security.leap-username",
-            )
-        }
-        Some(("leap", _)) => {}
-        _ if matches!(km.as_str(), "wpa-eap" | "ieee8021x" | "wpa-eap-suite-b-192")
-            && r.kf.group_line("802-1x").is_none() =>
-        {
-            return refuse(
-                Some(km_line),
-                &format!("key-mgmt={km} needs an [802-1x] section"),
-            )
-        }
-        _ => {}
-    }
-    if let Some((_, line)) = leap_user.filter(|(u, _)| u.is_empty()) {
-        return refuse(Some(line), "wifi-security.leap-username is empty");
-    }
-    match auth {
-        Some((a, line)) if !["open", "shared", "leap"].contains(&a.as_str()) => {
-            return refuse(
-                Some(line),
-                &format!("wifi-security.auth-alg {a:?} is not open, shared or leap"),
-            )
-        }
-        Some((a, line)) if a == "shared" && km != "none" => {
-            return refuse(Some(line), "auth-alg=shared needs key-mgmt=none (WEP)")
-        }
-        _ => {}
-    }
+    auth_alg(r, &km, km_line)?;
     for (key, allowed) in [
         ("proto", &["wpa", "rsn"][..]),
         ("pairwise", &["tkip", "ccmp"][..]),
@@ -130,6 +93,45 @@ fn wifi_security(r: &mut Reader<'_>) -> Result<(), Reject> {
         }
     }
     pmf(r, &km)
+}
+
+/// `auth-alg`: `leap` only with `key-mgmt=ieee8021x` and a `leap-username` (then no
+/// `[802-1x]` is needed), otherwise the EAP kinds need `[802-1x]`; `shared` only with WEP.
+fn auth_alg(r: &mut Reader<'_>, km: &str, km_line: usize) -> Result<(), Reject> {
+    let auth = r.string("wifi-security", "auth-alg");
+    let leap_user = r.string("wifi-security", "leap-username");
+    match auth.as_ref().map(|(a, l)| (a.as_str(), *l)) {
+        Some(("leap", line)) if km != "ieee8021x" => {
+            refuse(Some(line), "auth-alg=leap needs key-mgmt=ieee8021x")?
+        }
+        Some(("leap", line)) if leap_user.is_none() => refuse(
+            Some(line),
+            "auth-alg=leap needs wifi-security.leap-username",
+        )?,
+        Some(("leap", _)) => {}
+        _ if matches!(km, "wpa-eap" | "ieee8021x" | "wpa-eap-suite-b-192")
+            && r.kf.group_line("802-1x").is_none() =>
+        {
+            refuse(
+                Some(km_line),
+                &format!("key-mgmt={km} needs an [802-1x] section"),
+            )?
+        }
+        _ => {}
+    }
+    if let Some((_, line)) = leap_user.filter(|(u, _)| u.is_empty()) {
+        refuse(Some(line), "wifi-security.leap-username is empty")?;
+    }
+    match auth {
+        Some((a, line)) if !["open", "shared", "leap"].contains(&a.as_str()) => refuse(
+            Some(line),
+            &format!("wifi-security.auth-alg {a:?} is not open, shared or leap"),
+        ),
+        Some((a, line)) if a == "shared" && km != "none" => {
+            refuse(Some(line), "auth-alg=shared needs key-mgmt=none (WEP)")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `wifi-security.pmf` (0 default, 1 disable, 2 optional, 3 required).
