@@ -4,7 +4,9 @@
 //! `route-metric`, `never-default`, `addressN=ADDR[/LEN][,GW]` where `/ ; ,` are interchangeable
 //! separators and the last field is the gateway, the old `addressesN=`, `gateway=`,
 //! `routeN=DEST/LEN,NH[,METRIC]` (a `0.0.0.0/0` or `::/0` route is a default route) and `dns=`.
-//! What NetworkManager only warns about is a warning here too, with the value it uses instead.
+//! What NetworkManager only warns about is a warning here too, with the value it uses instead;
+//! a `gateway=` it refuses (not exactly one address of the family, an IPv6 zone) rejects the
+//! profile. The one deliberate difference: a `route-metric` above 2147483647 is capped there.
 
 use std::net::IpAddr;
 

@@ -4,7 +4,8 @@
 //! (`nm_device_get_route_metric_default()` in NetworkManager's `src/core/devices/nm-device.c`),
 //! whether a profile of that type can be an uplink at all, and which section
 //! `nm_connection_normalize()` insists on. One table, so the reader, the report and the docs
-//! (`docs/config.md`, "Connection types") cannot drift apart.
+//! (`docs/config.md`, "Connection types") cannot drift apart. [`infer`] gives the type
+//! NetworkManager derives from the sections when `connection.type` is absent.
 
 use netfailover_actors::model::UplinkType;
 
