@@ -4,12 +4,15 @@
 //! `route-metric`, `never-default`, `addressN=ADDR[/LEN][,GW]` where `/ ; ,` are interchangeable
 //! separators and the last field is the gateway, the old `addressesN=`, `gateway=`,
 //! `routeN=DEST/LEN,NH[,METRIC]` (a `0.0.0.0/0` or `::/0` route is a default route) and `dns=`.
-//! What NetworkManager only warns about is a warning here too, with the value it uses instead.
+//! What NetworkManager only warns about is a warning here too, with the value it uses instead;
+//! a `gateway=` it refuses (not exactly one address of the family, an IPv6 zone) rejects the
+//! profile. The one deliberate difference: a `route-metric` above 2147483647 is capped there.
 
 use std::net::IpAddr;
 
 use netfailover_actors::model::{Family, FamilyConfig, IfaceAddr, Method, Metric};
 
+use super::keyfile;
 use super::profiles::{reject, Reader, Reject};
 
 /// One family as read.
@@ -95,7 +98,7 @@ fn read_addresses(
     r: &mut Reader<'_>,
     group: &str,
     fam: Family,
-) -> (Vec<IfaceAddr>, Option<IpAddr>) {
+) -> Result<(Vec<IfaceAddr>, Option<IpAddr>), Reject> {
     let mut addresses: Vec<IfaceAddr> = Vec::new();
     let mut gateway: Option<IpAddr> = None;
     for (key, line) in numbered_keys(r, group, "address", "addresses") {
@@ -106,14 +109,25 @@ fn read_addresses(
             }
         }
     }
-    if let Some((text, line)) = r.string(group, "gateway").filter(|(t, _)| !t.is_empty()) {
-        match parse_ip_of(&text, fam) {
-            Ok(ip) => gateway = Some(ip),
-            Err(why) => r.warn(line, format!("{group}.gateway ignored: {why}")),
-        }
+    if let Some((text, line)) = r.string(group, "gateway") {
+        gateway = Some(strict_ip(&text, fam).map_err(|why| {
+            reject(
+                line,
+                format!("{group}.gateway: {why} (NetworkManager refuses the profile)"),
+            )
+        })?);
     }
     gateway = gateway.filter(|g| !g.is_unspecified());
-    (addresses, gateway)
+    Ok((addresses, gateway))
+}
+
+/// A `gateway=` or `dns=` entry as NetworkManager checks it (`inet_pton`): exactly one
+/// address of the family, no whitespace around it, no IPv6 zone (`fe80::1%eth0`), not empty.
+fn strict_ip(text: &str, fam: Family) -> Result<IpAddr, BadIp> {
+    if text.trim() != text || text.contains('%') {
+        return Err(BadIp::NotAnIp(text.to_string()));
+    }
+    parse_ip_of(text, fam)
 }
 
 /// The next hop of the first default route among `GROUP.routeN`, if any.
@@ -134,7 +148,7 @@ fn read_dns(r: &mut Reader<'_>, group: &str, fam: Family) -> Vec<IpAddr> {
     let mut dns = Vec::new();
     if let Some(e) = r.kf.get(group, "dns").cloned() {
         for item in e.list() {
-            match parse_ip_of(&item, fam) {
+            match strict_ip(&item, fam) {
                 Ok(ip) if !dns.contains(&ip) => dns.push(ip),
                 Ok(_) => {}
                 Err(why) => r.warn(e.line, format!("{group}.dns entry {item:?} dropped: {why}")),
@@ -161,7 +175,7 @@ pub fn read(
     let (metric, metric_origin) = metric(r, group, type_metric)?;
     let never_default = r.bool(group, "never-default", false);
 
-    let (addresses, mut gateway) = read_addresses(r, group, fam);
+    let (addresses, mut gateway) = read_addresses(r, group, fam)?;
     let mut route_gateway = read_route_gateway(r, group, fam);
 
     if !addresses.is_empty() && matches!(method_name.as_str(), "disabled" | "link-local" | "ignore")
@@ -216,8 +230,9 @@ pub fn read(
 }
 
 /// `route-metric`: absent, -1 or unreadable (a warning, as in NetworkManager) → the type's
-/// default; otherwise 0..=Metric::MAX (NetworkManager allows up to 2^32-1; we keep headroom for
-/// the penalty, so larger values reject the profile — a documented difference).
+/// default. Read as NetworkManager reads integers ([`keyfile::nm_int`]: `0x10` is 16, `010` is
+/// 8) and in its range -1..=4294967295. Above [`Metric::MAX`] (2147483647) netfailover uses
+/// `Metric::MAX` with a warning: it keeps headroom for the penalty (a documented difference).
 fn metric(
     r: &mut Reader<'_>,
     group: &str,
@@ -232,7 +247,7 @@ fn metric(
     let Some((text, line)) = r.string(group, "route-metric") else {
         return fallback();
     };
-    let Ok(value) = text.trim().parse::<i64>() else {
+    let Some(value) = keyfile::nm_int(&text) else {
         r.warn(
             line,
             format!("{group}.route-metric {text:?} is not a number; using the type default"),
@@ -249,8 +264,19 @@ fn metric(
         );
         return fallback();
     }
-    let metric =
-        Metric::new(value).map_err(|err| reject(line, format!("{group}.route-metric: {err}")))?;
+    let metric = match Metric::new(value) {
+        Ok(metric) => metric,
+        Err(err) => {
+            r.warn(
+                line,
+                format!(
+                    "{group}.route-metric {value} is above {max}, the largest metric netfailover uses (it keeps headroom for the penalty); using {max} (NetworkManager uses {value})",
+                    max = err.max
+                ),
+            );
+            Metric::new(i64::from(err.max)).map_err(|e| reject(line, e.to_string()))?
+        }
+    };
     Ok((metric, MetricOrigin::RouteMetric { line }))
 }
 

@@ -14,6 +14,9 @@ use std::fmt;
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Entry {
     pub group: String,
+    /// The group as the file writes it (`group` may be renamed from an alias; see
+    /// [`KeyFile::rename_group`]).
+    pub written_group: String,
     pub key: String,
     /// The raw value (escapes not yet decoded), leading whitespace removed (GKeyFile keeps the
     /// trailing whitespace). Invalid UTF-8 is replaced here; see `utf8`.
@@ -50,8 +53,9 @@ impl Entry {
         decode(&self.raw, true)
     }
 
-    /// The value as a GKeyFile list: split on unescaped `;`, items unescaped, empty items (such
-    /// as the one after a trailing `;`) dropped.
+    /// The value as a GKeyFile list: split on unescaped `;`, items unescaped (not trimmed:
+    /// GLib keeps the space of `a; b`, and NetworkManager then refuses ` b`), empty items
+    /// (such as the one after a trailing `;`) dropped.
     pub fn list(&self) -> Vec<String> {
         let mut items = Vec::new();
         let mut current = String::new();
@@ -76,7 +80,7 @@ impl Entry {
         items.push(current);
         items
             .iter()
-            .map(|s| unescape(s.trim()))
+            .map(|s| unescape(s))
             .filter(|s| !s.is_empty())
             .collect()
     }
@@ -111,6 +115,14 @@ impl KeyFile {
             .iter()
             .rev()
             .find(|e| e.group == group && e.key == key)
+    }
+
+    /// The last `key` in the group as the file writes it, before any alias was resolved.
+    pub fn get_as_written(&self, group: &str, key: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.written_group == group && e.key == key)
     }
 
     /// Every entry of `group`, in file order (repeated groups merged).
@@ -159,6 +171,33 @@ fn trim_end_glib(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !glib_space(*b))
         .map_or(0, |i| i + 1);
     &bytes[..end]
+}
+
+/// An integer as NetworkManager reads every integer property of a keyfile
+/// (`_nm_utils_ascii_str_to_int64(value, 0, …)`, i.e. `g_ascii_strtoll` with base 0): GLib
+/// whitespace around it is ignored, an optional sign, then `0x`/`0X` and hexadecimal digits,
+/// a leading `0` and octal digits, or decimal digits — nothing else (`08`, `0x`, `1e3`, `1 2`
+/// and the empty string are not numbers). `None` also on overflow of i64; the caller checks the
+/// property's range.
+pub fn nm_int(text: &str) -> Option<i64> {
+    let s = std::str::from_utf8(trim_end_glib(trim_start_glib(text.as_bytes()))).ok()?;
+    let (negative, s) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (radix, digits) = if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (16, hex)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (8, &s[1..])
+    } else {
+        (10, s)
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let magnitude = i128::from_str_radix(digits, radix).ok()?;
+    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
 }
 
 /// Parses keyfile bytes as GLib 2.74's `g_key_file_load_from_data` does: lines end at `\n`
@@ -223,6 +262,7 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<KeyFile, KeyFileError> {
             Err(_) => (String::from_utf8_lossy(value).into_owned(), false),
         };
         file.entries.push(Entry {
+            written_group: group.clone(),
             group,
             key,
             raw,
@@ -350,6 +390,36 @@ mod tests {
         );
         // The lenient reading keeps what it cannot decode.
         assert_eq!(kf.get("a", "bad").unwrap().string(), "x\\qy");
+    }
+
+    #[test]
+    fn integers_as_networkmanager_reads_them() {
+        // Each pair checked against libnm 1.42 (route-metric, autoconnect-priority, vlan.id).
+        for (text, want) in [
+            ("40", Some(40)),
+            (" 7", Some(7)),
+            ("7 ", Some(7)),
+            ("+5", Some(5)),
+            ("-1", Some(-1)),
+            ("-0", Some(0)),
+            ("0x10", Some(16)),
+            ("0X10", Some(16)),
+            (" +0x10", Some(16)),
+            ("-0x5", Some(-5)),
+            ("010", Some(8)),
+            ("00", Some(0)),
+            ("0xffffffff", Some(4_294_967_295)),
+            ("08", None),
+            ("0x", None),
+            ("0x1_0", None),
+            ("1e3", None),
+            ("1 2", None),
+            ("", None),
+            ("+", None),
+            ("99999999999999999999", None),
+        ] {
+            assert_eq!(nm_int(text), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! (`nm_device_get_route_metric_default()` in NetworkManager's `src/core/devices/nm-device.c`),
 //! whether a profile of that type can be an uplink at all, and which section
 //! `nm_connection_normalize()` insists on. One table, so the reader, the report and the docs
-//! (`docs/config.md`, "Connection types") cannot drift apart.
+//! (`docs/config.md`, "Connection types") cannot drift apart. [`infer`] gives the type
+//! NetworkManager derives from the sections when `connection.type` is absent.
 
 use netfailover_actors::model::UplinkType;
 
@@ -163,6 +164,46 @@ pub fn lookup(name: &str) -> Option<&'static NmType> {
         .find(|t| t.setting == name || (t.short == name && name != "olpc-mesh"))
 }
 
+/// Sections NetworkManager 1.42 counts as a base type although it has no connection type of
+/// that name netfailover reads (Open vSwitch DPDK and patch ports).
+const OTHER_BASE_SECTIONS: &[&str] = &["ovs-dpdk", "ovs-patch"];
+
+/// The rank NetworkManager gives a section when it looks for the base type
+/// (`nm_meta_setting_info_get_base_type_priority()`: hardware types 2, `bluetooth` 3, `pppoe`
+/// 5; lower wins), `None` for a section that names no type.
+fn base_rank(section: &str) -> Option<u8> {
+    match section {
+        "bluetooth" => Some(3),
+        "pppoe" => Some(5),
+        s if lookup(s).is_some() || OTHER_BASE_SECTIONS.contains(&s) => Some(2),
+        _ => None,
+    }
+}
+
+/// The type NetworkManager gives a profile without `connection.type`
+/// (`_nm_connection_find_base_type_setting()` in `nm-connection.c`): the section (group names
+/// after the aliases are resolved) of the best rank — `[gsm]` beats `[bluetooth]`, both beat
+/// `[pppoe]`. `Err` with why, when no section names a type or two of the best rank do (then
+/// NetworkManager refuses the profile: "connection.type: property is missing").
+pub fn infer<'a>(sections: impl IntoIterator<Item = &'a str>) -> Result<&'static NmType, String> {
+    let mut best: Vec<&str> = Vec::new();
+    let mut best_rank = u8::MAX;
+    for s in sections {
+        match base_rank(s) {
+            Some(rank) if rank < best_rank => (best, best_rank) = (vec![s], rank),
+            Some(rank) if rank == best_rank && !best.contains(&s) => best.push(s),
+            _ => {}
+        }
+    }
+    match best.as_slice() {
+        [] => Err("and no section names one".to_string()),
+        [one] => {
+            lookup(one).ok_or_else(|| format!("and [{one}] is a type netfailover does not read"))
+        }
+        several => Err(format!("and [{}] leave it ambiguous", several.join("], ["))),
+    }
+}
+
 /// Keyfile group aliases NetworkManager reads as the setting they stand for.
 pub const GROUP_ALIASES: &[(&str, &str)] = &[
     ("802-3-ethernet", "ethernet"),
@@ -191,5 +232,22 @@ mod tests {
             lookup("wireguard").map(|t| t.role),
             Some(Role::NotUplink(_))
         ));
+    }
+    #[test]
+    fn a_missing_type_is_inferred_as_networkmanager_does() {
+        let short = |g: &[&str]| infer(g.iter().copied()).map(|t| t.short);
+        assert_eq!(short(&["connection", "ethernet", "ipv4"]), Ok("ethernet"));
+        assert_eq!(short(&["connection", "wifi", "wifi-security"]), Ok("wifi"));
+        assert_eq!(short(&["connection", "bridge"]), Ok("bridge"));
+        // A hardware type outranks bluetooth, which outranks pppoe.
+        assert_eq!(short(&["bluetooth", "gsm"]), Ok("gsm"));
+        assert_eq!(short(&["pppoe", "bluetooth"]), Ok("bluetooth"));
+        assert_eq!(short(&["ethernet", "pppoe"]), Ok("ethernet"));
+        // The same section twice is still one.
+        assert_eq!(short(&["ethernet", "ethernet"]), Ok("ethernet"));
+        assert!(short(&["ethernet", "wifi"]).is_err());
+        assert!(short(&["connection", "ipv4", "802-1x"]).is_err());
+        assert!(short(&["ovs-patch"]).is_err());
+        assert!(short(&["ovs-patch", "ethernet"]).is_err());
     }
 }

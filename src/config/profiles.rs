@@ -25,6 +25,8 @@ use super::read_bytes;
 pub use super::ipconfig::MetricOrigin;
 
 mod binding;
+mod security;
+mod values;
 pub use binding::Binding;
 
 /// A profile as loaded, with what check-config shows about where its values came from.
@@ -229,24 +231,19 @@ fn build(
         warnings,
     };
     let conn_line = kf.group_line("connection");
-    let (type_name, type_line) = r
-        .string("connection", "type")
-        .ok_or_else(|| reject(conn_line, "connection.type is missing"))?;
-    let nm_type = nm_types::lookup(&type_name).ok_or_else(|| {
-        reject(
-            type_line,
-            format!("connection.type {type_name:?} is not a NetworkManager 1.42 connection type"),
-        )
-    })?;
+    let (nm_type, type_line) = connection_type(&mut r, conn_line)?;
     let id = r
         .string("connection", "id")
         .map(|(s, _)| s)
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| id_from_file_name(path));
-    let uuid = r
+    let uuid = match r
         .string("connection", "uuid")
-        .map(|(s, _)| s)
-        .filter(|s| !s.is_empty());
+        .filter(|(s, _)| !s.is_empty())
+    {
+        Some((text, line)) => Some(values::uuid(&mut r, text, line)?),
+        None => None,
+    };
     let autoconnect = r.bool("connection", "autoconnect", true);
     let autoconnect_priority = priority(&mut r);
     let port = port(&mut r, conn_line)?;
@@ -287,6 +284,53 @@ fn build(
         not_managed,
         lost_to: None,
     })
+}
+
+/// `connection.type`, or when it is absent the type NetworkManager infers from the sections
+/// (`[ethernet]`, `[wifi]`, …; a warning says which). The line is the one messages about the
+/// type point at.
+fn connection_type(
+    r: &mut Reader<'_>,
+    conn_line: Option<usize>,
+) -> Result<(&'static NmType, usize), Reject> {
+    let Some((type_name, type_line)) = r.string("connection", "type") else {
+        let sections = r.kf.groups.iter().map(|g| g.name.as_str());
+        let nm_type = nm_types::infer(sections).map_err(|why| {
+            reject(
+                conn_line,
+                format!("connection.type is missing {why} (NetworkManager refuses the profile)"),
+            )
+        })?;
+        let line =
+            r.kf.group_line(section_of(nm_type))
+                .or(conn_line)
+                .unwrap_or(1);
+        r.warn(
+            line,
+            format!(
+                "connection.type is missing; type {} from the [{}] section, as NetworkManager infers it (add type={})",
+                nm_type.short,
+                section_of(nm_type),
+                nm_type.short
+            ),
+        );
+        return Ok((nm_type, line));
+    };
+    let nm_type = nm_types::lookup(&type_name).ok_or_else(|| {
+        reject(
+            type_line,
+            format!("connection.type {type_name:?} is not a NetworkManager 1.42 connection type"),
+        )
+    })?;
+    Ok((nm_type, type_line))
+}
+
+/// The group a type's own settings are read from (after the keyfile aliases).
+fn section_of(t: &NmType) -> &'static str {
+    nm_types::GROUP_ALIASES
+        .iter()
+        .find(|(setting, _)| *setting == t.setting)
+        .map_or(t.setting, |(_, alias)| alias)
 }
 
 /// The keyfile's groups, with `[ipv46]` read as `[ipv6]` (warned) and NetworkManager's group
@@ -361,11 +405,34 @@ fn port(r: &mut Reader<'_>, conn_line: Option<usize>) -> Result<Option<Port>, Re
         .filter(|(s, _)| !s.is_empty());
     match (master, kind) {
         (None, None) => Ok(None),
-        (Some((controller, _)), Some((kind, _))) => Ok(Some(Port { controller, kind })),
-        (Some((_, line)), None) => Err(reject(
-            line,
-            "connection.master without connection.slave-type (NetworkManager refuses the profile)",
-        )),
+        (Some((controller, _)), Some((kind, line))) => {
+            // A [bridge-port] or [team-port] section belongs to that kind of port only.
+            for (section, owner) in [("bridge-port", "bridge"), ("team-port", "team")] {
+                if kind != owner && r.kf.group_line(section).is_some() {
+                    return Err(reject(
+                        line,
+                        format!("connection.slave-type={kind} with a [{section}] section (NetworkManager refuses the profile)"),
+                    ));
+                }
+            }
+            Ok(Some(Port { controller, kind }))
+        }
+        (Some((controller, line)), None) => match detect_port_type(r.kf) {
+            Ok((kind, section)) => {
+                r.warn(
+                    line,
+                    format!("connection.master without connection.slave-type; a {kind} port from the [{section}] section, as NetworkManager infers it (add slave-type={kind})"),
+                );
+                Ok(Some(Port {
+                    controller,
+                    kind: kind.to_string(),
+                }))
+            }
+            Err(why) => Err(reject(
+                line,
+                format!("connection.master without connection.slave-type{why} (NetworkManager refuses the profile)"),
+            )),
+        },
         (None, Some((_, line))) => Err(reject(
             line.max(conn_line.unwrap_or(0)),
             "connection.slave-type without connection.master (NetworkManager refuses the profile)",
@@ -373,11 +440,31 @@ fn port(r: &mut Reader<'_>, conn_line: Option<usize>) -> Result<Option<Port>, Re
     }
 }
 
+/// The port type NetworkManager infers for `master=` without `slave-type=`
+/// (`_nm_connection_detect_slave_type()` in `nm-connection.c`): from the one port section
+/// present, `(type, section)`; `Err` with why when there is none or more than one.
+fn detect_port_type(kf: &KeyFile) -> Result<(&'static str, &'static str), String> {
+    const PORT_SECTIONS: &[(&str, &str)] = &[
+        ("bridge-port", "bridge"),
+        ("bond-port", "bond"),
+        ("team-port", "team"),
+        ("ovs-port", "ovs-bridge"),
+        ("ovs-interface", "ovs-port"),
+    ];
+    let found: Vec<_> = PORT_SECTIONS
+        .iter()
+        .filter(|(section, _)| kf.group_line(section).is_some())
+        .collect();
+    match found.as_slice() {
+        [(section, kind)] => Ok((kind, section)),
+        [] => Err(String::new()),
+        _ => Err(" and several port sections".to_string()),
+    }
+}
+
 /// The sections `nm_connection_normalize()` insists on, and the keys it cannot do without.
 fn required_section(r: &mut Reader<'_>, t: &NmType, type_line: usize) -> Result<(), Reject> {
-    let has_name =
-        r.kf.get("connection", "interface-name")
-            .is_some_and(|e| !e.raw.is_empty());
+    let has_name = binding::interface_name(r, t).is_some();
     let missing = match t.section {
         Section::Optional => None,
         Section::NeedsInterfaceName if !has_name => {
@@ -410,26 +497,27 @@ fn required_section(r: &mut Reader<'_>, t: &NmType, type_line: usize) -> Result<
     if t.short == "wifi" && r.string("wifi", "ssid").is_none_or(|(s, _)| s.is_empty()) {
         return refuse(r.kf.group_line("wifi"), "wifi.ssid is missing");
     }
-    if let Some(line) = r.kf.group_line("wifi-security") {
-        match r.string("wifi-security", "key-mgmt") {
-            None => return refuse(Some(line), "wifi-security.key-mgmt is missing"),
-            Some((km, line))
-                if matches!(km.as_str(), "wpa-eap" | "ieee8021x" | "wpa-eap-suite-b-192")
-                    && r.kf.group_line("802-1x").is_none() =>
-            {
-                return refuse(
-                    Some(line),
-                    &format!("key-mgmt={km} needs an [802-1x] section"),
-                )
-            }
-            Some(_) => {}
-        }
-    }
+    security::check(r, t)?;
+    values::check(r, t)?;
     if t.short == "vlan"
         && r.string("vlan", "parent").is_none_or(|(s, _)| s.is_empty())
         && r.kf.get("ethernet", "mac-address").is_none()
     {
         return refuse(r.kf.group_line("vlan"), "vlan.parent is missing");
+    }
+    if let Some((id, line)) = r.string("vlan", "id") {
+        // NetworkManager reads the id as a 32-bit number (what it cannot read: a warning and
+        // 0) and refuses one above 4094.
+        match keyfile::nm_int(&id).filter(|v| (0..=i64::from(u32::MAX)).contains(v)) {
+            Some(v) if v > 4094 => {
+                return refuse(Some(line), &format!("vlan.id {v} is not in 0..=4094"))
+            }
+            Some(_) => {}
+            None => r.warn(
+                line,
+                format!("vlan.id {id:?} is not a number; NetworkManager uses 0"),
+            ),
+        }
     }
     if t.short == "gsm" {
         if let Some((_, line)) = r.string("gsm", "username").filter(|(u, _)| u.is_empty()) {
@@ -453,8 +541,8 @@ fn priority(r: &mut Reader<'_>) -> i32 {
     let Some((text, line)) = r.string("connection", "autoconnect-priority") else {
         return 0;
     };
-    match text.trim().parse::<i32>() {
-        Ok(p) if (-999..=999).contains(&p) => p,
+    match keyfile::nm_int(&text).and_then(|p| i32::try_from(p).ok()) {
+        Some(p) if (-999..=999).contains(&p) => p,
         _ => {
             r.warn(
                 line,

@@ -238,9 +238,17 @@ fn a_broken_profile_is_skipped_while_the_others_load() {
         .map(|p| p.id.as_str())
         .collect();
     // NetworkManager only warns about a metric of -2 or 2^32 and uses the type's default, so
-    // those two load; 3000000000 (beyond our headroom) and a Wi-Fi profile without [wifi] do not.
-    assert_eq!(ids, vec!["still loads", "negative", "too big"]);
-    assert_eq!(loaded.problems.iter().filter(|p| p.is_error()).count(), 2);
+    // those two load; 3000000000 (beyond our headroom) loads capped at 2147483647 with a
+    // warning; a Wi-Fi profile without [wifi] does not load.
+    assert_eq!(
+        ids,
+        vec!["beyond our headroom", "still loads", "negative", "too big"]
+    );
+    assert_eq!(loaded.config.profiles[0].ipv4.metric.get(), 2_147_483_647);
+    assert_eq!(loaded.problems.iter().filter(|p| p.is_error()).count(), 1);
+    assert!(loaded.problems.iter().any(|p| !p.is_error()
+        && p.to_string()
+            .contains("route-metric 3000000000 is above 2147483647")));
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::path::Path;
 use netfailover_actors::model::{IfaceMatch, IfaceName};
 
 use super::{reject, Reader, Reject};
+use crate::config::keyfile;
 use crate::config::matching::{self, ControlLookup};
 use crate::config::nm_types::NmType;
 
@@ -49,10 +50,7 @@ pub(super) fn binding(
         },
         None => None,
     };
-    let Some((name, line)) = r
-        .string("connection", "interface-name")
-        .filter(|(s, _)| !s.is_empty())
-    else {
+    let Some((name, line)) = interface_name(r, t) else {
         if t.short == "vlan" {
             if let Some(name) = vlan_name(r) {
                 return Ok((IfaceMatch::Name(name), Binding::VlanName));
@@ -98,13 +96,43 @@ pub(super) fn binding(
     })
 }
 
+/// `connection.interface-name`, or where NetworkManager still finds it when that is absent
+/// (`nm_keyfile_read()`): the deprecated `interface-name` key of the section named by
+/// `connection.type`'s setting name, as the file writes it (`[bond] interface-name=bond0`,
+/// `[802-3-ethernet]` but not its alias `[ethernet]`). Not for a type inferred from the
+/// sections, which NetworkManager only sets after that lookup.
+pub(super) fn interface_name(r: &mut Reader<'_>, t: &NmType) -> Option<(String, usize)> {
+    let named = r
+        .string("connection", "interface-name")
+        .filter(|(s, _)| !s.is_empty());
+    if named.is_some() || r.kf.get("connection", "type").is_none() {
+        return named;
+    }
+    let e = r.kf.get_as_written(t.setting, "interface-name")?;
+    let (value, line) = (e.strict_string(), e.line);
+    match value {
+        Ok(name) if !name.is_empty() => Some((name, line)),
+        Ok(_) => None,
+        Err(why) => {
+            r.warn(
+                line,
+                format!("{}.interface-name: {why}; ignored", t.setting),
+            );
+            None
+        }
+    }
+}
+
 /// NetworkManager's name for a VLAN without `interface-name` (`nm_utils_new_vlan_name()`):
 /// `PARENT.ID`, the parent cut so the whole fits 15 bytes. `None` when the parent is a profile
 /// UUID rather than an interface name (the interface is then only known at run time).
 fn vlan_name(r: &mut Reader<'_>) -> Option<IfaceName> {
     let (parent, _) = r.string("vlan", "parent")?;
-    let (id, _) = r.string("vlan", "id")?;
-    let id: u16 = id.trim().parse().ok()?;
+    // No id: NetworkManager's default, 0.
+    let id = match r.string("vlan", "id") {
+        Some((id, _)) => vlan_id(&id)?,
+        None => 0,
+    };
     if parent.len() == 36 && parent.matches('-').count() == 4 {
         return None;
     }
@@ -112,6 +140,16 @@ fn vlan_name(r: &mut Reader<'_>) -> Option<IfaceName> {
     let keep = parent.len().min(15usize.saturating_sub(suffix.len()));
     let cut = parent.get(..keep)?;
     IfaceName::new(format!("{cut}{suffix}")).ok()
+}
+
+/// `vlan.id` as NetworkManager reads it (an integer in any of its notations, `0x10` is 16; what
+/// is not a 32-bit number is 0, with the warning `required_section` gives): `None` above 4094,
+/// which NetworkManager refuses.
+pub(super) fn vlan_id(text: &str) -> Option<u16> {
+    let id = keyfile::nm_int(text)
+        .filter(|v| (0..=i64::from(u32::MAX)).contains(v))
+        .unwrap_or(0);
+    u16::try_from(id).ok().filter(|id| *id <= 4094)
 }
 
 /// `aa:bb:cc:dd:ee:ff` (or `-`-separated), or the old keyfile form `170;187;204;221;238;255;`.

@@ -29,21 +29,40 @@ fn helper() -> PathBuf {
 }
 
 /// Runs a command with a timeout (the helper loads GObject introspection: seconds, not minutes).
+/// Its output is drained by threads while it runs: the corpus's JSON is larger than a pipe
+/// buffer, and a child blocked on a full pipe would never exit.
 fn run(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = pipe.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
     let deadline = std::time::Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             panic!("{cmd:?} ran over {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
     }
-    child.wait_with_output().expect("output")
 }
 
 fn libnm_available() -> bool {
@@ -108,6 +127,12 @@ const NOT_UPLINK: &[&str] = &[
     "ovs-port",
 ];
 
+/// A parent naming a profile by UUID (`8-4-4-4-12` hexadecimal digits) rather than a device.
+fn is_uuid(s: &str) -> bool {
+    let lens: Vec<usize> = s.split('-').map(str::len).collect();
+    lens == [8, 4, 4, 4, 12] && s.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+}
+
 fn looks_like_control_device(name: &str) -> bool {
     ["cdc-wdm", "tty"].iter().any(|p| name.starts_with(p))
 }
@@ -136,7 +161,8 @@ fn expected(nm: &Value) -> BTreeMap<String, Value> {
         }
         (Some(n), _) => json!({ "name": n }),
         // NetworkManager names the VLAN device PARENT.ID (nm_utils_new_vlan_name()).
-        (None, _) if ty == "vlan" && nm["vlan_parent"].is_string() => {
+        // A parent given as a profile UUID is only resolved when NetworkManager activates it.
+        (None, _) if ty == "vlan" && nm["vlan_parent"].as_str().is_some_and(|p| !is_uuid(p)) => {
             let suffix = format!(".{}", nm["vlan_id"]);
             let parent = nm["vlan_parent"].as_str().unwrap_or_default();
             let keep = parent.len().min(15 - suffix.len());
