@@ -14,6 +14,7 @@ mod netlink;
 mod passive;
 mod probe;
 mod semantics;
+mod wait_online;
 
 /// The lock of the long timing-sensitive end-to-end tests, shared with the lab's own tests
 /// (tests/lab/src/lib.rs says why).
