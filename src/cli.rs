@@ -72,6 +72,24 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Wait until an uplink reaches the Internet (FULL), for network-online.target: exit 0 when
+    /// online, 1 at the timeout (saying where each uplink stands), 2 when no daemon answers.
+    WaitOnline(WaitOnlineArgs),
+}
+
+/// `wait-online` (docs/daemon.md): waits on the control socket's event stream, no polling.
+#[derive(Args, Debug, Clone)]
+pub struct WaitOnlineArgs {
+    /// Give up after SECS seconds (0: wait forever); the wait for the daemon's socket to appear
+    /// counts too.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Only this uplink counts (repeatable); default: every managed uplink.
+    #[arg(long, short, value_name = "IFACE")]
+    pub interface: Vec<String>,
+    /// Wait until every one of them is FULL (default: any one).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// How long a verb that talks to the daemon waits for it.

@@ -51,21 +51,33 @@ pub enum DaemonError {
 }
 
 /// Sets up tracing to stderr: plain lines (journald adds time and unit) or JSON objects.
-/// `RUST_LOG` overrides the default `info` level. Colours only when stderr is a terminal: the
-/// journal and log files would store the escape sequences.
+/// `RUST_LOG` overrides the default `info` level with `target=level` directives
+/// (`warn,netfailover=debug`); tracing-subscriber's `Targets` reads them without the regex
+/// engine behind `EnvFilter`'s span filters, which the device binary does not need. Colours only
+/// when stderr is a terminal: the journal and log files would store the escape sequences.
 pub fn init_tracing(format: LogFormat) {
     use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second initialisation (tests, embedding) keeps the first subscriber.
     let _ = match format {
-        LogFormat::Plain => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Plain => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json()).try_init(),
     };
+}
+
+/// `RUST_LOG`'s directives, or `info` when unset or unreadable.
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    rust_log
+        .and_then(|directives| directives.parse().ok())
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+        })
 }
 
 /// systemd's notification socket, used only when `NOTIFY_SOCKET` is set (sd-notify does
@@ -425,4 +437,23 @@ fn apply(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_directives_set_levels_per_target() {
+        let directives = log_filter(Some("warn,netfailover=debug"));
+        assert!(directives.would_enable("netfailover::daemon", &Level::DEBUG));
+        assert!(!directives.would_enable("netfailover::daemon", &Level::TRACE));
+        assert!(directives.would_enable("hyper", &Level::WARN));
+        assert!(!directives.would_enable("hyper", &Level::INFO));
+        for default in [log_filter(None), log_filter(Some("netfailover=loud"))] {
+            assert!(default.would_enable("hyper", &Level::INFO));
+            assert!(!default.would_enable("netfailover", &Level::DEBUG));
+        }
+    }
 }

@@ -11,3 +11,4 @@ pub mod control;
 pub mod daemon;
 pub mod metrics;
 pub mod os;
+pub mod wait_online;

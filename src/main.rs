@@ -13,6 +13,7 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use netfailover::cli::{self, CheckConfigArgs, Cli, ClientArgs, Command};
 use netfailover::config::report;
 use netfailover::control::{self, Request};
+use netfailover::wait_online;
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -88,6 +89,7 @@ fn dispatch(cli: Cli, explicit_socket: bool) -> anyhow::Result<ExitCode> {
             follow: false,
             client,
         } => events(socket, json, client),
+        Command::WaitOnline(args) => wait_online(socket, &args),
     }
 }
 
@@ -181,6 +183,39 @@ fn events(socket: &Path, json: bool, client: ClientArgs) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `wait-online`: 0 online, 1 at the timeout with one line per uplink, 2 without a daemon.
+fn wait_online(socket: &Path, args: &cli::WaitOnlineArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client runtime")?;
+    let want = wait_online::Want {
+        interfaces: args.interface.clone(),
+        all: args.all,
+    };
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    let outcome = runtime.block_on(async {
+        let deadline = (args.timeout > 0).then(|| tokio::time::Instant::now() + timeout);
+        wait_online::wait(socket, &want, deadline).await
+    });
+    match &outcome {
+        wait_online::Outcome::Online(full) => println!("online: {} FULL", full.join(", ")),
+        wait_online::Outcome::TimedOut(lines) => {
+            eprintln!("netfailover: not online after {} s:", args.timeout);
+            for line in lines {
+                eprintln!("  {line}");
+            }
+        }
+        wait_online::Outcome::NoDaemon(why) => {
+            eprintln!(
+                "netfailover: no daemon answered within {} s: {why}",
+                args.timeout
+            )
+        }
+    }
+    Ok(ExitCode::from(outcome.exit_code()))
 }
 
 /// One request to the daemon over the control socket, within `--timeout`.

@@ -16,6 +16,7 @@ mod passive;
 mod probe;
 mod reload;
 mod semantics;
+mod wait_online;
 
 /// The lock of the long timing-sensitive end-to-end tests, shared with the lab's own tests
 /// (tests/lab/src/lib.rs says why).

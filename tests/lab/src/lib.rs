@@ -6,6 +6,7 @@
 
 pub mod apps;
 pub mod bench;
+pub mod boot;
 pub mod hostile;
 pub mod internet;
 pub mod netns;

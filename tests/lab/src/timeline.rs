@@ -539,8 +539,11 @@ pub fn run(args: &LabArgs) -> Result<bool, LabError> {
         return super::soak::run(minutes);
     }
     if args.scenario == "list" {
-        println!("{}", SCENARIOS.join("\n"));
+        println!("{}\n{}", SCENARIOS.join("\n"), super::boot::SCENARIO);
         return Ok(true);
+    }
+    if args.scenario == super::boot::SCENARIO {
+        return super::boot::run();
     }
     let steps = scenario(&args.scenario)?;
     watch_interrupts();

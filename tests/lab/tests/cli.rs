@@ -64,3 +64,32 @@ fn netfailover_lab_says_why_it_needs_root() {
     assert!(stderr.contains("needs root"), "{stderr}");
     assert!(stderr.contains("namespaces"), "{stderr}");
 }
+
+/// meta-balena 3053: Ethernet with carrier and a dead upstream at boot, cellular working:
+/// wait-online returns 0 through cellular, and the lab says how long after the daemon's start.
+#[test]
+fn netfailover_lab_boot_3053_is_online_through_cellular() {
+    let _serial = netfailover_lab::heavy_test_lock();
+    if !require_root("netfailover_lab_boot_3053_is_online_through_cellular") {
+        return;
+    }
+    let out = std::process::Command::new("timeout")
+        .args(["-k", "5", "120"])
+        .arg(env!("CARGO_BIN_EXE_netfailover-lab"))
+        .args(["--scenario", "boot-3053"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\nstdout:\n{stdout}", out.status);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("wait-online: exit 0 after "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.ends_with("from the daemon's start (wwan0)"), "{line}");
+    println!("{line}");
+    assert!(
+        stdout.contains("route to the check server: wwan0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("namespaces removed"), "{stdout}");
+}
