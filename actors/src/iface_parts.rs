@@ -49,6 +49,8 @@ pub struct PassivePart {
     pub last_trigger: Option<String>,
     pub last_trigger_unix_ms: Option<u64>,
     pub suspicions: u64,
+    pub sees: String,
+    pub held_by_ceiling: u64,
 }
 
 /// The per-interface parts, one owner each, which `BoardData::status` (`board.rs`) joins into
@@ -91,6 +93,8 @@ impl IfaceParts {
                 suspicions: p.suspicions,
                 confirmations: c.confirmations,
                 confirmations_failed: c.confirmations_failed,
+                sees: p.sees,
+                held_by_ceiling: p.held_by_ceiling,
             },
         }
     }

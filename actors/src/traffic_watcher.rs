@@ -81,6 +81,7 @@ impl TrafficWatcher {
             backoff_max: self.cfg.check.interval.max(p.backoff_min),
             min_gap: p.min_gap,
             settle: SETTLE,
+            max_per_hour: p.max_confirmations_per_hour,
         }
     }
 
@@ -211,6 +212,14 @@ impl TrafficWatcher {
                         p.suspect_since_unix_ms = None;
                     }
                 },
+            }
+            if let Some(t) = self.state.trackers.get(name) {
+                p.held_by_ceiling += u64::from(t.capped());
+                p.sees = match t.conntrack() {
+                    None => String::new(),
+                    Some(true) => "sockets+conntrack".into(),
+                    Some(false) => "sockets only (no connection tracking)".into(),
+                };
             }
             if let Some((_, t)) = triggers.iter().find(|(n, _)| n == name) {
                 p.suspicions += 1;

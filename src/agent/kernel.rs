@@ -41,6 +41,14 @@ impl Probe for Swappable<dyn Probe> {
     fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
         self.get().check(request)
     }
+
+    fn check_with_progress(
+        &self,
+        request: ProbeRequest,
+        progress: Arc<netfailover_actors::ports::CheckProgress>,
+    ) -> BoxFuture<'static, ProbeReport> {
+        self.get().check_with_progress(request, progress)
+    }
 }
 
 impl ScriptRunner for Swappable<dyn ScriptRunner> {

@@ -144,6 +144,8 @@ pub struct PassiveConfig {
     pub backoff_min: Duration,
     /// Shortest time between two confirmations of one interface.
     pub min_gap: Duration,
+    /// Most confirmations of one interface in any hour, whatever the applications do.
+    pub max_confirmations_per_hour: u32,
 }
 
 impl Default for PassiveConfig {
@@ -157,6 +159,7 @@ impl Default for PassiveConfig {
             confirm_timeout_min: Duration::from_millis(500),
             backoff_min: Duration::from_secs(60),
             min_gap: Duration::from_secs(10),
+            max_confirmations_per_hour: 6,
         }
     }
 }

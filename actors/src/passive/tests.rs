@@ -35,6 +35,8 @@ fn traffic(rx: u64, tx: u64, tcp: Vec<TcpSocketSample>) -> IfaceTraffic {
         tx_packets: tx,
         rx_multicast: 0,
         tcp,
+        subnets: vec![],
+        flows: None,
     }
 }
 
