@@ -76,6 +76,8 @@ pub enum Behaviour {
     Garbage,
     /// Accepts and resets the connection at once (RST).
     Reset,
+    /// 204 No Content after this many milliseconds (a slow but working server).
+    SlowNoContent(u64),
 }
 
 /// Bytes that are no HTTP answer.
@@ -388,6 +390,12 @@ async fn answer(behaviour: Behaviour) -> Response<AnyBody> {
         r
     };
     match behaviour {
+        Behaviour::SlowNoContent(ms) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            let mut r = Response::new(Empty::new().boxed());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
         Behaviour::NoContent => {
             let mut r = Response::new(Empty::new().boxed());
             *r.status_mut() = StatusCode::NO_CONTENT;
