@@ -31,7 +31,10 @@
 //! `settle` (10 s). So one dead peer or a one-way UDP stream costs one confirmation, then one
 //! per back-off step; a new stall costs at most one confirmation per `min_gap`. On top, at most
 //! `max_per_hour` confirmations per interface in any hour (the oldest leaves the count an hour
-//! after it ran); a charge whose evidence is gone is forgotten once its back-off has passed,
+//! after it ran) for evidence that never worked (peers that never answered, one-way
+//! counters); a stalled peer that had answered before (a working flow that stopped, which is
+//! what a blackhole looks like) is never held back by it, so the blackhole bound holds after
+//! any churn. A charge whose evidence is gone is forgotten once its back-off has passed,
 //! so a churn of dead peers keeps the memory flat.
 //!
 //! Counters that go backwards are treated as a 32-bit wrap when both values fit in 32 bits
@@ -81,7 +84,7 @@ impl Default for RuleParams {
             backoff_max: Duration::from_secs(3600),
             min_gap: Duration::from_secs(10),
             settle: Duration::from_secs(10),
-            max_per_hour: 6,
+            max_per_hour: 4,
         }
     }
 }
@@ -171,6 +174,8 @@ pub struct Tracker {
     recent: VecDeque<Instant>,
     /// Evidence was due in the last sample but the hourly ceiling held it back.
     capped: bool,
+    /// Stalled peers of the last sample that had answered before (exempt from the ceiling).
+    answered: BTreeSet<IpAddr>,
     charges: BTreeMap<Evidence, Charge>,
     last_trigger: Option<Instant>,
     two_way_since: Option<Instant>,
@@ -281,7 +286,9 @@ impl Tracker {
             stalled,
             progressed,
             pending,
+            answered,
         } = peers;
+        self.answered = answered;
 
         // The counters add nothing while TCP has data in flight: its sockets name the stall
         // themselves within the window (the counters would only make the same fault look like
@@ -366,7 +373,13 @@ impl Tracker {
         {
             self.recent.pop_front();
         }
-        if self.recent.len() >= p.max_per_hour as usize {
+        // A working flow that stopped is what a blackhole looks like: it is never held back
+        // (its back-off and `min_gap` still bound it). Peers that never answered are what a
+        // churn of dead peers looks like: those the ceiling holds.
+        let was_working = due
+            .iter()
+            .any(|e| matches!(e, Evidence::Peer(ip) if self.answered.contains(ip)));
+        if !was_working && self.recent.len() >= p.max_per_hour as usize {
             self.capped = true;
             return None;
         }
@@ -455,6 +468,7 @@ impl Tracker {
         let mut stalled = BTreeSet::new();
         let mut progressed = BTreeSet::new();
         let mut pending = BTreeSet::new();
+        let mut answered = BTreeSet::new();
         let mut memos = HashMap::with_capacity(s.tcp.len());
         let long_ago = |t: Instant| now.duration_since(t) >= p.window;
         let wan = s.tcp.iter().filter(|t| !on_lan(t.remote.ip(), &s.subnets));
@@ -489,6 +503,9 @@ impl Tracker {
             };
             if is_stalled {
                 stalled.insert(peer);
+                if sock.bytes_acked > 0 || sock.bytes_received > 0 {
+                    answered.insert(peer);
+                }
             } else if sock.unacked > 0 || sock.phase == TcpPhase::SynSent {
                 pending.insert(peer);
             }
@@ -507,6 +524,7 @@ impl Tracker {
             stalled,
             progressed,
             pending,
+            answered,
         }
     }
 }

@@ -186,4 +186,18 @@ fn ceiling_holds_a_churn_of_dead_peers_and_memory_stays_flat() {
     assert!(t.capped());
     // Each dead peer is forgotten once its back-off passed: about backoff_min / 5 s.
     assert!(most_charged <= 16, "{most_charged} peers remembered");
+
+    // With the ceiling spent, a working flow that stops (a blackhole) is still confirmed.
+    let mut blackhole_at = None;
+    for i in 7200..7220u64 {
+        let reply = i.min(7205) * 5;
+        let f = flow(1, FlowProto::Udp, REMOTE, i * 5, reply);
+        let s = traffic(i * 10, i * 10, vec![], vec![f]);
+        if t.observe(t0 + Duration::from_secs(i), NAME, Some(&s), IN_USE, &p)
+            .is_some()
+        {
+            blackhole_at.get_or_insert(i);
+        }
+    }
+    assert_eq!(blackhole_at, Some(7207));
 }

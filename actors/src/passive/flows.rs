@@ -34,6 +34,9 @@ pub(super) struct Peers {
     pub progressed: BTreeSet<IpAddr>,
     /// Something is outstanding, not (yet) for the window.
     pub pending: BTreeSet<IpAddr>,
+    /// Stalled peers that had answered before (a working flow that stopped: what a blackhole
+    /// looks like, unlike a peer that never answered).
+    pub answered: BTreeSet<IpAddr>,
 }
 
 impl Peers {
@@ -41,6 +44,7 @@ impl Peers {
         self.stalled.extend(other.stalled);
         self.progressed.extend(other.progressed);
         self.pending.extend(other.pending);
+        self.answered.extend(other.answered);
     }
 }
 
@@ -94,6 +98,9 @@ pub(super) fn flows(
         if let Some((since, orig_then)) = unanswered {
             if now.duration_since(since) >= p.window && f.orig_packets > orig_then {
                 peers.stalled.insert(f.peer);
+                if f.reply_packets > 0 {
+                    peers.answered.insert(f.peer);
+                }
             } else {
                 peers.pending.insert(f.peer);
             }

@@ -194,6 +194,8 @@ fn table() {
 fn same_evidence_backs_off_doubling_up_to_the_interval() {
     let p = RuleParams {
         backoff_max: Duration::from_secs(300),
+        // The back-off alone (the hourly ceiling is tested in `flow_tests.rs`).
+        max_per_hour: 1000,
         ..RuleParams::default()
     };
     let t0 = Instant::now();
