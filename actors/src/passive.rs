@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::model::Config;
 use crate::ports::{IfaceTraffic, TcpPhase};
 
 mod flows;
@@ -59,6 +60,9 @@ const MAX_CHARGES: usize = 1024;
 
 /// The span of the confirmation ceiling.
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// How long one-way traffic must turn two-way before its evidence is forgotten.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// The rule's settings (`[passive]`, see `model::PassiveConfig`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -74,6 +78,24 @@ pub struct RuleParams {
     pub max_per_hour: u32,
 }
 
+impl RuleParams {
+    /// The rule's settings from the configuration (`[passive]`, the check interval caps the
+    /// back-off).
+    pub fn from_config(cfg: &Config) -> Self {
+        let p = &cfg.passive;
+        Self {
+            window: p.window,
+            tx_min: p.tx_min,
+            rx_noise: p.rx_noise,
+            backoff_min: p.backoff_min,
+            backoff_max: cfg.check.interval.max(p.backoff_min),
+            min_gap: p.min_gap,
+            settle: SETTLE,
+            max_per_hour: p.max_confirmations_per_hour,
+        }
+    }
+}
+
 impl Default for RuleParams {
     fn default() -> Self {
         Self {
@@ -83,7 +105,7 @@ impl Default for RuleParams {
             backoff_min: Duration::from_secs(60),
             backoff_max: Duration::from_secs(3600),
             min_gap: Duration::from_secs(10),
-            settle: Duration::from_secs(10),
+            settle: SETTLE,
             max_per_hour: 4,
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod apps;
 pub mod bench;
+pub mod container;
 pub mod hostile;
 pub mod internet;
 pub mod netns;

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use netfailover::engine::model::Connectivity;
 use netfailover::lab::apps::{AppLab, BusyClient, EchoServer, DEAD_PEER, ECHO};
+use netfailover::lab::container::masqueraded_container;
 use netfailover::lab::internet::Behaviour;
-use netfailover::lab::netns::{require_root, veth, wait_for, Netns};
+use netfailover::lab::netns::{require_root, wait_for, Netns};
 use netfailover::lab::uplinks::run_in_netns;
 
 use crate::daemon::TempDir;
@@ -26,41 +27,9 @@ const UDP_NOTICED: Duration = Duration::from_secs(8);
 /// Application message rate and reconnect patience (as in `daemon.rs`).
 const GAP: Duration = Duration::from_millis(250);
 const PATIENCE: Duration = Duration::from_secs(1);
-/// The container's network behind the device's bridge side.
-const BRIDGE: &str = "192.0.2.65";
-const CONTAINER: &str = "192.0.2.66/26";
-
-/// A container namespace behind the device's `ctr0`, masqueraded onto whichever uplink routes
-/// its flows (`oifname != "ctr0" masquerade`), as balenaEngine's bridge network is.
+/// The container behind the device's NAT bridge (which also turns conntrack on).
 fn container(lab: &AppLab, name: &str) -> Netns {
-    let dev = &lab.world.device;
-    let ctr = Netns::new(name).expect("container namespace");
-    veth((&ctr, "eth0"), (dev, "ctr0")).expect("veth");
-    ctr.ip(&["addr", "add", CONTAINER, "dev", "eth0"]).unwrap();
-    ctr.ip(&["route", "add", "default", "via", BRIDGE]).unwrap();
-    dev.ip(&["addr", "add", &format!("{BRIDGE}/26"), "dev", "ctr0"])
-        .unwrap();
-    dev.sysctl("net.ipv4.ip_forward", "1").unwrap();
-    let chain = "{ type nat hook postrouting priority 100 ; }";
-    for cmd in [
-        vec!["nft", "add", "table", "ip", "nat"],
-        vec!["nft", "add", "chain", "ip", "nat", "post", chain],
-        vec![
-            "nft",
-            "add",
-            "rule",
-            "ip",
-            "nat",
-            "post",
-            "oifname",
-            "!=",
-            "ctr0",
-            "masquerade",
-        ],
-    ] {
-        dev.exec(&cmd).unwrap();
-    }
-    ctr
+    masqueraded_container(&lab.world.device, name).expect("container namespace")
 }
 
 fn echoes_since(app: &BusyClient, since: Instant) -> bool {
