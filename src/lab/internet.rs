@@ -383,6 +383,12 @@ where
 
 type AnyBody = BoxBody<Bytes, Infallible>;
 
+fn no_content() -> Response<AnyBody> {
+    let mut r = Response::new(Empty::new().boxed());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
 async fn answer(behaviour: Behaviour) -> Response<AnyBody> {
     let full = |status: StatusCode, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
@@ -392,15 +398,9 @@ async fn answer(behaviour: Behaviour) -> Response<AnyBody> {
     match behaviour {
         Behaviour::SlowNoContent(ms) => {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            let mut r = Response::new(Empty::new().boxed());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            r
+            no_content()
         }
-        Behaviour::NoContent => {
-            let mut r = Response::new(Empty::new().boxed());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            r
-        }
+        Behaviour::NoContent => no_content(),
         Behaviour::Body(body) => full(StatusCode::OK, body),
         Behaviour::Redirect(location) => {
             let mut r = full(StatusCode::FOUND, String::new());

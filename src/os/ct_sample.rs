@@ -1,6 +1,8 @@
 //! Passive health's view of connection tracking: every tracked flow that leaves through an
 //! uplink (forwarded and NATed container traffic, UDP, the device's own), with per-direction
-//! packet counters, from one ctnetlink dump per family and sample (`flows/conntrack.rs`).
+//! packet counters, from one ctnetlink dump per family and sample, on the blocking request
+//! socket of `flows/wire.rs`; each entry is read straight from its bytes (a sample of 10 000
+//! entries allocates nothing per entry: see the README's sampling-cost row).
 //!
 //! Counters exist only for entries created while `net.netfilter.nf_conntrack_acct` is 1, so
 //! [`CtSampler::open`] turns it on when it is off (logged once, README "Passive health"); an
@@ -14,35 +16,190 @@
 //! to a remote host) and flows forwarded without NAT are not attributed.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
-use netlink_packet_core::Nla;
-use netlink_packet_netfilter::conntrack::{
-    ConntrackAttribute, IPTuple, ProtoTuple, Protocol, Tuple,
-};
+use netlink_packet_core::{NetlinkDeserializable, NetlinkHeader, NetlinkSerializable};
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use netfailover_actors::model::Family;
 use netfailover_actors::ports::{FlowProto, FlowSample};
 
-use super::flows::conntrack::{Conntrack, Entry};
+use super::flows::wire::Conn;
 use super::sysctl::ProcSysctl;
 
 /// The sysctl that makes the kernel count packets per conntrack direction.
 pub const ACCT_KEY: &str = "net.netfilter.nf_conntrack_acct";
 
-/// `CTA_COUNTERS_ORIG`, `CTA_COUNTERS_REPLY`, `CTA_ID` (linux/netfilter/nfnetlink_conntrack.h).
-const CTA_COUNTERS_ORIG: u16 = 9;
-const CTA_COUNTERS_REPLY: u16 = 10;
-const CTA_ID: u16 = 12;
-/// `CTA_COUNTERS_PACKETS` (u64) and the old `CTA_COUNTERS32_PACKETS` (u32), big endian.
-const CTA_COUNTERS_PACKETS: u16 = 1;
-const CTA_COUNTERS32_PACKETS: u16 = 3;
+/// Attribute numbers of linux/netfilter/nfnetlink_conntrack.h.
+mod cta {
+    pub const TUPLE_ORIG: u16 = 1;
+    pub const TUPLE_REPLY: u16 = 2;
+    pub const COUNTERS_ORIG: u16 = 9;
+    pub const COUNTERS_REPLY: u16 = 10;
+    pub const ID: u16 = 12;
+    pub const TUPLE_IP: u16 = 1;
+    pub const TUPLE_PROTO: u16 = 2;
+    pub const IP_V4_DST: u16 = 2;
+    pub const IP_V6_DST: u16 = 4;
+    pub const PROTO_NUM: u16 = 1;
+    /// `cta::COUNTERS_PACKETS` (u64) and the old `cta::COUNTERS32_PACKETS` (u32), big endian.
+    pub const COUNTERS_PACKETS: u16 = 1;
+    pub const COUNTERS32_PACKETS: u16 = 3;
+}
+
+/// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET`.
+const CT_GET: u16 = (1 << 8) | 1;
+
+/// A ctnetlink dump request, and each entry of its answer read straight from the bytes (only
+/// the fields passive health needs: a sample of 10 000 entries allocates nothing per entry).
+#[derive(Debug)]
+enum CtMessage {
+    Get(Family),
+    Entry(Row),
+}
+
+/// The fields of one conntrack entry that passive health reads.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Row {
+    id: Option<u32>,
+    proto: Option<u8>,
+    /// The original direction's destination.
+    peer: Option<IpAddr>,
+    /// The reply direction's destination (the uplink's address when NATed or local).
+    reply_dst: Option<IpAddr>,
+    orig_packets: Option<u64>,
+    reply_packets: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable ctnetlink message")]
+pub struct CtDecodeError;
+
+impl NetlinkSerializable for CtMessage {
+    fn message_type(&self) -> u16 {
+        CT_GET
+    }
+
+    fn buffer_len(&self) -> usize {
+        4
+    }
+
+    fn serialize(&self, buffer: &mut [u8]) {
+        let family = match self {
+            CtMessage::Get(Family::V4) | CtMessage::Entry(_) => libc::AF_INET as u8,
+            CtMessage::Get(Family::V6) => libc::AF_INET6 as u8,
+        };
+        // struct nfgenmsg: family, version (NFNETLINK_V0), resource id 0 (big endian).
+        if let Some(head) = buffer.get_mut(..4) {
+            head.copy_from_slice(&[family, 0, 0, 0]);
+        }
+    }
+}
+
+impl NetlinkDeserializable for CtMessage {
+    type Error = CtDecodeError;
+
+    fn deserialize(_: &NetlinkHeader, payload: &[u8]) -> Result<Self, Self::Error> {
+        let attrs = payload.get(4..).ok_or(CtDecodeError)?;
+        Ok(CtMessage::Entry(parse_row(attrs)))
+    }
+}
+
+/// Calls `f` with each attribute (type without the nested/byte-order flags, value) of `buf`.
+fn each_attr<'a>(mut buf: &'a [u8], mut f: impl FnMut(u16, &'a [u8])) {
+    while buf.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([buf[0], buf[1]]));
+        let Some(value) = buf.get(4..len).filter(|_| len >= 4) else {
+            return;
+        };
+        f(u16::from_ne_bytes([buf[2], buf[3]]) & 0x3fff, value);
+        buf = buf.get((len + 3) & !3..).unwrap_or(&[]);
+    }
+}
+
+/// (destination address, protocol number) of a `CTA_TUPLE_*` nest.
+fn tuple(nest: &[u8]) -> (Option<IpAddr>, Option<u8>) {
+    let (mut dst, mut proto) = (None, None);
+    each_attr(nest, |kind, value| match kind {
+        cta::TUPLE_IP => each_attr(value, |k, v| match (k, v.len()) {
+            (cta::IP_V4_DST, 4) => {
+                dst = <[u8; 4]>::try_from(v)
+                    .ok()
+                    .map(|b| Ipv4Addr::from(b).into())
+            }
+            (cta::IP_V6_DST, 16) => {
+                dst = <[u8; 16]>::try_from(v)
+                    .ok()
+                    .map(|b| Ipv6Addr::from(b).into())
+            }
+            _ => {}
+        }),
+        cta::TUPLE_PROTO => each_attr(value, |k, v| {
+            if k == cta::PROTO_NUM {
+                proto = v.first().copied();
+            }
+        }),
+        _ => {}
+    });
+    (dst, proto)
+}
+
+/// The packet count of a `CTA_COUNTERS_*` nest.
+fn packets(nest: &[u8]) -> Option<u64> {
+    let mut out = None;
+    each_attr(nest, |kind, value| match kind {
+        cta::COUNTERS_PACKETS => {
+            out = <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes);
+        }
+        cta::COUNTERS32_PACKETS if out.is_none() => {
+            out = <[u8; 4]>::try_from(value)
+                .ok()
+                .map(|b| u64::from(u32::from_be_bytes(b)));
+        }
+        _ => {}
+    });
+    out
+}
+
+fn parse_row(attrs: &[u8]) -> Row {
+    let mut row = Row::default();
+    each_attr(attrs, |kind, value| match kind {
+        cta::TUPLE_ORIG => (row.peer, row.proto) = tuple(value),
+        cta::TUPLE_REPLY => row.reply_dst = tuple(value).0,
+        cta::COUNTERS_ORIG => row.orig_packets = packets(value),
+        cta::COUNTERS_REPLY => row.reply_packets = packets(value),
+        cta::ID => row.id = <[u8; 4]>::try_from(value).ok().map(u32::from_be_bytes),
+        _ => {}
+    });
+    row
+}
+
+/// One entry as a flow of the interface owning its reply destination; `None` for entries not
+/// attributed (see the module doc) or without counters.
+fn flow_of(row: &Row, by_address: &HashMap<IpAddr, u32>) -> Option<(u32, FlowSample)> {
+    let ifindex = *by_address.get(&row.reply_dst?)?;
+    let proto = match row.proto {
+        Some(6) => FlowProto::Tcp,
+        Some(17) => FlowProto::Udp,
+        _ => FlowProto::Other,
+    };
+    Some((
+        ifindex,
+        FlowSample {
+            id: u64::from(row.id?),
+            proto,
+            peer: row.peer?,
+            orig_packets: row.orig_packets?,
+            reply_packets: row.reply_packets?,
+        },
+    ))
+}
 
 /// Dumps conntrack for passive health; cheap to clone (one socket behind a lock).
 #[derive(Clone)]
 pub struct CtSampler {
-    conn: Option<Arc<Mutex<Conntrack>>>,
+    conn: Option<Arc<Mutex<Conn>>>,
 }
 
 impl CtSampler {
@@ -64,7 +221,7 @@ impl CtSampler {
                 return Self { conn: None };
             }
         }
-        match Conntrack::open() {
+        match Conn::open(NETLINK_NETFILTER) {
             Ok(c) => Self {
                 conn: Some(Arc::new(Mutex::new(c))),
             },
@@ -85,122 +242,26 @@ impl CtSampler {
         // A poisoned lock still holds a usable socket (a dump is one request/response).
         let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: HashMap<u32, Vec<FlowSample>> = HashMap::new();
-        let mut any = false;
         for family in [Family::V4, Family::V6] {
-            let entries = match conn.dump(family) {
-                Ok(e) => e,
-                // IPv4 is what tells whether conntrack works; a kernel without IPv6 still has it.
+            let dumped = conn.dump(CtMessage::Get(family), |m| {
+                if let CtMessage::Entry(row) = m {
+                    if let Some((ifindex, f)) = flow_of(&row, by_address) {
+                        out.entry(ifindex).or_default().push(f);
+                    }
+                }
+            });
+            match dumped {
+                Ok(()) => {}
+                // IPv4 is what tells whether conntrack works; a kernel without IPv6 has it too.
                 Err(e) if family == Family::V4 => {
                     tracing::debug!(error = %e, "conntrack dump failed");
                     return None;
                 }
-                Err(_) => continue,
-            };
-            any = true;
-            for e in &entries {
-                if let Some((ifindex, f)) = flow_of(e, by_address) {
-                    out.entry(ifindex).or_default().push(f);
-                }
+                Err(_) => {}
             }
         }
-        any.then_some(out)
+        Some(out)
     }
-}
-
-fn tuple_parts(t: &[Tuple]) -> (Option<IpAddr>, Option<IpAddr>, Option<FlowProto>) {
-    let (mut src, mut dst, mut proto) = (None, None, None);
-    for part in t {
-        match part {
-            Tuple::Ip(ip) => {
-                for i in ip {
-                    match i {
-                        IPTuple::SourceAddress(a) => src = Some(*a),
-                        IPTuple::DestinationAddress(a) => dst = Some(*a),
-                        _ => {}
-                    }
-                }
-            }
-            Tuple::Proto(p) => {
-                for i in p {
-                    if let ProtoTuple::Protocol(p) = i {
-                        proto = Some(match p {
-                            Protocol::Tcp => FlowProto::Tcp,
-                            Protocol::Udp => FlowProto::Udp,
-                            _ => FlowProto::Other,
-                        });
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    (src, dst, proto)
-}
-
-/// The packet count of a `CTA_COUNTERS_*` nest.
-fn packets(nest: &[u8]) -> Option<u64> {
-    let mut rest = nest;
-    while rest.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([rest[0], rest[1]]));
-        let kind = u16::from_ne_bytes([rest[2], rest[3]]) & 0x3fff;
-        let value = rest.get(4..len.max(4))?;
-        match (kind, value.len()) {
-            (CTA_COUNTERS_PACKETS, 8) => {
-                return value.try_into().ok().map(u64::from_be_bytes);
-            }
-            (CTA_COUNTERS32_PACKETS, 4) => {
-                return value
-                    .try_into()
-                    .ok()
-                    .map(|b| u64::from(u32::from_be_bytes(b)));
-            }
-            _ => {}
-        }
-        rest = rest.get(((len + 3) & !3).max(4)..)?;
-    }
-    None
-}
-
-/// One entry as a flow of the interface owning its reply destination; `None` for entries not
-/// attributed (see the module doc) or without counters.
-pub fn flow_of(e: &Entry, by_address: &HashMap<IpAddr, u32>) -> Option<(u32, FlowSample)> {
-    let (mut orig, mut reply) = (None, None);
-    let (mut orig_packets, mut reply_packets, mut id) = (None, None, None);
-    for a in e.attributes() {
-        match a {
-            ConntrackAttribute::CtaTupleOrig(t) => orig = Some(tuple_parts(t)),
-            ConntrackAttribute::CtaTupleReply(t) => reply = Some(tuple_parts(t)),
-            ConntrackAttribute::Other(nla) => {
-                let mut value = vec![0u8; nla.value_len()];
-                nla.emit_value(&mut value);
-                match nla.kind() & 0x3fff {
-                    CTA_COUNTERS_ORIG => orig_packets = packets(&value),
-                    CTA_COUNTERS_REPLY => reply_packets = packets(&value),
-                    CTA_ID => {
-                        id = <[u8; 4]>::try_from(value.as_slice())
-                            .ok()
-                            .map(u32::from_be_bytes)
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-    }
-    let (Some((_, peer, proto)), Some((_, reply_dst, _))) = (orig, reply) else {
-        return None;
-    };
-    let ifindex = *by_address.get(&reply_dst?)?;
-    Some((
-        ifindex,
-        FlowSample {
-            id: u64::from(id?),
-            proto: proto.unwrap_or(FlowProto::Other),
-            peer: peer?,
-            orig_packets: orig_packets?,
-            reply_packets: reply_packets?,
-        },
-    ))
 }
 
 #[cfg(test)]
@@ -221,13 +282,55 @@ mod tests {
     #[test]
     fn counter_nests_parse_64_and_32_bit_packets() {
         let mut n = nest(2, &9u64.to_be_bytes()); // bytes first
-        n.extend(nest(CTA_COUNTERS_PACKETS, &7u64.to_be_bytes()));
+        n.extend(nest(cta::COUNTERS_PACKETS, &7u64.to_be_bytes()));
         assert_eq!(packets(&n), Some(7));
         assert_eq!(
-            packets(&nest(CTA_COUNTERS32_PACKETS, &5u32.to_be_bytes())),
+            packets(&nest(cta::COUNTERS32_PACKETS, &5u32.to_be_bytes())),
             Some(5)
         );
         assert_eq!(packets(&[1, 0]), None);
+        assert_eq!(packets(&[]), None);
         assert_eq!(packets(&nest(2, &9u64.to_be_bytes())), None);
+    }
+
+    fn tuple_nest(dst: [u8; 4], proto: u8) -> Vec<u8> {
+        let mut ip = nest(1, &[192, 0, 2, 66]);
+        ip.extend(nest(cta::IP_V4_DST, &dst));
+        let mut t = nest(cta::TUPLE_IP | 0x8000, &ip);
+        t.extend(nest(
+            cta::TUPLE_PROTO | 0x8000,
+            &nest(cta::PROTO_NUM, &[proto]),
+        ));
+        t
+    }
+
+    #[test]
+    fn an_entry_parses_and_is_attributed_by_its_reply_destination() {
+        let mut attrs = nest(cta::TUPLE_ORIG | 0x8000, &tuple_nest([203, 0, 113, 20], 17));
+        attrs.extend(nest(
+            cta::TUPLE_REPLY | 0x8000,
+            &tuple_nest([192, 0, 2, 2], 17),
+        ));
+        attrs.extend(nest(cta::COUNTERS_ORIG, &nest(1, &9u64.to_be_bytes())));
+        attrs.extend(nest(cta::COUNTERS_REPLY, &nest(1, &4u64.to_be_bytes())));
+        attrs.extend(nest(cta::ID, &77u32.to_be_bytes()));
+        let row = parse_row(&attrs);
+        let uplink = HashMap::from([(IpAddr::from([192, 0, 2, 2]), 5)]);
+        let (ifindex, f) = flow_of(&row, &uplink).expect("attributed");
+        assert_eq!(ifindex, 5);
+        assert_eq!(
+            f,
+            FlowSample {
+                id: 77,
+                proto: FlowProto::Udp,
+                peer: IpAddr::from([203, 0, 113, 20]),
+                orig_packets: 9,
+                reply_packets: 4,
+            }
+        );
+        // Replies going elsewhere (an inbound flow, or forwarded without NAT): not ours.
+        assert_eq!(flow_of(&row, &HashMap::new()), None);
+        // Truncated garbage parses to nothing rather than panicking.
+        assert_eq!(parse_row(&attrs[..7]), Row::default());
     }
 }

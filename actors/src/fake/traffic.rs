@@ -55,26 +55,22 @@ impl FakeTraffic {
 
     /// A busy, healthy TCP connection on `ifindex` from now on.
     pub fn busy(&self, ifindex: u32, name: &str) {
-        self.set(
-            ifindex,
-            FakeFlow::Busy {
-                name: name.into(),
-                started: tokio::time::Instant::now(),
-                stalled_since: None,
-                natted: false,
-            },
-        );
+        self.set_busy(ifindex, name, false);
     }
 
     /// [`FakeTraffic::busy`] for a container's connection: seen through conntrack only.
     pub fn busy_natted(&self, ifindex: u32, name: &str) {
+        self.set_busy(ifindex, name, true);
+    }
+
+    fn set_busy(&self, ifindex: u32, name: &str, natted: bool) {
         self.set(
             ifindex,
             FakeFlow::Busy {
                 name: name.into(),
                 started: tokio::time::Instant::now(),
                 stalled_since: None,
-                natted: true,
+                natted,
             },
         );
     }

@@ -1,10 +1,11 @@
 //! The per-flow half of the rule: connection-tracking entries (forwarded and NATed flows,
 //! UDP) and which peers are on the LAN. A flow stalls when its original direction keeps
 //! sending while its reply direction stays still for `window`: the first sample that shows it
-//! sending without an answer starts the clock, and a later sample at least `window` on that
-//! shows it has sent again, still without an answer, names the peer. So a UDP client that
-//! backs off (1 s, 2 s, 4 s …) is seen at its first resend; a TCP flow at its first
-//! retransmission. Flows to a peer on one of the interface's connected subnets are ignored:
+//! sending without an answer starts the clock at the sample before (the packets left after
+//! it), and once the clock has run `window` with at least [`SENT_AGAIN`] packets sent and no
+//! answer, the peer is named. So a busy TCP flow is seen at the first sample after its
+//! answers stop, a UDP client that backs off (1 s, 2 s, 4 s …) at its first resend, and a slow
+//! request/response application (one request a period, a late answer) never. Flows to a peer on one of the interface's connected subnets are ignored:
 //! only flows routed through the uplink's gateway speak for it.
 
 use std::collections::{BTreeSet, HashMap};
@@ -15,13 +16,17 @@ use tokio::time::Instant;
 use super::RuleParams;
 use crate::ports::FlowSample;
 
+/// Packets sent without an answer that make a stall (a send and at least one more).
+pub const SENT_AGAIN: u64 = 2;
+
 /// What the rule remembers of one flow between samples.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct FlowMemo {
+    at: Instant,
     orig: u64,
     reply: u64,
-    /// The sample that first showed the flow sending without an answer, and its original
-    /// packet count then.
+    /// The sample before the one that first showed the flow sending without an answer, and
+    /// its original packet count.
     unanswered: Option<(Instant, u64)>,
 }
 
@@ -90,13 +95,13 @@ pub(super) fn flows(
                 peers.progressed.insert(f.peer);
                 None
             }
-            Some(m) if f.orig_packets > m.orig => {
-                Some(m.unanswered.unwrap_or((now, f.orig_packets)))
-            }
+            Some(m) if f.orig_packets > m.orig => Some(m.unanswered.unwrap_or((m.at, m.orig))),
             Some(m) => m.unanswered,
         };
         if let Some((since, orig_then)) = unanswered {
-            if now.duration_since(since) >= p.window && f.orig_packets > orig_then {
+            if now.duration_since(since) >= p.window
+                && f.orig_packets.saturating_sub(orig_then) >= SENT_AGAIN
+            {
                 peers.stalled.insert(f.peer);
                 if f.reply_packets > 0 {
                     peers.answered.insert(f.peer);
@@ -108,6 +113,7 @@ pub(super) fn flows(
         next.insert(
             f.id,
             FlowMemo {
+                at: now,
                 orig: f.orig_packets,
                 reply: f.reply_packets,
                 unanswered,
