@@ -89,8 +89,9 @@ fn sampling_cost(world: &UplinkWorld) -> (Duration, u64) {
             let (s, _) = listener.accept().expect("accept");
             conns.push((c, s));
         }
-        // Opening the source turns conntrack accounting on, so the entries get counters.
+        // The first sample turns conntrack accounting on, so the entries made next get counters.
         let source = NetlinkTraffic::new().expect("traffic sockets");
+        source.sample(ifindexes.clone()).await.expect("sample");
         let mut ct = Conntrack::open().expect("ctnetlink");
         let container = std::net::Ipv4Addr::new(192, 0, 2, 66);
         let created = (0..CT_ENTRIES)

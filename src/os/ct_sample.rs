@@ -1,12 +1,13 @@
 //! Passive health's view of connection tracking: every tracked flow that leaves through an
 //! uplink (forwarded and NATed container traffic, UDP, the device's own), with per-direction
-//! packet counters, from one ctnetlink dump per family and sample, on the blocking request
+//! packet counters, from one ctnetlink dump of both families per sample, on the blocking request
 //! socket of `flows/wire.rs`; each entry is read straight from its bytes (a sample of 10 000
 //! entries allocates nothing per entry: see the README's sampling-cost row).
 //!
 //! Counters exist only for entries created while `net.netfilter.nf_conntrack_acct` is 1, so
-//! [`CtSampler::open`] turns it on when it is off (logged once, README "Passive health"); an
-//! entry without counters is skipped. Where connection tracking is absent (no
+//! the first sample turns it on when it is off ([`CtSampler::ensure_accounting`], logged once,
+//! README "Passive health"; a daemon with passive health off never touches it); an entry
+//! without counters is skipped. Where connection tracking is absent (no
 //! `nf_conntrack` / ctnetlink) the sampler says so and the sample carries no flows: passive
 //! health then sees the daemon's own sockets and the link counters only (`status` shows it).
 //!
@@ -17,12 +18,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use netlink_packet_core::{NetlinkDeserializable, NetlinkHeader, NetlinkSerializable};
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
-use netfailover_actors::model::Family;
 use netfailover_actors::ports::{FlowProto, FlowSample};
 
 use super::flows::wire::Conn;
@@ -55,7 +56,8 @@ const CT_GET: u16 = (1 << 8) | 1;
 /// the fields passive health needs: a sample of 10 000 entries allocates nothing per entry).
 #[derive(Debug)]
 enum CtMessage {
-    Get(Family),
+    /// A dump of every entry of both families (`AF_UNSPEC`: one walk of the table).
+    GetAll,
     Entry(Row),
 }
 
@@ -86,13 +88,9 @@ impl NetlinkSerializable for CtMessage {
     }
 
     fn serialize(&self, buffer: &mut [u8]) {
-        let family = match self {
-            CtMessage::Get(Family::V4) | CtMessage::Entry(_) => libc::AF_INET as u8,
-            CtMessage::Get(Family::V6) => libc::AF_INET6 as u8,
-        };
-        // struct nfgenmsg: family, version (NFNETLINK_V0), resource id 0 (big endian).
+        // struct nfgenmsg: family (AF_UNSPEC: all), version (NFNETLINK_V0), resource id 0.
         if let Some(head) = buffer.get_mut(..4) {
-            head.copy_from_slice(&[family, 0, 0, 0]);
+            head.copy_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0]);
         }
     }
 }
@@ -200,34 +198,47 @@ fn flow_of(row: &Row, by_address: &HashMap<IpAddr, u32>) -> Option<(u32, FlowSam
 #[derive(Clone)]
 pub struct CtSampler {
     conn: Option<Arc<Mutex<Conn>>>,
+    /// Accounting was checked (on the first sample: only a daemon that samples touches the
+    /// sysctl), and whether connection tracking turned out usable.
+    checked: Arc<AtomicBool>,
+    usable: Arc<AtomicBool>,
 }
 
 impl CtSampler {
-    /// Opens the ctnetlink socket and turns accounting on, in the calling thread's namespace;
-    /// without connection tracking the sampler is empty (logged, never an error).
+    /// Opens the ctnetlink socket in the calling thread's namespace (none without connection
+    /// tracking: the samples then carry no flows).
     pub fn open() -> Self {
-        let sysctl = ProcSysctl::new();
-        match sysctl.read_now(ACCT_KEY) {
-            Ok(v) if v.trim() == "0" => match sysctl.write_now(ACCT_KEY, "1") {
-                Ok(()) => tracing::info!(
-                    key = ACCT_KEY,
-                    "passive health: enabled connection-tracking packet accounting, to watch forwarded, NATed and UDP flows"
-                ),
-                Err(e) => tracing::warn!(error = %e, key = ACCT_KEY, "passive health: cannot enable connection-tracking accounting; forwarded and UDP flows are not watched"),
-            },
-            Ok(_) => {}
-            Err(e) => {
-                tracing::info!(error = %e, "passive health: no connection tracking; watching the daemon's own sockets and link counters only");
-                return Self { conn: None };
-            }
+        let conn = Conn::open(NETLINK_NETFILTER)
+            .map_err(|e| tracing::debug!(error = %e, "no ctnetlink socket"))
+            .ok();
+        Self {
+            usable: Arc::new(AtomicBool::new(conn.is_some())),
+            conn: conn.map(|c| Arc::new(Mutex::new(c))),
+            checked: Arc::new(AtomicBool::new(false)),
         }
-        match Conn::open(NETLINK_NETFILTER) {
-            Ok(c) => Self {
-                conn: Some(Arc::new(Mutex::new(c))),
-            },
-            Err(e) => {
-                tracing::info!(error = %e, "passive health: no ctnetlink; watching the daemon's own sockets and link counters only");
-                Self { conn: None }
+    }
+
+    /// Once, on the calling thread (in the namespace sampled): turns packet accounting on when
+    /// it is off, logged; without connection tracking, says so once.
+    pub fn ensure_accounting(&self) {
+        if self.checked.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let sysctl = ProcSysctl::new();
+        let result = match sysctl.read_now(ACCT_KEY) {
+            Ok(v) if v.trim() == "0" => sysctl.write_now(ACCT_KEY, "1").map(|()| true),
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match (result, self.conn.is_some()) {
+            (Ok(enabled), true) => {
+                if enabled {
+                    tracing::info!(key = ACCT_KEY, "passive health: enabled connection-tracking packet accounting, to watch forwarded, NATed and UDP flows");
+                }
+            }
+            (Ok(_), false) | (Err(_), _) => {
+                self.usable.store(false, Ordering::Relaxed);
+                tracing::info!("passive health: no connection tracking (nf_conntrack / ctnetlink, or its accounting); watching the daemon's own sockets and link counters only");
             }
         }
     }
@@ -238,29 +249,27 @@ impl CtSampler {
         &self,
         by_address: &HashMap<IpAddr, u32>,
     ) -> Option<HashMap<u32, Vec<FlowSample>>> {
-        let conn = self.conn.as_ref()?;
+        let conn = self
+            .conn
+            .as_ref()
+            .filter(|_| self.usable.load(Ordering::Relaxed))?;
         // A poisoned lock still holds a usable socket (a dump is one request/response).
         let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: HashMap<u32, Vec<FlowSample>> = HashMap::new();
-        for family in [Family::V4, Family::V6] {
-            let dumped = conn.dump(CtMessage::Get(family), |m| {
-                if let CtMessage::Entry(row) = m {
-                    if let Some((ifindex, f)) = flow_of(&row, by_address) {
-                        out.entry(ifindex).or_default().push(f);
-                    }
+        let dumped = conn.dump(CtMessage::GetAll, |m| {
+            if let CtMessage::Entry(row) = m {
+                if let Some((ifindex, f)) = flow_of(&row, by_address) {
+                    out.entry(ifindex).or_default().push(f);
                 }
-            });
-            match dumped {
-                Ok(()) => {}
-                // IPv4 is what tells whether conntrack works; a kernel without IPv6 has it too.
-                Err(e) if family == Family::V4 => {
-                    tracing::debug!(error = %e, "conntrack dump failed");
-                    return None;
-                }
-                Err(_) => {}
+            }
+        });
+        match dumped {
+            Ok(()) => Some(out),
+            Err(e) => {
+                tracing::debug!(error = %e, "conntrack dump failed");
+                None
             }
         }
-        Some(out)
     }
 }
 

@@ -54,6 +54,12 @@ impl NetlinkTraffic {
             conntrack: CtSampler::open(),
         })
     }
+
+    /// Turns connection-tracking accounting on now (else the first sample does): flows opened
+    /// before that carry no counters and are not watched until they are replaced.
+    pub fn prepare(&self) {
+        self.conntrack.ensure_accounting();
+    }
 }
 
 /// The states in which a socket can have data or a SYN in flight.
@@ -156,6 +162,8 @@ impl TrafficSource for NetlinkTraffic {
         let dump4 = self.diag.dump_tcp(AF_INET, wanted_states());
         let dump6 = self.diag.dump_tcp(AF_INET6, wanted_states());
         let conntrack = self.conntrack.clone();
+        // Here, on the caller's thread: the sysctl is the namespace's the daemon samples.
+        conntrack.ensure_accounting();
         async move {
             let links: Vec<LinkMessage> = route
                 .link()
