@@ -50,6 +50,8 @@ pub struct PassivePart {
     pub last_trigger: Option<String>,
     pub last_trigger_unix_ms: Option<u64>,
     pub suspicions: u64,
+    pub sees: String,
+    pub held_by_ceiling: u64,
 }
 
 /// The per-interface parts, one owner each, which `BoardData::status` (`board.rs`) joins into
@@ -93,6 +95,8 @@ impl IfaceParts {
                 suspicions: p.suspicions,
                 confirmations: c.confirmations,
                 confirmations_failed: c.confirmations_failed,
+                sees: p.sees,
+                held_by_ceiling: p.held_by_ceiling,
             },
         }
     }

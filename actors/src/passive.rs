@@ -8,13 +8,17 @@
 //! - **Stalled peer** (`Evidence::Peer`): a TCP socket to that remote address has data
 //!   outstanding and no ACK for `window` (seen outstanding in an earlier sample at least
 //!   `window` ago with no progress since, or the retransmission timer already fired), or a SYN
-//!   unanswered for `window`. All sockets to one peer are one piece of evidence.
+//!   unanswered for `window`; or a tracked flow to it (forwarded, NATed, UDP: `flows.rs`) kept
+//!   sending while its reply direction stayed still for `window`. All sockets and flows to one
+//!   peer are one piece of evidence.
+//! - Sockets and flows to a peer on one of the interface's connected subnets (the LAN) are
+//!   ignored everywhere: they neither stall, nor progress, nor switch the counter rule off.
 //! - **One-way counters** (`Evidence::OneWay`, only on the interface carrying the route in
 //!   use): over `window`, tx grew by at least `tx_min` packets while rx (multicast excluded)
 //!   grew by at most `rx_noise`, in two evaluations a window apart (a link coming up sends a
 //!   one-off burst of IPv6 DAD, router solicitations and MLD reports that nobody answers) — the ARP replies and stray broadcasts a dead upstream's LAN
-//!   still delivers. Not while a TCP socket has data or a SYN in flight, nor when one made
-//!   progress since the last sample: the sockets speak for that traffic themselves.
+//!   still delivers. Not while a (non-LAN) socket or flow has something in flight, nor when one
+//!   made progress since the last sample: they speak for that traffic themselves.
 //!
 //! Only an interface that is FULL can be suspect: any other state already re-checks quickly.
 //!
@@ -25,7 +29,13 @@
 //! `min_gap` (10 s) after the previous trigger of the interface. Evidence is forgotten when it
 //! clears: a stalled peer's sockets make progress again; one-way traffic turns two-way for
 //! `settle` (10 s). So one dead peer or a one-way UDP stream costs one confirmation, then one
-//! per back-off step; a new stall costs at most one confirmation per `min_gap`.
+//! per back-off step; a new stall costs at most one confirmation per `min_gap`. On top, at most
+//! `max_per_hour` confirmations per interface in any hour (the oldest leaves the count an hour
+//! after it ran) for evidence that never worked (peers that never answered, one-way
+//! counters); a stalled peer that had answered before (a working flow that stopped, which is
+//! what a blackhole looks like) is never held back by it, so the blackhole bound holds after
+//! any churn. A charge whose evidence is gone is forgotten once its back-off has passed,
+//! so a churn of dead peers keeps the memory flat.
 //!
 //! Counters that go backwards are treated as a 32-bit wrap when both values fit in 32 bits
 //! (drivers that keep 32-bit counters), else as a reset (the window restarts). An interface
@@ -37,7 +47,22 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::model::Config;
 use crate::ports::{IfaceTraffic, TcpPhase};
+
+mod flows;
+
+pub use flows::on_lan;
+use flows::{FlowMemo, Peers};
+
+/// Upper bound of remembered charges per interface (a last guard; pruning keeps it far lower).
+const MAX_CHARGES: usize = 1024;
+
+/// The span of the confirmation ceiling.
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// How long one-way traffic must turn two-way before its evidence is forgotten.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// The rule's settings (`[passive]`, see `model::PassiveConfig`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,6 +74,26 @@ pub struct RuleParams {
     pub backoff_max: Duration,
     pub min_gap: Duration,
     pub settle: Duration,
+    /// Most confirmations per interface in any hour.
+    pub max_per_hour: u32,
+}
+
+impl RuleParams {
+    /// The rule's settings from the configuration (`[passive]`, the check interval caps the
+    /// back-off).
+    pub fn from_config(cfg: &Config) -> Self {
+        let p = &cfg.passive;
+        Self {
+            window: p.window,
+            tx_min: p.tx_min,
+            rx_noise: p.rx_noise,
+            backoff_min: p.backoff_min,
+            backoff_max: cfg.check.interval.max(p.backoff_min),
+            min_gap: p.min_gap,
+            settle: SETTLE,
+            max_per_hour: p.max_confirmations_per_hour,
+        }
+    }
 }
 
 impl Default for RuleParams {
@@ -60,7 +105,8 @@ impl Default for RuleParams {
             backoff_min: Duration::from_secs(60),
             backoff_max: Duration::from_secs(3600),
             min_gap: Duration::from_secs(10),
-            settle: Duration::from_secs(10),
+            settle: SETTLE,
+            max_per_hour: 4,
         }
     }
 }
@@ -75,7 +121,7 @@ pub enum Evidence {
 impl std::fmt::Display for Evidence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Evidence::Peer(ip) => write!(f, "TCP to {ip} stalled"),
+            Evidence::Peer(ip) => write!(f, "traffic to {ip} stalled"),
             Evidence::OneWay => f.write_str("tx without rx"),
         }
     }
@@ -143,6 +189,15 @@ pub struct Tracker {
     name: Option<String>,
     history: VecDeque<Counters>,
     sockets: HashMap<u64, SocketMemo>,
+    flows: HashMap<u64, FlowMemo>,
+    /// Whether the last sample had connection tracking (`None`: no sample yet).
+    conntrack: Option<bool>,
+    /// When the confirmations of the last hour were asked for (the ceiling).
+    recent: VecDeque<Instant>,
+    /// Evidence was due in the last sample but the hourly ceiling held it back.
+    capped: bool,
+    /// Stalled peers of the last sample that had answered before (exempt from the ceiling).
+    answered: BTreeSet<IpAddr>,
     charges: BTreeMap<Evidence, Charge>,
     last_trigger: Option<Instant>,
     two_way_since: Option<Instant>,
@@ -182,6 +237,21 @@ impl Tracker {
         self.last_trigger
     }
 
+    /// Whether the last sample had connection tracking (forwarded, NATed and UDP flows seen).
+    pub fn conntrack(&self) -> Option<bool> {
+        self.conntrack
+    }
+
+    /// Whether the hourly ceiling held a confirmation back in the last sample.
+    pub fn capped(&self) -> bool {
+        self.capped
+    }
+
+    /// Peers remembered with a back-off (bounded: see the module doc).
+    pub fn charged(&self) -> usize {
+        self.charges.len()
+    }
+
     /// Feeds one sample (`None`: the interface was not in the answer) for the managed interface
     /// `name`; returns the confirmation to ask for, if any.
     pub fn observe(
@@ -196,15 +266,20 @@ impl Tracker {
             // Gone or renamed: nothing we knew applies any more. The trigger time stays, so a
             // quick return does not buy an early confirmation.
             let last_trigger = self.last_trigger;
+            let recent = std::mem::take(&mut self.recent);
             *self = Tracker {
                 last_trigger,
+                recent,
                 ..Tracker::default()
             };
             return None;
         };
         self.name = Some(name.to_string());
+        self.conntrack = Some(sample.flows.is_some());
+        self.capped = false;
         let (evidence, pending) = self.gather(now, sample, ctx, p);
         self.current = evidence.iter().copied().collect();
+        self.prune(now, &evidence);
         if evidence.is_empty() || !ctx.eligible {
             self.suspect_since = None;
             return None;
@@ -224,7 +299,18 @@ impl Tracker {
         p: &RuleParams,
     ) -> (BTreeSet<Evidence>, BTreeSet<IpAddr>) {
         let one_way = self.counters(now, sample, p);
-        let (stalled, progressed, pending) = self.sockets(now, sample, p);
+        let mut peers = self.sockets(now, sample, p);
+        match &sample.flows {
+            Some(f) => peers.merge(flows::flows(&mut self.flows, now, f, &sample.subnets, p)),
+            None => self.flows.clear(),
+        }
+        let Peers {
+            stalled,
+            progressed,
+            pending,
+            answered,
+        } = peers;
+        self.answered = answered;
 
         // The counters add nothing while TCP has data in flight: its sockets name the stall
         // themselves within the window (the counters would only make the same fault look like
@@ -263,6 +349,25 @@ impl Tracker {
         (evidence, pending)
     }
 
+    /// Forgets the charges whose evidence is gone and whose back-off has passed (their next
+    /// occurrence is new anyway), and the oldest beyond [`MAX_CHARGES`].
+    fn prune(&mut self, now: Instant, evidence: &BTreeSet<Evidence>) {
+        self.charges
+            .retain(|e, c| evidence.contains(e) || now < c.next_allowed);
+        if self.charges.len() > MAX_CHARGES {
+            let mut by_age: Vec<(Instant, Evidence)> = self
+                .charges
+                .iter()
+                .map(|(e, c)| (c.next_allowed, *e))
+                .collect();
+            by_age.sort();
+            let excess = self.charges.len() - MAX_CHARGES;
+            for (_, e) in by_age.into_iter().take(excess) {
+                self.charges.remove(&e);
+            }
+        }
+    }
+
     /// The confirmation to ask for now, if some evidence is due and the interface's gap has
     /// passed; charges the evidence it names (and the pending peers) with their back-off.
     fn trigger(
@@ -283,6 +388,24 @@ impl Tracker {
         if due.is_empty() || !gap_ok {
             return None;
         }
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= HOUR)
+        {
+            self.recent.pop_front();
+        }
+        // A working flow that stopped is what a blackhole looks like: it is never held back
+        // (its back-off and `min_gap` still bound it). Peers that never answered are what a
+        // churn of dead peers looks like: those the ceiling holds.
+        let was_working = due
+            .iter()
+            .any(|e| matches!(e, Evidence::Peer(ip) if self.answered.contains(ip)));
+        if !was_working && self.recent.len() >= p.max_per_hour as usize {
+            self.capped = true;
+            return None;
+        }
+        self.recent.push_back(now);
         let mut charged = Vec::new();
         for e in due {
             let backoff = match self.charges.get(&e) {
@@ -361,19 +484,17 @@ impl Tracker {
     }
 
     /// Updates the socket memory; returns the peers with a stalled socket, those with
-    /// progress, and those with data or a SYN outstanding that is not (yet) a stall.
-    fn sockets(
-        &mut self,
-        now: Instant,
-        s: &IfaceTraffic,
-        p: &RuleParams,
-    ) -> (BTreeSet<IpAddr>, BTreeSet<IpAddr>, BTreeSet<IpAddr>) {
+    /// progress, and those with data or a SYN outstanding that is not (yet) a stall. Sockets
+    /// to LAN peers are skipped.
+    fn sockets(&mut self, now: Instant, s: &IfaceTraffic, p: &RuleParams) -> Peers {
         let mut stalled = BTreeSet::new();
         let mut progressed = BTreeSet::new();
         let mut pending = BTreeSet::new();
+        let mut answered = BTreeSet::new();
         let mut memos = HashMap::with_capacity(s.tcp.len());
         let long_ago = |t: Instant| now.duration_since(t) >= p.window;
-        for sock in &s.tcp {
+        let wan = s.tcp.iter().filter(|t| !on_lan(t.remote.ip(), &s.subnets));
+        for sock in wan {
             let memo = self.sockets.get(&sock.cookie).copied();
             let progress = memo.is_some_and(|m| {
                 sock.bytes_acked > m.bytes_acked || sock.bytes_received > m.bytes_received
@@ -404,6 +525,9 @@ impl Tracker {
             };
             if is_stalled {
                 stalled.insert(peer);
+                if sock.bytes_acked > 0 || sock.bytes_received > 0 {
+                    answered.insert(peer);
+                }
             } else if sock.unacked > 0 || sock.phase == TcpPhase::SynSent {
                 pending.insert(peer);
             }
@@ -418,9 +542,16 @@ impl Tracker {
             );
         }
         self.sockets = memos;
-        (stalled, progressed, pending)
+        Peers {
+            stalled,
+            progressed,
+            pending,
+            answered,
+        }
     }
 }
 
+#[cfg(test)]
+mod flow_tests;
 #[cfg(test)]
 mod tests;

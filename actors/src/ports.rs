@@ -154,11 +154,39 @@ pub struct ProbeReport {
     pub elapsed: Duration,
 }
 
+/// What a check in flight has achieved so far, readable while it runs: a confirmation whose
+/// short deadline passes after the check reached its server is not a failed check (the path
+/// works; the server is slow), so it is awaited up to the full timeout.
+#[derive(Debug, Default)]
+pub struct CheckProgress(std::sync::atomic::AtomicBool);
+
+impl CheckProgress {
+    /// The check's TCP connection to the check server is established through the interface.
+    pub fn set_connected(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Connectivity checks (HTTP(S) bound to an interface in production).
 pub trait Probe: Send + Sync + 'static {
     /// Runs one check. Must end by itself within the configured connect/total timeouts; the
     /// engine adds its own safety timeout on top and calls a late check LIMITED.
     fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport>;
+
+    /// [`Probe::check`], recording in `progress` how far it got (an adapter that cannot tell
+    /// leaves it untouched: a short deadline then ends the check as before).
+    fn check_with_progress(
+        &self,
+        request: ProbeRequest,
+        progress: Arc<CheckProgress>,
+    ) -> BoxFuture<'static, ProbeReport> {
+        drop(progress);
+        self.check(request)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -215,6 +243,36 @@ pub struct IfaceTraffic {
     pub rx_multicast: u64,
     /// TCP sockets whose source address is on this interface (both families).
     pub tcp: Vec<TcpSocketSample>,
+    /// The interface's connected subnets (address, prefix length): a peer inside one is on the
+    /// LAN, reached without the uplink's gateway, so its traffic never speaks for the uplink.
+    pub subnets: Vec<(IpAddr, u8)>,
+    /// Connection-tracking entries that leave through this interface (forwarded and NATed
+    /// flows, UDP, the device's own), with per-direction packet counters; `None` when
+    /// connection tracking (or its accounting) is not available, so flows are not seen.
+    pub flows: Option<Vec<FlowSample>>,
+}
+
+/// The transport protocol of a tracked flow.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowProto {
+    Tcp,
+    Udp,
+    Other,
+}
+
+/// One connection-tracking entry (ctnetlink with `nf_conntrack_acct` in production).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct FlowSample {
+    /// The entry's id: stable for the entry's life.
+    pub id: u64,
+    pub proto: FlowProto,
+    /// The remote end (the original direction's destination).
+    pub peer: IpAddr,
+    /// Packets in the original direction (from the device or a container to `peer`).
+    pub orig_packets: u64,
+    /// Packets in the reply direction (from `peer`).
+    pub reply_packets: u64,
 }
 
 /// Where passive health reads the device's own traffic (rtnetlink + sock_diag in production).

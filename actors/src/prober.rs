@@ -17,7 +17,7 @@ use futures::future::Either;
 
 use crate::messages::{CheckNow, ConfirmCheck, NextCheck, ProbeDone, Retarget};
 use crate::model::IfaceName;
-use crate::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
+use crate::ports::{CheckProgress, Probe, ProbeReport, ProbeRequest, Verdict};
 
 /// Added to the probe's own total timeout before the engine gives up on a check itself.
 const SAFETY_MARGIN: Duration = Duration::from_secs(2);
@@ -73,18 +73,36 @@ impl Prober {
             };
             return Either::Left(std::future::ready(report));
         }
-        let fut = self.probe.check(self.request.clone());
+        let progress = Arc::new(CheckProgress::default());
+        let mut fut = self
+            .probe
+            .check_with_progress(self.request.clone(), progress.clone());
         let started = tokio::time::Instant::now();
+        let full = self.deadline;
+        let late = move |after: Duration| ProbeReport {
+            verdict: Verdict::Limited,
+            reason: format!("check did not finish within {}s", after.as_secs_f64()),
+            bytes: 0,
+            dns_bytes: 0,
+            elapsed: started.elapsed(),
+        };
         Either::Right(async move {
-            match tokio::time::timeout(deadline, fut).await {
+            match tokio::time::timeout(deadline, &mut fut).await {
                 Ok(report) => report,
-                Err(_) => ProbeReport {
-                    verdict: Verdict::Limited,
-                    reason: format!("check did not finish within {}s", deadline.as_secs_f64()),
-                    bytes: 0,
-                    dns_bytes: 0,
-                    elapsed: started.elapsed(),
-                },
+                // A confirmation's short deadline passed after the check reached its server:
+                // the path works and the server is slow, which is no failure. The check goes
+                // on to the full timeout and its own result counts.
+                Err(_) if progress.connected() && full > deadline => {
+                    tracing::debug!(
+                        deadline_ms = deadline.as_millis() as u64,
+                        "confirmation connected but slow; awaiting the full timeout"
+                    );
+                    match tokio::time::timeout(full - deadline, fut).await {
+                        Ok(report) => report,
+                        Err(_) => late(full),
+                    }
+                }
+                Err(_) => late(deadline),
             }
         })
     }

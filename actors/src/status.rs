@@ -74,6 +74,14 @@ pub struct PassiveStatus {
     /// Confirmation checks run, and of those the ones that failed.
     pub confirmations: u64,
     pub confirmations_failed: u64,
+    /// What the sampling sees: `sockets+conntrack` (the device's own TCP sockets, and every
+    /// tracked flow: forwarded, NATed, UDP) or `sockets only (no connection tracking)`; empty
+    /// before the first sample.
+    #[serde(default)]
+    pub sees: String,
+    /// Confirmations the hourly ceiling (`passive.max_confirmations_per_hour`) held back.
+    #[serde(default)]
+    pub held_by_ceiling: u64,
 }
 
 /// One managed interface in `status`.

@@ -29,9 +29,6 @@ use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
 use crate::peers::Slot;
 use crate::ports::{IfaceTraffic, TrafficSource};
 
-/// How long one-way traffic must turn two-way before its evidence is forgotten.
-const SETTLE: Duration = Duration::from_secs(10);
-
 /// Shared dependencies of every incarnation.
 #[derive(Clone)]
 pub struct TrafficDeps {
@@ -72,16 +69,7 @@ impl TrafficWatcher {
     }
 
     fn params(&self) -> RuleParams {
-        let p = &self.cfg.passive;
-        RuleParams {
-            window: p.window,
-            tx_min: p.tx_min,
-            rx_noise: p.rx_noise,
-            backoff_min: p.backoff_min,
-            backoff_max: self.cfg.check.interval.max(p.backoff_min),
-            min_gap: p.min_gap,
-            settle: SETTLE,
-        }
+        RuleParams::from_config(&self.cfg)
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
@@ -211,6 +199,14 @@ impl TrafficWatcher {
                         p.suspect_since_unix_ms = None;
                     }
                 },
+            }
+            if let Some(t) = self.state.trackers.get(name) {
+                p.held_by_ceiling += u64::from(t.capped());
+                p.sees = match t.conntrack() {
+                    None => String::new(),
+                    Some(true) => "sockets+conntrack".into(),
+                    Some(false) => "sockets only (no connection tracking)".into(),
+                };
             }
             if let Some((_, t)) = triggers.iter().find(|(n, _)| n == name) {
                 p.suspicions += 1;

@@ -242,3 +242,54 @@ async fn disabled_passive_health_never_samples() {
     let eth0 = h.status().interfaces.into_iter().next().unwrap();
     assert_eq!(eth0.passive.state, "off");
 }
+
+#[actix::test]
+async fn a_containers_stalled_flow_is_confirmed_through_conntrack() {
+    let w = world();
+    let h = started(&w).await;
+    // A container's connection behind the NAT bridge: no socket of the daemon's own.
+    w.traffic.busy_natted(2, "eth0");
+    pass(Duration::from_secs(30)).await;
+    assert_eq!(w.probe.checks("eth0").len(), 1, "healthy: no check");
+    w.probe.set_behaviour("eth0", ProbeBehaviour::Hang);
+    w.traffic.stall(2, true);
+    let took = time_until(Duration::from_secs(10), || {
+        best(&w).as_deref() == Some("wlan0")
+    })
+    .await
+    .expect("the route moves to wlan0 without waiting for the 3600 s check");
+    // Window 1 s + a period for the resend to be seen + two 500 ms confirmations + slack.
+    assert!(took <= Duration::from_secs(4), "took {took:?}");
+    let eth0 = h.status().interfaces.into_iter().next().unwrap();
+    assert_eq!(eth0.passive.sees, "sockets+conntrack");
+}
+
+#[actix::test]
+async fn a_confirmation_that_only_runs_out_of_its_short_deadline_is_no_failure() {
+    let w = world();
+    let h = started(&w).await;
+    w.traffic.busy(2, "eth0");
+    pass(Duration::from_secs(30)).await;
+    // The check server turns slow (1.5 s, well within check.timeout) while the last check
+    // took 10 ms and the socket's RTT is 20 ms: the confirmation deadline is 500 ms. A peer
+    // dies: confirmations run, reach the server, and pass late.
+    w.probe.set_behaviour(
+        "eth0",
+        ProbeBehaviour::Slow(Verdict::Full, Duration::from_millis(1500)),
+    );
+    w.traffic.stall(2, true);
+    for _ in 0..600 {
+        pass(Duration::from_millis(100)).await;
+        assert_eq!(best(&w).as_deref(), Some("eth0"), "no failover");
+    }
+    let eth0 = h.status().interfaces.into_iter().next().unwrap();
+    assert_eq!(eth0.connectivity, Connectivity::Full);
+    assert!(eth0.passive.confirmations >= 1, "{:?}", eth0.passive);
+    assert_eq!(eth0.passive.confirmations_failed, 0, "{:?}", eth0.passive);
+    assert_eq!(
+        eth0.checks.by_verdict.get("LIMITED"),
+        None,
+        "{:?}",
+        eth0.checks
+    );
+}

@@ -41,6 +41,14 @@ impl Probe for Swappable<dyn Probe> {
     fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
         self.get().check(request)
     }
+
+    fn check_with_progress(
+        &self,
+        request: ProbeRequest,
+        progress: Arc<netfailover_actors::ports::CheckProgress>,
+    ) -> BoxFuture<'static, ProbeReport> {
+        self.get().check_with_progress(request, progress)
+    }
 }
 
 impl ScriptRunner for Swappable<dyn ScriptRunner> {
@@ -126,12 +134,17 @@ pub(crate) fn netlink_links(rcvbuf: usize) -> Arc<dyn LinkSource> {
     Arc::new(os::netlink::NetlinkLinks::new(rcvbuf))
 }
 
-/// Passive health's traffic counters (rtnetlink + sock_diag; opens its sockets).
-pub(crate) fn netlink_traffic() -> Result<Arc<dyn TrafficSource>, AgentError> {
+/// Passive health's traffic counters (rtnetlink + sock_diag + ctnetlink; opens its sockets).
+/// With `watch` (passive health on) conntrack accounting is turned on now, at start, so the
+/// flows applications open from here on carry counters.
+pub(crate) fn netlink_traffic(watch: bool) -> Result<Arc<dyn TrafficSource>, AgentError> {
     let traffic = os::traffic::NetlinkTraffic::new().map_err(|e| AgentError::Port {
         port: "netlink traffic sampling",
         message: e.to_string(),
     })?;
+    if watch {
+        traffic.prepare();
+    }
     Ok(Arc::new(traffic))
 }
 

@@ -307,7 +307,7 @@ impl AgentBuilder {
             },
             traffic: match &given {
                 Some(p) => p.traffic.clone(),
-                None => kernel::netlink_traffic()?,
+                None => kernel::netlink_traffic(config.passive.enabled && config.check.enabled())?,
             },
             flows: match &given {
                 Some(p) => p.flows.clone(),

@@ -3,6 +3,7 @@
 //! files under `state_dir`, passive health's traffic sampling (link counters and TCP sockets
 //! via sock_diag), and flow resets (sock_diag and ctnetlink).
 
+pub mod ct_sample;
 pub mod flows;
 pub mod ndisc;
 pub mod netlink;

@@ -1,10 +1,13 @@
 //! [`NetlinkTraffic`]: the `TrafficSource` port (passive health's sampling) on netlink only.
 //!
-//! One sample = three dumps, all on sockets opened once in [`NetlinkTraffic::new`] (calling
-//! thread's namespace): links (`RTM_GETLINK`, `IFLA_STATS64` packet counters), addresses
-//! (`RTM_GETADDR`, to know which interface a socket's source address is on) and TCP sockets of
-//! both families (sock_diag with `INET_DIAG_INFO`, see `os/sockdiag.rs`). No `/proc` or `/sys`
-//! scraping and no `ss`: the cost is a few netlink round trips, measured in the README.
+//! One sample = one pass over every source, all on sockets opened once in
+//! [`NetlinkTraffic::new`] (calling thread's namespace): links (`RTM_GETLINK`, `IFLA_STATS64`
+//! packet counters), addresses (`RTM_GETADDR`: which interface a socket's source address is
+//! on, and each interface's connected subnets, whose peers are on the LAN), TCP sockets of
+//! both families (sock_diag with `INET_DIAG_INFO`, see `os/sockdiag.rs`) and connection
+//! tracking of both families (ctnetlink with packet accounting, see `os/ct_sample.rs`). No
+//! `/proc` or `/sys` scraping and no `ss`: the cost is a few netlink round trips per period,
+//! measured in the README.
 //!
 //! Sockets are attributed by source address: a socket whose local address is one of the
 //! interface's addresses belongs to that interface (what leaves with that source follows the
@@ -26,6 +29,7 @@ use netlink_packet_sock_diag::inet::StateFlags;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 
+use super::ct_sample::CtSampler;
 use super::netlink::{open_request_connection, port_error, AbortOnDrop, NetlinkError};
 use super::sockdiag::{DiagSocket, SockDiag, AF_INET, AF_INET6};
 
@@ -36,6 +40,7 @@ pub struct NetlinkTraffic {
     route: rtnetlink::Handle,
     _route_connection: AbortOnDrop,
     diag: SockDiag,
+    conntrack: CtSampler,
 }
 
 impl NetlinkTraffic {
@@ -46,7 +51,14 @@ impl NetlinkTraffic {
             route,
             _route_connection: connection,
             diag: SockDiag::open()?,
+            conntrack: CtSampler::open(),
         })
+    }
+
+    /// Turns connection-tracking accounting on now (else the first sample does): flows opened
+    /// before that carry no counters and are not watched until they are replaced.
+    pub fn prepare(&self) {
+        self.conntrack.ensure_accounting();
     }
 }
 
@@ -106,10 +118,17 @@ fn link_counters(link: &LinkMessage) -> Option<IfaceTraffic> {
         tx_packets: stats.tx_packets,
         rx_multicast: stats.multicast,
         tcp: Vec::new(),
+        subnets: Vec::new(),
+        flows: None,
     })
 }
 
-/// The local address of one address message, with its interface index.
+/// The connected subnet of one address message: (address, prefix length, interface).
+fn subnet_of(msg: &AddressMessage) -> Option<(IpAddr, u8, u32)> {
+    address_of(msg).map(|(ip, ifindex)| (ip, msg.header.prefix_len, ifindex))
+}
+
+/// The local addresses of one address message.
 pub(crate) fn address_of(msg: &AddressMessage) -> Option<(IpAddr, u32)> {
     // IPv4 point-to-point links put the local address in IFA_LOCAL and the peer in
     // IFA_ADDRESS; everywhere else both are the local address.
@@ -142,6 +161,9 @@ impl TrafficSource for NetlinkTraffic {
         let route = self.route.clone();
         let dump4 = self.diag.dump_tcp(AF_INET, wanted_states());
         let dump6 = self.diag.dump_tcp(AF_INET6, wanted_states());
+        let conntrack = self.conntrack.clone();
+        // Here, on the caller's thread: the sysctl is the namespace's the daemon samples.
+        conntrack.ensure_accounting();
         async move {
             let links: Vec<LinkMessage> = route
                 .link()
@@ -167,7 +189,24 @@ impl TrafficSource for NetlinkTraffic {
                 .map_err(|e| port_error(format!("{WHAT}: addresses"), e))?;
             let by_address: HashMap<IpAddr, u32> =
                 addresses.iter().filter_map(address_of).collect();
-            let (v4, v6) = futures::join!(dump4, dump6);
+            for (ip, len, ifindex) in addresses.iter().filter_map(subnet_of) {
+                if let Some(t) = out.iter_mut().find(|t| t.ifindex == ifindex) {
+                    t.subnets.push((ip, len));
+                }
+            }
+            let wanted: HashMap<IpAddr, u32> = by_address
+                .iter()
+                .filter(|(_, i)| out.iter().any(|t| t.ifindex == **i))
+                .map(|(ip, i)| (*ip, *i))
+                .collect();
+            let flows = tokio::task::spawn_blocking(move || conntrack.sample_blocking(&wanted));
+            let (v4, v6, flows) = futures::join!(dump4, dump6, flows);
+            // A failed blocking task (panic) only loses this sample's flows.
+            if let Ok(Some(mut flows)) = flows {
+                for t in &mut out {
+                    t.flows = Some(flows.remove(&t.ifindex).unwrap_or_default());
+                }
+            }
             let v4 = v4.map_err(|e| PortError::failed(WHAT, e))?;
             // A kernel without IPv6 has no AF_INET6 sock_diag handler: IPv4 alone is a sample.
             let v6 = v6.unwrap_or_default();

@@ -9,7 +9,7 @@ use futures::FutureExt;
 
 use super::lock;
 use crate::model::IfaceName;
-use crate::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
+use crate::ports::{CheckProgress, Probe, ProbeReport, ProbeRequest, Verdict};
 
 /// What the fake probe answers for one interface.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -18,6 +18,9 @@ pub enum ProbeBehaviour {
     Answer(Verdict, Duration),
     /// Never finish (a hung check).
     Hang,
+    /// Connect to the check server at once, then answer this verdict after the delay (a
+    /// working path to a slow server).
+    Slow(Verdict, Duration),
 }
 
 #[derive(Default)]
@@ -77,6 +80,14 @@ impl FakeProbe {
 
 impl Probe for FakeProbe {
     fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
+        self.check_with_progress(request, Arc::default())
+    }
+
+    fn check_with_progress(
+        &self,
+        request: ProbeRequest,
+        progress: Arc<CheckProgress>,
+    ) -> BoxFuture<'static, ProbeReport> {
         let mut s = lock(&self.state);
         s.last_request
             .insert(request.iface.clone(), request.clone());
@@ -102,7 +113,10 @@ impl Probe for FakeProbe {
             // In the future, not under the lock: the panic unwinds through the caller's task.
             assert!(!panics, "fake probe: panic requested by the test");
             match b {
-                ProbeBehaviour::Answer(verdict, delay) => {
+                ProbeBehaviour::Answer(verdict, delay) | ProbeBehaviour::Slow(verdict, delay) => {
+                    if matches!(b, ProbeBehaviour::Slow(..)) {
+                        progress.set_connected();
+                    }
                     tokio::time::sleep(delay).await;
                     ProbeReport {
                         verdict,

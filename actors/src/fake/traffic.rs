@@ -9,7 +9,10 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::lock;
-use crate::ports::{IfaceTraffic, PortError, PortResult, TcpPhase, TcpSocketSample, TrafficSource};
+use crate::ports::{
+    FlowProto, FlowSample, IfaceTraffic, PortError, PortResult, TcpPhase, TcpSocketSample,
+    TrafficSource,
+};
 
 /// What the fake traffic source reports for one interface.
 #[derive(Clone, PartialEq, Debug)]
@@ -23,6 +26,9 @@ pub enum FakeFlow {
         name: String,
         started: tokio::time::Instant,
         stalled_since: Option<tokio::time::Instant>,
+        /// The connection is a container's behind the NAT bridge: no local socket, only a
+        /// connection-tracking entry with the same packet counts.
+        natted: bool,
     },
 }
 
@@ -49,12 +55,22 @@ impl FakeTraffic {
 
     /// A busy, healthy TCP connection on `ifindex` from now on.
     pub fn busy(&self, ifindex: u32, name: &str) {
+        self.set_busy(ifindex, name, false);
+    }
+
+    /// [`FakeTraffic::busy`] for a container's connection: seen through conntrack only.
+    pub fn busy_natted(&self, ifindex: u32, name: &str) {
+        self.set_busy(ifindex, name, true);
+    }
+
+    fn set_busy(&self, ifindex: u32, name: &str, natted: bool) {
         self.set(
             ifindex,
             FakeFlow::Busy {
                 name: name.into(),
                 started: tokio::time::Instant::now(),
                 stalled_since: None,
+                natted,
             },
         );
     }
@@ -85,13 +101,14 @@ impl FakeTraffic {
 
 impl FakeFlow {
     fn sample(&self, ifindex: u32, now: tokio::time::Instant) -> IfaceTraffic {
-        let (name, started, stalled_since) = match self {
+        let (name, started, stalled_since, natted) = match self {
             FakeFlow::Fixed(t) => return t.clone(),
             FakeFlow::Busy {
                 name,
                 started,
                 stalled_since,
-            } => (name, *started, *stalled_since),
+                natted,
+            } => (name, *started, *stalled_since, *natted),
         };
         let ms = |d: Duration| d.as_millis() as u64;
         let total = ms(now.duration_since(started));
@@ -109,26 +126,36 @@ impl FakeFlow {
         } else {
             1000 / BUSY_PPS
         };
+        let flow = FlowSample {
+            id: u64::from(ifindex),
+            proto: FlowProto::Tcp,
+            peer: std::net::IpAddr::from([203, 0, 113, 7]),
+            orig_packets: sent,
+            reply_packets: answered,
+        };
+        let socket = TcpSocketSample {
+            cookie: u64::from(ifindex) << 32 | 1,
+            local: std::net::SocketAddr::from(([192, 0, 2, 10], 40000)),
+            remote: std::net::SocketAddr::from(([203, 0, 113, 7], 7)),
+            phase: TcpPhase::Open,
+            unacked,
+            // The first retransmission timeout fires 200 ms after the last answer.
+            retransmits: u8::from(stalled >= 200),
+            total_retrans: (stalled / 200) as u32,
+            last_ack_recv: Duration::from_millis(last_ack_recv),
+            rtt: Duration::from_millis(20),
+            bytes_acked: answered * 100,
+            bytes_received: answered * 100,
+        };
         IfaceTraffic {
             ifindex,
             name: name.clone(),
             rx_packets: answered,
             tx_packets: sent,
             rx_multicast: 0,
-            tcp: vec![TcpSocketSample {
-                cookie: u64::from(ifindex) << 32 | 1,
-                local: std::net::SocketAddr::from(([192, 0, 2, 10], 40000)),
-                remote: std::net::SocketAddr::from(([203, 0, 113, 7], 7)),
-                phase: TcpPhase::Open,
-                unacked,
-                // The first retransmission timeout fires 200 ms after the last answer.
-                retransmits: u8::from(stalled >= 200),
-                total_retrans: (stalled / 200) as u32,
-                last_ack_recv: Duration::from_millis(last_ack_recv),
-                rtt: Duration::from_millis(20),
-                bytes_acked: answered * 100,
-                bytes_received: answered * 100,
-            }],
+            tcp: if natted { vec![] } else { vec![socket] },
+            subnets: vec![(std::net::IpAddr::from([192, 0, 2, 10]), 24)],
+            flows: Some(if natted { vec![flow] } else { vec![] }),
         }
     }
 }

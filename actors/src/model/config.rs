@@ -144,6 +144,9 @@ pub struct PassiveConfig {
     pub backoff_min: Duration,
     /// Shortest time between two confirmations of one interface.
     pub min_gap: Duration,
+    /// Most confirmations of one interface in any hour for evidence that never worked (peers
+    /// that never answered, one-way counters); a working flow that stops is never held back.
+    pub max_confirmations_per_hour: u32,
 }
 
 impl Default for PassiveConfig {
@@ -157,6 +160,7 @@ impl Default for PassiveConfig {
             confirm_timeout_min: Duration::from_millis(500),
             backoff_min: Duration::from_secs(60),
             min_gap: Duration::from_secs(10),
+            max_confirmations_per_hour: 4,
         }
     }
 }

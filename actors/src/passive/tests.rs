@@ -35,6 +35,8 @@ fn traffic(rx: u64, tx: u64, tcp: Vec<TcpSocketSample>) -> IfaceTraffic {
         tx_packets: tx,
         rx_multicast: 0,
         tcp,
+        subnets: vec![],
+        flows: None,
     }
 }
 
@@ -192,6 +194,8 @@ fn table() {
 fn same_evidence_backs_off_doubling_up_to_the_interval() {
     let p = RuleParams {
         backoff_max: Duration::from_secs(300),
+        // The back-off alone (the hourly ceiling is tested in `flow_tests.rs`).
+        max_per_hour: 1000,
         ..RuleParams::default()
     };
     let t0 = Instant::now();

@@ -65,6 +65,8 @@ fn sample_status() -> EngineStatus {
                 suspicions: 1,
                 confirmations: 2,
                 confirmations_failed: 2,
+                sees: "sockets only (no connection tracking)".into(),
+                held_by_ceiling: 3,
             },
         }],
         actors: vec![ActorStatus {
@@ -109,6 +111,7 @@ fn status_table_reads_at_a_glance() {
         "3s ago LIMITED (connect timeout)",
         "2.0 KiB",
         "suspect 2s; 1 suspicions, 2 confirmations (2 failed); last 1s ago: TCP to 203.0.113.7 stalled",
+        "; 3 held by the hourly ceiling; sees sockets only (no connection tracking)",
     ] {
         assert!(row.contains(part), "{part:?} not in {row:?}");
     }

@@ -245,6 +245,7 @@ pub struct PassiveSection {
     pub backoff_min: Duration,
     #[serde(with = "duration")]
     pub min_gap: Duration,
+    pub max_confirmations_per_hour: u32,
 }
 
 impl Default for PassiveSection {
@@ -259,6 +260,7 @@ impl Default for PassiveSection {
             confirm_timeout_min: d.confirm_timeout_min,
             backoff_min: d.backoff_min,
             min_gap: d.min_gap,
+            max_confirmations_per_hour: d.max_confirmations_per_hour,
         }
     }
 }
@@ -280,6 +282,10 @@ impl Section for PassiveSection {
             ),
             ("backoff_min", at_least(self.backoff_min, ms(1000))),
             ("min_gap", at_least(self.min_gap, ms(1000))),
+            (
+                "max_confirmations_per_hour",
+                in_range(u64::from(self.max_confirmations_per_hour), 1, 3600),
+            ),
         ])
     }
 }
@@ -295,6 +301,7 @@ impl From<PassiveSection> for PassiveConfig {
             confirm_timeout_min: s.confirm_timeout_min,
             backoff_min: s.backoff_min,
             min_gap: s.min_gap,
+            max_confirmations_per_hour: s.max_confirmations_per_hour,
         }
     }
 }

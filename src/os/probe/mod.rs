@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use hyper::header::HeaderValue;
 use netfailover_actors::model::{CheckConfig, Family, IfaceName};
-use netfailover_actors::ports::{Probe, ProbeReport, ProbeRequest, Verdict};
+use netfailover_actors::ports::{CheckProgress, Probe, ProbeReport, ProbeRequest, Verdict};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::TlsConnector;
@@ -359,6 +359,17 @@ impl HttpProbe {
 
     /// Runs one check (what [`Probe::check`] returns, as a plain async fn).
     pub async fn run(&self, request: ProbeRequest) -> ProbeReport {
+        self.run_with_progress(request, &CheckProgress::default())
+            .await
+    }
+
+    /// [`HttpProbe::run`], marking `progress` once the TCP connection to the check server is
+    /// established (what a confirmation's short deadline looks at).
+    pub async fn run_with_progress(
+        &self,
+        request: ProbeRequest,
+        progress: &CheckProgress,
+    ) -> ProbeReport {
         let started = Instant::now();
         let inner = &self.inner;
         let meters = CheckMeters::default();
@@ -375,7 +386,7 @@ impl HttpProbe {
             }
         };
         let dns_before = resolver.as_ref().map_or(0, |r| r.bytes());
-        let attempt = self.attempt(&request, resolver.as_deref(), &meters);
+        let attempt = self.attempt(&request, resolver.as_deref(), &meters, progress);
         let outcome = match tokio::time::timeout(inner.timeout, attempt).await {
             Ok(outcome) => outcome,
             Err(_) => Err(CheckFailure::TotalTimeout {
@@ -405,6 +416,7 @@ impl HttpProbe {
         request: &ProbeRequest,
         resolver: Option<&dns::InterfaceResolver>,
         meters: &CheckMeters,
+        progress: &CheckProgress,
     ) -> Result<(Verdict, String), CheckFailure> {
         let inner = &self.inner;
         let iface = &request.iface;
@@ -451,6 +463,7 @@ impl HttpProbe {
             let meter = meters.connection(addr.is_ipv6());
             match http::connect(iface, source, addr, inner.connect_timeout, &meter).await {
                 Ok(stream) => {
+                    progress.set_connected();
                     let stream = Metered::new(stream, meter);
                     return match &inner.tls {
                         None => {
@@ -498,6 +511,15 @@ impl Probe for HttpProbe {
     fn check(&self, request: ProbeRequest) -> BoxFuture<'static, ProbeReport> {
         let probe = self.clone();
         Box::pin(async move { probe.run(request).await })
+    }
+
+    fn check_with_progress(
+        &self,
+        request: ProbeRequest,
+        progress: Arc<CheckProgress>,
+    ) -> BoxFuture<'static, ProbeReport> {
+        let probe = self.clone();
+        Box::pin(async move { probe.run_with_progress(request, &progress).await })
     }
 }
 

@@ -4,3 +4,4 @@
 
 mod adapter;
 mod daemon;
+mod flows;

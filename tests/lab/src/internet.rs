@@ -76,6 +76,8 @@ pub enum Behaviour {
     Garbage,
     /// Accepts and resets the connection at once (RST).
     Reset,
+    /// 204 No Content after this many milliseconds (a slow but working server).
+    SlowNoContent(u64),
 }
 
 /// Bytes that are no HTTP answer.
@@ -381,6 +383,12 @@ where
 
 type AnyBody = BoxBody<Bytes, Infallible>;
 
+fn no_content() -> Response<AnyBody> {
+    let mut r = Response::new(Empty::new().boxed());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
 async fn answer(behaviour: Behaviour) -> Response<AnyBody> {
     let full = |status: StatusCode, body: String| {
         let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
@@ -388,11 +396,11 @@ async fn answer(behaviour: Behaviour) -> Response<AnyBody> {
         r
     };
     match behaviour {
-        Behaviour::NoContent => {
-            let mut r = Response::new(Empty::new().boxed());
-            *r.status_mut() = StatusCode::NO_CONTENT;
-            r
+        Behaviour::SlowNoContent(ms) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            no_content()
         }
+        Behaviour::NoContent => no_content(),
         Behaviour::Body(body) => full(StatusCode::OK, body),
         Behaviour::Redirect(location) => {
             let mut r = full(StatusCode::FOUND, String::new());

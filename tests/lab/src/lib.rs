@@ -7,6 +7,7 @@
 pub mod apps;
 pub mod bench;
 pub mod boot;
+pub mod container;
 pub mod hostile;
 pub mod internet;
 pub mod netns;
