@@ -14,8 +14,10 @@ use std::time::Duration;
 use netfailover::engine::model::{CheckConfig, Family, IfaceName};
 use netfailover::engine::ports::{ProbeReport, ProbeRequest, Verdict};
 use netfailover::os::probe::HttpProbe;
-use netfailover_lab::internet::{Behaviour, CheckServer, DnsMode, DnsResponder, TestCa};
-use netfailover_lab::netns::{require_root, veth, Netns};
+use netfailover_lab::internet::{
+    Behaviour, CheckServer, DnsMode, DnsResponder, InternetError, TestCa,
+};
+use netfailover_lab::netns::{require_root, veth, wait_for, Netns};
 
 const UPLINKS: [&str; 3] = ["eth0", "wwan0", "wlan0"];
 const SERVER: &str = "203.0.113.10";
@@ -286,6 +288,60 @@ fn dns_all(world: &World) -> DnsResponder {
         300,
     )
     .expect("dns")
+}
+
+/// Starts a DNS responder on `addr` once no earlier socket holds its port. Dropping a responder
+/// closes its socket, but a process that another test forks at that moment (an `ip` command)
+/// holds a copy of it until it execs (close-on-exec), so binding the port again at once may fail
+/// with `AddrInUse`: wait, up to 10 s, for the old responder to be gone.
+fn dns_when_free(ns: &Netns, addr: SocketAddr, records: &[(&str, IpAddr)]) -> DnsResponder {
+    let started = wait_for(Duration::from_secs(10), || {
+        match DnsResponder::start(ns, addr, records, 300) {
+            Ok(dns) => Some(dns),
+            Err(InternetError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                None
+            }
+            Err(e) => panic!("DNS responder on {addr}: {e}"),
+        }
+    });
+    started.unwrap_or_else(|| panic!("the port of {addr} was still in use after 10 s"))
+}
+
+#[test]
+fn a_new_responder_waits_for_the_old_socket_to_be_gone() {
+    if !require_root("a_new_responder_waits_for_the_old_socket_to_be_gone") {
+        return;
+    }
+    let world = World::new("pdfree");
+    let held_for = Duration::from_millis(300);
+    std::thread::scope(|s| {
+        // A copy of an old responder's socket, as a child forked at its drop holds it.
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let inet = &world.inet;
+        s.spawn(move || {
+            inet.enter_current_thread().expect("enter inet ns");
+            let old = std::net::UdpSocket::bind(sa(&format!("{DNS_A}:53"))).expect("bind");
+            let _ = bound_tx.send(());
+            std::thread::sleep(held_for);
+            drop(old);
+        });
+        bound_rx.recv().expect("old socket bound");
+        let t0 = std::time::Instant::now();
+        let at_once = DnsResponder::start(&world.inet, sa("0.0.0.0:53"), &[], 300);
+        assert!(
+            matches!(&at_once, Err(InternetError::Io { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse),
+            "the port is taken while the old socket lives: {:?}",
+            at_once.err()
+        );
+        let _dns = dns_when_free(&world.inet, sa("0.0.0.0:53"), &[(HOST, ip(SERVER))]);
+        assert!(
+            t0.elapsed() >= held_for / 2,
+            "it waited: {:?}",
+            t0.elapsed()
+        );
+    });
 }
 
 #[test]
@@ -658,8 +714,7 @@ fn garbage_silent_and_wrong_source_dns_answers_fail_cleanly() {
     // A responder on the wildcard address answers from the Internet's interface address, not
     // from the server address the query went to: hickory ignores it.
     drop(dns);
-    let wildcard =
-        DnsResponder::start(&world.inet, sa("0.0.0.0:53"), &[(HOST, ip(SERVER))], 300).unwrap();
+    let wildcard = dns_when_free(&world.inet, sa("0.0.0.0:53"), &[(HOST, ip(SERVER))]);
     let report = world.on_device(async || probe.run(eth0.clone()).await);
     assert_verdict(&report, Verdict::Limited, "answer from the wrong address");
     assert!(report.reason.starts_with("DNS:"), "{report:?}");
