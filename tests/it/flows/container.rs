@@ -10,7 +10,7 @@
 //! - either way the container's flow through wwan0 keeps its entry (its packet counter keeps
 //!   counting).
 //!
-//! IPv4 only: the lab world has no IPv6 uplinks.
+//! IPv4 only: the container network is IPv4 (IPv6 flow resets: `ipv6.rs`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,7 +19,8 @@ use netfailover::os::flows::conntrack::Conntrack;
 use netfailover_actors::model::Family;
 use netfailover_actors::status::FlowResetRecord;
 use netfailover_lab::apps::{UdpSender, UdpSink};
-use netfailover_lab::netns::{require_root, veth, wait_for, Netns};
+use netfailover_lab::container;
+use netfailover_lab::netns::{require_root, wait_for, Netns};
 use netfailover_lab::uplinks::run_in_netns;
 use netlink_packet_core::{DefaultNla, Nla, NlasIterator, Parseable};
 use netlink_packet_netfilter::conntrack::ConntrackAttribute;
@@ -33,9 +34,6 @@ const PEER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 60);
 const PEER_VIA_WWAN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 61);
 const ETH0: Ipv4Addr = super::daemon::ETH0;
 const WWAN0: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
-/// The container's network: the device's bridge side and the container.
-const BRIDGE: &str = "192.0.2.65";
-const CONTAINER: &str = "192.0.2.66/26";
 /// The container's send rate.
 const GAP: Duration = Duration::from_millis(20);
 /// How long a pinned flow is watched without flow resets.
@@ -105,45 +103,16 @@ fn container_flow(tag: &str, nat: Nat, settings: &str) -> (Option<Duration>, Vec
     let sink_wwan = UdpSink::start(inet, SocketAddr::from((PEER_VIA_WWAN, 9))).unwrap();
 
     // The container behind the device's bridge side.
-    let ctr = Netns::new("flows-ctr").unwrap();
-    veth((&ctr, "eth0"), (dev, "ctr0")).unwrap();
-    ctr.ip(&["addr", "add", CONTAINER, "dev", "eth0"]).unwrap();
-    ctr.ip(&["route", "add", "default", "via", BRIDGE]).unwrap();
-    dev.ip(&["addr", "add", &format!("{BRIDGE}/26"), "dev", "ctr0"])
-        .unwrap();
-    dev.sysctl("net.ipv4.ip_forward", "1").unwrap();
-    let chain = "{ type nat hook postrouting priority 100 ; }";
-    let mut rules = vec![
-        vec!["nft", "add", "table", "ip", "nat"],
-        vec!["nft", "add", "chain", "ip", "nat", "post", chain],
-    ];
-    let addrs = [
+    let uplinks = [
         ("eth0", "192.0.2.2"),
         ("wlan0", "192.0.2.6"),
         ("wwan0", "192.0.2.10"),
     ];
-    match nat {
-        Nat::Snat => rules.extend(addrs.iter().map(|(iface, addr)| {
-            vec![
-                "nft", "add", "rule", "ip", "nat", "post", "oifname", iface, "snat", "to", addr,
-            ]
-        })),
-        Nat::Masquerade => rules.push(vec![
-            "nft",
-            "add",
-            "rule",
-            "ip",
-            "nat",
-            "post",
-            "oifname",
-            "!=",
-            "ctr0",
-            "masquerade",
-        ]),
-    }
-    for cmd in rules {
-        dev.exec(&cmd).unwrap();
-    }
+    let nat = match nat {
+        Nat::Snat => container::Nat::Snat(&uplinks),
+        Nat::Masquerade => container::Nat::Masquerade,
+    };
+    let ctr = container::container(dev, "flows-ctr", nat).unwrap();
     // Packet counters on conntrack entries (this namespace only), to tell a kept entry from
     // a deleted and re-created one.
     dev.sysctl("net.netfilter.nf_conntrack_acct", "1").unwrap();
