@@ -217,6 +217,17 @@ pub struct ReconfigureFlows(pub Arc<Config>);
 #[rtype(result = "()")]
 pub struct ReconfigurePassive(pub Arc<Config>);
 
+/// Whether traffic through `iface` (`ifindex`) was answered since `since` (from a Prober whose
+/// confirmation ran out of its short deadline before its check connected): a fresh sample
+/// compared with the last one, or progress seen in a sample since then.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "bool")]
+pub struct AnsweredSince {
+    pub iface: IfaceName,
+    pub ifindex: u32,
+    pub since: Instant,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Handled by the Supervisor (from `EngineHandle`)
 // ---------------------------------------------------------------------------------------------

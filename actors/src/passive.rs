@@ -48,7 +48,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::model::Config;
-use crate::ports::{IfaceTraffic, TcpPhase};
+use crate::ports::{IfaceTraffic, TcpPhase, TcpSocketSample};
 
 mod flows;
 
@@ -206,6 +206,13 @@ pub struct Tracker {
     last_counters: Option<(u64, u64, u64)>,
     suspect_since: Option<Instant>,
     current: Vec<Evidence>,
+    /// The last sample in which a (non-LAN) socket or flow was answered.
+    last_answered: Option<Instant>,
+}
+
+/// Whether a socket got answers (bytes acked or received) since its memo.
+fn socket_answered(m: &SocketMemo, sock: &TcpSocketSample) -> bool {
+    sock.bytes_acked > m.bytes_acked || sock.bytes_received > m.bytes_received
 }
 
 /// The difference between two readings of a counter; `None` when it went backwards in a way a
@@ -250,6 +257,24 @@ impl Tracker {
     /// Peers remembered with a back-off (bounded: see the module doc).
     pub fn charged(&self) -> usize {
         self.charges.len()
+    }
+
+    /// Whether the interface's traffic was answered in a sample at or after `since`, or in
+    /// `fresh` (a sample taken now, compared with the last one fed and not fed itself).
+    pub fn answered_since(&self, since: Instant, fresh: &IfaceTraffic) -> bool {
+        if self.last_answered.is_some_and(|t| t >= since) {
+            return true;
+        }
+        let mut wan = fresh
+            .tcp
+            .iter()
+            .filter(|t| !on_lan(t.remote.ip(), &fresh.subnets));
+        let sockets = wan.any(|sock| {
+            let memo = self.sockets.get(&sock.cookie);
+            memo.is_some_and(|m| socket_answered(m, sock))
+        });
+        let flows = fresh.flows.as_deref().unwrap_or_default();
+        sockets || flows::answered(&self.flows, flows, &fresh.subnets)
     }
 
     /// Feeds one sample (`None`: the interface was not in the answer) for the managed interface
@@ -311,6 +336,9 @@ impl Tracker {
             answered,
         } = peers;
         self.answered = answered;
+        if !progressed.is_empty() {
+            self.last_answered = Some(now);
+        }
 
         // The counters add nothing while TCP has data in flight: its sockets name the stall
         // themselves within the window (the counters would only make the same fault look like
@@ -496,9 +524,7 @@ impl Tracker {
         let wan = s.tcp.iter().filter(|t| !on_lan(t.remote.ip(), &s.subnets));
         for sock in wan {
             let memo = self.sockets.get(&sock.cookie).copied();
-            let progress = memo.is_some_and(|m| {
-                sock.bytes_acked > m.bytes_acked || sock.bytes_received > m.bytes_received
-            });
+            let progress = memo.is_some_and(|m| socket_answered(&m, sock));
             let peer = sock.remote.ip();
             if progress {
                 progressed.insert(peer);

@@ -16,8 +16,8 @@ use std::sync::{Arc, RwLock};
 use actix::{Message, Recipient};
 
 use crate::messages::{
-    Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, ResetChecks,
-    RouteInUseMoved, RoutesChanged, UplinksChanged,
+    AnsweredSince, Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved,
+    LinkSnapshot, ResetChecks, RouteInUseMoved, RoutesChanged, UplinksChanged,
 };
 
 /// The current recipient of messages `M`, if its handler is running.
@@ -95,4 +95,6 @@ pub struct Peers {
     pub confirm: Slot<Confirm>,
     // Handled by FlowResetter.
     pub route_in_use_moved: Slot<RouteInUseMoved>,
+    // Handled by TrafficWatcher.
+    pub answered_since: Slot<AnsweredSince>,
 }

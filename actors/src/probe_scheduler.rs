@@ -27,8 +27,9 @@ use crate::board::Board;
 use crate::error::EngineError;
 use crate::health::{Health, HealthParams};
 use crate::messages::{
-    CheckIface, CheckNow, Confirm, ConfirmCheck, ConnectivityChanged, GetUplinks, KillProber,
-    NextCheck, ProbeDone, ReconfigureChecks, ResetChecks, Retarget, Uplink, UplinksChanged,
+    AnsweredSince, CheckIface, CheckNow, Confirm, ConfirmCheck, ConnectivityChanged, GetUplinks,
+    KillProber, NextCheck, ProbeDone, ReconfigureChecks, ResetChecks, Retarget, Uplink,
+    UplinksChanged,
 };
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::peers::Slot;
@@ -56,6 +57,8 @@ pub struct ProbeDeps {
     /// Connectivity facts and the uplinks request go to RouteManager, in the tree.
     pub connectivity: Slot<ConnectivityChanged>,
     pub get_uplinks: Slot<GetUplinks>,
+    /// Asked by a Prober whose confirmation ran out of its deadline unconnected (TrafficWatcher).
+    pub answered_since: Slot<AnsweredSince>,
     pub board: Board,
 }
 
@@ -226,7 +229,8 @@ impl ProbeScheduler {
             probe,
             scheduler.clone().recipient(),
             timeout,
-        );
+        )
+        .with_answered(self.deps.answered_since.clone());
         let iface = name.clone();
         let addr = p.child.start(prober, move |generation, exit| {
             scheduler.do_send(ProberExited {

@@ -7,7 +7,11 @@
 //!
 //! Confirmation checks (passive health, `Confirm`) run outside the timer with their own short
 //! deadline and leave the periodic timer alone: ProbeScheduler's [`NextCheck`] reply says
-//! whether to confirm again at once, keep the timer, or reschedule it.
+//! whether to confirm again at once, keep the timer, or reschedule it. A confirmation whose
+//! short deadline passes goes on to the full timeout (its own result counts) when its check
+//! already reached the server, or when TrafficWatcher saw traffic through the interface
+//! answered since the confirmation started (a congested but working uplink: what only
+//! suspects must never act). Otherwise it counts as failed at once, as in a silent blackhole.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +19,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::future::Either;
 
-use crate::messages::{CheckNow, ConfirmCheck, NextCheck, ProbeDone, Retarget};
+use crate::messages::{AnsweredSince, CheckNow, ConfirmCheck, NextCheck, ProbeDone, Retarget};
 use crate::model::IfaceName;
+use crate::peers::Slot;
 use crate::ports::{CheckProgress, Probe, ProbeReport, ProbeRequest, Verdict};
 
 /// Added to the probe's own total timeout before the engine gives up on a check itself.
@@ -34,6 +39,8 @@ pub struct Prober {
     deadline: Duration,
     timer: Option<SpawnHandle>,
     in_flight: bool,
+    /// Whether the interface's traffic was answered meanwhile (TrafficWatcher, in the tree).
+    answered: Slot<AnsweredSince>,
 }
 
 impl Prober {
@@ -52,7 +59,14 @@ impl Prober {
             deadline: probe_timeout + SAFETY_MARGIN,
             timer: None,
             in_flight: false,
+            answered: Slot::default(),
         }
+    }
+
+    /// Where to ask whether the interface's traffic was answered (see the module doc).
+    pub fn with_answered(mut self, answered: Slot<AnsweredSince>) -> Self {
+        self.answered = answered;
+        self
     }
 
     /// One check with the safety timeout applied; NONE without a check when the interface
@@ -86,23 +100,35 @@ impl Prober {
             dns_bytes: 0,
             elapsed: started.elapsed(),
         };
+        let ask = self.answered.get().map(|to| {
+            let msg = AnsweredSince {
+                iface: self.request.iface.clone(),
+                ifindex: self.request.ifindex,
+                since: started,
+            };
+            (to, msg)
+        });
         Either::Right(async move {
             match tokio::time::timeout(deadline, &mut fut).await {
+                Ok(report) => return report,
+                Err(_) if full <= deadline => return late(deadline),
+                Err(_) => {}
+            }
+            // A confirmation's short deadline passed. After the check reached its server, the
+            // path works and the server is slow; before, traffic answered meanwhile shows the
+            // path works and is slow. Neither is a failure: the check goes on to the full
+            // timeout and its own result counts.
+            let why = if progress.connected() {
+                "confirmation connected but slow; awaiting the full timeout"
+            } else if answered(ask).await {
+                "confirmation not connected, but traffic was answered; awaiting the full timeout"
+            } else {
+                return late(deadline);
+            };
+            tracing::debug!(deadline_ms = deadline.as_millis() as u64, "{why}");
+            match tokio::time::timeout(full - deadline, fut).await {
                 Ok(report) => report,
-                // A confirmation's short deadline passed after the check reached its server:
-                // the path works and the server is slow, which is no failure. The check goes
-                // on to the full timeout and its own result counts.
-                Err(_) if progress.connected() && full > deadline => {
-                    tracing::debug!(
-                        deadline_ms = deadline.as_millis() as u64,
-                        "confirmation connected but slow; awaiting the full timeout"
-                    );
-                    match tokio::time::timeout(full - deadline, fut).await {
-                        Ok(report) => report,
-                        Err(_) => late(full),
-                    }
-                }
-                Err(_) => late(deadline),
+                Err(_) => late(full),
             }
         })
     }
@@ -201,6 +227,20 @@ impl Handler<CheckNow> for Prober {
             actix::fut::ready(report)
         }))
     }
+}
+
+/// Longest the question to TrafficWatcher may take (one local sample) before it counts as "no".
+const ASK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// TrafficWatcher's answer to `ask`; no when it is not running or does not answer in time.
+async fn answered(ask: Option<(Recipient<AnsweredSince>, AnsweredSince)>) -> bool {
+    let Some((to, msg)) = ask else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(ASK_TIMEOUT, to.send(msg)).await,
+        Ok(Ok(true))
+    )
 }
 
 /// The name of a prober in `status` and `kill`.

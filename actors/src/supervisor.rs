@@ -176,6 +176,9 @@ impl Supervisor {
                     board: self.board.clone(),
                 };
                 let addr = slot.start(TrafficWatcher::new(self.cfg.clone(), deps), on_exit);
+                self.peers
+                    .answered_since
+                    .set(Some(addr.clone().recipient()));
                 self.control.reconfigure_passive.set(Some(addr.recipient()));
             }
         }
@@ -230,6 +233,7 @@ impl Supervisor {
             probe: self.ports.probe.clone(),
             connectivity: p.connectivity_changed.clone(),
             get_uplinks: p.get_uplinks.clone(),
+            answered_since: p.answered_since.clone(),
             board: self.board.clone(),
         };
         let addr = slot.start(ProbeScheduler::new(self.cfg.clone(), deps), on_exit);
@@ -268,7 +272,10 @@ impl Supervisor {
                 c.kill_prober.set(None);
                 c.check_iface.set(None);
             }
-            Child::TrafficWatcher => c.reconfigure_passive.set(None),
+            Child::TrafficWatcher => {
+                p.answered_since.set(None);
+                c.reconfigure_passive.set(None);
+            }
         }
     }
 

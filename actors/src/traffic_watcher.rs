@@ -12,6 +12,11 @@
 //! back-off), never a failover. While healthy it sends nothing at all; sampling is local
 //! netlink dumps only. Disabled (`passive.enabled = false`, or checks off) it samples nothing.
 //!
+//! Asked by a Prober whose confirmation ran out of its short deadline before connecting
+//! (`AnsweredSince`), it says whether the interface's traffic was answered since the
+//! confirmation started: progress in a sample since then, or in a fresh sample of that one
+//! interface compared with the last (the fresh sample is not fed to the rule).
+//!
 //! On failure (panic, kill) the supervisor restarts it; it starts with empty trackers, which
 //! costs at most one window of history (the trackers rebuild from the next samples).
 
@@ -23,7 +28,7 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::board::Board;
-use crate::messages::{Confirm, GetUplinks, ReconfigurePassive, Uplink};
+use crate::messages::{AnsweredSince, Confirm, GetUplinks, ReconfigurePassive, Uplink};
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
 use crate::peers::Slot;
@@ -271,6 +276,32 @@ impl Handler<ReconfigurePassive> for TrafficWatcher {
         } else {
             self.cfg = msg.0;
         }
+    }
+}
+
+impl Handler<AnsweredSince> for TrafficWatcher {
+    type Result = ResponseActFuture<Self, bool>;
+    fn handle(&mut self, msg: AnsweredSince, _: &mut Self::Context) -> Self::Result {
+        if !self.state.trackers.contains_key(&msg.iface) {
+            return Box::pin(actix::fut::ready(false));
+        }
+        let sample = self.deps.traffic.sample(vec![msg.ifindex]);
+        Box::pin(sample.into_actor(self).map(move |res, act, _| {
+            let fresh = res.ok().and_then(|all| {
+                all.into_iter()
+                    .find(|s| s.ifindex == msg.ifindex && s.name == msg.iface.as_str())
+            });
+            let answered = match (act.state.trackers.get(&msg.iface), fresh) {
+                (Some(t), Some(fresh)) => t.answered_since(msg.since, &fresh),
+                _ => false,
+            };
+            let _span = tracing::info_span!("traffic_watcher", iface = %msg.iface).entered();
+            tracing::debug!(
+                answered,
+                "passive health: traffic answered during a confirmation?"
+            );
+            answered
+        }))
     }
 }
 

@@ -327,6 +327,7 @@ async fn probe_scheduler_alone_asks_for_uplinks_and_reports_connectivity() {
         probe: Arc::new(probe.clone()),
         connectivity,
         get_uplinks,
+        answered_since: Default::default(),
         board: Board::default(),
     };
     let scheduler = ProbeScheduler::new(Arc::new(checks_on()), deps).start();
@@ -356,6 +357,7 @@ async fn probe_scheduler_alone_restarts_a_prober_whose_port_panicked() {
         probe: Arc::new(probe.clone()),
         connectivity,
         get_uplinks,
+        answered_since: Default::default(),
         board: board.clone(),
     };
     let scheduler = ProbeScheduler::new(Arc::new(checks_on()), deps).start();

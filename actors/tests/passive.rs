@@ -278,11 +278,19 @@ async fn a_confirmation_that_only_runs_out_of_its_short_deadline_is_no_failure()
         ProbeBehaviour::Slow(Verdict::Full, Duration::from_millis(1500)),
     );
     w.traffic.stall(2, true);
-    for _ in 0..600 {
+    stays_full_without_failover(&w, &h, Duration::from_secs(60)).await;
+}
+
+/// Over `span`, the route stays on eth0; then eth0 is FULL, confirmed at least once, and no
+/// confirmation or check failed.
+async fn stays_full_without_failover(w: &FakeWorld, h: &EngineHandle, span: Duration) {
+    let t0 = tokio::time::Instant::now();
+    while t0.elapsed() < span {
         pass(Duration::from_millis(100)).await;
-        assert_eq!(best(&w).as_deref(), Some("eth0"), "no failover");
+        assert_eq!(best(w).as_deref(), Some("eth0"), "no failover");
     }
     let eth0 = h.status().interfaces.into_iter().next().unwrap();
+    assert_eq!(eth0.name.as_str(), "eth0");
     assert_eq!(eth0.connectivity, Connectivity::Full);
     assert!(eth0.passive.confirmations >= 1, "{:?}", eth0.passive);
     assert_eq!(eth0.passive.confirmations_failed, 0, "{:?}", eth0.passive);
@@ -292,4 +300,56 @@ async fn a_confirmation_that_only_runs_out_of_its_short_deadline_is_no_failure()
         "{:?}",
         eth0.checks
     );
+}
+
+/// eth0's busy connection stalls and stays suspect until a confirmation runs; then, with
+/// `answered`, it gets answers again (a congested uplink: late answers) while the check server
+/// takes 1.5 s to accept the check's connection (beyond the 500 ms confirmation deadline,
+/// within `check.timeout`). Returns the engine after the suspicion.
+async fn confirmation_that_never_connects_in_time(w: &FakeWorld, answered: bool) -> EngineHandle {
+    let h = started(w).await;
+    w.traffic.busy(2, "eth0");
+    pass(Duration::from_secs(30)).await;
+    w.probe.set_behaviour(
+        "eth0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(1500)),
+    );
+    w.traffic.stall(2, true);
+    let suspected = || {
+        h.status()
+            .interfaces
+            .iter()
+            .any(|i| i.name.as_str() == "eth0" && i.passive.suspicions >= 1)
+    };
+    time_until(Duration::from_secs(5), suspected)
+        .await
+        .expect("the stall is suspected");
+    if answered {
+        w.traffic.stall(2, false);
+    }
+    h
+}
+
+#[actix::test]
+async fn an_unconnected_confirmation_while_traffic_is_answered_is_no_failure() {
+    let w = world();
+    let h = confirmation_that_never_connects_in_time(&w, true).await;
+    stays_full_without_failover(&w, &h, Duration::from_secs(30)).await;
+}
+
+#[actix::test]
+async fn an_unconnected_confirmation_without_answered_traffic_fails_as_before() {
+    let w = world();
+    let h = confirmation_that_never_connects_in_time(&w, false).await;
+    // The blackhole bound from the suspicion on: down_count (2) confirmation deadlines of
+    // 500 ms each, plus one sampling period of slack.
+    let took = time_until(Duration::from_secs(10), || {
+        best(&w).as_deref() == Some("wlan0")
+    })
+    .await
+    .expect("the route moves to wlan0");
+    assert!(took <= Duration::from_secs(2), "took {took:?}");
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Limited);
+    let eth0 = h.status().interfaces.into_iter().next().unwrap();
+    assert_eq!(eth0.passive.confirmations_failed, 2, "{:?}", eth0.passive);
 }

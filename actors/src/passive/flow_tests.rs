@@ -219,3 +219,35 @@ fn slow_request_response_with_late_answers_is_no_stall() {
     });
     assert!(fired.is_empty(), "{fired:?}");
 }
+
+#[test]
+fn answered_since_counts_uplink_answers_only() {
+    let p = RuleParams::default();
+    let t0 = Instant::now();
+    let wan = |acked: u64| TcpSocketSample {
+        cookie: 7,
+        remote: SocketAddr::from((REMOTE, 443)),
+        bytes_acked: acked,
+        ..lan_session(0)
+    };
+    let sample = |i: u64, acked: u64, orig: u64, reply: u64| {
+        let f = flow(1, FlowProto::Udp, REMOTE, orig, reply);
+        traffic(10, 10, vec![lan_session(i), wan(acked)], vec![f])
+    };
+    let mut t = Tracker::default();
+    t.observe(t0, NAME, Some(&sample(0, 100, 10, 5)), IN_USE, &p);
+    let since = t0 + Duration::from_millis(1);
+    // Only the LAN session progressed, the flow kept sending unanswered: no answer.
+    assert!(!t.answered_since(since, &sample(5, 100, 14, 5)));
+    // The flow's counters restarted (a new entry under the same id): nothing to compare.
+    assert!(!t.answered_since(since, &sample(0, 100, 2, 1)));
+    // The uplink's socket got an ACK, or the flow a reply: answered.
+    assert!(t.answered_since(since, &sample(0, 200, 10, 5)));
+    assert!(t.answered_since(since, &sample(0, 100, 12, 6)));
+    // Progress seen in a sample fed at or after `since` counts without a fresh one.
+    let t1 = t0 + Duration::from_secs(1);
+    t.observe(t1, NAME, Some(&sample(1, 200, 12, 6)), IN_USE, &p);
+    let same = sample(1, 200, 12, 6);
+    assert!(t.answered_since(t1, &same));
+    assert!(!t.answered_since(t1 + Duration::from_millis(1), &same));
+}

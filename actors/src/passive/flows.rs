@@ -90,7 +90,7 @@ pub(super) fn flows(
         let unanswered = match memos.get(&f.id) {
             // First sight, or the counters restarted: nothing to compare with yet.
             None => None,
-            Some(m) if f.orig_packets < m.orig || f.reply_packets < m.reply => None,
+            Some(m) if restarted(m, f) => None,
             Some(m) if f.reply_packets > m.reply => {
                 peers.progressed.insert(f.peer);
                 None
@@ -122,4 +122,22 @@ pub(super) fn flows(
     }
     *memos = next;
     peers
+}
+
+/// Whether a flow's counters went backwards since its memo (a new entry under the same id).
+fn restarted(m: &FlowMemo, f: &FlowSample) -> bool {
+    f.orig_packets < m.orig || f.reply_packets < m.reply
+}
+
+/// Whether any (non-LAN) flow of `flows` got answers since its memo in `memos`.
+pub(super) fn answered(
+    memos: &HashMap<u64, FlowMemo>,
+    flows: &[FlowSample],
+    subnets: &[(IpAddr, u8)],
+) -> bool {
+    flows.iter().filter(|f| !on_lan(f.peer, subnets)).any(|f| {
+        memos
+            .get(&f.id)
+            .is_some_and(|m| !restarted(m, f) && f.reply_packets > m.reply)
+    })
 }
