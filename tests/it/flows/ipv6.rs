@@ -71,6 +71,25 @@ fn router_advertised_ipv6_follows_a_carrier_loss_and_its_flows_are_reset() {
             lab.log()
         )
     });
+    // The backup must be ready too before the fault: each router answers the kernel's own
+    // router solicitations (sent at random within its first seconds of link), so wlan0's
+    // advertised route can arrive after eth0's. Until it is there at wlan0's configured metric,
+    // the daemon rightly moves IPv6 to wwan0 instead, which is not what this test is about.
+    wait_for(ROUTE_LIMIT, || {
+        let routes = lab
+            .world
+            .device
+            .ip(&["-6", "route", "show", "default", "dev", "wlan0"])
+            .ok()?;
+        routes.contains("metric 600 ").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "wlan0 never had its advertised IPv6 route at metric 600: {:?}; log:\n{}",
+            lab.world.device.ip(&["-6", "route"]),
+            lab.log()
+        )
+    });
     let app = BusyClient::sticky(
         &lab.world.device,
         SocketAddr::from((ECHO6, 7)),
