@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 
 use crate::board::Board;
-use crate::messages::{ReconfigureFlows, RouteInUseMoved};
+use crate::messages::{Reconfigure, RouteInUseMoved};
 use crate::model::Config;
 use crate::ports::{FlowFailure, FlowFailureKind, FlowResetReport, FlowScope, FlowTable};
 use crate::status::FlowResetRecord;
@@ -116,9 +116,9 @@ impl Handler<RouteInUseMoved> for FlowResetter {
     }
 }
 
-impl Handler<ReconfigureFlows> for FlowResetter {
+impl Handler<Reconfigure> for FlowResetter {
     type Result = ();
-    fn handle(&mut self, msg: ReconfigureFlows, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Reconfigure, _: &mut Self::Context) {
         self.cfg = msg.0;
     }
 }

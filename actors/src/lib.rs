@@ -4,19 +4,20 @@
 //! # Actor map
 //!
 //! Every cross-actor message is in [`messages`]; a sender holds a [`peers::Slot`] per message it
-//! sends, and only [`supervisor`] names the concrete actors (it fills the slots on each start).
+//! sends, and only [`supervisor`] names the concrete actors (it fills the slots on each start,
+//! one `wire_*` function per actor). Actor names are data in [`actor_name`].
 //! The README's "Architecture" has the same table and how to add an actor.
 //!
 //! | actor | file | receives | sends (→ handler) | on failure |
 //! |---|---|---|---|---|
-//! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` | `Reconfigure`/`Shutdown` → RouteManager; `ReconfigureChecks`/`KillProber`/`CheckIface` → ProbeScheduler; `ReconfigureFlows` → FlowResetter; `ReconfigurePassive` → TrafficWatcher | root: its end ends `run()` |
+//! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` | `Reconfigure` → RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher; `Shutdown` → RouteManager; `KillProber`/`CheckIface` → ProbeScheduler | root: its end ends `run()` |
 //! | LinkWatcher | `link_watcher.rs` | `LinkUpdate` stream from `LinkSource` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged` → RouteManager | restarted; resubscribes and dumps |
 //! | RouteManager | `route_manager.rs` | link facts, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | routes → `RouteTable`; `UplinksChanged`, `ResetChecks` → ProbeScheduler; `RouteInUseMoved` → FlowResetter; events → `EventLog` | restarted; reloads `StateStore`, dumps links, reconciles |
-//! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ResetChecks`, `Confirm`, `ProbeDone`, `KillProber`, `CheckIface`, `ReconfigureChecks` | `ConnectivityChanged`, `GetUplinks` → RouteManager; `ConfirmCheck`/`Retarget`/`CheckNow` → its Probers | restarted; asks RouteManager, checks everything at once |
+//! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ResetChecks`, `Confirm`, `ProbeDone`, `KillProber`, `CheckIface`, `Reconfigure` | `ConnectivityChanged`, `GetUplinks` → RouteManager; `ConfirmCheck`/`Retarget`/`CheckNow` → its Probers | restarted; asks RouteManager, checks everything at once |
 //! | Prober (one per interface) | `prober.rs` | its timer, `ConfirmCheck`, `Retarget`, `CheckNow` | `ProbeDone` → ProbeScheduler (a `Recipient<ProbeDone>`) | restarted by ProbeScheduler; checks at once |
-//! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `ReconfigurePassive` | `GetUplinks` → RouteManager; `Confirm` → ProbeScheduler; samples ← `TrafficSource` | restarted; trackers start empty |
+//! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `Reconfigure` | `GetUplinks` → RouteManager; `Confirm` → ProbeScheduler; samples ← `TrafficSource` | restarted; trackers start empty |
 //! | Dispatcher | `dispatcher.rs` | the `EventLog` | scripts → `ScriptRunner` | restarted; re-runs the interrupted event |
-//! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved`, `ReconfigureFlows` | resets → `FlowTable`; `flows-reset` records → board | restarted; stateless |
+//! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved`, `Reconfigure` | resets → `FlowTable`; `flows-reset` records → board | restarted; stateless |
 //!
 //! Pure logic lives outside actors: `health.rs` (check state machine), `passive.rs` (passive
 //! health's suspicion rule), and RouteManager's four parts, which the actor only sequences:
@@ -32,6 +33,7 @@
 //! [`start`] builds the tree inside a running actix System; [`run`] also waits for a shutdown
 //! future. The `fake` feature provides in-memory ports for tests and benches.
 
+pub mod actor_name;
 pub mod apply;
 pub mod assign;
 pub mod board;

@@ -28,7 +28,7 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::board::Board;
-use crate::messages::{AnsweredSince, Confirm, GetUplinks, ReconfigurePassive, Uplink};
+use crate::messages::{AnsweredSince, Confirm, GetUplinks, Reconfigure, Uplink};
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
 use crate::peers::Slot;
@@ -267,9 +267,9 @@ impl Actor for TrafficWatcher {
     }
 }
 
-impl Handler<ReconfigurePassive> for TrafficWatcher {
+impl Handler<Reconfigure> for TrafficWatcher {
     type Result = ();
-    fn handle(&mut self, msg: ReconfigurePassive, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
         if msg.0.passive != self.cfg.passive || msg.0.check != self.cfg.check {
             self.cfg = msg.0;
             self.schedule(ctx);
