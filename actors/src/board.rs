@@ -230,13 +230,13 @@ impl Board {
 mod tests {
     use super::*;
     use crate::model::UplinkType;
-    use crate::status::PassiveStatus;
+    use crate::status::{IfaceSource, LinkState, PassiveStatus};
 
     fn route(name: &str, connectivity: Connectivity) -> IfaceRoute {
         IfaceRoute {
             name: IfaceName::new(name).expect("valid test name"),
             ifindex: Some(2),
-            link: "up".into(),
+            link: LinkState::Up,
             connectivity,
             metric: 100,
             effective_metric: Some(100),
@@ -246,7 +246,7 @@ mod tests {
             gateway6: None,
             ipv6_penalty_unavailable: None,
             uplink_type: UplinkType::Ethernet,
-            source: "adopted".into(),
+            source: IfaceSource::Adopted,
             dns: vec![],
         }
     }

@@ -2,7 +2,10 @@
 //! The shared board that holds them and announces their changes is `board.rs`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -84,13 +87,116 @@ pub struct PassiveStatus {
     pub held_by_ceiling: u64,
 }
 
-/// One managed interface in `status`.
+/// The link of a managed interface, as `status` shows it (`"up"`, `"down"`, `"absent"`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Up with carrier.
+    Up,
+    /// No carrier, or administratively down.
+    Down,
+    /// A profile's interface that does not exist (yet).
+    Absent,
+}
+
+impl LinkState {
+    /// The word `status` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::Absent => "absent",
+        }
+    }
+}
+
+impl fmt::Display for LinkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A link state compares equal to its word (`link == "up"`).
+impl PartialEq<str> for LinkState {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for LinkState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Why an interface is managed: a profile matched it, or it was adopted (no profile, a default
+/// route of its own). Serialised as `status` prints it: `"profile <id> (<file>)"` or
+/// `"adopted"`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum IfaceSource {
+    /// The profile (`[connection] id=`) and the keyfile it came from.
+    Profile {
+        id: String,
+        file: PathBuf,
+    },
+    Adopted,
+}
+
+impl fmt::Display for IfaceSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IfaceSource::Profile { id, file } => write!(f, "profile {id} ({})", file.display()),
+            IfaceSource::Adopted => f.write_str("adopted"),
+        }
+    }
+}
+
+/// Not a source `status` prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("interface source {0:?} is neither \"adopted\" nor \"profile ID (FILE)\"")]
+pub struct BadIfaceSource(pub String);
+
+impl FromStr for IfaceSource {
+    type Err = BadIfaceSource;
+
+    /// The inverse of `Display`. An id or file holding `" ("` makes the split ambiguous; any
+    /// split prints back to the same text, which is all a reader of `status` sees.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "adopted" {
+            return Ok(IfaceSource::Adopted);
+        }
+        s.strip_prefix("profile ")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .and_then(|rest| rest.split_once(" ("))
+            .map(|(id, file)| IfaceSource::Profile {
+                id: id.into(),
+                file: file.into(),
+            })
+            .ok_or_else(|| BadIfaceSource(s.into()))
+    }
+}
+
+impl TryFrom<String> for IfaceSource {
+    type Error = BadIfaceSource;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<IfaceSource> for String {
+    fn from(s: IfaceSource) -> Self {
+        s.to_string()
+    }
+}
+
+/// RouteManager's part of one interface's status (`iface_parts.rs`): everything but checks
+/// and passive health.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
-pub struct IfaceStatus {
+pub struct IfaceRoute {
     pub name: IfaceName,
     pub ifindex: Option<u32>,
-    /// `up`, `down` (no carrier or admin down) or `absent` (profile for a missing interface).
-    pub link: String,
+    pub link: LinkState,
     pub connectivity: Connectivity,
     /// Configured IPv4 metric.
     pub metric: u32,
@@ -107,15 +213,38 @@ pub struct IfaceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6_penalty_unavailable: Option<String>,
     pub uplink_type: UplinkType,
-    /// `profile <id> (<file>)` or `adopted`.
-    pub source: String,
+    pub source: IfaceSource,
     pub dns: Vec<SocketAddr>,
+}
+
+/// One managed interface in `status`: RouteManager's part ([`IfaceRoute`], whose fields come
+/// first in the JSON, flattened) and the checks' and passive health's.
+///
+/// The route part's fields read through `Deref` (`status.link`, `status.connectivity`), as
+/// they did when they were this struct's own.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct IfaceStatus {
+    #[serde(flatten)]
+    pub route: IfaceRoute,
     pub last_check: Option<CheckSummary>,
     pub probe_bytes: u64,
     pub probe_dns_bytes: u64,
     pub checks: CheckCounters,
     #[serde(default)]
     pub passive: PassiveStatus,
+}
+
+impl std::ops::Deref for IfaceStatus {
+    type Target = IfaceRoute;
+    fn deref(&self) -> &IfaceRoute {
+        &self.route
+    }
+}
+
+impl std::ops::DerefMut for IfaceStatus {
+    fn deref_mut(&mut self) -> &mut IfaceRoute {
+        &mut self.route
+    }
 }
 
 /// One actor in `status`.
