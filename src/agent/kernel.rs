@@ -73,7 +73,7 @@ pub(crate) fn http_probe(check: &CheckConfig) -> Result<Arc<dyn Probe>, AgentErr
     });
     let probe = probe.map_err(|e| AgentError::Port {
         port: "probe",
-        message: e.to_string(),
+        error: e.into(),
     })?;
     Ok(Arc::new(probe))
 }
@@ -125,7 +125,7 @@ impl Reloadable {
 pub(crate) fn netlink_routes() -> Result<Arc<dyn RouteTable>, AgentError> {
     let routes = os::netlink::NetlinkRoutes::new().map_err(|e| AgentError::Port {
         port: "netlink routes",
-        message: e.to_string(),
+        error: e.into(),
     })?;
     Ok(Arc::new(routes))
 }
@@ -140,7 +140,7 @@ pub(crate) fn netlink_links(rcvbuf: usize) -> Arc<dyn LinkSource> {
 pub(crate) fn netlink_traffic(watch: bool) -> Result<Arc<dyn TrafficSource>, AgentError> {
     let traffic = os::traffic::NetlinkTraffic::new().map_err(|e| AgentError::Port {
         port: "netlink traffic sampling",
-        message: e.to_string(),
+        error: e.into(),
     })?;
     if watch {
         traffic.prepare();

@@ -42,7 +42,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netfailover_actors::model::{Config, IfaceName};
+use netfailover_actors::actor_name::ToActorName;
+use netfailover_actors::model::{Config, IfaceName, IfaceNameError};
 use netfailover_actors::ports::{
     LinkSource, Ports, Probe, ProbeReport, RouteTable, ScriptRunner, Sysctl,
 };
@@ -68,16 +69,33 @@ pub enum AgentError {
         error: config::ConfigError,
     },
     /// A kernel adapter could not be set up (netlink socket, TLS roots of the probe).
-    #[error("setting up {port}: {message}")]
-    Port { port: &'static str, message: String },
-    #[error("interface name {name:?}: {message}")]
-    BadIface { name: String, message: String },
+    #[error("setting up {port}: {error}")]
+    Port {
+        port: &'static str,
+        error: PortSetupError,
+    },
+    #[error("interface name {name:?}: {error}")]
+    BadIface { name: String, error: IfaceNameError },
     /// The engine's own error (unknown actor, escalation, stopped).
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// `spawn`: the engine's thread could not start or died while starting.
-    #[error("engine thread: {0}")]
-    Thread(String),
+    /// `spawn`: the engine's thread could not start.
+    #[error("engine thread: {error}")]
+    ThreadSpawn { error: std::io::Error },
+    /// `spawn`: the engine's thread ended before the engine had started.
+    #[error("engine thread: it ended while starting")]
+    ThreadEnded,
+}
+
+/// Why a kernel adapter could not be set up ([`AgentError::Port`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PortSetupError {
+    /// The HTTP(S) probe (its check URI, CA file or TLS client).
+    #[error(transparent)]
+    Probe(#[from] crate::os::probe::ProbeError),
+    /// A netlink socket (routes, traffic sampling).
+    #[error(transparent)]
+    Netlink(#[from] crate::os::netlink::NetlinkError),
 }
 
 /// Entry point of the embedding API; see [`Agent::builder`].
@@ -380,10 +398,8 @@ impl AgentBuilder {
                     }
                 });
             })
-            .map_err(|e| AgentError::Thread(e.to_string()))?;
-        let parts = rx
-            .recv()
-            .map_err(|_| AgentError::Thread("it ended while starting".into()))??;
+            .map_err(|error| AgentError::ThreadSpawn { error })?;
+        let parts = rx.recv().map_err(|_| AgentError::ThreadEnded)??;
         let mut handle = AgentHandle::from_parts(parts);
         handle.thread = Some(thread);
         Ok(handle)
@@ -503,16 +519,16 @@ impl AgentHandle {
 
     /// Checks one interface now (it also counts as a regular check).
     pub async fn check_now(&self, iface: &str) -> Result<ProbeReport, AgentError> {
-        let name = IfaceName::new(iface).map_err(|e| AgentError::BadIface {
+        let name = IfaceName::new(iface).map_err(|error| AgentError::BadIface {
             name: iface.into(),
-            message: e.to_string(),
+            error,
         })?;
         Ok(self.engine.check_now(&name).await?)
     }
 
     /// Kills an actor by its `status` name (`route-manager`, `prober:eth0`, ...); the
     /// supervisor restarts it at once (resilience testing).
-    pub async fn kill(&self, actor: &str) -> Result<(), AgentError> {
+    pub async fn kill(&self, actor: impl ToActorName) -> Result<(), AgentError> {
         Ok(self.engine.kill(actor).await?)
     }
 

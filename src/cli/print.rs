@@ -189,7 +189,7 @@ fn iface_row(i: &IfaceStatus, now_ms: u64) -> Vec<String> {
     );
     vec![
         i.name.to_string(),
-        i.link.clone(),
+        i.link.to_string(),
         i.connectivity.to_string(),
         format!("{} → {effective}", i.metric),
         last,
