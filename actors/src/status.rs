@@ -350,3 +350,40 @@ pub struct JournalStatus {
     /// The last journal write's error, until a write succeeds.
     pub last_error: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of one interface, field by field as `status --json` printed it before
+    /// `IfaceStatus` was composed of `IfaceRoute` (flattened, same order, same words).
+    const ETH0: &str = concat!(
+        r#"{"name":"eth0","ifindex":2,"link":"absent","connectivity":"LIMITED","metric":100,"#,
+        r#""effective_metric":null,"metric6":100,"effective_metric6":null,"#,
+        r#""gateway4":"192.0.2.1","gateway6":null,"uplink_type":"ethernet","#,
+        r#""source":"profile Wired (1) (/etc/nm/a (b).nmconnection)","dns":["192.0.2.53:53"],"#,
+        r#""last_check":null,"probe_bytes":1,"probe_dns_bytes":2,"#,
+        r#""checks":{"by_verdict":{},"latency_buckets":[],"latency_sum_seconds":0.0,"latency_count":0},"#,
+        r#""passive":{"state":"","suspect_since_unix_ms":null,"last_trigger":null,"#,
+        r#""last_trigger_unix_ms":null,"suspicions":0,"confirmations":0,"#,
+        r#""confirmations_failed":0,"sees":"","held_by_ceiling":0}}"#
+    );
+
+    #[test]
+    fn iface_status_json_is_the_flat_record_with_words() {
+        let parsed: IfaceStatus = serde_json::from_str(ETH0).unwrap();
+        assert_eq!(parsed.link, LinkState::Absent);
+        assert!(matches!(parsed.source, IfaceSource::Profile { .. }));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), ETH0);
+        for (state, word) in [
+            (LinkState::Up, "\"up\""),
+            (LinkState::Down, "\"down\""),
+            (LinkState::Absent, "\"absent\""),
+        ] {
+            assert_eq!(serde_json::to_string(&state).unwrap(), word);
+        }
+        let adopted: IfaceSource = serde_json::from_str("\"adopted\"").unwrap();
+        assert_eq!(adopted, IfaceSource::Adopted);
+        assert!("profile x".parse::<IfaceSource>().is_err());
+    }
+}

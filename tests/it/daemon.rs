@@ -13,7 +13,9 @@ use futures::future::LocalBoxFuture;
 use netfailover::control::{self, ControlBackend, ControlError, Request};
 use netfailover::engine::model::{Connectivity, IfaceName};
 use netfailover::engine::ports::{ProbeReport, Verdict};
-use netfailover::engine::status::{ActorStatus, EngineStatus, EventRecord, HistoryEntry};
+use netfailover::engine::status::{
+    ActorStatus, EngineStatus, EventRecord, HistoryEntry, LinkState,
+};
 use netfailover::engine::EngineError;
 
 /// An engine stand-in: a fixed status, checks that succeed for `eth0` only, kills of known
@@ -1318,14 +1320,14 @@ impl ControlBackend for FollowStub {
 
 fn link_change(n: u32) -> EngineEvent {
     let (link, previous) = if n.is_multiple_of(2) {
-        ("down", "up")
+        (LinkState::Down, LinkState::Up)
     } else {
-        ("up", "down")
+        (LinkState::Up, LinkState::Down)
     };
     EngineEvent::Link {
         iface: IfaceName::new("eth0").unwrap(),
-        link: link.into(),
-        previous: previous.into(),
+        link,
+        previous,
     }
 }
 
