@@ -13,7 +13,8 @@
 //! last had (RouteManager remembers them per interface: a vanished interface has none left,
 //! but its sockets still hold them); it sends nothing back. It is its own
 //! actor so a slow or failing reset never delays routing or events: RouteManager only posts a
-//! message, and event delivery runs in the Dispatcher concurrently with the reset.
+//! message, and event delivery runs in the Dispatcher concurrently with the reset. On a reload
+//! the supervisor sends it `Reconfigure`; the next move is decided with the new `[flows]`.
 //!
 //! A `flows-reset` is not a dispatcher event: no id, no scripts, not in the journal. Resets run
 //! one at a time, each bounded by [`RESET_TIMEOUT`]. On failure the supervisor restarts it; a

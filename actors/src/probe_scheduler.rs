@@ -5,6 +5,9 @@
 //! interface's `Health` (`health.rs`), and the check counters on the status board. It turns
 //! probe results into connectivity facts for RouteManager, which stays the single producer of
 //! events and the holder of each interface's recorded state.
+//! The supervisor sends it `Reconfigure` on a reload (the last uplinks are applied again under
+//! the new checks: Probers start, stop or are re-targeted) and `KillProber` / `CheckIface` for
+//! `kill prober:IFACE` and `check`.
 //!
 //! On start (and restart) it asks RouteManager for the uplinks and their last recorded state,
 //! resumes each interface from it (a restart neither drops penalties nor fails back onto a dead

@@ -11,6 +11,8 @@
 //! It never touches routes or states: a wrong suspicion costs a check (bounded by the rule's
 //! back-off), never a failover. While healthy it sends nothing at all; sampling is local
 //! netlink dumps only. Disabled (`passive.enabled = false`, or checks off) it samples nothing.
+//! On a reload the supervisor sends it `Reconfigure`: a change of `[passive]` or the checks
+//! restarts the sampling with it.
 //!
 //! Asked by a Prober whose confirmation ran out of its short deadline before connecting
 //! (`AnsweredSince`), it says whether the interface's traffic was answered since the
