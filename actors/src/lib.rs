@@ -66,6 +66,7 @@ pub mod supervisor;
 pub mod traffic_watcher;
 pub mod transition;
 
+pub use actor_name::{ActorName, ToActorName};
 pub use engine::{run, start, EngineHandle};
 pub use error::EngineError;
 pub use observe::{EngineEvent, Snapshot};

@@ -57,6 +57,17 @@ impl ScriptRunner for Swappable<dyn ScriptRunner> {
     }
 }
 
+/// Why a kernel adapter could not be set up ([`AgentError::Port`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PortSetupError {
+    /// The HTTP(S) probe (its check URI, CA file or TLS client).
+    #[error(transparent)]
+    Probe(#[from] crate::os::probe::ProbeError),
+    /// A netlink socket (routes, traffic sampling).
+    #[error(transparent)]
+    Netlink(#[from] crate::os::netlink::NetlinkError),
+}
+
 /// The kernel HTTP(S) probe for `check`. The configuration already refused a CA file the probe
 /// cannot read, but the file may change before we read it again: then the check runs with the
 /// built-in roots only (an error in the log) rather than the daemon stopping.

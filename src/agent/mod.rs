@@ -42,16 +42,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netfailover_actors::actor_name::ToActorName;
 use netfailover_actors::model::{Config, IfaceName, IfaceNameError};
 use netfailover_actors::ports::{
     LinkSource, Ports, Probe, ProbeReport, RouteTable, ScriptRunner, Sysctl,
 };
 use netfailover_actors::status::{EngineStatus, EventRecord};
-use netfailover_actors::{EngineError, EngineHandle};
+use netfailover_actors::{EngineError, EngineHandle, ToActorName};
 
 use dry_run::{DryRunFlows, DryRunRoutes, DryRunScripts, DryRunSysctl, MemoryStores, Plan};
 pub use dry_run::{PlannedChange, PLAN_LEN};
+pub use kernel::PortSetupError;
 use kernel::{Reloadable, ScriptSettings};
 pub use subscription::{Subscription, Update};
 
@@ -79,23 +79,11 @@ pub enum AgentError {
     /// The engine's own error (unknown actor, escalation, stopped).
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// `spawn`: the engine's thread could not start.
+    /// `spawn`: the engine's thread could not start (`ThreadSpawn`) or ended while starting.
     #[error("engine thread: {error}")]
     ThreadSpawn { error: std::io::Error },
-    /// `spawn`: the engine's thread ended before the engine had started.
     #[error("engine thread: it ended while starting")]
     ThreadEnded,
-}
-
-/// Why a kernel adapter could not be set up ([`AgentError::Port`]).
-#[derive(Debug, thiserror::Error)]
-pub enum PortSetupError {
-    /// The HTTP(S) probe (its check URI, CA file or TLS client).
-    #[error(transparent)]
-    Probe(#[from] crate::os::probe::ProbeError),
-    /// A netlink socket (routes, traffic sampling).
-    #[error(transparent)]
-    Netlink(#[from] crate::os::netlink::NetlinkError),
 }
 
 /// Entry point of the embedding API; see [`Agent::builder`].
@@ -526,8 +514,8 @@ impl AgentHandle {
         Ok(self.engine.check_now(&name).await?)
     }
 
-    /// Kills an actor by its `status` name (`route-manager`, `prober:eth0`, ...); the
-    /// supervisor restarts it at once (resilience testing).
+    /// Kills an actor by its name (an `ActorName`, or its `status` text: `route-manager`,
+    /// `prober:eth0`, ...); the supervisor restarts it at once (resilience testing).
     pub async fn kill(&self, actor: impl ToActorName) -> Result<(), AgentError> {
         Ok(self.engine.kill(actor).await?)
     }
