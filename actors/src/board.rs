@@ -230,7 +230,7 @@ impl Board {
 mod tests {
     use super::*;
     use crate::model::UplinkType;
-    use crate::status::{IfaceSource, LinkState, PassiveStatus};
+    use crate::status::{IfaceSource, LinkState, PassiveState, PassiveStatus};
 
     fn route(name: &str, connectivity: Connectivity) -> IfaceRoute {
         IfaceRoute {
@@ -272,7 +272,11 @@ mod tests {
         checks.probe_bytes = 42;
         checks.confirmations = 3;
         for (name, p) in board.passive_mut() {
-            p.state = if name == &eth0 { "suspect" } else { "quiet" }.into();
+            p.state = if name == &eth0 {
+                PassiveState::Suspect
+            } else {
+                PassiveState::Quiet
+            };
             p.suspicions = 1;
         }
         let status = board.status();

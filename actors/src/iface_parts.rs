@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::model::IfaceName;
 pub use crate::status::IfaceRoute;
-use crate::status::{CheckCounters, CheckSummary, IfaceStatus, PassiveStatus};
+use crate::status::{CheckCounters, CheckSummary, IfaceStatus, PassiveState, PassiveStatus};
 
 /// ProbeScheduler's part of one interface's status: its checks, and the confirmations it ran
 /// for passive health.
@@ -26,7 +26,7 @@ pub struct CheckPart {
 /// [`PassiveStatus`] for the fields).
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct PassivePart {
-    pub state: String,
+    pub state: PassiveState,
     pub suspect_since_unix_ms: Option<u64>,
     pub last_trigger: Option<String>,
     pub last_trigger_unix_ms: Option<u64>,

@@ -62,11 +62,48 @@ impl CheckCounters {
     }
 }
 
+/// Passive health's verdict on one interface, as `status` shows it.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PassiveState {
+    /// Not sampled yet (JSON `""`).
+    #[default]
+    #[serde(rename = "")]
+    Unsampled,
+    /// Disabled, or the interface is not sampled.
+    Off,
+    /// Sampled, no evidence of a stall.
+    Quiet,
+    /// Evidence of a stall: confirmations asked for.
+    Suspect,
+}
+
+impl PassiveState {
+    /// The word `status --json` holds (`""` before the first sample).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassiveState::Unsampled => "",
+            PassiveState::Off => "off",
+            PassiveState::Quiet => "quiet",
+            PassiveState::Suspect => "suspect",
+        }
+    }
+}
+
+/// A passive state compares equal to its word (`state == "suspect"`).
+impl PartialEq<&str> for PassiveState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Passive health of one interface in `status` (TrafficWatcher and ProbeScheduler publish it).
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct PassiveStatus {
-    /// `off` (disabled or not sampled), `quiet`, or `suspect`.
-    pub state: String,
+    /// `off` (disabled or not sampled), `quiet`, or `suspect` (`""` before the first sample).
+    pub state: PassiveState,
     /// Since when the interface has shown evidence of a stall (Unix ms), while suspect.
     pub suspect_since_unix_ms: Option<u64>,
     /// What last asked for a confirmation, and when (Unix ms).

@@ -35,6 +35,7 @@ use crate::model::{Config, Connectivity, IfaceName};
 use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
 use crate::peers::Slot;
 use crate::ports::{IfaceTraffic, TrafficSource};
+use crate::status::PassiveState;
 
 /// Shared dependencies of every incarnation.
 #[derive(Clone)]
@@ -189,12 +190,12 @@ impl TrafficWatcher {
         for (name, p) in board.passive_mut() {
             match self.state.trackers.get(name) {
                 None => {
-                    p.state = "off".into();
+                    p.state = PassiveState::Off;
                     p.suspect_since_unix_ms = None;
                 }
                 Some(t) => match t.suspect_since() {
                     Some(since) => {
-                        p.state = "suspect".into();
+                        p.state = PassiveState::Suspect;
                         // Taken once, when the suspicion starts: the board shows wall-clock
                         // time, the tracker keeps the engine's (possibly virtual) clock.
                         if p.suspect_since_unix_ms.is_none() {
@@ -202,7 +203,7 @@ impl TrafficWatcher {
                         }
                     }
                     None => {
-                        p.state = "quiet".into();
+                        p.state = PassiveState::Quiet;
                         p.suspect_since_unix_ms = None;
                     }
                 },
@@ -226,7 +227,7 @@ impl TrafficWatcher {
     fn publish_off(&self) {
         let mut board = self.deps.board.lock();
         for (_, p) in board.passive_mut() {
-            p.state = "off".into();
+            p.state = PassiveState::Off;
             p.suspect_since_unix_ms = None;
         }
     }

@@ -3,7 +3,7 @@
 use super::*;
 use netfailover_actors::model::{IfaceName, UplinkType};
 use netfailover_actors::ports::Verdict;
-use netfailover_actors::status::{CheckCounters, IfaceRoute, IfaceSource, LinkState};
+use netfailover_actors::status::{CheckCounters, IfaceRoute, IfaceSource, LinkState, PassiveState};
 
 fn iface(
     name: &str,
@@ -43,7 +43,7 @@ fn sample() -> EngineStatus {
     eth0.checks.record(Verdict::Full, 0.003);
     eth0.checks.record(Verdict::Full, 0.2);
     eth0.checks.record(Verdict::Limited, 7.0);
-    eth0.passive.state = "suspect".into();
+    eth0.passive.state = PassiveState::Suspect;
     eth0.passive.suspicions = 2;
     eth0.passive.confirmations = 3;
     eth0.passive.confirmations_failed = 1;

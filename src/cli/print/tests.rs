@@ -5,6 +5,7 @@ use netfailover_actors::model::{Connectivity, Event, EventKind, IfaceName, Uplin
 use netfailover_actors::ports::{ScriptOutcome, Verdict};
 use netfailover_actors::status::{
     ActorStatus, CheckCounters, CheckSummary, IfaceRoute, IfaceSource, IfaceStatus, LinkState,
+    PassiveState,
 };
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ fn sample_status() -> EngineStatus {
             probe_dns_bytes: 0,
             checks: CheckCounters::default(),
             passive: netfailover_actors::status::PassiveStatus {
-                state: "suspect".into(),
+                state: PassiveState::Suspect,
                 suspect_since_unix_ms: Some(11_000),
                 last_trigger: Some("TCP to 203.0.113.7 stalled".into()),
                 last_trigger_unix_ms: Some(12_000),
