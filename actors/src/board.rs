@@ -18,7 +18,7 @@ use crate::iface_parts::{CheckPart, IfaceParts, IfaceRoute, PassivePart};
 use crate::model::{Connectivity, IfaceName};
 use crate::observe::{diff_interfaces, EngineEvent, Snapshot, OBSERVER_BUFFER};
 use crate::status::{
-    ActorStatus, EngineStatus, EventRecord, FlowResetRecord, HistoryEntry, HISTORY_LEN,
+    ActorStatus, EngineStatus, EventRecord, Exit, FlowResetRecord, HistoryEntry, HISTORY_LEN,
 };
 
 /// Shared, cheaply clonable board.
@@ -77,12 +77,9 @@ impl BoardData {
         let restarted = match &old {
             Some(a) if status.restarts > a.restarts => {
                 let reason = if status.kills > a.kills {
-                    "killed".to_string()
+                    Exit::Killed
                 } else {
-                    status
-                        .last_failure
-                        .clone()
-                        .unwrap_or_else(|| "stopped".into())
+                    status.last_failure.unwrap_or(Exit::Stopped)
                 };
                 Some(EngineEvent::ActorRestarted {
                     actor: status.name.clone(),

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Connectivity, Event, Family, IfaceName};
 use crate::ports::{ScriptOutcome, ScriptResult};
 use crate::status::{
-    ActorStatus, EngineStatus, EventRecord, FlowResetRecord, IfaceStatus, LinkState, HISTORY_LEN,
+    ActorStatus, EngineStatus, EventRecord, Exit, FlowResetRecord, IfaceStatus, LinkState,
+    HISTORY_LEN,
 };
 
 /// Buffer of the observation channel. A subscriber that falls further behind is told how many
@@ -70,7 +71,7 @@ pub enum EngineEvent {
     /// An actor was restarted (`reason`: `killed`, `panicked`, `stopped`).
     ActorRestarted {
         actor: String,
-        reason: String,
+        reason: Exit,
         restarts: u32,
     },
     /// A dispatcher event was produced (before its scripts run), as `events --json` shows it.
@@ -146,7 +147,7 @@ impl Snapshot {
                 actor,
                 reason,
                 restarts,
-            } => actor_restarted(status, actor, reason, *restarts),
+            } => actor_restarted(status, actor, *reason, *restarts),
             EngineEvent::Event(e) => self.event_produced(e),
             EngineEvent::Script {
                 event_id,
@@ -201,23 +202,23 @@ impl Snapshot {
 }
 
 /// An actor restart: its counters, or a new entry when the snapshot did not know it yet.
-fn actor_restarted(status: &mut EngineStatus, actor: &str, reason: &str, restarts: u32) {
+fn actor_restarted(status: &mut EngineStatus, actor: &str, reason: Exit, restarts: u32) {
     match status.actors.iter_mut().find(|a| a.name == actor) {
         Some(a) => {
             a.restarts = restarts;
             a.running = true;
-            if reason == "killed" {
+            if reason == Exit::Killed {
                 a.kills += 1;
             } else {
-                a.last_failure = Some(reason.to_string());
+                a.last_failure = Some(reason);
             }
         }
         None => status.actors.push(ActorStatus {
             name: actor.to_string(),
             running: true,
             restarts,
-            kills: u32::from(reason == "killed"),
-            last_failure: (reason != "killed").then(|| reason.to_string()),
+            kills: u32::from(reason == Exit::Killed),
+            last_failure: (reason != Exit::Killed).then_some(reason),
         }),
     }
 }

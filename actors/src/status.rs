@@ -284,6 +284,49 @@ impl std::ops::DerefMut for IfaceStatus {
     }
 }
 
+/// How an actor's task ended, as `status` and the restart events say it (`"stopped"`,
+/// `"panicked"`, `"killed"`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Exit {
+    /// The actor stopped itself (e.g. its event stream ended).
+    Stopped,
+    /// A handler panicked; the panic was contained in the child's task.
+    Panicked,
+    /// Aborted by `kill` (or by its parent).
+    Killed,
+}
+
+impl Exit {
+    /// The word `status` and the events hold.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exit::Stopped => "stopped",
+            Exit::Panicked => "panicked",
+            Exit::Killed => "killed",
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An exit compares equal to its word (`reason == "killed"`).
+impl PartialEq<str> for Exit {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Exit {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One actor in `status`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ActorStatus {
@@ -293,7 +336,8 @@ pub struct ActorStatus {
     pub restarts: u32,
     /// Of which caused by `kill` (they do not count toward the restart intensity).
     pub kills: u32,
-    pub last_failure: Option<String>,
+    /// How the last failure ended it (`stopped` or `panicked`; kills are not failures).
+    pub last_failure: Option<Exit>,
 }
 
 /// A produced event and, once delivered, its scripts' outcomes.

@@ -387,7 +387,7 @@ async fn probe_scheduler_alone_restarts_a_prober_whose_port_panicked() {
         (
             prober.restarts,
             prober.kills,
-            prober.last_failure.as_deref()
+            prober.last_failure.map(|f| f.as_str())
         ),
         (1, 0, Some("panicked"))
     );

@@ -154,7 +154,7 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
                 if a.running { "running" } else { "stopped" }.to_string(),
                 a.restarts.to_string(),
                 a.kills.to_string(),
-                a.last_failure.clone().unwrap_or_default(),
+                a.last_failure.map(|f| f.to_string()).unwrap_or_default(),
             ]
         })
         .collect();
