@@ -10,6 +10,7 @@ use lab::netns::wait_for;
 use lab::world::CHECK_ADDR;
 use netfailover::engine::model::Connectivity;
 use netfailover_lab as lab;
+use netfailover_lab::test_setup;
 
 use crate::daemon::{routes, sorted, E2e};
 
@@ -37,10 +38,7 @@ fn reload(e2e: &E2e) {
 
 #[test]
 fn sighup_with_a_malformed_config_json_keeps_its_last_good_version() {
-    if !lab::netns::require_root("sighup_with_a_malformed_config_json_keeps_its_last_good_version")
-    {
-        return;
-    }
+    test_setup!();
     let _heavy = crate::heavy_test_lock();
     let e2e = E2e::start(1);
     let _server = lab::internet::CheckServer::start(
@@ -98,10 +96,7 @@ fn sighup_with_a_malformed_config_json_keeps_its_last_good_version() {
 
 #[test]
 fn sighup_with_a_broken_keyfile_keeps_the_uplink_and_its_route() {
-    if !lab::netns::require_root("sighup_with_a_broken_keyfile_keeps_the_uplink_and_its_route") {
-        return;
-    }
-    let e2e = E2e::start(0);
+    let e2e = test_setup!(E2e::start(0));
     let expected = routes(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)]);
     let installed = wait_for(Duration::from_secs(20), || {
         (sorted(e2e.default_routes()) == expected).then_some(())

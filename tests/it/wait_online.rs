@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use netfailover::control;
-use netfailover_lab::netns::require_root;
+use netfailover_lab::test_setup;
 
 use crate::daemon::E2e;
 
@@ -83,9 +83,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn wait_online_exits_0_right_after_the_first_full() {
-    if !require_root("wait_online_exits_0_right_after_the_first_full") {
-        return;
-    }
+    test_setup!();
     let _serial = crate::heavy_test_lock();
     let e2e = offline_world();
     let socket = socket_of(&e2e);
@@ -113,9 +111,7 @@ fn wait_online_exits_0_right_after_the_first_full() {
 
 #[test]
 fn wait_online_exits_1_at_its_timeout_saying_where_each_uplink_stands() {
-    if !require_root("wait_online_exits_1_at_its_timeout_saying_where_each_uplink_stands") {
-        return;
-    }
+    test_setup!();
     let _serial = crate::heavy_test_lock();
     let e2e = offline_world();
     let started = Instant::now();
@@ -157,9 +153,7 @@ fn wait_online_exits_2_without_a_daemon() {
 
 #[test]
 fn wait_online_waits_for_a_daemon_that_starts_after_it() {
-    if !require_root("wait_online_waits_for_a_daemon_that_starts_after_it") {
-        return;
-    }
+    test_setup!();
     let mut exited = None;
     let e2e = E2e::start_prepared(2, Vec::new(), |world, boot| {
         world.start_servers().expect("lab servers");

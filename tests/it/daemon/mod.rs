@@ -194,6 +194,7 @@ pub(crate) fn reply_line(reader: &mut impl BufRead) -> serde_json::Value {
 }
 
 use netfailover_lab::netns::wait_for;
+use netfailover_lab::test_setup;
 use netfailover_lab::timeline::DaemonProcess;
 use netfailover_lab::world::{World, CHECK_ADDR};
 

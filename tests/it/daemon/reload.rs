@@ -5,11 +5,7 @@ use super::*;
 
 #[test]
 fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
-    if !netfailover_lab::netns::require_root("daemon_sighup_follows_a_keyfile_metric_without_a_gap")
-    {
-        return;
-    }
-    let e2e = E2e::start(0);
+    let e2e = test_setup!(E2e::start(0));
     let seen = wait_for(Duration::from_secs(20), || {
         e2e.default_routes()
             .contains(&("eth0".to_string(), 100))
@@ -77,10 +73,7 @@ fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
 
 #[test]
 fn daemon_sighup_applies_a_new_check_uri() {
-    if !netfailover_lab::netns::require_root("daemon_sighup_applies_a_new_check_uri") {
-        return;
-    }
-    let e2e = E2e::start(1);
+    let e2e = test_setup!(E2e::start(1));
     // Nothing listens on the configured URI (port 80): every uplink is LIMITED.
     let limited = wait_for(Duration::from_secs(15), || {
         let s = e2e.status()?;
@@ -122,11 +115,7 @@ fn daemon_sighup_applies_a_new_check_uri() {
 /// same file, and names the bad key in its log, `status` and `check-config`.
 #[test]
 fn daemon_with_a_bad_key_runs_on_the_rest_of_its_settings() {
-    if !netfailover_lab::netns::require_root(
-        "daemon_with_a_bad_key_runs_on_the_rest_of_its_settings",
-    ) {
-        return;
-    }
+    test_setup!();
     let e2e = E2e::start_prepared(0, Vec::new(), |_, boot| {
         let state_dir = boot.with_file_name("kept-state");
         let settings = format!(
@@ -196,9 +185,7 @@ fn daemon_with_a_bad_key_runs_on_the_rest_of_its_settings() {
 /// An unreadable `check.ca_file`: the daemon starts and checks with the built-in roots.
 #[test]
 fn daemon_with_an_unreadable_ca_file_runs() {
-    if !netfailover_lab::netns::require_root("daemon_with_an_unreadable_ca_file_runs") {
-        return;
-    }
+    test_setup!();
     let e2e = E2e::start_prepared(2, Vec::new(), |_, boot| {
         std::fs::write(boot.join("not-a-cert.pem"), "not a certificate\n").unwrap();
         let settings = format!(
@@ -232,11 +219,7 @@ fn daemon_with_an_unreadable_ca_file_runs() {
 /// SIGHUP with a broken netfailover.toml keeps the last good values; the next good file applies.
 #[test]
 fn daemon_sighup_with_a_broken_file_keeps_the_last_good_values() {
-    if !netfailover_lab::netns::require_root(
-        "daemon_sighup_with_a_broken_file_keeps_the_last_good_values",
-    ) {
-        return;
-    }
+    test_setup!();
     let settings = |state: &Path, penalty: &str, extra: &str| {
         format!(
             "state_dir = \"{}\"\n{}{extra}[route]\npenalty = {penalty}\n",

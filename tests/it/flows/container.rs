@@ -20,7 +20,8 @@ use netfailover_actors::model::Family;
 use netfailover_actors::status::FlowResetRecord;
 use netfailover_lab::apps::{UdpSender, UdpSink};
 use netfailover_lab::container;
-use netfailover_lab::netns::{require_root, wait_for, Netns};
+use netfailover_lab::netns::{wait_for, Netns};
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::run_in_netns;
 use netlink_packet_core::{DefaultNla, Nla, NlasIterator, Parseable};
 use netlink_packet_netfilter::conntrack::ConntrackAttribute;
@@ -163,9 +164,7 @@ fn container_flow(tag: &str, nat: Nat, settings: &str) -> (Option<Duration>, Vec
 #[test]
 fn a_snat_container_udp_flow_moves_to_the_backup_within_a_second_and_stays_pinned_without_resets() {
     let _serial = crate::heavy_test_lock();
-    if !require_root("a_snat_container_udp_flow_moves_to_the_backup_within_a_second_and_stays_pinned_without_resets") {
-        return;
-    }
+    test_setup!();
     let (took, resets) = container_flow("flows-snat", Nat::Snat, "");
     let took = took.unwrap_or_else(|| panic!("never arrived from wlan0's address: {resets:?}"));
     assert!(took < WITHIN, "took {took:?}");
@@ -187,9 +186,7 @@ fn a_snat_container_udp_flow_moves_to_the_backup_within_a_second_and_stays_pinne
 #[test]
 fn a_masqueraded_container_udp_flow_moves_to_the_backup_within_a_second() {
     let _serial = crate::heavy_test_lock();
-    if !require_root("a_masqueraded_container_udp_flow_moves_to_the_backup_within_a_second") {
-        return;
-    }
+    test_setup!();
     for (tag, settings) in [
         ("flows-masq", ""),
         ("flows-masq-off", "[flows]\nenabled = false\n"),

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use netfailover_actors::status::FlowResetRecord;
 use netfailover_lab::apps::{AppLab, BusyClient, EchoServer, Pin, RoundTrip, ECHO};
-use netfailover_lab::netns::{require_root, wait_for};
+use netfailover_lab::netns::wait_for;
+use netfailover_lab::test_setup;
 
 use crate::daemon::TempDir;
 
@@ -242,11 +243,7 @@ fn assert_moved_to_wlan0(run: &Run, fault: Fault) {
 #[test]
 fn carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_hung() {
     let _serial = crate::heavy_test_lock();
-    if !require_root(
-        "carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_hung",
-    ) {
-        return;
-    }
+    test_setup!();
     let run = fail_eth0("flows-carrier", "", Fault::CarrierLoss);
     assert_moved_to_wlan0(&run, Fault::CarrierLoss);
     std::thread::sleep(Duration::from_secs(1));
@@ -296,9 +293,7 @@ fn carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_
 #[test]
 fn an_unplugged_uplink_moves_the_pinned_app_to_the_backup_within_3_s() {
     let _serial = crate::heavy_test_lock();
-    if !require_root("an_unplugged_uplink_moves_the_pinned_app_to_the_backup_within_3_s") {
-        return;
-    }
+    test_setup!();
     let run = fail_eth0("flows-unplug", "", Fault::Unplug);
     assert_moved_to_wlan0(&run, Fault::Unplug);
     let first = first_on(&run.app, WLAN0, run.fault.0).expect("checked above");
@@ -312,9 +307,7 @@ fn an_unplugged_uplink_moves_the_pinned_app_to_the_backup_within_3_s() {
 #[test]
 fn silent_blackhole_moves_the_pinned_app_to_the_backup_within_a_second() {
     let _serial = crate::heavy_test_lock();
-    if !require_root("silent_blackhole_moves_the_pinned_app_to_the_backup_within_a_second") {
-        return;
-    }
+    test_setup!();
     let run = fail_eth0("flows-blackhole", "", Fault::Blackhole);
     assert_moved_to_wlan0(&run, Fault::Blackhole);
     std::thread::sleep(Duration::from_secs(1));
@@ -333,11 +326,7 @@ fn silent_blackhole_moves_the_pinned_app_to_the_backup_within_a_second() {
 #[test]
 fn without_flow_resets_the_pinned_app_hangs_after_carrier_loss_and_after_a_blackhole() {
     let _serial = crate::heavy_test_lock();
-    if !require_root(
-        "without_flow_resets_the_pinned_app_hangs_after_carrier_loss_and_after_a_blackhole",
-    ) {
-        return;
-    }
+    test_setup!();
     for (tag, fault) in [
         ("flows-off-carrier", Fault::CarrierLoss),
         ("flows-off-blackhole", Fault::Blackhole),

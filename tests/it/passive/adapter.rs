@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use netfailover::engine::ports::{IfaceTraffic, TcpPhase, TrafficSource};
 use netfailover::os::traffic::NetlinkTraffic;
-use netfailover_lab::netns::{require_root, veth, Netns};
+use netfailover_lab::netns::{veth, Netns};
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::{block_on_in_netns, run_in_netns};
 
 fn sample(ns: &Netns, ifindex: u32) -> IfaceTraffic {
@@ -23,10 +24,7 @@ fn sample(ns: &Netns, ifindex: u32) -> IfaceTraffic {
 
 #[test]
 fn sampling_sees_progress_then_a_silent_stall() {
-    if !require_root("sampling_sees_progress_then_a_silent_stall") {
-        return;
-    }
-    let dev = Netns::new("pa-dev").expect("device namespace");
+    let dev = test_setup!(Netns::new("pa-dev").expect("device namespace"));
     let far = Netns::new("pa-far").expect("far namespace");
     veth((&dev, "up0"), (&far, "isp0")).expect("veth");
     dev.ip(&["addr", "add", "192.0.2.2/24", "dev", "up0"])

@@ -15,7 +15,8 @@ use netfailover::engine::model::Connectivity;
 use netfailover_lab::apps::{AppLab, BusyClient, EchoServer, DEAD_PEER, ECHO};
 use netfailover_lab::container::masqueraded_container;
 use netfailover_lab::internet::Behaviour;
-use netfailover_lab::netns::{require_root, wait_for, Netns};
+use netfailover_lab::netns::{wait_for, Netns};
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::run_in_netns;
 
 use crate::daemon::TempDir;
@@ -39,9 +40,7 @@ fn echoes_since(app: &BusyClient, since: Instant) -> bool {
 #[test]
 fn container_blackhole_moves_the_route_and_the_app_follows_at_interval_3600() {
     let _serial = crate::heavy_test_lock();
-    if !require_root("container_blackhole_moves_the_route_and_the_app_follows_at_interval_3600") {
-        return;
-    }
+    test_setup!();
     let dir = TempDir::new("pas-ctr");
     let lab = AppLab::start(Path::new(env!("CARGO_BIN_EXE_netfailover")), dir.path()).unwrap();
     let ctr = container(&lab, "pas-ctr");
@@ -133,9 +132,7 @@ fn udp_client(ns: &Netns, server: SocketAddr, run: Arc<AtomicBool>) -> Arc<Mutex
 #[test]
 fn udp_client_that_backs_off_is_noticed_beside_a_lan_session() {
     let _serial = crate::heavy_test_lock();
-    if !require_root("udp_client_that_backs_off_is_noticed_beside_a_lan_session") {
-        return;
-    }
+    test_setup!();
     let dir = TempDir::new("pas-udp");
     let lab = AppLab::start(Path::new(env!("CARGO_BIN_EXE_netfailover")), dir.path()).unwrap();
     let _ctr = container(&lab, "pas-udp-ctr");
@@ -173,9 +170,7 @@ fn udp_client_that_backs_off_is_noticed_beside_a_lan_session() {
 #[test]
 fn slow_check_server_lan_session_and_dead_peer_cause_no_failover() {
     let _serial = crate::heavy_test_lock();
-    if !require_root("slow_check_server_lan_session_and_dead_peer_cause_no_failover") {
-        return;
-    }
+    test_setup!();
     let dir = TempDir::new("pas-nofo");
     let lab = AppLab::start(Path::new(env!("CARGO_BIN_EXE_netfailover")), dir.path()).unwrap();
     let _ctr = container(&lab, "pas-nofo-ctr");

@@ -5,10 +5,7 @@ use super::*;
 
 #[test]
 fn every_classification_from_a_real_server() {
-    if !require_root("every_classification_from_a_real_server") {
-        return;
-    }
-    let world = World::new("pcls");
+    let world = test_setup!(World::new("pcls"));
     let server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let _dns = dns_all(&world);
     let plain = HttpProbe::new(&config(&format!("http://{HOST}/connectivity-check"))).unwrap();
@@ -111,10 +108,7 @@ fn every_classification_from_a_real_server() {
 
 #[test]
 fn https_is_full_with_the_test_ca_and_limited_without() {
-    if !require_root("https_is_full_with_the_test_ca_and_limited_without") {
-        return;
-    }
-    let world = World::new("ptls");
+    let world = test_setup!(World::new("ptls"));
     let ca = TestCa::new(&[HOST, SERVER]).unwrap();
     let _server = CheckServer::start(
         &world.inet,
@@ -152,10 +146,7 @@ fn https_is_full_with_the_test_ca_and_limited_without() {
 
 #[test]
 fn bytes_per_check_over_http_and_https() {
-    if !require_root("bytes_per_check_over_http_and_https") {
-        return;
-    }
-    let world = World::new("pbyte");
+    let world = test_setup!(World::new("pbyte"));
     let ca = TestCa::new(&[HOST]).unwrap();
     let _server = CheckServer::start(
         &world.inet,
@@ -240,10 +231,7 @@ fn bytes_per_check_over_http_and_https() {
 /// LIMITED, never NONE: NONE is for a local absence only.
 #[test]
 fn an_upstream_answering_unreachable_is_limited() {
-    if !require_root("an_upstream_answering_unreachable_is_limited") {
-        return;
-    }
-    let world = World::new("punr");
+    let world = test_setup!(World::new("punr"));
     let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let _dns = dns_all(&world);
     let literal = HttpProbe::new(&config(&format!("http://{SERVER}/"))).unwrap();

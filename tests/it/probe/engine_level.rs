@@ -208,10 +208,7 @@ fn run_loop(tag: &str, bound_wwan0: bool) {
 /// check would ARP for the target on-link and come back LIMITED).
 #[test]
 fn engine_does_not_check_an_interface_without_a_route() {
-    if !require_root("engine_does_not_check_an_interface_without_a_route") {
-        return;
-    }
-    let world = World::new("pengn");
+    let world = test_setup!(World::new("pengn"));
     let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let _dns = dns_all(&world);
     world
@@ -258,16 +255,12 @@ fn engine_does_not_check_an_interface_without_a_route() {
 
 #[test]
 fn engine_penalises_a_blackholed_primary_and_restores_it() {
-    if !require_root("engine_penalises_a_blackholed_primary_and_restores_it") {
-        return;
-    }
+    test_setup!();
     run_loop("peng", false);
 }
 
 #[test]
 fn engine_with_a_bound_dns_server_for_the_backup() {
-    if !require_root("engine_with_a_bound_dns_server_for_the_backup") {
-        return;
-    }
+    test_setup!();
     run_loop("pengb", true);
 }

@@ -12,6 +12,7 @@ pub mod hostile;
 pub mod internet;
 pub mod netns;
 pub mod router;
+pub mod setup;
 pub mod soak;
 pub mod timeline;
 pub mod uplinks;

@@ -27,7 +27,8 @@ use netfailover::engine::EngineHandle;
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
 use netfailover::os::traffic::NetlinkTraffic;
-use netfailover_lab::netns::{require_root, run, Netns};
+use netfailover_lab::netns::{run, Netns};
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::{run_in_netns, CountingLinks, Uplink, UplinkWorld};
 
 use super::{add_dhcp_default, world, DHCP, OURS};

@@ -7,9 +7,7 @@ use super::*;
 /// after the start is (the control-device fallback is `wwan*` only).
 #[test]
 fn engine_takes_a_late_modem_and_never_a_usb_gadget_for_a_control_device() {
-    if !require_root("engine_takes_a_late_modem_and_never_a_usb_gadget_for_a_control_device") {
-        return;
-    }
+    test_setup!();
     use netfailover::engine::model::{FamilyConfig, IfaceAddr, IfaceMatch, UplinkType};
     let dev = Netns::new("nlmdm").expect("namespace");
     let link = |name: &str| {

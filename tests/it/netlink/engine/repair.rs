@@ -4,10 +4,7 @@ use super::*;
 
 #[test]
 fn engine_repairs_a_hand_deleted_route_and_removes_a_stray_duplicate() {
-    if !require_root("engine_repairs_a_hand_deleted_route_and_removes_a_stray_duplicate") {
-        return;
-    }
-    let w = world("nldrift", 2);
+    let w = test_setup!(world("nldrift", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
     let want = both(&[(u0, 100), (u1, 200)]);
@@ -119,10 +116,7 @@ fn engine_repairs_a_hand_deleted_route_and_removes_a_stray_duplicate() {
 
 #[test]
 fn engine_restart_without_shutdown_adopts_its_leftover_routes() {
-    if !require_root("engine_restart_without_shutdown_adopts_its_leftover_routes") {
-        return;
-    }
-    let w = world("nlcrash", 2);
+    let w = test_setup!(world("nlcrash", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
     let rig = Rig::new();
@@ -171,10 +165,7 @@ fn engine_restart_without_shutdown_adopts_its_leftover_routes() {
 
 #[test]
 fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
-    if !require_root("engine_overrun_ends_with_a_resync_and_the_desired_table") {
-        return;
-    }
-    let w = world("nlovr", 2);
+    let w = test_setup!(world("nlovr", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
     // First 100 MTU changes of u0 (each says: u0 up, with carrier), then 1001 carrier toggles
@@ -278,10 +269,7 @@ fn engine_second_start_after_sigkill_keeps_one_route_each() {
     if let Ok(ns_name) = std::env::var(CRASH_CHILD_ENV) {
         return sigkill_child(&ns_name);
     }
-    if !require_root("engine_second_start_after_sigkill_keeps_one_route_each") {
-        return;
-    }
-    let w = world("nlkill", 2);
+    let w = test_setup!(world("nlkill", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
     let penalised = both(&[(u0, 100 + PENALTY), (u1, 200)]);
