@@ -39,6 +39,7 @@ fn reload(e2e: &E2e) {
 #[test]
 fn sighup_with_a_malformed_config_json_keeps_its_last_good_version() {
     test_setup!();
+    // Timed by the product: interval 1 s at 1 s timeouts, every uplink FULL for 5 s.
     let _heavy = crate::heavy_test_lock();
     let e2e = E2e::start(1);
     let _server = lab::internet::CheckServer::start(

@@ -163,8 +163,9 @@ fn container_flow(tag: &str, nat: Nat, settings: &str) -> (Option<Duration>, Vec
 /// Per-uplink SNAT: only the daemon's conntrack deletion moves the flow.
 #[test]
 fn a_snat_container_udp_flow_moves_to_the_backup_within_a_second_and_stays_pinned_without_resets() {
-    let _serial = crate::heavy_test_lock();
     test_setup!();
+    // Measured: the flow arrives from the backup's address within WITHIN.
+    let _serial = crate::heavy_test_lock();
     let (took, resets) = container_flow("flows-snat", Nat::Snat, "");
     let took = took.unwrap_or_else(|| panic!("never arrived from wlan0's address: {resets:?}"));
     assert!(took < WITHIN, "took {took:?}");
@@ -185,8 +186,9 @@ fn a_snat_container_udp_flow_moves_to_the_backup_within_a_second_and_stays_pinne
 /// keeps the wwan0 flow's entry.
 #[test]
 fn a_masqueraded_container_udp_flow_moves_to_the_backup_within_a_second() {
-    let _serial = crate::heavy_test_lock();
     test_setup!();
+    // Measured: the flow arrives from the backup's address within WITHIN.
+    let _serial = crate::heavy_test_lock();
     for (tag, settings) in [
         ("flows-masq", ""),
         ("flows-masq-off", "[flows]\nenabled = false\n"),

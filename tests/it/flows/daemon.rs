@@ -242,8 +242,9 @@ fn assert_moved_to_wlan0(run: &Run, fault: Fault) {
 /// eth0 or to its LAN peer resume on their first connection.
 #[test]
 fn carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_hung() {
-    let _serial = crate::heavy_test_lock();
     test_setup!();
+    // Measured: echoing over the backup within WITHIN, talking again within TALKING_AGAIN.
+    let _serial = crate::heavy_test_lock();
     let run = fail_eth0("flows-carrier", "", Fault::CarrierLoss);
     assert_moved_to_wlan0(&run, Fault::CarrierLoss);
     std::thread::sleep(Duration::from_secs(1));
@@ -292,8 +293,9 @@ fn carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_
 /// the app talks through the backup within 3 s of the deletion.
 #[test]
 fn an_unplugged_uplink_moves_the_pinned_app_to_the_backup_within_3_s() {
-    let _serial = crate::heavy_test_lock();
     test_setup!();
+    // Measured: echoing over the backup within WITHIN and TALKING_AGAIN.
+    let _serial = crate::heavy_test_lock();
     let run = fail_eth0("flows-unplug", "", Fault::Unplug);
     assert_moved_to_wlan0(&run, Fault::Unplug);
     let first = first_on(&run.app, WLAN0, run.fault.0).expect("checked above");
@@ -306,8 +308,9 @@ fn an_unplugged_uplink_moves_the_pinned_app_to_the_backup_within_3_s() {
 /// connection): the app moves within a second of the route change; the others keep working.
 #[test]
 fn silent_blackhole_moves_the_pinned_app_to_the_backup_within_a_second() {
-    let _serial = crate::heavy_test_lock();
     test_setup!();
+    // Measured: echoing over the backup within WITHIN of the route change.
+    let _serial = crate::heavy_test_lock();
     let run = fail_eth0("flows-blackhole", "", Fault::Blackhole);
     assert_moved_to_wlan0(&run, Fault::Blackhole);
     std::thread::sleep(Duration::from_secs(1));
@@ -325,7 +328,6 @@ fn silent_blackhole_moves_the_pinned_app_to_the_backup_within_a_second() {
 /// for the whole window (no error, no echo after the route change).
 #[test]
 fn without_flow_resets_the_pinned_app_hangs_after_carrier_loss_and_after_a_blackhole() {
-    let _serial = crate::heavy_test_lock();
     test_setup!();
     for (tag, fault) in [
         ("flows-off-carrier", Fault::CarrierLoss),

@@ -39,8 +39,9 @@ fn echoes_since(app: &BusyClient, since: Instant) -> bool {
 
 #[test]
 fn container_blackhole_moves_the_route_and_the_app_follows_at_interval_3600() {
-    let _serial = crate::heavy_test_lock();
     test_setup!();
+    // Measured: blackhole → backup within TO_BACKUP, the app back within APP_BACK.
+    let _serial = crate::heavy_test_lock();
     let dir = TempDir::new("pas-ctr");
     let lab = AppLab::start(Path::new(env!("CARGO_BIN_EXE_netfailover")), dir.path()).unwrap();
     let ctr = container(&lab, "pas-ctr");
@@ -131,8 +132,9 @@ fn udp_client(ns: &Netns, server: SocketAddr, run: Arc<AtomicBool>) -> Arc<Mutex
 
 #[test]
 fn udp_client_that_backs_off_is_noticed_beside_a_lan_session() {
-    let _serial = crate::heavy_test_lock();
     test_setup!();
+    // Measured: UDP blackhole → backup within UDP_NOTICED.
+    let _serial = crate::heavy_test_lock();
     let dir = TempDir::new("pas-udp");
     let lab = AppLab::start(Path::new(env!("CARGO_BIN_EXE_netfailover")), dir.path()).unwrap();
     let _ctr = container(&lab, "pas-udp-ctr");
@@ -169,8 +171,9 @@ fn udp_client_that_backs_off_is_noticed_beside_a_lan_session() {
 
 #[test]
 fn slow_check_server_lan_session_and_dead_peer_cause_no_failover() {
-    let _serial = crate::heavy_test_lock();
     test_setup!();
+    // Timed by the product: the 1.5 s answers must stay within the check timeout for 60 s.
+    let _serial = crate::heavy_test_lock();
     let dir = TempDir::new("pas-nofo");
     let lab = AppLab::start(Path::new(env!("CARGO_BIN_EXE_netfailover")), dir.path()).unwrap();
     let _ctr = container(&lab, "pas-nofo-ctr");

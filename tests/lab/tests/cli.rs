@@ -6,7 +6,6 @@ use netfailover_lab::test_setup;
 
 #[test]
 fn netfailover_lab_runs_every_step_to_its_expected_state() {
-    let _serial = netfailover_lab::heavy_test_lock();
     test_setup!();
     let out = std::process::Command::new("timeout")
         .args(["-k", "5", "170"])
@@ -65,7 +64,6 @@ fn netfailover_lab_says_why_it_needs_root() {
 /// wait-online returns 0 through cellular, and the lab says how long after the daemon's start.
 #[test]
 fn netfailover_lab_boot_3053_is_online_through_cellular() {
-    let _serial = netfailover_lab::heavy_test_lock();
     test_setup!();
     let out = std::process::Command::new("timeout")
         .args(["-k", "5", "120"])
