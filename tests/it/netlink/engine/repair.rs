@@ -135,8 +135,12 @@ fn engine_restart_without_shutdown_adopts_its_leftover_routes() {
     // Second run on the same state_dir: one owned route each, u0 still penalised.
     rig.run(&w.dev, config(&w, true), async |kernel, engine| {
         kernel.converge("second run", &managed, &penalised).await;
-        // Stays converged (no duplicate appears on a later reconcile).
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Still so after later reconciles (no duplicate appears): two more checks of each.
+        wait_until(
+            "two more checks",
+            after_checks(&rig.probe, &["u0", "u1"], 2),
+        )
+        .await;
         kernel
             .converge("still one route each", &managed, &penalised)
             .await;
@@ -200,10 +204,15 @@ fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
         kernel
             .converge("after the storm", &managed, &both(&[(u1, 200)]))
             .await;
-        // And it stays so: no stale "u0 up" brings its route back.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // And it stays so: no stale "u0 up" brings its route back (checks are off: no event
+        // ends this window, it is watched for 1.5 s).
         let table = kernel
-            .converge("a while after the storm", &managed, &both(&[(u1, 200)]))
+            .stays(
+                "a while after the storm",
+                &managed,
+                &both(&[(u1, 200)]),
+                after(Duration::from_millis(1500)),
+            )
             .await;
         assert_first(&table, u1);
         assert!(rig.links.overruns() >= 1, "the engine saw no overrun");
@@ -310,7 +319,11 @@ fn engine_second_start_after_sigkill_keeps_one_route_each() {
     rig.probe.set("u0", Verdict::Limited);
     rig.run(&w.dev, config(&w, true), async |kernel, engine| {
         kernel.converge("after SIGKILL", &managed, &penalised).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        wait_until(
+            "two more checks",
+            after_checks(&rig.probe, &["u0", "u1"], 2),
+        )
+        .await;
         kernel
             .converge("still one route each", &managed, &penalised)
             .await;
