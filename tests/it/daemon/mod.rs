@@ -292,6 +292,13 @@ impl E2e {
         serde_json::from_value(ask(&self.socket(), Request::Status).ok()?).ok()
     }
 
+    /// Checks of `iface` so far, every verdict (0 when the daemon does not answer).
+    pub(crate) fn checks_of(&self, iface: &str) -> u64 {
+        self.status()
+            .and_then(|s| s.interfaces.into_iter().find(|i| i.name.as_str() == iface))
+            .map_or(0, |i| i.checks.by_verdict.values().sum())
+    }
+
     /// `config_problems` of `status`, as printed.
     pub(crate) fn config_problems(&self) -> Option<Vec<String>> {
         let status = ask(&self.socket(), Request::Status).ok()?;

@@ -262,11 +262,19 @@ fn daemon_sighup_with_a_broken_file_keeps_the_last_good_values() {
         problems.iter().any(|p| p.contains("check.failback_hold")),
         "{problems:?}"
     );
-    // Several check intervals later the old penalty still holds.
-    std::thread::sleep(Duration::from_secs(3));
-    let routes = e2e.default_routes();
-    assert!(routes.contains(&("eth0".to_string(), 5_100)), "{routes:?}");
-    assert!(!routes.contains(&("eth0".to_string(), 7_100)), "{routes:?}");
+    // The old penalty still holds, at every moment until eth0 has had two more checks.
+    let checks = e2e.checks_of("eth0");
+    let later = wait_for(Duration::from_secs(30), || {
+        let routes = e2e.default_routes();
+        assert!(routes.contains(&("eth0".to_string(), 5_100)), "{routes:?}");
+        assert!(!routes.contains(&("eth0".to_string(), 7_100)), "{routes:?}");
+        (e2e.checks_of("eth0") >= checks + 2).then_some(())
+    });
+    assert!(
+        later.is_some(),
+        "eth0 not checked again: {:?}",
+        e2e.status()
+    );
 
     // Fixed: the new penalty applies and the problems clear.
     e2e.write_settings(&settings(&state, "7000", ""));

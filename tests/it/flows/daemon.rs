@@ -125,6 +125,17 @@ impl Others {
         ]
     }
 
+    /// [`Others::untouched`] at the end of `window`, and no reset at any moment of it (a reset
+    /// shows as an error or a reconnect whenever the client next talks).
+    fn untouched_throughout(&self, window: Duration, working: &[&str], since: Instant) {
+        let end = Instant::now() + window;
+        while Instant::now() < end {
+            self.untouched(&[], since);
+            std::thread::sleep(GAP / 2);
+        }
+        self.untouched(working, since);
+    }
+
     /// Still on their first connection, no error seen, and those whose path works echoed
     /// after `since`.
     fn untouched(&self, working: &[&str], since: Instant) {
@@ -247,8 +258,8 @@ fn carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_
     let _serial = crate::heavy_test_lock();
     let run = fail_eth0("flows-carrier", "", Fault::CarrierLoss);
     assert_moved_to_wlan0(&run, Fault::CarrierLoss);
-    std::thread::sleep(Duration::from_secs(1));
-    run.others.untouched(&[], run.moved);
+    run.others
+        .untouched_throughout(Duration::from_secs(1), &[], run.moved);
 
     run.lab.world.plug_cable("eth0").unwrap();
     let back = wait_for(ROUTE_LIMIT, || {
@@ -283,9 +294,11 @@ fn carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_
         (r.iface.as_str(), r.to.as_str(), r.failback),
         ("wlan0", "eth0", true)
     );
-    std::thread::sleep(Duration::from_secs(1));
-    run.others
-        .untouched(&["bound to eth0", "to eth0's LAN peer"], back);
+    run.others.untouched_throughout(
+        Duration::from_secs(1),
+        &["bound to eth0", "to eth0's LAN peer"],
+        back,
+    );
 }
 
 /// A modem unplugged: the interface carrying the app's connection is deleted (`ip link del`),
@@ -313,8 +326,8 @@ fn silent_blackhole_moves_the_pinned_app_to_the_backup_within_a_second() {
     let _serial = crate::heavy_test_lock();
     let run = fail_eth0("flows-blackhole", "", Fault::Blackhole);
     assert_moved_to_wlan0(&run, Fault::Blackhole);
-    std::thread::sleep(Duration::from_secs(1));
-    run.others.untouched(
+    run.others.untouched_throughout(
+        Duration::from_secs(1),
         &[
             "bound to eth0",
             "to eth0's LAN peer",

@@ -180,9 +180,16 @@ fn bytes_per_check_over_http_and_https() {
             }
             reports
         });
-        // Let the last FIN/ACKs cross before reading the counters.
-        std::thread::sleep(Duration::from_millis(300));
-        let (bytes1, _) = world.l3_counters("eth0");
+        // The last FIN/ACKs crossed: the counters stopped moving (two reads 100 ms apart agree).
+        let mut last = world.l3_counters("eth0");
+        let (bytes1, _) = wait_for(Duration::from_secs(5), || {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = world.l3_counters("eth0");
+            let still = now == last;
+            last = now;
+            still.then_some(now)
+        })
+        .expect("the counters keep moving");
         for r in &reports {
             assert_verdict(r, Verdict::Full, name);
         }
