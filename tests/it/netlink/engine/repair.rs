@@ -135,15 +135,7 @@ fn engine_restart_without_shutdown_adopts_its_leftover_routes() {
     // Second run on the same state_dir: one owned route each, u0 still penalised.
     rig.run(&w.dev, config(&w, true), async |kernel, engine| {
         kernel.converge("second run", &managed, &penalised).await;
-        // Still so after later reconciles (no duplicate appears): two more checks of each.
-        wait_until(
-            "two more checks",
-            after_checks(&rig.probe, &["u0", "u1"], 2),
-        )
-        .await;
-        kernel
-            .converge("still one route each", &managed, &penalised)
-            .await;
+        still_one_route_each(kernel, &rig, &managed, &penalised).await;
         rig.probe.set("u0", Verdict::Full);
         kernel
             .converge("u0 FULL", &managed, &both(&[(u0, 100), (u1, 200)]))
@@ -251,6 +243,17 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Still one route each after later reconciles (no duplicate appears): after two more checks of
+/// each uplink.
+async fn still_one_route_each(kernel: &Kernel, rig: &Rig, managed: &[u32], want: &BTreeSet<Key>) {
+    wait_until(
+        "two more checks",
+        after_checks(&rig.probe, &["u0", "u1"], 2),
+    )
+    .await;
+    kernel.converge("still one route each", managed, want).await;
+}
+
 /// The child's role: the engine in the named namespace, u0 LIMITED, until killed (at most a
 /// minute).
 fn sigkill_child(ns_name: &str) {
@@ -319,14 +322,7 @@ fn engine_second_start_after_sigkill_keeps_one_route_each() {
     rig.probe.set("u0", Verdict::Limited);
     rig.run(&w.dev, config(&w, true), async |kernel, engine| {
         kernel.converge("after SIGKILL", &managed, &penalised).await;
-        wait_until(
-            "two more checks",
-            after_checks(&rig.probe, &["u0", "u1"], 2),
-        )
-        .await;
-        kernel
-            .converge("still one route each", &managed, &penalised)
-            .await;
+        still_one_route_each(kernel, &rig, &managed, &penalised).await;
         engine.shutdown().await.expect("clean shutdown");
     });
     for family in ["-4", "-6"] {
