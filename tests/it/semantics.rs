@@ -245,7 +245,7 @@ fn percentile(v: &[f64], p: usize) -> f64 {
 /// answers ICMP "network unreachable": eth0 goes LIMITED (never UNKNOWN or NONE), is penalised
 /// within `interval + 2 × timeout + 1 s` and comes back within `min(recheck_max, interval) +
 /// 2 × timeout + 1 s`. `NF_OUTAGES` sets the number of outages (default 3); the measured
-/// times are printed (README "Checks and timing").
+/// times are printed (docs/semantics.md §9.5, "Checks and timing").
 #[test]
 fn noisy_upstream_outages_are_limited_and_within_the_bounds() {
     test_setup!();

@@ -1,5 +1,5 @@
-//! Settings: SIGHUP reloads, and a broken netfailover.toml never stops the daemon (README,
-//! "Decisions").
+//! Settings: SIGHUP reloads, and a broken netfailover.toml never stops the daemon
+//! (docs/decisions.md).
 
 use super::*;
 
