@@ -95,9 +95,14 @@ impl ActorName {
 
 /// No actor has this name; the text lists every valid one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no actor named {name:?} (try {})", ActorName::choices())]
+#[error("{}", unknown_actor_text(name))]
 pub struct UnknownActorName {
     pub name: String,
+}
+
+/// The text of an unknown name, here and in `EngineError::UnknownActor`.
+pub fn unknown_actor_text(name: &str) -> String {
+    format!("no actor named {name:?} (try {})", ActorName::choices())
 }
 
 impl FromStr for ActorName {

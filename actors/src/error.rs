@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use crate::actor_name::{ActorName, Child, UnknownActorName};
+use crate::actor_name::{unknown_actor_text, ActorName, Child, UnknownActorName};
 
 /// The kinds of port failure the engine tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +132,7 @@ pub enum EngineError {
         period_secs: u64,
     },
     /// The text lists every valid name ([`ActorName::choices`]).
-    #[error("no actor named {name:?} (try {})", ActorName::choices())]
+    #[error("{}", unknown_actor_text(name))]
     UnknownActor { name: String },
     #[error("{actor} is not running right now (restarting?)")]
     Unavailable { actor: ActorName },
