@@ -457,3 +457,25 @@ impl Handler<StopTree> for Supervisor {
         )
     }
 }
+
+#[cfg(all(test, feature = "fake"))]
+mod tests {
+    use super::*;
+    use crate::fake::FakeFlows;
+
+    /// One `wire_*` function points every slot of an actor and, with `None`, empties each of
+    /// them again, the configuration channel included.
+    #[actix::test]
+    async fn one_wire_function_points_and_empties_an_actors_slots() {
+        let mut w = Wiring::default();
+        let flows = Arc::new(FakeFlows::default());
+        let actor = FlowResetter::new(Arc::new(Config::default()), flows, Board::default());
+        let addr = actor.start();
+        w.wire_flow_resetter(Some(&addr));
+        assert!(w.peers.route_in_use_moved.get().is_some());
+        assert!(w.reconfigure.contains_key(&Child::FlowResetter));
+        w.unwire(Child::FlowResetter);
+        assert!(w.peers.route_in_use_moved.get().is_none());
+        assert!(w.reconfigure.is_empty());
+    }
+}
