@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::model::IfaceName;
 pub use crate::status::IfaceRoute;
-use crate::status::{CheckCounters, CheckSummary, IfaceStatus, PassiveState, PassiveStatus};
+use crate::status::{CheckCounters, CheckSummary, IfaceStatus, PassiveState, PassiveStatus, Sees};
 
 /// ProbeScheduler's part of one interface's status: its checks, and the confirmations it ran
 /// for passive health.
@@ -31,7 +31,7 @@ pub struct PassivePart {
     pub last_trigger: Option<String>,
     pub last_trigger_unix_ms: Option<u64>,
     pub suspicions: u64,
-    pub sees: String,
+    pub sees: Sees,
     pub held_by_ceiling: u64,
 }
 

@@ -99,6 +99,47 @@ impl PartialEq<&str> for PassiveState {
     }
 }
 
+/// What passive health's sampling sees of an interface's traffic.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+pub enum Sees {
+    /// Before the first sample (JSON `""`).
+    #[default]
+    #[serde(rename = "")]
+    Unsampled,
+    /// The device's own TCP sockets, and every tracked flow (forwarded, NATed, UDP).
+    #[serde(rename = "sockets+conntrack")]
+    SocketsAndConntrack,
+    /// Only the device's own TCP sockets: connection tracking is not available.
+    #[serde(rename = "sockets only (no connection tracking)")]
+    SocketsOnly,
+}
+
+impl Sees {
+    /// The text `status --json` holds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sees::Unsampled => "",
+            Sees::SocketsAndConntrack => "sockets+conntrack",
+            Sees::SocketsOnly => "sockets only (no connection tracking)",
+        }
+    }
+}
+
+impl fmt::Display for Sees {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares equal to its text (`sees == "sockets+conntrack"`).
+impl PartialEq<&str> for Sees {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Passive health of one interface in `status` (TrafficWatcher and ProbeScheduler publish it).
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct PassiveStatus {
@@ -118,7 +159,7 @@ pub struct PassiveStatus {
     /// tracked flow: forwarded, NATed, UDP) or `sockets only (no connection tracking)`; empty
     /// before the first sample.
     #[serde(default)]
-    pub sees: String,
+    pub sees: Sees,
     /// Confirmations the hourly ceiling (`passive.max_confirmations_per_hour`) held back.
     #[serde(default)]
     pub held_by_ceiling: u64,

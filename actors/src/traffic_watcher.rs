@@ -35,7 +35,7 @@ use crate::model::{Config, Connectivity, IfaceName};
 use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
 use crate::peers::Slot;
 use crate::ports::{IfaceTraffic, TrafficSource};
-use crate::status::PassiveState;
+use crate::status::{PassiveState, Sees};
 
 /// Shared dependencies of every incarnation.
 #[derive(Clone)]
@@ -211,9 +211,9 @@ impl TrafficWatcher {
             if let Some(t) = self.state.trackers.get(name) {
                 p.held_by_ceiling += u64::from(t.capped());
                 p.sees = match t.conntrack() {
-                    None => String::new(),
-                    Some(true) => "sockets+conntrack".into(),
-                    Some(false) => "sockets only (no connection tracking)".into(),
+                    None => Sees::Unsampled,
+                    Some(true) => Sees::SocketsAndConntrack,
+                    Some(false) => Sees::SocketsOnly,
                 };
             }
             if let Some((_, t)) = triggers.iter().find(|(n, _)| n == name) {

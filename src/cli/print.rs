@@ -222,14 +222,12 @@ fn passive_summary(p: &netfailover_actors::status::PassiveStatus, now_ms: u64) -
     if p.held_by_ceiling > 0 {
         let _ = write!(s, "; {} held by the hourly ceiling", p.held_by_ceiling);
     }
-    if !p.sees.is_empty() && p.sees != SEES_ALL {
+    // Only a partial view is worth a word (nothing sampled yet, or everything, is not).
+    if p.sees == netfailover_actors::status::Sees::SocketsOnly {
         let _ = write!(s, "; sees {}", p.sees);
     }
     s
 }
-
-/// `PassiveStatus::sees` when every source is watched (not worth a word in the table).
-const SEES_ALL: &str = "sockets+conntrack";
 
 /// One script outcome as `name:code`.
 fn script_summary(outcome: &netfailover_actors::ports::ScriptOutcome) -> String {

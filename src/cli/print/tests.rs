@@ -5,7 +5,7 @@ use netfailover_actors::model::{Connectivity, Event, EventKind, IfaceName, Uplin
 use netfailover_actors::ports::{ScriptOutcome, Verdict};
 use netfailover_actors::status::{
     ActorStatus, CheckCounters, CheckSummary, IfaceRoute, IfaceSource, IfaceStatus, LinkState,
-    PassiveState,
+    PassiveState, Sees,
 };
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ fn sample_status() -> EngineStatus {
                 suspicions: 1,
                 confirmations: 2,
                 confirmations_failed: 2,
-                sees: "sockets only (no connection tracking)".into(),
+                sees: Sees::SocketsOnly,
                 held_by_ceiling: 3,
             },
         }],
