@@ -412,7 +412,7 @@ fn resolve(source: Source) -> Result<(Config, PathBuf, usize, PathBuf), AgentErr
             *config,
             settings.state_dir,
             settings.netlink_rcvbuf,
-            Path::new(crate::cli::DEFAULT_BOOT_DIR).join("dispatcher.d"),
+            Path::new(config::DEFAULT_BOOT_DIR).join("dispatcher.d"),
         ),
     })
 }

@@ -34,6 +34,9 @@ use last_good::Versions;
 pub use problems::{Problem, Severity};
 pub use uri::{CheckUri, CheckUriError};
 
+/// Default boot directory: where balenaOS mounts its boot partition.
+pub const DEFAULT_BOOT_DIR: &str = "/mnt/boot";
+
 /// Largest input file we read: real ones are a few KiB; anything bigger is a mistake or an
 /// attack, and refusing it keeps memory bounded.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;

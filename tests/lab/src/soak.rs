@@ -99,7 +99,7 @@ pub fn table(samples: &[Sample], every: usize) -> String {
             ]
         })
         .collect();
-    netfailover::cli::table(
+    netfailover::print::table(
         &[
             "MIN", "ROUNDS", "RSS MiB", "PEAK MiB", "FDS", "THREADS", "STATE B", "PENDING",
             "EVENTS", "KILLS",

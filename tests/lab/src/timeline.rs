@@ -517,7 +517,7 @@ pub fn summary(outcomes: &[Outcome]) -> String {
             ]
         })
         .collect();
-    let mut out = netfailover::cli::table(
+    let mut out = netfailover::print::table(
         &[
             "STEP",
             "EXPECTED ROUTE",

@@ -1,5 +1,6 @@
 //! The human-readable printers of `status`, `events` and `check`, and the small formatters they
-//! share (tables, sizes, ages, UTC times). The argument types live in `src/cli.rs`.
+//! share (tables, sizes, ages, UTC times). Library side, so an embedder or the lab prints the
+//! same; the argument types live in the binary (`src/cli.rs`, declared by `src/main.rs`).
 
 use std::fmt::Write as _;
 
