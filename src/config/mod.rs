@@ -13,7 +13,6 @@ pub mod dns;
 pub mod ipconfig;
 pub mod keyfile;
 pub mod last_good;
-pub mod matching;
 pub mod nm_types;
 pub mod problems;
 pub mod profiles;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use netfailover_actors::model::{DnsConfig, IfaceMatch, IfaceName, Method, Profile, UplinkType};
 
 use super::ipconfig::FamilyRead;
-use super::matching;
+use crate::os::sysfs;
 use super::profiles::{Binding, LoadedProfile, MetricOrigin};
 use super::{load_effective, Effective, LoadOptions, Origin};
 
@@ -202,8 +202,8 @@ fn iface_column(p: &LoadedProfile, opts: &LoadOptions, notes: &mut Vec<String>) 
     match (&prof.matches, &p.binding) {
         (IfaceMatch::ControlDevice(device), _) => {
             // What the engine would find now; it looks again whenever links appear.
-            match matching::lookup(&opts.sysfs_root, device) {
-                matching::ControlLookup::Mapped { iface, class } => {
+            match sysfs::lookup(&opts.sysfs_root, device) {
+                sysfs::ControlLookup::Mapped { iface, class } => {
                     format!("{iface} (network interface of control device {device}, sysfs {class})")
                 }
                 _ => {
@@ -239,7 +239,7 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
     let mut notes = Vec::new();
     let iface = iface_column(p, opts, &mut notes);
     if let IfaceMatch::Name(n) = &prof.matches {
-        if !matching::iface_exists(&opts.sysfs_root, n.as_str()) {
+        if !sysfs::iface_exists(&opts.sysfs_root, n.as_str()) {
             let when = if prof.managed && p.lost_to.is_none() {
                 "; managed when it appears"
             } else {
@@ -273,7 +273,7 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
     let servers = match &prof.matches {
         IfaceMatch::Name(n) => dns.servers_for(n, &prof.dns),
         IfaceMatch::ControlDevice(device) => {
-            match matching::control_device_net(&opts.sysfs_root, device) {
+            match sysfs::control_device_net(&opts.sysfs_root, device) {
                 Some(n) => dns.servers_for(&n, &prof.dns),
                 None => unbound_servers(dns, &prof.dns),
             }
