@@ -54,10 +54,8 @@ struct Planted(PathBuf);
 
 impl Planted {
     fn new(name: &str, files: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "netfailover-imports-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("netfailover-imports-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for (path, text) in files {
             let path = dir.join(path);
@@ -77,17 +75,28 @@ impl Drop for Planted {
 
 #[test]
 fn a_planted_circle_is_reported_with_its_modules() {
-    // Top level: a -> b (a `use` group over lines) -> c (an expression path) -> a (through a
-    // re-export of `c`'s parent); `d` only imports and closes no circle.
+    // Top level: a -> b (a `use` group over lines) -> c (an expression path) -> a (from `c`'s
+    // child file); `d` only imports and closes no circle; e <-> f is a second circle.
     let top = Planted::new(
         "top",
         &[
-            ("lib.rs", "pub mod a;\npub mod b;\npub mod c;\nmod d;\n"),
+            (
+                "lib.rs",
+                "pub mod a;\npub mod b;\npub mod c;\nmod d;\nmod e;\nmod f;\n",
+            ),
             ("a.rs", "use crate::{\n    b::{X,\n  Y},\n};\n"),
-            ("b.rs", "fn f() { crate::c::g(); } // crate::d is a comment\n"),
-            ("c.rs", "pub fn g() { let _ = \"crate::d\"; }\npub use inner::Z;\nmod inner;\n"),
+            (
+                "b.rs",
+                "fn f() { crate::c::g(); } // crate::d is a comment\n",
+            ),
+            (
+                "c.rs",
+                "pub fn g() { let _ = \"crate::d\"; }\npub use inner::Z;\nmod inner;\n",
+            ),
             ("c/inner.rs", "pub struct Z(crate::a::A);\n"),
             ("d.rs", "use crate::a::A;\n"),
+            ("e.rs", "use crate::f::F;\n"),
+            ("f.rs", "use super::e::E;\n"),
         ],
     );
     let krate = module_graph::load(&top.0, "lib.rs").expect("the planted crate reads");
@@ -96,7 +105,13 @@ fn a_planted_circle_is_reported_with_its_modules() {
         assert!(circle.contains(m), "{circle}");
     }
     assert!(!circle.contains('d'), "{circle}");
-    assert_eq!(krate.circles().len(), 1, "{:?}", krate.circles());
+    // A second circle at the same level (e <-> f) is listed too.
+    let circles = krate.circles();
+    assert_eq!(circles.len(), 2, "{circles:?}");
+    assert!(
+        circles[1].contains('e') && circles[1].contains('f'),
+        "{circles:?}"
+    );
 
     // Among siblings below the root: `config::x` and `config::y` through `super::`, while
     // `y` naming its parent's own type is containment, not a circle.
@@ -106,13 +121,19 @@ fn a_planted_circle_is_reported_with_its_modules() {
             ("main.rs", "mod config;\nfn main() {}\n"),
             ("config/mod.rs", "mod x;\nmod y;\npub struct Top;\n"),
             ("config/x.rs", "use super::y::Y;\npub struct X;\n"),
-            ("config/y.rs", "pub struct Y;\nfn f(_: super::Top, _: super::x::X) {}\n"),
+            (
+                "config/y.rs",
+                "pub struct Y;\nfn f(_: super::Top, _: super::x::X) {}\n",
+            ),
         ],
     );
     let krate = module_graph::load(&nested.0, "main.rs").expect("the planted crate reads");
     let circles = krate.circles();
     assert_eq!(circles.len(), 1, "{circles:?}");
-    assert!(circles[0].contains("config::x") && circles[0].contains("config::y"), "{circles:?}");
+    assert!(
+        circles[0].contains("config::x") && circles[0].contains("config::y"),
+        "{circles:?}"
+    );
 
     // The same tree with the edge back removed is one-way.
     std::fs::write(nested.0.join("config/y.rs"), "fn f(_: super::Top) {}\n").expect("rewrite");

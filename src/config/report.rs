@@ -12,14 +12,12 @@ use std::time::Duration;
 use netfailover_actors::model::{DnsConfig, IfaceMatch, IfaceName, Method, Profile, UplinkType};
 
 use super::ipconfig::FamilyRead;
-use crate::os::sysfs;
 use super::profiles::{Binding, LoadedProfile, MetricOrigin};
+use super::report_common::{all_problems, exit_code, mac};
 use super::{load_effective, Effective, LoadOptions, Origin};
+use crate::os::sysfs;
 
-/// Exit code: no configuration could be built.
-pub const EXIT_FATAL: i32 = 2;
-/// Exit code: something was rejected (and skipped).
-pub const EXIT_REJECTED: i32 = 1;
+pub use super::report_common::{EXIT_FATAL, EXIT_REJECTED};
 
 /// Output format of check-config.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -65,42 +63,6 @@ pub fn check_config_as(opts: &LoadOptions, format: Format, out: &mut dyn Write) 
     };
     // A closed stdout (`check-config | head -1`) cuts the report short, not the verdict.
     result.unwrap_or_else(|_| exit_code(&all_problems(&effective)))
-}
-
-/// Every problem check-config reports: the configuration's, then the dispatcher scripts that
-/// would be skipped (and a mount that stops them all), as warnings naming the file, the reason
-/// and the fix (docs/dispatcher.md, "Security checks"). The daemon reads `dispatcher.d/` again
-/// for every event, and logs a skipped script each time it would have run it.
-pub(crate) fn all_problems(e: &Effective) -> Vec<super::Problem> {
-    use crate::os::scripts::{discover, mount_problem, MOUNTINFO};
-    use netfailover_actors::model::EventKind;
-    let mut problems = e.loaded.problems.clone();
-    let dir = &e.loaded.dispatcher_dir;
-    if !dir.is_dir() {
-        return problems;
-    }
-    if let Some(mount) = mount_problem(dir, Path::new(MOUNTINFO)) {
-        problems.push(super::Problem::warning(dir, None, mount.to_string()));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for event in EventKind::ALL {
-        for script in discover(dir, event) {
-            if let Some(why) = script.skip.filter(|_| seen.insert(script.path.clone())) {
-                let message = format!("dispatcher script skipped: it {why}");
-                problems.push(super::Problem::warning(&script.path, None, message));
-            }
-        }
-    }
-    problems
-}
-
-/// The exit code for a list of problems: 1 when anything was rejected, else 0.
-pub(crate) fn exit_code(problems: &[super::Problem]) -> i32 {
-    if problems.iter().any(|p| p.is_error()) {
-        EXIT_REJECTED
-    } else {
-        0
-    }
 }
 
 fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<i32> {
@@ -394,13 +356,6 @@ fn list(servers: &[SocketAddr]) -> String {
 
 fn secs(d: Duration) -> String {
     humantime::format_duration(d).to_string()
-}
-
-pub(super) fn mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 fn prefixes(p: &Profile) -> String {

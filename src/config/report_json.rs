@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::ipconfig::{FamilyRead, MetricOrigin};
 use super::profiles::{Binding, LoadedProfile};
-use super::report::{all_problems, exit_code};
+use super::report_common::{all_problems, exit_code, mac};
 use super::{ConfigError, Effective, LoadOptions};
 
 /// Writes the document; returns the exit code.
@@ -58,7 +58,7 @@ fn profile(p: &LoadedProfile, boot: &Path) -> Value {
     let iface = match (&prof.matches, &p.binding) {
         (_, Binding::ControlDevice { device, .. }) => json!({ "control_device": device }),
         (IfaceMatch::Name(n), _) => json!({ "name": n.as_str() }),
-        (IfaceMatch::Mac(m), _) => json!({ "mac": super::report::mac(m) }),
+        (IfaceMatch::Mac(m), _) => json!({ "mac": mac(m) }),
         (IfaceMatch::ControlDevice(device), _) => json!({ "control_device": device }),
         (IfaceMatch::ByType, _) => {
             let prefixes: Vec<String> =

@@ -30,9 +30,7 @@ use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 
 use super::ct_sample::CtSampler;
-use super::netlink::{
-    address_of, open_request_connection, port_error, AbortOnDrop, NetlinkError,
-};
+use super::netlink::{address_of, open_request_connection, port_error, AbortOnDrop, NetlinkError};
 use super::sockdiag::{DiagSocket, SockDiag, AF_INET, AF_INET6};
 
 const WHAT: &str = "traffic sample";

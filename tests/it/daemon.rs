@@ -402,8 +402,8 @@ fn control_socket_refuses_a_non_root_peer() {
 // End to end: the built binary in a lab world
 // ---------------------------------------------------------------------------------------------
 
+use netfailover_lab::daemon::DaemonProcess;
 use netfailover_lab::netns::wait_for;
-use netfailover_lab::timeline::DaemonProcess;
 use netfailover_lab::world::{World, CHECK_ADDR};
 
 /// A lab world with the daemon running in its device namespace. Checks go to an IP-literal

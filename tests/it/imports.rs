@@ -19,7 +19,11 @@ fn library_modules_form_a_dag() {
     let lib = load("lib.rs");
     let top = lib.graph(&[]);
     assert!(top.len() >= 7, "found the modules: {:?}", top.keys());
-    assert!(lib.graph(&["config"]).len() > 10, "{:?}", lib.graph(&["config"]));
+    assert!(
+        lib.graph(&["config"]).len() > 10,
+        "{:?}",
+        lib.graph(&["config"])
+    );
     let circles = lib.circles();
     assert!(circles.is_empty(), "module import circles: {circles:#?}");
 }

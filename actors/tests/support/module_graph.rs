@@ -48,7 +48,10 @@ pub fn load(src: &Path, root_file: &str) -> Result<Crate, String> {
     let mut stack = vec![(Vec::new(), src.join(root_file), src.to_path_buf())];
     while let Some((module, file, dir)) = stack.pop() {
         if texts.len() > 2000 {
-            return Err(format!("more than 2000 module files under {}", src.display()));
+            return Err(format!(
+                "more than 2000 module files under {}",
+                src.display()
+            ));
         }
         let source = std::fs::read_to_string(&file)
             .map_err(|e| format!("reading {}: {e}", file.display()))?;
@@ -95,7 +98,11 @@ fn child_location(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), String> 
     if nested.is_file() {
         return Ok((nested, dir.join(name)));
     }
-    Err(format!("module {name}: neither {} nor {}", flat.display(), nested.display()))
+    Err(format!(
+        "module {name}: neither {} nor {}",
+        flat.display(),
+        nested.display()
+    ))
 }
 
 impl Crate {
@@ -118,8 +125,10 @@ impl Crate {
             (path.len() > parent.len() && path.starts_with(&parent))
                 .then(|| path[parent.len()].clone())
         };
-        let mut graph: BTreeMap<String, BTreeSet<String>> =
-            siblings.iter().map(|s| (s.clone(), BTreeSet::new())).collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = siblings
+            .iter()
+            .map(|s| (s.clone(), BTreeSet::new()))
+            .collect();
         for (module, refs) in &self.refs {
             let Some(from) = sibling_of(module) else {
                 continue;
@@ -149,12 +158,22 @@ impl Crate {
         self.circles().into_iter().next()
     }
 
-    /// One circle per level that has any (a level: the children of one module).
+    /// The circles of every level (a level: the children of one module): each one found, then
+    /// its closing edge set aside and the level searched again, so two circles at one level
+    /// are both listed.
     pub fn circles(&self) -> Vec<String> {
         let mut out = Vec::new();
         for parent in self.children.keys() {
             let p: Vec<&str> = parent.iter().map(String::as_str).collect();
-            if let Some(cycle) = find_cycle(&self.graph(&p)) {
+            let mut graph = self.graph(&p);
+            // Bounded: each round removes an edge.
+            while let Some(cycle) = find_cycle(&graph) {
+                let [.., from, to] = cycle.as_slice() else {
+                    break;
+                };
+                if let Some(edges) = graph.get_mut(from) {
+                    edges.remove(to);
+                }
                 let full: Vec<String> = cycle
                     .iter()
                     .map(|m| {
@@ -179,7 +198,11 @@ impl Crate {
             module.clear();
             let mut followed = None;
             for (i, segment) in path.iter().enumerate() {
-                if self.children.get(&module).is_some_and(|c| c.contains(segment)) {
+                if self
+                    .children
+                    .get(&module)
+                    .is_some_and(|c| c.contains(segment))
+                {
                     module.push(segment.clone());
                     continue;
                 }
@@ -487,7 +510,9 @@ pub fn blank_literals(source: &str) -> String {
         let c = chars[i];
         let next = chars.get(i + 1).copied();
         let end = if c == '/' && next == Some('/') {
-            (i..chars.len()).find(|&j| chars[j] == '\n').unwrap_or(chars.len())
+            (i..chars.len())
+                .find(|&j| chars[j] == '\n')
+                .unwrap_or(chars.len())
         } else if c == '/' && next == Some('*') {
             block_comment_end(&chars, i)
         } else if c == 'r' && matches!(next, Some('"' | '#')) && !ident_before(&chars, i) {
@@ -544,7 +569,14 @@ fn raw_string_end(chars: &[char], i: usize) -> Option<usize> {
     }
     let mut j = i + 2 + hashes;
     while j < chars.len() {
-        if chars[j] == '"' && chars[j + 1..].iter().take(hashes).filter(|c| **c == '#').count() == hashes {
+        if chars[j] == '"'
+            && chars[j + 1..]
+                .iter()
+                .take(hashes)
+                .filter(|c| **c == '#')
+                .count()
+                == hashes
+        {
             return Some(j + 1 + hashes);
         }
         j += 1;

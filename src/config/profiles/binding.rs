@@ -5,10 +5,10 @@ use std::path::Path;
 
 use netfailover_actors::model::{IfaceMatch, IfaceName};
 
-use super::{reject, Reader, Reject};
 use crate::config::keyfile;
-use crate::os::sysfs::{self, ControlLookup};
+use crate::config::keyfile_reader::{reject, Reader, Reject};
 use crate::config::nm_types::NmType;
+use crate::os::sysfs::{self, ControlLookup};
 
 /// How the profile finds its interface.
 #[derive(Clone, PartialEq, Eq, Debug)]

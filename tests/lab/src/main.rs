@@ -2,7 +2,7 @@
 //! the netfailover daemon inside it and plays a fault timeline (tests/lab/src/timeline.rs).
 //!
 //! The daemon it runs is the product's: the lab re-executes itself with the hidden verb `run`
-//! (`run --boot-dir DIR --socket PATH`, what `timeline::DaemonProcess` passes) and calls
+//! (`run --boot-dir DIR --socket PATH`, what `daemon::DaemonProcess` passes) and calls
 //! `netfailover::daemon::run` with those values, as `netfailover run` does. So `cargo run -p
 //! netfailover-lab` on a fresh clone runs the daemon built from the same tree. The product's
 //! command line is its binary's own; the lab parses the few arguments it passes itself.
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         return daemon();
     }
     let args = LabArgs::parse();
-    match netfailover_lab::timeline::run(&args) {
+    match netfailover_lab::run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

@@ -12,8 +12,15 @@ fn lab_modules_form_a_dag() {
     for root in ["lib.rs", "main.rs"] {
         let krate = module_graph::load(&src, root).unwrap_or_else(|e| panic!("{root}: {e}"));
         let circles = krate.circles();
-        assert!(circles.is_empty(), "{root}: module import circles: {circles:#?}");
+        assert!(
+            circles.is_empty(),
+            "{root}: module import circles: {circles:#?}"
+        );
     }
     let lib = module_graph::load(&src, "lib.rs").unwrap_or_else(|e| panic!("lib.rs: {e}"));
-    assert!(lib.graph(&[]).len() > 8, "found the modules: {:?}", lib.graph(&[]));
+    assert!(
+        lib.graph(&[]).len() > 8,
+        "found the modules: {:?}",
+        lib.graph(&[])
+    );
 }
