@@ -11,7 +11,7 @@
 //! |---|---|---|---|---|
 //! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` | `Reconfigure`/`Shutdown` → RouteManager; `ReconfigureChecks`/`KillProber`/`CheckIface` → ProbeScheduler; `ReconfigureFlows` → FlowResetter; `ReconfigurePassive` → TrafficWatcher | root: its end ends `run()` |
 //! | LinkWatcher | `link_watcher.rs` | `LinkUpdate` stream from `LinkSource` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged` → RouteManager | restarted; resubscribes and dumps |
-//! | RouteManager | `route_manager.rs` | link facts, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | routes → `RouteTable`; `UplinksChanged`, `ResetChecks` → ProbeScheduler; `RouteInUseMoved` → FlowResetter; events → `EventLog` | restarted; reloads `StateStore`, dumps links, reconciles |
+//! | RouteManager | `route_manager.rs` | link facts, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | routes → `RouteTable`; `UplinksChanged`, `ResetChecks` → ProbeScheduler; `RouteInUseMoved` → FlowResetter; events → `EventLog` | restarted; reloads `Store<EngineState>`, dumps links, reconciles |
 //! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ResetChecks`, `Confirm`, `ProbeDone`, `KillProber`, `CheckIface`, `ReconfigureChecks` | `ConnectivityChanged`, `GetUplinks` → RouteManager; `ConfirmCheck`/`Retarget`/`CheckNow` → its Probers | restarted; asks RouteManager, checks everything at once |
 //! | Prober (one per interface) | `prober.rs` | its timer, `ConfirmCheck`, `Retarget`, `CheckNow` | `ProbeDone` → ProbeScheduler (a `Recipient<ProbeDone>`) | restarted by ProbeScheduler; checks at once |
 //! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `ReconfigurePassive` | `GetUplinks` → RouteManager; `Confirm` → ProbeScheduler; samples ← `TrafficSource` | restarted; trackers start empty |
@@ -27,7 +27,7 @@
 //! writer per field: each actor publishes its own part (`iface_parts.rs` per interface) and
 //! `EngineHandle::status()` joins them. The event queue (`event_log.rs`) is owned by the
 //! engine, so events survive restarts of their producer and consumer; it is mirrored to the
-//! `Journal` port for daemon restarts.
+//! `Store<JournalState>` port for daemon restarts.
 //!
 //! [`start`] builds the tree inside a running actix System; [`run`] also waits for a shutdown
 //! future. The `fake` feature provides in-memory ports for tests and benches.

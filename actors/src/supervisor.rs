@@ -6,7 +6,7 @@
 //!
 //! | child            | policy    | intensity      | back-off        | rebuilds its state from           |
 //! |------------------|-----------|----------------|-----------------|-----------------------------------|
-//! | route-manager    | permanent | 5 in 30 s      | 50 ms → 5 s     | StateStore, link dump, route list |
+//! | route-manager    | permanent | 5 in 30 s      | 50 ms → 5 s     | `Store<EngineState>`, link dump, route list |
 //! | dispatcher       | permanent | 5 in 30 s      | 50 ms → 5 s     | the EventLog (journal)            |
 //! | probe-scheduler  | permanent | 5 in 30 s      | 50 ms → 5 s     | RouteManager's uplinks            |
 //! | link-watcher     | permanent | 5 in 30 s      | 50 ms → 5 s     | a new subscription + dump         |

@@ -1,7 +1,7 @@
 //! The state files under `state_dir` (default `/run/netfailover`, a tmpfs: they survive a restart
 //! of an actor or of the daemon, not a reboot): the dispatcher's event journal
 //! ([`FileJournal`], `journal.json`) and RouteManager's per-interface last states
-//! ([`FileStateStore`], `state.json`). Implements the engine's `Journal` and `StateStore` ports.
+//! ([`FileStateStore`], `state.json`): one adapter, [`FileStore`], of the engine's `Store` port.
 //!
 //! Every file is JSON, written atomically: a temporary file in the same directory, fsync, rename
 //! over the old one, fsync of the directory. A reader therefore sees the old state or the new
@@ -12,6 +12,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
+use std::marker::PhantomData;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use netfailover_actors::ports::{
-    EngineState, Journal, JournalState, PortError, PortResult, StateStore,
-};
+use netfailover_actors::ports::{EngineState, JournalState, PortError, PortResult, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -262,36 +261,60 @@ fn port_save<T: Serialize + Send + 'static>(
     file.save(value).map(|r| r.map_err(PortError::from)).boxed()
 }
 
-/// The dispatcher's event journal, `state_dir/journal.json`.
+/// One state file under `state_dir` as the engine's `Store` port: the dispatcher's event
+/// journal ([`FileJournal`], `journal.json`, with the boot clock as its id floor) or
+/// RouteManager's per-interface last states ([`FileStateStore`], `state.json`).
 #[derive(Debug, Clone)]
-pub struct FileJournal {
+pub struct FileStore<T> {
     file: Arc<JsonFile>,
+    /// The id floor it reports (`Store::id_floor`).
+    id_floor: fn() -> u64,
+    value: PhantomData<fn() -> T>,
 }
 
-impl FileJournal {
-    pub fn new(state_dir: impl AsRef<Path>) -> Self {
+/// The dispatcher's event journal, `state_dir/journal.json`.
+pub type FileJournal = FileStore<JournalState>;
+/// RouteManager's per-interface last states, `state_dir/state.json`.
+pub type FileStateStore = FileStore<EngineState>;
+
+impl<T> FileStore<T> {
+    fn at(state_dir: &Path, file: &str, id_floor: fn() -> u64) -> Self {
         Self {
-            file: Arc::new(JsonFile::new(state_dir.as_ref(), JOURNAL_FILE)),
+            file: Arc::new(JsonFile::new(state_dir, file)),
+            id_floor,
+            value: PhantomData,
         }
     }
 
-    /// The journal file's path.
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.file.path
     }
 }
 
-impl Journal for FileJournal {
-    fn load(&self) -> BoxFuture<'static, PortResult<JournalState>> {
+impl FileStore<JournalState> {
+    pub fn new(state_dir: impl AsRef<Path>) -> Self {
+        Self::at(state_dir.as_ref(), JOURNAL_FILE, boot_clock_micros)
+    }
+}
+
+impl FileStore<EngineState> {
+    pub fn new(state_dir: impl AsRef<Path>) -> Self {
+        Self::at(state_dir.as_ref(), STATE_FILE, || 0)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Default + Send + 'static> Store<T> for FileStore<T> {
+    fn load(&self) -> BoxFuture<'static, PortResult<T>> {
         port_load(&self.file)
     }
 
-    fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {
+    fn save(&self, state: T) -> BoxFuture<'static, PortResult<()>> {
         port_save(&self.file, state)
     }
 
     fn id_floor(&self) -> u64 {
-        boot_clock_micros()
+        (self.id_floor)()
     }
 }
 
@@ -309,35 +332,6 @@ pub fn boot_clock_micros() -> u64 {
             secs.saturating_mul(1_000_000).saturating_add(micros)
         })
         .unwrap_or(0)
-}
-
-/// RouteManager's per-interface last states, `state_dir/state.json`.
-#[derive(Debug, Clone)]
-pub struct FileStateStore {
-    file: Arc<JsonFile>,
-}
-
-impl FileStateStore {
-    pub fn new(state_dir: impl AsRef<Path>) -> Self {
-        Self {
-            file: Arc::new(JsonFile::new(state_dir.as_ref(), STATE_FILE)),
-        }
-    }
-
-    /// The state file's path.
-    pub fn path(&self) -> &Path {
-        &self.file.path
-    }
-}
-
-impl StateStore for FileStateStore {
-    fn load(&self) -> BoxFuture<'static, PortResult<EngineState>> {
-        port_load(&self.file)
-    }
-
-    fn save(&self, state: EngineState) -> BoxFuture<'static, PortResult<()>> {
-        port_save(&self.file, state)
-    }
 }
 
 #[cfg(test)]
