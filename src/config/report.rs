@@ -13,7 +13,7 @@ use netfailover_actors::model::{DnsConfig, IfaceMatch, IfaceName, Method, Profil
 
 use super::ipconfig::FamilyRead;
 use super::profiles::{Binding, LoadedProfile, MetricOrigin};
-use super::report_common::{all_problems, exit_code, mac};
+use super::report_common::{all_problems, exit_code, mac, running};
 use super::{load_effective, Effective, LoadOptions, Origin};
 use crate::os::sysfs;
 
@@ -137,11 +137,7 @@ fn scripts_section(dispatcher_dir: &Path, out: &mut dyn Write) -> io::Result<()>
     }
     for event in EventKind::ALL {
         let found = discover(dispatcher_dir, event);
-        let runs: Vec<&str> = found
-            .iter()
-            .filter(|s| s.runs())
-            .map(|s| s.name.as_str())
-            .collect();
+        let runs = running(&found);
         let list = if runs.is_empty() {
             "(none)".to_string()
         } else {

@@ -1,10 +1,12 @@
 //! What both renderings of `check-config` share (text in `report.rs`, JSON in
-//! `report_json.rs`): the full problem list, the exit codes, a MAC address as text. Below both,
+//! `report_json.rs`): the full problem list, the exit codes, a MAC address as text, the scripts
+//! that run. Below both,
 //! so each imports it and neither the other.
 
 use std::path::Path;
 
 use super::{Effective, Problem};
+use crate::os::scripts::DiscoveredScript;
 
 /// Exit code: no configuration could be built.
 pub const EXIT_FATAL: i32 = 2;
@@ -53,4 +55,13 @@ pub(super) fn mac(m: &[u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// The names of the scripts that run, in order, of those found for one event.
+pub(super) fn running(found: &[DiscoveredScript]) -> Vec<&str> {
+    found
+        .iter()
+        .filter(|s| s.runs())
+        .map(|s| s.name.as_str())
+        .collect()
 }

@@ -105,18 +105,7 @@ impl JsonFile {
         self: &Arc<Self>,
     ) -> BoxFuture<'static, Result<T, PersistError>> {
         let this = Arc::clone(self);
-        async move {
-            let path = this.path.clone();
-            tokio::task::spawn_blocking(move || read_json(&this.path))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(PersistError::Task {
-                        path,
-                        message: e.to_string(),
-                    })
-                })
-        }
-        .boxed()
+        blocking(self.path.clone(), move || read_json(&this.path))
     }
 
     fn save<T: Serialize + Send + 'static>(
@@ -125,28 +114,34 @@ impl JsonFile {
     ) -> BoxFuture<'static, Result<(), PersistError>> {
         let this = Arc::clone(self);
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        async move {
-            let path = this.path.clone();
-            tokio::task::spawn_blocking(move || {
-                // A poisoned lock only means an earlier write panicked; the number is still valid.
-                let mut written = this.written_seq.lock().unwrap_or_else(|p| p.into_inner());
-                if seq < *written {
-                    return Ok(()); // a newer state is already on disk
-                }
-                write_json_atomically(&this.path, &value, seq)?;
-                *written = seq;
-                Ok(())
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(PersistError::Task {
-                    path,
-                    message: e.to_string(),
-                })
-            })
-        }
-        .boxed()
+        blocking(self.path.clone(), move || {
+            // A poisoned lock only means an earlier write panicked; the number is still valid.
+            let mut written = this.written_seq.lock().unwrap_or_else(|p| p.into_inner());
+            if seq < *written {
+                return Ok(()); // a newer state is already on disk
+            }
+            write_json_atomically(&this.path, &value, seq)?;
+            *written = seq;
+            Ok(())
+        })
     }
+}
+
+/// Runs `work` (file I/O on `path`) on tokio's blocking pool; a task that panicked or was
+/// cancelled is an error naming the path.
+fn blocking<R: Send + 'static>(
+    path: PathBuf,
+    work: impl FnOnce() -> Result<R, PersistError> + Send + 'static,
+) -> BoxFuture<'static, Result<R, PersistError>> {
+    async move {
+        tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+            Err(PersistError::Task {
+                path,
+                message: e.to_string(),
+            })
+        })
+    }
+    .boxed()
 }
 
 /// Reads and decodes `path`; a missing file (or directory) is `T::default()`.
