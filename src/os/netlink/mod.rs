@@ -106,6 +106,21 @@ fn errno(message: &ErrorMessage) -> Option<i32> {
     message.code.map(|code| code.get().saturating_abs())
 }
 
+/// The local addresses of one address message.
+pub(crate) fn address_of(msg: &AddressMessage) -> Option<(IpAddr, u32)> {
+    // IPv4 point-to-point links put the local address in IFA_LOCAL and the peer in
+    // IFA_ADDRESS; everywhere else both are the local address.
+    let local = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let address = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    });
+    local.or(address).map(|ip| (ip, msg.header.index))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,19 +156,4 @@ mod tests {
             Err(NetlinkError::NoRuntime { .. })
         ));
     }
-}
-
-/// The local addresses of one address message.
-pub(crate) fn address_of(msg: &AddressMessage) -> Option<(IpAddr, u32)> {
-    // IPv4 point-to-point links put the local address in IFA_LOCAL and the peer in
-    // IFA_ADDRESS; everywhere else both are the local address.
-    let local = msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(ip) => Some(*ip),
-        _ => None,
-    });
-    let address = msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Address(ip) => Some(*ip),
-        _ => None,
-    });
-    local.or(address).map(|ip| (ip, msg.header.index))
 }
