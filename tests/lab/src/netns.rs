@@ -64,40 +64,6 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Guard for namespace tests: `true` to go on. Not root: under `CI=true` this panics (a test
-/// that cannot run in CI must fail loudly); elsewhere it prints why and the test returns early.
-pub fn require_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: namespace tests need root, and CI=true forbids skipping them");
-    }
-    eprintln!("SKIP {test}: needs root to create network namespaces");
-    false
-}
-
-/// Guard for a test (or part of one) that needs a program the README's Quick start does not
-/// name (`python3`, `systemd-analyze`): `true` to go on when `tool` runs. Missing: under
-/// `CI=true` this panics (`.ci/run` installs it); elsewhere it prints one line, `SKIP test: …`,
-/// and the caller skips.
-pub fn require_tool(test: &str, tool: &str) -> bool {
-    let runs = std::process::Command::new(tool)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    if runs {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: needs {tool}, and CI=true forbids skipping it");
-    }
-    eprintln!("SKIP {test}: {tool} is not installed");
-    false
-}
-
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Namespaces this process created and has not deleted yet.
