@@ -28,7 +28,6 @@ use netfailover::control::Request;
 use netfailover::engine::model::Connectivity;
 use netfailover::engine::status::EngineStatus;
 use netfailover_lab::daemon::DaemonProcess;
-use netfailover_lab::daemon::DaemonProcess;
 use netfailover_lab::netns::wait_for;
 use netfailover_lab::test_setup;
 use netfailover_lab::world::{World, FAST_SETTINGS};

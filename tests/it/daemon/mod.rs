@@ -194,7 +194,6 @@ pub(crate) fn reply_line(reader: &mut impl BufRead) -> serde_json::Value {
 }
 
 use netfailover_lab::daemon::DaemonProcess;
-use netfailover_lab::daemon::DaemonProcess;
 use netfailover_lab::netns::wait_for;
 use netfailover_lab::test_setup;
 use netfailover_lab::world::{World, CHECK_ADDR};
