@@ -153,12 +153,8 @@ impl Crate {
             .collect()
     }
 
-    /// The first circle found at any level, as `a::b -> a::c -> a::b` (full module paths).
-    pub fn first_circle(&self) -> Option<String> {
-        self.circles().into_iter().next()
-    }
-
-    /// The circles of every level (a level: the children of one module): each one found, then
+    /// The circles of every level (a level: the children of one module), as `a::b -> a::c ->
+    /// a::b` (full module paths): each one found, then
     /// its closing edge set aside and the level searched again, so two circles at one level
     /// are both listed.
     pub fn circles(&self) -> Vec<String> {
@@ -232,17 +228,13 @@ fn declared_modules(code: &str) -> Vec<String> {
     for pair in words.windows(2) {
         if pair[0] == "mod" {
             if let Some(name) = pair[1].strip_suffix(';') {
-                if is_ident(name) {
+                if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
                     out.push(name.to_string());
                 }
             }
         }
     }
     out
-}
-
-fn is_ident(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 /// The file's code split into (module path the code is in, code): the file itself with its
