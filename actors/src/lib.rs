@@ -9,7 +9,7 @@
 //!
 //! | actor | file | receives | sends (→ handler) | on failure |
 //! |---|---|---|---|---|
-//! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` | `Reconfigure`/`Shutdown` → RouteManager; `ReconfigureChecks`/`KillProber`/`CheckIface` → ProbeScheduler; `ReconfigureFlows` → FlowResetter; `ReconfigurePassive` → TrafficWatcher | root: its end ends `run()` |
+//! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` | `Reconfigure`/`Shutdown` → RouteManager; `ReconfigureChecks`/`KillProber`/`CheckIface` → ProbeScheduler; `ReconfigureFlows` → FlowResetter; `ReconfigurePassive` → TrafficWatcher; `ReconfigureRecovery` → RecoveryManager | root: its end ends `run()` |
 //! | LinkWatcher | `link_watcher.rs` | `LinkUpdate` stream from `LinkSource` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged` → RouteManager | restarted; resubscribes and dumps |
 //! | RouteManager | `route_manager.rs` | link facts, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | routes → `RouteTable`; `UplinksChanged`, `ResetChecks` → ProbeScheduler; `RouteInUseMoved` → FlowResetter; events → `EventLog` | restarted; reloads `StateStore`, dumps links, reconciles |
 //! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ResetChecks`, `Confirm`, `ProbeDone`, `KillProber`, `CheckIface`, `ReconfigureChecks` | `ConnectivityChanged`, `GetUplinks` → RouteManager; `ConfirmCheck`/`Retarget`/`CheckNow` → its Probers | restarted; asks RouteManager, checks everything at once |
@@ -17,13 +17,15 @@
 //! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `ReconfigurePassive` | `GetUplinks` → RouteManager; `Confirm` → ProbeScheduler; samples ← `TrafficSource` | restarted; trackers start empty |
 //! | Dispatcher | `dispatcher.rs` | the `EventLog` | scripts → `ScriptRunner` | restarted; re-runs the interrupted event |
 //! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved`, `ReconfigureFlows` | resets → `FlowTable`; `flows-reset` records → board | restarted; stateless |
+//! | RecoveryManager | `recovery_manager.rs` | `UplinkStates`, `ReconfigureRecovery`, its timer | `GetUplinks` → RouteManager; actions → `Recovery`; `recovery` events → `EventLog` | restarted; asks RouteManager, reloads reboot times |
 //!
 //! Pure logic lives outside actors: `health.rs` (check state machine), `passive.rs` (passive
 //! health's suspicion rule), and RouteManager's four parts, which the actor only sequences:
 //! `plan.rs` (the planner; `assign.rs` picks the managed interfaces), `apply.rs` (the applier
 //! and rp_filter policy), `transition.rs` (interface states and events in the contract's order)
 //! and `route_model.rs` (its model and the projections: events, uplinks, status);
-//! `flows.rs` (which flows are pinned to an interface). The status board (`board.rs`) has one
+//! `flows.rs` (which flows are pinned to an interface); `recovery.rs` (the recovery ladder's
+//! episodes and the reboot rule). The status board (`board.rs`) has one
 //! writer per field: each actor publishes its own part (`iface_parts.rs` per interface) and
 //! `EngineHandle::status()` joins them. The event queue (`event_log.rs`) is owned by the
 //! engine, so events survive restarts of their producer and consumer; it is mirrored to the
@@ -56,6 +58,8 @@ pub mod plan;
 pub mod ports;
 pub mod probe_scheduler;
 pub mod prober;
+pub mod recovery;
+pub mod recovery_manager;
 pub mod route_manager;
 pub mod route_model;
 pub mod status;

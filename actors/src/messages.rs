@@ -82,6 +82,8 @@ pub struct Uplink {
     pub connectivity: Connectivity,
     /// Configured IPv4 metric (before penalty): passive health ranks uplinks with it.
     pub metric: u32,
+    /// A gsm/cdma uplink (the recovery ladder's `modem-reset` applies).
+    pub cellular: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,6 +229,20 @@ pub struct AnsweredSince {
     pub ifindex: u32,
     pub since: Instant,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Handled by RecoveryManager
+// ---------------------------------------------------------------------------------------------
+
+/// RouteManager's managed interfaces changed (sent with `UplinksChanged`): the ladder's input.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct UplinkStates(pub Vec<Uplink>);
+
+/// A new configuration (SIGHUP; from the supervisor).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ReconfigureRecovery(pub Arc<Config>);
 
 // ---------------------------------------------------------------------------------------------
 // Handled by the Supervisor (from `EngineHandle`)

@@ -7,7 +7,7 @@
 //! `StateStore` port, and the sysctls it tunes (strict `rp_filter` → loose, `ra_defrtr_metric`).
 //!
 //! Talks to: LinkWatcher sends it link facts; ProbeScheduler sends it connectivity facts and asks
-//! for the uplinks; it sends ProbeScheduler the uplinks when they change, FlowResetter the moves
+//! for the uplinks; it sends ProbeScheduler (and RecoveryManager) the uplinks when they change, FlowResetter the moves
 //! of the route in use, and pushes events into the engine's `EventLog`, which Dispatcher drains.
 //!
 //! This actor only sequences pure parts, level-triggered: every fact updates its model
@@ -35,7 +35,7 @@ use crate::board::Board;
 use crate::event_log::EventLog;
 use crate::messages::{
     ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, Reconfigure,
-    ResetChecks, RouteInUseMoved, RoutesChanged, Shutdown, Uplink, UplinksChanged,
+    ResetChecks, RouteInUseMoved, RoutesChanged, Shutdown, Uplink, UplinkStates, UplinksChanged,
 };
 use crate::model::{Config, Connectivity, Event, IfaceAddr, IfaceMatch, IfaceName, LinkInfo};
 use crate::peers::Slot;
@@ -67,6 +67,8 @@ pub struct RouteDeps {
     pub uplinks: Slot<UplinksChanged>,
     pub reset_checks: Slot<ResetChecks>,
     pub moved: Slot<RouteInUseMoved>,
+    /// The same uplinks to RecoveryManager.
+    pub recovery: Slot<UplinkStates>,
     pub board: Board,
 }
 
@@ -296,6 +298,7 @@ impl RouteManager {
         let uplinks = self.state.model.uplinks(&self.cfg);
         if uplinks != self.state.last_uplinks {
             self.deps.uplinks.do_send(UplinksChanged(uplinks.clone()));
+            self.deps.recovery.do_send(UplinkStates(uplinks.clone()));
             self.state.last_uplinks = uplinks;
         }
     }

@@ -12,6 +12,7 @@
 //! | link-watcher     | permanent | 5 in 30 s      | 50 ms → 5 s     | a new subscription + dump         |
 //! | flow-resetter    | permanent | 5 in 30 s      | 50 ms → 5 s     | (stateless; config only)          |
 //! | traffic-watcher  | permanent | 5 in 30 s      | 50 ms → 5 s     | the next samples (trackers empty) |
+//! | recovery-manager | permanent | 5 in 30 s      | 50 ms → 5 s     | RouteManager's uplinks, reboot times |
 //! | prober:IFACE     | permanent | 5 in 60 s      | 100 ms → 5 s    | (stateless; checks at once)       |
 //!
 //! Probers are children of probe-scheduler (see `probe_scheduler.rs`); exceeding their
@@ -35,12 +36,13 @@ use crate::flow_resetter::FlowResetter;
 use crate::link_watcher::{LinkFacts, LinkWatcher};
 use crate::messages::{
     CheckIface, CheckNowFor, Kill, KillHow, KillProber, Reconfigure, ReconfigureChecks,
-    ReconfigureFlows, ReconfigurePassive, Reload, Shutdown, StopTree,
+    ReconfigureFlows, ReconfigurePassive, ReconfigureRecovery, Reload, Shutdown, StopTree,
 };
 use crate::model::{Config, IfaceName};
 use crate::peers::{Peers, Slot};
 use crate::ports::{Ports, ProbeReport};
 use crate::probe_scheduler::{ProbeDeps, ProbeScheduler};
+use crate::recovery_manager::{RecoveryDeps, RecoveryManager};
 use crate::route_manager::{RouteDeps, RouteManager};
 use crate::supervision::{ChildSlot, Decision, Exit, RestartPolicy};
 use crate::traffic_watcher::{TrafficDeps, TrafficWatcher};
@@ -65,18 +67,20 @@ pub enum Child {
     ProbeScheduler,
     LinkWatcher,
     TrafficWatcher,
+    RecoveryManager,
 }
 
 impl Child {
     /// Start order: the consumer of route moves, then the writer of routes, the source of facts
-    /// last.
-    pub const ALL: [Child; 6] = [
+    /// last; the recovery ladder after them (it asks RouteManager for the uplinks on start).
+    pub const ALL: [Child; 7] = [
         Child::FlowResetter,
         Child::RouteManager,
         Child::Dispatcher,
         Child::ProbeScheduler,
         Child::LinkWatcher,
         Child::TrafficWatcher,
+        Child::RecoveryManager,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +91,7 @@ impl Child {
             Child::ProbeScheduler => "probe-scheduler",
             Child::LinkWatcher => "link-watcher",
             Child::TrafficWatcher => "traffic-watcher",
+            Child::RecoveryManager => "recovery-manager",
         }
     }
 }
@@ -102,6 +107,7 @@ struct Control {
     check_iface: Slot<CheckIface>,
     reconfigure_flows: Slot<ReconfigureFlows>,
     reconfigure_passive: Slot<ReconfigurePassive>,
+    reconfigure_recovery: Slot<ReconfigureRecovery>,
 }
 
 /// The root of the tree. See the module doc.
@@ -181,6 +187,7 @@ impl Supervisor {
                     .set(Some(addr.clone().recipient()));
                 self.control.reconfigure_passive.set(Some(addr.recipient()));
             }
+            Child::RecoveryManager => self.start_recovery_manager(&mut slot, on_exit),
         }
         self.children.insert(child, slot);
         self.publish();
@@ -196,6 +203,24 @@ impl Supervisor {
         self.control.reconfigure_flows.set(Some(addr.recipient()));
     }
 
+    fn start_recovery_manager(
+        &self,
+        slot: &mut ChildSlot,
+        on_exit: impl FnOnce(u64, Exit) + 'static,
+    ) {
+        let deps = RecoveryDeps {
+            recovery: self.ports.recovery.clone(),
+            get_uplinks: self.peers.get_uplinks.clone(),
+            log: self.log.clone(),
+            board: self.board.clone(),
+        };
+        let addr = slot.start(RecoveryManager::new(self.cfg.clone(), deps), on_exit);
+        self.peers.uplink_states.set(Some(addr.clone().recipient()));
+        self.control
+            .reconfigure_recovery
+            .set(Some(addr.recipient()));
+    }
+
     fn start_route_manager(&self, slot: &mut ChildSlot, on_exit: impl FnOnce(u64, Exit) + 'static) {
         let (p, c) = (&self.peers, &self.control);
         let deps = RouteDeps {
@@ -207,6 +232,7 @@ impl Supervisor {
             uplinks: p.uplinks_changed.clone(),
             reset_checks: p.reset_checks.clone(),
             moved: p.route_in_use_moved.clone(),
+            recovery: p.uplink_states.clone(),
             board: self.board.clone(),
         };
         // The first incarnation is the daemon's first start: it announces `up`.
@@ -275,6 +301,10 @@ impl Supervisor {
             Child::TrafficWatcher => {
                 p.answered_since.set(None);
                 c.reconfigure_passive.set(None);
+            }
+            Child::RecoveryManager => {
+                p.uplink_states.set(None);
+                c.reconfigure_recovery.set(None);
             }
         }
     }
@@ -441,6 +471,8 @@ impl Handler<Reload> for Supervisor {
             .do_send(ReconfigureFlows(self.cfg.clone()));
         c.reconfigure_passive
             .do_send(ReconfigurePassive(self.cfg.clone()));
+        c.reconfigure_recovery
+            .do_send(ReconfigureRecovery(self.cfg.clone()));
         tracing::info!(profiles = self.cfg.profiles.len(), "configuration reloaded");
     }
 }

@@ -319,6 +319,7 @@ mod tests {
             routed: vec![Family::V4],
             connectivity: c,
             metric,
+            cellular: false,
         }
     }
 

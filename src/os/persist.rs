@@ -340,6 +340,42 @@ impl StateStore for FileStateStore {
     }
 }
 
+/// File name of the recovery ladder's reboot times inside `persist_dir`.
+pub const RECOVERY_FILE: &str = "recovery.json";
+
+/// What `persist_dir/recovery.json` holds.
+#[derive(Clone, PartialEq, Eq, Debug, Default, serde::Deserialize, Serialize)]
+struct RecoveryRecord {
+    /// Reboots the recovery ladder requested, Unix ms, oldest first.
+    reboots_unix_ms: Vec<u64>,
+}
+
+/// The recovery ladder's reboot times, `persist_dir/recovery.json` (unlike `state_dir`, this
+/// directory outlives a reboot: it is what makes `recovery.reboot_min_interval` hold across
+/// reboots).
+#[derive(Debug, Clone)]
+pub struct RebootTimes {
+    file: Arc<JsonFile>,
+}
+
+impl RebootTimes {
+    pub fn new(persist_dir: impl AsRef<Path>) -> Self {
+        Self {
+            file: Arc::new(JsonFile::new(persist_dir.as_ref(), RECOVERY_FILE)),
+        }
+    }
+
+    pub fn load(&self) -> BoxFuture<'static, PortResult<Vec<u64>>> {
+        port_load::<RecoveryRecord>(&self.file)
+            .map(|r| r.map(|r| r.reboots_unix_ms))
+            .boxed()
+    }
+
+    pub fn save(&self, reboots_unix_ms: Vec<u64>) -> BoxFuture<'static, PortResult<()>> {
+        port_save(&self.file, RecoveryRecord { reboots_unix_ms })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

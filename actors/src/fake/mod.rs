@@ -10,6 +10,7 @@
 //! | [`MemJournal`] | `journal.rs` | `Journal` |
 //! | [`MemStateStore`] | `state_store.rs` | `StateStore` |
 //! | [`FakeFlows`] | `flows.rs` | `FlowTable` |
+//! | [`FakeRecovery`] | `recovery.rs` | `Recovery` |
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,6 +21,7 @@ mod flows;
 mod journal;
 mod kernel;
 mod probe;
+mod recovery;
 mod scripts;
 mod state_store;
 mod traffic;
@@ -28,6 +30,7 @@ pub use flows::{FakeFlows, FakeReset};
 pub use journal::MemJournal;
 pub use kernel::{FakeKernel, RouteWrite};
 pub use probe::{FakeProbe, ProbeBehaviour};
+pub use recovery::{FakeCall, FakeRecovery};
 pub use scripts::FakeScripts;
 pub use state_store::MemStateStore;
 pub use traffic::{FakeFlow, FakeTraffic};
@@ -61,6 +64,7 @@ pub fn event(kind: crate::model::EventKind, iface: &str) -> crate::model::Event 
         ip4_gateway: None,
         ip4_nameservers: vec![],
         at_unix_ms: 0,
+        recovery: None,
     }
 }
 
@@ -79,6 +83,7 @@ pub struct FakeWorld {
     pub state: MemStateStore,
     pub flows: FakeFlows,
     pub traffic: FakeTraffic,
+    pub recovery: FakeRecovery,
 }
 
 impl FakeWorld {
@@ -102,6 +107,7 @@ impl FakeWorld {
             state: Arc::new(self.state.clone()),
             flows: Arc::new(self.flows.clone()),
             traffic: Arc::new(self.traffic.clone()),
+            recovery: Arc::new(self.recovery.clone()),
         }
     }
 }
