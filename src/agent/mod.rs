@@ -313,10 +313,7 @@ impl AgentBuilder {
                 Some(p) => p.flows.clone(),
                 None => kernel::netlink_flows(),
             },
-            recovery: match &given {
-                Some(p) => p.recovery.clone(),
-                None => Arc::new(crate::os::recovery::OsRecovery::new(&persist_dir)),
-            },
+            recovery: kernel::recovery(given.as_ref(), &persist_dir),
         };
         let plan = self.dry_run.then(|| dry_run_ports(&mut ports));
         Ok(Prepared {
