@@ -14,6 +14,7 @@ mod netlink;
 mod operator;
 mod passive;
 mod probe;
+mod recovery;
 mod reload;
 mod semantics;
 mod wait_online;

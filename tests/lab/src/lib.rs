@@ -15,6 +15,7 @@ pub mod router;
 pub mod soak;
 pub mod timeline;
 pub mod uplinks;
+pub mod wedge;
 pub mod world;
 
 /// The `netfailover-lab` command line (besides its hidden `run` verb, which is the daemon's).
