@@ -15,6 +15,7 @@ mod operator;
 mod passive;
 mod probe;
 mod recovery;
+mod recovery_dbus;
 mod reload;
 mod semantics;
 mod wait_online;

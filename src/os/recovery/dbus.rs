@@ -19,10 +19,58 @@ pub const LOGIND_PATH: &str = "/org/freedesktop/login1";
 
 type Objects = HashMap<OwnedObjectPath, HashMap<String, HashMap<String, OwnedValue>>>;
 
-/// Connects to the system bus and checks that `name` has an owner; `Err` is the outcome to
-/// return (skipped: no bus or no service).
-async fn service(name: &str) -> Result<Connection, ActionOutcome> {
-    let conn = Connection::system()
+/// Which bus the rungs talk to: the system bus (`DBUS_SYSTEM_BUS_ADDRESS` or its default
+/// socket), or a given address (tests run their own bus).
+#[derive(Clone, Debug, Default)]
+pub struct Bus {
+    address: Option<String>,
+}
+
+impl Bus {
+    /// The system bus.
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// The bus at `address` (`unix:path=…`).
+    pub fn at(address: impl Into<String>) -> Self {
+        Self {
+            address: Some(address.into()),
+        }
+    }
+
+    async fn connect(&self) -> zbus::Result<Connection> {
+        match &self.address {
+            None => Connection::system().await,
+            Some(a) => {
+                zbus::connection::Builder::address(a.as_str())?
+                    .build()
+                    .await
+            }
+        }
+    }
+
+    /// `reconnect` (see [`nm_reconnect`]).
+    pub async fn nm_reconnect(&self, iface: &str) -> ActionOutcome {
+        nm_reconnect(self, iface).await
+    }
+
+    /// `modem-reset` (see [`mm_reset`]).
+    pub async fn mm_reset(&self, iface: &str) -> ActionOutcome {
+        mm_reset(self, iface).await
+    }
+
+    /// `reboot` through logind (see [`logind_reboot`]).
+    pub async fn logind_reboot(&self) -> ActionOutcome {
+        logind_reboot(self).await
+    }
+}
+
+/// Connects to the bus and checks that `name` has an owner; `Err` is the outcome to return
+/// (skipped: no bus or no service).
+async fn service(bus: &Bus, name: &str) -> Result<Connection, ActionOutcome> {
+    let conn = bus
+        .connect()
         .await
         .map_err(|e| ActionOutcome::Skipped(format!("no system D-Bus: {e}")))?;
     let running: bool = call(
@@ -88,8 +136,8 @@ where
 /// `reconnect`: NetworkManager re-activates `iface`'s active connection (its
 /// `ActivateConnection` on an active connection deactivates and activates it again: a fresh
 /// DHCP lease, a new Wi-Fi association, a new bearer).
-pub async fn nm_reconnect(iface: &str) -> ActionOutcome {
-    let conn = match service(NM).await {
+pub async fn nm_reconnect(bus: &Bus, iface: &str) -> ActionOutcome {
+    let conn = match service(bus, NM).await {
         Ok(c) => c,
         Err(outcome) => return outcome,
     };
@@ -136,8 +184,8 @@ async fn nm_reactivate(conn: &Connection, iface: &str) -> zbus::Result<ActionOut
 }
 
 /// `modem-reset`: ModemManager resets the modem whose ports include `iface`.
-pub async fn mm_reset(iface: &str) -> ActionOutcome {
-    let conn = match service(MM).await {
+pub async fn mm_reset(bus: &Bus, iface: &str) -> ActionOutcome {
+    let conn = match service(bus, MM).await {
         Ok(c) => c,
         Err(outcome) => return outcome,
     };
@@ -194,8 +242,8 @@ async fn mm_modem_of(conn: &Connection, iface: &str) -> zbus::Result<Option<Owne
 }
 
 /// `reboot` through systemd-logind: `Reboot(false)`.
-pub async fn logind_reboot() -> ActionOutcome {
-    let conn = match service(LOGIND).await {
+pub async fn logind_reboot(bus: &Bus) -> ActionOutcome {
+    let conn = match service(bus, LOGIND).await {
         Ok(c) => c,
         Err(outcome) => return outcome,
     };

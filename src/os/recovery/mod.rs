@@ -98,7 +98,7 @@ pub async fn reboot(command: Vec<String>) -> ActionOutcome {
     if let Some(supervisor) = supervisor_from_env() {
         return supervisor.reboot().await;
     }
-    dbus::logind_reboot().await
+    dbus::Bus::system().logind_reboot().await
 }
 
 impl Recovery for OsRecovery {
@@ -106,10 +106,10 @@ impl Recovery for OsRecovery {
         relink(t.ifindex).boxed()
     }
     fn reconnect(&self, t: RecoveryTarget) -> BoxFuture<'static, ActionOutcome> {
-        async move { dbus::nm_reconnect(t.iface.as_str()).await }.boxed()
+        async move { dbus::Bus::system().nm_reconnect(t.iface.as_str()).await }.boxed()
     }
     fn modem_reset(&self, t: RecoveryTarget) -> BoxFuture<'static, ActionOutcome> {
-        async move { dbus::mm_reset(t.iface.as_str()).await }.boxed()
+        async move { dbus::Bus::system().mm_reset(t.iface.as_str()).await }.boxed()
     }
     fn reboot(&self, command: Vec<String>) -> BoxFuture<'static, ActionOutcome> {
         reboot(command).boxed()

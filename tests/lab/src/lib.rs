@@ -8,6 +8,7 @@ pub mod apps;
 pub mod bench;
 pub mod boot;
 pub mod container;
+pub mod dbus;
 pub mod hostile;
 pub mod internet;
 pub mod netns;
