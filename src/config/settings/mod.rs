@@ -297,6 +297,26 @@ mod tests {
         assert_eq!(s.origin("check.up_count"), Origin::Default);
     }
 
+    /// `[recovery]` and `persist_dir`: read, and a bad key falls back alone with its FILE:LINE.
+    #[test]
+    fn recovery_section_reads_and_falls_back_per_key() {
+        let toml = "persist_dir = \"/data/nf\"\n[recovery]\nrelink_after = \"90s\"\n\
+                    reboot_after = \"2h\"\nreboot_command = [\"reboot\", \"-f\"]\n";
+        let (s, problems) = with(toml, &[("NETFAILOVER_RECOVERY__ENABLED", "false")]);
+        assert_eq!(s.persist_dir, PathBuf::from("/data/nf"));
+        assert_eq!(s.recovery.relink_after, Duration::from_secs(90));
+        assert_eq!(s.recovery.reboot_after, Duration::from_secs(7200));
+        assert!(!s.recovery.enabled, "from the environment");
+        assert!(
+            s.recovery.reboot_command.is_empty(),
+            "rejected: not an absolute path"
+        );
+        assert_eq!(
+            problems,
+            vec!["netfailover.toml:5: error: recovery.reboot_command: \"reboot\" is not an absolute path"]
+        );
+    }
+
     /// `[flows]`: read from the file and the environment; a value that is not a boolean takes
     /// its default alone, with the file's line.
     #[test]
