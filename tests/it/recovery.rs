@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use netfailover::control::Request;
 use netfailover::engine::model::{Connectivity, EventKind};
-use netfailover_lab::netns::{require_root, wait_for};
+use netfailover_lab::netns::wait_for;
+use netfailover_lab::test_setup;
 use netfailover_lab::wedge::Wedge;
 use netfailover_lab::world::FAST_SETTINGS;
 
@@ -52,10 +53,7 @@ fn recovery_events(e2e: &E2e) -> Vec<(String, String, String)> {
 
 #[test]
 fn a_wedged_uplink_is_cured_by_relink_and_the_route_comes_back() {
-    let _serial = crate::heavy_test_lock();
-    if !require_root("a_wedged_uplink_is_cured_by_relink_and_the_route_comes_back") {
-        return;
-    }
+    test_setup!();
     let e2e = E2e::start_prepared(2, Vec::new(), |world, boot| {
         world.start_servers().expect("starting the lab servers");
         settings(
@@ -115,10 +113,7 @@ fn recorded(path: &Path) -> Vec<String> {
 
 #[test]
 fn the_reboot_rung_runs_reboot_command_once_and_not_again_after_a_restart() {
-    let _serial = crate::heavy_test_lock();
-    if !require_root("the_reboot_rung_runs_reboot_command_once_and_not_again_after_a_restart") {
-        return;
-    }
+    test_setup!();
     let mut recorder = None;
     // No check server: every uplink is LIMITED from the start.
     let mut e2e = E2e::start_prepared(2, Vec::new(), |_, boot| {

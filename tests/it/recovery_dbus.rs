@@ -11,7 +11,8 @@ use netfailover::engine::ports::ActionOutcome;
 use netfailover::os::recovery::dbus::{Bus, LOGIND, LOGIND_PATH, MM, MM_PATH};
 use netfailover::os::recovery::BalenaSupervisor;
 use netfailover_lab::dbus::{NetworkManagerInNetns, PrivateBus};
-use netfailover_lab::netns::{require_root, veth, wait_for, Netns};
+use netfailover_lab::netns::{veth, wait_for, Netns};
+use netfailover_lab::test_setup;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type Calls = Arc<Mutex<Vec<String>>>;
@@ -185,9 +186,7 @@ fn connected(nm: &NetworkManagerInNetns, iface: &str) -> bool {
 
 #[test]
 fn reconnect_reactivates_the_interfaces_connection_in_a_real_networkmanager() {
-    if !require_root("reconnect_reactivates_the_interfaces_connection_in_a_real_networkmanager") {
-        return;
-    }
+    test_setup!();
     let device = Netns::new("nmdev").unwrap();
     let isp = Netns::new("nmisp").unwrap();
     veth((&device, "eth0"), (&isp, "down0")).unwrap();
