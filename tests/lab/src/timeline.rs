@@ -539,11 +539,19 @@ pub fn run(args: &LabArgs) -> Result<bool, LabError> {
         return super::soak::run(minutes);
     }
     if args.scenario == "list" {
-        println!("{}\n{}", SCENARIOS.join("\n"), super::boot::SCENARIO);
+        println!(
+            "{}\n{}\n{}",
+            SCENARIOS.join("\n"),
+            super::boot::SCENARIO,
+            super::wedge::SCENARIO
+        );
         return Ok(true);
     }
     if args.scenario == super::boot::SCENARIO {
         return super::boot::run();
+    }
+    if args.scenario == super::wedge::SCENARIO {
+        return super::wedge::run();
     }
     let steps = scenario(&args.scenario)?;
     watch_interrupts();
