@@ -10,7 +10,7 @@ use std::time::Duration;
 use netfailover::engine::ports::ActionOutcome;
 use netfailover::os::recovery::dbus::{Bus, LOGIND, LOGIND_PATH, MM, MM_PATH};
 use netfailover::os::recovery::BalenaSupervisor;
-use netfailover_lab::dbus::{NetworkManagerInNetns, PrivateBus};
+use netfailover_lab::dbus::{have_programs, NetworkManagerInNetns, PrivateBus};
 use netfailover_lab::netns::{veth, wait_for, Netns};
 use netfailover_lab::test_setup;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,6 +53,12 @@ impl FakeLogind {
 
 #[test]
 fn modem_reset_and_logind_reboot_reach_the_services_and_absent_ones_are_skipped() {
+    if !have_programs(
+        "recovery_dbus::modem_reset_and_logind_reboot",
+        &["dbus-daemon"],
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let bus = PrivateBus::start(dir.path()).expect("dbus-daemon");
     let empty_dir = tempfile::tempdir().unwrap();
@@ -187,6 +193,12 @@ fn connected(nm: &NetworkManagerInNetns, iface: &str) -> bool {
 #[test]
 fn reconnect_reactivates_the_interfaces_connection_in_a_real_networkmanager() {
     test_setup!();
+    if !have_programs(
+        "recovery_dbus::reconnect",
+        &["dbus-daemon", "NetworkManager", "nmcli"],
+    ) {
+        return;
+    }
     let device = Netns::new("nmdev").unwrap();
     let isp = Netns::new("nmisp").unwrap();
     veth((&device, "eth0"), (&isp, "down0")).unwrap();

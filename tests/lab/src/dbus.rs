@@ -10,6 +10,34 @@ use std::time::Duration;
 
 use super::netns::{wait_for, Netns};
 
+/// Whether `programs` (`dbus-daemon`, `NetworkManager`, `nmcli`) can run here. Missing: under
+/// `CI=true` this panics (`.ci/run` installs them), elsewhere it prints `SKIP <test>: …` and
+/// returns `false`.
+pub fn have_programs(test: &str, programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {p}")])
+                .output()
+                .map_or(true, |o| !o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!(
+        "needs {} (Debian: dbus, network-manager)",
+        missing.join(", ")
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why}, and CI=true forbids skipping it");
+    }
+    eprintln!("SKIP {test}: {why}");
+    false
+}
+
 /// A private bus with an allow-all policy; `address` is what `DBUS_SYSTEM_BUS_ADDRESS` takes.
 pub struct PrivateBus {
     child: Child,
