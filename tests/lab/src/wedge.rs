@@ -165,7 +165,28 @@ pub fn run() -> Result<bool, LabError> {
     let back = wait_for(STEP_TIMEOUT + Duration::from_secs(60), || {
         eth0_full_and_routed(&world, &runtime, &socket)?.then(|| t0.elapsed())
     });
-    let status = super::timeline::query_status(&runtime, &socket);
+    let times = [failover, bounce.map(|b| b - t0), back];
+    let fixed_by = report(super::timeline::query_status(&runtime, &socket), times);
+    let passed = ready.is_some() && failover.is_some() && back.is_some() && fixed_by.is_some();
+    if !passed {
+        println!(
+            "the daemon's log:\n{}",
+            std::fs::read_to_string(&daemon_log).unwrap_or_default()
+        );
+    }
+    println!("{}", if passed { "wedged ok" } else { "wedged FAILED" });
+    drop(wedge);
+    drop(daemon);
+    drop(world);
+    println!("namespaces removed");
+    Ok(passed)
+}
+
+/// Prints the rungs taken and the summary line; returns the rung that fixed it.
+fn report(
+    status: Option<netfailover::engine::status::EngineStatus>,
+    [failover, bounce, back]: [Option<Duration>; 3],
+) -> Option<&'static str> {
     let rungs: Vec<String> = status
         .as_ref()
         .map(|s| {
@@ -194,21 +215,9 @@ pub fn run() -> Result<bool, LabError> {
         "summary: wedged eth0 → failover to the backup after {}, ISP saw the bounce after {}, \
          eth0 FULL and first again after {}, fixed by {} (relink_after 10 s in the lab, 3 min by default)",
         secs(failover),
-        secs(bounce.map(|b| b - t0)),
+        secs(bounce),
         secs(back),
         fixed_by.unwrap_or("nothing"),
     );
-    let passed = ready.is_some() && failover.is_some() && back.is_some() && fixed_by.is_some();
-    if !passed {
-        println!(
-            "the daemon's log:\n{}",
-            std::fs::read_to_string(&daemon_log).unwrap_or_default()
-        );
-    }
-    println!("{}", if passed { "wedged ok" } else { "wedged FAILED" });
-    drop(wedge);
-    drop(daemon);
-    drop(world);
-    println!("namespaces removed");
-    Ok(passed)
+    fixed_by
 }
