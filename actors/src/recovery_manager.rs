@@ -404,6 +404,8 @@ impl Handler<ReconfigureRecovery> for RecoveryManager {
     type Result = ();
     fn handle(&mut self, msg: ReconfigureRecovery, ctx: &mut Self::Context) {
         self.cfg = msg.0;
+        // Turned back on: the episodes start again from the uplinks as they are.
+        self.ladder.update(&self.uplinks, Instant::now());
         self.evaluate(ctx);
     }
 }

@@ -390,6 +390,26 @@ mod tests {
         assert!(journal.id_floor() > first);
     }
 
+    /// The reboot times in `persist_dir` read back as written, by a new instance (a daemon
+    /// after the reboot); none written is an empty list.
+    #[test]
+    fn reboot_times_survive_a_new_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let times = RebootTimes::new(dir.path().join("persist"));
+        assert_eq!(rt.block_on(times.load()).unwrap(), Vec::<u64>::new());
+        rt.block_on(times.save(vec![1_700_000_000_000, 1_700_086_400_000]))
+            .unwrap();
+        let again = RebootTimes::new(dir.path().join("persist"));
+        assert_eq!(
+            rt.block_on(again.load()).unwrap(),
+            vec![1_700_000_000_000, 1_700_086_400_000]
+        );
+    }
+
     #[test]
     fn missing_file_is_default_and_garbage_is_an_error_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
