@@ -193,8 +193,8 @@ impl RecoveryManager {
         iface: Option<IfaceName>,
         outcome: &ActionOutcome,
     ) {
-        let _span =
-            tracing::info_span!("recovery_manager", iface = tracing::field::Empty).entered();
+        let name = iface.as_ref().map_or_else(String::new, |i| i.to_string());
+        let _span = tracing::info_span!("recovery_manager", iface = %name).entered();
         match outcome {
             ActionOutcome::Done => {
                 tracing::info!(action = %action, iface = ?iface, "recovery: {action} done")
