@@ -372,3 +372,26 @@ async fn a_reboot_after_reboot_after_announced_first_and_rate_limited_across_a_r
     assert_eq!(w.recovery.calls().len(), 2);
     assert_eq!(w.recovery.reboots().len(), 2);
 }
+
+#[actix::test]
+async fn a_reload_that_turns_the_ladder_on_starts_the_episodes_from_then() {
+    let w = world();
+    w.probe.set("eth0", Verdict::Limited);
+    let off = RecoveryConfig {
+        enabled: false,
+        ..RecoveryConfig::default()
+    };
+    let t0 = Instant::now();
+    let h = started(&w, config(off)).await;
+    pass(10 * MIN).await;
+    assert_eq!(w.recovery.calls(), vec![]);
+    assert!(h.status().recovery.interfaces.is_empty());
+    h.reload(config(RecoveryConfig::default()));
+    pass(2 * MIN).await;
+    assert_eq!(w.recovery.calls(), vec![], "3 minutes from the reload");
+    pass(2 * MIN).await;
+    assert_eq!(
+        calls(&w, t0),
+        vec![(RecoveryAction::Relink, "eth0".into(), 13)]
+    );
+}
