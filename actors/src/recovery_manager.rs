@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::board::Board;
 use crate::event_log::EventLog;
-use crate::messages::{GetUplinks, ReconfigureRecovery, Uplink, UplinkStates};
+use crate::messages::{GetUplinks, Reconfigure, Uplink, UplinkStates};
 use crate::model::{Config, Connectivity, Event, EventKind, IfaceName, RecoveryInfo};
 use crate::peers::Slot;
 use crate::ports::{ActionOutcome, Recovery, RecoveryAction, RecoveryTarget};
@@ -400,9 +400,9 @@ impl Handler<UplinkStates> for RecoveryManager {
     }
 }
 
-impl Handler<ReconfigureRecovery> for RecoveryManager {
+impl Handler<Reconfigure> for RecoveryManager {
     type Result = ();
-    fn handle(&mut self, msg: ReconfigureRecovery, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
         self.cfg = msg.0;
         // Turned back on: the episodes start again from the uplinks as they are.
         self.ladder.update(&self.uplinks, Instant::now());

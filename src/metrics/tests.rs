@@ -1,16 +1,21 @@
-//! Tests of `metrics.rs`: every family rendered from a sample board, pinned by the golden
-//! file `tests/data/metrics/sample.prom`.
+//! Tests of `metrics.rs`: the exposition text, against the golden file.
 
 use super::*;
 use netfailover_actors::model::{IfaceName, UplinkType};
 use netfailover_actors::ports::Verdict;
-use netfailover_actors::status::CheckCounters;
+use netfailover_actors::status::{CheckCounters, IfaceRoute, IfaceSource, LinkState, PassiveState};
 
-fn iface(name: &str, link: &str, c: Connectivity, metric: u32, eff: Option<u32>) -> IfaceStatus {
-    IfaceStatus {
+fn iface(
+    name: &str,
+    link: LinkState,
+    c: Connectivity,
+    metric: u32,
+    eff: Option<u32>,
+) -> IfaceStatus {
+    let route = IfaceRoute {
         name: IfaceName::new(name).unwrap(),
         ifindex: Some(2),
-        link: link.into(),
+        link,
         connectivity: c,
         metric,
         effective_metric: eff,
@@ -20,8 +25,11 @@ fn iface(name: &str, link: &str, c: Connectivity, metric: u32, eff: Option<u32>)
         gateway6: None,
         ipv6_penalty_unavailable: None,
         uplink_type: UplinkType::Ethernet,
-        source: "adopted".into(),
+        source: IfaceSource::Adopted,
         dns: vec![],
+    };
+    IfaceStatus {
+        route,
         last_check: None,
         probe_bytes: 1234,
         probe_dns_bytes: 234,
@@ -31,15 +39,15 @@ fn iface(name: &str, link: &str, c: Connectivity, metric: u32, eff: Option<u32>)
 }
 
 fn sample() -> EngineStatus {
-    let mut eth0 = iface("eth0", "up", Connectivity::Full, 100, Some(100));
+    let mut eth0 = iface("eth0", LinkState::Up, Connectivity::Full, 100, Some(100));
     eth0.checks.record(Verdict::Full, 0.003);
     eth0.checks.record(Verdict::Full, 0.2);
     eth0.checks.record(Verdict::Limited, 7.0);
-    eth0.passive.state = "suspect".into();
+    eth0.passive.state = PassiveState::Suspect;
     eth0.passive.suspicions = 2;
     eth0.passive.confirmations = 3;
     eth0.passive.confirmations_failed = 1;
-    let wlan0 = iface("wlan0", "down", Connectivity::None, 600, None);
+    let wlan0 = iface("wlan0", LinkState::Down, Connectivity::None, 600, None);
     EngineStatus {
         connectivity: Connectivity::Full,
         interfaces: vec![eth0, wlan0],
