@@ -119,6 +119,7 @@ fn run_engine(
                 state: Arc::new(MemStateStore::default()),
                 flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
                 traffic: Arc::new(FakeTraffic::default()),
+                recovery: Arc::new(netfailover::engine::ports::NoRecovery),
             };
             let engine = netfailover::engine::start(config, ports);
             let _ = stop.await;

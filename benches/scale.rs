@@ -148,6 +148,7 @@ fn run_engine(dev: &Netns, stop: oneshot::Receiver<()>) {
                 journal: Arc::new(MemJournal::default()),
                 state: Arc::new(MemStateStore::default()),
                 traffic: Arc::new(FakeTraffic::default()),
+                recovery: Arc::new(netfailover::engine::ports::NoRecovery),
                 flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
             };
             let engine = netfailover::engine::start(config, ports);

@@ -116,8 +116,35 @@ impl Collector for Snapshot {
         encode_probe_bytes(&mut enc, ifaces)?;
         encode_passive(&mut enc, ifaces)?;
         encode_actors(&mut enc, &status.actors)?;
-        encode_dispatcher_and_flows(&mut enc, status)
+        encode_dispatcher_and_flows(&mut enc, status)?;
+        encode_recovery(&mut enc, status)
     }
+}
+
+/// The recovery ladder's actions by action and result (`docs/recovery.md`).
+fn encode_recovery(
+    enc: &mut DescriptorEncoder,
+    status: &EngineStatus,
+) -> Result<(), std::fmt::Error> {
+    let series: Vec<(Labels<'_>, u64)> = status
+        .recovery
+        .actions
+        .iter()
+        .flat_map(|(action, results)| {
+            results.iter().map(move |(result, n)| {
+                (
+                    vec![("action", action.as_str()), ("result", result.as_str())],
+                    *n,
+                )
+            })
+        })
+        .collect();
+    counter(
+        enc,
+        "recovery_actions",
+        "Recovery ladder actions taken, by action and result (done, skipped, failed)",
+        &series,
+    )
 }
 
 /// One (state, 0/1) pair per connectivity state, 1 for `state`.

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use netfailover_actors::model::IfaceName;
 use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::{ProbeReport, ScriptResult};
 use netfailover_actors::status::{
@@ -101,7 +102,11 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
     let rows: Vec<Vec<String>> = status
         .interfaces
         .iter()
-        .map(|i| iface_row(i, now_ms))
+        .map(|i| {
+            let mut row = iface_row(i, now_ms);
+            row.push(recovery_summary(status, &i.name, now_ms));
+            row
+        })
         .collect();
     let mut out = if rows.is_empty() {
         "no managed interfaces\n".to_string()
@@ -115,6 +120,7 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
                 "LAST CHECK",
                 "PROBE BYTES",
                 "PASSIVE",
+                "RECOVERY",
             ],
             &rows,
         )
@@ -137,6 +143,9 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
     }
     if let Some(line) = journal_behind(&status.journal) {
         let _ = writeln!(out, "{line}\n");
+    }
+    if !matches!(status.recovery.reboot.as_str(), "" | "off") {
+        let _ = writeln!(out, "recovery reboot: {}\n", status.recovery.reboot);
     }
     let actors: Vec<Vec<String>> = status
         .actors
@@ -162,6 +171,21 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
         &actors,
     ));
     out
+}
+
+/// The `RECOVERY` column: the next rung of the interface's episode and when (`-` when it is
+/// in none: FULL, no link, or the ladder off).
+fn recovery_summary(status: &EngineStatus, iface: &IfaceName, now_ms: u64) -> String {
+    let Some(r) = status.recovery.interfaces.get(iface) else {
+        return "-".into();
+    };
+    match (&r.next, r.next_at_unix_ms) {
+        (Some(next), Some(at)) if at > now_ms => {
+            format!("{next} in {}", human_age(at - now_ms))
+        }
+        (Some(next), _) => format!("{next} due"),
+        (None, _) => "ladder done".into(),
+    }
 }
 
 /// One interface's row of the `status` table.

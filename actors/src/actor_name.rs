@@ -24,29 +24,32 @@ pub enum Child {
     ProbeScheduler,
     LinkWatcher,
     TrafficWatcher,
+    RecoveryManager,
 }
 
 impl Child {
     /// Start order: the consumer of route moves, then the writer of routes, the source of facts
-    /// last.
-    pub const ALL: [Child; 6] = [
+    /// last; the recovery ladder after them (it asks RouteManager for the uplinks on start).
+    pub const ALL: [Child; 7] = [
         Child::FlowResetter,
         Child::RouteManager,
         Child::Dispatcher,
         Child::ProbeScheduler,
         Child::LinkWatcher,
         Child::TrafficWatcher,
+        Child::RecoveryManager,
     ];
 
     /// The order help texts and `UnknownActor` list them in: along the flow of facts, from the
     /// link source to the consumers (the wording the control protocol has always used).
-    pub const LISTED: [Child; 6] = [
+    pub const LISTED: [Child; 7] = [
         Child::LinkWatcher,
         Child::RouteManager,
         Child::ProbeScheduler,
         Child::Dispatcher,
         Child::TrafficWatcher,
         Child::FlowResetter,
+        Child::RecoveryManager,
     ];
 
     /// The child's name in `status` and `kill`.
@@ -58,6 +61,7 @@ impl Child {
             Child::ProbeScheduler => "probe-scheduler",
             Child::LinkWatcher => "link-watcher",
             Child::TrafficWatcher => "traffic-watcher",
+            Child::RecoveryManager => "recovery-manager",
         }
     }
 }
@@ -227,7 +231,7 @@ mod tests {
                 err.to_string(),
                 format!(
                     "no actor named {bad:?} (try link-watcher, route-manager, probe-scheduler, \
-                     dispatcher, traffic-watcher, flow-resetter, prober:IFACE)"
+                     dispatcher, traffic-watcher, flow-resetter, recovery-manager, prober:IFACE)"
                 )
             );
         }

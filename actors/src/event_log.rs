@@ -329,6 +329,7 @@ mod tests {
             ip4_gateway: None,
             ip4_nameservers: vec![],
             at_unix_ms: 0,
+            recovery: None,
         }
     }
 

@@ -13,7 +13,7 @@
 //!
 //! | actor | file | receives | sends (→ handler) | on failure |
 //! |---|---|---|---|---|
-//! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` (from `EngineHandle`); `ChildExited` (its children's exit watchers) | `Reconfigure` → RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher; `Shutdown` → RouteManager; `KillProber`, `CheckIface` → ProbeScheduler; points every slot of `Peers` | root: its end ends `run()` |
+//! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` (from `EngineHandle`); `ChildExited` (its children's exit watchers) | `Reconfigure` → RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher, RecoveryManager; `Shutdown` → RouteManager; `KillProber`, `CheckIface` → ProbeScheduler; points every slot of `Peers` | root: its end ends `run()` |
 //! | LinkWatcher | `link_watcher.rs` | the `LinkUpdate` stream of `LinkSource` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged` → RouteManager | restarted: resubscribes, dumps |
 //! | RouteManager | `route_manager.rs` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged`, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | route writes → `RouteTable`, `Sysctl`; `UplinksChanged`, `ResetChecks` → ProbeScheduler; `RouteInUseMoved` → FlowResetter; events → `EventLog` | restarted: reloads its saved record, dumps links, reconciles |
 //! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ResetChecks`, `Confirm`, `ProbeDone`, `KillProber`, `CheckIface`, `Reconfigure`; `ProberExited` (its Probers' exit watchers) | `ConnectivityChanged`, `GetUplinks` → RouteManager; `ConfirmCheck`, `Retarget`, `CheckNow` → its Probers (it is their supervisor) | restarted: asks RouteManager for the uplinks, checks everything at once |
@@ -21,9 +21,11 @@
 //! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `Reconfigure`, `AnsweredSince` | `GetUplinks` → RouteManager; `Confirm` → ProbeScheduler; samples ← `TrafficSource` | restarted: trackers start empty (one window of history lost) |
 //! | Dispatcher | `dispatcher.rs` | no messages: it drains the `EventLog` | scripts → `ScriptRunner` | restarted: re-runs the interrupted event |
 //! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved` (from RouteManager after the routes are applied, before the reconcile's events; a move off a still-UNKNOWN interface only once its state is known), `Reconfigure` | resets → `FlowTable`; `flows-reset` records → board | restarted: stateless; a move that arrived while it was down is not replayed |
+//! | RecoveryManager | `recovery_manager.rs` | `UplinkStates` (from RouteManager, with `UplinksChanged`), `Reconfigure`, its timer | `GetUplinks` → RouteManager; actions → `Recovery`; `recovery` events → `EventLog` | restarted: asks RouteManager, reloads the reboot times; episodes start over |
 //!
 //! Pure logic lives outside actors: `health.rs` (check state machine), `passive.rs` (passive
-//! health's suspicion rule), `flows.rs` (which flows are pinned to an interface), and
+//! health's suspicion rule), `flows.rs` (which flows are pinned to an interface), `recovery.rs`
+//! (the recovery ladder's episodes and the reboot rule), and
 //! RouteManager's four parts, which the actor only sequences: `plan.rs` (the planner;
 //! `assign.rs` picks the managed interfaces), `apply.rs` (the applier and rp_filter policy),
 //! `transition.rs` (interface states and events in the contract's order) and `route_model.rs`
@@ -61,6 +63,8 @@ pub mod plan;
 pub mod ports;
 pub mod probe_scheduler;
 pub mod prober;
+pub mod recovery;
+pub mod recovery_manager;
 pub mod route_manager;
 pub mod route_model;
 pub mod status;

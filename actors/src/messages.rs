@@ -23,8 +23,8 @@ use crate::ports::{ProbeReport, ProbeRequest};
 // ---------------------------------------------------------------------------------------------
 
 /// A new configuration (SIGHUP; from the supervisor, to each running actor that reads the
-/// configuration: RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher). Each takes the
-/// parts it uses; the supervisor also keeps it for the next (re)start of any child.
+/// configuration: RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher, RecoveryManager).
+/// Each takes the parts it uses; the supervisor also keeps it for the next (re)start of any child.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct Reconfigure(pub Arc<Config>);
@@ -89,6 +89,8 @@ pub struct Uplink {
     pub connectivity: Connectivity,
     /// Configured IPv4 metric (before penalty): passive health ranks uplinks with it.
     pub metric: u32,
+    /// A gsm/cdma uplink (the recovery ladder's `modem-reset` applies).
+    pub cellular: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,6 +221,15 @@ pub struct AnsweredSince {
     pub ifindex: u32,
     pub since: Instant,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Handled by RecoveryManager
+// ---------------------------------------------------------------------------------------------
+
+/// RouteManager's managed interfaces changed (sent with `UplinksChanged`): the ladder's input.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct UplinkStates(pub Vec<Uplink>);
 
 // ---------------------------------------------------------------------------------------------
 // Handled by the Supervisor (from `EngineHandle`)

@@ -17,7 +17,7 @@ use actix::{Message, Recipient};
 
 use crate::messages::{
     AnsweredSince, Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved,
-    LinkSnapshot, ResetChecks, RouteInUseMoved, RoutesChanged, UplinksChanged,
+    LinkSnapshot, ResetChecks, RouteInUseMoved, RoutesChanged, UplinkStates, UplinksChanged,
 };
 
 /// The current recipient of messages `M`, if its handler is running.
@@ -97,4 +97,6 @@ pub struct Peers {
     pub route_in_use_moved: Slot<RouteInUseMoved>,
     // Handled by TrafficWatcher.
     pub answered_since: Slot<AnsweredSince>,
+    // Handled by RecoveryManager.
+    pub uplink_states: Slot<UplinkStates>,
 }

@@ -18,6 +18,9 @@ use crate::model::{Connectivity, Event, Family, IfaceAddr, IfaceName, KernelRout
 
 pub use crate::error::{PortError, PortErrorKind};
 
+mod recovery;
+pub use recovery::{ActionOutcome, NoRecovery, Recovery, RecoveryAction, RecoveryTarget};
+
 pub type PortResult<T> = Result<T, PortError>;
 
 // ---------------------------------------------------------------------------------------------
@@ -447,4 +450,6 @@ pub struct Ports {
     pub state: Arc<dyn Store<EngineState>>,
     pub flows: Arc<dyn FlowTable>,
     pub traffic: Arc<dyn TrafficSource>,
+    /// The recovery ladder's actions and the persisted reboot times.
+    pub recovery: Arc<dyn Recovery>,
 }

@@ -7,7 +7,7 @@
 //! `Store<EngineState>` port, and the sysctls it tunes (strict `rp_filter` → loose, `ra_defrtr_metric`).
 //!
 //! Talks to: LinkWatcher sends it link facts; ProbeScheduler sends it connectivity facts and asks
-//! for the uplinks; it sends ProbeScheduler the uplinks when they change, FlowResetter the moves
+//! for the uplinks; it sends ProbeScheduler (and RecoveryManager) the uplinks when they change, FlowResetter the moves
 //! of the route in use, and pushes events into the engine's `EventLog`, which Dispatcher drains.
 //! The supervisor sends it `Reconfigure` on a reload (a reconcile with the new profiles and
 //! metrics follows) and `Shutdown` on a clean stop.
@@ -37,7 +37,7 @@ use crate::board::Board;
 use crate::event_log::EventLog;
 use crate::messages::{
     ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, Reconfigure,
-    ResetChecks, RouteInUseMoved, RoutesChanged, Shutdown, Uplink, UplinksChanged,
+    ResetChecks, RouteInUseMoved, RoutesChanged, Shutdown, Uplink, UplinkStates, UplinksChanged,
 };
 use crate::model::{Config, Connectivity, Event, IfaceAddr, IfaceMatch, IfaceName, LinkInfo};
 use crate::peers::Slot;
@@ -69,6 +69,8 @@ pub struct RouteDeps {
     pub uplinks: Slot<UplinksChanged>,
     pub reset_checks: Slot<ResetChecks>,
     pub moved: Slot<RouteInUseMoved>,
+    /// The same uplinks to RecoveryManager.
+    pub recovery: Slot<UplinkStates>,
     pub board: Board,
 }
 
@@ -298,6 +300,7 @@ impl RouteManager {
         let uplinks = self.state.model.uplinks(&self.cfg);
         if uplinks != self.state.last_uplinks {
             self.deps.uplinks.do_send(UplinksChanged(uplinks.clone()));
+            self.deps.recovery.do_send(UplinkStates(uplinks.clone()));
             self.state.last_uplinks = uplinks;
         }
     }

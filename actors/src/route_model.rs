@@ -305,6 +305,7 @@ impl RouteModel {
             ip4_gateway,
             ip4_nameservers,
             at_unix_ms,
+            recovery: None,
         }
     }
 
@@ -321,6 +322,7 @@ impl RouteModel {
                     routed: self.routed(a),
                     connectivity: self.connectivity(&a.name),
                     metric: family_config(cfg, a, Family::V4).metric.get(),
+                    cellular: matches!(a.uplink_type, UplinkType::Gsm | UplinkType::Cdma),
                 })
             })
             .collect()

@@ -459,6 +459,33 @@ pub struct EngineStatus {
     /// Whether the event journal on disk is behind the events produced.
     #[serde(default)]
     pub journal: JournalStatus,
+    /// The recovery ladder (RecoveryManager's part).
+    #[serde(default)]
+    pub recovery: RecoveryStatus,
+}
+
+/// Where the recovery ladder stands (`docs/recovery.md`), written by RecoveryManager only.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct RecoveryStatus {
+    /// Interfaces in an episode (link, not FULL), with their next rung.
+    pub interfaces: BTreeMap<IfaceName, IfaceRecovery>,
+    /// The reboot rung: `off`, `uplink FULL`, `in 5m`, `rate-limited for 3h`, `requested`.
+    pub reboot: String,
+    /// Actions taken since the start, by `action` and `result` (`done`, `skipped`, `failed`).
+    pub actions: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// One interface's episode in `status`.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct IfaceRecovery {
+    /// Not FULL (with link) since, Unix ms.
+    pub since_unix_ms: u64,
+    /// The next rung (`relink`, `reconnect`, `modem-reset`), if one is left in this pass.
+    pub next: Option<String>,
+    /// When it is due, Unix ms.
+    pub next_at_unix_ms: Option<u64>,
+    /// Rungs already taken in this pass, with their results (`relink: done`).
+    pub taken: Vec<String>,
 }
 
 /// The event journal's lag: routing never waits on the disk, so events can be acknowledged

@@ -19,6 +19,7 @@
 //! | link-watcher     | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | a new subscription + dump         |
 //! | flow-resetter    | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | (stateless; config only)          |
 //! | traffic-watcher  | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | the next samples (trackers empty) |
+//! | recovery-manager | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | RouteManager's uplinks, the reboot times |
 //! | prober:IFACE     | permanent | more than 5 failures in 60 s   | 100 ms → 5 s        | (stateless; checks at once)       |
 //!
 //! Probers are children of probe-scheduler (see `probe_scheduler.rs`); exceeding their
@@ -51,6 +52,7 @@ use crate::model::{Config, IfaceName};
 use crate::peers::{Peers, Slot};
 use crate::ports::{Ports, ProbeReport};
 use crate::probe_scheduler::{ProbeDeps, ProbeScheduler};
+use crate::recovery_manager::{RecoveryDeps, RecoveryManager};
 use crate::route_manager::{RouteDeps, RouteManager};
 use crate::supervision::{ChildSlot, Decision, Exit, RestartPolicy};
 use crate::traffic_watcher::{TrafficDeps, TrafficWatcher};
@@ -144,6 +146,11 @@ impl Wiring {
         self.configured(Child::TrafficWatcher, to);
     }
 
+    fn wire_recovery_manager(&mut self, to: Option<&Addr<RecoveryManager>>) {
+        point(&self.peers.uplink_states, to);
+        self.configured(Child::RecoveryManager, to);
+    }
+
     /// Empties the slots of the messages `child` handles: senders drop them until its restart.
     fn unwire(&mut self, child: Child) {
         match child {
@@ -151,6 +158,7 @@ impl Wiring {
             Child::RouteManager => self.wire_route_manager(None),
             Child::ProbeScheduler => self.wire_probe_scheduler(None),
             Child::TrafficWatcher => self.wire_traffic_watcher(None),
+            Child::RecoveryManager => self.wire_recovery_manager(None),
             // They handle no message of another actor.
             Child::Dispatcher | Child::LinkWatcher => {}
         }
@@ -234,6 +242,10 @@ impl Supervisor {
                 let addr = slot.start(self.traffic_watcher(), on_exit);
                 self.wiring.wire_traffic_watcher(Some(&addr));
             }
+            Child::RecoveryManager => {
+                let addr = slot.start(self.recovery_manager(), on_exit);
+                self.wiring.wire_recovery_manager(Some(&addr));
+            }
         }
         self.children.insert(child, slot);
         self.publish();
@@ -250,6 +262,7 @@ impl Supervisor {
             uplinks: p.uplinks_changed.clone(),
             reset_checks: p.reset_checks.clone(),
             moved: p.route_in_use_moved.clone(),
+            recovery: p.uplink_states.clone(),
             board: self.board.clone(),
         };
         // The first incarnation is the daemon's first start: it announces `up`.
@@ -278,6 +291,16 @@ impl Supervisor {
             board: self.board.clone(),
         };
         TrafficWatcher::new(self.cfg.clone(), deps)
+    }
+
+    fn recovery_manager(&self) -> RecoveryManager {
+        let deps = RecoveryDeps {
+            recovery: self.ports.recovery.clone(),
+            get_uplinks: self.wiring.peers.get_uplinks.clone(),
+            log: self.log.clone(),
+            board: self.board.clone(),
+        };
+        RecoveryManager::new(self.cfg.clone(), deps)
     }
 
     fn abort_all(&mut self) {

@@ -322,6 +322,7 @@ mod tests {
             routed: vec![Family::V4],
             connectivity: c,
             metric,
+            cellular: false,
         }
     }
 

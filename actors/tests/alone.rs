@@ -117,6 +117,7 @@ fn uplink(n: &str, ifindex: u32, metric: u32, connectivity: Connectivity) -> Upl
         routed: vec![Family::V4],
         connectivity,
         metric,
+        cellular: false,
     }
 }
 
@@ -154,6 +155,7 @@ async fn route_manager_alone_adopts_a_route_and_reports_uplinks_and_moves() {
         uplinks,
         reset_checks,
         moved,
+        recovery: Default::default(),
         board,
     };
     // No LinkWatcher: the test hands it the link facts itself.

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::future::{BoxFuture, FutureExt};
 use netfailover_actors::model::{Event, EventKind, IfaceAddr, IfaceName, KernelRoute};
 use netfailover_actors::ports::{
-    FlowResetReport, FlowScope, FlowTable, PortResult, RouteTable, ScriptOutcome, ScriptRunner,
-    Store, Sysctl,
+    EngineState, FlowResetReport, FlowScope, FlowTable, JournalState, NoRecovery, PortResult,
+    Ports, RouteTable, ScriptOutcome, ScriptRunner, Store, Sysctl,
 };
 use serde::Serialize;
 
@@ -222,6 +222,24 @@ impl<T: Clone + Send + 'static> Store<T> for MemoryStore<T> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = state;
         futures::future::ready(Ok(())).boxed()
     }
+}
+
+/// Wraps `ports` for a dry run: routes, sysctls, scripts and flow resets only recorded in the
+/// returned plan, journal and state kept in memory.
+pub(super) fn dry_run_ports(ports: &mut Ports) -> Plan {
+    let plan = Plan::default();
+    ports.routes = Arc::new(DryRunRoutes::new(ports.routes.clone(), plan.clone()));
+    ports.sysctl = Arc::new(DryRunSysctl {
+        real: ports.sysctl.clone(),
+        plan: plan.clone(),
+    });
+    ports.scripts = Arc::new(DryRunScripts(plan.clone()));
+    ports.flows = Arc::new(DryRunFlows(plan.clone()));
+    ports.recovery = Arc::new(NoRecovery);
+    ports.journal = Arc::new(MemoryStore::<JournalState>::default());
+    ports.state = Arc::new(MemoryStore::<EngineState>::default());
+    tracing::info!("dry run: no route, address, sysctl or script will be touched");
+    plan
 }
 
 #[cfg(test)]

@@ -175,3 +175,14 @@ pub(crate) fn file_journal(state_dir: &std::path::Path) -> Arc<dyn Store<Journal
 pub(crate) fn file_state(state_dir: &std::path::Path) -> Arc<dyn Store<EngineState>> {
     Arc::new(os::persist::FileStateStore::new(state_dir))
 }
+
+/// The given ports' recovery, else the real one with its reboot times in `persist_dir`.
+pub(crate) fn recovery(
+    given: Option<&netfailover_actors::ports::Ports>,
+    persist_dir: &std::path::Path,
+) -> Arc<dyn netfailover_actors::ports::Recovery> {
+    match given {
+        Some(p) => p.recovery.clone(),
+        None => Arc::new(os::recovery::OsRecovery::new(persist_dir)),
+    }
+}

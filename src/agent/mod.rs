@@ -44,13 +44,12 @@ use std::time::Duration;
 
 use netfailover_actors::model::{Config, IfaceName, IfaceNameError};
 use netfailover_actors::ports::{
-    EngineState, JournalState, LinkSource, Ports, Probe, ProbeReport, RouteTable, ScriptRunner,
-    Sysctl,
+    LinkSource, Ports, Probe, ProbeReport, RouteTable, ScriptRunner, Sysctl,
 };
 use netfailover_actors::status::{EngineStatus, EventRecord};
 use netfailover_actors::{EngineError, EngineHandle, ToActorName};
 
-use dry_run::{DryRunFlows, DryRunRoutes, DryRunScripts, DryRunSysctl, MemoryStore, Plan};
+use dry_run::{dry_run_ports, Plan};
 pub use dry_run::{PlannedChange, PLAN_LEN};
 pub use kernel::PortSetupError;
 use kernel::{Reloadable, ScriptSettings};
@@ -253,7 +252,7 @@ impl AgentBuilder {
     }
 
     fn prepare(self) -> Result<Prepared, AgentError> {
-        let (config, state_dir, rcvbuf, dispatcher_dir) = resolve(self.source)?;
+        let (config, state_dir, rcvbuf, dispatcher_dir, persist_dir) = resolve(self.source)?;
         let state_dir = self.state_dir.unwrap_or(state_dir);
         let dispatcher_dir = self.dispatcher_dir.unwrap_or(dispatcher_dir);
         let given = self.ports;
@@ -320,6 +319,7 @@ impl AgentBuilder {
                 Some(p) => p.flows.clone(),
                 None => kernel::netlink_flows(),
             },
+            recovery: kernel::recovery(given.as_ref(), &persist_dir),
         };
         let plan = self.dry_run.then(|| dry_run_ports(&mut ports));
         Ok(Prepared {
@@ -397,7 +397,10 @@ impl AgentBuilder {
 
 /// (config, state directory, netlink receive buffer, dispatcher directory) from the
 /// builder's configuration source; a boot directory's problems are logged as warnings.
-fn resolve(source: Source) -> Result<(Config, PathBuf, usize, PathBuf), AgentError> {
+/// The engine config, `state_dir`, `netlink.rcvbuf`, the dispatcher directory, `persist_dir`.
+type Resolved = (Config, PathBuf, usize, PathBuf, PathBuf);
+
+fn resolve(source: Source) -> Result<Resolved, AgentError> {
     let settings = config::settings::Settings::default();
     Ok(match source {
         Source::None => return Err(AgentError::NoConfig),
@@ -418,33 +421,18 @@ fn resolve(source: Source) -> Result<(Config, PathBuf, usize, PathBuf), AgentErr
             settings.state_dir,
             settings.netlink_rcvbuf,
             Path::new(config::DEFAULT_BOOT_DIR).join("dispatcher.d"),
+            settings.persist_dir,
         ),
     })
 }
 
-/// Wraps `ports` for a dry run: routes, sysctls, scripts and flow resets only recorded in the
-/// returned plan, journal and state kept in memory.
-fn dry_run_ports(ports: &mut Ports) -> Plan {
-    let plan = Plan::default();
-    ports.routes = Arc::new(DryRunRoutes::new(ports.routes.clone(), plan.clone()));
-    ports.sysctl = Arc::new(DryRunSysctl {
-        real: ports.sysctl.clone(),
-        plan: plan.clone(),
-    });
-    ports.scripts = Arc::new(DryRunScripts(plan.clone()));
-    ports.flows = Arc::new(DryRunFlows(plan.clone()));
-    ports.journal = Arc::new(MemoryStore::<JournalState>::default());
-    ports.state = Arc::new(MemoryStore::<EngineState>::default());
-    tracing::info!("dry run: no route, address, sysctl or script will be touched");
-    plan
-}
-
-fn unpack(loaded: config::Loaded) -> (Config, PathBuf, usize, PathBuf) {
+fn unpack(loaded: config::Loaded) -> Resolved {
     (
         loaded.config,
         loaded.state_dir,
         loaded.netlink_rcvbuf,
         loaded.dispatcher_dir,
+        loaded.persist_dir,
     )
 }
 

@@ -69,6 +69,8 @@ impl fmt::Display for Origin {
 pub struct Loaded {
     pub config: Config,
     pub state_dir: PathBuf,
+    /// What outlives a reboot (the recovery ladder's reboot times).
+    pub persist_dir: PathBuf,
     pub netlink_rcvbuf: usize,
     pub dispatcher_dir: PathBuf,
     /// Warnings and per-file or per-profile errors (rejected items were skipped).
@@ -255,10 +257,12 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
         dns,
         flows: settings.flows.clone(),
         passive: settings.passive.clone(),
+        recovery: settings.recovery.clone(),
     };
     let loaded = Loaded {
         config,
         state_dir: settings.state_dir.clone(),
+        persist_dir: settings.persist_dir.clone(),
         netlink_rcvbuf: settings.netlink_rcvbuf,
         dispatcher_dir: boot.join("dispatcher.d"),
         problems,

@@ -67,6 +67,19 @@ fn sample() -> EngineStatus {
             conntrack_deleted: 7,
             failures: 1,
         },
+        recovery: netfailover_actors::status::RecoveryStatus {
+            actions: [
+                ("reboot", vec![("done", 1)]),
+                ("relink", vec![("done", 3), ("failed", 1)]),
+            ]
+            .into_iter()
+            .map(|(a, r)| {
+                let results = r.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+                (a.to_string(), results)
+            })
+            .collect(),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

@@ -1,7 +1,8 @@
 //! Real adapters of the engine's ports: netlink links and routes, router solicitations
 //! (`ndisc`), sysctls, modem control devices in sysfs (`sysfs`), the HTTP(S) probe with per-interface DNS, dispatcher scripts, the state
 //! files under `state_dir`, passive health's traffic sampling (link counters and TCP sockets
-//! via sock_diag), and flow resets (sock_diag and ctnetlink).
+//! via sock_diag), flow resets (sock_diag and ctnetlink), and the recovery ladder's actions
+//! (netlink, D-Bus, the balena supervisor, a command).
 
 pub mod ct_sample;
 pub mod flows;
@@ -9,6 +10,7 @@ pub mod ndisc;
 pub mod netlink;
 pub mod persist;
 pub mod probe;
+pub mod recovery;
 pub mod scripts;
 pub mod sockdiag;
 pub mod sysctl;

@@ -323,6 +323,42 @@ pub fn boot_clock_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// File name of the recovery ladder's reboot times inside `persist_dir`.
+pub const RECOVERY_FILE: &str = "recovery.json";
+
+/// What `persist_dir/recovery.json` holds.
+#[derive(Clone, PartialEq, Eq, Debug, Default, serde::Deserialize, Serialize)]
+struct RecoveryRecord {
+    /// Reboots the recovery ladder requested, Unix ms, oldest first.
+    reboots_unix_ms: Vec<u64>,
+}
+
+/// The recovery ladder's reboot times, `persist_dir/recovery.json` (unlike `state_dir`, this
+/// directory outlives a reboot: it is what makes `recovery.reboot_min_interval` hold across
+/// reboots).
+#[derive(Debug, Clone)]
+pub struct RebootTimes {
+    file: Arc<JsonFile>,
+}
+
+impl RebootTimes {
+    pub fn new(persist_dir: impl AsRef<Path>) -> Self {
+        Self {
+            file: Arc::new(JsonFile::new(persist_dir.as_ref(), RECOVERY_FILE)),
+        }
+    }
+
+    pub fn load(&self) -> BoxFuture<'static, PortResult<Vec<u64>>> {
+        port_load::<RecoveryRecord>(&self.file)
+            .map(|r| r.map(|r| r.reboots_unix_ms))
+            .boxed()
+    }
+
+    pub fn save(&self, reboots_unix_ms: Vec<u64>) -> BoxFuture<'static, PortResult<()>> {
+        port_save(&self.file, RecoveryRecord { reboots_unix_ms })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +371,26 @@ mod tests {
         assert!(first > 1_000_000, "{first}");
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert!(journal.id_floor() > first);
+    }
+
+    /// The reboot times in `persist_dir` read back as written, by a new instance (a daemon
+    /// after the reboot); none written is an empty list.
+    #[test]
+    fn reboot_times_survive_a_new_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let times = RebootTimes::new(dir.path().join("persist"));
+        assert_eq!(rt.block_on(times.load()).unwrap(), Vec::<u64>::new());
+        rt.block_on(times.save(vec![1_700_000_000_000, 1_700_086_400_000]))
+            .unwrap();
+        let again = RebootTimes::new(dir.path().join("persist"));
+        assert_eq!(
+            rt.block_on(again.load()).unwrap(),
+            vec![1_700_000_000_000, 1_700_086_400_000]
+        );
     }
 
     #[test]

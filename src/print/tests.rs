@@ -161,6 +161,7 @@ fn events_table_has_scripts_and_codes() {
             ip4_gateway: None,
             ip4_nameservers: vec![],
             at_unix_ms: 0,
+            recovery: None,
         },
         delivered: true,
         scripts: vec![ScriptOutcome {

@@ -93,6 +93,7 @@ pub fn event(id: u64, kind: EventKind, iface_name: Option<&str>) -> Event {
             "198.51.100.53".parse().expect("addr"),
         ],
         at_unix_ms: 1_700_000_000_000,
+        recovery: None,
     }
 }
 

@@ -17,6 +17,8 @@ mod netlink;
 mod operator;
 mod passive;
 mod probe;
+mod recovery;
+mod recovery_dbus;
 mod reload;
 mod semantics;
 mod wait_online;

@@ -9,6 +9,7 @@
 //! | [`FakeScripts`] | `scripts.rs` | `ScriptRunner` |
 //! | [`MemStore`] ([`MemJournal`], [`MemStateStore`]) | `store.rs` | `Store` |
 //! | [`FakeFlows`] | `flows.rs` | `FlowTable` |
+//! | [`FakeRecovery`] | `recovery.rs` | `Recovery` |
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,6 +20,7 @@ use crate::ports::Ports;
 mod flows;
 mod kernel;
 mod probe;
+mod recovery;
 mod scripts;
 mod store;
 mod traffic;
@@ -26,6 +28,7 @@ mod traffic;
 pub use flows::{FakeFlows, FakeReset};
 pub use kernel::{FakeKernel, RouteWrite};
 pub use probe::{FakeProbe, ProbeBehaviour};
+pub use recovery::{FakeCall, FakeRecovery};
 pub use scripts::FakeScripts;
 pub use store::{MemJournal, MemStateStore, MemStore};
 pub use traffic::{FakeFlow, FakeTraffic};
@@ -88,6 +91,7 @@ pub fn event(kind: crate::model::EventKind, iface: &str) -> crate::model::Event 
         ip4_gateway: None,
         ip4_nameservers: vec![],
         at_unix_ms: 0,
+        recovery: None,
     }
 }
 
@@ -108,6 +112,7 @@ pub struct FakeWorld {
     pub state: MemStateStore,
     pub flows: FakeFlows,
     pub traffic: FakeTraffic,
+    pub recovery: FakeRecovery,
 }
 
 impl FakeWorld {
@@ -131,6 +136,7 @@ impl FakeWorld {
             state: Arc::new(self.state.clone()),
             flows: Arc::new(self.flows.clone()),
             traffic: Arc::new(self.traffic.clone()),
+            recovery: Arc::new(self.recovery.clone()),
         }
     }
 }

@@ -281,6 +281,45 @@ impl Default for FlowsConfig {
     }
 }
 
+/// The recovery ladder (`[recovery]`; `docs/recovery.md`): what RecoveryManager does to an
+/// uplink that has link but stays not FULL, and the guarded reboot.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RecoveryConfig {
+    /// Off: no rung is ever taken (dispatcher scripts still run as before).
+    pub enabled: bool,
+    /// Not FULL this long (link present) → `relink` (admin down/up).
+    pub relink_after: Duration,
+    /// → `reconnect` (NetworkManager re-activates the interface's connection).
+    pub reconnect_after: Duration,
+    /// → `modem-reset` (ModemManager resets the modem; cellular only).
+    pub modem_reset_after: Duration,
+    /// An episode that lasts this long starts its ladder again (a long outage is retried, not
+    /// hammered).
+    pub episode_repeat: Duration,
+    /// No managed uplink FULL this long → `reboot`; zero: never.
+    pub reboot_after: Duration,
+    /// Least time between two reboots, across reboots (persisted in `persist_dir`).
+    pub reboot_min_interval: Duration,
+    /// Reboot with this command instead of logind or the balena supervisor.
+    pub reboot_command: Vec<String>,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        let min = |m: u64| Duration::from_secs(60 * m);
+        Self {
+            enabled: true,
+            relink_after: min(3),
+            reconnect_after: min(6),
+            modem_reset_after: min(10),
+            episode_repeat: min(60),
+            reboot_after: Duration::ZERO,
+            reboot_min_interval: min(24 * 60),
+            reboot_command: Vec::new(),
+        }
+    }
+}
+
 /// Everything the engine needs, already validated.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Config {
@@ -293,6 +332,8 @@ pub struct Config {
     pub dns: DnsConfig,
     pub flows: FlowsConfig,
     pub passive: PassiveConfig,
+    #[serde(default)]
+    pub recovery: RecoveryConfig,
 }
 
 impl Default for Config {
@@ -306,6 +347,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             flows: FlowsConfig::default(),
             passive: PassiveConfig::default(),
+            recovery: RecoveryConfig::default(),
         }
     }
 }

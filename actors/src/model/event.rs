@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::{Connectivity, IfaceName};
-/// The four dispatcher events of docs/semantics.md §5.
+/// The dispatcher events of docs/semantics.md §5, and `recovery` (a rung of the recovery ladder
+/// taken, `docs/recovery.md`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub enum EventKind {
     #[serde(rename = "up")]
@@ -17,14 +18,17 @@ pub enum EventKind {
     DeviceConnectivityChange,
     #[serde(rename = "connectivity-change")]
     ConnectivityChange,
+    #[serde(rename = "recovery")]
+    Recovery,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::Up,
         EventKind::Down,
         EventKind::DeviceConnectivityChange,
         EventKind::ConnectivityChange,
+        EventKind::Recovery,
     ];
 
     /// The name scripts see as `$2` and the name of the event's subfolder.
@@ -34,6 +38,7 @@ impl EventKind {
             EventKind::Down => "down",
             EventKind::DeviceConnectivityChange => "device-connectivity-change",
             EventKind::ConnectivityChange => "connectivity-change",
+            EventKind::Recovery => "recovery",
         }
     }
 }
@@ -67,4 +72,22 @@ pub struct Event {
     pub ip4_nameservers: Vec<IpAddr>,
     /// Wall-clock time the event was produced, milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
+    /// The rung of a `recovery` event (`None` for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Box<RecoveryInfo>>,
+}
+
+/// What a `recovery` event tells scripts (`NETFAILOVER_RECOVERY_*`) and `netfailover events`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct RecoveryInfo {
+    /// `relink`, `reconnect`, `modem-reset` or `reboot` (`NETFAILOVER_RECOVERY_ACTION`).
+    pub action: String,
+    /// 1 to 4, the rung's place in the ladder (`NETFAILOVER_RECOVERY_RUNG`).
+    pub rung: u32,
+    /// How long the interface (for `reboot`: every uplink) had not been FULL
+    /// (`NETFAILOVER_NOT_FULL_SECONDS`).
+    pub not_full_seconds: u64,
+    /// `done`, `skipped: REASON`, `failed: REASON`, or for `reboot` `requested` (the event is
+    /// delivered before the reboot is asked for).
+    pub result: String,
 }

@@ -38,14 +38,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use netfailover_actors::model::{
-    CheckConfig, DispatcherConfig, FlowsConfig, PassiveConfig, RouteConfig,
+    CheckConfig, DispatcherConfig, FlowsConfig, PassiveConfig, RecoveryConfig, RouteConfig,
 };
 
 pub use reader::Entry;
 use reader::Reader;
 use sections::{
     CheckSection, Context, DaemonSection, DispatcherSection, FlowsSection, NetlinkSection,
-    PassiveSection, RouteSection,
+    PassiveSection, RecoverySection, RouteSection,
 };
 pub use values::{parse_duration, BadDuration, Invalid, MAX_DURATION};
 
@@ -56,12 +56,13 @@ use super::{read_text, Origin};
 pub const ENV_PREFIX: &str = "NETFAILOVER";
 
 /// Every table of the file, in the order check-config prints them (`""`: the top-level keys).
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "check",
     "route",
     "dispatcher",
     "passive",
     "flows",
+    "recovery",
     "netlink",
     "",
 ];
@@ -76,7 +77,9 @@ pub struct Settings {
     pub dispatcher: DispatcherConfig,
     pub passive: PassiveConfig,
     pub flows: FlowsConfig,
+    pub recovery: RecoveryConfig,
     pub state_dir: PathBuf,
+    pub persist_dir: PathBuf,
     pub netlink_rcvbuf: usize,
     pub adopt: bool,
     /// The settings file read, if any.
@@ -97,7 +100,9 @@ impl Default for Settings {
             dispatcher: DispatcherConfig::default(),
             passive: PassiveConfig::default(),
             flows: FlowsConfig::default(),
+            recovery: RecoveryConfig::default(),
             state_dir: daemon.state_dir,
+            persist_dir: daemon.persist_dir,
             netlink_rcvbuf: NetlinkSection::default().rcvbuf,
             adopt: daemon.adopt,
             file: None,
@@ -163,6 +168,7 @@ pub fn load(
     let dispatcher: DispatcherSection = reader.section();
     let passive: PassiveSection = reader.section();
     let flows: FlowsSection = reader.section();
+    let recovery: RecoverySection = reader.section();
     let netlink: NetlinkSection = reader.section();
     let daemon: DaemonSection = reader.section();
 
@@ -188,7 +194,9 @@ pub fn load(
         dispatcher: dispatcher.into(),
         passive: passive.into(),
         flows: flows.into(),
+        recovery: recovery.into(),
         state_dir: daemon.state_dir,
+        persist_dir: daemon.persist_dir,
         netlink_rcvbuf: netlink.rcvbuf,
         adopt: daemon.adopt,
         file: path,
@@ -287,6 +295,26 @@ mod tests {
         assert_eq!(s.netlink_rcvbuf, 8192);
         assert!(matches!(s.origin("check.down_count"), Origin::File(_)));
         assert_eq!(s.origin("check.up_count"), Origin::Default);
+    }
+
+    /// `[recovery]` and `persist_dir`: read, and a bad key falls back alone with its FILE:LINE.
+    #[test]
+    fn recovery_section_reads_and_falls_back_per_key() {
+        let toml = "persist_dir = \"/data/nf\"\n[recovery]\nrelink_after = \"90s\"\n\
+                    reboot_after = \"2h\"\nreboot_command = [\"reboot\", \"-f\"]\n";
+        let (s, problems) = with(toml, &[("NETFAILOVER_RECOVERY__ENABLED", "false")]);
+        assert_eq!(s.persist_dir, PathBuf::from("/data/nf"));
+        assert_eq!(s.recovery.relink_after, Duration::from_secs(90));
+        assert_eq!(s.recovery.reboot_after, Duration::from_secs(7200));
+        assert!(!s.recovery.enabled, "from the environment");
+        assert!(
+            s.recovery.reboot_command.is_empty(),
+            "rejected: not an absolute path"
+        );
+        assert_eq!(
+            problems,
+            vec!["netfailover.toml:5: error: recovery.reboot_command: \"reboot\" is not an absolute path"]
+        );
     }
 
     /// `[flows]`: read from the file and the environment; a value that is not a boolean takes

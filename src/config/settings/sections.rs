@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use netfailover_actors::model::{
-    CheckConfig, DeviceEvents, DispatcherConfig, FlowsConfig, PassiveConfig, RouteConfig,
-    RpFilterPolicy, PENALTY_MAX,
+    CheckConfig, DeviceEvents, DispatcherConfig, FlowsConfig, PassiveConfig, RecoveryConfig,
+    RouteConfig, RpFilterPolicy, PENALTY_MAX,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -343,6 +343,87 @@ impl From<FlowsSection> for FlowsConfig {
     }
 }
 
+/// `[recovery]`: the recovery ladder (`docs/recovery.md`); maps one to one onto the engine's
+/// [`RecoveryConfig`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RecoverySection {
+    pub enabled: bool,
+    #[serde(with = "duration")]
+    pub relink_after: Duration,
+    #[serde(with = "duration")]
+    pub reconnect_after: Duration,
+    #[serde(with = "duration")]
+    pub modem_reset_after: Duration,
+    #[serde(with = "duration")]
+    pub episode_repeat: Duration,
+    #[serde(with = "duration")]
+    pub reboot_after: Duration,
+    #[serde(with = "duration")]
+    pub reboot_min_interval: Duration,
+    pub reboot_command: Vec<String>,
+}
+
+impl Default for RecoverySection {
+    fn default() -> Self {
+        let d = RecoveryConfig::default();
+        Self {
+            enabled: d.enabled,
+            relink_after: d.relink_after,
+            reconnect_after: d.reconnect_after,
+            modem_reset_after: d.modem_reset_after,
+            episode_repeat: d.episode_repeat,
+            reboot_after: d.reboot_after,
+            reboot_min_interval: d.reboot_min_interval,
+            reboot_command: d.reboot_command,
+        }
+    }
+}
+
+impl Section for RecoverySection {
+    const NAME: &'static str = "recovery";
+
+    fn validate(&self, _: &Context) -> Vec<(&'static str, Invalid)> {
+        let s = Duration::from_secs;
+        rejected([
+            ("relink_after", at_least(self.relink_after, s(1))),
+            ("reconnect_after", at_least(self.reconnect_after, s(1))),
+            ("modem_reset_after", at_least(self.modem_reset_after, s(1))),
+            (
+                "episode_repeat",
+                at_least(self.episode_repeat, Duration::ZERO),
+            ),
+            ("reboot_after", at_least(self.reboot_after, Duration::ZERO)),
+            (
+                "reboot_min_interval",
+                at_least(self.reboot_min_interval, s(60)),
+            ),
+            (
+                "reboot_command",
+                // No shell and no PATH search: the program is named by its absolute path.
+                self.reboot_command
+                    .first()
+                    .map_or(Ok(()), |p| absolute(Path::new(p))),
+            ),
+        ])
+    }
+}
+
+impl From<RecoverySection> for RecoveryConfig {
+    fn from(s: RecoverySection) -> Self {
+        Self {
+            enabled: s.enabled,
+            relink_after: s.relink_after,
+            reconnect_after: s.reconnect_after,
+            modem_reset_after: s.modem_reset_after,
+            episode_repeat: s.episode_repeat,
+            reboot_after: s.reboot_after,
+            reboot_min_interval: s.reboot_min_interval,
+            reboot_command: s.reboot_command,
+        }
+    }
+}
+
 /// `[netlink]`: the link-event socket (applies at the next start).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -374,6 +455,9 @@ impl Section for NetlinkSection {
 pub struct DaemonSection {
     /// Journal and interface states (tmpfs; applies at the next start).
     pub state_dir: PathBuf,
+    /// What must outlive a reboot: the recovery ladder's reboot times (applies at the next
+    /// start).
+    pub persist_dir: PathBuf,
     /// Manage interfaces that hold a default route without a profile.
     pub adopt: bool,
 }
@@ -382,6 +466,7 @@ impl Default for DaemonSection {
     fn default() -> Self {
         Self {
             state_dir: PathBuf::from("/run/netfailover"),
+            persist_dir: PathBuf::from("/var/lib/netfailover"),
             adopt: netfailover_actors::model::Config::default().adopt,
         }
     }
@@ -391,7 +476,10 @@ impl Section for DaemonSection {
     const NAME: &'static str = "";
 
     fn validate(&self, _: &Context) -> Vec<(&'static str, Invalid)> {
-        rejected([("state_dir", absolute(&self.state_dir))])
+        rejected([
+            ("state_dir", absolute(&self.state_dir)),
+            ("persist_dir", absolute(&self.persist_dir)),
+        ])
     }
 }
 
@@ -414,6 +502,7 @@ mod tests {
         assert!(NetlinkSection::default().validate(&ctx()).is_empty());
         assert!(PassiveSection::default().validate(&ctx()).is_empty());
         assert!(FlowsSection::default().validate(&ctx()).is_empty());
+        assert!(RecoverySection::default().validate(&ctx()).is_empty());
         assert!(DaemonSection::default().validate(&ctx()).is_empty());
     }
 

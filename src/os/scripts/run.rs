@@ -194,7 +194,7 @@ pub fn script_environment(event: &Event) -> Vec<(&'static str, String)> {
         .as_ref()
         .map(|i| i.to_string())
         .unwrap_or_default();
-    vec![
+    let mut env = vec![
         ("PATH", SCRIPT_PATH.to_string()),
         ("DEVICE_IFACE", iface.clone()),
         ("DEVICE_IP_IFACE", iface),
@@ -225,7 +225,17 @@ pub fn script_environment(event: &Event) -> Vec<(&'static str, String)> {
             "NETFAILOVER_PREVIOUS_STATE",
             event.previous.as_str().to_string(),
         ),
-    ]
+    ];
+    // A `recovery` event's rung (docs/recovery.md).
+    if let Some(r) = &event.recovery {
+        env.push(("NETFAILOVER_RECOVERY_ACTION", r.action.clone()));
+        env.push(("NETFAILOVER_RECOVERY_RUNG", r.rung.to_string()));
+        env.push((
+            "NETFAILOVER_NOT_FULL_SECONDS",
+            r.not_full_seconds.to_string(),
+        ));
+    }
+    env
 }
 
 /// `$1`: the interface, empty for `connectivity-change` (and whenever an event has none).

@@ -68,6 +68,7 @@ fn down_event(id: u64) -> EngineEvent {
         ip4_gateway: None,
         ip4_nameservers: vec![],
         at_unix_ms: 0,
+        recovery: None,
     })
 }
 

@@ -14,6 +14,7 @@ fn daemon_status_kill_and_events_end_to_end() {
         "probe-scheduler",
         "dispatcher",
         "traffic-watcher",
+        "recovery-manager",
         "prober:eth0",
     ] {
         assert!(actors.iter().any(|a| a == want), "{want} not in {actors:?}");

@@ -280,7 +280,7 @@ impl E2e {
         assert!(ready.is_some(), "daemon not ready; log:\n{}", self.log());
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("sock")
     }
 

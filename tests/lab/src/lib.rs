@@ -9,6 +9,7 @@ pub mod bench;
 pub mod boot;
 pub mod container;
 pub mod daemon;
+pub mod dbus;
 pub mod hostile;
 pub mod internet;
 pub mod netns;
@@ -17,6 +18,7 @@ pub mod setup;
 pub mod soak;
 pub mod timeline;
 pub mod uplinks;
+pub mod wedge;
 pub mod world;
 
 /// The `netfailover-lab` command line (besides its hidden `run` verb, which is the daemon's).
@@ -47,11 +49,19 @@ pub fn run(args: &LabArgs) -> Result<bool, world::LabError> {
         return soak::run(minutes);
     }
     if args.scenario == "list" {
-        println!("{}\n{}", timeline::SCENARIOS.join("\n"), boot::SCENARIO);
+        println!(
+            "{}\n{}\n{}",
+            timeline::SCENARIOS.join("\n"),
+            boot::SCENARIO,
+            wedge::SCENARIO
+        );
         return Ok(true);
     }
     if args.scenario == boot::SCENARIO {
         return boot::run();
+    }
+    if args.scenario == wedge::SCENARIO {
+        return wedge::run();
     }
     timeline::run(args)
 }

@@ -27,6 +27,7 @@ fn environment_is_complete_with_empty_strings_for_absent_values() {
         ip4_gateway: None,
         ip4_nameservers: vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()],
         at_unix_ms: 0,
+        recovery: None,
     };
     let env = script_environment(&event);
     let names: Vec<_> = env.iter().map(|(k, _)| *k).collect();
@@ -57,4 +58,43 @@ fn environment_is_complete_with_empty_strings_for_absent_values() {
         ..event
     };
     assert_eq!(first_argument(&up), "eth0");
+}
+
+#[test]
+fn a_recovery_event_adds_its_rung_to_the_environment() {
+    let event = Event {
+        id: 9,
+        kind: EventKind::Recovery,
+        iface: Some(IfaceName::new("wwan0").unwrap()),
+        state: Connectivity::Limited,
+        previous: Connectivity::Limited,
+        reason: "relink after 181 s not FULL: done".into(),
+        connection_id: None,
+        connection_uuid: None,
+        ip4_gateway: None,
+        ip4_nameservers: vec![],
+        at_unix_ms: 0,
+        recovery: Some(Box::new(netfailover_actors::model::RecoveryInfo {
+            action: "relink".into(),
+            rung: 1,
+            not_full_seconds: 181,
+            result: "done".into(),
+        })),
+    };
+    let env = script_environment(&event);
+    let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        get("NETFAILOVER_RECOVERY_ACTION").as_deref(),
+        Some("relink")
+    );
+    assert_eq!(get("NETFAILOVER_RECOVERY_RUNG").as_deref(), Some("1"));
+    assert_eq!(get("NETFAILOVER_NOT_FULL_SECONDS").as_deref(), Some("181"));
+    assert_eq!(first_argument(&event), "wwan0");
+    assert_eq!(
+        first_argument(&Event {
+            recovery: None,
+            ..event
+        }),
+        "wwan0"
+    );
 }

@@ -95,6 +95,7 @@ impl Rig {
                 state: Arc::new(self.state.clone()),
                 flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
                 traffic: Arc::new(NetlinkTraffic::new().expect("traffic sockets")),
+                recovery: Arc::new(netfailover::engine::ports::NoRecovery),
             };
             let kernel = Kernel {
                 routes: NetlinkRoutes::new().expect("observer route socket"),
