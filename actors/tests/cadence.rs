@@ -1,13 +1,15 @@
-//! The check cadence rules on the whole engine, in virtual time (paused tokio clock, fake
+//! The timing rules of decisions on the whole engine, in virtual time (paused tokio clock, fake
 //! ports): evidence towards a state change is confirmed at once (`down_count` = 2 costs one
-//! check's duration, not a second), a single failed check still moves nothing, and while an
-//! outage is young its end is noticed within half the back-off cap (docs/semantics.md §3).
+//! check's duration, not a second), a single failed check still moves nothing, while an
+//! outage is young its end is noticed within half the back-off cap (docs/semantics.md §3), and
+//! the link-loss fast path deletes a lost link's route once, with the reconcile pass after it
+//! sweeping what the fast delete could not (`route_manager.rs`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour};
+use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour, RouteWrite};
 use netfailover_actors::health::{HealthParams, YOUNG_CAPS};
 use netfailover_actors::model::{
     CheckConfig, Config, Connectivity, Family, FamilyConfig, IfaceMatch, IfaceName, KernelRoute,
@@ -273,4 +275,54 @@ async fn a_long_outage_is_bounded_by_the_back_off() {
         "{spent}: the cap is interval, 720 an hour"
     );
     assert_eq!(YOUNG_CAPS, 4);
+}
+
+/// The route writes since `from` that delete a route through `ifindex`.
+fn deletes_of(w: &FakeWorld, from: usize, ifindex: u32) -> usize {
+    w.kernel.write_log()[from..]
+        .iter()
+        .filter(|x| matches!(x, RouteWrite::Delete(r) if r.ifindex == ifindex))
+        .count()
+}
+
+#[actix::test]
+async fn a_lost_link_route_is_deleted_once_and_events_keep_their_order() {
+    tokio::time::pause();
+    let w = world();
+    let h = started(&w, config()).await;
+    let from = w.kernel.write_log().len();
+    let events = h.history().len();
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
+    assert_eq!(eth0_metric(&w), 0, "eth0's route deleted");
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(deletes_of(&w, from, 2), 1, "{:?}", w.kernel.write_log());
+    assert_eq!(w.kernel.gaps(), 0);
+    let after: Vec<_> = h.history()[events..].iter().map(|r| r.event.kind).collect();
+    assert_eq!(
+        after.first(),
+        Some(&netfailover_actors::model::EventKind::Down),
+        "{after:?}"
+    );
+    assert_eq!(state_of(&h, "eth0"), Connectivity::None);
+}
+
+#[actix::test]
+async fn a_failed_fast_delete_is_swept_by_the_reconcile_after_it() {
+    tokio::time::pause();
+    let w = world();
+    let _h = started(&w, config()).await;
+    let from = w.kernel.write_log().len();
+    w.kernel.fail_route_writes(1);
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(eth0_metric(&w), 0, "{:?}", w.kernel.routes());
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wlan0"));
+    assert_eq!(
+        deletes_of(&w, from, 2),
+        1,
+        "the reconcile's sweep succeeded"
+    );
 }
