@@ -156,7 +156,31 @@ fn owner(s: &DiagSocket, by_address: &HashMap<IpAddr, u32>) -> Option<u32> {
     by_address.get(&ip).copied()
 }
 
+/// The link counters of `ifindexes`: one link dump.
+async fn counters_of(
+    route: &rtnetlink::Handle,
+    ifindexes: &[u32],
+) -> PortResult<Vec<IfaceTraffic>> {
+    let links: Vec<LinkMessage> = route
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| port_error(format!("{WHAT}: links"), e))?;
+    Ok(links
+        .iter()
+        .filter(|l| ifindexes.contains(&l.header.index))
+        .filter_map(link_counters)
+        .collect())
+}
+
 impl TrafficSource for NetlinkTraffic {
+    fn counters(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
+        let route = self.route.clone();
+        async move { counters_of(&route, &ifindexes).await }.boxed()
+    }
+
     fn sample(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
         let route = self.route.clone();
         let dump4 = self.diag.dump_tcp(AF_INET, wanted_states());
@@ -165,28 +189,15 @@ impl TrafficSource for NetlinkTraffic {
         // Here, on the caller's thread: the sysctl is the namespace's the daemon samples.
         conntrack.ensure_accounting();
         async move {
-            let links: Vec<LinkMessage> = route
-                .link()
-                .get()
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| port_error(format!("{WHAT}: links"), e))?;
-            let mut out: Vec<IfaceTraffic> = links
-                .iter()
-                .filter(|l| ifindexes.contains(&l.header.index))
-                .filter_map(link_counters)
-                .collect();
+            // The two rtnetlink dumps in one round of requests (one wake-up, not two).
+            let addresses = route.address().get().execute().try_collect::<Vec<_>>();
+            let (links, addresses) = futures::join!(counters_of(&route, &ifindexes), addresses);
+            let mut out = links?;
             if out.is_empty() {
                 return Ok(out);
             }
-            let addresses: Vec<AddressMessage> = route
-                .address()
-                .get()
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| port_error(format!("{WHAT}: addresses"), e))?;
+            let addresses: Vec<AddressMessage> =
+                addresses.map_err(|e| port_error(format!("{WHAT}: addresses"), e))?;
             let by_address: HashMap<IpAddr, u32> =
                 addresses.iter().filter_map(address_of).collect();
             for (ip, len, ifindex) in addresses.iter().filter_map(subnet_of) {
