@@ -372,7 +372,7 @@ struct Measured {
 }
 
 impl Measured {
-    /// The rows `scripts/bench.sh` collects (targets: README's benchmark section).
+    /// The rows `scripts/bench.sh` collects (targets: docs/benchmarks.md).
     fn print_rows(&self, failover: &Samples, failback: &Samples) {
         latency_row(
             "carrier loss → backup route first, real kernel, both families",

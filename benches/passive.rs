@@ -36,7 +36,7 @@ use netfailover_lab::world::FAST_SETTINGS;
 
 const CONNECTIONS: usize = 500;
 const CT_ENTRIES: u16 = 10_000;
-/// HTTPS bytes per check at L3 with a resumed session (README benchmark table, probe bench).
+/// HTTPS bytes per check at L3 with a resumed session (docs/benchmarks.md, probe bench).
 const HTTPS_CHECK_BYTES: u64 = 1752;
 const SAMPLES: u32 = 200;
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark in one command, one Markdown table (the README's "Benchmarks" section).
+# Every benchmark in one command, one Markdown table (docs/benchmarks.md).
 #
 #   sudo scripts/bench.sh           full runs (about 15–20 minutes on 2 cores, most of it builds)
 #   sudo scripts/bench.sh --quick   fewer samples and shorter windows (a few minutes after builds)

@@ -3,7 +3,7 @@
 //! - restart: `kill route-manager` → the replacement has handled a link fact.
 //!
 //! Criterion reports the mean; a second pass prints p50/p99 over 1000 samples, which is what
-//! the README's table quotes.
+//! docs/benchmarks.md quotes.
 
 use std::time::{Duration, Instant};
 

@@ -90,8 +90,8 @@ async fn apply_settings(
     }
 }
 
-/// The span of one route write: the fixed field names of every actor span (README, "Adding
-/// an actor"), so a slow or failed write is found by interface index and metric.
+/// The span of one route write: the fixed field names of every actor span (docs/architecture.md,
+/// "Adding an actor"), so a slow or failed write is found by interface index and metric.
 fn write_span(r: &KernelRoute) -> tracing::Span {
     tracing::info_span!("route_write", ifindex = r.ifindex, metric = r.metric)
 }

@@ -8,7 +8,7 @@
 //! uplink with the old source address and are dropped upstream, so it hangs until TCP gives up
 //! or the entry times out. Resetting it makes the application reconnect at once.
 //!
-//! Never pinned (README, "How it behaves"): listening sockets; sockets bound to a device
+//! Never pinned (docs/semantics.md §9.8): listening sockets; sockets bound to a device
 //! (SO_BINDTODEVICE, like our own checks: they chose their interface); peers on the interface's
 //! own subnets (LAN sessions keep working while the uplink is demoted); loopback and link-local
 //! addresses; flows of another family or with another interface's addresses.

@@ -3,31 +3,34 @@
 //!
 //! # Actor map
 //!
-//! Every cross-actor message is in [`messages`]; a sender holds a [`peers::Slot`] per message it
-//! sends, and only [`supervisor`] names the concrete actors (it fills the slots on each start).
-//! The README's "Architecture" has the same table and how to add an actor.
+//! This table is the one copy of the actor map (`docs/architecture.md` links here and walks one
+//! link-down event through these actors, file by file). Every cross-actor message is in
+//! [`messages`], grouped by the actor that handles it; a sender holds a [`peers::Slot`] per
+//! message it sends, and only [`supervisor`] names the concrete actors (it points the slots at
+//! each child's current incarnation on every start and empties them when it exits). The
+//! restart policies are in [`supervisor`]'s module doc.
 //!
 //! | actor | file | receives | sends (→ handler) | on failure |
 //! |---|---|---|---|---|
-//! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` | `Reconfigure`/`Shutdown` → RouteManager; `ReconfigureChecks`/`KillProber`/`CheckIface` → ProbeScheduler; `ReconfigureFlows` → FlowResetter; `ReconfigurePassive` → TrafficWatcher | root: its end ends `run()` |
-//! | LinkWatcher | `link_watcher.rs` | `LinkUpdate` stream from `LinkSource` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged` → RouteManager | restarted; resubscribes and dumps |
-//! | RouteManager | `route_manager.rs` | link facts, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | routes → `RouteTable`; `UplinksChanged`, `ResetChecks` → ProbeScheduler; `RouteInUseMoved` → FlowResetter; events → `EventLog` | restarted; reloads `StateStore`, dumps links, reconciles |
-//! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ResetChecks`, `Confirm`, `ProbeDone`, `KillProber`, `CheckIface`, `ReconfigureChecks` | `ConnectivityChanged`, `GetUplinks` → RouteManager; `ConfirmCheck`/`Retarget`/`CheckNow` → its Probers | restarted; asks RouteManager, checks everything at once |
-//! | Prober (one per interface) | `prober.rs` | its timer, `ConfirmCheck`, `Retarget`, `CheckNow` | `ProbeDone` → ProbeScheduler (a `Recipient<ProbeDone>`) | restarted by ProbeScheduler; checks at once |
-//! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `ReconfigurePassive` | `GetUplinks` → RouteManager; `Confirm` → ProbeScheduler; samples ← `TrafficSource` | restarted; trackers start empty |
-//! | Dispatcher | `dispatcher.rs` | the `EventLog` | scripts → `ScriptRunner` | restarted; re-runs the interrupted event |
-//! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved`, `ReconfigureFlows` | resets → `FlowTable`; `flows-reset` records → board | restarted; stateless |
+//! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` (from `EngineHandle`); `ChildExited` (its children's exit watchers) | `Reconfigure` → RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher; `Shutdown` → RouteManager; `KillProber`, `CheckIface` → ProbeScheduler; points every slot of `Peers` | root: its end ends `run()` |
+//! | LinkWatcher | `link_watcher.rs` | the `LinkUpdate` stream of `LinkSource` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged` → RouteManager | restarted: resubscribes, dumps |
+//! | RouteManager | `route_manager.rs` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged`, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | route writes → `RouteTable`, `Sysctl`; `UplinksChanged`, `ResetChecks` → ProbeScheduler; `RouteInUseMoved` → FlowResetter; events → `EventLog` | restarted: reloads its saved record, dumps links, reconciles |
+//! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ResetChecks`, `Confirm`, `ProbeDone`, `KillProber`, `CheckIface`, `Reconfigure`; `ProberExited` (its Probers' exit watchers) | `ConnectivityChanged`, `GetUplinks` → RouteManager; `ConfirmCheck`, `Retarget`, `CheckNow` → its Probers (it is their supervisor) | restarted: asks RouteManager for the uplinks, checks everything at once |
+//! | Prober (one per interface) | `prober.rs` | its timer, `ConfirmCheck`, `Retarget`, `CheckNow` | `ProbeDone` (reply `NextCheck`) → ProbeScheduler, through a `Recipient<ProbeDone>`; `AnsweredSince` → TrafficWatcher (a confirmation past its short deadline, not yet connected) | restarted by ProbeScheduler; checks at once |
+//! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `Reconfigure`, `AnsweredSince` | `GetUplinks` → RouteManager; `Confirm` → ProbeScheduler; samples ← `TrafficSource` | restarted: trackers start empty (one window of history lost) |
+//! | Dispatcher | `dispatcher.rs` | no messages: it drains the `EventLog` | scripts → `ScriptRunner` | restarted: re-runs the interrupted event |
+//! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved` (from RouteManager after the routes are applied, before the reconcile's events; a move off a still-UNKNOWN interface only once its state is known), `Reconfigure` | resets → `FlowTable`; `flows-reset` records → board | restarted: stateless; a move that arrived while it was down is not replayed |
 //!
 //! Pure logic lives outside actors: `health.rs` (check state machine), `passive.rs` (passive
-//! health's suspicion rule), and RouteManager's four parts, which the actor only sequences:
-//! `plan.rs` (the planner; `assign.rs` picks the managed interfaces), `apply.rs` (the applier
-//! and rp_filter policy), `transition.rs` (interface states and events in the contract's order)
-//! and `route_model.rs` (its model and the projections: events, uplinks, status);
-//! `flows.rs` (which flows are pinned to an interface). The status board (`board.rs`) has one
-//! writer per field: each actor publishes its own part (`iface_parts.rs` per interface) and
-//! `EngineHandle::status()` joins them. The event queue (`event_log.rs`) is owned by the
-//! engine, so events survive restarts of their producer and consumer; it is mirrored to the
-//! `Journal` port for daemon restarts.
+//! health's suspicion rule), `flows.rs` (which flows are pinned to an interface), and
+//! RouteManager's four parts, which the actor only sequences: `plan.rs` (the planner;
+//! `assign.rs` picks the managed interfaces), `apply.rs` (the applier and rp_filter policy),
+//! `transition.rs` (interface states and events in the contract's order) and `route_model.rs`
+//! (its model and the projections: events, uplinks, route-in-use moves, status). The status
+//! board (`board.rs`) has one writer per field: each actor publishes its own part
+//! (`iface_parts.rs` per interface) and `EngineHandle::status()` joins them. The event queue
+//! (`event_log.rs`) is owned by the engine, so events survive restarts of their producer and
+//! consumer; it is mirrored to the journal, through a port, for daemon restarts.
 //!
 //! [`start`] builds the tree inside a running actix System; [`run`] also waits for a shutdown
 //! future. The `fake` feature provides in-memory ports for tests and benches.

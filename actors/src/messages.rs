@@ -2,7 +2,7 @@
 //! is defined here, grouped by the actor that handles it.
 //!
 //! Actors never name each other: each holds a [`crate::peers::Slot`] per message it sends, which
-//! the supervisor points at the handler's current incarnation (README, "Architecture"). So this
+//! the supervisor points at the handler's current incarnation (docs/architecture.md). So this
 //! module depends on data modules only (`model`, `ports`, `error`, `supervision`) and every actor
 //! module depends on it, never on another actor.
 

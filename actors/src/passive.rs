@@ -4,7 +4,7 @@
 //! period and asks ProbeScheduler for the confirmation it returns. It never decides a state:
 //! the checks stay the only authority, so a wrong guess costs a check, never a failover.
 //!
-//! # Evidence (README "Passive health")
+//! # Evidence (docs/semantics.md §9.6)
 //! - **Stalled peer** (`Evidence::Peer`): a TCP socket to that remote address has data
 //!   outstanding and no ACK for `window` (seen outstanding in an earlier sample at least
 //!   `window` ago with no progress since, or the retransmission timer already fired), or a SYN

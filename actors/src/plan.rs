@@ -23,7 +23,7 @@ use crate::ports::EngineState;
 /// never add or adopt one. Their metric follows `ra_defrtr_metric` (set to the effective metric,
 /// then one Router Solicitation so the router's answer re-installs the route at it), and on link
 /// loss we delete them (the kernel would keep them, `linkdown`; its own solicitation at link-up
-/// brings them back). See README "How it behaves".
+/// brings them back). See docs/semantics.md §9.3.
 pub const RTPROT_RA: u8 = 9;
 
 /// One default route RouteManager wants, before metrics are made unique.

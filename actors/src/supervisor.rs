@@ -2,22 +2,29 @@
 //! each child from the ports and the configuration, points the typed slots of `peers.rs` at the
 //! child's new incarnation (and empties them when it exits), restarts it with the machinery of
 //! `supervision.rs` (each child is its own task; a panic ends only that task), and escalates.
-//! The tree:
+//! What each actor receives and sends: the actor map in the crate doc (`lib.rs`).
 //!
-//! | child            | policy    | intensity      | back-off        | rebuilds its state from           |
-//! |------------------|-----------|----------------|-----------------|-----------------------------------|
-//! | route-manager    | permanent | 5 in 30 s      | 50 ms → 5 s     | StateStore, link dump, route list |
-//! | dispatcher       | permanent | 5 in 30 s      | 50 ms → 5 s     | the EventLog (journal)            |
-//! | probe-scheduler  | permanent | 5 in 30 s      | 50 ms → 5 s     | RouteManager's uplinks            |
-//! | link-watcher     | permanent | 5 in 30 s      | 50 ms → 5 s     | a new subscription + dump         |
-//! | flow-resetter    | permanent | 5 in 30 s      | 50 ms → 5 s     | (stateless; config only)          |
-//! | traffic-watcher  | permanent | 5 in 30 s      | 50 ms → 5 s     | the next samples (trackers empty) |
-//! | prober:IFACE     | permanent | 5 in 60 s      | 100 ms → 5 s    | (stateless; checks at once)       |
+//! # Restart policies
+//!
+//! This table is the one copy (`docs/architecture.md` links here); the numbers are
+//! [`CHILD_POLICY`] and [`PROBER_POLICY`](crate::probe_scheduler::PROBER_POLICY).
+//!
+//! | child            | policy    | escalates after                | back-off (doubling) | rebuilds its state from           |
+//! |------------------|-----------|--------------------------------|---------------------|-----------------------------------|
+//! | route-manager    | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | its saved record, link dump, route list |
+//! | dispatcher       | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | the EventLog (journal): re-runs the interrupted event |
+//! | probe-scheduler  | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | RouteManager's uplinks            |
+//! | link-watcher     | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | a new subscription + dump         |
+//! | flow-resetter    | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | (stateless; config only)          |
+//! | traffic-watcher  | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | the next samples (trackers empty) |
+//! | prober:IFACE     | permanent | more than 5 failures in 60 s   | 100 ms → 5 s        | (stateless; checks at once)       |
 //!
 //! Probers are children of probe-scheduler (see `probe_scheduler.rs`); exceeding their
-//! intensity makes the scheduler fail. Exceeding a top-level child's intensity escalates: the
-//! whole tree stops and `run()` returns `EngineError::Escalated` (the daemon exits non-zero and
-//! systemd restarts it). Kills (`netfailover kill`) restart at once and do not count.
+//! intensity makes the scheduler stop, which counts as one of its own failures. Exceeding a
+//! top-level child's intensity escalates: the whole tree stops and `run()` returns
+//! `EngineError::Escalated` (the daemon exits non-zero and systemd restarts it). The first
+//! restart waits the minimum back-off, each further failure in the window doubles it, up to the
+//! maximum. Kills (`netfailover kill`) restart at once and do not count.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

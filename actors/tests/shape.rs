@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// Longest file, in lines (README, "How the shape is checked").
+/// Longest file, in lines (docs/testing.md, "How the shape is checked").
 const MAX_FILE_LINES: usize = 600;
 /// Longest function, from its `fn` line to its closing brace, in lines.
 const MAX_FN_LINES: usize = 80;

@@ -1,6 +1,6 @@
 //! Per-actor tracing spans: each actor works inside a span named after it, and spans carry only
 //! the fixed field names (`iface`, `ifindex`, `metric`, `state`, `event_id`), so logs can be
-//! filtered the same way for every actor (README, "Architecture", adding an actor).
+//! filtered the same way for every actor (docs/architecture.md, adding an actor).
 //!
 //! A recording subscriber (thread-local default: actix tests run on one thread) collects the
 //! spans created while actors run alone on fakes.

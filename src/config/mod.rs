@@ -70,7 +70,7 @@ pub struct Loaded {
     /// Warnings and per-file or per-profile errors (rejected items were skipped).
     pub problems: Vec<Problem>,
     /// `netfailover.toml` or its environment had something rejected (it took its default): a
-    /// reload keeps the last good configuration instead (README, "Decisions").
+    /// reload keeps the last good configuration instead (docs/decisions.md).
     pub settings_rejected: bool,
     /// The version of config.json and of each keyfile used (the last good one of a file that
     /// failed to parse), for [`LoadOptions::last_good`] of the next reload.

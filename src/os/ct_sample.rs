@@ -2,11 +2,11 @@
 //! uplink (forwarded and NATed container traffic, UDP, the device's own), with per-direction
 //! packet counters, from one ctnetlink dump of both families per sample, on the blocking request
 //! socket of `flows/wire.rs`; each entry is read straight from its bytes (a sample of 10 000
-//! entries allocates nothing per entry: see the README's sampling-cost row).
+//! entries allocates nothing per entry: see the sampling-cost row of docs/benchmarks.md).
 //!
 //! Counters exist only for entries created while `net.netfilter.nf_conntrack_acct` is 1, so
 //! the first sample turns it on when it is off ([`CtSampler::ensure_accounting`], logged once,
-//! README "Passive health"; a daemon with passive health off never touches it); an entry
+//! docs/semantics.md §9.6; a daemon with passive health off never touches it); an entry
 //! without counters is skipped. Where connection tracking is absent (no
 //! `nf_conntrack` / ctnetlink) the sampler says so and the sample carries no flows: passive
 //! health then sees the daemon's own sockets and the link counters only (`status` shows it).

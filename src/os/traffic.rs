@@ -7,7 +7,7 @@
 //! both families (sock_diag with `INET_DIAG_INFO`, see `os/sockdiag.rs`) and connection
 //! tracking of both families (ctnetlink with packet accounting, see `os/ct_sample.rs`). No
 //! `/proc` or `/sys` scraping and no `ss`: the cost is a few netlink round trips per period,
-//! measured in the README.
+//! measured in docs/benchmarks.md.
 //!
 //! Sockets are attributed by source address: a socket whose local address is one of the
 //! interface's addresses belongs to that interface (what leaves with that source follows the

@@ -11,7 +11,8 @@ use netfailover::engine::model::{
     CheckConfig, Config, Connectivity, Family, LinkKind, Method, Metric, UplinkType,
 };
 use netfailover::engine::ports::{LinkSource, Ports, Probe, RouteTable, Verdict};
-use netfailover_lab::netns::{require_root, wait_for};
+use netfailover_lab::netns::wait_for;
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::{run_in_netns, UplinkWorld};
 
 /// Counts of the strong references to each port beyond the test's own `ports`.
@@ -189,10 +190,7 @@ fn kernel_view(w: &UplinkWorld) -> (String, String, String) {
 
 #[test]
 fn dry_run_changes_no_route_in_a_namespace_and_reports_the_plan() {
-    if !require_root("dry_run_changes_no_route_in_a_namespace_and_reports_the_plan") {
-        return;
-    }
-    let w = UplinkWorld::new("dry", 2).expect("building the namespace world");
+    let w = test_setup!(UplinkWorld::new("dry", 2).expect("building the namespace world"));
     // A DHCP client's routes; the profiles want metrics 100 and 200 instead.
     for (up, metric) in w.uplinks.iter().zip(["500", "600"]) {
         let gw = up.gateway_v4.to_string();

@@ -28,6 +28,7 @@ use netfailover::control::Request;
 use netfailover::engine::model::Connectivity;
 use netfailover::engine::status::EngineStatus;
 use netfailover_lab::netns::wait_for;
+use netfailover_lab::test_setup;
 use netfailover_lab::timeline::DaemonProcess;
 use netfailover_lab::world::{World, FAST_SETTINGS};
 
@@ -427,10 +428,9 @@ fn assert_kill_counts(chaos: &Chaos, ledger: &KillLedger, replay: &str) {
 
 #[test]
 fn chaos_storm_with_kills_and_a_daemon_sigkill_loses_nothing() {
+    test_setup!();
+    // Measured: settled within SETTLE_LIMIT of the storm's end.
     let _serial = crate::heavy_test_lock();
-    if !netfailover_lab::netns::require_root("chaos_storm_with_kills_and_a_daemon_sigkill") {
-        return;
-    }
     let seed = env_u64("NETFAILOVER_CHAOS_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use netfailover_lab::netns::{run, wait_for};
+use netfailover_lab::test_setup;
 
 use crate::chaos::{
     delivered_events, delivery_problems, raised_events, state_problems, strip_ansi, Chaos,
@@ -149,11 +150,7 @@ fn assert_all_delivered(chaos: &Chaos, what: &str) {
 
 #[test]
 fn full_or_read_only_state_dir_keeps_routing_and_journalling_resumes() {
-    if !netfailover_lab::netns::require_root(
-        "full_or_read_only_state_dir_keeps_routing_and_journalling_resumes",
-    ) {
-        return;
-    }
+    test_setup!();
     let mut chaos = Chaos::prepare("statefs");
     let tmpfs = Tmpfs::mount(&chaos.state_dir(), "64k");
     chaos.spawn();

@@ -26,6 +26,7 @@ use netfailover_lab::hostile::{
     a_answer, lo_request, HostileDns, HostileHttp, HttpAnswer, ENDLESS_CAP,
 };
 use netfailover_lab::netns::Netns;
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::{block_on_in_netns, run_in_netns};
 use proptest::prelude::*;
 
@@ -45,11 +46,8 @@ struct Lab {
 }
 
 impl Lab {
-    /// `None` when not root (outside CI: the test is skipped with a message).
-    fn new(test: &str) -> Option<Self> {
-        if !netfailover_lab::netns::require_root(test) {
-            return None;
-        }
+    /// Behind `test_setup!` (the caller checks that namespaces can be built).
+    fn new() -> Self {
         let ns = Netns::new("hostile").expect("creating the namespace");
         let (http, dns) = run_in_netns(&ns, || {
             (
@@ -58,7 +56,7 @@ impl Lab {
             )
         })
         .expect("entering the namespace");
-        Some(Self { http, dns, ns })
+        Self { http, dns, ns }
     }
 }
 
@@ -217,9 +215,7 @@ fn http_answer() -> impl Strategy<Value = HttpAnswer> {
 
 #[test]
 fn probe_survives_any_http_answer() {
-    let Some(lab) = Lab::new("probe_survives_any_http_answer") else {
-        return;
-    };
+    let lab = test_setup!(Lab::new());
     let response = prop::sample::select(vec!["", "ok", "online\n"]);
     run_cases(128, (http_answer(), response), |(answer, response)| {
         sane(&http_check(&lab, answer, response))
@@ -228,9 +224,7 @@ fn probe_survives_any_http_answer() {
 
 #[test]
 fn probe_reads_a_bounded_prefix_of_endless_answers() {
-    let Some(lab) = Lab::new("probe_reads_a_bounded_prefix_of_endless_answers") else {
-        return;
-    };
+    let lab = test_setup!(Lab::new());
     let lab = &lab;
     // The harness reaches the probe: a plain 204 is FULL.
     let report = http_check(
@@ -290,9 +284,7 @@ fn probe_reads_a_bounded_prefix_of_endless_answers() {
 
 #[test]
 fn a_slowloris_server_is_cut_at_the_total_timeout() {
-    let Some(lab) = Lab::new("a_slowloris_server_is_cut_at_the_total_timeout") else {
-        return;
-    };
+    let lab = test_setup!(Lab::new());
     let lab = &lab;
     let report = http_check(
         lab,
@@ -406,9 +398,7 @@ fn dns_check(lab: &Lab, how: Mangle) -> ProbeReport {
 
 #[test]
 fn probe_survives_any_dns_answer() {
-    let Some(lab) = Lab::new("probe_survives_any_dns_answer") else {
-        return;
-    };
+    let lab = test_setup!(Lab::new());
     run_cases(48, mangle(), |how| {
         let report = dns_check(&lab, how.clone());
         sane(&report)?;
@@ -421,9 +411,7 @@ fn probe_survives_any_dns_answer() {
 
 #[test]
 fn dns_harness_reaches_the_probe() {
-    let Some(lab) = Lab::new("dns_harness_reaches_the_probe") else {
-        return;
-    };
+    let lab = test_setup!(Lab::new());
     let lab = &lab;
     let before = lab.dns.queries();
     let good = dns_check(lab, Mangle::Nothing);

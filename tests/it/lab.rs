@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use netfailover_lab::netns::{require_root, Netns};
+use netfailover_lab::netns::Netns;
+use netfailover_lab::test_setup;
 use netfailover_lab::world::{World, CHECK_ADDR, DNS_ADDR};
 
 /// A TCP server on `addr:port` inside `ns` that writes back the peer's address, for `count`
@@ -54,10 +55,7 @@ fn connect_from(ns: &Netns, addr: Ipv4Addr, port: u16) -> Option<String> {
 
 #[test]
 fn lab_world_routes_each_uplink_and_injects_faults() {
-    if !require_root("lab_world_routes_each_uplink_and_injects_faults") {
-        return;
-    }
-    let world = World::build().unwrap();
+    let world = test_setup!(World::build().unwrap());
     let server = echo_peer_server(&world.internet, CHECK_ADDR, 8080);
     let dns = echo_peer_server(&world.internet, DNS_ADDR, 8053);
     for u in &world.uplinks {
@@ -121,10 +119,7 @@ fn lab_world_routes_each_uplink_and_injects_faults() {
 
 #[test]
 fn lab_world_is_removed_on_drop() {
-    if !require_root("lab_world_is_removed_on_drop") {
-        return;
-    }
-    let world = World::build().unwrap();
+    let world = test_setup!(World::build().unwrap());
     let mut names = vec![
         world.device.name().to_string(),
         world.internet.name().to_string(),

@@ -1,5 +1,7 @@
 //! Integration tests: one binary, one module per area. Namespace tests create their own
-//! namespaces (see `netfailover_lab::netns`) and fail under `CI=true` when they cannot.
+//! namespaces (see `netfailover_lab::netns`) and start with `test_setup!`
+//! (`netfailover_lab::setup`): skipped with a one-line reason when they cannot build
+//! namespaces, and failing instead under `CI=true`.
 
 mod agent;
 mod chaos;

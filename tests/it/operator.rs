@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use netfailover::control::{self, ControlError, Request};
 use netfailover_lab as lab;
+use netfailover_lab::test_setup;
 
 use crate::daemon::{StubServer, TempDir};
 
@@ -278,9 +279,7 @@ fn metrics_address_messages_are_plain() {
 
 #[test]
 fn a_taken_metrics_port_is_reported_with_its_cause_once() {
-    if !lab::netns::require_root("a_taken_metrics_port_is_reported_with_its_cause_once") {
-        return;
-    }
+    test_setup!();
     let dir = TempDir::new("metrics98");
     let boot = dir.path().join("boot");
     std::fs::create_dir_all(&boot).unwrap();
@@ -375,10 +374,7 @@ fn netns_exists(name: &str) -> bool {
 /// the SIGTERM test (with `HOLD_ENV`), it also holds a namespace until the signal comes.
 #[test]
 fn live_namespaces_are_tracked_from_creation_to_drop() {
-    if !netns::require_root("live_namespaces_are_tracked_from_creation_to_drop") {
-        return;
-    }
-    let ns = Netns::new("held").unwrap();
+    let ns = test_setup!(Netns::new("held").unwrap());
     assert!(netns::live_namespaces().contains(&ns.name().to_string()));
     if std::env::var_os(HOLD_ENV).is_some() {
         println!("HOLDING {}", ns.name());
@@ -395,9 +391,7 @@ fn live_namespaces_are_tracked_from_creation_to_drop() {
 #[test]
 fn a_process_stopped_by_sigterm_removes_its_namespaces() {
     use std::io::BufRead;
-    if !netns::require_root("a_process_stopped_by_sigterm_removes_its_namespaces") {
-        return;
-    }
+    test_setup!();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "operator::live_namespaces_are_tracked_from_creation_to_drop",
@@ -435,9 +429,7 @@ fn a_process_stopped_by_sigterm_removes_its_namespaces() {
 
 #[test]
 fn namespaces_of_a_gone_process_are_removed_and_live_ones_kept() {
-    if !netns::require_root("namespaces_of_a_gone_process_are_removed_and_live_ones_kept") {
-        return;
-    }
+    test_setup!();
     // A pid that existed and is gone (pids are not reused this fast).
     let mut gone = Command::new("true").spawn().unwrap();
     let pid = gone.id();

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use netfailover_lab::netns::{require_root, wait_for};
+use netfailover_lab::netns::wait_for;
+use netfailover_lab::test_setup;
 use netfailover_lab::world::World;
 
 use crate::daemon::{parse_default_routes, E2e};
@@ -64,9 +65,7 @@ fn started(interval: u32, prepare: impl FnOnce(&mut World, &Path)) -> E2e {
 
 #[test]
 fn a_vanished_interface_matched_by_type_runs_its_down_script() {
-    if !require_root("a_vanished_interface_matched_by_type_runs_its_down_script") {
-        return;
-    }
+    test_setup!();
     // wwan0's profile names no interface: it is matched by type (gsm → wwan*).
     let e2e = started(2, |_, boot| {
         let keyfile = boot.join("system-connections/lab-wwan0");
@@ -175,9 +174,7 @@ fn unknown_after_full(log: &[Logged]) -> Vec<Logged> {
 
 #[test]
 fn a_start_and_a_restart_show_each_state_once() {
-    if !require_root("a_start_and_a_restart_show_each_state_once") {
-        return;
-    }
+    test_setup!();
     // Its checks run at the lab's 1 s timeouts: not beside the long daemon tests on 2 cores.
     let _serial = crate::heavy_test_lock();
     let mut e2e = E2e::start_prepared(2, Vec::new(), |world, _| {
@@ -248,12 +245,12 @@ fn percentile(v: &[f64], p: usize) -> f64 {
 /// answers ICMP "network unreachable": eth0 goes LIMITED (never UNKNOWN or NONE), is penalised
 /// within `interval + 2 × timeout + 1 s` and comes back within `min(recheck_max, interval) +
 /// 2 × timeout + 1 s`. `NF_OUTAGES` sets the number of outages (default 3); the measured
-/// times are printed (README "Checks and timing").
+/// times are printed (docs/semantics.md §9.5, "Checks and timing").
 #[test]
 fn noisy_upstream_outages_are_limited_and_within_the_bounds() {
-    if !require_root("noisy_upstream_outages_are_limited_and_within_the_bounds") {
-        return;
-    }
+    test_setup!();
+    // Measured: penalised and back within the bounds, 0.5 s of slack each.
+    let _serial = crate::heavy_test_lock();
     let interval = 5;
     let timeout = 1.0;
     // The defaults for everything but the timeouts: recheck_max 60 s, so the cap is interval.

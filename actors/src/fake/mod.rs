@@ -11,6 +11,7 @@
 //! | [`MemStateStore`] | `state_store.rs` | `StateStore` |
 //! | [`FakeFlows`] | `flows.rs` | `FlowTable` |
 
+use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::IfaceName;
@@ -32,11 +33,40 @@ pub use scripts::FakeScripts;
 pub use state_store::MemStateStore;
 pub use traffic::{FakeFlow, FakeTraffic};
 
-/// Lets every ready task run without moving the clock (a bounded number of yields).
+thread_local! {
+    /// Calls into the fakes made on this thread (each test runs its engine on its own thread):
+    /// what [`settle`] watches to know the engine is still at work.
+    static ACTIVITY: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Yields in a row without a call into any fake after which [`settle`] takes the engine as
+/// idle: far more than the messages an engine passes between two port calls.
+const QUIET_YIELDS: u32 = 100;
+
+/// Yields after which [`settle`] gives up on an engine that never stops calling its ports.
+const MAX_YIELDS: u32 = 1_000_000;
+
+/// Lets every ready task run without moving the clock: yields until no fake has been called for
+/// [`QUIET_YIELDS`] yields in a row, however long the engine's work takes before that (a start
+/// with many uplinks, a backlog of events). An engine still calling its ports after
+/// [`MAX_YIELDS`] yields fails the test rather than letting it assert on a world in motion.
 pub async fn settle() {
-    for _ in 0..200 {
+    let activity = || ACTIVITY.with(Cell::get);
+    let (mut last, mut quiet) = (activity(), 0);
+    for _ in 0..MAX_YIELDS {
         tokio::task::yield_now().await;
+        let now = activity();
+        if now == last {
+            quiet += 1;
+            if quiet == QUIET_YIELDS {
+                return;
+            }
+        } else {
+            (last, quiet) = (now, 0);
+        }
     }
+    // A test helper: failing the test is the point.
+    panic!("settle: the fakes were still being called after {MAX_YIELDS} yields");
 }
 
 /// Lets virtual time pass (timers fire in order as the paused clock auto-advances), then
@@ -64,7 +94,9 @@ pub fn event(kind: crate::model::EventKind, iface: &str) -> crate::model::Event 
     }
 }
 
+/// Every fake reaches its state through here, which counts the call for [`settle`].
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    ACTIVITY.with(|a| a.set(a.get().wrapping_add(1)));
     // Test fakes: a poisoned lock still holds usable data.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -134,4 +166,39 @@ pub fn manual_profile(
         ipv6: family(false, None),
         dns: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Work that keeps calling a fake, one call per yield, for far longer than any fixed number
+    /// of yields: `settle` returns only once it is done, with the clock where it was.
+    #[tokio::test(start_paused = true)]
+    async fn settle_waits_for_work_that_outlasts_any_fixed_count_of_yields() {
+        let kernel = FakeKernel::new();
+        let done = Arc::new(Mutex::new(false));
+        let (worker_kernel, worker_done) = (kernel.clone(), done.clone());
+        tokio::spawn(async move {
+            for _ in 0..5 * MAX_QUIET_CHECK {
+                worker_kernel.routes();
+                tokio::task::yield_now().await;
+            }
+            *lock(&worker_done) = true;
+        });
+        let before = tokio::time::Instant::now();
+        settle().await;
+        assert!(
+            *lock(&done),
+            "settle returned while the fake was still being called"
+        );
+        assert_eq!(
+            tokio::time::Instant::now(),
+            before,
+            "no virtual time passed"
+        );
+    }
+
+    /// Several times the quiet window: more than any fixed count a settle could have relied on.
+    const MAX_QUIET_CHECK: u32 = 10 * QUIET_YIELDS;
 }

@@ -122,7 +122,7 @@ impl Default for CheckConfig {
 }
 
 /// Passive health settings (`[passive]`): watching the device's own traffic for a stall and
-/// asking for confirmation checks (README "Passive health").
+/// asking for confirmation checks (docs/semantics.md §9.6).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct PassiveConfig {
     /// Off: no sampling, no confirmation checks; only the periodic checks notice an upstream loss.
@@ -260,7 +260,7 @@ impl DnsConfig {
     }
 }
 
-/// Resetting the flows pinned to a demoted uplink (`[flows]`; README, "How it behaves").
+/// Resetting the flows pinned to a demoted uplink (`[flows]`; docs/semantics.md §9.8).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct FlowsConfig {
     /// Reset flows when the route in use moves to another interface (a failover).

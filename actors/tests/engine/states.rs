@@ -3,10 +3,11 @@
 
 use super::*;
 
-#[actix::test]
-async fn a_fresh_start_produces_each_state_once() {
+/// The world both start tests run in, with every device event on: route writes take a netlink
+/// round trip (1 ms), so check results queue up behind reconciles; the checks of wlan0 and wwan0
+/// answer 2 and 4 ms after eth0's.
+fn staggered() -> (FakeWorld, Config) {
     let w = world();
-    // Route writes take a netlink round trip, so check results queue up behind reconciles.
     w.kernel.set_write_delay(Duration::from_millis(1));
     w.probe.set_behaviour(
         "wlan0",
@@ -18,6 +19,12 @@ async fn a_fresh_start_produces_each_state_once() {
     );
     let mut cfg = config();
     cfg.dispatcher.device_events = DeviceEvents::All;
+    (w, cfg)
+}
+
+#[actix::test]
+async fn a_fresh_start_produces_each_state_once() {
+    let (w, cfg) = staggered();
     let h = started(&w, cfg).await;
     pass(Duration::from_secs(1)).await;
     // Routes: penalised while UNKNOWN, then the configured metric, never penalised again.
@@ -51,18 +58,7 @@ async fn a_fresh_start_produces_each_state_once() {
 
 #[actix::test]
 async fn a_restart_resumes_full_without_a_blink() {
-    let w = world();
-    w.kernel.set_write_delay(Duration::from_millis(1));
-    w.probe.set_behaviour(
-        "wlan0",
-        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(12)),
-    );
-    w.probe.set_behaviour(
-        "wwan0",
-        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(14)),
-    );
-    let mut cfg = config();
-    cfg.dispatcher.device_events = DeviceEvents::All;
+    let (w, cfg) = staggered();
     let h = started(&w, cfg.clone()).await;
     pass(Duration::from_secs(1)).await;
     assert_eq!(h.status().connectivity, Connectivity::Full);

@@ -1,5 +1,5 @@
 //! Our own tuning: `netfailover.toml` plus `NETFAILOVER_<SECTION>__<KEY>` environment
-//! overrides (README, "Configuration"), read with serde into one struct per section and checked
+//! overrides (docs/config.md), read with serde into one struct per section and checked
 //! key by key.
 //!
 //! - `sections.rs`: the sections (serde structs with their defaults, checks and place in the
@@ -8,7 +8,7 @@
 //! - `values.rs`: durations (an integer is seconds, a string is human text: `"1500ms"`, `"2m"`)
 //!   and the typed reasons a value is rejected.
 //!
-//! Nothing here stops the daemon (README, "Decisions"): a key that serde cannot read or that
+//! Nothing here stops the daemon (docs/decisions.md): a key that serde cannot read or that
 //! its section's `validate` rejects takes its built-in default while every other key keeps its
 //! value, and a file that is not TOML at all (or cannot be read) is ignored as a whole; each is
 //! an error (`FILE:LINE: error: …`) in the problems, so `check-config` exits 1 and the daemon
@@ -25,7 +25,7 @@
 //! 3. Its name in [`SECTIONS`], a field in [`Settings`] holding the engine's type, one
 //!    `reader.section::<PassiveSection>()` line in [`load`] converting it, and its place in
 //!    the engine `Config` in `config/mod.rs` (`load_effective`).
-//! 4. A row per key in the README's configuration table.
+//! 4. A row per key in the configuration table of docs/config.md.
 //!
 //! `check-config`, unknown-key warnings, `FILE:LINE` messages, environment overrides and the
 //! per-key fallback then work for it with no further code.

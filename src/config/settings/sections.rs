@@ -227,7 +227,7 @@ impl From<DispatcherSection> for DispatcherConfig {
     }
 }
 
-/// `[passive]`: passive health (README "Passive health"); maps one to one onto the engine's
+/// `[passive]`: passive health (docs/semantics.md §9.6); maps one to one onto the engine's
 /// [`PassiveConfig`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -306,7 +306,7 @@ impl From<PassiveSection> for PassiveConfig {
     }
 }
 
-/// `[flows]`: resetting the flows pinned to a demoted uplink (README "How it behaves"); maps
+/// `[flows]`: resetting the flows pinned to a demoted uplink (docs/semantics.md §9.8); maps
 /// one to one onto the engine's [`FlowsConfig`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(default)]

@@ -2,7 +2,7 @@
 //!
 //! Sockets are wrapped so every byte the probe really wrote or read is counted; the IP, TCP and
 //! UDP headers the kernel adds are estimated per packet, because user space cannot see them.
-//! The estimate (checked against veth counters in `tests/it/probe.rs`, see `docs/probe.md`):
+//! The estimate (checked against veth counters in `tests/it/probe/`, see `docs/probe.md`):
 //! - IP header: 20 B (IPv4) or 40 B (IPv6) per packet.
 //! - TCP header: 32 B per segment (20 B plus the 12 B timestamp option Linux always sends), 40 B
 //!   on SYN and SYN-ACK (MSS, SACK-permitted, timestamps, window scale).

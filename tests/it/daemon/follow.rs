@@ -227,12 +227,7 @@ impl Follower {
 
 #[test]
 fn events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing() {
-    if !netfailover_lab::netns::require_root(
-        "events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing",
-    ) {
-        return;
-    }
-    let e2e = E2e::start(0);
+    let e2e = test_setup!(E2e::start(0));
     let follower = Follower::start(&e2e);
     let (_, snapshot) = follower.next().expect("no snapshot");
     assert_eq!(snapshot["type"], "snapshot", "{snapshot}");

@@ -5,10 +5,7 @@ use super::*;
 
 #[test]
 fn daemon_status_kill_and_events_end_to_end() {
-    if !netfailover_lab::netns::require_root("daemon_status_kill_and_events_end_to_end") {
-        return;
-    }
-    let e2e = E2e::start(2);
+    let e2e = test_setup!(E2e::start(2));
     let status = e2e.status().unwrap();
     let actors: Vec<String> = status.actors.iter().map(|a| a.name.clone()).collect();
     for want in [
@@ -90,17 +87,13 @@ fn daemon_status_kill_and_events_end_to_end() {
 
 #[test]
 fn daemon_sigterm_leaves_configured_metrics() {
-    if !netfailover_lab::netns::require_root("daemon_sigterm_leaves_configured_metrics") {
-        return;
-    }
+    test_setup!();
     clean_shutdown_leaves_configured_metrics(nix::sys::signal::Signal::SIGTERM);
 }
 
 #[test]
 fn daemon_sigint_is_a_clean_shutdown_too() {
-    if !netfailover_lab::netns::require_root("daemon_sigint_is_a_clean_shutdown_too") {
-        return;
-    }
+    test_setup!();
     clean_shutdown_leaves_configured_metrics(nix::sys::signal::Signal::SIGINT);
 }
 
@@ -123,12 +116,7 @@ fn clean_shutdown_leaves_configured_metrics(signal: nix::sys::signal::Signal) {
 
 #[test]
 fn daemon_sigkill_and_restart_adopts_routes_without_duplicates() {
-    if !netfailover_lab::netns::require_root(
-        "daemon_sigkill_and_restart_adopts_routes_without_duplicates",
-    ) {
-        return;
-    }
-    let mut e2e = E2e::start(0);
+    let mut e2e = test_setup!(E2e::start(0));
     let configured = routes(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)]);
     let seen = wait_for(Duration::from_secs(20), || {
         (sorted(e2e.default_routes()) == configured).then_some(())
@@ -147,9 +135,7 @@ fn daemon_sigkill_and_restart_adopts_routes_without_duplicates() {
 
 #[test]
 fn daemon_talks_to_systemd_when_notify_socket_is_set() {
-    if !netfailover_lab::netns::require_root("daemon_talks_to_systemd_when_notify_socket_is_set") {
-        return;
-    }
+    test_setup!();
     let dir = TempDir::new("notify");
     let path = dir.path().join("notify");
     let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
@@ -203,12 +189,7 @@ fn logged_ids(e2e: &E2e) -> Vec<u64> {
 
 #[test]
 fn daemon_sigkill_with_pending_events_delivers_them_after_restart() {
-    if !netfailover_lab::netns::require_root(
-        "daemon_sigkill_with_pending_events_delivers_them_after_restart",
-    ) {
-        return;
-    }
-    let mut e2e = E2e::start(0);
+    let mut e2e = test_setup!(E2e::start(0));
     let startup = wait_for(Duration::from_secs(20), || {
         (logged_ids(&e2e).len() >= 3).then_some(())
     });

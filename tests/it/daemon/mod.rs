@@ -194,6 +194,7 @@ pub(crate) fn reply_line(reader: &mut impl BufRead) -> serde_json::Value {
 }
 
 use netfailover_lab::netns::wait_for;
+use netfailover_lab::test_setup;
 use netfailover_lab::timeline::DaemonProcess;
 use netfailover_lab::world::{World, CHECK_ADDR};
 
@@ -289,6 +290,13 @@ impl E2e {
 
     pub(crate) fn status(&self) -> Option<EngineStatus> {
         serde_json::from_value(ask(&self.socket(), Request::Status).ok()?).ok()
+    }
+
+    /// Checks of `iface` so far, every verdict (0 when the daemon does not answer).
+    pub(crate) fn checks_of(&self, iface: &str) -> u64 {
+        self.status()
+            .and_then(|s| s.interfaces.into_iter().find(|i| i.name.as_str() == iface))
+            .map_or(0, |i| i.checks.by_verdict.values().sum())
     }
 
     /// `config_problems` of `status`, as printed.

@@ -1,15 +1,11 @@
-//! Settings: SIGHUP reloads, and a broken netfailover.toml never stops the daemon (README,
-//! "Decisions").
+//! Settings: SIGHUP reloads, and a broken netfailover.toml never stops the daemon
+//! (docs/decisions.md).
 
 use super::*;
 
 #[test]
 fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
-    if !netfailover_lab::netns::require_root("daemon_sighup_follows_a_keyfile_metric_without_a_gap")
-    {
-        return;
-    }
-    let e2e = E2e::start(0);
+    let e2e = test_setup!(E2e::start(0));
     let seen = wait_for(Duration::from_secs(20), || {
         e2e.default_routes()
             .contains(&("eth0".to_string(), 100))
@@ -77,10 +73,7 @@ fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
 
 #[test]
 fn daemon_sighup_applies_a_new_check_uri() {
-    if !netfailover_lab::netns::require_root("daemon_sighup_applies_a_new_check_uri") {
-        return;
-    }
-    let e2e = E2e::start(1);
+    let e2e = test_setup!(E2e::start(1));
     // Nothing listens on the configured URI (port 80): every uplink is LIMITED.
     let limited = wait_for(Duration::from_secs(15), || {
         let s = e2e.status()?;
@@ -122,11 +115,7 @@ fn daemon_sighup_applies_a_new_check_uri() {
 /// same file, and names the bad key in its log, `status` and `check-config`.
 #[test]
 fn daemon_with_a_bad_key_runs_on_the_rest_of_its_settings() {
-    if !netfailover_lab::netns::require_root(
-        "daemon_with_a_bad_key_runs_on_the_rest_of_its_settings",
-    ) {
-        return;
-    }
+    test_setup!();
     let e2e = E2e::start_prepared(0, Vec::new(), |_, boot| {
         let state_dir = boot.with_file_name("kept-state");
         let settings = format!(
@@ -196,9 +185,7 @@ fn daemon_with_a_bad_key_runs_on_the_rest_of_its_settings() {
 /// An unreadable `check.ca_file`: the daemon starts and checks with the built-in roots.
 #[test]
 fn daemon_with_an_unreadable_ca_file_runs() {
-    if !netfailover_lab::netns::require_root("daemon_with_an_unreadable_ca_file_runs") {
-        return;
-    }
+    test_setup!();
     let e2e = E2e::start_prepared(2, Vec::new(), |_, boot| {
         std::fs::write(boot.join("not-a-cert.pem"), "not a certificate\n").unwrap();
         let settings = format!(
@@ -232,11 +219,7 @@ fn daemon_with_an_unreadable_ca_file_runs() {
 /// SIGHUP with a broken netfailover.toml keeps the last good values; the next good file applies.
 #[test]
 fn daemon_sighup_with_a_broken_file_keeps_the_last_good_values() {
-    if !netfailover_lab::netns::require_root(
-        "daemon_sighup_with_a_broken_file_keeps_the_last_good_values",
-    ) {
-        return;
-    }
+    test_setup!();
     let settings = |state: &Path, penalty: &str, extra: &str| {
         format!(
             "state_dir = \"{}\"\n{}{extra}[route]\npenalty = {penalty}\n",
@@ -279,11 +262,19 @@ fn daemon_sighup_with_a_broken_file_keeps_the_last_good_values() {
         problems.iter().any(|p| p.contains("check.failback_hold")),
         "{problems:?}"
     );
-    // Several check intervals later the old penalty still holds.
-    std::thread::sleep(Duration::from_secs(3));
-    let routes = e2e.default_routes();
-    assert!(routes.contains(&("eth0".to_string(), 5_100)), "{routes:?}");
-    assert!(!routes.contains(&("eth0".to_string(), 7_100)), "{routes:?}");
+    // The old penalty still holds, at every moment until eth0 has had two more checks.
+    let checks = e2e.checks_of("eth0");
+    let later = wait_for(Duration::from_secs(30), || {
+        let routes = e2e.default_routes();
+        assert!(routes.contains(&("eth0".to_string(), 5_100)), "{routes:?}");
+        assert!(!routes.contains(&("eth0".to_string(), 7_100)), "{routes:?}");
+        (e2e.checks_of("eth0") >= checks + 2).then_some(())
+    });
+    assert!(
+        later.is_some(),
+        "eth0 not checked again: {:?}",
+        e2e.status()
+    );
 
     // Fixed: the new penalty applies and the problems clear.
     e2e.write_settings(&settings(&state, "7000", ""));

@@ -191,9 +191,7 @@ fn cli_as_nobody(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn control_socket_refuses_a_non_root_peer() {
-    if !netfailover_lab::netns::require_root("control_socket_refuses_a_non_root_peer") {
-        return;
-    }
+    test_setup!();
     let server = StubServer::start(control::IDLE_TIMEOUT);
     let socket = server.socket();
     let socket_arg = socket.to_str().unwrap();

@@ -12,7 +12,8 @@ use std::time::Duration;
 use netfailover::engine::model::EventKind;
 use netfailover::engine::ports::{ScriptResult, ScriptRunner};
 use netfailover::os::scripts::{discover, ScriptDirRunner, SCRIPT_PATH};
-use netfailover_lab::netns::{require_root, wait_for};
+use netfailover_lab::netns::wait_for;
+use netfailover_lab::test_setup;
 
 use super::{event, pid_is_dead, read_pid, ScriptDir};
 
@@ -172,9 +173,7 @@ async fn connectivity_change_has_an_empty_first_argument_and_empty_device_variab
 
 #[tokio::test]
 async fn unsafe_or_broken_entries_are_skipped_with_a_reason_and_good_ones_still_run() {
-    if !require_root("unsafe_or_broken_entries_are_skipped_with_a_reason_and_good_ones_still_run") {
-        return;
-    }
+    test_setup!();
     let d = ScriptDir::new();
     d.reporter("00-good");
     d.reporter("up.d/01-good");

@@ -20,7 +20,8 @@ use netfailover_actors::model::Family;
 use netfailover_actors::status::FlowResetRecord;
 use netfailover_lab::apps::{UdpSender, UdpSink};
 use netfailover_lab::container;
-use netfailover_lab::netns::{require_root, wait_for, Netns};
+use netfailover_lab::netns::{wait_for, Netns};
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::run_in_netns;
 use netlink_packet_core::{DefaultNla, Nla, NlasIterator, Parseable};
 use netlink_packet_netfilter::conntrack::ConntrackAttribute;
@@ -162,10 +163,9 @@ fn container_flow(tag: &str, nat: Nat, settings: &str) -> (Option<Duration>, Vec
 /// Per-uplink SNAT: only the daemon's conntrack deletion moves the flow.
 #[test]
 fn a_snat_container_udp_flow_moves_to_the_backup_within_a_second_and_stays_pinned_without_resets() {
+    test_setup!();
+    // Measured: the flow arrives from the backup's address within WITHIN.
     let _serial = crate::heavy_test_lock();
-    if !require_root("a_snat_container_udp_flow_moves_to_the_backup_within_a_second_and_stays_pinned_without_resets") {
-        return;
-    }
     let (took, resets) = container_flow("flows-snat", Nat::Snat, "");
     let took = took.unwrap_or_else(|| panic!("never arrived from wlan0's address: {resets:?}"));
     assert!(took < WITHIN, "took {took:?}");
@@ -186,10 +186,9 @@ fn a_snat_container_udp_flow_moves_to_the_backup_within_a_second_and_stays_pinne
 /// keeps the wwan0 flow's entry.
 #[test]
 fn a_masqueraded_container_udp_flow_moves_to_the_backup_within_a_second() {
+    test_setup!();
+    // Measured: the flow arrives from the backup's address within WITHIN.
     let _serial = crate::heavy_test_lock();
-    if !require_root("a_masqueraded_container_udp_flow_moves_to_the_backup_within_a_second") {
-        return;
-    }
     for (tag, settings) in [
         ("flows-masq", ""),
         ("flows-masq-off", "[flows]\nenabled = false\n"),

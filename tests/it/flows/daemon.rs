@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use netfailover_actors::status::FlowResetRecord;
 use netfailover_lab::apps::{AppLab, BusyClient, EchoServer, Pin, RoundTrip, ECHO};
-use netfailover_lab::netns::{require_root, wait_for};
+use netfailover_lab::netns::wait_for;
+use netfailover_lab::test_setup;
 
 use crate::daemon::TempDir;
 
@@ -122,6 +123,17 @@ impl Others {
             ("bound to eth0", &self.bound),
             ("to eth0's LAN peer", &self.lan),
         ]
+    }
+
+    /// [`Others::untouched`] at the end of `window`, and no reset at any moment of it (a reset
+    /// shows as an error or a reconnect whenever the client next talks).
+    fn untouched_throughout(&self, window: Duration, working: &[&str], since: Instant) {
+        let end = Instant::now() + window;
+        while Instant::now() < end {
+            self.untouched(&[], since);
+            std::thread::sleep(GAP / 2);
+        }
+        self.untouched(working, since);
     }
 
     /// Still on their first connection, no error seen, and those whose path works echoed
@@ -241,16 +253,13 @@ fn assert_moved_to_wlan0(run: &Run, fault: Fault) {
 /// eth0 or to its LAN peer resume on their first connection.
 #[test]
 fn carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_hung() {
+    test_setup!();
+    // Measured: echoing over the backup within WITHIN, talking again within TALKING_AGAIN.
     let _serial = crate::heavy_test_lock();
-    if !require_root(
-        "carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_hung",
-    ) {
-        return;
-    }
     let run = fail_eth0("flows-carrier", "", Fault::CarrierLoss);
     assert_moved_to_wlan0(&run, Fault::CarrierLoss);
-    std::thread::sleep(Duration::from_secs(1));
-    run.others.untouched(&[], run.moved);
+    run.others
+        .untouched_throughout(Duration::from_secs(1), &[], run.moved);
 
     run.lab.world.plug_cable("eth0").unwrap();
     let back = wait_for(ROUTE_LIMIT, || {
@@ -285,9 +294,11 @@ fn carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_
         (r.iface.as_str(), r.to.as_str(), r.failback),
         ("wlan0", "eth0", true)
     );
-    std::thread::sleep(Duration::from_secs(1));
-    run.others
-        .untouched(&["bound to eth0", "to eth0's LAN peer"], back);
+    run.others.untouched_throughout(
+        Duration::from_secs(1),
+        &["bound to eth0", "to eth0's LAN peer"],
+        back,
+    );
 }
 
 /// A modem unplugged: the interface carrying the app's connection is deleted (`ip link del`),
@@ -295,10 +306,9 @@ fn carrier_loss_moves_the_pinned_app_to_the_backup_and_failback_never_leaves_it_
 /// the app talks through the backup within 3 s of the deletion.
 #[test]
 fn an_unplugged_uplink_moves_the_pinned_app_to_the_backup_within_3_s() {
+    test_setup!();
+    // Measured: echoing over the backup within WITHIN and TALKING_AGAIN.
     let _serial = crate::heavy_test_lock();
-    if !require_root("an_unplugged_uplink_moves_the_pinned_app_to_the_backup_within_3_s") {
-        return;
-    }
     let run = fail_eth0("flows-unplug", "", Fault::Unplug);
     assert_moved_to_wlan0(&run, Fault::Unplug);
     let first = first_on(&run.app, WLAN0, run.fault.0).expect("checked above");
@@ -311,14 +321,13 @@ fn an_unplugged_uplink_moves_the_pinned_app_to_the_backup_within_3_s() {
 /// connection): the app moves within a second of the route change; the others keep working.
 #[test]
 fn silent_blackhole_moves_the_pinned_app_to_the_backup_within_a_second() {
+    test_setup!();
+    // Measured: echoing over the backup within WITHIN of the route change.
     let _serial = crate::heavy_test_lock();
-    if !require_root("silent_blackhole_moves_the_pinned_app_to_the_backup_within_a_second") {
-        return;
-    }
     let run = fail_eth0("flows-blackhole", "", Fault::Blackhole);
     assert_moved_to_wlan0(&run, Fault::Blackhole);
-    std::thread::sleep(Duration::from_secs(1));
-    run.others.untouched(
+    run.others.untouched_throughout(
+        Duration::from_secs(1),
         &[
             "bound to eth0",
             "to eth0's LAN peer",
@@ -332,12 +341,7 @@ fn silent_blackhole_moves_the_pinned_app_to_the_backup_within_a_second() {
 /// for the whole window (no error, no echo after the route change).
 #[test]
 fn without_flow_resets_the_pinned_app_hangs_after_carrier_loss_and_after_a_blackhole() {
-    let _serial = crate::heavy_test_lock();
-    if !require_root(
-        "without_flow_resets_the_pinned_app_hangs_after_carrier_loss_and_after_a_blackhole",
-    ) {
-        return;
-    }
+    test_setup!();
     for (tag, fault) in [
         ("flows-off-carrier", Fault::CarrierLoss),
         ("flows-off-blackhole", Fault::Blackhole),

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use netfailover::os::flows::reset_blocking;
 use netfailover_actors::model::{Family, IfaceName};
 use netfailover_actors::ports::FlowScope;
-use netfailover_lab::netns::{require_root, veth, Netns};
+use netfailover_lab::netns::{veth, Netns};
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::run_in_netns;
 use nix::sys::socket::{
     connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
@@ -30,10 +31,7 @@ fn echo_once(s: &mut TcpStream) -> std::io::Result<()> {
 
 #[test]
 fn reset_aborts_only_the_sockets_pinned_to_the_demoted_interface() {
-    if !require_root("reset_aborts_only_the_sockets_pinned_to_the_demoted_interface") {
-        return;
-    }
-    let dev = Netns::new("flows-dev").unwrap();
+    let dev = test_setup!(Netns::new("flows-dev").unwrap());
     let net = Netns::new("flows-net").unwrap();
     veth((&dev, "eth0"), (&net, "e0")).unwrap();
     veth((&dev, "wlan0"), (&net, "w0")).unwrap();
@@ -193,12 +191,7 @@ fn ipv6_reset_aborts_the_pinned_socket_and_deletes_only_the_pinned_conntrack_ent
     use netfailover::os::flows::conntrack::Conntrack;
     use netfailover_lab::apps::EchoServer;
 
-    if !require_root(
-        "ipv6_reset_aborts_the_pinned_socket_and_deletes_only_the_pinned_conntrack_entry",
-    ) {
-        return;
-    }
-    let dev = Netns::new("flows6-dev").unwrap();
+    let dev = test_setup!(Netns::new("flows6-dev").unwrap());
     let net = Netns::new("flows6-net").unwrap();
     veth((&dev, "eth0"), (&net, "e0")).unwrap();
     veth((&dev, "wlan0"), (&net, "w0")).unwrap();

@@ -11,7 +11,8 @@ use netfailover::engine::ports::{
 };
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
-use netfailover_lab::netns::{require_root, Netns};
+use netfailover_lab::netns::Netns;
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::block_on_in_netns;
 
 use super::{add_dhcp_default, default_route, world, DHCP};
@@ -65,10 +66,7 @@ async fn dumped(links: &NetlinkLinks, iface: &str) -> LinkInfo {
 
 #[test]
 fn subscription_sees_peer_carrier_loss_and_device_admin_changes() {
-    if !require_root("subscription_sees_peer_carrier_loss_and_device_admin_changes") {
-        return;
-    }
-    let w = world("nlsub", 1);
+    let w = test_setup!(world("nlsub", 1));
     let up = &w.uplinks[0];
     block_on_in_netns(&w.dev, || async {
         let links = NetlinkLinks::default();
@@ -107,10 +105,7 @@ fn subscription_sees_peer_carrier_loss_and_device_admin_changes() {
 
 #[test]
 fn dump_reports_links_with_their_kinds() {
-    if !require_root("dump_reports_links_with_their_kinds") {
-        return;
-    }
-    let w = world("nldump", 1);
+    let w = test_setup!(world("nldump", 1));
     w.dev.ip(&["link", "add", "br7", "type", "bridge"]).unwrap();
     w.dev
         .ip(&[
@@ -146,10 +141,7 @@ fn dump_reports_links_with_their_kinds() {
 
 #[test]
 fn routes_add_replace_delete_and_list_in_both_families() {
-    if !require_root("routes_add_replace_delete_and_list_in_both_families") {
-        return;
-    }
-    let w = world("nlroute", 2);
+    let w = test_setup!(world("nlroute", 2));
     let (a, b) = (&w.uplinks[0], &w.uplinks[1]);
     // Foreign routes (a DHCP client's, say) that must stay untouched.
     add_dhcp_default(&w.dev, "198.51.100.1", "u1", 600);
@@ -269,10 +261,7 @@ fn routes_add_replace_delete_and_list_in_both_families() {
 
 #[test]
 fn ipv6_metric_zero_is_1024_and_wildcard_deletes_stay_exact() {
-    if !require_root("ipv6_metric_zero_is_1024_and_wildcard_deletes_stay_exact") {
-        return;
-    }
-    let w = world("nlmetric", 1);
+    let w = test_setup!(world("nlmetric", 1));
     let a = &w.uplinks[0];
     block_on_in_netns(&w.dev, || async {
         let routes = NetlinkRoutes::new().expect("route socket");
@@ -329,10 +318,7 @@ fn ipv6_metric_zero_is_1024_and_wildcard_deletes_stay_exact() {
 /// prefix lengths on the right interface.
 #[test]
 fn ensure_address_is_idempotent() {
-    if !require_root("ensure_address_is_idempotent") {
-        return;
-    }
-    let w = world("nladdr", 1);
+    let w = test_setup!(world("nladdr", 1));
     let ifindex = w.uplinks[0].ifindex;
     block_on_in_netns(&w.dev, || async {
         let routes = NetlinkRoutes::new().expect("route socket");
@@ -376,10 +362,7 @@ fn ensure_address_is_idempotent() {
 /// and does not bring them back on admin up.
 #[test]
 fn kernel_keeps_linkdown_routes_and_flushes_them_on_admin_down() {
-    if !require_root("kernel_keeps_linkdown_routes_and_flushes_them_on_admin_down") {
-        return;
-    }
-    let w = world("nlfacts", 1);
+    let w = test_setup!(world("nlfacts", 1));
     let a = &w.uplinks[0];
     block_on_in_netns(&w.dev, || async {
         let routes = NetlinkRoutes::new().expect("route socket");
@@ -429,10 +412,7 @@ fn kernel_keeps_linkdown_routes_and_flushes_them_on_admin_down() {
 
 #[test]
 fn tiny_receive_buffer_and_a_storm_yield_an_overrun_then_only_newer_updates() {
-    if !require_root("tiny_receive_buffer_and_a_storm_yield_an_overrun_then_only_newer_updates") {
-        return;
-    }
-    let w = world("nlovr", 1);
+    let w = test_setup!(world("nlovr", 1));
     block_on_in_netns(&w.dev, || async {
         let links = NetlinkLinks::new(4096);
         let mut updates = links.subscribe().await.expect("subscribe");
@@ -481,10 +461,7 @@ fn tiny_receive_buffer_and_a_storm_yield_an_overrun_then_only_newer_updates() {
 
 #[test]
 fn default_receive_buffer_holds_a_burst() {
-    if !require_root("default_receive_buffer_holds_a_burst") {
-        return;
-    }
-    let w = world("nlrcv", 1);
+    let w = test_setup!(world("nlrcv", 1));
     let arrived = block_on_in_netns(&w.dev, || async {
         let links = NetlinkLinks::new(DEFAULT_RCVBUF);
         let mut updates = links.subscribe().await.expect("subscribe");
@@ -517,10 +494,7 @@ fn default_receive_buffer_holds_a_burst() {
 /// namespace reads and writes that namespace's values, the test thread its own.
 #[test]
 fn sysctl_follows_the_calling_threads_namespace() {
-    if !require_root("sysctl_follows_the_calling_threads_namespace") {
-        return;
-    }
-    let dev = Netns::new("nlsysctl").unwrap();
+    let dev = test_setup!(Netns::new("nlsysctl").unwrap());
     // A name with a dot, as a VLAN's would be.
     dev.ip(&["link", "add", "up.7", "type", "veth", "peer", "name", "pp7"])
         .unwrap();

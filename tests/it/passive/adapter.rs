@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use netfailover::engine::ports::{IfaceTraffic, TcpPhase, TrafficSource};
 use netfailover::os::traffic::NetlinkTraffic;
-use netfailover_lab::netns::{require_root, veth, Netns};
+use netfailover_lab::netns::{veth, wait_for, Netns};
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::{block_on_in_netns, run_in_netns};
 
 fn sample(ns: &Netns, ifindex: u32) -> IfaceTraffic {
@@ -23,10 +24,7 @@ fn sample(ns: &Netns, ifindex: u32) -> IfaceTraffic {
 
 #[test]
 fn sampling_sees_progress_then_a_silent_stall() {
-    if !require_root("sampling_sees_progress_then_a_silent_stall") {
-        return;
-    }
-    let dev = Netns::new("pa-dev").expect("device namespace");
+    let dev = test_setup!(Netns::new("pa-dev").expect("device namespace"));
     let far = Netns::new("pa-far").expect("far namespace");
     veth((&dev, "up0"), (&far, "isp0")).expect("veth");
     dev.ip(&["addr", "add", "192.0.2.2/24", "dev", "up0"])
@@ -52,8 +50,16 @@ fn sampling_sees_progress_then_a_silent_stall() {
         client.write_all(&[7u8; 1000]).expect("write");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let before = sample(&dev, ifindex);
+    // Until the five writes are acknowledged (the sample that shows it), not a pause.
+    let before = wait_for(Duration::from_secs(10), || {
+        let s = sample(&dev, ifindex);
+        let acked = s
+            .tcp
+            .iter()
+            .any(|t| t.remote.port() == 7000 && t.unacked == 0 && t.bytes_acked >= 5000);
+        (acked && s.tx_packets >= 5 && s.rx_packets >= 5).then_some(s)
+    })
+    .unwrap_or_else(|| panic!("the writes never acknowledged: {:?}", sample(&dev, ifindex)));
     assert_eq!(before.name, "up0");
     let sock = before
         .tcp
@@ -72,8 +78,18 @@ fn sampling_sees_progress_then_a_silent_stall() {
     far.ip(&["route", "add", "blackhole", "192.0.2.2/32"])
         .expect("blackhole");
     client.write_all(&[7u8; 1000]).expect("write");
-    std::thread::sleep(Duration::from_millis(1500));
-    let after = sample(&dev, ifindex);
+    // Until the stall shows: data outstanding, retransmitted, no ACK for a second.
+    let after = wait_for(Duration::from_secs(10), || {
+        let s = sample(&dev, ifindex);
+        let stalled = s.tcp.iter().any(|t| {
+            t.cookie == sock.cookie
+                && t.unacked > 0
+                && t.retransmits > 0
+                && t.last_ack_recv >= Duration::from_secs(1)
+        });
+        stalled.then_some(s)
+    })
+    .unwrap_or_else(|| panic!("no stall seen: {:?}", sample(&dev, ifindex)));
     let stalled = after
         .tcp
         .iter()

@@ -5,10 +5,7 @@ use super::*;
 
 #[test]
 fn every_classification_from_a_real_server() {
-    if !require_root("every_classification_from_a_real_server") {
-        return;
-    }
-    let world = World::new("pcls");
+    let world = test_setup!(World::new("pcls"));
     let server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let _dns = dns_all(&world);
     let plain = HttpProbe::new(&config(&format!("http://{HOST}/connectivity-check"))).unwrap();
@@ -111,10 +108,7 @@ fn every_classification_from_a_real_server() {
 
 #[test]
 fn https_is_full_with_the_test_ca_and_limited_without() {
-    if !require_root("https_is_full_with_the_test_ca_and_limited_without") {
-        return;
-    }
-    let world = World::new("ptls");
+    let world = test_setup!(World::new("ptls"));
     let ca = TestCa::new(&[HOST, SERVER]).unwrap();
     let _server = CheckServer::start(
         &world.inet,
@@ -152,10 +146,7 @@ fn https_is_full_with_the_test_ca_and_limited_without() {
 
 #[test]
 fn bytes_per_check_over_http_and_https() {
-    if !require_root("bytes_per_check_over_http_and_https") {
-        return;
-    }
-    let world = World::new("pbyte");
+    let world = test_setup!(World::new("pbyte"));
     let ca = TestCa::new(&[HOST]).unwrap();
     let _server = CheckServer::start(
         &world.inet,
@@ -189,9 +180,16 @@ fn bytes_per_check_over_http_and_https() {
             }
             reports
         });
-        // Let the last FIN/ACKs cross before reading the counters.
-        std::thread::sleep(Duration::from_millis(300));
-        let (bytes1, _) = world.l3_counters("eth0");
+        // The last FIN/ACKs crossed: the counters stopped moving (two reads 100 ms apart agree).
+        let mut last = world.l3_counters("eth0");
+        let (bytes1, _) = wait_for(Duration::from_secs(5), || {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = world.l3_counters("eth0");
+            let still = now == last;
+            last = now;
+            still.then_some(now)
+        })
+        .expect("the counters keep moving");
         for r in &reports {
             assert_verdict(r, Verdict::Full, name);
         }
@@ -240,10 +238,7 @@ fn bytes_per_check_over_http_and_https() {
 /// LIMITED, never NONE: NONE is for a local absence only.
 #[test]
 fn an_upstream_answering_unreachable_is_limited() {
-    if !require_root("an_upstream_answering_unreachable_is_limited") {
-        return;
-    }
-    let world = World::new("punr");
+    let world = test_setup!(World::new("punr"));
     let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let _dns = dns_all(&world);
     let literal = HttpProbe::new(&config(&format!("http://{SERVER}/"))).unwrap();

@@ -5,10 +5,7 @@ use super::*;
 
 #[test]
 fn a_new_responder_waits_for_the_old_socket_to_be_gone() {
-    if !require_root("a_new_responder_waits_for_the_old_socket_to_be_gone") {
-        return;
-    }
-    let world = World::new("pdfree");
+    let world = test_setup!(World::new("pdfree"));
     let held_for = Duration::from_millis(300);
     std::thread::scope(|s| {
         // A copy of an old responder's socket, as a child forked at its drop holds it.
@@ -40,10 +37,7 @@ fn a_new_responder_waits_for_the_old_socket_to_be_gone() {
 
 #[test]
 fn dns_goes_through_the_interface_it_serves() {
-    if !require_root("dns_goes_through_the_interface_it_serves") {
-        return;
-    }
-    let world = World::new("pdns");
+    let world = test_setup!(World::new("pdns"));
     let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let dns = dns_all(&world);
     // The primary's upstream is blackholed before anything was resolved (balena issue 3016:
@@ -71,10 +65,7 @@ fn dns_goes_through_the_interface_it_serves() {
 
 #[test]
 fn dns_servers_are_asked_in_the_given_order() {
-    if !require_root("dns_servers_are_asked_in_the_given_order") {
-        return;
-    }
-    let world = World::new("pord");
+    let world = test_setup!(World::new("pord"));
     let server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let first = dns_all(&world);
     // A second server that knows the host under another address, which is not served.
@@ -109,10 +100,7 @@ fn dns_servers_are_asked_in_the_given_order() {
 
 #[test]
 fn garbage_silent_and_wrong_source_dns_answers_fail_cleanly() {
-    if !require_root("garbage_silent_and_wrong_source_dns_answers_fail_cleanly") {
-        return;
-    }
-    let world = World::new("pdbad");
+    let world = test_setup!(World::new("pdbad"));
     let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let probe = HttpProbe::new(&config(&format!("http://{HOST}/"))).unwrap();
     let eth0 = request(&world, "eth0", &[DNS_A]);
@@ -137,10 +125,7 @@ fn garbage_silent_and_wrong_source_dns_answers_fail_cleanly() {
 
 #[test]
 fn checks_over_ipv6_with_aaaa_only_names() {
-    if !require_root("checks_over_ipv6_with_aaaa_only_names") {
-        return;
-    }
-    let world = World::new("pv6");
+    let world = test_setup!(World::new("pv6"));
     world.enable_ipv6();
     let server = CheckServer::start(&world.inet, sa(&format!("[{SERVER6}]:80")), None).unwrap();
     // The name has only an AAAA record: the A query comes back empty, then AAAA is asked.

@@ -106,6 +106,15 @@ fn fake_links() -> FakeWorld {
     fake
 }
 
+/// Checks of `iface` so far, every verdict.
+fn checks_of(h: &netfailover::engine::EngineHandle, iface: &str) -> u64 {
+    h.status()
+        .interfaces
+        .iter()
+        .find(|i| i.name.as_str() == iface)
+        .map_or(0, |i| i.checks.by_verdict.values().sum())
+}
+
 fn state(h: &netfailover::engine::EngineHandle, iface: &str) -> (Connectivity, Option<u32>) {
     h.status()
         .interfaces
@@ -208,10 +217,7 @@ fn run_loop(tag: &str, bound_wwan0: bool) {
 /// check would ARP for the target on-link and come back LIMITED).
 #[test]
 fn engine_does_not_check_an_interface_without_a_route() {
-    if !require_root("engine_does_not_check_an_interface_without_a_route") {
-        return;
-    }
-    let world = World::new("pengn");
+    let world = test_setup!(World::new("pengn"));
     let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let _dns = dns_all(&world);
     world
@@ -246,8 +252,18 @@ fn engine_does_not_check_an_interface_without_a_route() {
                     "eth0: {:?}",
                     h.status()
                 );
-                // Two check intervals and more: wwan0 stays NONE, unchecked.
-                tokio::time::sleep(2 * INTERVAL + TIMEOUT).await;
+                // Two more checks of eth0 (two check intervals): wwan0 stays NONE, unchecked, at
+                // every moment.
+                let before = checks_of(&h, "eth0");
+                let deadline = tokio::time::Instant::now() + up;
+                while checks_of(&h, "eth0") < before + 2 {
+                    assert_eq!(state(&h, "wwan0"), (Connectivity::None, None));
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "eth0 not checked again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 assert_eq!(state(&h, "wwan0"), (Connectivity::None, None));
                 h.shutdown().await.unwrap();
             });
@@ -258,16 +274,12 @@ fn engine_does_not_check_an_interface_without_a_route() {
 
 #[test]
 fn engine_penalises_a_blackholed_primary_and_restores_it() {
-    if !require_root("engine_penalises_a_blackholed_primary_and_restores_it") {
-        return;
-    }
+    test_setup!();
     run_loop("peng", false);
 }
 
 #[test]
 fn engine_with_a_bound_dns_server_for_the_backup() {
-    if !require_root("engine_with_a_bound_dns_server_for_the_backup") {
-        return;
-    }
+    test_setup!();
     run_loop("pengb", true);
 }

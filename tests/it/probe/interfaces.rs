@@ -5,10 +5,7 @@ use super::*;
 
 #[test]
 fn a_check_never_leaves_through_another_interface() {
-    if !require_root("a_check_never_leaves_through_another_interface") {
-        return;
-    }
-    let world = World::new("pbind");
+    let world = test_setup!(World::new("pbind"));
     let server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let dns = dns_all(&world);
     let probe = HttpProbe::new(&config(&format!("http://{HOST}/"))).unwrap();
@@ -56,10 +53,7 @@ fn a_check_never_leaves_through_another_interface() {
 /// with loose filtering they pass.
 #[test]
 fn strict_rp_filter_drops_the_standbys_replies() {
-    if !require_root("strict_rp_filter_drops_the_standbys_replies") {
-        return;
-    }
-    let world = World::new("prpf");
+    let world = test_setup!(World::new("prpf"));
     let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let probe = HttpProbe::new(&config(&format!("http://{SERVER}/"))).unwrap();
     for key in ["all", "wwan0"] {
@@ -82,10 +76,7 @@ fn strict_rp_filter_drops_the_standbys_replies() {
 /// another one as preferred source, so an upstream with strict reverse-path filtering passes it.
 #[test]
 fn checks_leave_from_the_interfaces_own_address() {
-    if !require_root("checks_leave_from_the_interfaces_own_address") {
-        return;
-    }
-    let world = World::new("psrc");
+    let world = test_setup!(World::new("psrc"));
     let server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     let dns = dns_all(&world);
     // wwan0's route prefers eth0's address as source; wwan0's ISP filters strictly.
@@ -121,10 +112,7 @@ fn checks_leave_from_the_interfaces_own_address() {
 /// interface the kernel would take the target as on-link and ARP for it (LIMITED, not NONE).
 #[test]
 fn no_route_in_the_family_is_none_and_sends_nothing() {
-    if !require_root("no_route_in_the_family_is_none_and_sends_nothing") {
-        return;
-    }
-    let world = World::new("pnort");
+    let world = test_setup!(World::new("pnort"));
     let _server = CheckServer::start(&world.inet, sa(&format!("{SERVER}:80")), None).unwrap();
     world
         .dev

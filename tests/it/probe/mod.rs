@@ -22,7 +22,8 @@ use netfailover::os::probe::HttpProbe;
 use netfailover_lab::internet::{
     Behaviour, CheckServer, DnsMode, DnsResponder, InternetError, TestCa,
 };
-use netfailover_lab::netns::{require_root, veth, wait_for, Netns};
+use netfailover_lab::netns::{veth, wait_for, Netns};
+use netfailover_lab::test_setup;
 
 const UPLINKS: [&str; 3] = ["eth0", "wwan0", "wlan0"];
 const SERVER: &str = "203.0.113.10";

@@ -1,5 +1,5 @@
 //! What every benchmark harness shares: sample statistics, process footprint readings and the
-//! one-line row format that `scripts/bench.sh` collects into the README's table.
+//! one-line row format that `scripts/bench.sh` collects into one table (docs/benchmarks.md).
 //!
 //! A bench prints, besides its own human report, one line per figure:
 //!

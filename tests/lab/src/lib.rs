@@ -12,6 +12,7 @@ pub mod hostile;
 pub mod internet;
 pub mod netns;
 pub mod router;
+pub mod setup;
 pub mod soak;
 pub mod timeline;
 pub mod uplinks;
@@ -38,10 +39,12 @@ pub struct LabArgs {
     pub soak: Option<u64>,
 }
 
-/// Held by the long timing-sensitive end-to-end tests (the chaos storm, passive health's
-/// figures, the lab timeline) so they never run at the same time on a 2-core CI machine: each
-/// asserts bounds derived from the settings, and the others' load would eat that slack. A test
-/// that panicked while holding it poisons it; the next one takes it anyway. Besides the
+/// Held only by the end-to-end tests that assert a wall-clock bound, so they never run at the
+/// same time on a 2-core CI machine (the others' load would eat their slack): a time measured
+/// against a bound derived from the settings (`// Measured:` where they take it), or a window
+/// in which the product's own short timers, a 1 s check timeout or the passive stall timer,
+/// must not fire (`// Timed by the product:`). A test whose only deadlines are generous waits
+/// for an outcome does not take it. A test that panicked while holding it poisons it; the next one takes it anyway. Besides the
 /// in-process mutex it holds an exclusive `flock` on a file in the temp directory, so two test
 /// processes on one machine (two checkouts, a benchmark beside the suite, the lab's own tests
 /// beside `netfailover`'s) take turns as well; the kernel drops that lock when the process dies,

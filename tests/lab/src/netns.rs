@@ -64,19 +64,6 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Guard for namespace tests: `true` to go on. Not root: under `CI=true` this panics (a test
-/// that cannot run in CI must fail loudly); elsewhere it prints why and the test returns early.
-pub fn require_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: namespace tests need root, and CI=true forbids skipping them");
-    }
-    eprintln!("SKIP {test}: needs root to create network namespaces");
-    false
-}
-
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Namespaces this process created and has not deleted yet.

@@ -6,8 +6,8 @@
 //! open file descriptors, thread count and the size of its `state_dir` (the event journal and
 //! the interface state) at a fixed period, and the run ends with a table of those samples.
 //!
-//! Not part of `cargo test`: a soak takes as long as it is asked to. The README's
-//! "Reliability" section shows a 30-minute run.
+//! Not part of `cargo test`: a soak takes as long as it is asked to. docs/testing.md
+//! ("Reliability") shows a 30-minute run.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

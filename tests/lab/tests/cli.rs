@@ -2,14 +2,11 @@
 //! default timeline reaches its expected state with the real daemon, and it says why it needs
 //! root.
 
-use netfailover_lab::netns::require_root;
+use netfailover_lab::test_setup;
 
 #[test]
 fn netfailover_lab_runs_every_step_to_its_expected_state() {
-    let _serial = netfailover_lab::heavy_test_lock();
-    if !require_root("netfailover_lab_runs_every_step_to_its_expected_state") {
-        return;
-    }
+    test_setup!();
     let out = std::process::Command::new("timeout")
         .args(["-k", "5", "170"])
         .arg(env!("CARGO_BIN_EXE_netfailover-lab"))
@@ -45,9 +42,7 @@ fn netfailover_lab_runs_every_step_to_its_expected_state() {
 
 #[test]
 fn netfailover_lab_says_why_it_needs_root() {
-    if !require_root("netfailover_lab_says_why_it_needs_root") {
-        return;
-    }
+    test_setup!();
     let out = std::process::Command::new("timeout")
         .args([
             "20",
@@ -69,10 +64,7 @@ fn netfailover_lab_says_why_it_needs_root() {
 /// wait-online returns 0 through cellular, and the lab says how long after the daemon's start.
 #[test]
 fn netfailover_lab_boot_3053_is_online_through_cellular() {
-    let _serial = netfailover_lab::heavy_test_lock();
-    if !require_root("netfailover_lab_boot_3053_is_online_through_cellular") {
-        return;
-    }
+    test_setup!();
     let out = std::process::Command::new("timeout")
         .args(["-k", "5", "120"])
         .arg(env!("CARGO_BIN_EXE_netfailover-lab"))

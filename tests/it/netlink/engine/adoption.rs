@@ -4,10 +4,7 @@ use super::*;
 
 #[test]
 fn engine_same_metric_uplinks_both_get_a_route_the_later_at_plus_one() {
-    if !require_root("engine_same_metric_uplinks_both_get_a_route_the_later_at_plus_one") {
-        return;
-    }
-    let w = world("nlsame", 2);
+    let w = test_setup!(world("nlsame", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     assert!(u1.ifindex > u0.ifindex);
     let managed = ifindexes(&w);
@@ -51,10 +48,7 @@ fn engine_same_metric_uplinks_both_get_a_route_the_later_at_plus_one() {
 
 #[test]
 fn engine_adopts_foreign_default_routes_keeping_their_gateways() {
-    if !require_root("engine_adopts_foreign_default_routes_keeping_their_gateways") {
-        return;
-    }
-    let w = world("nladopt", 2);
+    let w = test_setup!(world("nladopt", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
     // A DHCP client's routes: u0 at a different metric (add ours, delete theirs), u1 at the

@@ -65,30 +65,26 @@ fn failover_round_trip(tag: &str, count: usize, loss: Loss) {
 
 #[test]
 fn engine_two_uplinks_fail_over_on_peer_carrier_loss_and_back() {
-    if require_root("engine_two_uplinks_fail_over_on_peer_carrier_loss_and_back") {
-        failover_round_trip("nlec2", 2, Loss::PeerCarrier);
-    }
+    test_setup!();
+    failover_round_trip("nlec2", 2, Loss::PeerCarrier);
 }
 
 #[test]
 fn engine_three_uplinks_fail_over_on_peer_carrier_loss_and_back() {
-    if require_root("engine_three_uplinks_fail_over_on_peer_carrier_loss_and_back") {
-        failover_round_trip("nlec3", 3, Loss::PeerCarrier);
-    }
+    test_setup!();
+    failover_round_trip("nlec3", 3, Loss::PeerCarrier);
 }
 
 #[test]
 fn engine_two_uplinks_fail_over_on_admin_down_and_back() {
-    if require_root("engine_two_uplinks_fail_over_on_admin_down_and_back") {
-        failover_round_trip("nlea2", 2, Loss::DeviceAdmin);
-    }
+    test_setup!();
+    failover_round_trip("nlea2", 2, Loss::DeviceAdmin);
 }
 
 #[test]
 fn engine_three_uplinks_fail_over_on_admin_down_and_back() {
-    if require_root("engine_three_uplinks_fail_over_on_admin_down_and_back") {
-        failover_round_trip("nlea3", 3, Loss::DeviceAdmin);
-    }
+    test_setup!();
+    failover_round_trip("nlea3", 3, Loss::DeviceAdmin);
 }
 
 /// Sets the flag when dropped, so the watcher stops even if the engine side panics.
@@ -122,9 +118,7 @@ fn watch_for_gaps(ns: &Netns, stop: &AtomicBool) -> (usize, usize) {
 
 #[test]
 fn engine_penalty_changes_the_metric_without_a_moment_without_default_route() {
-    if !require_root("engine_penalty_changes_the_metric_without_a_moment_without_default_route") {
-        return;
-    }
+    test_setup!();
     // One uplink: any delete-before-add would leave the table without a default route.
     let w = world("nlpen", 1);
     let u0 = &w.uplinks[0];

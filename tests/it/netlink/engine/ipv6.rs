@@ -33,10 +33,7 @@ async fn wait_ipv6(dev: &Netns, what: &str, chosen_dev: &str, ra_metric: Option<
 /// on carrier loss; the kernel's own solicitation at link-up brings it back.
 #[test]
 fn engine_moves_router_advertised_routes_with_penalties_and_link_loss() {
-    if !require_root("engine_moves_router_advertised_routes_with_penalties_and_link_loss") {
-        return;
-    }
-    let w = world("nlra", 2);
+    let w = test_setup!(world("nlra", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     // A router: forwarding, so it joins all-routers (ff02::2) and hears solicitations.
     u0.isp

@@ -27,7 +27,8 @@ use netfailover::engine::EngineHandle;
 use netfailover::os::netlink::{NetlinkLinks, NetlinkRoutes, DEFAULT_RCVBUF};
 use netfailover::os::sysctl::ProcSysctl;
 use netfailover::os::traffic::NetlinkTraffic;
-use netfailover_lab::netns::{require_root, run, Netns};
+use netfailover_lab::netns::{run, Netns};
+use netfailover_lab::test_setup;
 use netfailover_lab::uplinks::{run_in_netns, CountingLinks, Uplink, UplinkWorld};
 
 use super::{add_dhcp_default, world, DHCP, OURS};
@@ -167,15 +168,7 @@ impl Kernel {
         let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
         loop {
             let table = self.defaults().await;
-            let on_managed: Vec<&KernelRoute> = table
-                .iter()
-                .filter(|r| managed.contains(&r.ifindex))
-                .collect();
-            let keys: BTreeSet<Key> = on_managed.iter().map(|r| key(r)).collect();
-            if keys == *want
-                && on_managed.len() == want.len()
-                && on_managed.iter().all(|r| r.protocol == OURS)
-            {
+            if exactly(&table, managed, want) {
                 return table;
             }
             if tokio::time::Instant::now() > deadline {
@@ -184,6 +177,79 @@ impl Kernel {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+
+    /// Watches the table until `over` says the window is over: panics at the first moment the
+    /// routes on `managed` are not exactly `want` (a "stays so" assertion watches every moment
+    /// instead of one look after a pause), and after [`CONVERGE_TIMEOUT`] if `over` never does.
+    async fn stays(
+        &self,
+        what: &str,
+        managed: &[u32],
+        want: &BTreeSet<Key>,
+        mut over: impl FnMut() -> bool,
+    ) -> Vec<KernelRoute> {
+        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+        loop {
+            let table = self.defaults().await;
+            assert!(
+                exactly(&table, managed, want),
+                "{what}: wanted {want:?} throughout, the kernel has {table:#?}"
+            );
+            if over() {
+                return table;
+            }
+            assert!(
+                tokio::time::Instant::now() <= deadline,
+                "{what}: the window never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// The default routes on `managed` interfaces are exactly `want`, all ours.
+fn exactly(table: &[KernelRoute], managed: &[u32], want: &BTreeSet<Key>) -> bool {
+    let on_managed: Vec<&KernelRoute> = table
+        .iter()
+        .filter(|r| managed.contains(&r.ifindex))
+        .collect();
+    let keys: BTreeSet<Key> = on_managed.iter().map(|r| key(r)).collect();
+    keys == *want && on_managed.len() == want.len() && on_managed.iter().all(|r| r.protocol == OURS)
+}
+
+/// A window that ends once each of `ifaces` has had `n` more checks (each one a verdict the
+/// engine acts on) than when this was called.
+fn after_checks<'a>(
+    probe: &'a FakeProbe,
+    ifaces: &'a [&str],
+    n: usize,
+) -> impl FnMut() -> bool + 'a {
+    let before: Vec<usize> = ifaces.iter().map(|i| probe.checks(i).len()).collect();
+    move || {
+        ifaces
+            .iter()
+            .zip(&before)
+            .all(|(i, b)| probe.checks(i).len() >= b + n)
+    }
+}
+
+/// Waits (bounded by [`CONVERGE_TIMEOUT`]) until `done` says so, without blocking the engine's
+/// thread.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() <= deadline,
+            "{what}: never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A window that ends `d` after this was called (for a "stays so" with no event to end it).
+fn after(d: Duration) -> impl FnMut() -> bool {
+    let end = tokio::time::Instant::now() + d;
+    move || tokio::time::Instant::now() >= end
 }
 
 fn key(r: &KernelRoute) -> Key {

@@ -7,9 +7,7 @@ use super::*;
 /// after the start is (the control-device fallback is `wwan*` only).
 #[test]
 fn engine_takes_a_late_modem_and_never_a_usb_gadget_for_a_control_device() {
-    if !require_root("engine_takes_a_late_modem_and_never_a_usb_gadget_for_a_control_device") {
-        return;
-    }
+    test_setup!();
     use netfailover::engine::model::{FamilyConfig, IfaceAddr, IfaceMatch, UplinkType};
     let dev = Netns::new("nlmdm").expect("namespace");
     let link = |name: &str| {
@@ -54,14 +52,19 @@ fn engine_takes_a_late_modem_and_never_a_usb_gadget_for_a_control_device() {
         &dev,
         config_with(vec![modem], false),
         async |_kernel, engine| {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let routes = ip(&dev, &["route", "show", "default", "proto", "78"]).await;
-            assert_eq!(routes, "", "usb0 is not the modem");
-            assert!(
-                engine.status().interfaces.is_empty(),
-                "{:?}",
-                engine.status()
-            );
+            // usb0 is never the modem: watched at every moment for a second (no event ends a
+            // "never"), instead of one look after a pause.
+            let end = tokio::time::Instant::now() + Duration::from_secs(1);
+            while tokio::time::Instant::now() < end {
+                let routes = ip(&dev, &["route", "show", "default", "proto", "78"]).await;
+                assert_eq!(routes, "", "usb0 is not the modem");
+                assert!(
+                    engine.status().interfaces.is_empty(),
+                    "{:?}",
+                    engine.status()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             tokio::task::spawn_blocking({
                 let name = dev.name().to_string();
                 move || {

@@ -4,10 +4,7 @@ use super::*;
 
 #[test]
 fn engine_repairs_a_hand_deleted_route_and_removes_a_stray_duplicate() {
-    if !require_root("engine_repairs_a_hand_deleted_route_and_removes_a_stray_duplicate") {
-        return;
-    }
-    let w = world("nldrift", 2);
+    let w = test_setup!(world("nldrift", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
     let want = both(&[(u0, 100), (u1, 200)]);
@@ -119,10 +116,7 @@ fn engine_repairs_a_hand_deleted_route_and_removes_a_stray_duplicate() {
 
 #[test]
 fn engine_restart_without_shutdown_adopts_its_leftover_routes() {
-    if !require_root("engine_restart_without_shutdown_adopts_its_leftover_routes") {
-        return;
-    }
-    let w = world("nlcrash", 2);
+    let w = test_setup!(world("nlcrash", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
     let rig = Rig::new();
@@ -141,11 +135,7 @@ fn engine_restart_without_shutdown_adopts_its_leftover_routes() {
     // Second run on the same state_dir: one owned route each, u0 still penalised.
     rig.run(&w.dev, config(&w, true), async |kernel, engine| {
         kernel.converge("second run", &managed, &penalised).await;
-        // Stays converged (no duplicate appears on a later reconcile).
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        kernel
-            .converge("still one route each", &managed, &penalised)
-            .await;
+        still_one_route_each(kernel, &rig, &managed, &penalised).await;
         rig.probe.set("u0", Verdict::Full);
         kernel
             .converge("u0 FULL", &managed, &both(&[(u0, 100), (u1, 200)]))
@@ -171,10 +161,7 @@ fn engine_restart_without_shutdown_adopts_its_leftover_routes() {
 
 #[test]
 fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
-    if !require_root("engine_overrun_ends_with_a_resync_and_the_desired_table") {
-        return;
-    }
-    let w = world("nlovr", 2);
+    let w = test_setup!(world("nlovr", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
     // First 100 MTU changes of u0 (each says: u0 up, with carrier), then 1001 carrier toggles
@@ -209,10 +196,15 @@ fn engine_overrun_ends_with_a_resync_and_the_desired_table() {
         kernel
             .converge("after the storm", &managed, &both(&[(u1, 200)]))
             .await;
-        // And it stays so: no stale "u0 up" brings its route back.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // And it stays so: no stale "u0 up" brings its route back (checks are off: no event
+        // ends this window, it is watched for 1.5 s).
         let table = kernel
-            .converge("a while after the storm", &managed, &both(&[(u1, 200)]))
+            .stays(
+                "a while after the storm",
+                &managed,
+                &both(&[(u1, 200)]),
+                after(Duration::from_millis(1500)),
+            )
             .await;
         assert_first(&table, u1);
         assert!(rig.links.overruns() >= 1, "the engine saw no overrun");
@@ -251,6 +243,17 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Still one route each after later reconciles (no duplicate appears): after two more checks of
+/// each uplink.
+async fn still_one_route_each(kernel: &Kernel, rig: &Rig, managed: &[u32], want: &BTreeSet<Key>) {
+    wait_until(
+        "two more checks",
+        after_checks(&rig.probe, &["u0", "u1"], 2),
+    )
+    .await;
+    kernel.converge("still one route each", managed, want).await;
+}
+
 /// The child's role: the engine in the named namespace, u0 LIMITED, until killed (at most a
 /// minute).
 fn sigkill_child(ns_name: &str) {
@@ -278,10 +281,7 @@ fn engine_second_start_after_sigkill_keeps_one_route_each() {
     if let Ok(ns_name) = std::env::var(CRASH_CHILD_ENV) {
         return sigkill_child(&ns_name);
     }
-    if !require_root("engine_second_start_after_sigkill_keeps_one_route_each") {
-        return;
-    }
-    let w = world("nlkill", 2);
+    let w = test_setup!(world("nlkill", 2));
     let (u0, u1) = (&w.uplinks[0], &w.uplinks[1]);
     let managed = ifindexes(&w);
     let penalised = both(&[(u0, 100 + PENALTY), (u1, 200)]);
@@ -322,10 +322,7 @@ fn engine_second_start_after_sigkill_keeps_one_route_each() {
     rig.probe.set("u0", Verdict::Limited);
     rig.run(&w.dev, config(&w, true), async |kernel, engine| {
         kernel.converge("after SIGKILL", &managed, &penalised).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        kernel
-            .converge("still one route each", &managed, &penalised)
-            .await;
+        still_one_route_each(kernel, &rig, &managed, &penalised).await;
         engine.shutdown().await.expect("clean shutdown");
     });
     for family in ["-4", "-6"] {
