@@ -261,11 +261,15 @@ impl Tracker {
         self.charges.len()
     }
 
-    /// Whether the last sample showed nothing that time alone could turn into evidence: no
-    /// data or SYN outstanding, no evidence, no one-way clock running. Until the interface
-    /// sends again, a new sample could only repeat it (TrafficWatcher skips it).
+    /// Whether the last sample showed nothing time alone could turn into evidence (no data or
+    /// SYN outstanding, no evidence, no one-way clock); until it sends, a sample would repeat it.
     pub fn settled(&self) -> bool {
         self.settled
+    }
+
+    /// Not sampled while not FULL (TrafficWatcher): no suspicion is shown meanwhile.
+    pub fn calm(&mut self) {
+        self.suspect_since = None;
     }
 
     /// Whether the interface's traffic was answered in a sample at or after `since`, or in

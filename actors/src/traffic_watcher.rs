@@ -15,7 +15,7 @@
 //! its last whole sample or whose last sample was not settled (data or a SYN outstanding, a
 //! stall's clock running: `Tracker::settled`). An interface that sent nothing since a settled
 //! sample cannot show new evidence. A usable interface that is not FULL is not sampled; its
-//! tracker starts over (keeping the hourly ceiling) when it is FULL again.
+//! tracker keeps what it knew, without a suspicion, until it is FULL again.
 //!
 //! It never touches routes or states: a wrong suspicion costs a check (bounded by the rule's
 //! back-off), never a failover. While healthy it sends nothing at all; sampling is local
@@ -169,20 +169,22 @@ impl TrafficWatcher {
             .retain(|i, _| usable.iter().any(|u| u.ifindex == *i));
         let mut triggers: Vec<(IfaceName, Trigger)> = Vec::new();
         for u in &usable {
-            let eligible = u.connectivity == Connectivity::Full;
-            if eligible && !sampled.contains(&u.ifindex) {
+            let tracker = self.state.trackers.entry(u.name.clone()).or_default();
+            if u.connectivity != Connectivity::Full {
+                // Not sampled: its tracker keeps what it knew (a stall still there when it is
+                // FULL again costs one confirmation), showing no suspicion meanwhile.
+                tracker.calm();
+                self.state.settled_tx.remove(&u.ifindex);
                 continue;
             }
-            // Not FULL: not sampled; `None` starts its tracker over, keeping the ceiling.
-            let sample = samples
-                .iter()
-                .find(|s| s.ifindex == u.ifindex)
-                .filter(|_| eligible);
+            if !sampled.contains(&u.ifindex) {
+                continue;
+            }
+            let sample = samples.iter().find(|s| s.ifindex == u.ifindex);
             let ctx = RuleContext {
-                eligible,
+                eligible: true,
                 in_use: in_use.as_ref() == Some(&u.name),
             };
-            let tracker = self.state.trackers.entry(u.name.clone()).or_default();
             if let Some(t) = tracker.observe(now, u.name.as_str(), sample, ctx, &params) {
                 triggers.push((u.name.clone(), t));
             }

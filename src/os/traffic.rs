@@ -189,15 +189,19 @@ impl TrafficSource for NetlinkTraffic {
         // Here, on the caller's thread: the sysctl is the namespace's the daemon samples.
         conntrack.ensure_accounting();
         async move {
-            // The two rtnetlink dumps in one round of requests (one wake-up, not two).
-            let addresses = route.address().get().execute().try_collect::<Vec<_>>();
-            let (links, addresses) = futures::join!(counters_of(&route, &ifindexes), addresses);
-            let mut out = links?;
+            // One after the other: a netlink socket runs one dump at a time (a second one
+            // started meanwhile fails with EBUSY).
+            let mut out = counters_of(&route, &ifindexes).await?;
             if out.is_empty() {
                 return Ok(out);
             }
-            let addresses: Vec<AddressMessage> =
-                addresses.map_err(|e| port_error(format!("{WHAT}: addresses"), e))?;
+            let addresses: Vec<AddressMessage> = route
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| port_error(format!("{WHAT}: addresses"), e))?;
             let by_address: HashMap<IpAddr, u32> =
                 addresses.iter().filter_map(address_of).collect();
             for (ip, len, ifindex) in addresses.iter().filter_map(subnet_of) {
