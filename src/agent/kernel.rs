@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 use futures::future::BoxFuture;
 use netfailover_actors::model::{CheckConfig, Event};
 use netfailover_actors::ports::{
-    FlowTable, Journal, LinkSource, Probe, ProbeReport, ProbeRequest, RouteTable, ScriptOutcome,
-    ScriptRunner, StateStore, Sysctl, TrafficSource,
+    EngineState, FlowTable, JournalState, LinkSource, Probe, ProbeReport, ProbeRequest, RouteTable,
+    ScriptOutcome, ScriptRunner, Store, Sysctl, TrafficSource,
 };
 
 use super::AgentError;
@@ -57,6 +57,17 @@ impl ScriptRunner for Swappable<dyn ScriptRunner> {
     }
 }
 
+/// Why a kernel adapter could not be set up ([`AgentError::Port`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PortSetupError {
+    /// The HTTP(S) probe (its check URI, CA file or TLS client).
+    #[error(transparent)]
+    Probe(#[from] crate::os::probe::ProbeError),
+    /// A netlink socket (routes, traffic sampling).
+    #[error(transparent)]
+    Netlink(#[from] crate::os::netlink::NetlinkError),
+}
+
 /// The kernel HTTP(S) probe for `check`. The configuration already refused a CA file the probe
 /// cannot read, but the file may change before we read it again: then the check runs with the
 /// built-in roots only (an error in the log) rather than the daemon stopping.
@@ -73,7 +84,7 @@ pub(crate) fn http_probe(check: &CheckConfig) -> Result<Arc<dyn Probe>, AgentErr
     });
     let probe = probe.map_err(|e| AgentError::Port {
         port: "probe",
-        message: e.to_string(),
+        error: e.into(),
     })?;
     Ok(Arc::new(probe))
 }
@@ -125,7 +136,7 @@ impl Reloadable {
 pub(crate) fn netlink_routes() -> Result<Arc<dyn RouteTable>, AgentError> {
     let routes = os::netlink::NetlinkRoutes::new().map_err(|e| AgentError::Port {
         port: "netlink routes",
-        message: e.to_string(),
+        error: e.into(),
     })?;
     Ok(Arc::new(routes))
 }
@@ -140,7 +151,7 @@ pub(crate) fn netlink_links(rcvbuf: usize) -> Arc<dyn LinkSource> {
 pub(crate) fn netlink_traffic(watch: bool) -> Result<Arc<dyn TrafficSource>, AgentError> {
     let traffic = os::traffic::NetlinkTraffic::new().map_err(|e| AgentError::Port {
         port: "netlink traffic sampling",
-        message: e.to_string(),
+        error: e.into(),
     })?;
     if watch {
         traffic.prepare();
@@ -157,10 +168,10 @@ pub(crate) fn proc_sysctl() -> Arc<dyn Sysctl> {
     Arc::new(os::sysctl::ProcSysctl::new())
 }
 
-pub(crate) fn file_journal(state_dir: &std::path::Path) -> Arc<dyn Journal> {
+pub(crate) fn file_journal(state_dir: &std::path::Path) -> Arc<dyn Store<JournalState>> {
     Arc::new(os::persist::FileJournal::new(state_dir))
 }
 
-pub(crate) fn file_state(state_dir: &std::path::Path) -> Arc<dyn StateStore> {
+pub(crate) fn file_state(state_dir: &std::path::Path) -> Arc<dyn Store<EngineState>> {
     Arc::new(os::persist::FileStateStore::new(state_dir))
 }

@@ -5,6 +5,7 @@ use super::*;
 use netfailover::agent::Subscription;
 use netfailover::engine::model::{Event, EventKind};
 use netfailover::engine::observe::{EngineEvent, Snapshot};
+use netfailover::engine::status::LinkState;
 use tokio::sync::broadcast;
 
 /// Buffer of the stub's change channel: small, so a stalled reader lags quickly.
@@ -43,14 +44,14 @@ impl ControlBackend for FollowStub {
 
 fn link_change(n: u32) -> EngineEvent {
     let (link, previous) = if n.is_multiple_of(2) {
-        ("down", "up")
+        (LinkState::Down, LinkState::Up)
     } else {
-        ("up", "down")
+        (LinkState::Up, LinkState::Down)
     };
     EngineEvent::Link {
         iface: IfaceName::new("eth0").unwrap(),
-        link: link.into(),
-        previous: previous.into(),
+        link,
+        previous,
     }
 }
 
@@ -323,11 +324,10 @@ fn events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing(
     again.kill();
 
     // The Python example client (examples/control.py) follows the same stream.
-    if std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
+    if netfailover_lab::setup::require_tool(
+        "the Python example client (examples/control.py)",
+        "python3",
+    ) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/control.py");
         let mut client = std::process::Command::new("timeout")
             .args(["30", "python3"])
@@ -363,8 +363,6 @@ fn events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing(
             "{text}"
         );
         assert!(text.contains("eth0: link down"), "{text}");
-    } else {
-        eprintln!("python3 not installed: examples/control.py not exercised");
     }
     assert!(!e2e.log().contains("panicked"), "{}", e2e.log());
 }

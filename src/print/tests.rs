@@ -3,13 +3,22 @@
 use super::*;
 use netfailover_actors::model::{Connectivity, Event, EventKind, IfaceName, UplinkType};
 use netfailover_actors::ports::{ScriptOutcome, Verdict};
-use netfailover_actors::status::{ActorStatus, CheckCounters, CheckSummary, IfaceStatus};
+use netfailover_actors::status::{
+    ActorStatus, CheckCounters, CheckSummary, IfaceRoute, IfaceSource, IfaceStatus, LinkState,
+    PassiveState, Sees,
+};
 use std::time::Duration;
 
 #[test]
 fn times_and_sizes() {
     assert_eq!(utc_time(0), "1970-01-01 00:00:00");
     assert_eq!(utc_time(1_709_251_199_000), "2024-02-29 23:59:59");
+    assert_eq!(utc_time(1_709_251_199_999), "2024-02-29 23:59:59");
+    assert_eq!(utc_time(253_402_300_799_000), "9999-12-31 23:59:59");
+    assert_eq!(
+        utc_time(u64::MAX),
+        format!("{} ms after the epoch", u64::MAX)
+    );
     assert_eq!(human_age(59_999), "59s");
     assert_eq!(human_age(61_000), "1m01s");
     assert_eq!(human_bytes(1000), "1000 B");
@@ -34,20 +43,22 @@ fn sample_status() -> EngineStatus {
     EngineStatus {
         connectivity: Connectivity::Full,
         interfaces: vec![IfaceStatus {
-            name: IfaceName::new("eth0").unwrap(),
-            ifindex: Some(2),
-            link: "up".into(),
-            connectivity: Connectivity::Limited,
-            metric: 100,
-            effective_metric: Some(20100),
-            metric6: 100,
-            effective_metric6: None,
-            gateway4: None,
-            gateway6: None,
-            ipv6_penalty_unavailable: None,
-            uplink_type: UplinkType::Ethernet,
-            source: "adopted".into(),
-            dns: vec![],
+            route: IfaceRoute {
+                name: IfaceName::new("eth0").unwrap(),
+                ifindex: Some(2),
+                link: LinkState::Up,
+                connectivity: Connectivity::Limited,
+                metric: 100,
+                effective_metric: Some(20100),
+                metric6: 100,
+                effective_metric6: None,
+                gateway4: None,
+                gateway6: None,
+                ipv6_penalty_unavailable: None,
+                uplink_type: UplinkType::Ethernet,
+                source: IfaceSource::Adopted,
+                dns: vec![],
+            },
             last_check: Some(CheckSummary {
                 at_unix_ms: 10_000,
                 verdict: Verdict::Limited,
@@ -58,14 +69,14 @@ fn sample_status() -> EngineStatus {
             probe_dns_bytes: 0,
             checks: CheckCounters::default(),
             passive: netfailover_actors::status::PassiveStatus {
-                state: "suspect".into(),
+                state: PassiveState::Suspect,
                 suspect_since_unix_ms: Some(11_000),
                 last_trigger: Some("TCP to 203.0.113.7 stalled".into()),
                 last_trigger_unix_ms: Some(12_000),
                 suspicions: 1,
                 confirmations: 2,
                 confirmations_failed: 2,
-                sees: "sockets only (no connection tracking)".into(),
+                sees: Sees::SocketsOnly,
                 held_by_ceiling: 3,
             },
         }],
