@@ -29,6 +29,7 @@ fn window() -> Duration {
 
 struct Footprint {
     cpu_percent: f64,
+    cpu_ms: f64,
     rss_kib: u64,
     peak_kib: u64,
     fds: usize,
@@ -92,6 +93,7 @@ fn measure(interval: u32, window: Duration) -> Footprint {
     let wall = started.elapsed();
     let footprint = Footprint {
         cpu_percent: (cpu1 - cpu0).as_secs_f64() / wall.as_secs_f64() * 100.0,
+        cpu_ms: (cpu1 - cpu0).as_secs_f64() * 1000.0,
         rss_kib: proc_status_field(Some(pid), "VmRSS:"),
         peak_kib: proc_status_field(Some(pid), "VmHWM:"),
         fds: open_fds(pid),
@@ -110,8 +112,9 @@ fn main() {
     for interval in [3600, 5] {
         let f = measure(interval, window);
         println!(
-            "interval {interval} s, {} s idle: CPU {:.3} %, RSS {} KiB (peak {} KiB), {} fds, {} threads",
+            "interval {interval} s, {} s idle: CPU {:.0} ms ({:.3} %), RSS {} KiB (peak {} KiB), {} fds, {} threads",
             window.as_secs(),
+            f.cpu_ms,
             f.cpu_percent,
             f.rss_kib,
             f.peak_kib,
@@ -123,9 +126,10 @@ fn main() {
                 "idle daemon, 3 uplinks, interval {interval} s: CPU over {} s",
                 window.as_secs()
             ),
-            format!("{:.3} %", f.cpu_percent),
-            "< 1 %",
-            Met::from_bool(f.cpu_percent < 1.0),
+            format!("{:.0} ms ({:.3} %)", f.cpu_ms, f.cpu_percent),
+            // NetworkManager 1.42 idles at 30 ms over 60 s (README comparison).
+            "≤ 0.05 % (30 ms over 60 s)",
+            Met::from_bool(f.cpu_percent <= 0.05),
         );
         value_row(
             &format!("idle daemon, 3 uplinks, interval {interval} s: RSS (peak), fds, threads"),
@@ -136,8 +140,8 @@ fn main() {
                 f.fds,
                 f.threads
             ),
-            "< 16 MiB",
-            Met::from_bool(f.rss_kib < 16 * 1024),
+            "< 6 MiB",
+            Met::from_bool(f.rss_kib < 6 * 1024),
         );
     }
 }

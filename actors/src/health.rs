@@ -1,7 +1,14 @@
 //! The per-interface check state machine (docs/semantics.md §3), pure and clock-free: hysteresis
 //! (`down_count` / `up_count`), the first result from UNKNOWN deciding, the fast re-check
 //! back-off (1 s doubling, capped at `min(recheck_max, interval)`, restarted by every good
-//! result and every state change), and the fail-back hold rule. No actix here: ProbeScheduler feeds it results and obeys its delays.
+//! result and every state change), the return cadence (a young outage re-checked at least every
+//! half cap), and the fail-back hold rule. No actix here: ProbeScheduler feeds it results and
+//! obeys its delays.
+//!
+//! Evidence that points towards a state change is confirmed at once, back to back: the
+//! checks after a failed one while FULL, and after a good one while not FULL, until
+//! `down_count` / `up_count` agree or one disagrees. The counts keep their hysteresis (one
+//! result never moves the route) without costing a second of waiting each.
 
 use std::time::Duration;
 
@@ -10,8 +17,15 @@ use tokio::time::Instant;
 use crate::model::{CheckConfig, Connectivity};
 use crate::ports::Verdict;
 
-/// First fast re-check delay, and the delay after a good check while not FULL (docs/semantics.md §3).
+/// First fast re-check delay once an interface is not FULL (docs/semantics.md §3).
 pub const FAST_RECHECK: Duration = Duration::from_secs(1);
+
+/// The delay before the check that confirms evidence towards a state change: none.
+pub const CONFIRM_AT_ONCE: Duration = Duration::ZERO;
+
+/// How many back-off caps an outage stays *young*: re-checked at least every
+/// [`HealthParams::return_cap`] so that its end is noticed early (docs/semantics.md §3).
+pub const YOUNG_CAPS: u32 = 4;
 
 /// The subset of `CheckConfig` the state machine needs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -27,6 +41,19 @@ impl HealthParams {
     /// healthy one, so the cap is `recheck_max` or `interval`, whichever is shorter.
     pub fn backoff_cap(&self) -> Duration {
         self.recheck_max.min(self.interval).max(FAST_RECHECK)
+    }
+
+    /// The longest re-check delay while an outage is young: half the back-off cap, never
+    /// below [`FAST_RECHECK`]. An outage that ends while young is seen over within this delay
+    /// (and the check that confirms it follows at once).
+    pub fn return_cap(&self) -> Duration {
+        (self.backoff_cap() / 2).max(FAST_RECHECK)
+    }
+
+    /// How long an outage stays young, counted from leaving FULL: [`YOUNG_CAPS`] back-off caps.
+    /// After it the plain back-off bounds what a long outage costs.
+    pub fn young_for(&self) -> Duration {
+        self.backoff_cap() * YOUNG_CAPS
     }
 }
 
@@ -59,6 +86,9 @@ pub struct Health {
     streak: u32,
     /// The next fast re-check delay after a failure.
     backoff: Duration,
+    /// The delays scheduled since the last state change: the age of an outage, clock-free
+    /// (each check's own duration is left out, so it only ever errs on the young side).
+    aged: Duration,
 }
 
 impl Health {
@@ -68,6 +98,7 @@ impl Health {
             state,
             streak: 0,
             backoff: FAST_RECHECK,
+            aged: Duration::ZERO,
         }
     }
 
@@ -109,29 +140,46 @@ impl Health {
                 self.state = new;
                 self.streak = 0;
                 self.backoff = FAST_RECHECK;
+                self.aged = Duration::ZERO;
                 Some((previous, new))
             }
             _ => None,
         };
-        let cap = p.backoff_cap();
-        let next_check = if good {
-            // A good result restarts the back-off: after any history of one-off blips the
-            // second check of a real outage still comes FAST_RECHECK after the first.
-            self.backoff = FAST_RECHECK;
-            if self.state == Connectivity::Full {
-                p.interval
-            } else {
-                FAST_RECHECK
-            }
-        } else {
-            let delay = self.backoff.min(cap);
-            self.backoff = (delay * 2).min(cap);
-            delay
-        };
+        let next_check = self.next_delay(good, p);
+        self.aged = self.aged.saturating_add(next_check);
         Step {
             changed,
             next_check,
         }
+    }
+}
+
+impl Health {
+    /// When to check next after a result (the state already updated).
+    fn next_delay(&mut self, good: bool, p: &HealthParams) -> Duration {
+        let full = self.state == Connectivity::Full;
+        if good {
+            // A good result restarts the back-off: after any history of one-off blips the
+            // re-checks of a real outage still start at FAST_RECHECK.
+            self.backoff = FAST_RECHECK;
+        }
+        if self.streak > 0 {
+            // The result points towards a state change that needs more of them: confirm at
+            // once. A failure while FULL leaves the back-off as the good results before it
+            // left it, so the re-checks after leaving still start at FAST_RECHECK.
+            return CONFIRM_AT_ONCE;
+        }
+        if good {
+            return if full { p.interval } else { FAST_RECHECK };
+        }
+        let cap = if !full && self.aged < p.young_for() {
+            p.return_cap()
+        } else {
+            p.backoff_cap()
+        };
+        let delay = self.backoff.min(cap);
+        self.backoff = (delay * 2).min(p.backoff_cap());
+        delay
     }
 }
 
@@ -210,43 +258,49 @@ mod tests {
             &[(Portal, 1)],
         ),
         (
-            "leaving FULL needs down_count failures, re-checking after 1 s",
+            "leaving FULL needs down_count failures, the second one at once",
             Full,
             &[V::Limited, V::Limited],
-            &[(Full, 1), (Limited, 1)],
+            &[(Full, 0), (Limited, 1)],
         ),
         (
             "a good check between failures resets the count",
             Full,
             &[V::Limited, V::Full, V::Limited],
-            &[(Full, 1), (Full, 3600), (Full, 1)],
+            &[(Full, 0), (Full, 3600), (Full, 0)],
         ),
         (
-            "back-off doubles while failing and caps at recheck_max",
+            "back-off doubles while failing, at most half recheck_max while young, then recheck_max",
             Limited,
-            &[V::Limited; 8],
+            &[V::Limited; 14],
             &[
                 (Limited, 1),
                 (Limited, 2),
                 (Limited, 4),
                 (Limited, 8),
                 (Limited, 16),
-                (Limited, 32),
+                (Limited, 30),
+                (Limited, 30),
+                (Limited, 30),
+                (Limited, 30),
+                (Limited, 30),
+                (Limited, 30),
+                (Limited, 30),
                 (Limited, 60),
                 (Limited, 60),
             ],
         ),
         (
-            "returning needs up_count good checks, 1 s apart",
+            "returning needs up_count good checks, the second one at once",
             Limited,
             &[V::Full, V::Full],
-            &[(Limited, 1), (Full, 3600)],
+            &[(Limited, 0), (Full, 3600)],
         ),
         (
             "a failure between good checks resets the count",
             Limited,
             &[V::Full, V::Limited, V::Full, V::Full],
-            &[(Limited, 1), (Limited, 1), (Limited, 1), (Full, 3600)],
+            &[(Limited, 0), (Limited, 1), (Limited, 0), (Full, 3600)],
         ),
         (
             "limited to portal shows at once",
@@ -264,7 +318,7 @@ mod tests {
             "NONE through checks needs up_count good checks to return",
             None,
             &[V::Full, V::Full],
-            &[(None, 1), (Full, 3600)],
+            &[(None, 0), (Full, 3600)],
         ),
         (
             "NONE through checks shows other failures at once",
@@ -280,7 +334,7 @@ mod tests {
                 (Limited, 1),
                 (Limited, 2),
                 (Limited, 4),
-                (Limited, 1),
+                (Limited, 0),
                 (Limited, 1),
             ],
         ),
@@ -297,7 +351,7 @@ mod tests {
     fn backoff_restarts_on_state_change() {
         let p = params();
         let mut h = Health::new(Full);
-        h.on_result(V::Limited, &p); // streak 1, next 1 s, backoff now 2 s
+        assert_eq!(h.on_result(V::Limited, &p).next_check, CONFIRM_AT_ONCE);
         let s = h.on_result(V::Limited, &p); // leaves FULL: backoff reset
         assert_eq!(s.changed, Some((Full, Limited)));
         assert_eq!(s.next_check, FAST_RECHECK);
@@ -310,15 +364,17 @@ mod tests {
     #[test]
     fn blips_never_grow_the_backoff() {
         // One-off failed checks while FULL, each followed by a good one: the second check of a
-        // real outage still comes FAST_RECHECK after the first.
+        // real outage still comes at once, and the re-checks after leaving start at 1 s.
         let p = params();
         let mut h = Health::new(Full);
         for _ in 0..10 {
-            assert_eq!(h.on_result(V::Limited, &p).next_check, FAST_RECHECK);
+            assert_eq!(h.on_result(V::Limited, &p).next_check, CONFIRM_AT_ONCE);
             assert_eq!(h.on_result(V::Full, &p).next_check, p.interval);
         }
-        assert_eq!(h.on_result(V::Limited, &p).next_check, FAST_RECHECK);
-        assert_eq!(h.on_result(V::Limited, &p).changed, Some((Full, Limited)));
+        assert_eq!(h.on_result(V::Limited, &p).next_check, CONFIRM_AT_ONCE);
+        let left = h.on_result(V::Limited, &p);
+        assert_eq!(left.changed, Some((Full, Limited)));
+        assert_eq!(left.next_check, FAST_RECHECK);
     }
 
     #[test]
@@ -328,10 +384,14 @@ mod tests {
             ..params()
         };
         let mut h = Health::new(Limited);
-        let waits: Vec<u64> = (0..8)
-            .map(|_| h.on_result(V::Limited, &p).next_check.as_secs())
+        let waits: Vec<u128> = (0..12)
+            .map(|_| h.on_result(V::Limited, &p).next_check.as_millis())
             .collect();
-        assert_eq!(waits, vec![1, 2, 4, 5, 5, 5, 5, 5]);
+        // Young (the first 4 x 5 s): at most 2.5 s apart; then the plain cap, interval.
+        assert_eq!(
+            waits,
+            vec![1000, 2000, 2500, 2500, 2500, 2500, 2500, 2500, 2500, 5000, 5000, 5000]
+        );
     }
 
     #[test]
@@ -348,21 +408,35 @@ mod tests {
 
     #[test]
     fn spec_bounds_hold_for_defaults() {
-        // Leaving FULL: at most interval + 2 x timeout + 1 s after the break. The machine's part
-        // is the delays between the two failing checks: exactly one FAST_RECHECK.
+        // Leaving FULL: at most interval + 2 x timeout after the break. The machine's part is
+        // the delay between the two failing checks: none.
         let p = params();
         let mut h = Health::new(Full);
         let first = h.on_result(V::Limited, &p);
-        assert_eq!(first.next_check, FAST_RECHECK);
+        assert_eq!(
+            first.changed,
+            Option::None,
+            "one failed check moves nothing"
+        );
+        assert_eq!(first.next_check, CONFIRM_AT_ONCE);
         assert!(h.on_result(V::Limited, &p).changed.is_some());
-        // Returning: the longest wait is min(recheck_max, interval), then one FAST_RECHECK
-        // between two goods.
+        // Returning: the longest wait is min(recheck_max, interval) (half of it while the
+        // outage is young), then none between two goods.
         let mut h = Health::new(Limited);
-        let waits: Vec<Duration> = (0..20)
-            .map(|_| h.on_result(V::Limited, &p).next_check)
-            .collect();
-        assert!(waits.iter().all(|w| *w <= p.recheck_max.min(p.interval)));
-        assert_eq!(h.on_result(V::Full, &p).next_check, FAST_RECHECK);
+        let mut aged = Duration::ZERO;
+        for _ in 0..40 {
+            let wait = h.on_result(V::Limited, &p).next_check;
+            let bound = if aged < p.young_for() {
+                p.return_cap()
+            } else {
+                p.backoff_cap()
+            };
+            assert!(wait <= bound, "{wait:?} after {aged:?} > {bound:?}");
+            aged += wait;
+        }
+        let first = h.on_result(V::Full, &p);
+        assert_eq!(first.changed, Option::None, "one good check moves nothing");
+        assert_eq!(first.next_check, CONFIRM_AT_ONCE);
         assert!(h.on_result(V::Full, &p).changed.is_some());
     }
 

@@ -208,6 +208,8 @@ pub struct Tracker {
     current: Vec<Evidence>,
     /// The last sample in which a (non-LAN) socket or flow was answered.
     last_answered: Option<Instant>,
+    /// The last sample had nothing outstanding (see [`Tracker::settled`]).
+    settled: bool,
 }
 
 /// Whether a socket got answers (bytes acked or received) since its memo.
@@ -259,6 +261,17 @@ impl Tracker {
         self.charges.len()
     }
 
+    /// Whether the last sample showed nothing time alone could turn into evidence (no data or
+    /// SYN outstanding, no evidence, no one-way clock); until it sends, a sample would repeat it.
+    pub fn settled(&self) -> bool {
+        self.settled
+    }
+
+    /// Not sampled while not FULL (TrafficWatcher): no suspicion is shown meanwhile.
+    pub fn calm(&mut self) {
+        self.suspect_since = None;
+    }
+
     /// Whether the interface's traffic was answered in a sample at or after `since`, or in
     /// `fresh` (a sample taken now, compared with the last one fed and not fed itself).
     pub fn answered_since(&self, since: Instant, fresh: &IfaceTraffic) -> bool {
@@ -303,6 +316,9 @@ impl Tracker {
         self.conntrack = Some(sample.flows.is_some());
         self.capped = false;
         let (evidence, pending) = self.gather(now, sample, ctx, p);
+        let in_flight = (sample.tcp.iter()).any(|t| t.unacked > 0 || t.phase == TcpPhase::SynSent);
+        self.settled =
+            evidence.is_empty() && pending.is_empty() && !in_flight && self.one_way_since.is_none();
         self.current = evidence.iter().copied().collect();
         self.prune(now, &evidence);
         if evidence.is_empty() || !ctx.eligible {

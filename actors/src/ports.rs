@@ -283,6 +283,13 @@ pub trait TrafficSource: Send + Sync + 'static {
     /// Samples the interfaces with these indexes; an index the kernel no longer has is simply
     /// absent from the answer. Called once per `passive.period`, so it must be cheap.
     fn sample(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>>;
+
+    /// The link counters alone (`tcp`, `subnets` and `flows` left empty): one link dump, what
+    /// TrafficWatcher reads each period to decide whether a whole sample could show anything
+    /// new. By default a whole sample.
+    fn counters(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
+        self.sample(ifindexes)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

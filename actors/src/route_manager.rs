@@ -21,6 +21,12 @@
 //! (docs/semantics.md §5). Reconciles run one at a time (`ctx.wait`), also periodically and
 //! after failures.
 //!
+//! Link-loss fast path: a managed link that stops being usable (carrier lost, admin down) has
+//! its installed default routes deleted in the handler of that link fact, before the full
+//! reconcile pass that follows it (and still sweeps, plans and emits the events in order). The
+//! delete only does sooner what that pass's plan does anyway (a lost link's routes are swept),
+//! and removing a route through a dead link never removes a working one.
+//!
 //! On failure: the supervisor restarts it; the new incarnation loads the record, dumps links,
 //! lists routes and converges to the same table, without repeating `up` events (unless this is
 //! the daemon's first start, when `up` is announced for every live uplink).
@@ -39,7 +45,9 @@ use crate::messages::{
     ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, Reconfigure,
     ResetChecks, RouteInUseMoved, RoutesChanged, Shutdown, Uplink, UplinkStates, UplinksChanged,
 };
-use crate::model::{Config, Connectivity, Event, IfaceAddr, IfaceMatch, IfaceName, LinkInfo};
+use crate::model::{
+    Config, Connectivity, Event, IfaceAddr, IfaceMatch, IfaceName, KernelRoute, LinkInfo,
+};
 use crate::peers::Slot;
 use crate::persist::Persister;
 use crate::plan::{Plan, PlanInput};
@@ -331,6 +339,43 @@ impl RouteManager {
         self.state.model.links.insert(info.ifindex, info);
     }
 
+    /// The installed default routes through `info`'s link when this fact is its loss (it was
+    /// usable and is not), to delete at once (the module doc's fast path).
+    fn lost_routes(&self, info: &LinkInfo) -> Vec<KernelRoute> {
+        let model = &self.state.model;
+        let was_usable = model.links.get(&info.ifindex).is_some_and(|l| l.usable());
+        if info.usable() || !was_usable || self.state.shutting_down {
+            return Vec::new();
+        }
+        model
+            .installed
+            .values()
+            .filter(|r| r.ifindex == info.ifindex)
+            .cloned()
+            .collect()
+    }
+
+    /// Deletes `lost` before anything else runs in this actor (reconciles also run under
+    /// `ctx.wait`, so the two never interleave). A failure is only logged: the reconcile that
+    /// follows lists the kernel and sweeps what is left.
+    fn delete_at_once(&mut self, lost: Vec<KernelRoute>, ctx: &mut Context<Self>) {
+        let routes = self.deps.routes.clone();
+        for r in &lost {
+            self.state
+                .model
+                .installed
+                .retain(|_, installed| installed != r);
+        }
+        let deletes = async move {
+            for r in lost {
+                if let Err(e) = routes.delete(r.clone()).await {
+                    tracing::debug!(error = %e, ifindex = r.ifindex, "fast delete of a lost link's route failed; the reconcile sweeps it");
+                }
+            }
+        };
+        ctx.wait(deletes.into_actor(self));
+    }
+
     /// Resumes from the saved record (`transition::resume`) and the link dump, then reconciles.
     fn resume(
         &mut self,
@@ -397,7 +442,11 @@ impl Handler<LinkChanged> for RouteManager {
         let _span =
             tracing::info_span!("route_manager", iface = %msg.0.name, ifindex = msg.0.ifindex)
                 .entered();
+        let lost = self.lost_routes(&msg.0);
         self.on_link(msg.0);
+        if !lost.is_empty() {
+            self.delete_at_once(lost, ctx);
+        }
         self.request_reconcile(ctx);
     }
 }

@@ -8,6 +8,15 @@
 //! ProbeScheduler for each trigger, naming the standby that would take over when the suspect
 //! carries the route in use. It publishes each interface's passive state on the status board.
 //!
+//! Idle cost: each period costs one link dump (`TrafficSource::counters`); the whole sample
+//! (addresses, TCP sockets, connection tracking) is taken only for the FULL interfaces, the only
+//! ones whose evidence can start a confirmation (the one carrying the route in use, and a
+//! standby that would take over), and of those only for an interface that sent packets since
+//! its last whole sample or whose last sample was not settled (data or a SYN outstanding, a
+//! stall's clock running: `Tracker::settled`). An interface that sent nothing since a settled
+//! sample cannot show new evidence. A usable interface that is not FULL is not sampled; its
+//! tracker keeps what it knew, without a suspicion, until it is FULL again.
+//!
 //! It never touches routes or states: a wrong suspicion costs a check (bounded by the rule's
 //! back-off), never a failover. While healthy it sends nothing at all; sampling is local
 //! netlink dumps only. Disabled (`passive.enabled = false`, or checks off) it samples nothing.
@@ -34,7 +43,7 @@ use crate::messages::{AnsweredSince, Confirm, GetUplinks, Reconfigure, Uplink};
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
 use crate::peers::Slot;
-use crate::ports::{IfaceTraffic, TrafficSource};
+use crate::ports::{IfaceTraffic, PortError, TrafficSource};
 use crate::status::{PassiveState, Sees};
 
 /// Shared dependencies of every incarnation.
@@ -61,6 +70,9 @@ struct State {
     busy: bool,
     /// Consecutive failed samples (the first is logged as a warning, the rest at debug).
     failures: u32,
+    /// By ifindex: the transmitted packets at the interface's last whole sample, kept while
+    /// that sample was settled (no new whole sample until it sends again).
+    settled_tx: BTreeMap<u32, u64>,
 }
 
 impl TrafficWatcher {
@@ -85,6 +97,7 @@ impl TrafficWatcher {
             ctx.cancel_future(t);
         }
         self.state.trackers.clear();
+        self.state.settled_tx.clear();
         if !self.enabled() {
             self.publish_off();
             return;
@@ -103,28 +116,25 @@ impl TrafficWatcher {
         };
         self.state.busy = true;
         let traffic = self.deps.traffic.clone();
+        let settled_tx = self.state.settled_tx.clone();
         ctx.spawn(
             async move {
                 let uplinks = rm.send(GetUplinks).await.ok()?;
-                let wanted: Vec<u32> = uplinks
+                let eligible: Vec<u32> = uplinks
                     .iter()
-                    .filter(|u| u.usable)
+                    .filter(|u| u.usable && u.connectivity == Connectivity::Full)
                     .map(|u| u.ifindex)
                     .collect();
-                let sample = if wanted.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    traffic.sample(wanted).await
-                };
+                let sample = whole_samples(&*traffic, eligible, &settled_tx).await;
                 Some((uplinks, sample))
             }
             .into_actor(self)
             .map(|res, act, _| {
                 act.state.busy = false;
                 match res {
-                    Some((uplinks, Ok(samples))) => {
+                    Some((uplinks, Ok((sampled, samples)))) => {
                         act.state.failures = 0;
-                        act.process(&uplinks, &samples);
+                        act.process(&uplinks, &sampled, &samples);
                     }
                     Some((_, Err(e))) => {
                         let _span = tracing::info_span!("traffic_watcher").entered();
@@ -141,7 +151,9 @@ impl TrafficWatcher {
         );
     }
 
-    fn process(&mut self, uplinks: &[Uplink], samples: &[IfaceTraffic]) {
+    /// Feeds the rule the whole samples of `sampled` (ifindexes); a FULL interface left out
+    /// keeps its tracker as it was (it sent nothing since a settled sample).
+    fn process(&mut self, uplinks: &[Uplink], sampled: &[u32], samples: &[IfaceTraffic]) {
         let now = Instant::now();
         let params = self.params();
         let ranked = rank(uplinks, &self.cfg);
@@ -151,21 +163,38 @@ impl TrafficWatcher {
             .skip(1)
             .find(|u| u.connectivity == Connectivity::Full)
             .map(|u| u.name.clone());
-        let sampled: Vec<&Uplink> = uplinks.iter().filter(|u| u.usable).collect();
+        let usable: Vec<&Uplink> = uplinks.iter().filter(|u| u.usable).collect();
         self.state
             .trackers
-            .retain(|name, _| sampled.iter().any(|u| &u.name == name));
+            .retain(|name, _| usable.iter().any(|u| &u.name == name));
+        self.state
+            .settled_tx
+            .retain(|i, _| usable.iter().any(|u| u.ifindex == *i));
         let mut triggers: Vec<(IfaceName, Trigger)> = Vec::new();
-        for u in &sampled {
+        for u in &usable {
+            let tracker = self.state.trackers.entry(u.name.clone()).or_default();
+            if u.connectivity != Connectivity::Full {
+                // Not sampled: its tracker keeps what it knew (a stall still there when it is
+                // FULL again costs one confirmation), showing no suspicion meanwhile.
+                tracker.calm();
+                self.state.settled_tx.remove(&u.ifindex);
+                continue;
+            }
+            if !sampled.contains(&u.ifindex) {
+                continue;
+            }
             let sample = samples.iter().find(|s| s.ifindex == u.ifindex);
             let ctx = RuleContext {
-                eligible: u.connectivity == Connectivity::Full,
+                eligible: true,
                 in_use: in_use.as_ref() == Some(&u.name),
             };
-            let tracker = self.state.trackers.entry(u.name.clone()).or_default();
             if let Some(t) = tracker.observe(now, u.name.as_str(), sample, ctx, &params) {
                 triggers.push((u.name.clone(), t));
             }
+            match sample.filter(|_| tracker.settled()) {
+                Some(s) => self.state.settled_tx.insert(u.ifindex, s.tx_packets),
+                None => self.state.settled_tx.remove(&u.ifindex),
+            };
         }
         for (iface, trigger) in &triggers {
             let reason = trigger.describe();
@@ -231,6 +260,38 @@ impl TrafficWatcher {
             p.suspect_since_unix_ms = None;
         }
     }
+}
+
+/// One period's reading: the link counters of `eligible`, then a whole sample of those that
+/// sent packets since a settled sample or were not settled (`settled_tx`). Returns the
+/// ifindexes sampled whole and their samples.
+async fn whole_samples(
+    traffic: &dyn TrafficSource,
+    eligible: Vec<u32>,
+    settled_tx: &BTreeMap<u32, u64>,
+) -> Result<(Vec<u32>, Vec<IfaceTraffic>), PortError> {
+    if eligible.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let quiet: Vec<u32> = if settled_tx.is_empty() {
+        Vec::new()
+    } else {
+        let counters = traffic.counters(eligible.clone()).await?;
+        counters
+            .iter()
+            .filter(|c| settled_tx.get(&c.ifindex) == Some(&c.tx_packets))
+            .map(|c| c.ifindex)
+            .collect()
+    };
+    let wanted: Vec<u32> = eligible
+        .into_iter()
+        .filter(|i| !quiet.contains(i))
+        .collect();
+    if wanted.is_empty() {
+        return Ok((wanted, Vec::new()));
+    }
+    let samples = traffic.sample(wanted.clone()).await?;
+    Ok((wanted, samples))
 }
 
 /// Wall-clock time (Unix ms) of `at`, a tokio instant up to now.

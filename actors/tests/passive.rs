@@ -7,12 +7,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour};
+use netfailover_actors::fake::{pass, settle, FakeFlow, FakeWorld, ProbeBehaviour};
 use netfailover_actors::model::{
     CheckConfig, Config, Connectivity, Family, FamilyConfig, IfaceMatch, IfaceName, KernelRoute,
     LinkKind, Method, Metric, Profile, UplinkType,
 };
-use netfailover_actors::ports::Verdict;
+use netfailover_actors::ports::{IfaceTraffic, Verdict};
 use netfailover_actors::{start, EngineHandle};
 
 const DHCP: u8 = 16;
@@ -352,4 +352,50 @@ async fn an_unconnected_confirmation_without_answered_traffic_fails_as_before() 
     assert_eq!(state_of(&h, "eth0"), Connectivity::Limited);
     let eth0 = h.status().interfaces.into_iter().next().unwrap();
     assert_eq!(eth0.passive.confirmations_failed, 2, "{:?}", eth0.passive);
+}
+
+#[actix::test]
+async fn idle_interfaces_are_sampled_whole_only_after_they_send() {
+    let w = world();
+    let idle = |name: &str, ifindex: u32| {
+        FakeFlow::Fixed(IfaceTraffic {
+            ifindex,
+            name: name.into(),
+            rx_packets: 1000,
+            tx_packets: 1000,
+            rx_multicast: 0,
+            tcp: vec![],
+            subnets: vec![],
+            flows: Some(vec![]),
+        })
+    };
+    w.traffic.set(2, idle("eth0", 2));
+    w.traffic.set(3, idle("wlan0", 3));
+    let h = started(&w).await;
+    pass(Duration::from_secs(60)).await;
+    // One whole sample each, then the link counters alone: nothing was sent since.
+    assert_eq!(w.traffic.whole_samples(2), 1);
+    assert_eq!(w.traffic.whole_samples(3), 1);
+    assert!(
+        w.traffic.samples() >= 60,
+        "the counters are still read every period"
+    );
+    // Traffic on the primary: it is sampled whole every period again, the idle standby not.
+    w.traffic.busy(2, "eth0");
+    pass(Duration::from_secs(10)).await;
+    assert!(
+        w.traffic.whole_samples(2) >= 10,
+        "{}",
+        w.traffic.whole_samples(2)
+    );
+    assert_eq!(w.traffic.whole_samples(3), 1);
+    // And a stall on it is still confirmed and moves the route.
+    w.probe.set_behaviour("eth0", ProbeBehaviour::Hang);
+    w.traffic.stall(2, true);
+    time_until(Duration::from_secs(10), || {
+        best(&w).as_deref() == Some("wlan0")
+    })
+    .await
+    .expect("the route moves to wlan0");
+    assert_eq!(state_of(&h, "eth0"), Connectivity::Limited);
 }

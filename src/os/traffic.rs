@@ -141,7 +141,31 @@ fn owner(s: &DiagSocket, by_address: &HashMap<IpAddr, u32>) -> Option<u32> {
     by_address.get(&ip).copied()
 }
 
+/// The link counters of `ifindexes`: one link dump.
+async fn counters_of(
+    route: &rtnetlink::Handle,
+    ifindexes: &[u32],
+) -> PortResult<Vec<IfaceTraffic>> {
+    let links: Vec<LinkMessage> = route
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| port_error(format!("{WHAT}: links"), e))?;
+    Ok(links
+        .iter()
+        .filter(|l| ifindexes.contains(&l.header.index))
+        .filter_map(link_counters)
+        .collect())
+}
+
 impl TrafficSource for NetlinkTraffic {
+    fn counters(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
+        let route = self.route.clone();
+        async move { counters_of(&route, &ifindexes).await }.boxed()
+    }
+
     fn sample(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
         let route = self.route.clone();
         let dump4 = self.diag.dump_tcp(AF_INET, wanted_states());
@@ -150,18 +174,9 @@ impl TrafficSource for NetlinkTraffic {
         // Here, on the caller's thread: the sysctl is the namespace's the daemon samples.
         conntrack.ensure_accounting();
         async move {
-            let links: Vec<LinkMessage> = route
-                .link()
-                .get()
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| port_error(format!("{WHAT}: links"), e))?;
-            let mut out: Vec<IfaceTraffic> = links
-                .iter()
-                .filter(|l| ifindexes.contains(&l.header.index))
-                .filter_map(link_counters)
-                .collect();
+            // One after the other: a netlink socket runs one dump at a time (a second one
+            // started meanwhile fails with EBUSY).
+            let mut out = counters_of(&route, &ifindexes).await?;
             if out.is_empty() {
                 return Ok(out);
             }

@@ -36,6 +36,8 @@ pub enum FakeFlow {
 struct TrafficState {
     flows: BTreeMap<u32, FakeFlow>,
     samples: u64,
+    /// Whole samples per ifindex (not counting counters-only reads).
+    whole: BTreeMap<u32, u64>,
     fail: u32,
 }
 
@@ -93,9 +95,39 @@ impl FakeTraffic {
         lock(&self.state).fail = n;
     }
 
-    /// Samples taken so far.
+    /// Samples taken so far (counters-only reads included).
     pub fn samples(&self) -> u64 {
         lock(&self.state).samples
+    }
+
+    /// Whole samples (addresses, sockets, flows) of `ifindex` taken so far.
+    pub fn whole_samples(&self, ifindex: u32) -> u64 {
+        lock(&self.state).whole.get(&ifindex).copied().unwrap_or(0)
+    }
+
+    fn read(&self, ifindexes: &[u32], whole: bool) -> PortResult<Vec<IfaceTraffic>> {
+        let mut s = lock(&self.state);
+        s.samples += 1;
+        if s.fail > 0 {
+            s.fail -= 1;
+            return Err(PortError::failed("fake traffic", "injected failure"));
+        }
+        let now = tokio::time::Instant::now();
+        let mut out = Vec::new();
+        for i in ifindexes {
+            let Some(mut t) = s.flows.get(i).map(|f| f.sample(*i, now)) else {
+                continue;
+            };
+            if whole {
+                *s.whole.entry(*i).or_default() += 1;
+            } else {
+                t.tcp.clear();
+                t.subnets.clear();
+                t.flows = None;
+            }
+            out.push(t);
+        }
+        Ok(out)
     }
 }
 
@@ -162,17 +194,12 @@ impl FakeFlow {
 
 impl TrafficSource for FakeTraffic {
     fn sample(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
-        let mut s = lock(&self.state);
-        s.samples += 1;
-        if s.fail > 0 {
-            s.fail -= 1;
-            return async { Err(PortError::failed("fake traffic", "injected failure")) }.boxed();
-        }
-        let now = tokio::time::Instant::now();
-        let out: Vec<IfaceTraffic> = ifindexes
-            .iter()
-            .filter_map(|i| s.flows.get(i).map(|f| f.sample(*i, now)))
-            .collect();
-        async move { Ok(out) }.boxed()
+        let out = self.read(&ifindexes, true);
+        async move { out }.boxed()
+    }
+
+    fn counters(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
+        let out = self.read(&ifindexes, false);
+        async move { out }.boxed()
     }
 }

@@ -135,13 +135,17 @@ async fn a_none_result_from_the_checks_stays_none_and_needs_up_count_to_return()
     assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100 + PENALTY));
     pass(Duration::from_secs(20)).await;
     assert_eq!(state_of(&h, "eth0"), Connectivity::None, "still NONE");
-    // Back: one good check is not enough.
-    w.probe.set("eth0", Verdict::Full);
+    // Back: one good check is not enough. (Its confirmation follows at once; answering slowly
+    // lets the test look in between.)
+    w.probe.set_behaviour(
+        "eth0",
+        ProbeBehaviour::Answer(Verdict::Full, Duration::from_millis(500)),
+    );
     let checks = w.probe.checks("eth0").len();
-    checks_after(&w, "eth0", checks, 1).await;
+    checks_after(&w, "eth0", checks, 2).await;
     assert_eq!(state_of(&h, "eth0"), Connectivity::None, "one good check");
     assert_eq!(owned_metrics(&w)[0], ("eth0".into(), 100 + PENALTY));
-    checks_after(&w, "eth0", checks, 2).await;
+    pass(Duration::from_millis(500)).await;
     assert_eq!(
         state_of(&h, "eth0"),
         Connectivity::Full,
