@@ -2,7 +2,7 @@
 //! Routing must go on (routes and `ip route get` follow the links as usual), every event must
 //! still reach the scripts, the problem must show in the log and in `status`, and the journal
 //! must catch up once the space (or write access) is back. (A SIGKILL of the whole daemon in
-//! the middle of a storm is part of the chaos test, `tests/it/chaos.rs`.)
+//! the middle of a storm is part of the chaos test, `tests/it/chaos/`.)
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

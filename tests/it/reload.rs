@@ -56,8 +56,11 @@ fn sighup_with_a_malformed_config_json_keeps_its_last_good_version() {
     reload(&e2e);
     let full = wait_for(Duration::from_secs(20), || all_full(&e2e).then_some(()));
     assert!(full.is_some(), "{:?}\n{}", e2e.status(), e2e.log());
-    // Let the scripts of the way up finish before counting them.
-    std::thread::sleep(Duration::from_secs(2));
+    // The scripts of the way up have run (no event left pending) before counting them.
+    let delivered = wait_for(Duration::from_secs(20), || {
+        (e2e.status()?.pending_events == 0).then_some(())
+    });
+    assert!(delivered.is_some(), "{:?}\n{}", e2e.status(), e2e.log());
     let scripts_before = scripts_log(&e2e);
 
     // A JSON syntax error: the defaults (the balena API, 8.8.8.8) would make every uplink
