@@ -46,8 +46,8 @@ pub enum DaemonError {
     /// A reload whose `netfailover.toml` had something rejected (never ends the daemon).
     #[error("netfailover.toml has errors (logged above)")]
     SettingsRejected,
-    #[error("the engine stopped after too many restarts: {reason}")]
-    Escalated { reason: String },
+    #[error("the engine stopped after too many restarts: {error}")]
+    Escalated { error: EngineError },
 }
 
 /// Sets up tracing to stderr: plain lines (journald adds time and unit) or JSON objects.
@@ -239,10 +239,9 @@ impl Drop for SocketFile<'_> {
 fn engine_stopped(result: Result<(), EngineError>) -> Result<u8, DaemonError> {
     match result {
         Ok(()) => Ok(0),
-        Err(e) => {
-            let reason = e.to_string();
-            tracing::error!(%reason, "engine escalated; exiting with code 1");
-            Err(DaemonError::Escalated { reason })
+        Err(error) => {
+            tracing::error!(reason = %error, "engine escalated; exiting with code 1");
+            Err(DaemonError::Escalated { error })
         }
     }
 }

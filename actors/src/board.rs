@@ -18,7 +18,7 @@ use crate::iface_parts::{CheckPart, IfaceParts, IfaceRoute, PassivePart};
 use crate::model::{Connectivity, IfaceName};
 use crate::observe::{diff_interfaces, EngineEvent, Snapshot, OBSERVER_BUFFER};
 use crate::status::{
-    ActorStatus, EngineStatus, EventRecord, FlowResetRecord, HistoryEntry, HISTORY_LEN,
+    ActorStatus, EngineStatus, EventRecord, Exit, FlowResetRecord, HistoryEntry, HISTORY_LEN,
 };
 
 /// Shared, cheaply clonable board.
@@ -77,12 +77,9 @@ impl BoardData {
         let restarted = match &old {
             Some(a) if status.restarts > a.restarts => {
                 let reason = if status.kills > a.kills {
-                    "killed".to_string()
+                    Exit::Killed
                 } else {
-                    status
-                        .last_failure
-                        .clone()
-                        .unwrap_or_else(|| "stopped".into())
+                    status.last_failure.unwrap_or(Exit::Stopped)
                 };
                 Some(EngineEvent::ActorRestarted {
                     actor: status.name.clone(),
@@ -230,13 +227,13 @@ impl Board {
 mod tests {
     use super::*;
     use crate::model::UplinkType;
-    use crate::status::PassiveStatus;
+    use crate::status::{IfaceSource, LinkState, PassiveState, PassiveStatus};
 
     fn route(name: &str, connectivity: Connectivity) -> IfaceRoute {
         IfaceRoute {
             name: IfaceName::new(name).expect("valid test name"),
             ifindex: Some(2),
-            link: "up".into(),
+            link: LinkState::Up,
             connectivity,
             metric: 100,
             effective_metric: Some(100),
@@ -246,7 +243,7 @@ mod tests {
             gateway6: None,
             ipv6_penalty_unavailable: None,
             uplink_type: UplinkType::Ethernet,
-            source: "adopted".into(),
+            source: IfaceSource::Adopted,
             dns: vec![],
         }
     }
@@ -272,7 +269,11 @@ mod tests {
         checks.probe_bytes = 42;
         checks.confirmations = 3;
         for (name, p) in board.passive_mut() {
-            p.state = if name == &eth0 { "suspect" } else { "quiet" }.into();
+            p.state = if name == &eth0 {
+                PassiveState::Suspect
+            } else {
+                PassiveState::Quiet
+            };
             p.suspicions = 1;
         }
         let status = board.status();

@@ -7,6 +7,7 @@ use std::future::Future;
 use actix::prelude::*;
 use tokio::sync::{broadcast, watch};
 
+use crate::actor_name::ToActorName;
 use crate::board::Board;
 pub use crate::error::EngineError;
 use crate::event_log::EventLog;
@@ -100,12 +101,12 @@ impl EngineHandle {
         self.board.observe()
     }
 
-    /// Kills an actor by name; it is restarted at once and the kill does not count toward the
-    /// restart intensity.
-    pub async fn kill(&self, actor: &str) -> Result<(), EngineError> {
+    /// Kills an actor (an [`ActorName`](crate::actor_name::ActorName), or its `status` name, parsed here); it is restarted at
+    /// once and the kill does not count toward the restart intensity.
+    pub async fn kill(&self, actor: impl ToActorName) -> Result<(), EngineError> {
         self.supervisor
             .send(Kill {
-                name: actor.to_string(),
+                actor: actor.to_actor_name()?,
                 how: KillHow::Abort,
             })
             .await
@@ -123,9 +124,9 @@ impl EngineHandle {
     /// Test hook (feature `fake`): makes an actor's task panic, as a bug in one of its handlers
     /// would; it is restarted like after any failure (and the panic counts toward intensity).
     #[cfg(feature = "fake")]
-    pub async fn crash(&self, actor: &str) -> Result<(), EngineError> {
+    pub async fn crash(&self, actor: impl ToActorName) -> Result<(), EngineError> {
         let msg = Kill {
-            name: actor.to_string(),
+            actor: actor.to_actor_name()?,
             how: KillHow::Panic,
         };
         self.supervisor

@@ -1,10 +1,17 @@
 //! The engine's errors, typed up to the edge: `EngineError` is what the engine API, the actors'
 //! replies and the control backend return; it becomes text only where it is printed (the
 //! daemon's control socket and CLI). `PortError` is what a port returns: what was attempted,
-//! the kind the engine acts on, and the OS's own error as its `source` (with the errno when
+//! the kind the engine acts on, and the OS's own error as its `cause` (with the errno when
 //! there is one).
+//!
+//! The rule for every error type of the workspace: the cause is either part of the error's
+//! own text (`Display`) or returned by `source()`, never both, so a printed chain (`{:#}`,
+//! anyhow) shows it once. The engine's errors end up as text in `status`, events and check
+//! reasons, so they keep their cause in the text and `source()` returns nothing.
 
 use std::sync::Arc;
+
+use crate::actor_name::{unknown_actor_text, ActorName, Child, UnknownActorName};
 
 /// The kinds of port failure the engine tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,18 +27,19 @@ pub enum PortErrorKind {
 /// The cause of a port error, shared so the error stays `Clone` (actors keep and report it).
 pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Error from a port: what was attempted, its kind, and what the OS said (`source`).
+/// Error from a port: what was attempted, its kind, and what the OS said (`cause`, in the
+/// text and kept typed for [`PortError::errno`] and downcasts; not returned by `source()`, see
+/// the module doc).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{what}: {}", describe(*kind, source))]
+#[error("{what}: {}", describe(*kind, cause))]
 pub struct PortError {
     pub kind: PortErrorKind,
     pub what: String,
-    #[source]
-    pub source: Option<Source>,
+    pub cause: Option<Source>,
 }
 
-fn describe(kind: PortErrorKind, source: &Option<Source>) -> String {
-    match (kind, source) {
+fn describe(kind: PortErrorKind, cause: &Option<Source>) -> String {
+    match (kind, cause) {
         (PortErrorKind::Exists, _) => "already exists".into(),
         (PortErrorKind::NotFound, _) => "not found".into(),
         (PortErrorKind::Failed, Some(source)) => source.to_string(),
@@ -40,11 +48,11 @@ fn describe(kind: PortErrorKind, source: &Option<Source>) -> String {
 }
 
 impl PortError {
-    pub fn new(kind: PortErrorKind, what: impl Into<String>, source: Option<Source>) -> Self {
+    pub fn new(kind: PortErrorKind, what: impl Into<String>, cause: Option<Source>) -> Self {
         Self {
             kind,
             what: what.into(),
-            source,
+            cause,
         }
     }
 
@@ -58,16 +66,16 @@ impl PortError {
         Self::new(PortErrorKind::NotFound, what, None)
     }
 
-    /// `what` failed because of `source` (an error, kept as the source, or a plain message).
+    /// `what` failed because of `cause` (an error, kept as the cause, or a plain message).
     pub fn failed(
         what: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
-        Self::new(PortErrorKind::Failed, what, Some(Arc::from(source.into())))
+        Self::new(PortErrorKind::Failed, what, Some(Arc::from(cause.into())))
     }
 
     /// From an OS error: `AlreadyExists` and `NotFound` keep their kind, the errno stays in the
-    /// source.
+    /// cause.
     pub fn io(what: impl Into<String>, error: std::io::Error) -> Self {
         let kind = match error.kind() {
             std::io::ErrorKind::AlreadyExists => PortErrorKind::Exists,
@@ -81,10 +89,11 @@ impl PortError {
         self.kind == kind
     }
 
-    /// The OS error number behind this error, if the source chain holds one.
+    /// The OS error number behind this error, if its cause (or the cause's source chain) holds
+    /// one.
     pub fn errno(&self) -> Option<i32> {
         let mut next: Option<&(dyn std::error::Error + 'static)> = self
-            .source
+            .cause
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static));
         // Bounded: a source chain is a handful of links; 16 is far past any real one.
@@ -101,13 +110,13 @@ impl PortError {
     }
 }
 
-/// Equal when the kind, what and the source's text are (sources are not comparable).
+/// Equal when the kind, what and the cause's text are (causes are not comparable).
 impl PartialEq for PortError {
     fn eq(&self, other: &Self) -> bool {
         self.kind == other.kind
             && self.what == other.what
-            && self.source.as_ref().map(|s| s.to_string())
-                == other.source.as_ref().map(|s| s.to_string())
+            && self.cause.as_ref().map(|s| s.to_string())
+                == other.cause.as_ref().map(|s| s.to_string())
     }
 }
 
@@ -118,18 +127,25 @@ impl Eq for PortError {}
 pub enum EngineError {
     #[error("{actor} failed more than {intensity} times in {period_secs} s; giving up")]
     Escalated {
-        actor: String,
+        actor: Child,
         intensity: u32,
         period_secs: u64,
     },
-    #[error("no actor named {name:?} (try link-watcher, route-manager, probe-scheduler, dispatcher, traffic-watcher, flow-resetter, prober:IFACE)")]
+    /// The text lists every valid name ([`ActorName::choices`]).
+    #[error("{}", unknown_actor_text(name))]
     UnknownActor { name: String },
     #[error("{actor} is not running right now (restarting?)")]
-    Unavailable { actor: String },
+    Unavailable { actor: ActorName },
     #[error("cannot check {iface}: {reason}")]
     CannotCheck { iface: String, reason: String },
     #[error("the engine is not running")]
     Stopped,
+}
+
+impl From<UnknownActorName> for EngineError {
+    fn from(e: UnknownActorName) -> Self {
+        EngineError::UnknownActor { name: e.name }
+    }
 }
 
 #[cfg(test)]
@@ -144,8 +160,8 @@ mod tests {
         let e = PortError::failed("sysctl x", std::io::Error::from_raw_os_error(13));
         assert_eq!((e.kind, e.errno()), (PortErrorKind::Failed, Some(13)));
         assert!(
-            std::error::Error::source(&e).is_some(),
-            "the OS error is the source"
+            e.cause.is_some() && std::error::Error::source(&e).is_none(),
+            "the OS error is the cause, in the text and not repeated by source()"
         );
         assert!(e.to_string().starts_with("sysctl x: "), "{e}");
         let e = PortError::failed("journal", "not valid JSON");

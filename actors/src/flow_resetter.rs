@@ -13,7 +13,8 @@
 //! last had (RouteManager remembers them per interface: a vanished interface has none left,
 //! but its sockets still hold them); it sends nothing back. It is its own
 //! actor so a slow or failing reset never delays routing or events: RouteManager only posts a
-//! message, and event delivery runs in the Dispatcher concurrently with the reset.
+//! message, and event delivery runs in the Dispatcher concurrently with the reset. On a reload
+//! the supervisor sends it `Reconfigure`; the next move is decided with the new `[flows]`.
 //!
 //! A `flows-reset` is not a dispatcher event: no id, no scripts, not in the journal. Resets run
 //! one at a time, each bounded by [`RESET_TIMEOUT`]. On failure the supervisor restarts it; a
@@ -25,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 
 use crate::board::Board;
-use crate::messages::{ReconfigureFlows, RouteInUseMoved};
+use crate::messages::{Reconfigure, RouteInUseMoved};
 use crate::model::Config;
 use crate::ports::{FlowFailure, FlowFailureKind, FlowResetReport, FlowScope, FlowTable};
 use crate::status::FlowResetRecord;
@@ -116,9 +117,9 @@ impl Handler<RouteInUseMoved> for FlowResetter {
     }
 }
 
-impl Handler<ReconfigureFlows> for FlowResetter {
+impl Handler<Reconfigure> for FlowResetter {
     type Result = ();
-    fn handle(&mut self, msg: ReconfigureFlows, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Reconfigure, _: &mut Self::Context) {
         self.cfg = msg.0;
     }
 }

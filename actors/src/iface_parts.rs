@@ -5,29 +5,10 @@
 //! [`IfaceStatus`] that `status`, the metrics endpoint and observers read.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 
-use crate::model::{Connectivity, IfaceName, UplinkType};
-use crate::status::{CheckCounters, CheckSummary, IfaceStatus, PassiveStatus};
-
-/// RouteManager's part of one interface's status: everything but checks and passive health.
-#[derive(Clone, PartialEq, Debug)]
-pub struct IfaceRoute {
-    pub name: IfaceName,
-    pub ifindex: Option<u32>,
-    pub link: String,
-    pub connectivity: Connectivity,
-    pub metric: u32,
-    pub effective_metric: Option<u32>,
-    pub metric6: u32,
-    pub effective_metric6: Option<u32>,
-    pub gateway4: Option<IpAddr>,
-    pub gateway6: Option<IpAddr>,
-    pub ipv6_penalty_unavailable: Option<String>,
-    pub uplink_type: UplinkType,
-    pub source: String,
-    pub dns: Vec<SocketAddr>,
-}
+use crate::model::IfaceName;
+pub use crate::status::IfaceRoute;
+use crate::status::{CheckCounters, CheckSummary, IfaceStatus, PassiveState, PassiveStatus, Sees};
 
 /// ProbeScheduler's part of one interface's status: its checks, and the confirmations it ran
 /// for passive health.
@@ -45,12 +26,12 @@ pub struct CheckPart {
 /// [`PassiveStatus`] for the fields).
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct PassivePart {
-    pub state: String,
+    pub state: PassiveState,
     pub suspect_since_unix_ms: Option<u64>,
     pub last_trigger: Option<String>,
     pub last_trigger_unix_ms: Option<u64>,
     pub suspicions: u64,
-    pub sees: String,
+    pub sees: Sees,
     pub held_by_ceiling: u64,
 }
 
@@ -69,20 +50,7 @@ impl IfaceParts {
         let c = self.checks.get(&r.name).cloned().unwrap_or_default();
         let p = self.passive.get(&r.name).cloned().unwrap_or_default();
         IfaceStatus {
-            name: r.name.clone(),
-            ifindex: r.ifindex,
-            link: r.link.clone(),
-            connectivity: r.connectivity,
-            metric: r.metric,
-            effective_metric: r.effective_metric,
-            metric6: r.metric6,
-            effective_metric6: r.effective_metric6,
-            gateway4: r.gateway4,
-            gateway6: r.gateway6,
-            ipv6_penalty_unavailable: r.ipv6_penalty_unavailable.clone(),
-            uplink_type: r.uplink_type,
-            source: r.source.clone(),
-            dns: r.dns.clone(),
+            route: r.clone(),
             last_check: c.last_check,
             probe_bytes: c.probe_bytes,
             probe_dns_bytes: c.probe_dns_bytes,

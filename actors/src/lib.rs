@@ -7,8 +7,9 @@
 //! link-down event through these actors, file by file). Every cross-actor message is in
 //! [`messages`], grouped by the actor that handles it; a sender holds a [`peers::Slot`] per
 //! message it sends, and only [`supervisor`] names the concrete actors (it points the slots at
-//! each child's current incarnation on every start and empties them when it exits). The
-//! restart policies are in [`supervisor`]'s module doc.
+//! each child's current incarnation on every start and empties them when it exits, one
+//! `wire_*` function per actor). Actor names are data in [`actor_name`]. The restart policies
+//! are in [`supervisor`]'s module doc.
 //!
 //! | actor | file | receives | sends (→ handler) | on failure |
 //! |---|---|---|---|---|
@@ -35,6 +36,7 @@
 //! [`start`] builds the tree inside a running actix System; [`run`] also waits for a shutdown
 //! future. The `fake` feature provides in-memory ports for tests and benches.
 
+pub mod actor_name;
 pub mod apply;
 pub mod assign;
 pub mod board;
@@ -67,6 +69,7 @@ pub mod supervisor;
 pub mod traffic_watcher;
 pub mod transition;
 
+pub use actor_name::{ActorName, ToActorName};
 pub use engine::{run, start, EngineHandle};
 pub use error::EngineError;
 pub use observe::{EngineEvent, Snapshot};

@@ -13,9 +13,21 @@ use std::time::Duration;
 use actix::Message;
 use tokio::time::Instant;
 
+use crate::actor_name::ActorName;
 use crate::error::EngineError;
 use crate::model::{Config, Connectivity, Family, IfaceAddr, IfaceName, LinkInfo};
 use crate::ports::{ProbeReport, ProbeRequest};
+
+// ---------------------------------------------------------------------------------------------
+// Handled by every actor that reads the configuration
+// ---------------------------------------------------------------------------------------------
+
+/// A new configuration (SIGHUP; from the supervisor, to each running actor that reads the
+/// configuration: RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher). Each takes the
+/// parts it uses; the supervisor also keeps it for the next (re)start of any child.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Reconfigure(pub Arc<Config>);
 
 // ---------------------------------------------------------------------------------------------
 // Handled by RouteManager
@@ -56,11 +68,6 @@ pub struct ConnectivityChanged {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Vec<Uplink>")]
 pub struct GetUplinks;
-
-/// A new configuration (SIGHUP; from the supervisor).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct Reconfigure(pub Arc<Config>);
 
 /// Clean shutdown: remove penalties, leave owned routes at their configured metrics (from the
 /// supervisor).
@@ -154,11 +161,6 @@ pub struct KillProber {
 #[rtype(result = "Result<ProbeReport, EngineError>")]
 pub struct CheckIface(pub IfaceName);
 
-/// A new configuration (SIGHUP; from the supervisor).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ReconfigureChecks(pub Arc<Config>);
-
 // ---------------------------------------------------------------------------------------------
 // Handled by a Prober (sent by ProbeScheduler, its parent)
 // ---------------------------------------------------------------------------------------------
@@ -203,19 +205,9 @@ pub struct RouteInUseMoved {
     pub at: Instant,
 }
 
-/// A new configuration (SIGHUP; from the supervisor).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ReconfigureFlows(pub Arc<Config>);
-
 // ---------------------------------------------------------------------------------------------
 // Handled by TrafficWatcher
 // ---------------------------------------------------------------------------------------------
-
-/// A new configuration (SIGHUP; from the supervisor): the sampling restarts with it.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct ReconfigurePassive(pub Arc<Config>);
 
 /// Whether traffic through `iface` (`ifindex`) was answered since `since` (from a Prober whose
 /// confirmation ran out of its short deadline before its check connected): a fresh sample
@@ -232,11 +224,11 @@ pub struct AnsweredSince {
 // Handled by the Supervisor (from `EngineHandle`)
 // ---------------------------------------------------------------------------------------------
 
-/// End an actor by its `status` name (resilience testing).
+/// End an actor (resilience testing).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<(), EngineError>")]
 pub struct Kill {
-    pub name: String,
+    pub actor: ActorName,
     pub how: KillHow,
 }
 

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Connectivity, Event, Family, IfaceName};
 use crate::ports::{ScriptOutcome, ScriptResult};
 use crate::status::{
-    ActorStatus, EngineStatus, EventRecord, FlowResetRecord, IfaceStatus, HISTORY_LEN,
+    ActorStatus, EngineStatus, EventRecord, Exit, FlowResetRecord, IfaceStatus, LinkState,
+    HISTORY_LEN,
 };
 
 /// Buffer of the observation channel. A subscriber that falls further behind is told how many
@@ -42,8 +43,8 @@ pub enum EngineEvent {
     /// `absent`.
     Link {
         iface: IfaceName,
-        link: String,
-        previous: String,
+        link: LinkState,
+        previous: LinkState,
     },
     /// The connectivity of one interface changed.
     Connectivity {
@@ -70,7 +71,7 @@ pub enum EngineEvent {
     /// An actor was restarted (`reason`: `killed`, `panicked`, `stopped`).
     ActorRestarted {
         actor: String,
-        reason: String,
+        reason: Exit,
         restarts: u32,
     },
     /// A dispatcher event was produced (before its scripts run), as `events --json` shows it.
@@ -115,7 +116,7 @@ impl Snapshot {
             }
             EngineEvent::Link { iface, link, .. } => {
                 if let Some(i) = iface_mut(status, iface) {
-                    i.link = link.clone();
+                    i.link = *link;
                 }
             }
             EngineEvent::Connectivity { iface, state, .. } => {
@@ -146,7 +147,7 @@ impl Snapshot {
                 actor,
                 reason,
                 restarts,
-            } => actor_restarted(status, actor, reason, *restarts),
+            } => actor_restarted(status, actor, *reason, *restarts),
             EngineEvent::Event(e) => self.event_produced(e),
             EngineEvent::Script {
                 event_id,
@@ -201,23 +202,23 @@ impl Snapshot {
 }
 
 /// An actor restart: its counters, or a new entry when the snapshot did not know it yet.
-fn actor_restarted(status: &mut EngineStatus, actor: &str, reason: &str, restarts: u32) {
+fn actor_restarted(status: &mut EngineStatus, actor: &str, reason: Exit, restarts: u32) {
     match status.actors.iter_mut().find(|a| a.name == actor) {
         Some(a) => {
             a.restarts = restarts;
             a.running = true;
-            if reason == "killed" {
+            if reason == Exit::Killed {
                 a.kills += 1;
             } else {
-                a.last_failure = Some(reason.to_string());
+                a.last_failure = Some(reason);
             }
         }
         None => status.actors.push(ActorStatus {
             name: actor.to_string(),
             running: true,
             restarts,
-            kills: u32::from(reason == "killed"),
-            last_failure: (reason != "killed").then(|| reason.to_string()),
+            kills: u32::from(reason == Exit::Killed),
+            last_failure: (reason != Exit::Killed).then_some(reason),
         }),
     }
 }
@@ -251,8 +252,8 @@ pub fn diff_interfaces(
         if o.link != n.link {
             out.push(EngineEvent::Link {
                 iface: n.name.clone(),
-                link: n.link.clone(),
-                previous: o.link.clone(),
+                link: n.link,
+                previous: o.link,
             });
         }
         for (family, was, now) in [
@@ -289,13 +290,13 @@ pub fn diff_interfaces(
 mod tests {
     use super::*;
     use crate::model::UplinkType;
-    use crate::status::CheckCounters;
+    use crate::status::{CheckCounters, IfaceRoute, IfaceSource};
 
-    fn iface(name: &str, link: &str, c: Connectivity, metric: Option<u32>) -> IfaceStatus {
-        IfaceStatus {
+    fn iface(name: &str, link: LinkState, c: Connectivity, metric: Option<u32>) -> IfaceStatus {
+        let route = IfaceRoute {
             name: IfaceName::new(name).unwrap(),
             ifindex: Some(2),
-            link: link.into(),
+            link,
             connectivity: c,
             metric: 100,
             effective_metric: metric,
@@ -305,8 +306,11 @@ mod tests {
             gateway6: None,
             ipv6_penalty_unavailable: None,
             uplink_type: UplinkType::Ethernet,
-            source: "adopted".into(),
+            source: IfaceSource::Adopted,
             dns: vec![],
+        };
+        IfaceStatus {
+            route,
             last_check: None,
             probe_bytes: 0,
             probe_dns_bytes: 0,
@@ -317,8 +321,13 @@ mod tests {
 
     #[test]
     fn carrier_loss_reads_link_route_connectivity_global() {
-        let old = [iface("eth0", "up", Connectivity::Full, Some(100))];
-        let new = [iface("eth0", "down", Connectivity::None, Some(20100))];
+        let old = [iface("eth0", LinkState::Up, Connectivity::Full, Some(100))];
+        let new = [iface(
+            "eth0",
+            LinkState::Down,
+            Connectivity::None,
+            Some(20100),
+        )];
         let got = diff_interfaces(&old, Connectivity::Full, &new, Connectivity::Limited);
         let eth0 = IfaceName::new("eth0").unwrap();
         assert_eq!(
@@ -326,8 +335,8 @@ mod tests {
             vec![
                 EngineEvent::Link {
                     iface: eth0.clone(),
-                    link: "down".into(),
-                    previous: "up".into()
+                    link: LinkState::Down,
+                    previous: LinkState::Up
                 },
                 EngineEvent::Route {
                     iface: eth0.clone(),
@@ -353,8 +362,8 @@ mod tests {
 
     #[test]
     fn interfaces_come_and_go() {
-        let a = [iface("eth0", "up", Connectivity::Full, Some(100))];
-        let b = [iface("wlan0", "up", Connectivity::Unknown, None)];
+        let a = [iface("eth0", LinkState::Up, Connectivity::Full, Some(100))];
+        let b = [iface("wlan0", LinkState::Up, Connectivity::Unknown, None)];
         let got = diff_interfaces(&a, Connectivity::Full, &b, Connectivity::Full);
         assert!(
             matches!(&got[0], EngineEvent::InterfaceRemoved { iface } if iface.as_str() == "eth0")

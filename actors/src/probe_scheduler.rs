@@ -5,6 +5,9 @@
 //! interface's `Health` (`health.rs`), and the check counters on the status board. It turns
 //! probe results into connectivity facts for RouteManager, which stays the single producer of
 //! events and the holder of each interface's recorded state.
+//! The supervisor sends it `Reconfigure` on a reload (the last uplinks are applied again under
+//! the new checks: Probers start, stop or are re-targeted) and `KillProber` / `CheckIface` for
+//! `kill prober:IFACE` and `check`.
 //!
 //! On start (and restart) it asks RouteManager for the uplinks and their last recorded state,
 //! resumes each interface from it (a restart neither drops penalties nor fails back onto a dead
@@ -23,13 +26,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 
+use crate::actor_name::ActorName;
 use crate::board::Board;
 use crate::error::EngineError;
 use crate::health::{Health, HealthParams};
 use crate::messages::{
     AnsweredSince, CheckIface, CheckNow, Confirm, ConfirmCheck, ConnectivityChanged, GetUplinks,
-    KillProber, NextCheck, ProbeDone, ReconfigureChecks, ResetChecks, Retarget, Uplink,
-    UplinksChanged,
+    KillProber, NextCheck, ProbeDone, Reconfigure, ResetChecks, Retarget, Uplink, UplinksChanged,
 };
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::peers::Slot;
@@ -481,12 +484,14 @@ impl Handler<ProberExited> for ProbeScheduler {
 impl Handler<KillProber> for ProbeScheduler {
     type Result = Result<(), EngineError>;
     fn handle(&mut self, msg: KillProber, _: &mut Self::Context) -> Self::Result {
-        let name = actor_name(&msg.iface);
+        let name = ActorName::Prober(msg.iface.clone());
         let p = self
             .state
             .ifaces
             .get(&msg.iface)
-            .ok_or(EngineError::UnknownActor { name: name.clone() })?;
+            .ok_or_else(|| EngineError::UnknownActor {
+                name: name.to_string(),
+            })?;
         if p.child.kill(msg.how) {
             Ok(())
         } else {
@@ -520,9 +525,9 @@ impl Handler<CheckIface> for ProbeScheduler {
     }
 }
 
-impl Handler<ReconfigureChecks> for ProbeScheduler {
+impl Handler<Reconfigure> for ProbeScheduler {
     type Result = ();
-    fn handle(&mut self, msg: ReconfigureChecks, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
         self.cfg = msg.0;
         let uplinks = self.state.last_uplinks.clone();
         self.apply_uplinks(uplinks, ctx);

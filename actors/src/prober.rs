@@ -19,6 +19,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::future::Either;
 
+use crate::actor_name::ActorName;
 use crate::messages::{AnsweredSince, CheckNow, ConfirmCheck, NextCheck, ProbeDone, Retarget};
 use crate::model::IfaceName;
 use crate::peers::Slot;
@@ -245,5 +246,5 @@ async fn answered(ask: Option<(Recipient<AnsweredSince>, AnsweredSince)>) -> boo
 
 /// The name of a prober in `status` and `kill`.
 pub fn actor_name(iface: &IfaceName) -> String {
-    format!("prober:{iface}")
+    ActorName::Prober(iface.clone()).to_string()
 }

@@ -9,6 +9,8 @@
 //! Talks to: LinkWatcher sends it link facts; ProbeScheduler sends it connectivity facts and asks
 //! for the uplinks; it sends ProbeScheduler the uplinks when they change, FlowResetter the moves
 //! of the route in use, and pushes events into the engine's `EventLog`, which Dispatcher drains.
+//! The supervisor sends it `Reconfigure` on a reload (a reconcile with the new profiles and
+//! metrics follows) and `Shutdown` on a clean stop.
 //!
 //! This actor only sequences pure parts, level-triggered: every fact updates its model
 //! (`route_model.rs`) and requests a reconcile, which lists the kernel's default routes, plans

@@ -20,6 +20,7 @@ use crate::model::{
     UplinkType,
 };
 use crate::plan::{family_config, learned, Plan};
+use crate::status::{IfaceSource, LinkState};
 use crate::transition::{Change, States};
 
 /// Why an interface's IPv6 penalty does nothing (`status`).
@@ -334,9 +335,9 @@ impl RouteModel {
             name: a.name.clone(),
             ifindex: a.ifindex,
             link: match link {
-                None => "absent".into(),
-                Some(l) if l.usable() => "up".into(),
-                Some(_) => "down".into(),
+                None => LinkState::Absent,
+                Some(l) if l.usable() => LinkState::Up,
+                Some(_) => LinkState::Down,
             },
             connectivity: self.connectivity(&a.name),
             metric: family_config(cfg, a, Family::V4).metric.get(),
@@ -351,8 +352,11 @@ impl RouteModel {
                 .map(|_| IPV6_PENALTY_UNAVAILABLE.to_string()),
             uplink_type: a.uplink_type,
             source: match a.profile.and_then(|i| cfg.profiles.get(i)) {
-                Some(p) => format!("profile {} ({})", p.id, p.file.display()),
-                None => "adopted".into(),
+                Some(p) => IfaceSource::Profile {
+                    id: p.id.clone(),
+                    file: p.file.clone(),
+                },
+                None => IfaceSource::Adopted,
             },
             dns: self.dns_for(cfg, &a.name),
         }

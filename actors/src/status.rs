@@ -2,7 +2,10 @@
 //! The shared board that holds them and announces their changes is `board.rs`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,11 +62,89 @@ impl CheckCounters {
     }
 }
 
+/// Passive health's verdict on one interface, as `status` shows it.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PassiveState {
+    /// Not sampled yet (JSON `""`).
+    #[default]
+    #[serde(rename = "")]
+    Unsampled,
+    /// Disabled, or the interface is not sampled.
+    Off,
+    /// Sampled, no evidence of a stall.
+    Quiet,
+    /// Evidence of a stall: confirmations asked for.
+    Suspect,
+}
+
+impl PassiveState {
+    /// The word `status --json` holds (`""` before the first sample).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassiveState::Unsampled => "",
+            PassiveState::Off => "off",
+            PassiveState::Quiet => "quiet",
+            PassiveState::Suspect => "suspect",
+        }
+    }
+}
+
+/// A passive state compares equal to its word (`state == "suspect"`).
+impl PartialEq<&str> for PassiveState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// What passive health's sampling sees of an interface's traffic.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+pub enum Sees {
+    /// Before the first sample (JSON `""`).
+    #[default]
+    #[serde(rename = "")]
+    Unsampled,
+    /// The device's own TCP sockets, and every tracked flow (forwarded, NATed, UDP).
+    #[serde(rename = "sockets+conntrack")]
+    SocketsAndConntrack,
+    /// Only the device's own TCP sockets: connection tracking is not available.
+    #[serde(rename = "sockets only (no connection tracking)")]
+    SocketsOnly,
+}
+
+impl Sees {
+    /// The text `status --json` holds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sees::Unsampled => "",
+            Sees::SocketsAndConntrack => "sockets+conntrack",
+            Sees::SocketsOnly => "sockets only (no connection tracking)",
+        }
+    }
+}
+
+impl fmt::Display for Sees {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares equal to its text (`sees == "sockets+conntrack"`).
+impl PartialEq<&str> for Sees {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Passive health of one interface in `status` (TrafficWatcher and ProbeScheduler publish it).
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
 pub struct PassiveStatus {
-    /// `off` (disabled or not sampled), `quiet`, or `suspect`.
-    pub state: String,
+    /// `off` (disabled or not sampled), `quiet`, or `suspect` (`""` before the first sample).
+    pub state: PassiveState,
     /// Since when the interface has shown evidence of a stall (Unix ms), while suspect.
     pub suspect_since_unix_ms: Option<u64>,
     /// What last asked for a confirmation, and when (Unix ms).
@@ -78,19 +159,122 @@ pub struct PassiveStatus {
     /// tracked flow: forwarded, NATed, UDP) or `sockets only (no connection tracking)`; empty
     /// before the first sample.
     #[serde(default)]
-    pub sees: String,
+    pub sees: Sees,
     /// Confirmations the hourly ceiling (`passive.max_confirmations_per_hour`) held back.
     #[serde(default)]
     pub held_by_ceiling: u64,
 }
 
-/// One managed interface in `status`.
+/// The link of a managed interface, as `status` shows it (`"up"`, `"down"`, `"absent"`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Up with carrier.
+    Up,
+    /// No carrier, or administratively down.
+    Down,
+    /// A profile's interface that does not exist (yet).
+    Absent,
+}
+
+impl LinkState {
+    /// The word `status` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::Absent => "absent",
+        }
+    }
+}
+
+impl fmt::Display for LinkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A link state compares equal to its word (`link == "up"`).
+impl PartialEq<str> for LinkState {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for LinkState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Why an interface is managed: a profile matched it, or it was adopted (no profile, a default
+/// route of its own). Serialised as `status` prints it: `"profile <id> (<file>)"` or
+/// `"adopted"`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum IfaceSource {
+    /// The profile (`[connection] id=`) and the keyfile it came from.
+    Profile {
+        id: String,
+        file: PathBuf,
+    },
+    Adopted,
+}
+
+impl fmt::Display for IfaceSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IfaceSource::Profile { id, file } => write!(f, "profile {id} ({})", file.display()),
+            IfaceSource::Adopted => f.write_str("adopted"),
+        }
+    }
+}
+
+/// Not a source `status` prints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("interface source {0:?} is neither \"adopted\" nor \"profile ID (FILE)\"")]
+pub struct BadIfaceSource(pub String);
+
+impl FromStr for IfaceSource {
+    type Err = BadIfaceSource;
+
+    /// The inverse of `Display`. An id or file holding `" ("` makes the split ambiguous; any
+    /// split prints back to the same text, which is all a reader of `status` sees.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "adopted" {
+            return Ok(IfaceSource::Adopted);
+        }
+        s.strip_prefix("profile ")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .and_then(|rest| rest.split_once(" ("))
+            .map(|(id, file)| IfaceSource::Profile {
+                id: id.into(),
+                file: file.into(),
+            })
+            .ok_or_else(|| BadIfaceSource(s.into()))
+    }
+}
+
+impl TryFrom<String> for IfaceSource {
+    type Error = BadIfaceSource;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<IfaceSource> for String {
+    fn from(s: IfaceSource) -> Self {
+        s.to_string()
+    }
+}
+
+/// RouteManager's part of one interface's status (`iface_parts.rs`): everything but checks
+/// and passive health.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
-pub struct IfaceStatus {
+pub struct IfaceRoute {
     pub name: IfaceName,
     pub ifindex: Option<u32>,
-    /// `up`, `down` (no carrier or admin down) or `absent` (profile for a missing interface).
-    pub link: String,
+    pub link: LinkState,
     pub connectivity: Connectivity,
     /// Configured IPv4 metric.
     pub metric: u32,
@@ -107,15 +291,81 @@ pub struct IfaceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6_penalty_unavailable: Option<String>,
     pub uplink_type: UplinkType,
-    /// `profile <id> (<file>)` or `adopted`.
-    pub source: String,
+    pub source: IfaceSource,
     pub dns: Vec<SocketAddr>,
+}
+
+/// One managed interface in `status`: RouteManager's part ([`IfaceRoute`], whose fields come
+/// first in the JSON, flattened) and the checks' and passive health's.
+///
+/// The route part's fields read through `Deref` (`status.link`, `status.connectivity`), as
+/// they did when they were this struct's own.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct IfaceStatus {
+    #[serde(flatten)]
+    pub route: IfaceRoute,
     pub last_check: Option<CheckSummary>,
     pub probe_bytes: u64,
     pub probe_dns_bytes: u64,
     pub checks: CheckCounters,
     #[serde(default)]
     pub passive: PassiveStatus,
+}
+
+impl std::ops::Deref for IfaceStatus {
+    type Target = IfaceRoute;
+    fn deref(&self) -> &IfaceRoute {
+        &self.route
+    }
+}
+
+impl std::ops::DerefMut for IfaceStatus {
+    fn deref_mut(&mut self) -> &mut IfaceRoute {
+        &mut self.route
+    }
+}
+
+/// How an actor's task ended, as `status` and the restart events say it (`"stopped"`,
+/// `"panicked"`, `"killed"`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Exit {
+    /// The actor stopped itself (e.g. its event stream ended).
+    Stopped,
+    /// A handler panicked; the panic was contained in the child's task.
+    Panicked,
+    /// Aborted by `kill` (or by its parent).
+    Killed,
+}
+
+impl Exit {
+    /// The word `status` and the events hold.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exit::Stopped => "stopped",
+            Exit::Panicked => "panicked",
+            Exit::Killed => "killed",
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An exit compares equal to its word (`reason == "killed"`).
+impl PartialEq<str> for Exit {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Exit {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// One actor in `status`.
@@ -127,7 +377,8 @@ pub struct ActorStatus {
     pub restarts: u32,
     /// Of which caused by `kill` (they do not count toward the restart intensity).
     pub kills: u32,
-    pub last_failure: Option<String>,
+    /// How the last failure ended it (`stopped` or `panicked`; kills are not failures).
+    pub last_failure: Option<Exit>,
 }
 
 /// A produced event and, once delivered, its scripts' outcomes.
@@ -220,4 +471,41 @@ pub struct JournalStatus {
     pub unsaved_events: u64,
     /// The last journal write's error, until a write succeeds.
     pub last_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of one interface, field by field as `status --json` printed it before
+    /// `IfaceStatus` was composed of `IfaceRoute` (flattened, same order, same words).
+    const ETH0: &str = concat!(
+        r#"{"name":"eth0","ifindex":2,"link":"absent","connectivity":"LIMITED","metric":100,"#,
+        r#""effective_metric":null,"metric6":100,"effective_metric6":null,"#,
+        r#""gateway4":"192.0.2.1","gateway6":null,"uplink_type":"ethernet","#,
+        r#""source":"profile Wired (1) (/etc/nm/a (b).nmconnection)","dns":["192.0.2.53:53"],"#,
+        r#""last_check":null,"probe_bytes":1,"probe_dns_bytes":2,"#,
+        r#""checks":{"by_verdict":{},"latency_buckets":[],"latency_sum_seconds":0.0,"latency_count":0},"#,
+        r#""passive":{"state":"","suspect_since_unix_ms":null,"last_trigger":null,"#,
+        r#""last_trigger_unix_ms":null,"suspicions":0,"confirmations":0,"#,
+        r#""confirmations_failed":0,"sees":"","held_by_ceiling":0}}"#
+    );
+
+    #[test]
+    fn iface_status_json_is_the_flat_record_with_words() {
+        let parsed: IfaceStatus = serde_json::from_str(ETH0).unwrap();
+        assert_eq!(parsed.link, LinkState::Absent);
+        assert!(matches!(parsed.source, IfaceSource::Profile { .. }));
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), ETH0);
+        for (state, word) in [
+            (LinkState::Up, "\"up\""),
+            (LinkState::Down, "\"down\""),
+            (LinkState::Absent, "\"absent\""),
+        ] {
+            assert_eq!(serde_json::to_string(&state).unwrap(), word);
+        }
+        let adopted: IfaceSource = serde_json::from_str("\"adopted\"").unwrap();
+        assert_eq!(adopted, IfaceSource::Adopted);
+        assert!("profile x".parse::<IfaceSource>().is_err());
+    }
 }

@@ -17,16 +17,7 @@ use tokio::time::Instant;
 use crate::messages::KillHow;
 use crate::status::ActorStatus;
 
-/// How a child's task ended.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Exit {
-    /// The actor stopped itself (e.g. its event stream ended).
-    Stopped,
-    /// A handler panicked; the panic was contained in the child's task.
-    Panicked,
-    /// Aborted by `kill` (or by its parent).
-    Killed,
-}
+pub use crate::status::Exit;
 
 /// Restart intensity and back-off of one child.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -51,7 +42,7 @@ pub struct RestartTracker {
     recent: VecDeque<Instant>,
     pub restarts: u32,
     pub kills: u32,
-    pub last_failure: Option<String>,
+    pub last_failure: Option<Exit>,
 }
 
 impl RestartTracker {
@@ -62,8 +53,8 @@ impl RestartTracker {
             return Decision::Restart(Duration::ZERO);
         }
         self.last_failure = Some(match exit {
-            Exit::Panicked => "panicked".into(),
-            _ => "stopped".into(),
+            Exit::Panicked => Exit::Panicked,
+            _ => Exit::Stopped,
         });
         while self
             .recent
@@ -214,7 +205,7 @@ impl ChildSlot {
             running: self.running.is_some(),
             restarts: self.tracker.restarts,
             kills: self.tracker.kills,
-            last_failure: self.tracker.last_failure.clone(),
+            last_failure: self.tracker.last_failure,
         }
     }
 }

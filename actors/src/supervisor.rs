@@ -1,6 +1,8 @@
 //! The supervision tree: the only place that names the concrete top-level actors. It builds
 //! each child from the ports and the configuration, points the typed slots of `peers.rs` at the
-//! child's new incarnation (and empties them when it exits), restarts it with the machinery of
+//! child's new incarnation (and empties them when it exits: one `wire_*` function per actor
+//! does both, so the slots of an actor are listed once), sends a reload to every child that
+//! reads the configuration (one `Reconfigure` channel), restarts a child with the machinery of
 //! `supervision.rs` (each child is its own task; a panic ends only that task), and escalates.
 //! What each actor receives and sends: the actor map in the crate doc (`lib.rs`).
 //!
@@ -34,6 +36,8 @@ use actix::prelude::*;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::actor_name::ActorName;
+pub use crate::actor_name::Child;
 use crate::board::Board;
 use crate::dispatcher::Dispatcher;
 use crate::error::EngineError;
@@ -41,8 +45,7 @@ use crate::event_log::EventLog;
 use crate::flow_resetter::FlowResetter;
 use crate::link_watcher::{LinkFacts, LinkWatcher};
 use crate::messages::{
-    CheckIface, CheckNowFor, Kill, KillHow, KillProber, Reconfigure, ReconfigureChecks,
-    ReconfigureFlows, ReconfigurePassive, Reload, Shutdown, StopTree,
+    CheckIface, CheckNowFor, Kill, KillHow, KillProber, Reconfigure, Reload, Shutdown, StopTree,
 };
 use crate::model::{Config, IfaceName};
 use crate::peers::{Peers, Slot};
@@ -63,60 +66,102 @@ pub const CHILD_POLICY: RestartPolicy = RestartPolicy {
 /// Grace for RouteManager to put routes at their configured metrics on shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// The top-level children.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub enum Child {
-    FlowResetter,
-    RouteManager,
-    Dispatcher,
-    ProbeScheduler,
-    LinkWatcher,
-    TrafficWatcher,
-}
-
-impl Child {
-    /// Start order: the consumer of route moves, then the writer of routes, the source of facts
-    /// last.
-    pub const ALL: [Child; 6] = [
-        Child::FlowResetter,
-        Child::RouteManager,
-        Child::Dispatcher,
-        Child::ProbeScheduler,
-        Child::LinkWatcher,
-        Child::TrafficWatcher,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Child::FlowResetter => "flow-resetter",
-            Child::RouteManager => "route-manager",
-            Child::Dispatcher => "dispatcher",
-            Child::ProbeScheduler => "probe-scheduler",
-            Child::LinkWatcher => "link-watcher",
-            Child::TrafficWatcher => "traffic-watcher",
-        }
-    }
-}
-
-/// The supervisor's own slots: what it sends to its children (configuration, shutdown, the
-/// control requests of `EngineHandle`).
+/// Every slot the tree's messages travel through: the actors' own ([`Peers`]) and the
+/// supervisor's (configuration, shutdown and the control requests of `EngineHandle`).
+///
+/// Each actor's slots are pointed and emptied in one place, its `wire_*` function below
+/// (`Some(addr)` on start, `None` on exit): a new message is a slot here (or in `Peers`) and a
+/// line there.
 #[derive(Default)]
-struct Control {
-    reconfigure: Slot<Reconfigure>,
+struct Wiring {
+    peers: Peers,
+    /// The one configuration channel: every running actor that reads the configuration, by
+    /// child ([`Reconfigure`]).
+    reconfigure: BTreeMap<Child, Recipient<Reconfigure>>,
     shutdown: Slot<Shutdown>,
-    reconfigure_checks: Slot<ReconfigureChecks>,
     kill_prober: Slot<KillProber>,
     check_iface: Slot<CheckIface>,
-    reconfigure_flows: Slot<ReconfigureFlows>,
-    reconfigure_passive: Slot<ReconfigurePassive>,
+}
+
+/// Points `slot` at `to` (`Some`) or empties it (`None`).
+fn point<M, A>(slot: &Slot<M>, to: Option<&Addr<A>>)
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+    A: Actor<Context = Context<A>> + Handler<M>,
+{
+    slot.set(to.map(|a| a.clone().recipient()));
+}
+
+impl Wiring {
+    /// Adds `child` to the configuration channel (`Some`) or takes it off (`None`).
+    fn configured<A>(&mut self, child: Child, to: Option<&Addr<A>>)
+    where
+        A: Actor<Context = Context<A>> + Handler<Reconfigure>,
+    {
+        match to {
+            Some(a) => self.reconfigure.insert(child, a.clone().recipient()),
+            None => self.reconfigure.remove(&child),
+        };
+    }
+
+    /// Sends the new configuration to every running actor that reads it.
+    fn reconfigure(&self, cfg: &Arc<Config>) {
+        for to in self.reconfigure.values().filter(|to| to.connected()) {
+            to.do_send(Reconfigure(cfg.clone()));
+        }
+    }
+
+    fn wire_route_manager(&mut self, to: Option<&Addr<RouteManager>>) {
+        let p = &self.peers;
+        point(&p.link_changed, to);
+        point(&p.link_removed, to);
+        point(&p.link_snapshot, to);
+        point(&p.routes_changed, to);
+        point(&p.connectivity_changed, to);
+        point(&p.get_uplinks, to);
+        point(&self.shutdown, to);
+        self.configured(Child::RouteManager, to);
+    }
+
+    fn wire_probe_scheduler(&mut self, to: Option<&Addr<ProbeScheduler>>) {
+        let p = &self.peers;
+        point(&p.uplinks_changed, to);
+        point(&p.reset_checks, to);
+        point(&p.confirm, to);
+        point(&self.kill_prober, to);
+        point(&self.check_iface, to);
+        self.configured(Child::ProbeScheduler, to);
+    }
+
+    fn wire_flow_resetter(&mut self, to: Option<&Addr<FlowResetter>>) {
+        point(&self.peers.route_in_use_moved, to);
+        self.configured(Child::FlowResetter, to);
+    }
+
+    fn wire_traffic_watcher(&mut self, to: Option<&Addr<TrafficWatcher>>) {
+        point(&self.peers.answered_since, to);
+        self.configured(Child::TrafficWatcher, to);
+    }
+
+    /// Empties the slots of the messages `child` handles: senders drop them until its restart.
+    fn unwire(&mut self, child: Child) {
+        match child {
+            Child::FlowResetter => self.wire_flow_resetter(None),
+            Child::RouteManager => self.wire_route_manager(None),
+            Child::ProbeScheduler => self.wire_probe_scheduler(None),
+            Child::TrafficWatcher => self.wire_traffic_watcher(None),
+            // They handle no message of another actor.
+            Child::Dispatcher | Child::LinkWatcher => {}
+        }
+    }
 }
 
 /// The root of the tree. See the module doc.
 pub struct Supervisor {
     cfg: Arc<Config>,
     ports: Ports,
-    peers: Peers,
-    control: Control,
+    wiring: Wiring,
     board: Board,
     log: EventLog,
     children: BTreeMap<Child, ChildSlot>,
@@ -135,8 +180,7 @@ impl Supervisor {
         Self {
             cfg: Arc::new(cfg),
             ports,
-            peers: Peers::default(),
-            control: Control::default(),
+            wiring: Wiring::default(),
             board,
             log,
             children: BTreeMap::new(),
@@ -158,15 +202,26 @@ impl Supervisor {
         // Out of the map while it starts, so the builders below can read the rest of `self`.
         let mut slot = self.children.remove(&child).unwrap_or_default();
         match child {
-            Child::FlowResetter => self.start_flow_resetter(&mut slot, on_exit),
-            Child::RouteManager => self.start_route_manager(&mut slot, on_exit),
+            Child::FlowResetter => {
+                let flows = self.ports.flows.clone();
+                let actor = FlowResetter::new(self.cfg.clone(), flows, self.board.clone());
+                let addr = slot.start(actor, on_exit);
+                self.wiring.wire_flow_resetter(Some(&addr));
+            }
+            Child::RouteManager => {
+                let addr = slot.start(self.route_manager(&slot), on_exit);
+                self.wiring.wire_route_manager(Some(&addr));
+            }
             Child::Dispatcher => {
                 let actor = Dispatcher::new(self.ports.scripts.clone(), self.log.clone());
                 slot.start(actor, on_exit);
             }
-            Child::ProbeScheduler => self.start_probe_scheduler(&mut slot, on_exit),
+            Child::ProbeScheduler => {
+                let addr = slot.start(self.probe_scheduler(), on_exit);
+                self.wiring.wire_probe_scheduler(Some(&addr));
+            }
             Child::LinkWatcher => {
-                let p = &self.peers;
+                let p = &self.wiring.peers;
                 let to = LinkFacts {
                     changed: p.link_changed.clone(),
                     removed: p.link_removed.clone(),
@@ -176,35 +231,16 @@ impl Supervisor {
                 slot.start(LinkWatcher::new(self.ports.links.clone(), to), on_exit);
             }
             Child::TrafficWatcher => {
-                let deps = TrafficDeps {
-                    traffic: self.ports.traffic.clone(),
-                    get_uplinks: self.peers.get_uplinks.clone(),
-                    confirm: self.peers.confirm.clone(),
-                    board: self.board.clone(),
-                };
-                let addr = slot.start(TrafficWatcher::new(self.cfg.clone(), deps), on_exit);
-                self.peers
-                    .answered_since
-                    .set(Some(addr.clone().recipient()));
-                self.control.reconfigure_passive.set(Some(addr.recipient()));
+                let addr = slot.start(self.traffic_watcher(), on_exit);
+                self.wiring.wire_traffic_watcher(Some(&addr));
             }
         }
         self.children.insert(child, slot);
         self.publish();
     }
 
-    fn start_flow_resetter(&self, slot: &mut ChildSlot, on_exit: impl FnOnce(u64, Exit) + 'static) {
-        let flows = self.ports.flows.clone();
-        let actor = FlowResetter::new(self.cfg.clone(), flows, self.board.clone());
-        let addr = slot.start(actor, on_exit);
-        self.peers
-            .route_in_use_moved
-            .set(Some(addr.clone().recipient()));
-        self.control.reconfigure_flows.set(Some(addr.recipient()));
-    }
-
-    fn start_route_manager(&self, slot: &mut ChildSlot, on_exit: impl FnOnce(u64, Exit) + 'static) {
-        let (p, c) = (&self.peers, &self.control);
+    fn route_manager(&self, slot: &ChildSlot) -> RouteManager {
+        let p = &self.wiring.peers;
         let deps = RouteDeps {
             links: self.ports.links.clone(),
             routes: self.ports.routes.clone(),
@@ -218,24 +254,11 @@ impl Supervisor {
         };
         // The first incarnation is the daemon's first start: it announces `up`.
         let first_start = !slot.started_before();
-        let actor = RouteManager::new(self.cfg.clone(), deps, first_start);
-        let addr = slot.start(actor, on_exit);
-        p.link_changed.set(Some(addr.clone().recipient()));
-        p.link_removed.set(Some(addr.clone().recipient()));
-        p.link_snapshot.set(Some(addr.clone().recipient()));
-        p.routes_changed.set(Some(addr.clone().recipient()));
-        p.connectivity_changed.set(Some(addr.clone().recipient()));
-        p.get_uplinks.set(Some(addr.clone().recipient()));
-        c.reconfigure.set(Some(addr.clone().recipient()));
-        c.shutdown.set(Some(addr.recipient()));
+        RouteManager::new(self.cfg.clone(), deps, first_start)
     }
 
-    fn start_probe_scheduler(
-        &self,
-        slot: &mut ChildSlot,
-        on_exit: impl FnOnce(u64, Exit) + 'static,
-    ) {
-        let (p, c) = (&self.peers, &self.control);
+    fn probe_scheduler(&self) -> ProbeScheduler {
+        let p = &self.wiring.peers;
         let deps = ProbeDeps {
             probe: self.ports.probe.clone(),
             connectivity: p.connectivity_changed.clone(),
@@ -243,47 +266,18 @@ impl Supervisor {
             answered_since: p.answered_since.clone(),
             board: self.board.clone(),
         };
-        let addr = slot.start(ProbeScheduler::new(self.cfg.clone(), deps), on_exit);
-        p.uplinks_changed.set(Some(addr.clone().recipient()));
-        p.reset_checks.set(Some(addr.clone().recipient()));
-        p.confirm.set(Some(addr.clone().recipient()));
-        c.reconfigure_checks.set(Some(addr.clone().recipient()));
-        c.kill_prober.set(Some(addr.clone().recipient()));
-        c.check_iface.set(Some(addr.recipient()));
+        ProbeScheduler::new(self.cfg.clone(), deps)
     }
 
-    /// Empties the slots of the messages `child` handles: senders drop them until its restart.
-    fn clear_slots(&self, child: Child) {
-        let (p, c) = (&self.peers, &self.control);
-        match child {
-            Child::FlowResetter => {
-                p.route_in_use_moved.set(None);
-                c.reconfigure_flows.set(None);
-            }
-            Child::RouteManager => {
-                p.link_changed.set(None);
-                p.link_removed.set(None);
-                p.link_snapshot.set(None);
-                p.routes_changed.set(None);
-                p.connectivity_changed.set(None);
-                p.get_uplinks.set(None);
-                c.reconfigure.set(None);
-                c.shutdown.set(None);
-            }
-            Child::Dispatcher | Child::LinkWatcher => {}
-            Child::ProbeScheduler => {
-                p.uplinks_changed.set(None);
-                p.reset_checks.set(None);
-                p.confirm.set(None);
-                c.reconfigure_checks.set(None);
-                c.kill_prober.set(None);
-                c.check_iface.set(None);
-            }
-            Child::TrafficWatcher => {
-                p.answered_since.set(None);
-                c.reconfigure_passive.set(None);
-            }
-        }
+    fn traffic_watcher(&self) -> TrafficWatcher {
+        let p = &self.wiring.peers;
+        let deps = TrafficDeps {
+            traffic: self.ports.traffic.clone(),
+            get_uplinks: p.get_uplinks.clone(),
+            confirm: p.confirm.clone(),
+            board: self.board.clone(),
+        };
+        TrafficWatcher::new(self.cfg.clone(), deps)
     }
 
     fn abort_all(&mut self) {
@@ -291,7 +285,7 @@ impl Supervisor {
             s.stop();
         }
         for child in Child::ALL {
-            self.clear_slots(child);
+            self.wiring.unwire(child);
         }
     }
 
@@ -312,15 +306,15 @@ impl Supervisor {
     }
 
     /// Ends a prober (`prober:IFACE`) through its parent, ProbeScheduler.
-    fn kill_prober(&self, name: String, how: KillHow) -> ResponseFuture<Result<(), EngineError>> {
-        let iface = name
-            .strip_prefix("prober:")
-            .and_then(|i| IfaceName::new(i).ok());
-        let scheduler = self.control.kill_prober.get();
+    fn kill_prober(
+        &self,
+        iface: IfaceName,
+        how: KillHow,
+    ) -> ResponseFuture<Result<(), EngineError>> {
+        let scheduler = self.wiring.kill_prober.get();
         Box::pin(async move {
-            let iface = iface.ok_or(EngineError::UnknownActor { name })?;
             let unavailable = || EngineError::Unavailable {
-                actor: Child::ProbeScheduler.name().into(),
+                actor: Child::ProbeScheduler.into(),
             };
             let scheduler = scheduler.ok_or_else(unavailable)?;
             scheduler
@@ -370,7 +364,7 @@ impl Handler<ChildExited> for Supervisor {
         let Some(decision) = s.on_exit(msg.generation, msg.exit, &CHILD_POLICY, now) else {
             return; // an older incarnation, already replaced
         };
-        self.clear_slots(msg.child);
+        self.wiring.unwire(msg.child);
         match decision {
             Decision::Restart(delay) => {
                 tracing::warn!(actor = msg.child.name(), exit = ?msg.exit, delay_ms = delay.as_millis() as u64, "actor exited; restarting");
@@ -384,7 +378,7 @@ impl Handler<ChildExited> for Supervisor {
             }
             Decision::Escalate => {
                 let err = EngineError::Escalated {
-                    actor: msg.child.name().into(),
+                    actor: msg.child,
                     intensity: CHILD_POLICY.intensity,
                     period_secs: CHILD_POLICY.period.as_secs(),
                 };
@@ -398,22 +392,18 @@ impl Handler<ChildExited> for Supervisor {
 impl Handler<Kill> for Supervisor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: Kill, _: &mut Self::Context) -> Self::Result {
-        if msg.name.starts_with("prober:") {
-            return self.kill_prober(msg.name, msg.how);
-        }
-        let result = match Child::ALL.into_iter().find(|c| c.name() == msg.name) {
-            None => Err(EngineError::UnknownActor { name: msg.name }),
-            Some(child) => {
-                let killed = self.children.get(&child).is_some_and(|s| s.kill(msg.how));
-                if killed {
-                    tracing::warn!(actor = child.name(), how = ?msg.how, "killed on request");
-                    Ok(())
-                } else {
-                    Err(EngineError::Unavailable {
-                        actor: child.name().into(),
-                    })
-                }
-            }
+        let child = match msg.actor {
+            ActorName::Prober(iface) => return self.kill_prober(iface, msg.how),
+            ActorName::Child(child) => child,
+        };
+        let killed = self.children.get(&child).is_some_and(|s| s.kill(msg.how));
+        let result = if killed {
+            tracing::warn!(actor = child.name(), how = ?msg.how, "killed on request");
+            Ok(())
+        } else {
+            Err(EngineError::Unavailable {
+                actor: child.into(),
+            })
         };
         Box::pin(async move { result })
     }
@@ -422,10 +412,10 @@ impl Handler<Kill> for Supervisor {
 impl Handler<CheckNowFor> for Supervisor {
     type Result = ResponseFuture<Result<ProbeReport, EngineError>>;
     fn handle(&mut self, msg: CheckNowFor, _: &mut Self::Context) -> Self::Result {
-        let scheduler = self.control.check_iface.get();
+        let scheduler = self.wiring.check_iface.get();
         Box::pin(async move {
             let unavailable = || EngineError::Unavailable {
-                actor: Child::ProbeScheduler.name().into(),
+                actor: Child::ProbeScheduler.into(),
             };
             let scheduler = scheduler.ok_or_else(unavailable)?;
             scheduler
@@ -440,14 +430,7 @@ impl Handler<Reload> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Reload, _: &mut Self::Context) {
         self.cfg = Arc::new(msg.0);
-        let c = &self.control;
-        c.reconfigure.do_send(Reconfigure(self.cfg.clone()));
-        c.reconfigure_checks
-            .do_send(ReconfigureChecks(self.cfg.clone()));
-        c.reconfigure_flows
-            .do_send(ReconfigureFlows(self.cfg.clone()));
-        c.reconfigure_passive
-            .do_send(ReconfigurePassive(self.cfg.clone()));
+        self.wiring.reconfigure(&self.cfg);
         tracing::info!(profiles = self.cfg.profiles.len(), "configuration reloaded");
     }
 }
@@ -456,7 +439,7 @@ impl Handler<StopTree> for Supervisor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: StopTree, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
-        let rm = self.control.shutdown.get();
+        let rm = self.wiring.shutdown.get();
         let restore = async move {
             if let Some(rm) = rm {
                 if tokio::time::timeout(SHUTDOWN_GRACE, rm.send(Shutdown))
@@ -472,5 +455,27 @@ impl Handler<StopTree> for Supervisor {
                 .into_actor(self)
                 .map(|_, act, ctx| act.finish(Ok(()), ctx)),
         )
+    }
+}
+
+#[cfg(all(test, feature = "fake"))]
+mod tests {
+    use super::*;
+    use crate::fake::FakeFlows;
+
+    /// One `wire_*` function points every slot of an actor and, with `None`, empties each of
+    /// them again, the configuration channel included.
+    #[actix::test]
+    async fn one_wire_function_points_and_empties_an_actors_slots() {
+        let mut w = Wiring::default();
+        let flows = Arc::new(FakeFlows::default());
+        let actor = FlowResetter::new(Arc::new(Config::default()), flows, Board::default());
+        let addr = actor.start();
+        w.wire_flow_resetter(Some(&addr));
+        assert!(w.peers.route_in_use_moved.get().is_some());
+        assert!(w.reconfigure.contains_key(&Child::FlowResetter));
+        w.unwire(Child::FlowResetter);
+        assert!(w.peers.route_in_use_moved.get().is_none());
+        assert!(w.reconfigure.is_empty());
     }
 }

@@ -11,6 +11,8 @@
 //! It never touches routes or states: a wrong suspicion costs a check (bounded by the rule's
 //! back-off), never a failover. While healthy it sends nothing at all; sampling is local
 //! netlink dumps only. Disabled (`passive.enabled = false`, or checks off) it samples nothing.
+//! On a reload the supervisor sends it `Reconfigure`: a change of `[passive]` or the checks
+//! restarts the sampling with it.
 //!
 //! Asked by a Prober whose confirmation ran out of its short deadline before connecting
 //! (`AnsweredSince`), it says whether the interface's traffic was answered since the
@@ -28,11 +30,12 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::board::Board;
-use crate::messages::{AnsweredSince, Confirm, GetUplinks, ReconfigurePassive, Uplink};
+use crate::messages::{AnsweredSince, Confirm, GetUplinks, Reconfigure, Uplink};
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
 use crate::peers::Slot;
 use crate::ports::{IfaceTraffic, TrafficSource};
+use crate::status::{PassiveState, Sees};
 
 /// Shared dependencies of every incarnation.
 #[derive(Clone)]
@@ -187,12 +190,12 @@ impl TrafficWatcher {
         for (name, p) in board.passive_mut() {
             match self.state.trackers.get(name) {
                 None => {
-                    p.state = "off".into();
+                    p.state = PassiveState::Off;
                     p.suspect_since_unix_ms = None;
                 }
                 Some(t) => match t.suspect_since() {
                     Some(since) => {
-                        p.state = "suspect".into();
+                        p.state = PassiveState::Suspect;
                         // Taken once, when the suspicion starts: the board shows wall-clock
                         // time, the tracker keeps the engine's (possibly virtual) clock.
                         if p.suspect_since_unix_ms.is_none() {
@@ -200,7 +203,7 @@ impl TrafficWatcher {
                         }
                     }
                     None => {
-                        p.state = "quiet".into();
+                        p.state = PassiveState::Quiet;
                         p.suspect_since_unix_ms = None;
                     }
                 },
@@ -208,9 +211,9 @@ impl TrafficWatcher {
             if let Some(t) = self.state.trackers.get(name) {
                 p.held_by_ceiling += u64::from(t.capped());
                 p.sees = match t.conntrack() {
-                    None => String::new(),
-                    Some(true) => "sockets+conntrack".into(),
-                    Some(false) => "sockets only (no connection tracking)".into(),
+                    None => Sees::Unsampled,
+                    Some(true) => Sees::SocketsAndConntrack,
+                    Some(false) => Sees::SocketsOnly,
                 };
             }
             if let Some((_, t)) = triggers.iter().find(|(n, _)| n == name) {
@@ -224,7 +227,7 @@ impl TrafficWatcher {
     fn publish_off(&self) {
         let mut board = self.deps.board.lock();
         for (_, p) in board.passive_mut() {
-            p.state = "off".into();
+            p.state = PassiveState::Off;
             p.suspect_since_unix_ms = None;
         }
     }
@@ -267,9 +270,9 @@ impl Actor for TrafficWatcher {
     }
 }
 
-impl Handler<ReconfigurePassive> for TrafficWatcher {
+impl Handler<Reconfigure> for TrafficWatcher {
     type Result = ();
-    fn handle(&mut self, msg: ReconfigurePassive, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
         if msg.0.passive != self.cfg.passive || msg.0.check != self.cfg.check {
             self.cfg = msg.0;
             self.schedule(ctx);

@@ -18,8 +18,7 @@ use netfailover_actors::flow_resetter::FlowResetter;
 use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
 use netfailover_actors::messages::{
     Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, NextCheck,
-    ProbeDone, ReconfigureFlows, ResetChecks, RouteInUseMoved, RoutesChanged, Uplink,
-    UplinksChanged,
+    ProbeDone, Reconfigure, ResetChecks, RouteInUseMoved, RoutesChanged, Uplink, UplinksChanged,
 };
 use netfailover_actors::model::{
     CheckConfig, Config, Connectivity, EventKind, Family, IfaceName, KernelRoute, LinkKind,
@@ -388,7 +387,7 @@ async fn probe_scheduler_alone_restarts_a_prober_whose_port_panicked() {
         (
             prober.restarts,
             prober.kills,
-            prober.last_failure.as_deref()
+            prober.last_failure.map(|f| f.as_str())
         ),
         (1, 0, Some("panicked"))
     );
@@ -460,7 +459,7 @@ async fn flow_resetter_alone_resets_a_failover_and_a_failback_by_default_but_no_
     assert_eq!(board.flow_resets().len(), 2, "recorded on the board");
     let mut cfg = Config::default();
     cfg.flows.on_failback = false;
-    resetter.do_send(ReconfigureFlows(Arc::new(cfg)));
+    resetter.do_send(Reconfigure(Arc::new(cfg)));
     resetter.do_send(moved(true));
     resetter.do_send(moved(false));
     settle().await;

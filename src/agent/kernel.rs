@@ -57,6 +57,17 @@ impl ScriptRunner for Swappable<dyn ScriptRunner> {
     }
 }
 
+/// Why a kernel adapter could not be set up ([`AgentError::Port`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PortSetupError {
+    /// The HTTP(S) probe (its check URI, CA file or TLS client).
+    #[error(transparent)]
+    Probe(#[from] crate::os::probe::ProbeError),
+    /// A netlink socket (routes, traffic sampling).
+    #[error(transparent)]
+    Netlink(#[from] crate::os::netlink::NetlinkError),
+}
+
 /// The kernel HTTP(S) probe for `check`. The configuration already refused a CA file the probe
 /// cannot read, but the file may change before we read it again: then the check runs with the
 /// built-in roots only (an error in the log) rather than the daemon stopping.
@@ -73,7 +84,7 @@ pub(crate) fn http_probe(check: &CheckConfig) -> Result<Arc<dyn Probe>, AgentErr
     });
     let probe = probe.map_err(|e| AgentError::Port {
         port: "probe",
-        message: e.to_string(),
+        error: e.into(),
     })?;
     Ok(Arc::new(probe))
 }
@@ -125,7 +136,7 @@ impl Reloadable {
 pub(crate) fn netlink_routes() -> Result<Arc<dyn RouteTable>, AgentError> {
     let routes = os::netlink::NetlinkRoutes::new().map_err(|e| AgentError::Port {
         port: "netlink routes",
-        message: e.to_string(),
+        error: e.into(),
     })?;
     Ok(Arc::new(routes))
 }
@@ -140,7 +151,7 @@ pub(crate) fn netlink_links(rcvbuf: usize) -> Arc<dyn LinkSource> {
 pub(crate) fn netlink_traffic(watch: bool) -> Result<Arc<dyn TrafficSource>, AgentError> {
     let traffic = os::traffic::NetlinkTraffic::new().map_err(|e| AgentError::Port {
         port: "netlink traffic sampling",
-        message: e.to_string(),
+        error: e.into(),
     })?;
     if watch {
         traffic.prepare();

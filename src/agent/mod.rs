@@ -42,15 +42,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netfailover_actors::model::{Config, IfaceName};
+use netfailover_actors::model::{Config, IfaceName, IfaceNameError};
 use netfailover_actors::ports::{
     LinkSource, Ports, Probe, ProbeReport, RouteTable, ScriptRunner, Sysctl,
 };
 use netfailover_actors::status::{EngineStatus, EventRecord};
-use netfailover_actors::{EngineError, EngineHandle};
+use netfailover_actors::{EngineError, EngineHandle, ToActorName};
 
 use dry_run::{DryRunFlows, DryRunRoutes, DryRunScripts, DryRunSysctl, MemoryStores, Plan};
 pub use dry_run::{PlannedChange, PLAN_LEN};
+pub use kernel::PortSetupError;
 use kernel::{Reloadable, ScriptSettings};
 pub use subscription::{Subscription, Update};
 
@@ -68,16 +69,21 @@ pub enum AgentError {
         error: config::ConfigError,
     },
     /// A kernel adapter could not be set up (netlink socket, TLS roots of the probe).
-    #[error("setting up {port}: {message}")]
-    Port { port: &'static str, message: String },
-    #[error("interface name {name:?}: {message}")]
-    BadIface { name: String, message: String },
+    #[error("setting up {port}: {error}")]
+    Port {
+        port: &'static str,
+        error: PortSetupError,
+    },
+    #[error("interface name {name:?}: {error}")]
+    BadIface { name: String, error: IfaceNameError },
     /// The engine's own error (unknown actor, escalation, stopped).
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// `spawn`: the engine's thread could not start or died while starting.
-    #[error("engine thread: {0}")]
-    Thread(String),
+    /// `spawn`: the engine's thread could not start (`ThreadSpawn`) or ended while starting.
+    #[error("engine thread: {error}")]
+    ThreadSpawn { error: std::io::Error },
+    #[error("engine thread: it ended while starting")]
+    ThreadEnded,
 }
 
 /// Entry point of the embedding API; see [`Agent::builder`].
@@ -380,10 +386,8 @@ impl AgentBuilder {
                     }
                 });
             })
-            .map_err(|e| AgentError::Thread(e.to_string()))?;
-        let parts = rx
-            .recv()
-            .map_err(|_| AgentError::Thread("it ended while starting".into()))??;
+            .map_err(|error| AgentError::ThreadSpawn { error })?;
+        let parts = rx.recv().map_err(|_| AgentError::ThreadEnded)??;
         let mut handle = AgentHandle::from_parts(parts);
         handle.thread = Some(thread);
         Ok(handle)
@@ -503,16 +507,16 @@ impl AgentHandle {
 
     /// Checks one interface now (it also counts as a regular check).
     pub async fn check_now(&self, iface: &str) -> Result<ProbeReport, AgentError> {
-        let name = IfaceName::new(iface).map_err(|e| AgentError::BadIface {
+        let name = IfaceName::new(iface).map_err(|error| AgentError::BadIface {
             name: iface.into(),
-            message: e.to_string(),
+            error,
         })?;
         Ok(self.engine.check_now(&name).await?)
     }
 
-    /// Kills an actor by its `status` name (`route-manager`, `prober:eth0`, ...); the
-    /// supervisor restarts it at once (resilience testing).
-    pub async fn kill(&self, actor: &str) -> Result<(), AgentError> {
+    /// Kills an actor by its name (an `ActorName`, or its `status` text: `route-manager`,
+    /// `prober:eth0`, ...); the supervisor restarts it at once (resilience testing).
+    pub async fn kill(&self, actor: impl ToActorName) -> Result<(), AgentError> {
         Ok(self.engine.kill(actor).await?)
     }
 

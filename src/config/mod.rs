@@ -111,24 +111,31 @@ impl LoadOptions {
 /// A problem that leaves no configuration to run with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: boot directory cannot be read: {source}", path.display())]
+    #[error("{}: boot directory cannot be read: {error}", path.display())]
     BootDir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
 /// Why a file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    /// The OS error is in the text (not also `source()`: see `actors/src/error.rs`).
     #[error("cannot read: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("not a regular file")]
     NotAFile,
     #[error("file is {size} bytes; files over 1 MiB are refused")]
     TooLarge { size: u64 },
     #[error("not valid UTF-8")]
     NotUtf8 { line: usize },
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
+    }
 }
 
 impl ReadError {
@@ -200,9 +207,9 @@ pub(crate) struct Effective {
 
 pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigError> {
     let boot = &opts.boot_dir;
-    std::fs::read_dir(boot).map_err(|source| ConfigError::BootDir {
+    std::fs::read_dir(boot).map_err(|error| ConfigError::BootDir {
         path: boot.clone(),
-        source,
+        error,
     })?;
     let env = match &opts.env {
         Some(env) => env.clone(),

@@ -30,23 +30,18 @@ pub const ROUTER_ADVERTISEMENT: u8 = 134;
 
 /// A neighbour discovery socket operation failed.
 #[derive(Debug, thiserror::Error)]
-#[error("ICMPv6 {what} on {iface}: {source}")]
+#[error("ICMPv6 {what} on {iface}: {error}")]
 pub struct NdiscError {
     what: &'static str,
     iface: String,
-    #[source]
-    source: nix::Error,
+    error: nix::Error,
 }
 
 /// A raw ICMPv6 socket bound to `iface`, multicast hop limit 255, with `timeout` on receives.
 pub fn icmpv6_socket(iface: &str, timeout: Duration) -> Result<OwnedFd, NdiscError> {
     let err = |what| {
         let iface = iface.to_string();
-        move |source| NdiscError {
-            what,
-            iface,
-            source,
-        }
+        move |error| NdiscError { what, iface, error }
     };
     let fd = socket(
         AddressFamily::Inet6,
@@ -73,10 +68,10 @@ pub fn send_link_multicast(
     let to = SockaddrIn6::from(SocketAddrV6::new(group, 0, 0, ifindex));
     sendto(fd.as_raw_fd(), message, &to, MsgFlags::empty())
         .map(drop)
-        .map_err(|source| NdiscError {
+        .map_err(|error| NdiscError {
             what: "send",
             iface: iface.to_string(),
-            source,
+            error,
         })
 }
 

@@ -45,29 +45,23 @@ pub const MAX_STATE_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// What went wrong with a state file; every variant names the path.
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
-    #[error("state file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("state file {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("state file {path}: {size} bytes is more than the {limit}-byte limit")]
     TooLarge {
         path: PathBuf,
         size: u64,
         limit: u64,
     },
-    #[error("state file {path} is not valid JSON for this version: {source}")]
+    #[error("state file {path} is not valid JSON for this version: {error}")]
     Corrupt {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
-    #[error("state file {path}: cannot encode the state: {source}")]
+    #[error("state file {path}: cannot encode the state: {error}")]
     Encode {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("state file {path}: the I/O task was cancelled or panicked: {message}")]
     Task { path: PathBuf, message: String },
@@ -152,9 +146,9 @@ impl JsonFile {
 
 /// Reads and decodes `path`; a missing file (or directory) is `T::default()`.
 fn read_json<T: DeserializeOwned + Default>(path: &Path) -> Result<T, PersistError> {
-    let io_err = |source| PersistError::Io {
+    let io_err = |error| PersistError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let file = match File::open(path) {
         Ok(f) => f,
@@ -183,9 +177,9 @@ fn read_json<T: DeserializeOwned + Default>(path: &Path) -> Result<T, PersistErr
             limit: MAX_STATE_FILE_BYTES,
         });
     }
-    serde_json::from_slice(&bytes).map_err(|source| PersistError::Corrupt {
+    serde_json::from_slice(&bytes).map_err(|error| PersistError::Corrupt {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -196,15 +190,15 @@ fn write_json_atomically<T: Serialize>(
     value: &T,
     seq: u64,
 ) -> Result<(), PersistError> {
-    let io_err = |source| PersistError::Io {
+    let io_err = |error| PersistError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     // Compact: a journal event is about 300 bytes this way, so the read limit holds several
     // times the default journal bound.
-    let bytes = serde_json::to_vec(value).map_err(|source| PersistError::Encode {
+    let bytes = serde_json::to_vec(value).map_err(|error| PersistError::Encode {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     // Never write what could not be read back: the old file, readable, stays in place.
     if bytes.len() as u64 > MAX_STATE_FILE_BYTES {

@@ -127,7 +127,7 @@ impl SockDiag {
         require_runtime(WHAT)?;
         let (connection, handle, _unsolicited) =
             rtnetlink::proto::new_connection::<SockDiagMessage>(NETLINK_SOCK_DIAG)
-                .map_err(|source| NetlinkError::Socket { what: WHAT, source })?;
+                .map_err(|error| NetlinkError::Socket { what: WHAT, error })?;
         Ok(Self {
             handle,
             _connection: AbortOnDrop(tokio::spawn(connection)),

@@ -40,24 +40,24 @@ const PER_INTERFACE_PREFIXES: [&str; 4] = [
 pub enum SysctlError {
     #[error("sysctl key {key:?}: {why}")]
     BadKey { key: String, why: String },
-    #[error("sysctl {key} ({path}): {source}")]
+    #[error("sysctl {key} ({path}): {error}")]
     Io {
         key: String,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
 impl From<SysctlError> for PortError {
     fn from(e: SysctlError) -> Self {
         match &e {
-            SysctlError::Io { key, source, .. } if source.kind() == ErrorKind::NotFound => {
+            SysctlError::Io { key, error, .. } if error.kind() == ErrorKind::NotFound => {
                 let what = format!("sysctl {key}");
                 PortError::new(PortErrorKind::NotFound, what, Some(Arc::new(e)))
             }
             SysctlError::BadKey { key, .. } | SysctlError::Io { key, .. } => {
-                // The SysctlError stays the source: its io::Error carries the errno.
+                // The SysctlError is the cause, as typed data (`PortError::cause`, downcast it
+                // for the io::Error and its errno) and as the text after `what`.
                 PortError::failed(format!("sysctl {key}"), e)
             }
         }
@@ -78,20 +78,20 @@ impl ProcSysctl {
         let path = key_path(key)?;
         std::fs::read_to_string(&path)
             .map(|value| value.trim_end_matches('\n').to_string())
-            .map_err(|source| SysctlError::Io {
+            .map_err(|error| SysctlError::Io {
                 key: key.to_string(),
                 path,
-                source,
+                error,
             })
     }
 
     /// Writes a value (one write, as `sysctl -w` does).
     pub fn write_now(&self, key: &str, value: &str) -> Result<(), SysctlError> {
         let path = key_path(key)?;
-        std::fs::write(&path, value).map_err(|source| SysctlError::Io {
+        std::fs::write(&path, value).map_err(|error| SysctlError::Io {
             key: key.to_string(),
             path,
-            source,
+            error,
         })?;
         tracing::debug!(key, value, "sysctl written");
         Ok(())

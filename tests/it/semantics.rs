@@ -76,7 +76,7 @@ fn a_vanished_interface_matched_by_type_runs_its_down_script() {
         s.interfaces
             .into_iter()
             .find(|i| i.name.as_str() == "wwan0")
-            .map(|i| i.source)
+            .map(|i| i.source.to_string())
     });
     assert!(
         source.as_deref().is_some_and(|s| s.contains("lab-wwan0")),

@@ -52,7 +52,7 @@ async fn a_control_device_profile_follows_the_modem_not_usb_gadgets() {
     let modem = status
         .interfaces
         .iter()
-        .find(|i| i.source.contains("wwan9-profile"))
+        .find(|i| i.source.to_string().contains("wwan9-profile"))
         .map(|i| i.name.to_string());
     assert_eq!(modem.as_deref(), Some("wwan3"), "{status:?}");
 }

@@ -11,7 +11,7 @@ fn rebuilt_view(s: &netfailover_actors::Snapshot) -> impl PartialEq + std::fmt::
         .map(|i| {
             (
                 i.name.to_string(),
-                i.link.clone(),
+                i.link,
                 i.connectivity,
                 i.effective_metric,
             )

@@ -3,7 +3,10 @@
 use super::*;
 use netfailover_actors::model::{Connectivity, Event, EventKind, IfaceName, UplinkType};
 use netfailover_actors::ports::{ScriptOutcome, Verdict};
-use netfailover_actors::status::{ActorStatus, CheckCounters, CheckSummary, IfaceStatus};
+use netfailover_actors::status::{
+    ActorStatus, CheckCounters, CheckSummary, IfaceRoute, IfaceSource, IfaceStatus, LinkState,
+    PassiveState, Sees,
+};
 use std::time::Duration;
 
 #[test]
@@ -34,20 +37,22 @@ fn sample_status() -> EngineStatus {
     EngineStatus {
         connectivity: Connectivity::Full,
         interfaces: vec![IfaceStatus {
-            name: IfaceName::new("eth0").unwrap(),
-            ifindex: Some(2),
-            link: "up".into(),
-            connectivity: Connectivity::Limited,
-            metric: 100,
-            effective_metric: Some(20100),
-            metric6: 100,
-            effective_metric6: None,
-            gateway4: None,
-            gateway6: None,
-            ipv6_penalty_unavailable: None,
-            uplink_type: UplinkType::Ethernet,
-            source: "adopted".into(),
-            dns: vec![],
+            route: IfaceRoute {
+                name: IfaceName::new("eth0").unwrap(),
+                ifindex: Some(2),
+                link: LinkState::Up,
+                connectivity: Connectivity::Limited,
+                metric: 100,
+                effective_metric: Some(20100),
+                metric6: 100,
+                effective_metric6: None,
+                gateway4: None,
+                gateway6: None,
+                ipv6_penalty_unavailable: None,
+                uplink_type: UplinkType::Ethernet,
+                source: IfaceSource::Adopted,
+                dns: vec![],
+            },
             last_check: Some(CheckSummary {
                 at_unix_ms: 10_000,
                 verdict: Verdict::Limited,
@@ -58,14 +63,14 @@ fn sample_status() -> EngineStatus {
             probe_dns_bytes: 0,
             checks: CheckCounters::default(),
             passive: netfailover_actors::status::PassiveStatus {
-                state: "suspect".into(),
+                state: PassiveState::Suspect,
                 suspect_since_unix_ms: Some(11_000),
                 last_trigger: Some("TCP to 203.0.113.7 stalled".into()),
                 last_trigger_unix_ms: Some(12_000),
                 suspicions: 1,
                 confirmations: 2,
                 confirmations_failed: 2,
-                sees: "sockets only (no connection tracking)".into(),
+                sees: Sees::SocketsOnly,
                 held_by_ceiling: 3,
             },
         }],

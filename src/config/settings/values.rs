@@ -30,8 +30,8 @@ pub enum Invalid {
     ReservedProtocol(u8),
     #[error("{:?} is not an absolute path", .0.display().to_string())]
     NotAbsolute(PathBuf),
-    #[error("{}: {source}", path.display())]
-    Unreadable { path: PathBuf, source: ReadError },
+    #[error("{}: {error}", path.display())]
+    Unreadable { path: PathBuf, error: ReadError },
     /// The file reads but holds no usable PEM certificate (the reason is the PEM reader's).
     #[error("{}: {reason}", path.display())]
     NotPem { path: PathBuf, reason: String },
@@ -77,9 +77,9 @@ pub fn absolute(path: &Path) -> Result<(), Invalid> {
 /// A readable regular text file of at most 1 MiB (the same reader as every other input)
 /// holding at least one PEM certificate, exactly as the probe will read it.
 pub fn pem_file(path: &Path) -> Result<(), Invalid> {
-    read_text(path).map_err(|source| Invalid::Unreadable {
+    read_text(path).map_err(|error| Invalid::Unreadable {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     use crate::os::probe::{load_ca_file, ProbeError};
     load_ca_file(path).map(|_| ()).map_err(|e| Invalid::NotPem {

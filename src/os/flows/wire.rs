@@ -31,7 +31,7 @@ const MAX_DATAGRAMS: usize = 1_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     /// The socket failed (including the receive timeout).
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// The kernel answered with this errno (positive, e.g. `libc::EOPNOTSUPP`).
     #[error("{}", io::Error::from_raw_os_error(*.0))]

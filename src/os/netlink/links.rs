@@ -88,7 +88,7 @@ type Notifications = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, Soc
 fn open_multicast_socket(rcvbuf: usize) -> Result<(Notifications, AbortOnDrop), NetlinkError> {
     const WHAT: &str = "netlink link subscription";
     require_runtime(WHAT)?;
-    let socket_error = |source| NetlinkError::Socket { what: WHAT, source };
+    let socket_error = |error| NetlinkError::Socket { what: WHAT, error };
     let (mut connection, _handle, messages) =
         rtnetlink::new_multicast_connection(&GROUPS).map_err(socket_error)?;
     set_receive_buffer(connection.socket_mut().socket_mut(), rcvbuf).map_err(socket_error)?;
@@ -168,7 +168,7 @@ impl Subscription {
         if current_netns() != self.netns {
             return Err(NetlinkError::Socket {
                 what: "netlink link subscription",
-                source: std::io::Error::other(
+                error: std::io::Error::other(
                     "overrun handled on a thread in another network namespace",
                 ),
             });

@@ -35,11 +35,10 @@ pub enum NetlinkError {
     #[error("{what}: no tokio runtime on this thread (the netlink connection task needs one)")]
     NoRuntime { what: &'static str },
     /// Creating or configuring the socket failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Socket {
         what: &'static str,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -77,7 +76,7 @@ pub(crate) fn open_request_connection(
 ) -> Result<(rtnetlink::Handle, AbortOnDrop), NetlinkError> {
     require_runtime(what)?;
     let (connection, handle, _unsolicited) =
-        rtnetlink::new_connection().map_err(|source| NetlinkError::Socket { what, source })?;
+        rtnetlink::new_connection().map_err(|error| NetlinkError::Socket { what, error })?;
     Ok((handle, AbortOnDrop(tokio::spawn(connection))))
 }
 

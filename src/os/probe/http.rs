@@ -20,7 +20,7 @@ use tokio_rustls::TlsConnector;
 
 use super::classify::{self, BodyPrefix, Head, BODY_CAP, ONLINE_HEADER};
 use super::wire::TcpMeter;
-use super::{is_unreachable, CheckFailure};
+use super::{is_unreachable, CheckFailure, ConnectStep};
 
 /// What the check asks for, from the check URI.
 #[derive(Debug, Clone)]
@@ -44,9 +44,10 @@ pub async fn connect(
     } else {
         TcpSocket::new_v4()
     }
-    .map_err(|e| CheckFailure::Connect {
+    .map_err(|error| CheckFailure::Connect {
         addr,
-        message: e.to_string(),
+        step: ConnectStep::Socket,
+        error,
     })?;
     socket
         .bind_device(Some(iface.as_str().as_bytes()))
@@ -60,15 +61,17 @@ pub async fn connect(
             } else {
                 CheckFailure::Connect {
                     addr,
-                    message: format!("binding to {iface}: {e}"),
+                    step: ConnectStep::BindDevice(iface.clone()),
+                    error: e,
                 }
             }
         })?;
     socket
         .bind(SocketAddr::new(source, 0))
-        .map_err(|e| CheckFailure::Connect {
+        .map_err(|error| CheckFailure::Connect {
             addr,
-            message: format!("binding to {source}: {e}"),
+            step: ConnectStep::BindAddress(source),
+            error,
         })?;
     // The request fits one segment; send it without waiting for Nagle.
     let _ = socket.set_nodelay(true);
@@ -86,14 +89,15 @@ pub async fn connect(
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             Err(CheckFailure::Refused { addr })
         }
-        Ok(Err(e)) if is_unreachable(&e) => Err(CheckFailure::Unreachable {
+        Ok(Err(error)) if is_unreachable(&error) => Err(CheckFailure::Unreachable {
             iface: iface.clone(),
             addr,
-            message: e.to_string(),
+            error,
         }),
-        Ok(Err(e)) => Err(CheckFailure::Connect {
+        Ok(Err(error)) => Err(CheckFailure::Connect {
             addr,
-            message: e.to_string(),
+            step: ConnectStep::Connect,
+            error,
         }),
         Err(_) => Err(CheckFailure::ConnectTimeout {
             addr,

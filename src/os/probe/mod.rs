@@ -59,11 +59,11 @@ pub(crate) enum CheckFailure {
     Missing { iface: IfaceName },
     #[error("{iface} is down or has no carrier")]
     LinkDown { iface: IfaceName },
-    #[error("{addr} unreachable through {iface}: {message}")]
+    #[error("{addr} unreachable through {iface}: {error}")]
     Unreachable {
         iface: IfaceName,
         addr: SocketAddr,
-        message: String,
+        error: std::io::Error,
     },
     #[error("{iface} has no default route or gateway")]
     Unrouted { iface: IfaceName },
@@ -81,14 +81,42 @@ pub(crate) enum CheckFailure {
     Refused { addr: SocketAddr },
     #[error("connect timeout after {} to {addr}", secs(*after))]
     ConnectTimeout { addr: SocketAddr, after: Duration },
-    #[error("connect to {addr}: {message}")]
-    Connect { addr: SocketAddr, message: String },
+    #[error("connect to {addr}: {}{error}", step.prefix())]
+    Connect {
+        addr: SocketAddr,
+        step: ConnectStep,
+        error: std::io::Error,
+    },
     #[error("TLS: {0}")]
     Tls(String),
     #[error("HTTP: {0}")]
     Http(String),
     #[error("total timeout after {}", secs(*after))]
     TotalTimeout { after: Duration },
+}
+
+/// The step of opening a check's connection that failed ([`CheckFailure::Connect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConnectStep {
+    /// Creating the socket.
+    Socket,
+    /// Binding it to the interface (SO_BINDTODEVICE).
+    BindDevice(IfaceName),
+    /// Binding it to the interface's own address.
+    BindAddress(IpAddr),
+    /// The TCP handshake.
+    Connect,
+}
+
+impl ConnectStep {
+    /// What the failure's text says before the OS error.
+    fn prefix(&self) -> String {
+        match self {
+            ConnectStep::Socket | ConnectStep::Connect => String::new(),
+            ConnectStep::BindDevice(iface) => format!("binding to {iface}: "),
+            ConnectStep::BindAddress(ip) => format!("binding to {ip}: "),
+        }
+    }
 }
 
 impl CheckFailure {

@@ -78,7 +78,7 @@ fn failures_map_to_the_spec_table() {
     let unreachable = CheckFailure::Unreachable {
         iface: iface.clone(),
         addr,
-        message: "Network is unreachable (os error 101)".into(),
+        error: std::io::Error::from_raw_os_error(libc::ENETUNREACH),
     };
     assert_eq!(unreachable.verdict(), Verdict::Limited);
     assert_eq!(

@@ -5,6 +5,7 @@ use super::*;
 use netfailover::agent::Subscription;
 use netfailover::engine::model::{Event, EventKind};
 use netfailover::engine::observe::{EngineEvent, Snapshot};
+use netfailover::engine::status::LinkState;
 use tokio::sync::broadcast;
 
 /// Buffer of the stub's change channel: small, so a stalled reader lags quickly.
@@ -43,14 +44,14 @@ impl ControlBackend for FollowStub {
 
 fn link_change(n: u32) -> EngineEvent {
     let (link, previous) = if n.is_multiple_of(2) {
-        ("down", "up")
+        (LinkState::Down, LinkState::Up)
     } else {
-        ("up", "down")
+        (LinkState::Up, LinkState::Down)
     };
     EngineEvent::Link {
         iface: IfaceName::new("eth0").unwrap(),
-        link: link.into(),
-        previous: previous.into(),
+        link,
+        previous,
     }
 }
 
