@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use netfailover::engine::model::Connectivity;
 use netfailover_lab::bench::{cpu_time, open_fds, proc_status_field, quick, value_row, Met};
+use netfailover_lab::daemon::{query_status, DaemonProcess};
 use netfailover_lab::netns::{is_root, wait_for};
-use netfailover_lab::timeline::{query_status, DaemonProcess};
 use netfailover_lab::world::World;
 
 /// Bound on the daemon's start-up (all three uplinks FULL).

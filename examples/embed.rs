@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ),
                 Update::Lagged { missed } => println!("fell behind by {missed} changes"),
                 Update::Event(event) => {
-                    println!("  {}", netfailover::cli::describe(&event));
+                    println!("  {}", netfailover::print::describe(&event));
                     if until(&event) {
                         return;
                     }

@@ -1,23 +1,16 @@
-//! The command line: argument types (clap derive), all in this file. `main.rs` maps each verb to
-//! a library call; everything a person reads on a terminal is formatted in [`mod@print`]
-//! (`src/cli/print.rs`), re-exported here.
+//! The command line: argument types (clap derive), all in this file. A module of the binary
+//! only (declared by `src/main.rs`, not by `src/lib.rs`): the library takes plain values
+//! (`daemon::RunOptions`), and `main.rs` maps each verb to a library call; everything a person
+//! reads on a terminal is formatted in the library's `print` module (`src/print.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::control::DEFAULT_SOCKET;
-
-pub mod print;
-pub use print::{
-    describe, format_check, format_config_problems, format_events, format_follow_line,
-    format_status, human_age, human_bytes, journal_behind, now_unix_ms, table, utc_time,
-};
-
-/// Default boot directory: where balenaOS mounts its boot partition.
-pub const DEFAULT_BOOT_DIR: &str = "/mnt/boot";
+use netfailover::config::DEFAULT_BOOT_DIR;
+use netfailover::control::DEFAULT_SOCKET;
+use netfailover::daemon::{self, ConfigSource, RunOptions};
 
 /// Keeps a multi-uplink Linux device online: link and connectivity watching, route failover,
 /// recovery scripts.
@@ -97,15 +90,15 @@ pub struct WaitOnlineArgs {
 pub struct ClientArgs {
     /// Total time to wait for the daemon (connect, request and reply; with --follow, the first
     /// line): seconds or e.g. "1500ms". Default 5 s, 60 s for `check`.
-    #[arg(long, value_name = "DURATION", value_parser = crate::config::settings::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = netfailover::config::settings::parse_duration)]
     pub timeout: Option<Duration>,
 }
 
 impl ClientArgs {
     /// The deadline for `request`: `--timeout`, or the request's default.
-    pub fn timeout_for(&self, request: &crate::control::Request) -> Duration {
+    pub fn timeout_for(&self, request: &netfailover::control::Request) -> Duration {
         self.timeout
-            .unwrap_or_else(|| crate::control::default_timeout(request))
+            .unwrap_or_else(|| netfailover::control::default_timeout(request))
     }
 }
 
@@ -140,6 +133,31 @@ pub struct RunArgs {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
+}
+
+impl ConfigArgs {
+    /// The library's plain form.
+    pub fn source(&self) -> ConfigSource {
+        ConfigSource {
+            boot_dir: self.boot_dir.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl RunArgs {
+    /// What `daemon::run` takes: these arguments and the control socket.
+    pub fn options(&self, socket: PathBuf) -> RunOptions {
+        RunOptions {
+            config: self.config.source(),
+            metrics: self.metrics,
+            log_format: match self.log_format {
+                LogFormat::Plain => daemon::LogFormat::Plain,
+                LogFormat::Json => daemon::LogFormat::Json,
+            },
+            socket,
+        }
+    }
 }
 
 /// `--metrics`: an IP address and a port (no host names: the listener binds before any

@@ -7,6 +7,7 @@
 //! `Restart=on-failure` restarts it.
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -19,10 +20,40 @@ use netfailover_actors::{EngineError, EngineHandle};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::agent::{Agent, AgentError, AgentHandle, Subscription};
-use crate::cli::{ConfigArgs, LogFormat, RunArgs};
 use crate::config;
 use crate::control::{self, ControlBackend, ControlError};
 use crate::metrics::{self, MetricsError};
+
+/// What `run` needs: plain values, so the binary (`src/main.rs`, which owns the command line)
+/// and an embedder or the lab fill it in without the argument parser.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: ConfigSource,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    pub metrics: Option<SocketAddr>,
+    /// Log line format on stderr.
+    pub log_format: LogFormat,
+    /// Control socket to bind.
+    pub socket: PathBuf,
+}
+
+/// Where the configuration is read from (shared by `run` and `check-config`).
+#[derive(Clone, Debug)]
+pub struct ConfigSource {
+    /// Boot directory holding config.json, system-connections/ and dispatcher.d/.
+    pub boot_dir: PathBuf,
+    /// Own settings file (default: BOOT_DIR/netfailover.toml).
+    pub config: Option<PathBuf>,
+}
+
+/// Log line format on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event (journald adds the time).
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Daemon start-up and run errors (each ends `run` with exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +221,7 @@ impl ControlBackend for DaemonBackend {
 
 /// Loads the configuration; `last_good` is the previous load's (empty at start), so a reload
 /// reads a file that fails to parse from its last good version.
-fn load(args: &ConfigArgs, last_good: &config::LastGood) -> Result<config::Loaded, DaemonError> {
+fn load(args: &ConfigSource, last_good: &config::LastGood) -> Result<config::Loaded, DaemonError> {
     let mut opts = config::LoadOptions::new(&args.boot_dir);
     opts.settings_file = args.config.clone();
     opts.last_good = last_good.clone();
@@ -213,7 +244,7 @@ fn status_line(engine: &EngineHandle) -> String {
 }
 
 /// Runs the daemon until a signal or an escalation; returns the process exit code.
-pub fn run(args: &RunArgs, socket: &Path) -> Result<u8, DaemonError> {
+pub fn run(args: &RunOptions) -> Result<u8, DaemonError> {
     init_tracing(args.log_format);
     let loaded = load(&args.config, &config::LastGood::default())?;
     tracing::info!(
@@ -222,7 +253,7 @@ pub fn run(args: &RunArgs, socket: &Path) -> Result<u8, DaemonError> {
         "configuration loaded"
     );
     let system = actix_rt::System::new();
-    system.block_on(serve(args, socket, loaded))
+    system.block_on(serve(args, loaded))
 }
 
 /// Removes the control socket file when the daemon that bound it stops (never one that
@@ -246,7 +277,8 @@ fn engine_stopped(result: Result<(), EngineError>) -> Result<u8, DaemonError> {
     }
 }
 
-async fn serve(args: &RunArgs, socket: &Path, loaded: config::Loaded) -> Result<u8, DaemonError> {
+async fn serve(args: &RunOptions, loaded: config::Loaded) -> Result<u8, DaemonError> {
+    let socket = args.socket.as_path();
     let problems = Rc::new(RefCell::new(printed(&loaded.problems)));
     let mut reload = Reload::new(&loaded, &args.config, problems.clone());
     // Bind everything that can fail before the engine touches a route.
@@ -364,7 +396,7 @@ fn printed(problems: &[config::Problem]) -> Vec<String> {
 /// configuration last read are shown, and the file versions in force.
 struct Reload<'a> {
     started_with: Restartable,
-    args: &'a ConfigArgs,
+    args: &'a ConfigSource,
     problems: Rc<RefCell<Vec<String>>>,
     last_good: config::LastGood,
 }
@@ -372,7 +404,7 @@ struct Reload<'a> {
 impl<'a> Reload<'a> {
     fn new(
         loaded: &config::Loaded,
-        args: &'a ConfigArgs,
+        args: &'a ConfigSource,
         problems: Rc<RefCell<Vec<String>>>,
     ) -> Self {
         Self {

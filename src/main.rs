@@ -10,10 +10,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::parser::ValueSource;
 use clap::{CommandFactory as _, FromArgMatches as _};
-use netfailover::cli::{self, CheckConfigArgs, Cli, ClientArgs, Command};
 use netfailover::config::report;
 use netfailover::control::{self, Request};
+use netfailover::print;
 use netfailover::wait_online;
+
+mod cli;
+
+use cli::{CheckConfigArgs, Cli, ClientArgs, Command};
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -62,7 +66,7 @@ fn dispatch(cli: Cli, explicit_socket: bool) -> anyhow::Result<ExitCode> {
     let socket = cli.socket.as_path();
     match cli.command {
         Command::Run(args) => {
-            let code = netfailover::daemon::run(&args, socket)?;
+            let code = netfailover::daemon::run(&args.options(socket.to_path_buf()))?;
             Ok(ExitCode::from(code))
         }
         Command::CheckConfig(_) if explicit_socket => {
@@ -125,8 +129,8 @@ fn status(socket: &Path, json: bool, client: ClientArgs) -> anyhow::Result<ExitC
         let status = serde_json::from_value(data).context("decoding the status")?;
         out(&format!(
             "{}{}",
-            cli::format_status(&status, cli::now_unix_ms()),
-            cli::format_config_problems(&problems)
+            print::format_status(&status, print::now_unix_ms()),
+            print::format_config_problems(&problems)
         ))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -139,7 +143,7 @@ fn check(socket: &Path, iface: String, client: ClientArgs) -> anyhow::Result<Exi
     };
     let data = ask(socket, &request, client)?;
     let report = serde_json::from_value(data).context("decoding the check report")?;
-    out(&cli::format_check(&iface, &report))?;
+    out(&print::format_check(&iface, &report))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -154,7 +158,7 @@ fn follow_events(socket: &Path, json: bool, client: ClientArgs) -> anyhow::Resul
         let text = if json {
             Some(format!("{line}\n"))
         } else {
-            cli::format_follow_line(&line)
+            print::format_follow_line(&line)
         };
         // A closed stdout (`| head`) ends the stream quietly.
         text.is_none_or(|t| out(&t).is_ok())
@@ -169,7 +173,7 @@ fn events(socket: &Path, json: bool, client: ClientArgs) -> anyhow::Result<ExitC
         out(&format!("{}\n", serde_json::to_string_pretty(&data)?))?;
     } else {
         let events: Vec<_> = serde_json::from_value(data).context("decoding the events")?;
-        out(&cli::format_events(&events))?;
+        out(&print::format_events(&events))?;
         // Say when these events are not all on disk yet (best effort: an older daemon's
         // status may not have it).
         let journal = ask(socket, &Request::Status, client)
@@ -177,7 +181,7 @@ fn events(socket: &Path, json: bool, client: ClientArgs) -> anyhow::Result<ExitC
             .and_then(|s| {
                 serde_json::from_value::<netfailover::engine::status::EngineStatus>(s).ok()
             })
-            .and_then(|s| cli::journal_behind(&s.journal));
+            .and_then(|s| print::journal_behind(&s.journal));
         if let Some(line) = journal {
             out(&format!("\n{line}\n"))?;
         }

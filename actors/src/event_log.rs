@@ -2,7 +2,7 @@
 //! Dispatcher (the only consumer).
 //!
 //! It belongs to the engine, not to either actor, so an event survives a restart of its producer
-//! or of its consumer; it is mirrored to the `Journal` port so it also survives a daemon
+//! or of its consumer; it is mirrored to the `Store<JournalState>` port so it also survives a daemon
 //! restart. Ids come from the journal's counter, never below the journal's id floor (a boot-time
 //! clock): unique and increasing within a boot even when the journal was lost, corrupt or
 //! behind at a crash. The producer waits for the journal write a bounded time (`persisted`):
@@ -20,7 +20,7 @@ use crate::board::Board;
 use crate::model::{Event, EventKind};
 use crate::observe::EngineEvent;
 use crate::persist::Persister;
-use crate::ports::{Journal, JournalState, ScriptOutcome, ScriptResult};
+use crate::ports::{JournalState, ScriptOutcome, ScriptResult, Store};
 use crate::status::{EventRecord, JournalStatus, HISTORY_LEN};
 
 /// See the module doc.
@@ -29,7 +29,7 @@ pub struct EventLog {
     state: Arc<Mutex<LogState>>,
     changed: Arc<Notify>,
     persister: Persister<(u64, JournalState)>,
-    journal: Arc<dyn Journal>,
+    journal: Arc<dyn Store<JournalState>>,
     disk: Arc<Mutex<DiskMarks>>,
     produced: broadcast::Sender<Event>,
     board: Board,
@@ -56,7 +56,7 @@ struct DiskMarks {
 
 impl EventLog {
     pub fn new(
-        journal: Arc<dyn Journal>,
+        journal: Arc<dyn Store<JournalState>>,
         produced: broadcast::Sender<Event>,
         board: Board,
         limit: usize,

@@ -332,15 +332,17 @@ pub struct JournalState {
     pub pending: Vec<Event>,
 }
 
-/// Durable store of pending dispatcher events (a file under `state_dir` in production).
-pub trait Journal: Send + Sync + 'static {
-    /// The last saved state; a missing journal is `JournalState::default()`.
-    fn load(&self) -> BoxFuture<'static, PortResult<JournalState>>;
+/// Durable store of one piece of engine state (a JSON file under `state_dir` in production):
+/// the dispatcher's pending events ([`JournalState`], the event journal) and RouteManager's
+/// per-interface records ([`EngineState`]). One port for both: they are saved and loaded alike.
+pub trait Store<T>: Send + Sync + 'static {
+    /// The last saved state; a missing one is `T::default()`.
+    fn load(&self) -> BoxFuture<'static, PortResult<T>>;
     /// Atomically replaces the saved state.
-    fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>>;
-    /// The lowest id the next event may take, from a clock that only moves forward within a
-    /// boot (the journal lives on tmpfs): a lost or corrupt journal, or a crash before a write,
-    /// never makes ids start over or repeat. 0: no floor.
+    fn save(&self, state: T) -> BoxFuture<'static, PortResult<()>>;
+    /// The lowest id the next event may take (asked of the journal only), from a clock that
+    /// only moves forward within a boot (the journal lives on tmpfs): a lost or corrupt journal,
+    /// or a crash before a write, never makes ids start over or repeat. 0: no floor.
     fn id_floor(&self) -> u64 {
         0
     }
@@ -370,12 +372,6 @@ pub struct EngineState {
     /// a restart resumes the hold instead of dropping the penalty at once.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub failback_hold_ms: BTreeMap<IfaceName, u64>,
-}
-
-/// Durable store of [`EngineState`] (a file under `state_dir` in production).
-pub trait StateStore: Send + Sync + 'static {
-    fn load(&self) -> BoxFuture<'static, PortResult<EngineState>>;
-    fn save(&self, state: EngineState) -> BoxFuture<'static, PortResult<()>>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -447,8 +443,8 @@ pub struct Ports {
     pub sysctl: Arc<dyn Sysctl>,
     pub probe: Arc<dyn Probe>,
     pub scripts: Arc<dyn ScriptRunner>,
-    pub journal: Arc<dyn Journal>,
-    pub state: Arc<dyn StateStore>,
+    pub journal: Arc<dyn Store<JournalState>>,
+    pub state: Arc<dyn Store<EngineState>>,
     pub flows: Arc<dyn FlowTable>,
     pub traffic: Arc<dyn TrafficSource>,
 }

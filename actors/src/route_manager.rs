@@ -4,7 +4,7 @@
 //! plus the penalty while checks are on and the interface is not FULL past the fail-back hold,
 //! made unique per family), the adoption of foreign default routes on managed interfaces, the
 //! per-interface record (connectivity, `up` announced, learned gateways) persisted through the
-//! `StateStore` port, and the sysctls it tunes (strict `rp_filter` → loose, `ra_defrtr_metric`).
+//! `Store<EngineState>` port, and the sysctls it tunes (strict `rp_filter` → loose, `ra_defrtr_metric`).
 //!
 //! Talks to: LinkWatcher sends it link facts; ProbeScheduler sends it connectivity facts and asks
 //! for the uplinks; it sends ProbeScheduler the uplinks when they change, FlowResetter the moves
@@ -43,7 +43,7 @@ use crate::model::{Config, Connectivity, Event, IfaceAddr, IfaceMatch, IfaceName
 use crate::peers::Slot;
 use crate::persist::Persister;
 use crate::plan::{Plan, PlanInput};
-use crate::ports::{EngineState, LinkSource, PortError, RouteTable, StateStore, Sysctl};
+use crate::ports::{EngineState, LinkSource, PortError, RouteTable, Store, Sysctl};
 use crate::route_model::RouteModel;
 use crate::transition::{self, Change, Facts};
 
@@ -63,7 +63,7 @@ pub struct RouteDeps {
     pub links: Arc<dyn LinkSource>,
     pub routes: Arc<dyn RouteTable>,
     pub sysctl: Arc<dyn Sysctl>,
-    pub store: Arc<dyn StateStore>,
+    pub store: Arc<dyn Store<EngineState>>,
     pub log: EventLog,
     /// Uplinks and check resets go to ProbeScheduler, route moves to FlowResetter, in the tree.
     pub uplinks: Slot<UplinksChanged>,

@@ -2,159 +2,36 @@
 //! `crate::x` path in `actors/src` is an edge from the file's module to `x`, and the graph must
 //! be a DAG, so any actor can be built and tested with only what is below it.
 //!
-//! Read from the source text, not the compiler: a `use crate::a::B`, a `crate::a::f()` in an
-//! expression and a `use crate::{a, b}` group all count; comments do not.
+//! The checker is the workspace's one (`support/module_graph.rs`, also used by the root crate's
+//! `tests/it/imports.rs` and the lab's `tests/lab/tests/imports.rs`); its own tests live here.
+
+#[path = "support/module_graph.rs"]
+mod module_graph;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Module name → the source text of its file(s) (`x.rs`, or every file under `x/`).
-fn modules() -> BTreeMap<String, String> {
+use module_graph::find_cycle;
+
+fn engine() -> module_graph::Crate {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut out: BTreeMap<String, String> = BTreeMap::new();
-    let mut stack = vec![(src.clone(), None::<String>)];
-    // Bounded: the tree is a few dozen files; a link loop could not make this spin forever.
-    let mut visited = 0;
-    while let Some((dir, top)) = stack.pop() {
-        visited += 1;
-        assert!(
-            visited < 1000,
-            "too many directories under {}",
-            src.display()
-        );
-        for entry in std::fs::read_dir(&dir).expect("actors/src is readable") {
-            let path = entry.expect("directory entry").path();
-            let stem = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .expect("UTF-8 file names")
-                .to_string();
-            if path.is_dir() {
-                stack.push((path, Some(top.clone().unwrap_or(stem))));
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                let module = top.clone().unwrap_or(stem);
-                let text = std::fs::read_to_string(&path).expect("source is readable");
-                out.entry(module).or_default().push_str(&text);
-            }
-        }
-    }
-    out.remove("lib");
-    out
-}
-
-/// The modules a source text names through `crate::`.
-fn references(text: &str) -> BTreeSet<String> {
-    let code: String = text
-        .lines()
-        .map(|l| l.split("//").next().unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let ident = |s: &str| -> String {
-        s.trim()
-            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .next()
-            .unwrap_or("")
-            .to_string()
-    };
-    let mut refs = BTreeSet::new();
-    let mut rest = code.as_str();
-    while let Some(at) = rest.find("crate::") {
-        rest = &rest[at + "crate::".len()..];
-        let Some(group) = rest.strip_prefix('{') else {
-            refs.insert(ident(rest));
-            continue;
-        };
-        // `use crate::{a::{B, C}, d}` (possibly over several lines): the first segment of each
-        // item at depth 0.
-        let mut depth = 0;
-        let mut item_start = 0;
-        for (i, c) in group.char_indices() {
-            match c {
-                '{' => depth += 1,
-                '}' if depth == 0 => {
-                    refs.insert(ident(&group[item_start..i]));
-                    break;
-                }
-                '}' => depth -= 1,
-                ',' if depth == 0 => {
-                    refs.insert(ident(&group[item_start..i]));
-                    item_start = i + 1;
-                }
-                _ => {}
-            }
-        }
-    }
-    refs.remove("");
-    refs
+    module_graph::load(&src, "lib.rs").unwrap_or_else(|e| panic!("reading actors/src: {e}"))
 }
 
 fn graph() -> BTreeMap<String, BTreeSet<String>> {
-    let modules = modules();
-    let names: BTreeSet<String> = modules.keys().cloned().collect();
-    modules
-        .iter()
-        .map(|(m, text)| {
-            let edges = references(text)
-                .into_iter()
-                .filter(|r| r != m && names.contains(r))
-                .collect();
-            (m.clone(), edges)
-        })
-        .collect()
-}
-
-/// One cycle of the graph, if there is any (iterative DFS with colours).
-fn find_cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Colour {
-        White,
-        Grey,
-        Black,
-    }
-    let mut colour: BTreeMap<&str, Colour> =
-        g.keys().map(|k| (k.as_str(), Colour::White)).collect();
-    for root in g.keys() {
-        if colour[root.as_str()] != Colour::White {
-            continue;
-        }
-        // Path of (module, its remaining successors).
-        let mut path: Vec<(&str, Vec<&str>)> =
-            vec![(root, g[root].iter().map(|s| s.as_str()).collect())];
-        colour.insert(root, Colour::Grey);
-        while let Some((node, next)) = path.last_mut() {
-            let node = *node;
-            match next.pop() {
-                None => {
-                    colour.insert(node, Colour::Black);
-                    path.pop();
-                }
-                Some(succ) => match colour[succ] {
-                    Colour::White => {
-                        colour.insert(succ, Colour::Grey);
-                        path.push((succ, g[succ].iter().map(|s| s.as_str()).collect()));
-                    }
-                    Colour::Grey => {
-                        let start = path.iter().position(|(n, _)| *n == succ).unwrap_or(0);
-                        let mut cycle: Vec<String> =
-                            path[start..].iter().map(|(n, _)| n.to_string()).collect();
-                        cycle.push(succ.to_string());
-                        return Some(cycle);
-                    }
-                    Colour::Black => {}
-                },
-            }
-        }
-    }
-    None
+    engine().graph(&[])
 }
 
 #[test]
 fn module_imports_form_a_dag() {
     let g = graph();
     assert!(g.len() > 10, "found the modules: {:?}", g.keys());
-    if let Some(cycle) = find_cycle(&g) {
-        panic!("module import circle: {}", cycle.join(" -> "));
-    }
+    assert!(
+        g.values().map(BTreeSet::len).sum::<usize>() > 20,
+        "found the imports: {g:?}"
+    );
+    let circles = engine().circles();
+    assert!(circles.is_empty(), "module import circles: {circles:#?}");
 }
 
 #[test]
@@ -170,10 +47,99 @@ fn the_cycle_finder_finds_a_circle() {
     assert_eq!(cycle.len(), 4, "{cycle:?}");
     g.get_mut("c").unwrap().clear();
     assert_eq!(find_cycle(&g), None);
-    assert_eq!(
-        references("use crate::{a::{X, Y},\n  b};\nlet x = crate::c::f(); // crate::d\n"),
-        ["a", "b", "c"].iter().map(|s| s.to_string()).collect()
+}
+
+/// A crate written into a fresh temporary directory, removed on drop.
+struct Planted(PathBuf);
+
+impl Planted {
+    fn new(name: &str, files: &[(&str, &str)]) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("netfailover-imports-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (path, text) in files {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().expect("a file in a directory"))
+                .expect("temp dir is writable");
+            std::fs::write(&path, text).expect("temp file is writable");
+        }
+        Self(dir)
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_planted_circle_is_reported_with_its_modules() {
+    // Top level: a -> b (a `use` group over lines) -> c (an expression path) -> a (from `c`'s
+    // child file); `d` only imports and closes no circle; e <-> f is a second circle.
+    let top = Planted::new(
+        "top",
+        &[
+            (
+                "lib.rs",
+                "pub mod a;\npub mod b;\npub mod c;\nmod d;\nmod e;\nmod f;\n",
+            ),
+            ("a.rs", "use crate::{\n    b::{X,\n  Y},\n};\n"),
+            (
+                "b.rs",
+                "fn f() { crate::c::g(); } // crate::d is a comment\n",
+            ),
+            (
+                "c.rs",
+                "pub fn g() { let _ = \"crate::d\"; }\npub use inner::Z;\nmod inner;\n",
+            ),
+            ("c/inner.rs", "pub struct Z(crate::a::A);\n"),
+            ("d.rs", "use crate::a::A;\n"),
+            ("e.rs", "use crate::f::F;\n"),
+            ("f.rs", "use super::e::E;\n"),
+        ],
     );
+    let krate = module_graph::load(&top.0, "lib.rs").expect("the planted crate reads");
+    let circles = krate.circles();
+    let circle = circles.first().expect("a -> b -> c -> a is found");
+    for m in ["a", "b", "c"] {
+        assert!(circle.contains(m), "{circle}");
+    }
+    assert!(!circle.contains('d'), "{circle}");
+    // A second circle at the same level (e <-> f) is listed too.
+    assert_eq!(circles.len(), 2, "{circles:?}");
+    assert!(
+        circles[1].contains('e') && circles[1].contains('f'),
+        "{circles:?}"
+    );
+
+    // Among siblings below the root: `config::x` and `config::y` through `super::`, while
+    // `y` naming its parent's own type is containment, not a circle.
+    let nested = Planted::new(
+        "nested",
+        &[
+            ("main.rs", "mod config;\nfn main() {}\n"),
+            ("config/mod.rs", "mod x;\nmod y;\npub struct Top;\n"),
+            ("config/x.rs", "use super::y::Y;\npub struct X;\n"),
+            (
+                "config/y.rs",
+                "pub struct Y;\nfn f(_: super::Top, _: super::x::X) {}\n",
+            ),
+        ],
+    );
+    let krate = module_graph::load(&nested.0, "main.rs").expect("the planted crate reads");
+    let circles = krate.circles();
+    assert_eq!(circles.len(), 1, "{circles:?}");
+    assert!(
+        circles[0].contains("config::x") && circles[0].contains("config::y"),
+        "{circles:?}"
+    );
+
+    // The same tree with the edge back removed is one-way.
+    std::fs::write(nested.0.join("config/y.rs"), "fn f(_: super::Top) {}\n").expect("rewrite");
+    let krate = module_graph::load(&nested.0, "main.rs").expect("the planted crate reads");
+    assert_eq!(krate.circles(), Vec::<String>::new());
+    assert_eq!(krate.graph(&["config"])["x"], ["y".to_string()].into());
 }
 
 #[test]

@@ -38,11 +38,6 @@ const ALLOW: &[(&str, &str, &str)] = &[
     ),
     (
         "tests/lab/src/timeline.rs",
-        "",
-        "boot directory, daemon child, step player and summary together; lab tooling, to split the player out",
-    ),
-    (
-        "tests/lab/src/timeline.rs",
         "play",
         "applies each step, waits for the daemon's answer and prints it inline; lab tooling, to split waiting from printing",
     ),

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::future::{BoxFuture, FutureExt};
 use netfailover_actors::model::{Event, EventKind, IfaceAddr, IfaceName, KernelRoute};
 use netfailover_actors::ports::{
-    EngineState, FlowResetReport, FlowScope, FlowTable, Journal, JournalState, PortResult,
-    RouteTable, ScriptOutcome, ScriptRunner, StateStore, Sysctl,
+    FlowResetReport, FlowScope, FlowTable, PortResult, RouteTable, ScriptOutcome, ScriptRunner,
+    Store, Sysctl,
 };
 use serde::Serialize;
 
@@ -208,37 +208,18 @@ impl FlowTable for DryRunFlows {
     }
 }
 
-/// The journal and the interface state of a dry run: in memory only.
+/// The journal or the interface state of a dry run: in memory only.
 #[derive(Default)]
-pub struct MemoryStores {
-    journal: Mutex<JournalState>,
-    state: Mutex<EngineState>,
-}
+pub struct MemoryStore<T>(Mutex<T>);
 
-impl Journal for MemoryStores {
-    fn load(&self) -> BoxFuture<'static, PortResult<JournalState>> {
-        let s = self
-            .journal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+impl<T: Clone + Send + 'static> Store<T> for MemoryStore<T> {
+    fn load(&self) -> BoxFuture<'static, PortResult<T>> {
+        let s = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
         futures::future::ready(Ok(s)).boxed()
     }
 
-    fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {
-        *self.journal.lock().unwrap_or_else(|p| p.into_inner()) = state;
-        futures::future::ready(Ok(())).boxed()
-    }
-}
-
-impl StateStore for MemoryStores {
-    fn load(&self) -> BoxFuture<'static, PortResult<EngineState>> {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        futures::future::ready(Ok(s)).boxed()
-    }
-
-    fn save(&self, state: EngineState) -> BoxFuture<'static, PortResult<()>> {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    fn save(&self, state: T) -> BoxFuture<'static, PortResult<()>> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = state;
         futures::future::ready(Ok(())).boxed()
     }
 }

@@ -10,8 +10,8 @@ use std::sync::{Arc, RwLock};
 use futures::future::BoxFuture;
 use netfailover_actors::model::{CheckConfig, Event};
 use netfailover_actors::ports::{
-    FlowTable, Journal, LinkSource, Probe, ProbeReport, ProbeRequest, RouteTable, ScriptOutcome,
-    ScriptRunner, StateStore, Sysctl, TrafficSource,
+    EngineState, FlowTable, JournalState, LinkSource, Probe, ProbeReport, ProbeRequest, RouteTable,
+    ScriptOutcome, ScriptRunner, Store, Sysctl, TrafficSource,
 };
 
 use super::AgentError;
@@ -168,10 +168,10 @@ pub(crate) fn proc_sysctl() -> Arc<dyn Sysctl> {
     Arc::new(os::sysctl::ProcSysctl::new())
 }
 
-pub(crate) fn file_journal(state_dir: &std::path::Path) -> Arc<dyn Journal> {
+pub(crate) fn file_journal(state_dir: &std::path::Path) -> Arc<dyn Store<JournalState>> {
     Arc::new(os::persist::FileJournal::new(state_dir))
 }
 
-pub(crate) fn file_state(state_dir: &std::path::Path) -> Arc<dyn StateStore> {
+pub(crate) fn file_state(state_dir: &std::path::Path) -> Arc<dyn Store<EngineState>> {
     Arc::new(os::persist::FileStateStore::new(state_dir))
 }

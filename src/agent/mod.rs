@@ -44,12 +44,13 @@ use std::time::Duration;
 
 use netfailover_actors::model::{Config, IfaceName, IfaceNameError};
 use netfailover_actors::ports::{
-    LinkSource, Ports, Probe, ProbeReport, RouteTable, ScriptRunner, Sysctl,
+    EngineState, JournalState, LinkSource, Ports, Probe, ProbeReport, RouteTable, ScriptRunner,
+    Sysctl,
 };
 use netfailover_actors::status::{EngineStatus, EventRecord};
 use netfailover_actors::{EngineError, EngineHandle, ToActorName};
 
-use dry_run::{DryRunFlows, DryRunRoutes, DryRunScripts, DryRunSysctl, MemoryStores, Plan};
+use dry_run::{DryRunFlows, DryRunRoutes, DryRunScripts, DryRunSysctl, MemoryStore, Plan};
 pub use dry_run::{PlannedChange, PLAN_LEN};
 pub use kernel::PortSetupError;
 use kernel::{Reloadable, ScriptSettings};
@@ -416,7 +417,7 @@ fn resolve(source: Source) -> Result<(Config, PathBuf, usize, PathBuf), AgentErr
             *config,
             settings.state_dir,
             settings.netlink_rcvbuf,
-            Path::new(crate::cli::DEFAULT_BOOT_DIR).join("dispatcher.d"),
+            Path::new(config::DEFAULT_BOOT_DIR).join("dispatcher.d"),
         ),
     })
 }
@@ -425,7 +426,6 @@ fn resolve(source: Source) -> Result<(Config, PathBuf, usize, PathBuf), AgentErr
 /// returned plan, journal and state kept in memory.
 fn dry_run_ports(ports: &mut Ports) -> Plan {
     let plan = Plan::default();
-    let stores = Arc::new(MemoryStores::default());
     ports.routes = Arc::new(DryRunRoutes::new(ports.routes.clone(), plan.clone()));
     ports.sysctl = Arc::new(DryRunSysctl {
         real: ports.sysctl.clone(),
@@ -433,8 +433,8 @@ fn dry_run_ports(ports: &mut Ports) -> Plan {
     });
     ports.scripts = Arc::new(DryRunScripts(plan.clone()));
     ports.flows = Arc::new(DryRunFlows(plan.clone()));
-    ports.journal = stores.clone();
-    ports.state = stores;
+    ports.journal = Arc::new(MemoryStore::<JournalState>::default());
+    ports.state = Arc::new(MemoryStore::<EngineState>::default());
     tracing::info!("dry run: no route, address, sysctl or script will be touched");
     plan
 }

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use netfailover_actors::model::{Family, FamilyConfig, IfaceAddr, Method, Metric};
 
 use super::keyfile;
-use super::profiles::{reject, Reader, Reject};
+use super::keyfile_reader::{reject, Reader, Reject};
 
 /// One family as read.
 #[derive(Clone, PartialEq, Eq, Debug)]

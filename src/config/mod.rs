@@ -12,12 +12,13 @@ pub mod config_json;
 pub mod dns;
 pub mod ipconfig;
 pub mod keyfile;
+pub mod keyfile_reader;
 pub mod last_good;
-pub mod matching;
 pub mod nm_types;
 pub mod problems;
 pub mod profiles;
 pub mod report;
+mod report_common;
 mod report_json;
 pub mod settings;
 pub mod uri;
@@ -33,6 +34,9 @@ pub use last_good::LastGood;
 use last_good::Versions;
 pub use problems::{Problem, Severity};
 pub use uri::{CheckUri, CheckUriError};
+
+/// Default boot directory: where balenaOS mounts its boot partition.
+pub const DEFAULT_BOOT_DIR: &str = "/mnt/boot";
 
 /// Largest input file we read: real ones are a few KiB; anything bigger is a mistake or an
 /// attack, and refusing it keeps memory bounded.

@@ -17,6 +17,7 @@ use netfailover_actors::model::{Family, IfaceMatch, Profile, UplinkType};
 
 use super::ipconfig::{self, FamilyRead};
 use super::keyfile::{self, KeyFile};
+use super::keyfile_reader::{reject, Reader, Reject};
 use super::last_good::Versions;
 use super::nm_types::{self, NmType, Role, Section};
 use super::problems::Problem;
@@ -113,68 +114,6 @@ pub fn load_dir(
     }
     resolve_duplicates(&mut profiles);
     profiles
-}
-
-/// Why a profile is skipped.
-pub struct Reject {
-    line: Option<usize>,
-    message: String,
-}
-
-pub fn reject(line: impl Into<Option<usize>>, message: impl Into<String>) -> Reject {
-    Reject {
-        line: line.into(),
-        message: message.into(),
-    }
-}
-
-/// A keyfile with the file's path and the warnings found so far: reads values with GLib's
-/// and NetworkManager's rules, warning (and using the default) where NetworkManager does.
-pub struct Reader<'a> {
-    pub kf: &'a KeyFile,
-    path: &'a Path,
-    warnings: &'a mut Vec<Problem>,
-}
-
-impl Reader<'_> {
-    pub fn warn(&mut self, line: impl Into<Option<usize>>, message: impl Into<String>) {
-        self.warnings
-            .push(Problem::warning(self.path, line.into(), message));
-    }
-
-    /// `g_key_file_get_string`: `None` when absent, or (with a warning) when GLib refuses the
-    /// value (not UTF-8, a bad escape); NetworkManager then ignores the key.
-    pub fn string(&mut self, group: &str, key: &str) -> Option<(String, usize)> {
-        let e = self.kf.get(group, key)?;
-        match e.strict_string() {
-            Ok(s) => Some((s, e.line)),
-            Err(why) => {
-                let line = e.line;
-                self.warn(line, format!("{group}.{key}: {why}; ignored"));
-                None
-            }
-        }
-    }
-
-    /// `g_key_file_get_boolean`: exactly `true`/`1` or `false`/`0` (trailing whitespace
-    /// allowed); anything else (`yes`, `False`) is a warning and the default, as in NetworkManager.
-    pub fn bool(&mut self, group: &str, key: &str, default: bool) -> bool {
-        let Some(e) = self.kf.get(group, key) else {
-            return default;
-        };
-        match (e.utf8, e.raw.trim_end()) {
-            (true, "true" | "1") => true,
-            (true, "false" | "0") => false,
-            (_, other) => {
-                let (line, other) = (e.line, other.to_string());
-                self.warn(
-                    line,
-                    format!("{group}.{key} {other:?} is not a boolean (true, false, 1 or 0); NetworkManager uses {default}"),
-                );
-                default
-            }
-        }
-    }
 }
 
 /// Parses one keyfile. `None` (with one error in `problems`) when it is skipped.

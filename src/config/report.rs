@@ -12,14 +12,12 @@ use std::time::Duration;
 use netfailover_actors::model::{DnsConfig, IfaceMatch, IfaceName, Method, Profile, UplinkType};
 
 use super::ipconfig::FamilyRead;
-use super::matching;
 use super::profiles::{Binding, LoadedProfile, MetricOrigin};
+use super::report_common::{all_problems, exit_code, mac, running};
 use super::{load_effective, Effective, LoadOptions, Origin};
+use crate::os::sysfs;
 
-/// Exit code: no configuration could be built.
-pub const EXIT_FATAL: i32 = 2;
-/// Exit code: something was rejected (and skipped).
-pub const EXIT_REJECTED: i32 = 1;
+pub use super::report_common::{EXIT_FATAL, EXIT_REJECTED};
 
 /// Output format of check-config.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -65,42 +63,6 @@ pub fn check_config_as(opts: &LoadOptions, format: Format, out: &mut dyn Write) 
     };
     // A closed stdout (`check-config | head -1`) cuts the report short, not the verdict.
     result.unwrap_or_else(|_| exit_code(&all_problems(&effective)))
-}
-
-/// Every problem check-config reports: the configuration's, then the dispatcher scripts that
-/// would be skipped (and a mount that stops them all), as warnings naming the file, the reason
-/// and the fix (docs/dispatcher.md, "Security checks"). The daemon reads `dispatcher.d/` again
-/// for every event, and logs a skipped script each time it would have run it.
-pub(crate) fn all_problems(e: &Effective) -> Vec<super::Problem> {
-    use crate::os::scripts::{discover, mount_problem, MOUNTINFO};
-    use netfailover_actors::model::EventKind;
-    let mut problems = e.loaded.problems.clone();
-    let dir = &e.loaded.dispatcher_dir;
-    if !dir.is_dir() {
-        return problems;
-    }
-    if let Some(mount) = mount_problem(dir, Path::new(MOUNTINFO)) {
-        problems.push(super::Problem::warning(dir, None, mount.to_string()));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for event in EventKind::ALL {
-        for script in discover(dir, event) {
-            if let Some(why) = script.skip.filter(|_| seen.insert(script.path.clone())) {
-                let message = format!("dispatcher script skipped: it {why}");
-                problems.push(super::Problem::warning(&script.path, None, message));
-            }
-        }
-    }
-    problems
-}
-
-/// The exit code for a list of problems: 1 when anything was rejected, else 0.
-pub(crate) fn exit_code(problems: &[super::Problem]) -> i32 {
-    if problems.iter().any(|p| p.is_error()) {
-        EXIT_REJECTED
-    } else {
-        0
-    }
 }
 
 fn render(e: &Effective, opts: &LoadOptions, out: &mut dyn Write) -> io::Result<i32> {
@@ -175,11 +137,7 @@ fn scripts_section(dispatcher_dir: &Path, out: &mut dyn Write) -> io::Result<()>
     }
     for event in EventKind::ALL {
         let found = discover(dispatcher_dir, event);
-        let runs: Vec<&str> = found
-            .iter()
-            .filter(|s| s.runs())
-            .map(|s| s.name.as_str())
-            .collect();
+        let runs = running(&found);
         let list = if runs.is_empty() {
             "(none)".to_string()
         } else {
@@ -202,8 +160,8 @@ fn iface_column(p: &LoadedProfile, opts: &LoadOptions, notes: &mut Vec<String>) 
     match (&prof.matches, &p.binding) {
         (IfaceMatch::ControlDevice(device), _) => {
             // What the engine would find now; it looks again whenever links appear.
-            match matching::lookup(&opts.sysfs_root, device) {
-                matching::ControlLookup::Mapped { iface, class } => {
+            match sysfs::lookup(&opts.sysfs_root, device) {
+                sysfs::ControlLookup::Mapped { iface, class } => {
                     format!("{iface} (network interface of control device {device}, sysfs {class})")
                 }
                 _ => {
@@ -239,7 +197,7 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
     let mut notes = Vec::new();
     let iface = iface_column(p, opts, &mut notes);
     if let IfaceMatch::Name(n) = &prof.matches {
-        if !matching::iface_exists(&opts.sysfs_root, n.as_str()) {
+        if !sysfs::iface_exists(&opts.sysfs_root, n.as_str()) {
             let when = if prof.managed && p.lost_to.is_none() {
                 "; managed when it appears"
             } else {
@@ -273,7 +231,7 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
     let servers = match &prof.matches {
         IfaceMatch::Name(n) => dns.servers_for(n, &prof.dns),
         IfaceMatch::ControlDevice(device) => {
-            match matching::control_device_net(&opts.sysfs_root, device) {
+            match sysfs::control_device_net(&opts.sysfs_root, device) {
                 Some(n) => dns.servers_for(&n, &prof.dns),
                 None => unbound_servers(dns, &prof.dns),
             }
@@ -394,13 +352,6 @@ fn list(servers: &[SocketAddr]) -> String {
 
 fn secs(d: Duration) -> String {
     humantime::format_duration(d).to_string()
-}
-
-pub(super) fn mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 fn prefixes(p: &Profile) -> String {

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::ipconfig::{FamilyRead, MetricOrigin};
 use super::profiles::{Binding, LoadedProfile};
-use super::report::{all_problems, exit_code};
+use super::report_common::{all_problems, exit_code, mac, running};
 use super::{ConfigError, Effective, LoadOptions};
 
 /// Writes the document; returns the exit code.
@@ -58,7 +58,7 @@ fn profile(p: &LoadedProfile, boot: &Path) -> Value {
     let iface = match (&prof.matches, &p.binding) {
         (_, Binding::ControlDevice { device, .. }) => json!({ "control_device": device }),
         (IfaceMatch::Name(n), _) => json!({ "name": n.as_str() }),
-        (IfaceMatch::Mac(m), _) => json!({ "mac": super::report::mac(m) }),
+        (IfaceMatch::Mac(m), _) => json!({ "mac": mac(m) }),
         (IfaceMatch::ControlDevice(device), _) => json!({ "control_device": device }),
         (IfaceMatch::ByType, _) => {
             let prefixes: Vec<String> =
@@ -163,11 +163,7 @@ fn scripts(dir: &Path, boot: &Path) -> Value {
     if dir.is_dir() {
         for event in EventKind::ALL {
             let found = discover(dir, event);
-            let runs: Vec<&str> = found
-                .iter()
-                .filter(|s| s.runs())
-                .map(|s| s.name.as_str())
-                .collect();
+            let runs = running(&found);
             let skipped: Vec<Value> = found
                 .iter()
                 .filter_map(|s| {

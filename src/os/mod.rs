@@ -1,5 +1,5 @@
 //! Real adapters of the engine's ports: netlink links and routes, router solicitations
-//! (`ndisc`), sysctls, the HTTP(S) probe with per-interface DNS, dispatcher scripts, the state
+//! (`ndisc`), sysctls, modem control devices in sysfs (`sysfs`), the HTTP(S) probe with per-interface DNS, dispatcher scripts, the state
 //! files under `state_dir`, passive health's traffic sampling (link counters and TCP sockets
 //! via sock_diag), and flow resets (sock_diag and ctnetlink).
 
@@ -12,4 +12,5 @@ pub mod probe;
 pub mod scripts;
 pub mod sockdiag;
 pub mod sysctl;
+pub mod sysfs;
 pub mod traffic;

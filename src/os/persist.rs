@@ -1,7 +1,7 @@
 //! The state files under `state_dir` (default `/run/netfailover`, a tmpfs: they survive a restart
 //! of an actor or of the daemon, not a reboot): the dispatcher's event journal
 //! ([`FileJournal`], `journal.json`) and RouteManager's per-interface last states
-//! ([`FileStateStore`], `state.json`). Implements the engine's `Journal` and `StateStore` ports.
+//! ([`FileStateStore`], `state.json`): one adapter, [`FileStore`], of the engine's `Store` port.
 //!
 //! Every file is JSON, written atomically: a temporary file in the same directory, fsync, rename
 //! over the old one, fsync of the directory. A reader therefore sees the old state or the new
@@ -12,6 +12,7 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
+use std::marker::PhantomData;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use netfailover_actors::ports::{
-    EngineState, Journal, JournalState, PortError, PortResult, StateStore,
-};
+use netfailover_actors::ports::{EngineState, JournalState, PortError, PortResult, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -100,18 +99,7 @@ impl JsonFile {
         self: &Arc<Self>,
     ) -> BoxFuture<'static, Result<T, PersistError>> {
         let this = Arc::clone(self);
-        async move {
-            let path = this.path.clone();
-            tokio::task::spawn_blocking(move || read_json(&this.path))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(PersistError::Task {
-                        path,
-                        message: e.to_string(),
-                    })
-                })
-        }
-        .boxed()
+        blocking(self.path.clone(), move || read_json(&this.path))
     }
 
     fn save<T: Serialize + Send + 'static>(
@@ -120,28 +108,34 @@ impl JsonFile {
     ) -> BoxFuture<'static, Result<(), PersistError>> {
         let this = Arc::clone(self);
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-        async move {
-            let path = this.path.clone();
-            tokio::task::spawn_blocking(move || {
-                // A poisoned lock only means an earlier write panicked; the number is still valid.
-                let mut written = this.written_seq.lock().unwrap_or_else(|p| p.into_inner());
-                if seq < *written {
-                    return Ok(()); // a newer state is already on disk
-                }
-                write_json_atomically(&this.path, &value, seq)?;
-                *written = seq;
-                Ok(())
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(PersistError::Task {
-                    path,
-                    message: e.to_string(),
-                })
-            })
-        }
-        .boxed()
+        blocking(self.path.clone(), move || {
+            // A poisoned lock only means an earlier write panicked; the number is still valid.
+            let mut written = this.written_seq.lock().unwrap_or_else(|p| p.into_inner());
+            if seq < *written {
+                return Ok(()); // a newer state is already on disk
+            }
+            write_json_atomically(&this.path, &value, seq)?;
+            *written = seq;
+            Ok(())
+        })
     }
+}
+
+/// Runs `work` (file I/O on `path`) on tokio's blocking pool; a task that panicked or was
+/// cancelled is an error naming the path.
+fn blocking<R: Send + 'static>(
+    path: PathBuf,
+    work: impl FnOnce() -> Result<R, PersistError> + Send + 'static,
+) -> BoxFuture<'static, Result<R, PersistError>> {
+    async move {
+        tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+            Err(PersistError::Task {
+                path,
+                message: e.to_string(),
+            })
+        })
+    }
+    .boxed()
 }
 
 /// Reads and decodes `path`; a missing file (or directory) is `T::default()`.
@@ -256,36 +250,60 @@ fn port_save<T: Serialize + Send + 'static>(
     file.save(value).map(|r| r.map_err(PortError::from)).boxed()
 }
 
-/// The dispatcher's event journal, `state_dir/journal.json`.
+/// One state file under `state_dir` as the engine's `Store` port: the dispatcher's event
+/// journal ([`FileJournal`], `journal.json`, with the boot clock as its id floor) or
+/// RouteManager's per-interface last states ([`FileStateStore`], `state.json`).
 #[derive(Debug, Clone)]
-pub struct FileJournal {
+pub struct FileStore<T> {
     file: Arc<JsonFile>,
+    /// The id floor it reports (`Store::id_floor`).
+    id_floor: fn() -> u64,
+    value: PhantomData<fn() -> T>,
 }
 
-impl FileJournal {
-    pub fn new(state_dir: impl AsRef<Path>) -> Self {
+/// The dispatcher's event journal, `state_dir/journal.json`.
+pub type FileJournal = FileStore<JournalState>;
+/// RouteManager's per-interface last states, `state_dir/state.json`.
+pub type FileStateStore = FileStore<EngineState>;
+
+impl<T> FileStore<T> {
+    fn at(state_dir: &Path, file: &str, id_floor: fn() -> u64) -> Self {
         Self {
-            file: Arc::new(JsonFile::new(state_dir.as_ref(), JOURNAL_FILE)),
+            file: Arc::new(JsonFile::new(state_dir, file)),
+            id_floor,
+            value: PhantomData,
         }
     }
 
-    /// The journal file's path.
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.file.path
     }
 }
 
-impl Journal for FileJournal {
-    fn load(&self) -> BoxFuture<'static, PortResult<JournalState>> {
+impl FileStore<JournalState> {
+    pub fn new(state_dir: impl AsRef<Path>) -> Self {
+        Self::at(state_dir.as_ref(), JOURNAL_FILE, boot_clock_micros)
+    }
+}
+
+impl FileStore<EngineState> {
+    pub fn new(state_dir: impl AsRef<Path>) -> Self {
+        Self::at(state_dir.as_ref(), STATE_FILE, || 0)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Default + Send + 'static> Store<T> for FileStore<T> {
+    fn load(&self) -> BoxFuture<'static, PortResult<T>> {
         port_load(&self.file)
     }
 
-    fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {
+    fn save(&self, state: T) -> BoxFuture<'static, PortResult<()>> {
         port_save(&self.file, state)
     }
 
     fn id_floor(&self) -> u64 {
-        boot_clock_micros()
+        (self.id_floor)()
     }
 }
 
@@ -303,35 +321,6 @@ pub fn boot_clock_micros() -> u64 {
             secs.saturating_mul(1_000_000).saturating_add(micros)
         })
         .unwrap_or(0)
-}
-
-/// RouteManager's per-interface last states, `state_dir/state.json`.
-#[derive(Debug, Clone)]
-pub struct FileStateStore {
-    file: Arc<JsonFile>,
-}
-
-impl FileStateStore {
-    pub fn new(state_dir: impl AsRef<Path>) -> Self {
-        Self {
-            file: Arc::new(JsonFile::new(state_dir.as_ref(), STATE_FILE)),
-        }
-    }
-
-    /// The state file's path.
-    pub fn path(&self) -> &Path {
-        &self.file.path
-    }
-}
-
-impl StateStore for FileStateStore {
-    fn load(&self) -> BoxFuture<'static, PortResult<EngineState>> {
-        port_load(&self.file)
-    }
-
-    fn save(&self, state: EngineState) -> BoxFuture<'static, PortResult<()>> {
-        port_save(&self.file, state)
-    }
 }
 
 #[cfg(test)]

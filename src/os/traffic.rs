@@ -26,11 +26,11 @@ use netlink_packet_sock_diag::constants::{
     TCP_CLOSE_WAIT, TCP_CLOSING, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_LAST_ACK, TCP_SYN_SENT,
 };
 use netlink_packet_sock_diag::inet::StateFlags;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 
 use super::ct_sample::CtSampler;
-use super::netlink::{open_request_connection, port_error, AbortOnDrop, NetlinkError};
+use super::netlink::{address_of, open_request_connection, port_error, AbortOnDrop, NetlinkError};
 use super::sockdiag::{DiagSocket, SockDiag, AF_INET, AF_INET6};
 
 const WHAT: &str = "traffic sample";
@@ -126,21 +126,6 @@ fn link_counters(link: &LinkMessage) -> Option<IfaceTraffic> {
 /// The connected subnet of one address message: (address, prefix length, interface).
 fn subnet_of(msg: &AddressMessage) -> Option<(IpAddr, u8, u32)> {
     address_of(msg).map(|(ip, ifindex)| (ip, msg.header.prefix_len, ifindex))
-}
-
-/// The local addresses of one address message.
-pub(crate) fn address_of(msg: &AddressMessage) -> Option<(IpAddr, u32)> {
-    // IPv4 point-to-point links put the local address in IFA_LOCAL and the peer in
-    // IFA_ADDRESS; everywhere else both are the local address.
-    let local = msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(ip) => Some(*ip),
-        _ => None,
-    });
-    let address = msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Address(ip) => Some(*ip),
-        _ => None,
-    });
-    local.or(address).map(|ip| (ip, msg.header.index))
 }
 
 /// Which interface a socket belongs to: its bound device, else the owner of its source address.

@@ -11,6 +11,7 @@ mod dispatcher;
 mod faults;
 mod flows;
 mod hostile;
+mod imports;
 mod lab;
 mod netlink;
 mod operator;

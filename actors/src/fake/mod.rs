@@ -7,8 +7,7 @@
 //! | [`FakeProbe`] | `probe.rs` | `Probe` |
 //! | [`FakeTraffic`] | `traffic.rs` | `TrafficSource` |
 //! | [`FakeScripts`] | `scripts.rs` | `ScriptRunner` |
-//! | [`MemJournal`] | `journal.rs` | `Journal` |
-//! | [`MemStateStore`] | `state_store.rs` | `StateStore` |
+//! | [`MemStore`] ([`MemJournal`], [`MemStateStore`]) | `store.rs` | `Store` |
 //! | [`FakeFlows`] | `flows.rs` | `FlowTable` |
 
 use std::cell::Cell;
@@ -18,19 +17,17 @@ use crate::model::IfaceName;
 use crate::ports::Ports;
 
 mod flows;
-mod journal;
 mod kernel;
 mod probe;
 mod scripts;
-mod state_store;
+mod store;
 mod traffic;
 
 pub use flows::{FakeFlows, FakeReset};
-pub use journal::MemJournal;
 pub use kernel::{FakeKernel, RouteWrite};
 pub use probe::{FakeProbe, ProbeBehaviour};
 pub use scripts::FakeScripts;
-pub use state_store::MemStateStore;
+pub use store::{MemJournal, MemStateStore, MemStore};
 pub use traffic::{FakeFlow, FakeTraffic};
 
 thread_local! {

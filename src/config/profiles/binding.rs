@@ -5,10 +5,10 @@ use std::path::Path;
 
 use netfailover_actors::model::{IfaceMatch, IfaceName};
 
-use super::{reject, Reader, Reject};
 use crate::config::keyfile;
-use crate::config::matching::{self, ControlLookup};
+use crate::config::keyfile_reader::{reject, Reader, Reject};
 use crate::config::nm_types::NmType;
+use crate::os::sysfs::{self, ControlLookup};
 
 /// How the profile finds its interface.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -73,7 +73,7 @@ pub(super) fn binding(
         return Ok((IfaceMatch::Name(name), Binding::InterfaceName));
     }
     let device = name.as_str().to_string();
-    Ok(match matching::lookup(sysfs_root, &device) {
+    Ok(match sysfs::lookup(sysfs_root, &device) {
         ControlLookup::NetIface | ControlLookup::Unknown => {
             (IfaceMatch::Name(name), Binding::InterfaceName)
         }

@@ -3,8 +3,8 @@
 //! profile is rejected, never managed. Only presence and the fixed value sets are checked;
 //! certificate files are not opened (NetworkManager only warns about a missing one).
 
-use super::{reject, Reader, Reject};
 use crate::config::keyfile;
+use crate::config::keyfile_reader::{reject, Reader, Reject};
 use crate::config::nm_types::NmType;
 
 /// Values of `wifi-security.key-mgmt`.

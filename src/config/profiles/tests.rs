@@ -119,7 +119,7 @@ fn mac_binding_and_never_default() {
 
 #[test]
 fn gsm_control_device_maps_through_sysfs() {
-    let sys = super::super::matching::tests::fake_sysfs();
+    let sys = crate::os::sysfs::tests::fake_sysfs();
     let mut problems = Vec::new();
     let p = parse_profile(
         "[connection]\ntype=gsm\ninterface-name=cdc-wdm0\n",

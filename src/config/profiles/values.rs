@@ -4,8 +4,8 @@
 
 use netfailover_actors::model::IfaceName;
 
-use super::{reject, Reader, Reject};
 use crate::config::keyfile;
+use crate::config::keyfile_reader::{reject, Reader, Reject};
 use crate::config::nm_types::NmType;
 
 fn refuse(line: usize, what: String) -> Result<(), Reject> {

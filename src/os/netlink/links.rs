@@ -139,7 +139,7 @@ impl LinkSource for NetlinkLinks {
 
     fn control_device_net(&self, device: &str) -> Option<IfaceName> {
         // The daemon's /sys: the namespace it was started in (as `ip netns exec` mounts it).
-        crate::config::matching::control_device_net(std::path::Path::new("/sys"), device)
+        crate::os::sysfs::control_device_net(std::path::Path::new("/sys"), device)
     }
 }
 

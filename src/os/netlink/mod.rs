@@ -13,7 +13,8 @@
 //! outside one they return an error instead of panicking.
 //!
 //! This module owns what both adapters share: the error type, opening a request connection, and
-//! turning kernel errors (errno) into `PortError`s.
+//! turning kernel errors (errno) into `PortError`s, and reading an address message (also used by
+//! the traffic sampler, `os/traffic.rs`).
 
 pub mod decode;
 pub mod links;
@@ -22,10 +23,12 @@ pub mod routes;
 pub use links::{NetlinkLinks, DEFAULT_RCVBUF};
 pub use routes::NetlinkRoutes;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use netfailover_actors::ports::{PortError, PortErrorKind};
 use rtnetlink::packet_core::ErrorMessage;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use tokio::task::JoinHandle;
 
 /// Setting up a netlink socket failed.
@@ -100,6 +103,21 @@ pub(crate) fn port_error(what: String, error: rtnetlink::Error) -> PortError {
 /// The positive errno of a NACK (the kernel sends it negated), `None` for an ACK.
 fn errno(message: &ErrorMessage) -> Option<i32> {
     message.code.map(|code| code.get().saturating_abs())
+}
+
+/// The local addresses of one address message.
+pub(crate) fn address_of(msg: &AddressMessage) -> Option<(IpAddr, u32)> {
+    // IPv4 point-to-point links put the local address in IFA_LOCAL and the peer in
+    // IFA_ADDRESS; everywhere else both are the local address.
+    let local = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
+        _ => None,
+    });
+    let address = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(ip) => Some(*ip),
+        _ => None,
+    });
+    local.or(address).map(|ip| (ip, msg.header.index))
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ impl RouteTable for NetlinkRoutes {
             Ok(messages
                 .iter()
                 .filter_map(|m| {
-                    let (addr, ifindex) = crate::os::traffic::address_of(m)?;
+                    let (addr, ifindex) = super::address_of(m)?;
                     let prefix_len = m.header.prefix_len;
                     Some((ifindex, IfaceAddr { addr, prefix_len }))
                 })

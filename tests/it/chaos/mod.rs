@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use netfailover::control::Request;
 use netfailover::engine::model::Connectivity;
 use netfailover::engine::status::EngineStatus;
+use netfailover_lab::daemon::DaemonProcess;
 use netfailover_lab::netns::wait_for;
 use netfailover_lab::test_setup;
-use netfailover_lab::timeline::DaemonProcess;
 use netfailover_lab::world::{World, FAST_SETTINGS};
 
 use crate::daemon::{ask, parse_default_routes, TempDir};

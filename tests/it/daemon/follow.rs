@@ -324,11 +324,10 @@ fn events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing(
     again.kill();
 
     // The Python example client (examples/control.py) follows the same stream.
-    if std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
+    if netfailover_lab::setup::require_tool(
+        "the Python example client (examples/control.py)",
+        "python3",
+    ) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/control.py");
         let mut client = std::process::Command::new("timeout")
             .args(["30", "python3"])
@@ -364,8 +363,6 @@ fn events_follow_sees_a_carrier_loss_in_order_and_survives_the_client_vanishing(
             "{text}"
         );
         assert!(text.contains("eth0: link down"), "{text}");
-    } else {
-        eprintln!("python3 not installed: examples/control.py not exercised");
     }
     assert!(!e2e.log().contains("panicked"), "{}", e2e.log());
 }

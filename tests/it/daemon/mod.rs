@@ -193,9 +193,9 @@ pub(crate) fn reply_line(reader: &mut impl BufRead) -> serde_json::Value {
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
 }
 
+use netfailover_lab::daemon::DaemonProcess;
 use netfailover_lab::netns::wait_for;
 use netfailover_lab::test_setup;
-use netfailover_lab::timeline::DaemonProcess;
 use netfailover_lab::world::{World, CHECK_ADDR};
 
 /// A lab world with the daemon running in its device namespace. Checks go to an IP-literal

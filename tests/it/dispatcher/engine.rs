@@ -651,7 +651,7 @@ fn pending_events_survive_an_abrupt_stop_of_the_whole_engine() {
 
     // What is on disk: every produced event not yet finished, and a counter past them all.
     let on_disk = actix_rt::System::new().block_on(async {
-        use netfailover::engine::ports::Journal;
+        use netfailover::engine::ports::Store;
         FileJournal::new(state.path()).load().await.unwrap()
     });
     let finished: BTreeSet<u64> = ids_of(&d.lines(), "end|").into_iter().collect();

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use netfailover::engine::model::{Connectivity, EventKind};
-use netfailover::engine::ports::{EngineState, IfaceRecord, Journal, JournalState, StateStore};
+use netfailover::engine::ports::{EngineState, IfaceRecord, JournalState, Store};
 use netfailover::os::persist::{FileJournal, FileStateStore, MAX_STATE_FILE_BYTES};
 
 use super::{event, iface};

@@ -22,8 +22,8 @@ use netfailover_actors::status::{EngineStatus, FlowResetRecord, HistoryEntry};
 
 use netfailover::control::{self, Request};
 
+use super::daemon::{query_status, DaemonProcess};
 use super::netns::{enter_named, Netns, NetnsError};
-use super::timeline::{query_status, DaemonProcess};
 use super::world::{LabError, World, CHECK_ADDR};
 
 /// No helper thread outlives this, whatever the test does.

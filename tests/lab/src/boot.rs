@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use netfailover::wait_online::{self, Outcome, Want};
 
+use super::daemon::{self, DaemonProcess, WorkDir};
 use super::netns::wait_for;
-use super::timeline::{self, DaemonProcess, WorkDir};
+use super::timeline;
 use super::world::{LabError, World, FAST_SETTINGS};
 
 /// The scenario's name for `--scenario`.
@@ -23,7 +24,7 @@ const ROUTE_WAIT: Duration = timeline::STEP_TIMEOUT;
 /// Plays the scenario; `Ok(true)` when wait-online returned 0 through `wwan0` and the device
 /// routes through it.
 pub fn run() -> Result<bool, LabError> {
-    timeline::watch_interrupts();
+    daemon::watch_interrupts();
     println!("netfailover-lab {SCENARIO}: building the world (device, 3 ISPs, Internet)…");
     let mut world = World::build()?;
     world.start_servers()?;

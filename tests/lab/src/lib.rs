@@ -8,6 +8,7 @@ pub mod apps;
 pub mod bench;
 pub mod boot;
 pub mod container;
+pub mod daemon;
 pub mod hostile;
 pub mod internet;
 pub mod netns;
@@ -37,6 +38,22 @@ pub struct LabArgs {
     /// sampling the daemon's memory, fds, threads and state_dir size (a table at the end).
     #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
     pub soak: Option<u64>,
+}
+
+/// `netfailover-lab`: the soak, the scenario list, the boot scenario or a timeline; returns
+/// whether every step passed.
+pub fn run(args: &LabArgs) -> Result<bool, world::LabError> {
+    if let Some(minutes) = args.soak {
+        return soak::run(minutes);
+    }
+    if args.scenario == "list" {
+        println!("{}\n{}", timeline::SCENARIOS.join("\n"), boot::SCENARIO);
+        return Ok(true);
+    }
+    if args.scenario == boot::SCENARIO {
+        return boot::run();
+    }
+    timeline::run(args)
 }
 
 /// Held only by the end-to-end tests that assert a wall-clock bound, so they never run at the

@@ -37,6 +37,27 @@ pub fn may_build_namespaces(test: &str) -> bool {
     false
 }
 
+/// Guard for a test (or part of one) that needs a program the README's Quick start does not
+/// name (`python3`, `systemd-analyze`): `true` to go on when `tool` runs. Missing: under
+/// `CI=true` this panics (`.ci/run` installs it); elsewhere it prints one line, `SKIP test: …`,
+/// and the caller skips.
+pub fn require_tool(test: &str, tool: &str) -> bool {
+    let runs = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if runs {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: needs {tool}, and CI=true forbids skipping it");
+    }
+    eprintln!("SKIP {test}: {tool} is not installed");
+    false
+}
+
 /// The path of the function this expands in, without the crate's name and any trailing
 /// `{{closure}}` (an async test's body): `daemon::lifecycle::daemon_sigterm_...`, as the test
 /// harness names the test.

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::timeline::{self, DaemonProcess, WorkDir};
+use super::daemon::{self, DaemonProcess, WorkDir};
+use super::timeline;
 use super::world::{LabError, World, FAST_SETTINGS};
 use netfailover::control::{self, Request};
 
@@ -99,7 +100,7 @@ pub fn table(samples: &[Sample], every: usize) -> String {
             ]
         })
         .collect();
-    netfailover::cli::table(
+    netfailover::print::table(
         &[
             "MIN", "ROUNDS", "RSS MiB", "PEAK MiB", "FDS", "THREADS", "STATE B", "PENDING",
             "EVENTS", "KILLS",
@@ -145,7 +146,7 @@ impl Sampler {
                             ..Sample::default()
                         };
                         sample_process(pid, &mut s);
-                        if let Some(status) = timeline::query_status(&runtime, &socket) {
+                        if let Some(status) = daemon::query_status(&runtime, &socket) {
                             s.pending_events = status.pending_events;
                             s.events_total = status.events_total;
                         }
@@ -184,7 +185,7 @@ impl Sampler {
 
 /// Kills every actor the daemon lists, once; returns how many kills it accepted.
 fn kill_every_actor(runtime: &tokio::runtime::Runtime, socket: &Path) -> u64 {
-    let Some(status) = timeline::query_status(runtime, socket) else {
+    let Some(status) = daemon::query_status(runtime, socket) else {
         return 0;
     };
     let mut kills = 0;
@@ -202,7 +203,7 @@ pub fn run(minutes: u64) -> Result<bool, LabError> {
     let minutes = minutes.clamp(1, MAX_MINUTES);
     let duration = Duration::from_secs(minutes * 60);
     let steps = timeline::scenario("default")?;
-    timeline::watch_interrupts();
+    daemon::watch_interrupts();
     println!("netfailover-lab --soak {minutes}: building the world (device, 3 ISPs, Internet)…");
     let mut world = World::build()?;
     world.start_servers()?;
@@ -226,7 +227,7 @@ pub fn run(minutes: u64) -> Result<bool, LabError> {
         .map_err(|error| LabError::Daemon { error })?;
     // The first sample is the started daemon, not `ip netns exec` before it.
     let ready = super::netns::wait_for(START_WAIT, || {
-        timeline::query_status(&runtime, &socket).filter(|s| !s.interfaces.is_empty())
+        daemon::query_status(&runtime, &socket).filter(|s| !s.interfaces.is_empty())
     });
     if ready.is_none() {
         let log = std::fs::read_to_string(&daemon_log).unwrap_or_default();

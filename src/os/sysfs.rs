@@ -5,6 +5,9 @@
 //! hang off the same physical device: for USB modems, the same USB device (`1-1`), whose
 //! interfaces (`1-1:1.8`) carry the control port and the net device; for PCIe modems, the same
 //! device node. So we resolve both `device` links and compare the device they belong to.
+//!
+//! An adapter (only sysfs reads): the link adapter (`netlink/links.rs`) asks it at run time and
+//! the configuration (`config/profiles/binding.rs`, `check-config`) when reading profiles.
 
 use std::path::{Path, PathBuf};
 

@@ -13,6 +13,12 @@ use std::time::Duration;
 fn times_and_sizes() {
     assert_eq!(utc_time(0), "1970-01-01 00:00:00");
     assert_eq!(utc_time(1_709_251_199_000), "2024-02-29 23:59:59");
+    assert_eq!(utc_time(1_709_251_199_999), "2024-02-29 23:59:59");
+    assert_eq!(utc_time(253_402_300_799_000), "9999-12-31 23:59:59");
+    assert_eq!(
+        utc_time(u64::MAX),
+        format!("{} ms after the epoch", u64::MAX)
+    );
     assert_eq!(human_age(59_999), "59s");
     assert_eq!(human_age(61_000), "1m01s");
     assert_eq!(human_bytes(1000), "1000 B");

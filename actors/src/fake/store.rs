@@ -1,35 +1,40 @@
-//! [`MemJournal`]: the in-memory `Journal` port (the event queue's mirror across restarts).
+//! [`MemStore`]: the in-memory `Store` port, for the event journal ([`MemJournal`]) and the
+//! interface records ([`MemStateStore`]) alike.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::lock;
-use crate::ports::{Journal, JournalState, PortError, PortResult};
+use crate::ports::{EngineState, JournalState, PortError, PortResult, Store};
 
-/// In-memory journal; clones share it (a "daemon restart" is a new engine on the same one).
+/// In-memory store of one `T`; clones share it (a "daemon restart" is a new engine on the same
+/// one).
 #[derive(Clone, Default)]
-pub struct MemJournal {
-    state: Arc<Mutex<JournalState>>,
-    saves: Arc<Mutex<VecDeque<usize>>>,
+pub struct MemStore<T> {
+    state: Arc<Mutex<T>>,
     stalled: Arc<Mutex<bool>>,
     id_floor: Arc<Mutex<u64>>,
     corrupt: Arc<Mutex<bool>>,
 }
 
-impl MemJournal {
-    pub fn get(&self) -> JournalState {
+/// The fake event journal.
+pub type MemJournal = MemStore<JournalState>;
+/// The fake store of RouteManager's interface records.
+pub type MemStateStore = MemStore<EngineState>;
+
+impl<T: Clone> MemStore<T> {
+    pub fn get(&self) -> T {
         lock(&self.state).clone()
     }
 
-    /// The id floor the journal reports (a boot-time clock in production).
+    /// The id floor the store reports (a boot-time clock in production's journal).
     pub fn set_id_floor(&self, floor: u64) {
         *lock(&self.id_floor) = floor;
     }
 
-    /// While corrupt, loads fail (an unreadable journal file).
+    /// While corrupt, loads fail (an unreadable file).
     pub fn set_corrupt(&self, corrupt: bool) {
         *lock(&self.corrupt) = corrupt;
     }
@@ -40,8 +45,8 @@ impl MemJournal {
     }
 }
 
-impl Journal for MemJournal {
-    fn load(&self) -> BoxFuture<'static, PortResult<JournalState>> {
+impl<T: Clone + Send + 'static> Store<T> for MemStore<T> {
+    fn load(&self) -> BoxFuture<'static, PortResult<T>> {
         if *lock(&self.corrupt) {
             let e = PortError::failed("journal", "not valid JSON");
             return async move { Err(e) }.boxed();
@@ -54,11 +59,10 @@ impl Journal for MemJournal {
         *lock(&self.id_floor)
     }
 
-    fn save(&self, state: JournalState) -> BoxFuture<'static, PortResult<()>> {
+    fn save(&self, state: T) -> BoxFuture<'static, PortResult<()>> {
         if *lock(&self.stalled) {
             return futures::future::pending().boxed();
         }
-        lock(&self.saves).push_back(state.pending.len());
         *lock(&self.state) = state;
         async move { Ok(()) }.boxed()
     }

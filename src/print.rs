@@ -1,5 +1,6 @@
 //! The human-readable printers of `status`, `events` and `check`, and the small formatters they
-//! share (tables, sizes, ages, UTC times). The argument types live in `src/cli.rs`.
+//! share (tables, sizes, ages, UTC times). Library side, so an embedder or the lab prints the
+//! same; the argument types live in the binary (`src/cli.rs`, declared by `src/main.rs`).
 
 use std::fmt::Write as _;
 
@@ -60,26 +61,18 @@ pub fn human_age(ms: u64) -> String {
     }
 }
 
-/// UTC `YYYY-MM-DD HH:MM:SS` from milliseconds since the epoch (civil-from-days, H. Hinnant).
+/// UTC `YYYY-MM-DD HH:MM:SS` from milliseconds since the epoch: humantime's RFC 3339 date with a
+/// space for the `T` and no `Z`. A time past what it writes (after the year 9999: a corrupt
+/// answer, not a clock) shows as its raw milliseconds.
 pub fn utc_time(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let mut rfc3339 = String::new();
+    let written = std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::from_millis(unix_ms))
+        .is_some_and(|t| write!(rfc3339, "{}", humantime::format_rfc3339_seconds(t)).is_ok());
+    match rfc3339.strip_suffix('Z') {
+        Some(text) if written => text.replacen('T', " ", 1),
+        _ => format!("{unix_ms} ms after the epoch"),
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
