@@ -1,4 +1,4 @@
-//! The engine's modules import each other without a circle (README, "Architecture"): every
+//! The engine's modules import each other without a circle (docs/architecture.md): every
 //! `crate::x` path in `actors/src` is an edge from the file's module to `x`, and the graph must
 //! be a DAG, so any actor can be built and tested with only what is below it.
 //!

@@ -1,4 +1,4 @@
-//! The root crate's modules form one-way layers (README, "Architecture"), checked by the
+//! The root crate's modules form one-way layers (docs/architecture.md), checked by the
 //! workspace's one import checker (`actors/tests/support/module_graph.rs`): the library
 //! (`src/lib.rs`) and the binary (`src/main.rs`, which alone owns the command line) each
 //! without a circle at any level; the adapters under `os` never reach up into `config`; the
