@@ -89,6 +89,7 @@ fn profile(i: usize) -> Profile {
             gateway: None,
         },
         dns: Vec::new(),
+        metered: netfailover_actors::model::Metered::guess(UplinkType::Ethernet),
     }
 }
 

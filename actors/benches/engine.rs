@@ -36,6 +36,7 @@ fn profile(iface: &str, metric: u32) -> Profile {
             ..fam
         },
         dns: vec![],
+        metered: netfailover_actors::model::Metered::guess(UplinkType::Ethernet),
     }
 }
 

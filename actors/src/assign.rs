@@ -173,6 +173,7 @@ mod tests {
             ipv4: family(t.default_metric().get()),
             ipv6: family(t.default_metric().get()),
             dns: vec![],
+            metered: crate::model::Metered::guess(t),
         }
     }
 

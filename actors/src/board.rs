@@ -245,6 +245,8 @@ mod tests {
             uplink_type: UplinkType::Ethernet,
             source: IfaceSource::Adopted,
             dns: vec![],
+            metered: false,
+            metered_guessed: true,
         }
     }
 

@@ -31,4 +31,4 @@ pub use connectivity::Connectivity;
 pub use event::{Event, EventKind, RecoveryInfo};
 pub use iface::{IfaceName, IfaceNameError, IFNAME_MAX};
 pub use link::{Family, KernelRoute, LinkInfo, LinkKind};
-pub use metric::{Metric, MetricError, UplinkType, PENALTY_MAX};
+pub use metric::{Metered, Metric, MetricError, UplinkType, PENALTY_MAX};

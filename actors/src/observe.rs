@@ -308,6 +308,8 @@ mod tests {
             uplink_type: UplinkType::Ethernet,
             source: IfaceSource::Adopted,
             dns: vec![],
+            metered: false,
+            metered_guessed: true,
         };
         IfaceStatus {
             route,

@@ -16,8 +16,8 @@ use crate::assign::Assigned;
 use crate::iface_parts::IfaceRoute;
 use crate::messages::{RouteInUseMoved, Uplink};
 use crate::model::{
-    Config, Connectivity, Event, Family, IfaceAddr, IfaceName, KernelRoute, LinkInfo, Profile,
-    UplinkType,
+    Config, Connectivity, Event, Family, IfaceAddr, IfaceName, KernelRoute, LinkInfo, Metered,
+    Profile, UplinkType,
 };
 use crate::plan::{family_config, learned, Plan};
 use crate::status::{IfaceSource, LinkState};
@@ -333,6 +333,8 @@ impl RouteModel {
         let link = a.ifindex.and_then(|i| self.links.get(&i));
         let r4 = self.installed.get(&(a.name.clone(), Family::V4));
         let r6 = self.installed.get(&(a.name.clone(), Family::V6));
+        let profile = a.profile.and_then(|i| cfg.profiles.get(i));
+        let metered = profile.map_or_else(|| Metered::guess(a.uplink_type), |p| p.metered);
         IfaceRoute {
             name: a.name.clone(),
             ifindex: a.ifindex,
@@ -353,7 +355,7 @@ impl RouteModel {
                 .filter(|i| self.ra_unavailable.contains(i))
                 .map(|_| IPV6_PENALTY_UNAVAILABLE.to_string()),
             uplink_type: a.uplink_type,
-            source: match a.profile.and_then(|i| cfg.profiles.get(i)) {
+            source: match profile {
                 Some(p) => IfaceSource::Profile {
                     id: p.id.clone(),
                     file: p.file.clone(),
@@ -361,6 +363,8 @@ impl RouteModel {
                 None => IfaceSource::Adopted,
             },
             dns: self.dns_for(cfg, &a.name),
+            metered: metered.metered,
+            metered_guessed: metered.guessed,
         }
     }
 

@@ -293,6 +293,12 @@ pub struct IfaceRoute {
     pub uplink_type: UplinkType,
     pub source: IfaceSource,
     pub dns: Vec<SocketAddr>,
+    /// The profile's `connection.metered` (or the type's guess, as for an adopted interface).
+    #[serde(default)]
+    pub metered: bool,
+    /// `metered` was guessed from the type, not written in the profile.
+    #[serde(default)]
+    pub metered_guessed: bool,
 }
 
 /// One managed interface in `status`: RouteManager's part ([`IfaceRoute`], whose fields come
@@ -505,12 +511,14 @@ mod tests {
     use super::*;
 
     /// The JSON of one interface, field by field as `status --json` printed it before
-    /// `IfaceStatus` was composed of `IfaceRoute` (flattened, same order, same words).
+    /// `IfaceStatus` was composed of `IfaceRoute` (flattened, same order, same words), with
+    /// `metered` and `metered_guessed` added after `dns`.
     const ETH0: &str = concat!(
         r#"{"name":"eth0","ifindex":2,"link":"absent","connectivity":"LIMITED","metric":100,"#,
         r#""effective_metric":null,"metric6":100,"effective_metric6":null,"#,
         r#""gateway4":"192.0.2.1","gateway6":null,"uplink_type":"ethernet","#,
         r#""source":"profile Wired (1) (/etc/nm/a (b).nmconnection)","dns":["192.0.2.53:53"],"#,
+        r#""metered":false,"metered_guessed":true,"#,
         r#""last_check":null,"probe_bytes":1,"probe_dns_bytes":2,"#,
         r#""checks":{"by_verdict":{},"latency_buckets":[],"latency_sum_seconds":0.0,"latency_count":0},"#,
         r#""passive":{"state":"","suspect_since_unix_ms":null,"last_trigger":null,"#,

@@ -54,6 +54,7 @@ fn profile(iface: &str, t: UplinkType, metric: u32) -> Profile {
             ..family(metric)
         },
         dns: vec![],
+        metered: netfailover_actors::model::Metered::guess(t),
     }
 }
 

@@ -36,6 +36,7 @@ fn profile(iface: &str, t: UplinkType, metric: u32) -> Profile {
         ipv4: family(true),
         ipv6: family(false),
         dns: vec![],
+        metered: netfailover_actors::model::Metered::guess(t),
     }
 }
 

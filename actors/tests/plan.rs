@@ -46,6 +46,7 @@ fn config() -> Config {
         ipv4: family(metric, true),
         ipv6: family(metric, v6),
         dns: vec![],
+        metered: netfailover_actors::model::Metered::guess(t),
     };
     Config {
         profiles: vec![

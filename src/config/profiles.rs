@@ -26,6 +26,7 @@ use super::read_bytes;
 pub use super::ipconfig::MetricOrigin;
 
 mod binding;
+mod metered;
 mod security;
 mod values;
 pub use binding::Binding;
@@ -201,6 +202,7 @@ fn build(
         Role::Uplink(t) => t,
         Role::NotUplink(_) => UplinkType::Other,
     };
+    let metered = metered::read(&mut r, uplink_type);
     let not_managed = not_managed(port.as_ref(), nm_type, wifi_mode.as_deref(), autoconnect);
     let dns: Vec<IpAddr> = ipv4.dns.iter().chain(&ipv6.dns).copied().collect();
     Ok(LoadedProfile {
@@ -214,6 +216,7 @@ fn build(
             ipv4: ipv4.config.clone(),
             ipv6: ipv6.config.clone(),
             dns,
+            metered,
         },
         nm_type,
         autoconnect_priority,

@@ -27,6 +27,8 @@ fn iface(
         uplink_type: UplinkType::Ethernet,
         source: IfaceSource::Adopted,
         dns: vec![],
+        metered: false,
+        metered_guessed: true,
     };
     IfaceStatus {
         route,

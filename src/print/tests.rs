@@ -58,6 +58,8 @@ fn sample_status() -> EngineStatus {
                 uplink_type: UplinkType::Ethernet,
                 source: IfaceSource::Adopted,
                 dns: vec![],
+                metered: false,
+                metered_guessed: true,
             },
             last_check: Some(CheckSummary {
                 at_unix_ms: 10_000,

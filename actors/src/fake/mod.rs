@@ -168,6 +168,7 @@ pub fn manual_profile(
         ipv4: family(true, Some(gateway)),
         ipv6: family(false, None),
         dns: Vec::new(),
+        metered: crate::model::Metered::guess(uplink_type),
     })
 }
 

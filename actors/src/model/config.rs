@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{IfaceName, Metric, UplinkType};
+use super::{IfaceName, Metered, Metric, UplinkType};
 /// How addresses reach an interface (`[ipvX] method=`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,6 +78,9 @@ pub struct Profile {
     pub ipv6: FamilyConfig,
     /// `dns=` of both families, in file order.
     pub dns: Vec<IpAddr>,
+    /// `[connection] metered`, or NetworkManager's guess from the type.
+    #[serde(default)]
+    pub metered: Metered,
 }
 
 /// Connectivity-check settings (config.json `os.network.connectivity` + `[check]`).

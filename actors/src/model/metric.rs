@@ -117,6 +117,37 @@ impl UplinkType {
     }
 }
 
+/// Whether an uplink's traffic costs money (NetworkManager's `connection.metered`), and whether
+/// that was guessed: a profile saying neither yes nor no is guessed as NetworkManager guesses,
+/// cellular (`gsm`, `cdma`) metered and every other type not (`docs/config.md`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Metered {
+    pub metered: bool,
+    /// Not written in the profile (or no profile): derived from the type.
+    pub guessed: bool,
+}
+
+impl Metered {
+    /// NetworkManager's guess for a type when the profile leaves `metered` unknown.
+    pub fn guess(t: UplinkType) -> Self {
+        Metered {
+            metered: matches!(t, UplinkType::Gsm | UplinkType::Cdma),
+            guessed: true,
+        }
+    }
+}
+
+impl fmt::Display for Metered {
+    /// `yes`, `no`, `yes (guessed)`, `no (guessed)`: as check-config and `status` show it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.metered { "yes" } else { "no" })?;
+        if self.guessed {
+            f.write_str(" (guessed)")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

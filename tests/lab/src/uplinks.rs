@@ -85,6 +85,7 @@ impl Uplink {
             ipv4: family(v4, self.gateway_v4.into()),
             ipv6: family(v6, self.gateway_v6.into()),
             dns: Vec::new(),
+            metered: netfailover_actors::model::Metered::guess(UplinkType::Ethernet),
         }
     }
 }
