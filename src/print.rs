@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use netfailover_actors::model::IfaceName;
+use netfailover_actors::model::{IfaceName, Metered};
 use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::{ProbeReport, ScriptResult};
 use netfailover_actors::status::{
@@ -116,6 +116,7 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
                 "INTERFACE",
                 "LINK",
                 "CONNECTIVITY",
+                "METERED",
                 "METRIC → EFFECTIVE",
                 "LAST CHECK",
                 "PROBE BYTES",
@@ -208,6 +209,11 @@ fn iface_row(i: &IfaceStatus, now_ms: u64) -> Vec<String> {
         i.name.to_string(),
         i.link.to_string(),
         i.connectivity.to_string(),
+        Metered {
+            metered: i.metered,
+            guessed: i.metered_guessed,
+        }
+        .to_string(),
         format!("{} → {effective}", i.metric),
         last,
         human_bytes(i.probe_bytes),

@@ -239,10 +239,11 @@ fn profile_line(e: &Effective, index: usize, opts: &LoadOptions) -> String {
         _ => unbound_servers(dns, &prof.dns),
     };
     let mut line = format!(
-        "{}: id {:?}, {}, iface {iface}; ipv4 {}; ipv6 {}; dns {}",
+        "{}: id {:?}, {}, metered {}, iface {iface}; ipv4 {}; ipv6 {}; dns {}",
         prof.file.display(),
         prof.id,
         p.nm_type.short,
+        prof.metered,
         family(&p.ipv4, p),
         family(&p.ipv6, p),
         list(&servers),

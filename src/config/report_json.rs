@@ -87,6 +87,8 @@ fn profile(p: &LoadedProfile, boot: &Path) -> Value {
         "id": prof.id,
         "uuid": prof.uuid,
         "type": p.nm_type.short,
+        "metered": prof.metered.metered,
+        "metered_guessed": prof.metered.guessed,
         "iface": iface,
         "managed": p.is_managed(),
         "reason": reason,

@@ -120,6 +120,7 @@ fn status_table_reads_at_a_glance() {
         "eth0",
         "up",
         "LIMITED",
+        "  no (guessed)  ",
         "100 → 20100",
         "3s ago LIMITED (connect timeout)",
         "2.0 KiB",
@@ -128,6 +129,7 @@ fn status_table_reads_at_a_glance() {
     ] {
         assert!(row.contains(part), "{part:?} not in {row:?}");
     }
+    assert!(text.lines().next().unwrap().contains("  METERED  "));
     assert!(text.contains("global connectivity: FULL"));
     assert!(text
         .lines()

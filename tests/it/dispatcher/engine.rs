@@ -51,6 +51,7 @@ fn profile(name: &str, metric: u32, gateway: &str, address: &str) -> Profile {
             gateway: None,
         },
         dns: vec!["192.0.2.53".parse().expect("dns")],
+        metered: netfailover_actors::model::Metered::guess(UplinkType::Ethernet),
     }
 }
 

@@ -60,6 +60,7 @@ fn profile(iface: &str, t: UplinkType, metric: u32, dns: Vec<IpAddr>) -> Profile
         ipv4: family(true),
         ipv6: family(false),
         dns,
+        metered: netfailover_actors::model::Metered::guess(t),
     }
 }
 

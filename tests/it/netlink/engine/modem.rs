@@ -47,6 +47,7 @@ fn engine_takes_a_late_modem_and_never_a_usb_gadget_for_a_control_device() {
             ..v4
         },
         dns: vec![],
+        metered: netfailover_actors::model::Metered::guess(UplinkType::Gsm),
     };
     Rig::new().run(
         &dev,
