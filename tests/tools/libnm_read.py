@@ -143,6 +143,8 @@ def read(path):
         "slave_type": s_con.get_slave_type(),
         "autoconnect": s_con.get_autoconnect(),
         "autoconnect_priority": s_con.get_autoconnect_priority(),
+        # NMMetered: 0 unknown, 1 yes, 2 no.
+        "metered": int(s_con.get_metered()),
         "wifi_mode": wifi.get_mode() if wifi is not None else None,
         "vlan_parent": vlan.get_parent() if vlan is not None else None,
         "vlan_id": vlan.get_id() if vlan is not None else None,

@@ -3,7 +3,7 @@
 //! `nm_connection_normalize()`, as NetworkManager 1.42 loads a file from `/etc`) and by the
 //! built `netfailover check-config --json`, alone in a boot directory. For what NetworkManager
 //! skips or refuses, netfailover must not manage anything; for what it accepts, the type,
-//! interface, managed flag and per family the method, metric, addresses, gateway, DNS servers and
+//! interface, managed flag, metered flag and per family the method, metric, addresses, gateway, DNS servers and
 //! default route must agree. Each deliberate difference is one line of
 //! `tests/data/nm-corpus/KNOWN-DIFFERENCES` (`FILE FIELD reason`); any other difference fails,
 //! and so does a listed difference that no longer occurs.
@@ -153,6 +153,14 @@ fn expected(nm: &Value) -> BTreeMap<String, Value> {
     }
     want.insert("type".into(), json!(ty));
     want.insert("managed".into(), json!(managed));
+    // NMMetered 1 yes, 2 no; unknown is guessed from the type as NetworkManager guesses.
+    let (metered, guessed) = match nm["metered"].as_i64() {
+        Some(1) => (true, false),
+        Some(2) => (false, false),
+        _ => (matches!(ty, "gsm" | "cdma"), true),
+    };
+    want.insert("metered".into(), json!(metered));
+    want.insert("metered_guessed".into(), json!(guessed));
     let iface = match (nm["interface_name"].as_str(), nm["mac"].as_str()) {
         (Some(n), _)
             if matches!(ty, "gsm" | "cdma" | "bluetooth") && looks_like_control_device(n) =>
@@ -225,7 +233,15 @@ fn expected(nm: &Value) -> BTreeMap<String, Value> {
 /// The same fields from our JSON profile.
 fn got(p: &Value) -> BTreeMap<String, Value> {
     let mut have = BTreeMap::new();
-    for key in ["id", "uuid", "type", "managed", "iface"] {
+    for key in [
+        "id",
+        "uuid",
+        "type",
+        "managed",
+        "iface",
+        "metered",
+        "metered_guessed",
+    ] {
         have.insert(key.to_string(), p[key].clone());
     }
     for fam in ["ipv4", "ipv6"] {
