@@ -11,6 +11,7 @@ mod classify;
 mod dns;
 mod engine_level;
 mod interfaces;
+mod resumption;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
