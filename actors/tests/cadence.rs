@@ -6,17 +6,19 @@
 //! sweeping what the fast delete could not (`route_manager.rs`).
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour, RouteWrite};
 use netfailover_actors::health::{HealthParams, YOUNG_CAPS};
 use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, Family, FamilyConfig, IfaceMatch, IfaceName, KernelRoute,
-    LinkKind, Method, Metric, Profile, UplinkType,
+    CheckConfig, Config, Connectivity, Family, KernelRoute, LinkKind, UplinkType,
 };
 use netfailover_actors::ports::Verdict;
 use netfailover_actors::{start, EngineHandle};
+
+#[path = "support/profiles.rs"]
+mod profiles;
+use profiles::profile;
 
 const OURS: u8 = netfailover_actors::model::DEFAULT_ROUTE_PROTOCOL;
 const DHCP: u8 = 16;
@@ -25,38 +27,6 @@ const PENALTY: u32 = 20_000;
 const CHECK: Duration = Duration::from_millis(10);
 /// Polling step of the waits below (the measured times are late by up to one step).
 const STEP: Duration = Duration::from_millis(4);
-
-fn name(s: &str) -> IfaceName {
-    IfaceName::new(s).unwrap()
-}
-
-fn family(metric: u32) -> FamilyConfig {
-    FamilyConfig {
-        manage_default: true,
-        method: Method::Auto,
-        metric: Metric::new(metric.into()).unwrap(),
-        addresses: vec![],
-        gateway: None,
-    }
-}
-
-fn profile(iface: &str, t: UplinkType, metric: u32) -> Profile {
-    Profile {
-        id: format!("{iface}-profile"),
-        uuid: None,
-        file: PathBuf::from(format!("{iface}.nmconnection")),
-        uplink_type: t,
-        matches: IfaceMatch::Name(name(iface)),
-        managed: true,
-        ipv4: family(metric),
-        ipv6: FamilyConfig {
-            manage_default: false,
-            ..family(metric)
-        },
-        dns: vec![],
-        metered: netfailover_actors::model::Metered::guess(t),
-    }
-}
 
 /// Two uplinks, NetworkManager's comparison settings: interval 5 s, recheck_max 60 s, counts 2.
 fn config() -> Config {

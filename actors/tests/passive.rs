@@ -4,41 +4,21 @@
 //! and penalised within seconds; a passing confirmation backs off; a standby's suspicion never
 //! moves the route in use; healthy traffic costs no check.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use netfailover_actors::fake::{pass, settle, FakeFlow, FakeWorld, ProbeBehaviour};
 use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, Family, FamilyConfig, IfaceMatch, IfaceName, KernelRoute,
-    LinkKind, Method, Metric, Profile, UplinkType,
+    CheckConfig, Config, Connectivity, Family, KernelRoute, LinkKind, UplinkType,
 };
 use netfailover_actors::ports::{IfaceTraffic, Verdict};
 use netfailover_actors::{start, EngineHandle};
 
+#[path = "support/profiles.rs"]
+mod profiles;
+use profiles::profile;
+
 const DHCP: u8 = 16;
 const PENALTY: u32 = 20_000;
-
-fn profile(iface: &str, t: UplinkType, metric: u32) -> Profile {
-    let family = |manage_default| FamilyConfig {
-        manage_default,
-        method: Method::Auto,
-        metric: Metric::new(metric.into()).unwrap(),
-        addresses: vec![],
-        gateway: None,
-    };
-    Profile {
-        id: format!("{iface}-profile"),
-        uuid: None,
-        file: PathBuf::from(format!("{iface}.nmconnection")),
-        uplink_type: t,
-        matches: IfaceMatch::Name(IfaceName::new(iface).unwrap()),
-        managed: true,
-        ipv4: family(true),
-        ipv6: family(false),
-        dns: vec![],
-        metered: netfailover_actors::model::Metered::guess(t),
-    }
-}
 
 /// balenaOS defaults: interval 3600 s, every other setting (checks, `[passive]`) at its default.
 fn config() -> Config {

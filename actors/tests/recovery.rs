@@ -3,45 +3,21 @@
 //! and the reboot rule (never while an uplink is FULL; rate limit across an engine restart,
 //! read back from the persisted reboot times). `docs/recovery.md` describes the ladder.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use netfailover_actors::fake::{pass, settle, FakeWorld};
 use netfailover_actors::model::{
-    CheckConfig, Config, EventKind, Family, FamilyConfig, IfaceMatch, IfaceName, KernelRoute,
-    LinkKind, Method, Metric, Profile, RecoveryConfig, UplinkType,
+    CheckConfig, Config, EventKind, Family, KernelRoute, LinkKind, RecoveryConfig, UplinkType,
 };
 use netfailover_actors::ports::{ActionOutcome, RecoveryAction, Verdict};
 use netfailover_actors::{start, EngineHandle};
 use tokio::time::Instant;
 
+#[path = "support/profiles.rs"]
+mod profiles;
+use profiles::{name, profile};
+
 const MIN: Duration = Duration::from_secs(60);
-
-fn name(s: &str) -> IfaceName {
-    IfaceName::new(s).unwrap()
-}
-
-fn profile(iface: &str, t: UplinkType, metric: u32) -> Profile {
-    let family = |manage_default| FamilyConfig {
-        manage_default,
-        method: Method::Auto,
-        metric: Metric::new(metric.into()).unwrap(),
-        addresses: vec![],
-        gateway: None,
-    };
-    Profile {
-        id: format!("{iface}-profile"),
-        uuid: None,
-        file: PathBuf::from(format!("{iface}.nmconnection")),
-        uplink_type: t,
-        matches: IfaceMatch::Name(name(iface)),
-        managed: true,
-        ipv4: family(true),
-        ipv6: family(false),
-        dns: vec![],
-        metered: netfailover_actors::model::Metered::guess(t),
-    }
-}
 
 /// eth0 and wwan0 (cellular), checks every 30 s, the ladder at its defaults unless changed.
 fn config(recovery: RecoveryConfig) -> Config {

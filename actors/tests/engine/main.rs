@@ -14,7 +14,6 @@ mod restart;
 mod states;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour};
@@ -22,45 +21,25 @@ use netfailover_actors::flow_resetter::RESET_TIMEOUT;
 use netfailover_actors::flows::{ConntrackFlow, SocketFlow};
 use netfailover_actors::model::{
     CheckConfig, Config, Connectivity, DeviceEvents, Event, EventKind, Family, FamilyConfig,
-    IfaceAddr, IfaceMatch, IfaceName, KernelRoute, LinkKind, Method, Metric, Profile, UplinkType,
+    IfaceAddr, IfaceMatch, KernelRoute, LinkKind, Method, Metric, Profile, UplinkType,
 };
 use netfailover_actors::ports::{FlowFailure, FlowFailureKind, Verdict};
 use netfailover_actors::status::HistoryEntry;
 use netfailover_actors::{start, EngineError, EngineHandle};
 
+#[path = "../support/profiles.rs"]
+mod profiles;
+use profiles::{family, name};
+
 const OURS: u8 = netfailover_actors::model::DEFAULT_ROUTE_PROTOCOL;
 const DHCP: u8 = 16;
 const PENALTY: u32 = 20_000;
 
-fn name(s: &str) -> IfaceName {
-    IfaceName::new(s).unwrap()
-}
-
-fn family(metric: u32) -> FamilyConfig {
-    FamilyConfig {
-        manage_default: true,
-        method: Method::Auto,
-        metric: Metric::new(metric.into()).unwrap(),
-        addresses: vec![],
-        gateway: None,
-    }
-}
-
+/// The shared fixture with a UUID, as NetworkManager writes one.
 fn profile(iface: &str, t: UplinkType, metric: u32) -> Profile {
     Profile {
-        id: format!("{iface}-profile"),
         uuid: Some(format!("uuid-{iface}")),
-        file: PathBuf::from(format!("{iface}.nmconnection")),
-        uplink_type: t,
-        matches: IfaceMatch::Name(name(iface)),
-        managed: true,
-        ipv4: family(metric),
-        ipv6: FamilyConfig {
-            manage_default: false,
-            ..family(metric)
-        },
-        dns: vec![],
-        metered: netfailover_actors::model::Metered::guess(t),
+        ..profiles::profile(iface, t, metric)
     }
 }
 
