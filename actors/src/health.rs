@@ -106,6 +106,12 @@ impl Health {
         self.state
     }
 
+    /// The last result pointed away from the state and more are needed to decide: the next
+    /// check confirms a failover or a fail-back in the making.
+    pub fn deciding(&self) -> bool {
+        self.streak > 0
+    }
+
     /// Feeds one check result.
     pub fn on_result(&mut self, verdict: Verdict, p: &HealthParams) -> Step {
         let observed = verdict.connectivity();

@@ -38,6 +38,8 @@
 //! [`start`] builds the tree inside a running actix System; [`run`] also waits for a shutdown
 //! future. The `fake` feature provides in-memory ports for tests and benches.
 
+pub mod accountant;
+pub mod accounting;
 pub mod actor_name;
 pub mod apply;
 pub mod assign;

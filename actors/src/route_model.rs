@@ -306,6 +306,7 @@ impl RouteModel {
             ip4_nameservers,
             at_unix_ms,
             recovery: None,
+            budget: None,
         }
     }
 
@@ -323,6 +324,11 @@ impl RouteModel {
                     connectivity: self.connectivity(&a.name),
                     metric: family_config(cfg, a, Family::V4).metric.get(),
                     cellular: matches!(a.uplink_type, UplinkType::Gsm | UplinkType::Cdma),
+                    metered: a
+                        .profile
+                        .and_then(|i| cfg.profiles.get(i))
+                        .map_or_else(|| Metered::guess(a.uplink_type), |p| p.metered)
+                        .metered,
                 })
             })
             .collect()

@@ -384,6 +384,7 @@ mod tests {
             connectivity: c,
             metric,
             cellular: false,
+            metered: false,
         }
     }
 

@@ -118,6 +118,7 @@ fn uplink(n: &str, ifindex: u32, metric: u32, connectivity: Connectivity) -> Upl
         connectivity,
         metric,
         cellular: false,
+        metered: false,
     }
 }
 

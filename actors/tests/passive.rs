@@ -345,6 +345,8 @@ async fn idle_interfaces_are_sampled_whole_only_after_they_send() {
             rx_packets: 1000,
             tx_packets: 1000,
             rx_multicast: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
             tcp: vec![],
             subnets: vec![],
             flows: Some(vec![]),

@@ -117,6 +117,8 @@ fn link_counters(link: &LinkMessage) -> Option<IfaceTraffic> {
         rx_packets: stats.rx_packets,
         tx_packets: stats.tx_packets,
         rx_multicast: stats.multicast,
+        rx_bytes: stats.rx_bytes,
+        tx_bytes: stats.tx_bytes,
         tcp: Vec::new(),
         subnets: Vec::new(),
         flows: None,

@@ -28,6 +28,7 @@ fn environment_is_complete_with_empty_strings_for_absent_values() {
         ip4_nameservers: vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()],
         at_unix_ms: 0,
         recovery: None,
+        budget: None,
     };
     let env = script_environment(&event);
     let names: Vec<_> = env.iter().map(|(k, _)| *k).collect();
@@ -80,6 +81,7 @@ fn a_recovery_event_adds_its_rung_to_the_environment() {
             not_full_seconds: 181,
             result: "done".into(),
         })),
+        budget: None,
     };
     let env = script_environment(&event);
     let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
@@ -93,6 +95,7 @@ fn a_recovery_event_adds_its_rung_to_the_environment() {
     assert_eq!(
         first_argument(&Event {
             recovery: None,
+            budget: None,
             ..event
         }),
         "wwan0"
