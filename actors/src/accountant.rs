@@ -304,10 +304,16 @@ impl Actor for Accountant {
 
 impl Handler<ProbeSpent> for Accountant {
     type Result = ();
-    fn handle(&mut self, msg: ProbeSpent, _: &mut Self::Context) {
+    fn handle(&mut self, msg: ProbeSpent, ctx: &mut Self::Context) {
         let _span = tracing::info_span!("accountant", iface = %msg.iface).entered();
+        let known = self.uplinks.iter().any(|u| u.name == msg.iface);
         self.spend(msg);
-        self.settle();
+        if known {
+            self.settle();
+        } else {
+            // A new uplink: whether it is metered comes with the uplinks (then it settles).
+            self.refresh(ctx);
+        }
     }
 }
 

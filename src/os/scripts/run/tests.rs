@@ -101,3 +101,39 @@ fn a_recovery_event_adds_its_rung_to_the_environment() {
         "wwan0"
     );
 }
+
+#[test]
+fn a_budget_event_adds_its_threshold_to_the_environment() {
+    let event = Event {
+        id: 12,
+        kind: EventKind::Budget,
+        iface: Some(IfaceName::new("wwan0").unwrap()),
+        state: Connectivity::Full,
+        previous: Connectivity::Full,
+        reason: "checks spent 7600 of the 10000-byte budget for 2026-12 (75 %)".into(),
+        connection_id: None,
+        connection_uuid: None,
+        ip4_gateway: None,
+        ip4_nameservers: vec![],
+        at_unix_ms: 0,
+        recovery: None,
+        budget: Some(Box::new(netfailover_actors::model::BudgetInfo {
+            percent: 75,
+            budget_bytes: 10_000,
+            probe_bytes: 7_600,
+            month: "2026-12".into(),
+        })),
+    };
+    let env = script_environment(&event);
+    let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("NETFAILOVER_BUDGET_PERCENT").as_deref(), Some("75"));
+    assert_eq!(get("NETFAILOVER_BUDGET_BYTES").as_deref(), Some("10000"));
+    assert_eq!(get("NETFAILOVER_PROBE_BYTES").as_deref(), Some("7600"));
+    assert_eq!(first_argument(&event), "wwan0");
+    // Other events do not carry them.
+    let plain = script_environment(&Event {
+        budget: None,
+        ..event
+    });
+    assert!(plain.iter().all(|(k, _)| !k.starts_with("NETFAILOVER_BUDGET")));
+}
