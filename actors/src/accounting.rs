@@ -304,9 +304,37 @@ impl Accounts {
 
 /// What checking every `every` costs in a month at `bytes_per_check`.
 pub fn projected_month_bytes(bytes_per_check: u64, every: Duration) -> u64 {
-    let secs = every.as_secs().max(1);
-    let checks = MONTH_SECONDS.div_ceil(secs);
-    bytes_per_check.saturating_mul(checks)
+    bytes_per_check.saturating_mul(checks_per_month(every))
+}
+
+/// Checks in an average month at one every `every`.
+pub fn checks_per_month(every: Duration) -> u64 {
+    MONTH_SECONDS.div_ceil(every.as_secs().max(1))
+}
+
+/// The README's "what checking costs per month" table (Markdown rows): for each kind of check
+/// (`name`, L3 bytes per check), the month of an uplink checked every `every` of each
+/// configuration (`label`, `every`). Printed by the test `prints_the_cost_table`.
+pub fn cost_table(checks: &[(&str, u64)], configurations: &[(&str, Duration)]) -> String {
+    let mut out = String::from("| check | bytes per check |");
+    for (label, every) in configurations {
+        out.push_str(&format!(
+            " {label} ({} checks) |",
+            checks_per_month(*every)
+        ));
+    }
+    out.push_str("\n|---|---|");
+    out.push_str(&"---|".repeat(configurations.len()));
+    out.push('\n');
+    for (name, bytes) in checks {
+        out.push_str(&format!("| {name} | {bytes} B |"));
+        for (_, every) in configurations {
+            let month = projected_month_bytes(*bytes, *every);
+            out.push_str(&format!(" {:.1} KB |", month as f64 / 1000.0));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -448,6 +476,31 @@ mod tests {
         let metered: BTreeSet<IfaceName> = [wwan.clone()].into();
         assert_eq!(acc.exhausted(&metered, 6_000), [wwan].into());
         assert!(acc.exhausted(&metered, 0).is_empty());
+    }
+
+    /// The README's cost table, computed: bytes per check as measured (docs/benchmarks.md
+    /// rows "HTTP/HTTPS bytes per check", docs/probe.md "Bytes on the wire"; the HTTPS figures
+    /// from `tests/it/probe/resumption.rs` and the probe bench, 2026-12-07), times the checks of
+    /// a month at balenaOS's `interval` 3600 (unmetered) and at the metered standby cadence
+    /// (`metered.standby_interval`, 6 h). `cargo test -p netfailover-actors --lib cost_table
+    /// -- --nocapture` prints it.
+    #[test]
+    fn prints_the_cost_table() {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let checks = [
+            ("HTTP, DNS cached", 550),
+            ("HTTP with DNS", 700),
+            ("HTTPS resumed, DNS cached", 1752),
+            ("HTTPS first (full handshake) with DNS", 2284),
+        ];
+        let configurations = [
+            ("unmetered defaults: every 3600 s", HOUR),
+            ("metered standby: every 6 h", 6 * HOUR),
+        ];
+        let table = cost_table(&checks, &configurations);
+        println!("{table}");
+        assert!(table.contains("| HTTPS resumed, DNS cached | 1752 B | 1280.7 KB | 213.7 KB |"));
+        assert_eq!(table.lines().count(), 2 + checks.len());
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::ports::{ProbeReport, ProbeRequest};
 // ---------------------------------------------------------------------------------------------
 
 /// A new configuration (SIGHUP; from the supervisor, to each running actor that reads the
-/// configuration: RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher, RecoveryManager).
+/// configuration: RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher, RecoveryManager,
+/// Accountant).
 /// Each takes the parts it uses; the supervisor also keeps it for the next (re)start of any child.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
