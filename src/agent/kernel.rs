@@ -168,12 +168,26 @@ pub(crate) fn proc_sysctl() -> Arc<dyn Sysctl> {
     Arc::new(os::sysctl::ProcSysctl::new())
 }
 
-pub(crate) fn file_journal(state_dir: &std::path::Path) -> Arc<dyn Store<JournalState>> {
-    Arc::new(os::persist::FileJournal::new(state_dir))
+/// The given ports' journal, else `state_dir/journal.json`.
+pub(crate) fn file_journal(
+    given: Option<&netfailover_actors::ports::Ports>,
+    state_dir: &std::path::Path,
+) -> Arc<dyn Store<JournalState>> {
+    match given {
+        Some(p) => p.journal.clone(),
+        None => Arc::new(os::persist::FileJournal::new(state_dir)),
+    }
 }
 
-pub(crate) fn file_state(state_dir: &std::path::Path) -> Arc<dyn Store<EngineState>> {
-    Arc::new(os::persist::FileStateStore::new(state_dir))
+/// The given ports' interface records, else `state_dir/state.json`.
+pub(crate) fn file_state(
+    given: Option<&netfailover_actors::ports::Ports>,
+    state_dir: &std::path::Path,
+) -> Arc<dyn Store<EngineState>> {
+    match given {
+        Some(p) => p.state.clone(),
+        None => Arc::new(os::persist::FileStateStore::new(state_dir)),
+    }
 }
 
 /// The given ports' recovery, else the real one with its reboot times in `persist_dir`.

@@ -303,14 +303,8 @@ impl AgentBuilder {
             sysctl,
             probe,
             scripts,
-            journal: match &given {
-                Some(p) => p.journal.clone(),
-                None => kernel::file_journal(&state_dir),
-            },
-            state: match &given {
-                Some(p) => p.state.clone(),
-                None => kernel::file_state(&state_dir),
-            },
+            journal: kernel::file_journal(given.as_ref(), &state_dir),
+            state: kernel::file_state(given.as_ref(), &state_dir),
             traffic: match &given {
                 Some(p) => p.traffic.clone(),
                 None => kernel::netlink_traffic(config.passive.enabled && config.check.enabled())?,
