@@ -147,7 +147,7 @@ pub fn counter_delta(last: u64, now: u64) -> u64 {
     if now >= last {
         return now - last;
     }
-    let wrapped = last < WRAP32 && last >= WRAP32 / 4 * 3 && now < WRAP32 / 4;
+    let wrapped = (WRAP32 / 4 * 3..WRAP32).contains(&last) && now < WRAP32 / 4;
     if wrapped {
         WRAP32 - last + now
     } else {
