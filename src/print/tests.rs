@@ -222,3 +222,51 @@ fn events_table_has_scripts_and_codes() {
         assert!(row.contains(part), "{part:?} not in {row:?}");
     }
 }
+
+#[test]
+fn the_month_table_shows_checks_the_budget_share_and_link_bytes() {
+    use netfailover_actors::status::{AccountingStatus, IfaceAccounting};
+    assert_eq!(format_accounting(&AccountingStatus::default()), "");
+    let month = |metered, probe_bytes, exhausted| IfaceAccounting {
+        month: "2026-12".into(),
+        metered,
+        probe_bytes,
+        probe_dns_bytes: 0,
+        checks: 6,
+        rx_bytes: 3 << 20,
+        tx_bytes: 1536,
+        budget_percent: if exhausted { 100 } else { 0 },
+        budget_exhausted: exhausted,
+    };
+    let accounts = AccountingStatus {
+        budget_month: 4_000,
+        interfaces: [
+            (IfaceName::new("eth0").unwrap(), month(false, 3_648, false)),
+            (IfaceName::new("wwan0").unwrap(), month(true, 3_648, true)),
+        ]
+        .into(),
+    };
+    let text = format_accounting(&accounts);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "this month (UTC), budget 3.9 KiB per metered uplink:"
+    );
+    assert!(lines[1].starts_with("INTERFACE  MONTH    METERED  CHECKS  CHECK BYTES"));
+    assert!(
+        lines[2].starts_with("eth0       2026-12  no       6       3.6 KiB      -  "),
+        "{text}"
+    );
+    assert!(lines[2].ends_with("3.0 MiB  1.5 KiB"), "{text}");
+    assert!(
+        lines[3].contains("yes      6       3.6 KiB      91 %, periodic checks stopped"),
+        "{text}"
+    );
+    // Without a budget a metered uplink has no share.
+    let uncapped = format_accounting(&AccountingStatus {
+        budget_month: 0,
+        ..accounts
+    });
+    assert!(uncapped.starts_with("this month (UTC), no budget:"));
+    assert!(uncapped.contains("no cap"), "{uncapped}");
+}
