@@ -154,6 +154,10 @@ fn a_metered_standby_stops_at_its_budget_and_the_counters_survive_a_restart() {
     );
     assert!(back.probe_bytes > before.probe_bytes);
     assert!(back.budget_exhausted);
+    // The stop read the link counters once more and saved them: eth0's month has bytes (the
+    // first reading at the start was only the baseline; the next regular one is 5 min away).
+    let eth0 = account(&e2e, "eth0").expect("eth0's account");
+    assert!(eth0.rx_bytes > 0 && eth0.tx_bytes > 0, "{eth0:?}");
     let served_after_start = served(&e2e, WWAN0);
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(served(&e2e, WWAN0), served_after_start, "stopped again");
