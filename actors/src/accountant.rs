@@ -101,7 +101,11 @@ impl Accountant {
         let a = accounts.account(&msg.iface, month);
         a.add_check(msg.bytes, msg.dns_bytes);
         self.dirty = true;
-        let due = if metered { a.announce(budget) } else { Vec::new() };
+        let due = if metered {
+            a.announce(budget)
+        } else {
+            Vec::new()
+        };
         let (probe_bytes, month) = (a.probe_bytes, a.month);
         for percent in &due {
             self.announce(&msg.iface, *percent, probe_bytes, month);

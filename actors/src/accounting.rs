@@ -147,7 +147,7 @@ pub fn counter_delta(last: u64, now: u64) -> u64 {
     if now >= last {
         return now - last;
     }
-    let wrapped = last < WRAP32 && last >= WRAP32 / 4 * 3 && now < WRAP32 / 4;
+    let wrapped = (WRAP32 / 4 * 3..WRAP32).contains(&last) && now < WRAP32 / 4;
     if wrapped {
         WRAP32 - last + now
     } else {
@@ -318,10 +318,7 @@ pub fn checks_per_month(every: Duration) -> u64 {
 pub fn cost_table(checks: &[(&str, u64)], configurations: &[(&str, Duration)]) -> String {
     let mut out = String::from("| check | bytes per check |");
     for (label, every) in configurations {
-        out.push_str(&format!(
-            " {label} ({} checks) |",
-            checks_per_month(*every)
-        ));
+        out.push_str(&format!(" {label} ({} checks) |", checks_per_month(*every)));
     }
     out.push_str("\n|---|---|");
     out.push_str(&"---|".repeat(configurations.len()));
@@ -357,7 +354,13 @@ mod tests {
         assert_eq!(Month::of_unix_ms(start - 1).to_string(), "2028-02");
         assert_eq!(Month::of_unix_ms(start), march);
         assert_eq!(
-            (start - Month { year: 2028, month: 2 }.start_unix_ms()) / DAY_MS,
+            (start
+                - Month {
+                    year: 2028,
+                    month: 2
+                }
+                .start_unix_ms())
+                / DAY_MS,
             29
         );
         // Every month boundary of four years round-trips.
@@ -405,7 +408,11 @@ mod tests {
         a.add_link(c(3, 6_000, 7_500));
         assert_eq!((a.rx_bytes, a.tx_bytes), (1_000, 500));
         a.add_link(c(9, 100, 200));
-        assert_eq!((a.rx_bytes, a.tx_bytes), (1_100, 700), "re-created interface");
+        assert_eq!(
+            (a.rx_bytes, a.tx_bytes),
+            (1_100, 700),
+            "re-created interface"
+        );
     }
 
     #[test]
@@ -457,7 +464,13 @@ mod tests {
         assert_eq!(a.probe_bytes, 1_500);
         assert!(a.roll(m_of(2027, 1)));
         assert_eq!(
-            (a.month, a.probe_bytes, a.probe_dns_bytes, a.checks, a.rx_bytes),
+            (
+                a.month,
+                a.probe_bytes,
+                a.probe_dns_bytes,
+                a.checks,
+                a.rx_bytes
+            ),
             (m_of(2027, 1), 0, 0, 0, 0)
         );
         assert!(a.announced.is_empty());

@@ -382,7 +382,11 @@ async fn probe_scheduler_alone_reports_bytes_and_stops_periodic_checks_of_an_exh
     assert_eq!(probe.checks("eth0").len(), 1, "periodic checks stopped");
     scheduler.do_send(BudgetExhausted(Default::default()));
     pass(Duration::from_secs(31)).await;
-    assert_eq!(probe.checks("eth0").len(), 2, "resumed at the next interval");
+    assert_eq!(
+        probe.checks("eth0").len(),
+        2,
+        "resumed at the next interval"
+    );
 }
 
 #[actix::test]

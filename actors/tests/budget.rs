@@ -128,7 +128,10 @@ async fn thresholds_come_in_order_once_and_periodic_checks_stop_at_100() {
     assert_eq!(w.probe.checks("wwan0").len(), 5);
     let a = account(&h, "wwan0");
     assert_eq!((a.probe_bytes, a.checks), (5 * CHECK_BYTES, 5));
-    assert!(a.probe_bytes <= BUDGET, "never past the budget by periodic checks");
+    assert!(
+        a.probe_bytes <= BUDGET,
+        "never past the budget by periodic checks"
+    );
     assert!(a.budget_exhausted && a.metered && a.budget_percent == 100);
     assert_eq!(a.month, month);
     // The unmetered primary is checked on, and counted.
@@ -151,7 +154,10 @@ async fn thresholds_come_in_order_once_and_periodic_checks_stop_at_100() {
     );
     // What the store holds says the thresholds were announced.
     let saved = w.accounts.get();
-    assert_eq!(saved.interfaces[&name("wwan0")].announced, vec![75, 95, 100]);
+    assert_eq!(
+        saved.interfaces[&name("wwan0")].announced,
+        vec![75, 95, 100]
+    );
 }
 
 #[actix::test]
@@ -183,11 +189,7 @@ async fn checks_that_decide_a_failover_still_run_on_an_exhausted_uplink_and_coun
     // Not FULL and exhausted: the fast re-checks of a failed uplink are periodic ones; none.
     pass(Duration::from_secs(300)).await;
     assert_eq!(w.probe.checks("wwan0").len(), 7);
-    assert_eq!(
-        budget_events(&h).len(),
-        3,
-        "no threshold announced twice"
-    );
+    assert_eq!(budget_events(&h).len(), 3, "no threshold announced twice");
 }
 
 #[actix::test]
@@ -205,7 +207,10 @@ async fn a_new_month_starts_over_and_checks_resume() {
     assert!(after > before, "checks resumed ({before} → {after})");
     let a = account(&h, "wwan0");
     assert_eq!(a.month, next.to_string());
-    assert!(a.checks >= 1 && a.checks as usize == after - before, "{a:?}");
+    assert!(
+        a.checks >= 1 && a.checks as usize == after - before,
+        "{a:?}"
+    );
     // The new month announces its own thresholds, in order.
     pass(Duration::from_secs(300)).await;
     let ev = budget_events(&h);

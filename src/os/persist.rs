@@ -429,9 +429,10 @@ mod tests {
         a.add_check(1_752, 532);
         a.announced = vec![75];
         let mut accounts = Accounts::default();
-        accounts
-            .interfaces
-            .insert(netfailover_actors::model::IfaceName::new("wwan0").unwrap(), a);
+        accounts.interfaces.insert(
+            netfailover_actors::model::IfaceName::new("wwan0").unwrap(),
+            a,
+        );
         rt.block_on(store.save(accounts.clone())).unwrap();
         let again = FileAccounts::new(dir.path().join("persist"));
         assert_eq!(rt.block_on(again.load()).unwrap(), accounts);

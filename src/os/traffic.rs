@@ -210,6 +210,8 @@ async fn stats_of(
                         rx_packets: s.rx_packets,
                         tx_packets: s.tx_packets,
                         rx_multicast: s.multicast,
+                        rx_bytes: s.rx_bytes,
+                        tx_bytes: s.tx_bytes,
                         tcp: Vec::new(),
                         subnets: Vec::new(),
                         flows: None,

@@ -111,7 +111,10 @@ fn a_metered_standby_stops_at_its_budget_and_the_counters_survive_a_restart() {
         "in order, once, only the metered uplink"
     );
     let at_100 = events[2].3;
-    assert!(at_100 <= BUDGET && at_100 * 100 >= BUDGET * 75, "{events:?}");
+    assert!(
+        at_100 <= BUDGET && at_100 * 100 >= BUDGET * 75,
+        "{events:?}"
+    );
 
     // Periodic checks of wwan0 stop (interval 2 s); eth0 and wlan0 go on.
     std::thread::sleep(Duration::from_secs(1));
@@ -144,7 +147,11 @@ fn a_metered_standby_stops_at_its_budget_and_the_counters_survive_a_restart() {
     })
     .unwrap_or_else(|| panic!("wwan0's account not restored; log:\n{}", e2e.log()));
     assert_eq!(back.month, before.month);
-    assert_eq!(back.checks, before.checks + 1, "the start's check, counted on top");
+    assert_eq!(
+        back.checks,
+        before.checks + 1,
+        "the start's check, counted on top"
+    );
     assert!(back.probe_bytes > before.probe_bytes);
     assert!(back.budget_exhausted);
     let served_after_start = served(&e2e, WWAN0);

@@ -311,15 +311,20 @@ mod tests {
         let read = |toml: &str, env: &[(&str, &str)]| {
             let path = dir.path().join("netfailover.toml");
             std::fs::write(&path, toml).unwrap();
-            let env: BTreeMap<String, String> =
-                env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let env: BTreeMap<String, String> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             let mut problems = Vec::new();
             let s = load(dir.path(), None, &env, &mut problems);
             let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             (s.metered.budget_month, problems)
         };
         assert_eq!(read("", &[]), (0, vec![]));
-        assert_eq!(read("[metered]\nbudget_month = \"20MB\"\n", &[]).0, 20_000_000);
+        assert_eq!(
+            read("[metered]\nbudget_month = \"20MB\"\n", &[]).0,
+            20_000_000
+        );
         assert_eq!(read("[metered]\nbudget_month = 150000\n", &[]).0, 150_000);
         assert_eq!(
             read("", &[("NETFAILOVER_METERED__BUDGET_MONTH", "1.5MiB")]).0,

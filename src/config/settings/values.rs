@@ -283,7 +283,15 @@ mod tests {
         assert_eq!(parse_bytes("1.5MiB"), Ok(1_572_864));
         assert_eq!(parse_bytes("2gib"), Ok(2 << 30));
         assert_eq!(parse_bytes("512B"), Ok(512));
-        for bad in ["", "MB", "1.5", "-3MB", "20 furlongs", "1.2.3MB", "99999999999999GB"] {
+        for bad in [
+            "",
+            "MB",
+            "1.5",
+            "-3MB",
+            "20 furlongs",
+            "1.2.3MB",
+            "99999999999999GB",
+        ] {
             assert!(parse_bytes(bad).is_err(), "{bad:?}");
         }
     }

@@ -135,5 +135,7 @@ fn a_budget_event_adds_its_threshold_to_the_environment() {
         budget: None,
         ..event
     });
-    assert!(plain.iter().all(|(k, _)| !k.starts_with("NETFAILOVER_BUDGET")));
+    assert!(plain
+        .iter()
+        .all(|(k, _)| !k.starts_with("NETFAILOVER_BUDGET")));
 }
