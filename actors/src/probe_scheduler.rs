@@ -194,11 +194,14 @@ impl ProbeScheduler {
                     self.start_prober(&u.name, ctx);
                 }
                 Some(p) => {
-                    if p.request.routed.is_empty() && !request.routed.is_empty() {
-                        // A route appeared (DHCP done, RA received): check it now, from scratch,
-                        // instead of on the NONE results' back-off.
+                    if p.request.routed.is_empty() != request.routed.is_empty() {
+                        // A route appeared (DHCP done, RA received, the address back after a
+                        // carrier return) or the last one went (address lost): either way a
+                        // link that (just) came back, UNKNOWN, whatever was recorded before
+                        // the wait. A new route is checked now and its first result decides
+                        // (docs/semantics.md §9.2); without one, nothing is checked.
                         p.request = request;
-                        p.health = Health::new(u.connectivity);
+                        p.health = Health::new(Connectivity::Unknown);
                         self.restart_prober_now(&u.name, ctx);
                         continue;
                     }
