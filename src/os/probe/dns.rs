@@ -157,6 +157,17 @@ impl DnsUdpSocket for MeteredUdp {
     }
 }
 
+/// Which records a lookup asks for: only the family the check can use through the interface
+/// (no AAAA query on an IPv4-only uplink, no A query on an IPv6-only one); with both, A first and
+/// AAAA only when there is no A, half the queries of asking both.
+fn strategy(routed: &[Family]) -> LookupIpStrategy {
+    match (routed.contains(&Family::V4), routed.contains(&Family::V6)) {
+        (true, false) => LookupIpStrategy::Ipv4Only,
+        (false, true) => LookupIpStrategy::Ipv6Only,
+        _ => LookupIpStrategy::Ipv4thenIpv6,
+    }
+}
+
 /// A positive answer kept until its TTL expires.
 #[derive(Debug, Clone)]
 struct CachedAnswer {
@@ -174,15 +185,19 @@ pub struct InterfaceResolver {
     meter: Arc<DatagramMeter>,
     cached: Mutex<Option<CachedAnswer>>,
     per_server_timeout: Duration,
+    strategy: LookupIpStrategy,
 }
 
 impl InterfaceResolver {
-    /// Resolvers for `servers` through `iface`; each server gets `per_server_timeout`.
+    /// Resolvers for `servers` through `iface`; each server gets `per_server_timeout`; only
+    /// the record types of the `routed` families are asked for ([`strategy`]).
     pub fn new(
         iface: &IfaceName,
         servers: &[SocketAddr],
         per_server_timeout: Duration,
+        routed: &[Family],
     ) -> Result<Self, DnsFailure> {
+        let strategy = strategy(routed);
         let meter = Arc::new(DatagramMeter::default());
         let provider = BoundProvider {
             inner: TokioRuntimeProvider::new(),
@@ -204,11 +219,13 @@ impl InterfaceResolver {
                 opts.attempts = 0;
                 opts.num_concurrent_reqs = 1;
                 opts.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;
-                // A first, AAAA only when there is no A: half the queries of asking both.
-                opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
+                opts.ip_strategy = strategy;
                 opts.use_hosts_file = ResolveHosts::Never;
                 // Our own cache holds the one answer a check needs.
                 opts.cache_size = 0;
+                // No EDNS OPT record: 11 B less in the query and in the answer; a check host's
+                // addresses fit the classic 512 B answer.
+                opts.edns0 = false;
                 builder.build().map_err(|e| DnsFailure::Failed {
                     host: String::new(),
                     iface: iface.clone(),
@@ -223,6 +240,7 @@ impl InterfaceResolver {
             meter,
             cached: Mutex::new(None),
             per_server_timeout,
+            strategy,
         })
     }
 
@@ -360,18 +378,27 @@ pub struct ResolverPool {
 }
 
 impl ResolverPool {
-    /// The resolver of `iface` for exactly `servers`.
+    /// The resolver of `iface` for exactly `servers` and the `routed` families.
     pub fn get(
         &self,
         iface: &IfaceName,
         servers: &[SocketAddr],
         per_server_timeout: Duration,
+        routed: &[Family],
     ) -> Result<Arc<InterfaceResolver>, DnsFailure> {
         let mut pool = self.by_iface.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = pool.get(iface).filter(|r| r.servers() == servers) {
+        if let Some(existing) = pool
+            .get(iface)
+            .filter(|r| r.servers() == servers && r.strategy == strategy(routed))
+        {
             return Ok(existing.clone());
         }
-        let fresh = Arc::new(InterfaceResolver::new(iface, servers, per_server_timeout)?);
+        let fresh = Arc::new(InterfaceResolver::new(
+            iface,
+            servers,
+            per_server_timeout,
+            routed,
+        )?);
         pool.insert(iface.clone(), fresh.clone());
         Ok(fresh)
     }

@@ -294,6 +294,7 @@ pub(crate) fn load_ca_file(
 /// TLS client: web PKI roots plus `extra`, ring only (docs/kernel-facts.md §1: never rely on a default
 /// provider, another crate in the tree could bring aws-lc-rs).
 fn tls_connector(extra: Vec<CertificateDer<'static>>) -> Result<TlsConnector, ProbeError> {
+    let sessions = session_store(&extra);
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra {
@@ -309,12 +310,29 @@ fn tls_connector(extra: Vec<CertificateDer<'static>>) -> Result<TlsConnector, Pr
         })?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    // Sessions are resumed (TLS 1.3 tickets, TLS 1.2 session ids) from an in-memory store that
-    // lives as long as this one config, i.e. the probe: a check after the first sends no
-    // certificate (docs/probe.md, "Bytes on the wire"). Rustls's default, stated because
-    // the byte budget of metered uplinks depends on it.
-    config.resumption = rustls::client::Resumption::default();
+    // Sessions are resumed (TLS 1.3 tickets, TLS 1.2 session ids): a check after the first
+    // sends no certificate (docs/probe.md, "Bytes on the wire"), on every interface and across
+    // reloads that keep the trust roots.
+    config.resumption = rustls::client::Resumption::store(sessions);
     Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The process's TLS session store for a set of extra trust roots: a probe rebuilt by a
+/// reload (SIGHUP) resumes the sessions of the one before, while a change of `ca_file` starts
+/// afresh (a resumed session is not verified again, so it must come from the same roots).
+fn session_store(extra: &[CertificateDer<'static>]) -> Arc<dyn rustls::client::ClientSessionStore> {
+    type Stores =
+        std::collections::HashMap<Vec<Vec<u8>>, Arc<rustls::client::ClientSessionMemoryCache>>;
+    static STORES: Mutex<Option<Stores>> = Mutex::new(None);
+    /// Server names remembered per store (one check host, a few after URI changes).
+    const NAMES: usize = 16;
+    let key: Vec<Vec<u8>> = extra.iter().map(|c| c.as_ref().to_vec()).collect();
+    let mut stores = STORES.lock().unwrap_or_else(|e| e.into_inner());
+    stores
+        .get_or_insert_with(Default::default)
+        .entry(key)
+        .or_insert_with(|| Arc::new(rustls::client::ClientSessionMemoryCache::new(NAMES)))
+        .clone()
 }
 
 /// Settings and shared state of the probe.
@@ -409,10 +427,12 @@ impl HttpProbe {
         let resolver = match &inner.target.host {
             Host::Ip(_) => None,
             Host::Name(_) => {
-                match inner
-                    .resolvers
-                    .get(&request.iface, &request.dns, inner.connect_timeout)
-                {
+                match inner.resolvers.get(
+                    &request.iface,
+                    &request.dns,
+                    inner.connect_timeout,
+                    &request.routed,
+                ) {
                     Ok(r) => Some(r),
                     Err(failure) => return report(Err(failure.into()), 0, 0, started),
                 }
@@ -503,6 +523,7 @@ impl HttpProbe {
                             http::exchange(stream, &inner.target.request, &inner.expected).await
                         }
                         Some((connector, name)) => {
+                            let stream = stream.merge_request();
                             let tls = http::tls(connector, name.clone(), stream).await?;
                             // TLS records are counted underneath, on the TCP stream.
                             http::exchange(tls, &inner.target.request, &inner.expected).await

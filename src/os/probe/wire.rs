@@ -122,25 +122,109 @@ impl TcpMeter {
     }
 }
 
-/// A stream that counts what passes through it into a [`TcpMeter`].
+/// Largest amount of written data [`Metered`] holds back before sending it anyway.
+const HOLD_MAX: usize = 16 * 1024;
+
+/// A stream that counts what passes through it into a [`TcpMeter`], and holds written data
+/// back until the check waits for an answer: writes and flushes only queue, the next read
+/// (or shutdown) sends everything queued in one `write`. A check always reads after it writes,
+/// so nothing waits longer, while fewer TCP segments cross the uplink (docs/probe.md, "Bytes
+/// on the wire"):
+/// - the TLS client's ChangeCipherSpec and Finished leave together;
+/// - with [`Metered::merge_request`], a TLS 1.3 client's last handshake flight (one
+///   ChangeCipherSpec record, then encrypted records only) is held across the handshake's
+///   last read too, until the HTTP request is written: flight and request in one segment.
+///
+/// Data still queued when the stream is dropped are discarded: the check has ended by then.
 #[derive(Debug)]
 pub struct Metered<S> {
     inner: S,
     meter: Arc<TcpMeter>,
+    held: Vec<u8>,
+    merge: Merge,
+}
+
+/// Where [`Metered::merge_request`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    Off,
+    /// Watching for a TLS 1.3 client's last handshake flight.
+    Armed,
+    /// Holding that flight until the next write (the request).
+    Holding,
 }
 
 impl<S> Metered<S> {
     pub fn new(inner: S, meter: Arc<TcpMeter>) -> Self {
-        Self { inner, meter }
+        Self {
+            inner,
+            meter,
+            held: Vec::new(),
+            merge: Merge::Off,
+        }
+    }
+
+    /// Sends a TLS 1.3 client's last handshake flight with the first write after it (the
+    /// caller writes the request right after the handshake: HTTPS checks).
+    pub fn merge_request(mut self) -> Self {
+        self.merge = Merge::Armed;
+        self
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+/// `held` is exactly a TLS 1.3 client's last handshake flight as rustls writes it: the
+/// middlebox-compatibility ChangeCipherSpec record, then application-data records (the
+/// encrypted Finished). TLS 1.2 flights (a ClientKeyExchange or a Finished in a handshake
+/// record) and a retried ClientHello never match: they wait for the server.
+fn is_tls13_last_flight(held: &[u8]) -> bool {
+    const CCS: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+    let Some(mut rest) = held.strip_prefix(&CCS) else {
+        return false;
+    };
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let Some(&[kind, _, _, hi, lo]) = rest.get(..5) else {
+            return false;
+        };
+        if kind != 0x17 {
+            return false;
+        }
+        match rest.get(5 + usize::from(u16::from_be_bytes([hi, lo]))..) {
+            Some(next) => rest = next,
+            None => return false,
+        }
+    }
+    true
+}
+
+impl<S: AsyncWrite + Unpin> Metered<S> {
+    /// Sends what is held back; `Pending` until all of it is written.
+    fn poll_send_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.held))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.meter.wrote(n);
+            self.held.drain(..n);
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Metered<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        match self.merge {
+            Merge::Armed if is_tls13_last_flight(&self.held) => self.merge = Merge::Holding,
+            Merge::Holding => {}
+            _ => std::task::ready!(self.poll_send_held(cx))?,
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = polled {
@@ -156,18 +240,29 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            self.meter.wrote(n);
+        if self.merge == Merge::Holding {
+            self.merge = Merge::Off;
         }
-        polled
+        if self.held.len() + buf.len() > HOLD_MAX {
+            std::task::ready!(self.poll_send_held(cx))?;
+        }
+        let take = buf.len().min(HOLD_MAX);
+        self.held.extend_from_slice(&buf[..take]);
+        Poll::Ready(Ok(take))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Held until the next read (see the type's doc). The task is woken once more so a
+        // caller whose read was already pending (hyper polls it before writing) reads, and
+        // thereby sends, again.
+        if !self.held.is_empty() {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_send_held(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -203,6 +298,35 @@ mod tests {
         m.connect_attempt(Duration::from_millis(3500), false);
         // SYNs at 0, 1 s and 3 s.
         assert_eq!(m.l3_bytes(), 3 * 60);
+    }
+
+    #[test]
+    fn only_a_tls13_last_flight_is_held_for_the_request() {
+        let ccs = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+        let record = |kind: u8, len: u16| {
+            let mut r = vec![kind, 0x03, 0x03];
+            r.extend_from_slice(&len.to_be_bytes());
+            r.resize(5 + usize::from(len), 0xaa);
+            r
+        };
+        let flight = |parts: &[Vec<u8>]| parts.concat();
+        // TLS 1.3: ChangeCipherSpec, then the encrypted Finished.
+        assert!(is_tls13_last_flight(&flight(&[
+            ccs.to_vec(),
+            record(0x17, 53)
+        ])));
+        // TLS 1.2 full and abbreviated flights, a retried ClientHello, a lone CCS, a cut
+        // record: sent at once.
+        for held in [
+            flight(&[record(0x16, 37), ccs.to_vec(), record(0x16, 40)]),
+            flight(&[ccs.to_vec(), record(0x16, 40)]),
+            flight(&[ccs.to_vec(), record(0x16, 200)]),
+            ccs.to_vec(),
+            flight(&[ccs.to_vec(), record(0x17, 53)])[..40].to_vec(),
+            Vec::new(),
+        ] {
+            assert!(!is_tls13_last_flight(&held), "{held:?}");
+        }
     }
 
     #[test]

@@ -91,8 +91,34 @@ fn a_later_https_check_resumes_the_tls_session() {
             resumed_l3 + 250 <= first_l3 - first.dns_bytes,
             "{name}: at L3 first {first_l3} B, resumed {resumed_l3} B"
         );
+        // Upper bounds from the measurement (docs/probe.md, "Bytes on the wire"; measured
+        // 2026-12-07: first 2013 B without DNS, resumed 1648 B with an address and 1665 B with
+        // a name, the probe's estimates 52 B lower), with slack. The estimate counts what the
+        // probe wrote and read; the kernel's count may add a retransmitted segment under load,
+        // so the tighter L3 bound holds for the better of the two later checks.
+        assert!(
+            resumed.bytes <= 1700 && again.bytes <= 1700,
+            "{name}: resumed checks estimated {} B and {} B",
+            resumed.bytes,
+            again.bytes
+        );
+        assert!(
+            resumed_l3.min(again_l3) <= 1750 && resumed_l3.max(again_l3) <= 2000,
+            "{name}: resumed checks {resumed_l3} B and {again_l3} B at L3"
+        );
+        assert!(
+            first_l3 - first.dns_bytes <= 2200,
+            "{name}: first check {first_l3} B at L3 with {} B of DNS",
+            first.dns_bytes
+        );
         if name == "with DNS" {
-            assert!(first.dns_bytes > 0, "the first check resolves the host");
+            // One A query and its answer, no AAAA query on this IPv4-only uplink, no EDNS
+            // record (128 B measured).
+            assert!(
+                first.dns_bytes > 0 && first.dns_bytes <= 140,
+                "DNS of the first check: {} B",
+                first.dns_bytes
+            );
         } else {
             assert_eq!(first.dns_bytes, 0);
         }
