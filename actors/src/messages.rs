@@ -23,7 +23,8 @@ use crate::ports::{ProbeReport, ProbeRequest};
 // ---------------------------------------------------------------------------------------------
 
 /// A new configuration (SIGHUP; from the supervisor, to each running actor that reads the
-/// configuration: RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher, RecoveryManager).
+/// configuration: RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher, RecoveryManager,
+/// Accountant).
 /// Each takes the parts it uses; the supervisor also keeps it for the next (re)start of any child.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -91,6 +92,8 @@ pub struct Uplink {
     pub metric: u32,
     /// A gsm/cdma uplink (the recovery ladder's `modem-reset` applies).
     pub cellular: bool,
+    /// `connection.metered` (or the type's guess): `metered.budget_month` applies.
+    pub metered: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +170,15 @@ pub struct CheckIface(pub IfaceName);
 // Handled by a Prober (sent by ProbeScheduler, its parent)
 // ---------------------------------------------------------------------------------------------
 
+/// The periodic timer of `iface`'s Prober fired: may the periodic check run? `None`: run it
+/// now; `Some(delay)`: skipped (0 bytes), ask again after `delay` (from the Prober to
+/// ProbeScheduler, its parent).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<Duration>")]
+pub struct PeriodicDue {
+    pub iface: IfaceName,
+}
+
 /// Run a confirmation check now with this deadline (ignored while a check is in flight: its
 /// result serves as the confirmation).
 #[derive(Message, Debug, Clone)]
@@ -230,6 +242,37 @@ pub struct AnsweredSince {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct UplinkStates(pub Vec<Uplink>);
+
+// ---------------------------------------------------------------------------------------------
+// Handled by the Accountant
+// ---------------------------------------------------------------------------------------------
+
+/// One check's bytes (from ProbeScheduler, for every check it records: periodic, confirming,
+/// requested).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ProbeSpent {
+    pub iface: IfaceName,
+    pub bytes: u64,
+    pub dns_bytes: u64,
+}
+
+/// Save the accounts now, with a last reading of the link counters (from the supervisor, on a
+/// clean stop, before the tree is stopped).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct FlushAccounts;
+
+// ---------------------------------------------------------------------------------------------
+// Handled by ProbeScheduler, from the Accountant
+// ---------------------------------------------------------------------------------------------
+
+/// The metered uplinks whose budget cannot take another check this month: their periodic
+/// checks stop (the whole set, level-triggered: sent on every change and after every
+/// `ProbeSpent`, so a restarted ProbeScheduler learns it with its first check).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct BudgetExhausted(pub std::collections::BTreeSet<IfaceName>);
 
 // ---------------------------------------------------------------------------------------------
 // Handled by the Supervisor (from `EngineHandle`)

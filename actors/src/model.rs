@@ -24,11 +24,11 @@ mod metric;
 
 pub use config::{
     CheckConfig, Config, DeviceEvents, DispatcherConfig, DnsConfig, FamilyConfig, FlowsConfig,
-    IfaceAddr, IfaceMatch, Method, PassiveConfig, Profile, RecoveryConfig, RouteConfig,
-    RpFilterPolicy, DEFAULT_ROUTE_PROTOCOL,
+    IfaceAddr, IfaceMatch, MeteredConfig, Method, PassiveConfig, Profile, RecoveryConfig,
+    RouteConfig, RpFilterPolicy, DEFAULT_ROUTE_PROTOCOL,
 };
 pub use connectivity::Connectivity;
-pub use event::{Event, EventKind, RecoveryInfo};
+pub use event::{BudgetInfo, Event, EventKind, RecoveryInfo};
 pub use iface::{IfaceName, IfaceNameError, IFNAME_MAX};
 pub use link::{Family, KernelRoute, LinkInfo, LinkKind};
 pub use metric::{Metered, Metric, MetricError, UplinkType, PENALTY_MAX};

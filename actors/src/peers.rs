@@ -16,8 +16,9 @@ use std::sync::{Arc, RwLock};
 use actix::{Message, Recipient};
 
 use crate::messages::{
-    AnsweredSince, Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved,
-    LinkSnapshot, ResetChecks, RouteInUseMoved, RoutesChanged, UplinkStates, UplinksChanged,
+    AnsweredSince, BudgetExhausted, Confirm, ConnectivityChanged, GetUplinks, LinkChanged,
+    LinkRemoved, LinkSnapshot, ProbeSpent, ResetChecks, RouteInUseMoved, RoutesChanged,
+    UplinkStates, UplinksChanged,
 };
 
 /// The current recipient of messages `M`, if its handler is running.
@@ -93,10 +94,13 @@ pub struct Peers {
     pub uplinks_changed: Slot<UplinksChanged>,
     pub reset_checks: Slot<ResetChecks>,
     pub confirm: Slot<Confirm>,
+    pub budget_exhausted: Slot<BudgetExhausted>,
     // Handled by FlowResetter.
     pub route_in_use_moved: Slot<RouteInUseMoved>,
     // Handled by TrafficWatcher.
     pub answered_since: Slot<AnsweredSince>,
     // Handled by RecoveryManager.
     pub uplink_states: Slot<UplinkStates>,
+    // Handled by the Accountant.
+    pub probe_spent: Slot<ProbeSpent>,
 }

@@ -20,7 +20,7 @@
 //! passes (the suspicion ends and the periodic timer is left as it was). A standby named in the
 //! request gets one such check if its last result is older than `recheck_max`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -31,8 +31,9 @@ use crate::board::Board;
 use crate::error::EngineError;
 use crate::health::{Health, HealthParams};
 use crate::messages::{
-    AnsweredSince, CheckIface, CheckNow, Confirm, ConfirmCheck, ConnectivityChanged, GetUplinks,
-    KillProber, NextCheck, ProbeDone, Reconfigure, ResetChecks, Retarget, Uplink, UplinksChanged,
+    AnsweredSince, BudgetExhausted, CheckIface, CheckNow, Confirm, ConfirmCheck,
+    ConnectivityChanged, GetUplinks, KillProber, NextCheck, PeriodicDue, ProbeDone, ProbeSpent,
+    Reconfigure, ResetChecks, Retarget, Uplink, UplinksChanged,
 };
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::peers::Slot;
@@ -62,6 +63,8 @@ pub struct ProbeDeps {
     pub get_uplinks: Slot<GetUplinks>,
     /// Asked by a Prober whose confirmation ran out of its deadline unconnected (TrafficWatcher).
     pub answered_since: Slot<AnsweredSince>,
+    /// Every check's bytes go to the Accountant.
+    pub spent: Slot<ProbeSpent>,
     pub board: Board,
 }
 
@@ -76,6 +79,9 @@ pub struct ProbeScheduler {
 struct State {
     ifaces: BTreeMap<IfaceName, Probed>,
     last_uplinks: Vec<Uplink>,
+    /// Metered uplinks whose monthly budget cannot take another check (the Accountant's
+    /// [`BudgetExhausted`]): their periodic checks stop.
+    budget_exhausted: BTreeSet<IfaceName>,
 }
 
 impl Probed {
@@ -188,11 +194,14 @@ impl ProbeScheduler {
                     self.start_prober(&u.name, ctx);
                 }
                 Some(p) => {
-                    if p.request.routed.is_empty() && !request.routed.is_empty() {
-                        // A route appeared (DHCP done, RA received): check it now, from scratch,
-                        // instead of on the NONE results' back-off.
+                    if p.request.routed.is_empty() != request.routed.is_empty() {
+                        // A route appeared (DHCP done, RA received, the address back after a
+                        // carrier return) or the last one went (address lost): either way a
+                        // link that (just) came back, UNKNOWN, whatever was recorded before
+                        // the wait. A new route is checked now and its first result decides
+                        // (docs/semantics.md §9.2); without one, nothing is checked.
                         p.request = request;
-                        p.health = Health::new(u.connectivity);
+                        p.health = Health::new(Connectivity::Unknown);
                         self.restart_prober_now(&u.name, ctx);
                         continue;
                     }
@@ -233,7 +242,8 @@ impl ProbeScheduler {
             scheduler.clone().recipient(),
             timeout,
         )
-        .with_answered(self.deps.answered_since.clone());
+        .with_answered(self.deps.answered_since.clone())
+        .with_gate(scheduler.clone().recipient());
         let iface = name.clone();
         let addr = p.child.start(prober, move |generation, exit| {
             scheduler.do_send(ProberExited {
@@ -285,6 +295,23 @@ impl ProbeScheduler {
             s.checks
                 .record(report.verdict, report.elapsed.as_secs_f64());
         }
+        drop(board);
+        if report.bytes > 0 {
+            self.deps.spent.do_send(ProbeSpent {
+                iface: name.clone(),
+                bytes: report.bytes,
+                dns_bytes: report.dns_bytes,
+            });
+        }
+    }
+
+    /// Why the periodic check of `iface` does not run now, if it does not: the budget of a
+    /// metered uplink is exhausted, and the check would not decide a failover or a fail-back
+    /// in the making (those, and confirmations, always run).
+    fn periodic_skip(&self, iface: &IfaceName) -> Option<&'static str> {
+        let p = self.state.ifaces.get(iface)?;
+        (self.state.budget_exhausted.contains(iface) && !p.health.deciding())
+            .then_some("budget exhausted")
     }
 }
 
@@ -522,6 +549,24 @@ impl Handler<CheckIface> for ProbeScheduler {
                 .await
                 .map_err(|e| cannot(format!("its prober: {e}")))
         })
+    }
+}
+
+impl Handler<PeriodicDue> for ProbeScheduler {
+    type Result = Option<Duration>;
+    fn handle(&mut self, msg: PeriodicDue, _: &mut Self::Context) -> Self::Result {
+        let why = self.periodic_skip(&msg.iface)?;
+        let _span = tracing::info_span!("probe_scheduler", iface = %msg.iface).entered();
+        tracing::debug!(iface = %msg.iface, "periodic check skipped: {why}");
+        // Asked again after an interval: a new month or a larger budget lets it run then.
+        Some(self.cfg.check.interval)
+    }
+}
+
+impl Handler<BudgetExhausted> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: BudgetExhausted, _: &mut Self::Context) {
+        self.state.budget_exhausted = msg.0;
     }
 }
 

@@ -20,7 +20,9 @@ use actix::prelude::*;
 use futures::future::Either;
 
 use crate::actor_name::ActorName;
-use crate::messages::{AnsweredSince, CheckNow, ConfirmCheck, NextCheck, ProbeDone, Retarget};
+use crate::messages::{
+    AnsweredSince, CheckNow, ConfirmCheck, NextCheck, PeriodicDue, ProbeDone, Retarget,
+};
 use crate::model::IfaceName;
 use crate::peers::Slot;
 use crate::ports::{CheckProgress, Probe, ProbeReport, ProbeRequest, Verdict};
@@ -42,6 +44,8 @@ pub struct Prober {
     in_flight: bool,
     /// Whether the interface's traffic was answered meanwhile (TrafficWatcher, in the tree).
     answered: Slot<AnsweredSince>,
+    /// Asked when the periodic timer fires whether the check runs (its parent; none: always).
+    gate: Option<Recipient<PeriodicDue>>,
 }
 
 impl Prober {
@@ -61,7 +65,14 @@ impl Prober {
             timer: None,
             in_flight: false,
             answered: Slot::default(),
+            gate: None,
         }
+    }
+
+    /// Who decides whether a periodic check runs when its timer fires (see [`PeriodicDue`]).
+    pub fn with_gate(mut self, gate: Recipient<PeriodicDue>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Where to ask whether the interface's traffic was answered (see the module doc).
@@ -143,6 +154,36 @@ impl Prober {
         self.start(self.deadline, ctx);
     }
 
+    /// The periodic timer fired: asks the gate, then checks, or sets the timer again when the
+    /// gate skips this one. A gate that is gone or does not answer lets the check run.
+    fn periodic(&mut self, ctx: &mut Context<Self>) {
+        let Some(gate) = self.gate.clone() else {
+            return self.run_check(ctx);
+        };
+        let due = PeriodicDue {
+            iface: self.request.iface.clone(),
+        };
+        ctx.spawn(
+            gate.send(due)
+                .into_actor(self)
+                .map(|answer, act, ctx| match answer {
+                    Ok(Some(delay)) if act.timer.is_none() => act.set_timer(delay, ctx),
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => act.run_check(ctx),
+                }),
+        );
+    }
+
+    fn set_timer(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.timer = None;
+            act.periodic(ctx)
+        }));
+    }
+
     fn start(&mut self, deadline: Duration, ctx: &mut Context<Self>) {
         if self.in_flight {
             return;
@@ -160,22 +201,11 @@ impl Prober {
                     act.done.send(done).into_actor(act)
                 })
                 .map(|next, act, ctx| match next {
-                    Ok(Some(NextCheck::After(delay))) => {
-                        if let Some(t) = act.timer.take() {
-                            ctx.cancel_future(t);
-                        }
-                        act.timer = Some(ctx.run_later(delay, |act, ctx| {
-                            act.timer = None;
-                            act.run_check(ctx)
-                        }))
-                    }
+                    Ok(Some(NextCheck::After(delay))) => act.set_timer(delay, ctx),
                     Ok(Some(NextCheck::Confirm(deadline))) => act.start(deadline, ctx),
                     Ok(Some(NextCheck::KeepTimer(fallback))) => {
                         if act.timer.is_none() {
-                            act.timer = Some(ctx.run_later(fallback, |act, ctx| {
-                                act.timer = None;
-                                act.run_check(ctx)
-                            }))
+                            act.set_timer(fallback, ctx);
                         }
                     }
                     // The scheduler no longer wants checks here, or is gone (it stops us anyway).

@@ -468,6 +468,39 @@ pub struct EngineStatus {
     /// The recovery ladder (RecoveryManager's part).
     #[serde(default)]
     pub recovery: RecoveryStatus,
+    /// What checking cost this month, per interface (the Accountant's part).
+    #[serde(default)]
+    pub accounting: AccountingStatus,
+}
+
+/// The month's accounts (docs/semantics.md §10), written by the Accountant only.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct AccountingStatus {
+    /// `metered.budget_month`, bytes (0: no cap); it applies to metered uplinks.
+    pub budget_month: u64,
+    /// Every managed interface with a link seen this month.
+    pub interfaces: BTreeMap<IfaceName, IfaceAccounting>,
+}
+
+/// One interface's month in `status`.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct IfaceAccounting {
+    /// The month counted, `YYYY-MM` (UTC).
+    pub month: String,
+    /// `connection.metered` (or the type's guess): the budget applies.
+    pub metered: bool,
+    /// The month's check bytes at L3, both directions, DNS included; of which DNS.
+    pub probe_bytes: u64,
+    pub probe_dns_bytes: u64,
+    /// Checks counted this month.
+    pub checks: u64,
+    /// The link's bytes this month (every packet through the interface).
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// The highest budget threshold reached this month (75, 95, 100; 0: none or no budget).
+    pub budget_percent: u8,
+    /// The budget cannot take another check: periodic checks stopped until the month changes.
+    pub budget_exhausted: bool,
 }
 
 /// Where the recovery ladder stands (`docs/recovery.md`), written by RecoveryManager only.

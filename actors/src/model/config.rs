@@ -323,6 +323,15 @@ impl Default for RecoveryConfig {
     }
 }
 
+/// Metered uplinks (`[metered]`): what checking a metered uplink may cost.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct MeteredConfig {
+    /// Check bytes a metered uplink may spend per calendar month (UTC); 0: no cap. At 100 %
+    /// its periodic checks stop until the month changes (docs/semantics.md §10).
+    #[serde(default)]
+    pub budget_month: u64,
+}
+
 /// Everything the engine needs, already validated.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Config {
@@ -337,6 +346,8 @@ pub struct Config {
     pub passive: PassiveConfig,
     #[serde(default)]
     pub recovery: RecoveryConfig,
+    #[serde(default)]
+    pub metered: MeteredConfig,
 }
 
 impl Default for Config {
@@ -351,6 +362,7 @@ impl Default for Config {
             flows: FlowsConfig::default(),
             passive: PassiveConfig::default(),
             recovery: RecoveryConfig::default(),
+            metered: MeteredConfig::default(),
         }
     }
 }

@@ -38,16 +38,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use netfailover_actors::model::{
-    CheckConfig, DispatcherConfig, FlowsConfig, PassiveConfig, RecoveryConfig, RouteConfig,
+    CheckConfig, DispatcherConfig, FlowsConfig, MeteredConfig, PassiveConfig, RecoveryConfig,
+    RouteConfig,
 };
 
 pub use reader::Entry;
 use reader::Reader;
 use sections::{
-    CheckSection, Context, DaemonSection, DispatcherSection, FlowsSection, NetlinkSection,
-    PassiveSection, RecoverySection, RouteSection,
+    CheckSection, Context, DaemonSection, DispatcherSection, FlowsSection, MeteredSection,
+    NetlinkSection, PassiveSection, RecoverySection, RouteSection,
 };
-pub use values::{parse_duration, BadDuration, Invalid, MAX_DURATION};
+pub use values::{parse_bytes, parse_duration, BadBytes, BadDuration, Invalid, MAX_DURATION};
 
 use super::problems::Problem;
 use super::{read_text, Origin};
@@ -56,13 +57,14 @@ use super::{read_text, Origin};
 pub const ENV_PREFIX: &str = "NETFAILOVER";
 
 /// Every table of the file, in the order check-config prints them (`""`: the top-level keys).
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "check",
     "route",
     "dispatcher",
     "passive",
     "flows",
     "recovery",
+    "metered",
     "netlink",
     "",
 ];
@@ -78,6 +80,7 @@ pub struct Settings {
     pub passive: PassiveConfig,
     pub flows: FlowsConfig,
     pub recovery: RecoveryConfig,
+    pub metered: MeteredConfig,
     pub state_dir: PathBuf,
     pub persist_dir: PathBuf,
     pub netlink_rcvbuf: usize,
@@ -101,6 +104,7 @@ impl Default for Settings {
             passive: PassiveConfig::default(),
             flows: FlowsConfig::default(),
             recovery: RecoveryConfig::default(),
+            metered: MeteredConfig::default(),
             state_dir: daemon.state_dir,
             persist_dir: daemon.persist_dir,
             netlink_rcvbuf: NetlinkSection::default().rcvbuf,
@@ -169,6 +173,7 @@ pub fn load(
     let passive: PassiveSection = reader.section();
     let flows: FlowsSection = reader.section();
     let recovery: RecoverySection = reader.section();
+    let metered: MeteredSection = reader.section();
     let netlink: NetlinkSection = reader.section();
     let daemon: DaemonSection = reader.section();
 
@@ -195,6 +200,7 @@ pub fn load(
         passive: passive.into(),
         flows: flows.into(),
         recovery: recovery.into(),
+        metered: metered.into(),
         state_dir: daemon.state_dir,
         persist_dir: daemon.persist_dir,
         netlink_rcvbuf: netlink.rcvbuf,
@@ -295,6 +301,42 @@ mod tests {
         assert_eq!(s.netlink_rcvbuf, 8192);
         assert!(matches!(s.origin("check.down_count"), Origin::File(_)));
         assert_eq!(s.origin("check.up_count"), Origin::Default);
+    }
+
+    /// `[metered] budget_month`: bytes as an integer or with a unit, from the file or the
+    /// environment; a bad value falls back to 0 (no cap) with its FILE:LINE.
+    #[test]
+    fn metered_budget_reads_units_and_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let read = |toml: &str, env: &[(&str, &str)]| {
+            let path = dir.path().join("netfailover.toml");
+            std::fs::write(&path, toml).unwrap();
+            let env: BTreeMap<String, String> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let mut problems = Vec::new();
+            let s = load(dir.path(), None, &env, &mut problems);
+            let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            (s.metered.budget_month, problems)
+        };
+        assert_eq!(read("", &[]), (0, vec![]));
+        assert_eq!(
+            read("[metered]\nbudget_month = \"20MB\"\n", &[]).0,
+            20_000_000
+        );
+        assert_eq!(read("[metered]\nbudget_month = 150000\n", &[]).0, 150_000);
+        assert_eq!(
+            read("", &[("NETFAILOVER_METERED__BUDGET_MONTH", "1.5MiB")]).0,
+            1_572_864
+        );
+        let (budget, problems) = read("[metered]\nbudget_month = \"lots\"\n", &[]);
+        assert_eq!(budget, 0);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("netfailover.toml:2: error: metered.budget_month"),
+            "{problems:?}"
+        );
     }
 
     /// `[recovery]` and `persist_dir`: read, and a bad key falls back alone with its FILE:LINE.

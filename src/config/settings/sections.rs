@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use netfailover_actors::model::{
-    CheckConfig, DeviceEvents, DispatcherConfig, FlowsConfig, PassiveConfig, RecoveryConfig,
-    RouteConfig, RpFilterPolicy, PENALTY_MAX,
+    CheckConfig, DeviceEvents, DispatcherConfig, FlowsConfig, MeteredConfig, PassiveConfig,
+    RecoveryConfig, RouteConfig, RpFilterPolicy, PENALTY_MAX,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::values::{absolute, at_least, duration, in_range, pem_file, Invalid};
+use super::values::{absolute, at_least, bytes, duration, in_range, pem_file, Invalid};
 
 /// One table of `netfailover.toml`.
 pub trait Section: Serialize + DeserializeOwned + Default {
@@ -420,6 +420,33 @@ impl From<RecoverySection> for RecoveryConfig {
             reboot_after: s.reboot_after,
             reboot_min_interval: s.reboot_min_interval,
             reboot_command: s.reboot_command,
+        }
+    }
+}
+
+/// `[metered]`: metered uplinks (`connection.metered`, or the type's guess): what checking
+/// them may cost (docs/semantics.md §10).
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MeteredSection {
+    /// Check bytes per metered uplink and calendar month; 0: no cap.
+    #[serde(with = "bytes")]
+    pub budget_month: u64,
+}
+
+impl Section for MeteredSection {
+    const NAME: &'static str = "metered";
+
+    fn validate(&self, _: &Context) -> Vec<(&'static str, Invalid)> {
+        // Any count is a budget; 0 is none.
+        Vec::new()
+    }
+}
+
+impl From<MeteredSection> for MeteredConfig {
+    fn from(s: MeteredSection) -> Self {
+        Self {
+            budget_month: s.budget_month,
         }
     }
 }
