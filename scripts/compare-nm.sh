@@ -2,8 +2,8 @@
 # netfailover side by side with NetworkManager 1.42, one Markdown table (README, "Compared with
 # NetworkManager"; docs/benchmarks.md).
 #
-#   sudo scripts/compare-nm.sh            n = 20 per series, 60 s idle window (about 25 minutes)
-#   sudo scripts/compare-nm.sh --quick    n = 8, 20 s idle window (about 8 minutes)
+#   sudo scripts/compare-nm.sh            n = 20 per series, 60 s idle window (about 17 minutes)
+#   sudo scripts/compare-nm.sh --quick    n = 8, 20 s idle window (about 7 minutes)
 #   sudo scripts/compare-nm.sh --runs N --idle-secs S
 #
 # Needs root and Debian's network-manager, dbus and nftables packages. NetworkManager runs in a

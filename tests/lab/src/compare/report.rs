@@ -158,7 +158,9 @@ fn ratio(ours: f64, theirs: f64) -> String {
         };
     }
     let r = ours / theirs;
-    let digits = if r >= 1.0 {
+    let digits = if r >= 10.0 {
+        0
+    } else if r >= 1.0 {
         2
     } else {
         // Two significant digits below 1 (0.47, 0.0014).
@@ -361,6 +363,7 @@ mod tests {
         assert_eq!(ratio(4.0, 2855.0), "0.0014");
         assert_eq!(ratio(9.0, 19.0), "0.47");
         assert_eq!(ratio(4629.0, 2449.0), "**1.89**");
+        assert_eq!(ratio(100.0, 10.0), "**10**");
         assert_eq!(ratio(10.0, 0.0), "**∞**");
         assert_eq!(ratio(0.0, 0.0), "1");
         assert_eq!(ratio(f64::NAN, 1.0), "–");
