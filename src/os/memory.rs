@@ -9,15 +9,20 @@
 //! - **heap** ([`trim_malloc`], once start-up is over): the free pages start-up left in the
 //!   heap go back to the kernel.
 //! - **code pages** ([`drop_code_pages`], once start-up is over): the kernel maps a binary's
-//!   code and read-only data in 64 KiB fault-around blocks, so after start-up (configuration
-//!   parsing, the first reconcile and checks, the clap and serde code) most of the binary is
-//!   resident although the idle daemon runs a small part of it. `MADV_DONTNEED` on the
-//!   executable's own read-only, never-written mappings (code, `.rodata`, unwind tables; not
-//!   the relocated RELRO part) unmaps those pages from this process only: they stay in the page
-//!   cache (nothing is read from disk when they are needed again, a minor fault each 64 KiB),
-//!   and the idle path's pages come back at their next use. No data changes: the mappings are
-//!   private and none of their pages was written, so the next access sees the same file
-//!   contents.
+//!   code and read-only data in 64 KiB fault-around blocks of whatever is in the page cache,
+//!   so after start-up (configuration parsing, the first reconcile and checks, the clap and
+//!   serde code) most of the binary is resident although the idle daemon runs a small part of
+//!   it; unmapping alone does not help, the next touches map the same 64 KiB blocks again
+//!   (measured: the whole text back within a minute). So the executable's own read-only,
+//!   never-written mappings (code, `.rodata`, unwind tables; not the relocated RELRO part) get
+//!   `MADV_PAGEOUT` (reclaimed: out of this process and, where no other process maps them, out
+//!   of the page cache) and `MADV_RANDOM` (no read-ahead: a later fault reads the one page it
+//!   needs, and fault-around finds no cached neighbours to map). The idle path's pages come back
+//!   one by one at their first use (one small read each; a rarely used path, a reload or the
+//!   first failover, pays a few such reads once). Needs Linux 5.4 (`MADV_PAGEOUT`; older
+//!   kernels refuse it and nothing changes) and a daemon that may write its own binary (root,
+//!   as the unit runs it: the kernel pages out file pages only for such a process). Both are
+//!   hints: no memory content ever changes.
 
 use std::io;
 use std::path::Path;
@@ -52,22 +57,23 @@ pub fn trim_malloc() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn trim_malloc() {}
 
-/// Unmaps the pages of the executable's own read-only, never-written mappings from this
-/// process (see the module doc); returns the bytes advised.
+/// Pages the executable's own read-only, never-written mappings out of this process and
+/// turns read-ahead off for them (see the module doc); returns the bytes advised.
 pub fn drop_code_pages() -> io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let smaps = std::fs::read_to_string("/proc/self/smaps")?;
     let mut advised = 0;
     for (start, end) in clean_mappings(&smaps, &exe) {
-        // SAFETY: [start, end) is a whole private mapping of this executable that is not
-        // writable and none of whose pages was ever written (`Anonymous: 0 kB` in smaps: no
-        // copy-on-write copy exists, unlike the relocated RELRO part), i.e. file contents the
-        // loader mapped: MADV_DONTNEED only drops the page table entries, and the next access
-        // maps the same file contents again. No Rust value in it changes.
-        let rc =
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
+        for advice in [libc::MADV_PAGEOUT, libc::MADV_RANDOM] {
+            // SAFETY: [start, end) is a whole mapping of this process (read from its own smaps
+            // just now; the daemon never unmaps its executable), and both advices are hints
+            // that never change memory contents: MADV_PAGEOUT reclaims pages that are read
+            // back unchanged when touched (these are clean file pages), MADV_RANDOM only turns
+            // read-ahead off.
+            let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         advised += end - start;
     }
