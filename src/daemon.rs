@@ -258,13 +258,15 @@ pub fn run(args: &RunOptions) -> Result<u8, DaemonError> {
     system.block_on(serve(args, loaded))
 }
 
-/// How long after the start the start-up code is dropped from the resident set: by then the
+/// How long after the start the start-up memory is dropped from the resident set: by then the
 /// configuration was parsed, the first reconcile and checks ran (src/os/memory.rs).
 const START_UP: Duration = Duration::from_secs(10);
 
-/// Once, [`START_UP`] after the start: unmaps the code pages only start-up used.
-async fn drop_start_up_code() {
+/// Once, [`START_UP`] after the start: unmaps the code pages only start-up used and returns
+/// the heap's free pages.
+async fn drop_start_up_memory() {
     tokio::time::sleep(START_UP).await;
+    crate::os::memory::trim_malloc();
     match crate::os::memory::drop_code_pages() {
         Ok(bytes) => tracing::debug!(bytes, "start-up code pages dropped from the resident set"),
         Err(error) => tracing::debug!(%error, "dropping start-up code pages failed"),
@@ -328,7 +330,7 @@ async fn serve(args: &RunOptions, loaded: config::Loaded) -> Result<u8, DaemonEr
         tokio::task::spawn_local(metrics::serve(listener, Rc::new(move || board.status())));
         tracing::info!(%addr, "metrics listening");
     }
-    tokio::task::spawn_local(drop_start_up_code());
+    tokio::task::spawn_local(drop_start_up_memory());
     let notifier = Notifier::from_env();
     notifier.ready(&status_line(&engine));
     tracing::info!(socket = %socket.display(), "netfailover running");

@@ -32,6 +32,9 @@ struct Inner<T> {
     writing: tokio::sync::Mutex<()>,
     /// When the running write started, if one is running.
     write_started: Mutex<Option<tokio::time::Instant>>,
+    /// The last value [`Persister::submit_changed`] accepted (cleared when a write fails, so
+    /// the same value is written again).
+    last: Mutex<Option<T>>,
 }
 
 impl<T> Clone for Persister<T> {
@@ -54,6 +57,7 @@ impl<T: Send + 'static> Persister<T> {
                 latest: Mutex::new(None),
                 writing: tokio::sync::Mutex::new(()),
                 write_started: Mutex::new(None),
+                last: Mutex::new(None),
             }),
         }
     }
@@ -93,9 +97,25 @@ impl<T: Send + 'static> Persister<T> {
                 let result = (inner.save)(value).await;
                 if let Err(e) = result {
                     tracing::error!(what = inner.what, error = %e, "saving state failed");
+                    *inner.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }
             }
         }
+    }
+}
+
+impl<T: Clone + PartialEq + Send + 'static> Persister<T> {
+    /// [`submit`](Self::submit), unless `value` equals the last value accepted here (already
+    /// written or about to be): an idle daemon's periodic reconcile must not rewrite and fsync
+    /// the same file every time. Returns whether it was submitted.
+    pub fn submit_changed(&self, value: &T) -> bool {
+        let mut last = self.inner.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_ref() == Some(value) {
+            return false;
+        }
+        *last = Some(value.clone());
+        self.submit(value.clone());
+        true
     }
 }
 
@@ -161,5 +181,36 @@ mod tests {
             vec![100, 102],
             "the newest of two submissions is written"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unchanged_value_is_not_written_again_unless_its_write_failed() {
+        let saved: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let fail = Arc::new(Mutex::new(false));
+        let (log, failing) = (saved.clone(), fail.clone());
+        let p = Persister::new("test", move |v: u32| {
+            let (log, failing) = (log.clone(), *failing.lock().unwrap());
+            async move {
+                if failing {
+                    return Err(crate::ports::PortError::failed("test", "disk"));
+                }
+                log.lock().unwrap().push(v);
+                Ok(())
+            }
+            .boxed()
+        });
+        let written = || saved.lock().unwrap().clone();
+        assert!(p.submit_changed(&1));
+        p.flush().await;
+        assert!(!p.submit_changed(&1), "unchanged: not submitted");
+        p.flush().await;
+        assert_eq!(written(), vec![1]);
+        *fail.lock().unwrap() = true;
+        assert!(p.submit_changed(&2));
+        p.flush().await;
+        *fail.lock().unwrap() = false;
+        assert!(p.submit_changed(&2), "its write failed: submitted again");
+        p.flush().await;
+        assert_eq!(written(), vec![1, 2]);
     }
 }

@@ -229,8 +229,9 @@ impl RouteManager {
         }
         let hold = self.cfg.check.failback_hold;
         transition::record_holds(&mut self.state.model.states, hold, Instant::now());
+        // Only a changed record is written (an idle reconcile every 10 s would rewrite it).
         self.persister
-            .submit(self.state.model.states.record.clone());
+            .submit_changed(&self.state.model.states.record);
         ctx.spawn(self.persister.flush().into_actor(self));
         self.publish_uplinks();
         if !reset.is_empty() {

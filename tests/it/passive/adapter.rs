@@ -1,4 +1,5 @@
-//! `NetlinkTraffic` on a real TCP connection between two namespaces: counters grow, the socket
+//! `NetlinkTraffic` on a real TCP connection between two namespaces: counters grow (in the
+//! whole sample and in the stats dump read alone), the socket
 //! is attributed to its interface by source address, and a silent blackhole on the far side
 //! shows as data outstanding with no ACK and the retransmission timer firing.
 
@@ -72,6 +73,18 @@ fn sampling_sees_progress_then_a_silent_stall() {
     assert!(
         before.tx_packets >= 5 && before.rx_packets >= 5,
         "{before:?}"
+    );
+    // The counters alone (the stats dump read every period) agree with the whole sample.
+    let counters = block_on_in_netns(&dev, || async move {
+        let source = NetlinkTraffic::new().expect("traffic sockets");
+        source.counters(vec![ifindex]).await.expect("counters")
+    })
+    .expect("entering the namespace");
+    assert_eq!(counters.len(), 1, "{counters:?}");
+    assert_eq!(counters[0].ifindex, ifindex);
+    assert!(
+        counters[0].tx_packets >= before.tx_packets && counters[0].rx_packets >= before.rx_packets,
+        "{counters:?} after {before:?}"
     );
 
     // Silent blackhole on the far side: replies to the device vanish, no ICMP.
