@@ -502,9 +502,9 @@ mod tests {
         const HOUR: Duration = Duration::from_secs(3600);
         let checks = [
             ("HTTP, DNS cached", 550),
-            ("HTTP with DNS", 700),
-            ("HTTPS resumed, DNS cached", 1752),
-            ("HTTPS first (full handshake) with DNS", 2284),
+            ("HTTP with DNS", 678),
+            ("HTTPS resumed, DNS cached", 1665),
+            ("HTTPS first (full handshake) with DNS", 2163),
         ];
         let configurations = [
             ("unmetered defaults: every 3600 s", HOUR),
@@ -512,7 +512,7 @@ mod tests {
         ];
         let table = cost_table(&checks, &configurations);
         println!("{table}");
-        assert!(table.contains("| HTTPS resumed, DNS cached | 1752 B | 1280.7 KB | 213.7 KB |"));
+        assert!(table.contains("| HTTPS resumed, DNS cached | 1665 B | 1217.1 KB | 203.1 KB |"));
         assert_eq!(table.lines().count(), 2 + checks.len());
     }
 
