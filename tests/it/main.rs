@@ -14,6 +14,7 @@ mod hostile;
 mod imports;
 mod lab;
 mod netlink;
+mod nm_dhcp;
 mod operator;
 mod passive;
 mod probe;
