@@ -1,6 +1,6 @@
 //! Carrier back beside NetworkManager with DHCP (balenaOS's configuration): NetworkManager 1.42
 //! runs in the lab's device namespace on its own bus and keeps `eth0` on DHCP from a `dnsmasq`
-//! in eth0's ISP namespace (its own connectivity check off), `wlan0` is the static backup, and
+//! in eth0's ISP namespace (`netfailover_lab::dhcp`) (its own connectivity check off), `wlan0` is the static backup, and
 //! the built daemon runs beside it with checks on at a short interval. NetworkManager drops
 //! the address when the carrier has been gone for a few seconds and gets its lease back a
 //! moment after the carrier returns. The daemon must take the backup at once, must not fight
@@ -14,12 +14,11 @@
 //! table holds) from then on. `NF_NM_RUNS` sets the number of runs (default 3).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netfailover_lab::dbus::{have_programs, NetworkManagerInNetns, PrivateBus};
-use netfailover_lab::netns::{wait_for, Netns};
+use netfailover_lab::dhcp::Dnsmasq;
+use netfailover_lab::netns::wait_for;
 use netfailover_lab::setup::require_tool;
 use netfailover_lab::test_setup;
 use netfailover_lab::world::CHECK_ADDR;
@@ -37,49 +36,6 @@ const BOUND: Duration = Duration::from_millis(500);
 /// balenaOS's profile for the primary: DHCP, NetworkManager's Ethernet metric, no IPv6.
 const KEYFILE: &str = "[connection]\nid=lab-eth0\ntype=ethernet\ninterface-name=eth0\n\n\
                        [ipv4]\nmethod=auto\nroute-metric=100\n\n[ipv6]\nmethod=disabled\n";
-
-/// `dnsmasq` serving one DHCP lease on the ISP's `down0` (no DNS: `--port=0`), killed on drop.
-struct Dnsmasq {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Dnsmasq {
-    fn start(isp: &Netns, dir: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let log = dir.join("dnsmasq.log");
-        let arg = |name: &str, file: &str| format!("--{name}={}", dir.join(file).display());
-        let child = Command::new("ip")
-            .args(["netns", "exec", isp.name(), "dnsmasq", "--no-daemon"])
-            .args(["--conf-file=/dev/null", "--port=0", "--user=root"])
-            .args([
-                "--interface=down0",
-                "--bind-interfaces",
-                "--no-ping",
-                "--log-dhcp",
-            ])
-            .arg(format!("--dhcp-range={LEASE},{LEASE},255.255.255.252,120s"))
-            .arg(format!("--dhcp-option=option:router,{GATEWAY}"))
-            .arg(arg("dhcp-leasefile", "leases"))
-            .arg(arg("pid-file", "dnsmasq.pid"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        Ok(Self { child, log })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What the device's kernel does now: is the lease's address on eth0, and which source address
 /// would it use towards the check server (`None`: no route). No packet is sent: binding and
@@ -181,7 +137,9 @@ fn carrier_back_beside_networkmanager_with_dhcp_puts_the_primary_back_at_its_lea
     });
     let isp = &e2e.world.uplink("eth0").expect("eth0's ISP").isp;
     let dir = e2e.dir.path();
-    let dhcp = Dnsmasq::start(isp, &dir.join("dnsmasq")).expect("dnsmasq");
+    let mask = Ipv4Addr::new(255, 255, 255, 252);
+    let dhcp =
+        Dnsmasq::start(isp, "down0", LEASE, mask, GATEWAY, &dir.join("dnsmasq")).expect("dnsmasq");
     let bus = PrivateBus::start(&dir.join("bus")).expect("dbus-daemon");
     let nm = NetworkManagerInNetns::start(
         &e2e.world.device,

@@ -10,6 +10,7 @@ pub mod boot;
 pub mod container;
 pub mod daemon;
 pub mod dbus;
+pub mod dhcp;
 pub mod hostile;
 pub mod internet;
 pub mod netns;
