@@ -15,6 +15,7 @@ mod hostile;
 mod imports;
 mod lab;
 mod netlink;
+mod nm_dhcp;
 mod operator;
 mod passive;
 mod probe;

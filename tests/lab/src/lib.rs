@@ -11,6 +11,7 @@ pub mod compare;
 pub mod container;
 pub mod daemon;
 pub mod dbus;
+pub mod dhcp;
 pub mod hostile;
 pub mod internet;
 pub mod netns;
