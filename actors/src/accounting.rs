@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::counters::counter_step;
 use crate::model::IfaceName;
 
 /// The budget thresholds, in percent, in the order they are announced.
@@ -135,24 +136,12 @@ pub struct LinkCounters {
 }
 
 /// Largest value of a 32-bit counter plus one: some drivers' counters wrap there.
-const WRAP32: u64 = 1 << 32;
-
 /// Bytes counted between two readings of one counter.
 ///
-/// A counter that went back either wrapped (a 32-bit counter: the last reading in its top
-/// quarter, the new one in its bottom quarter, so the wrapped difference is under 2 GiB) or
-/// restarted from zero (the interface was re-created, the driver reloaded, the device
-/// rebooted): then everything it shows now was counted since the restart.
+/// A counter that went back and did not wrap ([`counter_step`]) restarted from zero: then
+/// everything it shows now was counted since the restart.
 pub fn counter_delta(last: u64, now: u64) -> u64 {
-    if now >= last {
-        return now - last;
-    }
-    let wrapped = (WRAP32 / 4 * 3..WRAP32).contains(&last) && now < WRAP32 / 4;
-    if wrapped {
-        WRAP32 - last + now
-    } else {
-        now
-    }
+    counter_step(last, now).unwrap_or(now)
 }
 
 /// One interface's month.
@@ -390,9 +379,9 @@ mod tests {
         // Restarted from zero (reboot, re-created interface): what it shows now is new.
         assert_eq!(counter_delta(10_000_000, 1_200), 1_200);
         // A 32-bit counter wrapped.
-        assert_eq!(counter_delta(WRAP32 - 100, 50), 150);
+        assert_eq!(counter_delta((1 << 32) - 100, 50), 150);
         // A 64-bit counter far past 2^32 that went back restarted, it did not wrap.
-        assert_eq!(counter_delta(WRAP32 * 3, 50), 50);
+        assert_eq!(counter_delta((1 << 32) * 3, 50), 50);
     }
 
     #[test]

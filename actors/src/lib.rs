@@ -46,6 +46,7 @@ pub mod actor_name;
 pub mod apply;
 pub mod assign;
 pub mod board;
+pub mod counters;
 pub mod dispatcher;
 pub mod engine;
 pub mod error;

@@ -37,8 +37,8 @@
 //! any churn. A charge whose evidence is gone is forgotten once its back-off has passed,
 //! so a churn of dead peers keeps the memory flat.
 //!
-//! Counters that go backwards are treated as a 32-bit wrap when both values fit in 32 bits
-//! (drivers that keep 32-bit counters), else as a reset (the window restarts). An interface
+//! Counters that go backwards are treated as a 32-bit wrap when `counters::counter_step` says
+//! so (drivers that keep 32-bit counters), else as a reset (the window restarts). An interface
 //! that disappears from the samples or comes back under another name starts over.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::counters::counter_step;
 use crate::model::Config;
 use crate::ports::{IfaceTraffic, TcpPhase, TcpSocketSample};
 
@@ -215,19 +216,6 @@ pub struct Tracker {
 /// Whether a socket got answers (bytes acked or received) since its memo.
 fn socket_answered(m: &SocketMemo, sock: &TcpSocketSample) -> bool {
     sock.bytes_acked > m.bytes_acked || sock.bytes_received > m.bytes_received
-}
-
-/// The difference between two readings of a counter; `None` when it went backwards in a way a
-/// 32-bit wrap cannot explain (a reset).
-fn delta(before: u64, now: u64) -> Option<u64> {
-    const WRAP: u64 = 1 << 32;
-    if now >= before {
-        Some(now - before)
-    } else if before < WRAP && now < WRAP {
-        Some(now + WRAP - before)
-    } else {
-        None
-    }
 }
 
 impl Tracker {
@@ -507,9 +495,9 @@ impl Tracker {
         self.history.push_back(current);
         let base = base?;
         let (Some(rx), Some(mc), Some(tx)) = (
-            delta(base.rx, current.rx),
-            delta(base.rx_multicast, current.rx_multicast),
-            delta(base.tx, current.tx),
+            counter_step(base.rx, current.rx),
+            counter_step(base.rx_multicast, current.rx_multicast),
+            counter_step(base.tx, current.tx),
         ) else {
             // A reset: start the window again from this reading.
             self.history.clear();

@@ -272,10 +272,3 @@ fn a_stall_that_clears_is_new_evidence_next_time() {
     assert_eq!(fired, vec![2, 20]);
     assert!(t.suspect_since().is_none());
 }
-
-#[test]
-fn counter_deltas() {
-    assert_eq!(delta(5, 9), Some(4));
-    assert_eq!(delta(u64::from(u32::MAX) - 1, 3), Some(5));
-    assert_eq!(delta(1 << 40, 3), None);
-}
