@@ -39,7 +39,7 @@ pub use wire::{TCP_HEADER, TCP_MSS, TCP_SYN_HEADER, UDP_HEADER};
 
 use dns::ResolverPool;
 use http::GetRequest;
-use wire::{Metered, TcpMeter};
+use wire::{CountingStream, TcpMeter};
 
 /// The probe cannot be built from the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -517,7 +517,7 @@ impl HttpProbe {
             match http::connect(iface, source, addr, inner.connect_timeout, &meter).await {
                 Ok(stream) => {
                     progress.set_connected();
-                    let stream = Metered::new(stream, meter);
+                    let stream = CountingStream::new(stream, meter);
                     return match &inner.tls {
                         None => {
                             http::exchange(stream, &inner.target.request, &inner.expected).await

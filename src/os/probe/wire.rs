@@ -122,7 +122,7 @@ impl TcpMeter {
     }
 }
 
-/// Largest amount of written data [`Metered`] holds back before sending it anyway.
+/// Largest amount of written data [`CountingStream`] holds back before sending it anyway.
 const HOLD_MAX: usize = 16 * 1024;
 
 /// A stream that counts what passes through it into a [`TcpMeter`], and holds written data
@@ -131,20 +131,20 @@ const HOLD_MAX: usize = 16 * 1024;
 /// so nothing waits longer, while fewer TCP segments cross the uplink (docs/probe.md, "Bytes
 /// on the wire"):
 /// - the TLS client's ChangeCipherSpec and Finished leave together;
-/// - with [`Metered::merge_request`], a TLS 1.3 client's last handshake flight (one
+/// - with [`CountingStream::merge_request`], a TLS 1.3 client's last handshake flight (one
 ///   ChangeCipherSpec record, then encrypted records only) is held across the handshake's
 ///   last read too, until the HTTP request is written: flight and request in one segment.
 ///
 /// Data still queued when the stream is dropped are discarded: the check has ended by then.
 #[derive(Debug)]
-pub struct Metered<S> {
+pub struct CountingStream<S> {
     inner: S,
     meter: Arc<TcpMeter>,
     held: Vec<u8>,
     merge: Merge,
 }
 
-/// Where [`Metered::merge_request`] stands.
+/// Where [`CountingStream::merge_request`] stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Merge {
     Off,
@@ -154,7 +154,7 @@ enum Merge {
     Holding,
 }
 
-impl<S> Metered<S> {
+impl<S> CountingStream<S> {
     pub fn new(inner: S, meter: Arc<TcpMeter>) -> Self {
         Self {
             inner,
@@ -199,7 +199,7 @@ fn is_tls13_last_flight(held: &[u8]) -> bool {
     true
 }
 
-impl<S: AsyncWrite + Unpin> Metered<S> {
+impl<S: AsyncWrite + Unpin> CountingStream<S> {
     /// Sends what is held back; `Pending` until all of it is written.
     fn poll_send_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.held.is_empty() {
@@ -214,7 +214,7 @@ impl<S: AsyncWrite + Unpin> Metered<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Metered<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for CountingStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -234,7 +234,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Metered<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
