@@ -106,6 +106,12 @@ impl Health {
         self.state
     }
 
+    /// Results are pointing away from the state (towards a change that needs more of them):
+    /// the next check decides.
+    pub fn deciding(&self) -> bool {
+        self.streak > 0
+    }
+
     /// Feeds one check result.
     pub fn on_result(&mut self, verdict: Verdict, p: &HealthParams) -> Step {
         let observed = verdict.connectivity();

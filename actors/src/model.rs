@@ -24,8 +24,8 @@ mod metric;
 
 pub use config::{
     CheckConfig, Config, DeviceEvents, DispatcherConfig, DnsConfig, FamilyConfig, FlowsConfig,
-    IfaceAddr, IfaceMatch, Method, PassiveConfig, Profile, RecoveryConfig, RouteConfig,
-    RpFilterPolicy, DEFAULT_ROUTE_PROTOCOL,
+    IfaceAddr, IfaceMatch, MeteredConfig, Method, PassiveConfig, Profile, RecoveryConfig,
+    RouteConfig, RpFilterPolicy, DEFAULT_ROUTE_PROTOCOL,
 };
 pub use connectivity::Connectivity;
 pub use event::{Event, EventKind, RecoveryInfo};

@@ -48,12 +48,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::model::Config;
-use crate::ports::{IfaceTraffic, TcpPhase, TcpSocketSample};
+use crate::ports::{IfaceTraffic, TcpPhase};
 
 mod flows;
+mod proof;
 
 pub use flows::on_lan;
 use flows::{FlowMemo, Peers};
+use proof::{socket_answered, socket_two_way};
 
 /// Upper bound of remembered charges per interface (a last guard; pruning keeps it far lower).
 const MAX_CHARGES: usize = 1024;
@@ -210,11 +212,8 @@ pub struct Tracker {
     last_answered: Option<Instant>,
     /// The last sample had nothing outstanding (see [`Tracker::settled`]).
     settled: bool,
-}
-
-/// Whether a socket got answers (bytes acked or received) since its memo.
-fn socket_answered(m: &SocketMemo, sock: &TcpSocketSample) -> bool {
-    sock.bytes_acked > m.bytes_acked || sock.bytes_received > m.bytes_received
+    /// The last sample in which a (non-LAN) socket or flow made progress both ways.
+    last_two_way: Option<Instant>,
 }
 
 /// The difference between two readings of a counter; `None` when it went backwards in a way a
@@ -270,24 +269,6 @@ impl Tracker {
     /// Not sampled while not FULL (TrafficWatcher): no suspicion is shown meanwhile.
     pub fn calm(&mut self) {
         self.suspect_since = None;
-    }
-
-    /// Whether the interface's traffic was answered in a sample at or after `since`, or in
-    /// `fresh` (a sample taken now, compared with the last one fed and not fed itself).
-    pub fn answered_since(&self, since: Instant, fresh: &IfaceTraffic) -> bool {
-        if self.last_answered.is_some_and(|t| t >= since) {
-            return true;
-        }
-        let mut wan = fresh
-            .tcp
-            .iter()
-            .filter(|t| !on_lan(t.remote.ip(), &fresh.subnets));
-        let sockets = wan.any(|sock| {
-            let memo = self.sockets.get(&sock.cookie);
-            memo.is_some_and(|m| socket_answered(m, sock))
-        });
-        let flows = fresh.flows.as_deref().unwrap_or_default();
-        sockets || flows::answered(&self.flows, flows, &fresh.subnets)
     }
 
     /// Feeds one sample (`None`: the interface was not in the answer) for the managed interface
@@ -350,10 +331,14 @@ impl Tracker {
             progressed,
             pending,
             answered,
+            two_way,
         } = peers;
         self.answered = answered;
         if !progressed.is_empty() {
             self.last_answered = Some(now);
+        }
+        if two_way {
+            self.last_two_way = Some(now);
         }
 
         // The counters add nothing while TCP has data in flight: its sockets name the stall
@@ -535,6 +520,7 @@ impl Tracker {
         let mut progressed = BTreeSet::new();
         let mut pending = BTreeSet::new();
         let mut answered = BTreeSet::new();
+        let mut two_way = false;
         let mut memos = HashMap::with_capacity(s.tcp.len());
         let long_ago = |t: Instant| now.duration_since(t) >= p.window;
         let wan = s.tcp.iter().filter(|t| !on_lan(t.remote.ip(), &s.subnets));
@@ -547,6 +533,7 @@ impl Tracker {
                 if !sock.rtt.is_zero() {
                     self.rtt = Some(sock.rtt);
                 }
+                two_way |= memo.is_some_and(|m| socket_two_way(&m, sock));
             }
             let outstanding_since = match (sock.unacked > 0, progress) {
                 (false, _) => None,
@@ -589,6 +576,7 @@ impl Tracker {
             progressed,
             pending,
             answered,
+            two_way,
         }
     }
 }

@@ -17,7 +17,8 @@ use actix::{Message, Recipient};
 
 use crate::messages::{
     AnsweredSince, Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved,
-    LinkSnapshot, ResetChecks, RouteInUseMoved, RoutesChanged, UplinkStates, UplinksChanged,
+    LinkSnapshot, ResetChecks, RouteInUseMoved, RoutesChanged, TwoWayTraffic, UplinkStates,
+    UplinksChanged,
 };
 
 /// The current recipient of messages `M`, if its handler is running.
@@ -93,6 +94,7 @@ pub struct Peers {
     pub uplinks_changed: Slot<UplinksChanged>,
     pub reset_checks: Slot<ResetChecks>,
     pub confirm: Slot<Confirm>,
+    pub two_way_traffic: Slot<TwoWayTraffic>,
     // Handled by FlowResetter.
     pub route_in_use_moved: Slot<RouteInUseMoved>,
     // Handled by TrafficWatcher.

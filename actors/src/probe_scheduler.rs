@@ -19,6 +19,13 @@
 //! failures leave FULL (exactly as periodic failures would: same `Health`, same events) or one
 //! passes (the suspicion ends and the periodic timer is left as it was). A standby named in the
 //! request gets one such check if its last result is older than `recheck_max`.
+//!
+//! Metered uplinks (`metered.rs`, docs/semantics.md §9.11): each periodic check asks first
+//! (`PeriodicDue`) and is skipped while TrafficWatcher reports two-way traffic through the
+//! interface since its last check or skip (`TwoWayTraffic`); a metered standby's next periodic
+//! check comes at the standby cadence. When such a standby becomes needed (the interface
+//! carrying the route in use leaves FULL, loses its link, or the route moves) it is checked
+//! at once — unless its last result is younger than `recheck_max`, then at `interval` after it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,8 +38,9 @@ use crate::board::Board;
 use crate::error::EngineError;
 use crate::health::{Health, HealthParams};
 use crate::messages::{
-    AnsweredSince, CheckIface, CheckNow, Confirm, ConfirmCheck, ConnectivityChanged, GetUplinks,
-    KillProber, NextCheck, ProbeDone, Reconfigure, ResetChecks, Retarget, Uplink, UplinksChanged,
+    AnsweredSince, CheckAfter, CheckIface, CheckNow, Confirm, ConfirmCheck, ConnectivityChanged,
+    GetUplinks, KillProber, NextCheck, ProbeDone, Reconfigure, ResetChecks, Retarget, Uplink,
+    UplinksChanged,
 };
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::peers::Slot;
@@ -40,6 +48,8 @@ use crate::ports::{Probe, ProbeReport, ProbeRequest};
 use crate::prober::{actor_name, Prober};
 use crate::status::CheckSummary;
 use crate::supervision::{ChildSlot, Decision, Exit, RestartPolicy};
+
+mod standby;
 
 /// How often to ask RouteManager for the uplinks while it is not running.
 const UPLINKS_RETRY: Duration = Duration::from_millis(200);
@@ -95,6 +105,12 @@ struct Probed {
     confirming: Option<Confirming>,
     /// When the last result came, and how long that check took.
     last_result: Option<(tokio::time::Instant, Duration)>,
+    /// When the last periodic check was skipped.
+    last_skip: Option<tokio::time::Instant>,
+    /// The latest sample that showed two-way traffic through it (metered only).
+    two_way_at: Option<tokio::time::Instant>,
+    /// Its periodic timer runs at the standby cadence (a metered standby not needed now).
+    long: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -183,6 +199,9 @@ impl ProbeScheduler {
                             prober: None,
                             confirming: None,
                             last_result: None,
+                            last_skip: None,
+                            two_way_at: None,
+                            long: false,
                         },
                     );
                     self.start_prober(&u.name, ctx);
@@ -218,6 +237,7 @@ impl ProbeScheduler {
                 }
             }
         }
+        self.wake_needed();
     }
 
     fn start_prober(&mut self, name: &IfaceName, ctx: &mut Context<Self>) {
@@ -233,7 +253,8 @@ impl ProbeScheduler {
             scheduler.clone().recipient(),
             timeout,
         )
-        .with_answered(self.deps.answered_since.clone());
+        .with_answered(self.deps.answered_since.clone())
+        .with_gate(scheduler.clone().recipient());
         let iface = name.clone();
         let addr = p.child.start(prober, move |generation, exit| {
             scheduler.do_send(ProberExited {
@@ -279,6 +300,7 @@ impl ProbeScheduler {
                 verdict: report.verdict,
                 reason: report.reason.clone(),
                 latency_ms: report.elapsed.as_secs_f64() * 1000.0,
+                skipped: None,
             });
             s.probe_bytes += report.bytes;
             s.probe_dns_bytes += report.dns_bytes;
@@ -421,6 +443,10 @@ impl Handler<ProbeDone> for ProbeScheduler {
                 }
             }
         };
+        let next = match next {
+            NextCheck::After(delay) => NextCheck::After(self.periodic_delay(&msg.iface, delay)),
+            other => other,
+        };
         if let Some((previous, state)) = step.changed {
             span.record("state", tracing::field::debug(state));
             let reason = match (previous, state) {
@@ -438,6 +464,9 @@ impl Handler<ProbeDone> for ProbeScheduler {
                 reason,
             });
         }
+        // Every result may change whether a standby is needed (a failure of the interface
+        // carrying the route in use is being confirmed, or it left FULL).
+        self.wake_needed();
         Some(next)
     }
 }
@@ -528,7 +557,19 @@ impl Handler<CheckIface> for ProbeScheduler {
 impl Handler<Reconfigure> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
+        let cadence_changed =
+            msg.0.metered != self.cfg.metered || msg.0.check.interval != self.cfg.check.interval;
         self.cfg = msg.0;
+        if cadence_changed {
+            // A timer set at the old standby cadence: at the new one, from the last result.
+            let cadence = (self.cfg.metered).standby_cadence(self.cfg.check.interval);
+            for p in self.state.ifaces.values().filter(|p| p.long) {
+                let age = p.last_result.map_or(cadence, |(at, _)| at.elapsed());
+                if let Some(addr) = p.running() {
+                    addr.do_send(CheckAfter(cadence.saturating_sub(age)));
+                }
+            }
+        }
         let uplinks = self.state.last_uplinks.clone();
         self.apply_uplinks(uplinks, ctx);
     }

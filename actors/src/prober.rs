@@ -12,6 +12,11 @@
 //! already reached the server, or when TrafficWatcher saw traffic through the interface
 //! answered since the confirmation started (a congested but working uplink: what only
 //! suspects must never act). Otherwise it counts as failed at once, as in a silent blackhole.
+//!
+//! When its periodic timer fires it first asks ProbeScheduler (`PeriodicDue`) whether to run
+//! the check or skip it (a metered uplink whose own traffic proves it healthy: 0 bytes, the
+//! timer set again); a start, a confirmation and `check` never ask. `CheckAfter` replaces the
+//! timer (a metered standby that is about to be needed: checked now, not at its long cadence).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +25,10 @@ use actix::prelude::*;
 use futures::future::Either;
 
 use crate::actor_name::ActorName;
-use crate::messages::{AnsweredSince, CheckNow, ConfirmCheck, NextCheck, ProbeDone, Retarget};
+use crate::messages::{
+    AnsweredSince, CheckAfter, CheckNow, ConfirmCheck, Due, NextCheck, PeriodicDue, ProbeDone,
+    Retarget,
+};
 use crate::model::IfaceName;
 use crate::peers::Slot;
 use crate::ports::{CheckProgress, Probe, ProbeReport, ProbeRequest, Verdict};
@@ -42,6 +50,8 @@ pub struct Prober {
     in_flight: bool,
     /// Whether the interface's traffic was answered meanwhile (TrafficWatcher, in the tree).
     answered: Slot<AnsweredSince>,
+    /// Asked when the periodic timer fires (its parent, ProbeScheduler); none: always run.
+    gate: Option<Recipient<PeriodicDue>>,
 }
 
 impl Prober {
@@ -61,7 +71,14 @@ impl Prober {
             timer: None,
             in_flight: false,
             answered: Slot::default(),
+            gate: None,
         }
+    }
+
+    /// Where to ask whether a periodic check runs or is skipped (see the module doc).
+    pub fn with_gate(mut self, gate: Recipient<PeriodicDue>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Where to ask whether the interface's traffic was answered (see the module doc).
@@ -134,6 +151,44 @@ impl Prober {
         })
     }
 
+    /// Sets the periodic timer to fire after `delay`, replacing any.
+    fn arm(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.timer = None;
+            act.due(ctx)
+        }));
+    }
+
+    /// The periodic timer fired: run the check unless the gate says skip (an unanswered
+    /// question runs it: a check too many costs bytes, a check missing could cost a failover).
+    fn due(&mut self, ctx: &mut Context<Self>) {
+        let Some(gate) = self.gate.clone() else {
+            self.run_check(ctx);
+            return;
+        };
+        let ask = PeriodicDue {
+            iface: self.request.iface.clone(),
+        };
+        ctx.spawn(
+            gate.send(ask)
+                .into_actor(self)
+                .map(|answer, act, ctx| match answer {
+                    Ok(Due::Skip(next)) => {
+                        let _span = act.span.clone().entered();
+                        tracing::debug!(next_s = next.as_secs_f64(), "periodic check skipped");
+                        // Something else (CheckAfter) may have set the timer meanwhile.
+                        if act.timer.is_none() {
+                            act.arm(next, ctx);
+                        }
+                    }
+                    Ok(Due::Run) | Err(_) => act.run_check(ctx),
+                }),
+        );
+    }
+
     /// A periodic check (the timer fired, or a start): it replaces the timer.
     fn run_check(&mut self, ctx: &mut Context<Self>) {
         if let Some(t) = self.timer.take() {
@@ -160,22 +215,11 @@ impl Prober {
                     act.done.send(done).into_actor(act)
                 })
                 .map(|next, act, ctx| match next {
-                    Ok(Some(NextCheck::After(delay))) => {
-                        if let Some(t) = act.timer.take() {
-                            ctx.cancel_future(t);
-                        }
-                        act.timer = Some(ctx.run_later(delay, |act, ctx| {
-                            act.timer = None;
-                            act.run_check(ctx)
-                        }))
-                    }
+                    Ok(Some(NextCheck::After(delay))) => act.arm(delay, ctx),
                     Ok(Some(NextCheck::Confirm(deadline))) => act.start(deadline, ctx),
                     Ok(Some(NextCheck::KeepTimer(fallback))) => {
                         if act.timer.is_none() {
-                            act.timer = Some(ctx.run_later(fallback, |act, ctx| {
-                                act.timer = None;
-                                act.run_check(ctx)
-                            }))
+                            act.arm(fallback, ctx);
                         }
                     }
                     // The scheduler no longer wants checks here, or is gone (it stops us anyway).
@@ -201,6 +245,19 @@ impl Handler<ConfirmCheck> for Prober {
         let _span = self.span.clone().entered();
         tracing::debug!(deadline_ms = msg.0.as_millis() as u64, "confirmation check");
         self.start(msg.0, ctx);
+    }
+}
+
+impl Handler<CheckAfter> for Prober {
+    type Result = ();
+    fn handle(&mut self, msg: CheckAfter, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
+        tracing::debug!(after_s = msg.0.as_secs_f64(), "periodic check rescheduled");
+        if msg.0.is_zero() {
+            self.run_check(ctx);
+        } else {
+            self.arm(msg.0, ctx);
+        }
     }
 }
 

@@ -323,6 +323,12 @@ impl RouteModel {
                     connectivity: self.connectivity(&a.name),
                     metric: family_config(cfg, a, Family::V4).metric.get(),
                     cellular: matches!(a.uplink_type, UplinkType::Gsm | UplinkType::Cdma),
+                    metered: a
+                        .profile
+                        .and_then(|i| cfg.profiles.get(i))
+                        .map_or_else(|| Metered::guess(a.uplink_type), |p| p.metered)
+                        .metered,
+                    in_use: self.in_use.values().any(|(n, _)| n == &a.name),
                 })
             })
             .collect()

@@ -258,6 +258,7 @@ pub(crate) fn load_effective(opts: &LoadOptions) -> Result<Effective, ConfigErro
         flows: settings.flows.clone(),
         passive: settings.passive.clone(),
         recovery: settings.recovery.clone(),
+        metered: settings.metered.clone(),
     };
     let loaded = Loaded {
         config,

@@ -13,6 +13,7 @@ mod flows;
 mod hostile;
 mod imports;
 mod lab;
+mod metered;
 mod netlink;
 mod operator;
 mod passive;

@@ -323,6 +323,30 @@ impl Default for RecoveryConfig {
     }
 }
 
+/// Metered uplinks (`[metered]`; docs/semantics.md §9.11): what checking them costs.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct MeteredConfig {
+    /// How often a metered uplink that does not carry the route in use is checked while the
+    /// one that does is FULL; never more often than `check.interval`
+    /// ([`MeteredConfig::standby_cadence`]).
+    pub standby_interval: Duration,
+}
+
+impl MeteredConfig {
+    /// The effective standby cadence: `standby_interval`, never shorter than `interval`.
+    pub fn standby_cadence(&self, interval: Duration) -> Duration {
+        self.standby_interval.max(interval)
+    }
+}
+
+impl Default for MeteredConfig {
+    fn default() -> Self {
+        Self {
+            standby_interval: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
 /// Everything the engine needs, already validated.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct Config {
@@ -337,6 +361,8 @@ pub struct Config {
     pub passive: PassiveConfig,
     #[serde(default)]
     pub recovery: RecoveryConfig,
+    #[serde(default)]
+    pub metered: MeteredConfig,
 }
 
 impl Default for Config {
@@ -351,6 +377,7 @@ impl Default for Config {
             flows: FlowsConfig::default(),
             passive: PassiveConfig::default(),
             recovery: RecoveryConfig::default(),
+            metered: MeteredConfig::default(),
         }
     }
 }

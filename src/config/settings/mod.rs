@@ -38,14 +38,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use netfailover_actors::model::{
-    CheckConfig, DispatcherConfig, FlowsConfig, PassiveConfig, RecoveryConfig, RouteConfig,
+    CheckConfig, DispatcherConfig, FlowsConfig, MeteredConfig, PassiveConfig, RecoveryConfig,
+    RouteConfig,
 };
 
 pub use reader::Entry;
 use reader::Reader;
 use sections::{
-    CheckSection, Context, DaemonSection, DispatcherSection, FlowsSection, NetlinkSection,
-    PassiveSection, RecoverySection, RouteSection,
+    CheckSection, Context, DaemonSection, DispatcherSection, FlowsSection, MeteredSection,
+    NetlinkSection, PassiveSection, RecoverySection, RouteSection,
 };
 pub use values::{parse_duration, BadDuration, Invalid, MAX_DURATION};
 
@@ -56,13 +57,14 @@ use super::{read_text, Origin};
 pub const ENV_PREFIX: &str = "NETFAILOVER";
 
 /// Every table of the file, in the order check-config prints them (`""`: the top-level keys).
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "check",
     "route",
     "dispatcher",
     "passive",
     "flows",
     "recovery",
+    "metered",
     "netlink",
     "",
 ];
@@ -78,6 +80,7 @@ pub struct Settings {
     pub passive: PassiveConfig,
     pub flows: FlowsConfig,
     pub recovery: RecoveryConfig,
+    pub metered: MeteredConfig,
     pub state_dir: PathBuf,
     pub persist_dir: PathBuf,
     pub netlink_rcvbuf: usize,
@@ -101,6 +104,7 @@ impl Default for Settings {
             passive: PassiveConfig::default(),
             flows: FlowsConfig::default(),
             recovery: RecoveryConfig::default(),
+            metered: MeteredConfig::default(),
             state_dir: daemon.state_dir,
             persist_dir: daemon.persist_dir,
             netlink_rcvbuf: NetlinkSection::default().rcvbuf,
@@ -169,6 +173,7 @@ pub fn load(
     let passive: PassiveSection = reader.section();
     let flows: FlowsSection = reader.section();
     let recovery: RecoverySection = reader.section();
+    let metered: MeteredSection = reader.section();
     let netlink: NetlinkSection = reader.section();
     let daemon: DaemonSection = reader.section();
 
@@ -195,6 +200,7 @@ pub fn load(
         passive: passive.into(),
         flows: flows.into(),
         recovery: recovery.into(),
+        metered: metered.into(),
         state_dir: daemon.state_dir,
         persist_dir: daemon.persist_dir,
         netlink_rcvbuf: netlink.rcvbuf,
@@ -314,6 +320,28 @@ mod tests {
         assert_eq!(
             problems,
             vec!["netfailover.toml:5: error: recovery.reboot_command: \"reboot\" is not an absolute path"]
+        );
+    }
+
+    /// `[metered]`: read from the file and the environment; a value below its floor takes its
+    /// default alone, with the file's line.
+    #[test]
+    fn metered_section_reads_and_falls_back_per_key() {
+        let (s, problems) = with("[metered]\nstandby_interval = \"2h\"\n", &[]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(s.metered.standby_interval, Duration::from_secs(7200));
+        assert!(matches!(
+            s.origin("metered.standby_interval"),
+            Origin::File(_)
+        ));
+        let (s, _) = with("", &[("NETFAILOVER_METERED__STANDBY_INTERVAL", "90")]);
+        assert_eq!(s.metered.standby_interval, Duration::from_secs(90));
+        let (s, problems) = with("\n[metered]\nstandby_interval = \"0s\"\n", &[]);
+        assert_eq!(s.metered, MeteredConfig::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("netfailover.toml:3: error: metered.standby_interval"),
+            "{problems:?}"
         );
     }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use netfailover_actors::model::{
-    CheckConfig, DeviceEvents, DispatcherConfig, FlowsConfig, PassiveConfig, RecoveryConfig,
-    RouteConfig, RpFilterPolicy, PENALTY_MAX,
+    CheckConfig, DeviceEvents, DispatcherConfig, FlowsConfig, MeteredConfig, PassiveConfig,
+    RecoveryConfig, RouteConfig, RpFilterPolicy, PENALTY_MAX,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -420,6 +420,45 @@ impl From<RecoverySection> for RecoveryConfig {
             reboot_after: s.reboot_after,
             reboot_min_interval: s.reboot_min_interval,
             reboot_command: s.reboot_command,
+        }
+    }
+}
+
+/// `[metered]`: what checking a metered uplink costs (docs/semantics.md §9.11); maps one to one
+/// onto the engine's [`MeteredConfig`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MeteredSection {
+    #[serde(with = "duration")]
+    pub standby_interval: Duration,
+}
+
+impl Default for MeteredSection {
+    fn default() -> Self {
+        let d = MeteredConfig::default();
+        Self {
+            standby_interval: d.standby_interval,
+        }
+    }
+}
+
+impl Section for MeteredSection {
+    const NAME: &'static str = "metered";
+
+    fn validate(&self, _: &Context) -> Vec<(&'static str, Invalid)> {
+        // Shorter than `check.interval` is allowed: the engine never checks more often than
+        // `interval` anyway (`MeteredConfig::standby_cadence`).
+        rejected([(
+            "standby_interval",
+            at_least(self.standby_interval, Duration::from_secs(1)),
+        )])
+    }
+}
+
+impl From<MeteredSection> for MeteredConfig {
+    fn from(s: MeteredSection) -> Self {
+        Self {
+            standby_interval: s.standby_interval,
         }
     }
 }
