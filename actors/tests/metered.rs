@@ -366,3 +366,22 @@ async fn a_failed_metered_standby_is_rechecked_at_the_standby_cadence_until_need
     pass(Duration::from_secs(20)).await;
     assert!(w.probe.checks("wwan0").len() >= before + 5, "back-off");
 }
+
+#[actix::test]
+async fn the_standby_is_checked_at_once_when_the_primary_loses_its_link() {
+    let w = world(&[("eth0", 100), ("wwan0", 700)]);
+    let profiles = vec![
+        profile("eth0", UplinkType::Ethernet, 100),
+        profile("wwan0", UplinkType::Gsm, 700),
+    ];
+    let _h = started(&w, config(profiles, 5, 3600)).await;
+    pass(Duration::from_secs(100)).await;
+    let before = w.probe.checks("wwan0").len();
+    w.kernel.set_carrier("eth0", false);
+    time_until(Duration::from_secs(1), || {
+        w.probe.checks("wwan0").len() > before
+    })
+    .await
+    .expect("the route moved onto wwan0: checked at once, not at its 3600 s cadence");
+    assert_eq!(w.kernel.best_iface().as_deref(), Some("wwan0"));
+}

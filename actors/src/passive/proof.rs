@@ -44,3 +44,89 @@ impl Tracker {
         self.last_two_way
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::passive::{Context, RuleParams};
+    use crate::ports::{FlowProto, FlowSample, TcpPhase};
+
+    const CTX: Context = Context {
+        eligible: true,
+        in_use: true,
+    };
+
+    fn sample(acked: u64, received: u64, flow: Option<(u64, u64)>) -> IfaceTraffic {
+        let sock = TcpSocketSample {
+            cookie: 1,
+            local: SocketAddr::from(([192, 0, 2, 10], 40000)),
+            remote: SocketAddr::from(([203, 0, 113, 7], 443)),
+            phase: TcpPhase::Open,
+            unacked: 0,
+            retransmits: 0,
+            total_retrans: 0,
+            last_ack_recv: Duration::from_millis(50),
+            rtt: Duration::from_millis(30),
+            bytes_acked: acked,
+            bytes_received: received,
+        };
+        let flows = flow.map(|(orig, reply)| {
+            vec![FlowSample {
+                id: 9,
+                proto: FlowProto::Udp,
+                peer: [203, 0, 113, 8].into(),
+                orig_packets: orig,
+                reply_packets: reply,
+            }]
+        });
+        IfaceTraffic {
+            ifindex: 2,
+            name: "wwan0".into(),
+            rx_packets: received,
+            tx_packets: acked,
+            rx_multicast: 0,
+            tcp: if flow.is_some() { vec![] } else { vec![sock] },
+            subnets: vec![],
+            flows,
+        }
+    }
+
+    /// Feeds the samples a second apart; the seconds whose sample showed two-way progress.
+    fn two_way_at(samples: &[IfaceTraffic]) -> Vec<u64> {
+        let p = RuleParams::default();
+        let t0 = Instant::now();
+        let mut t = Tracker::default();
+        let mut out = Vec::new();
+        for (i, s) in samples.iter().enumerate() {
+            let now = t0 + Duration::from_secs(i as u64);
+            t.observe(now, "wwan0", Some(s), CTX, &p);
+            if t.last_two_way() == Some(now) {
+                out.push(i as u64);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn two_way_progress_needs_both_directions_of_one_socket_or_flow() {
+        let sock = |a, r| sample(a, r, None);
+        // First sight has nothing to compare with; then both grew, then only one each.
+        assert_eq!(
+            two_way_at(&[
+                sock(100, 100),
+                sock(200, 200),
+                sock(300, 200),
+                sock(300, 300)
+            ]),
+            [1]
+        );
+        let flow = |o, r| sample(0, 0, Some((o, r)));
+        assert_eq!(
+            two_way_at(&[flow(1, 1), flow(3, 2), flow(5, 2), flow(5, 3), flow(6, 4)]),
+            [1, 4]
+        );
+    }
+}
