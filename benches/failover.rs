@@ -120,6 +120,8 @@ fn run_engine(
                 flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
                 traffic: Arc::new(FakeTraffic::default()),
                 recovery: Arc::new(netfailover::engine::ports::NoRecovery),
+                accounts: Arc::new(netfailover::engine::fake::MemAccounts::default()),
+                calendar: Arc::new(netfailover::engine::ports::SystemCalendar),
             };
             let engine = netfailover::engine::start(config, ports);
             let _ = stop.await;

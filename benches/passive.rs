@@ -218,6 +218,8 @@ fn churn_confirmations() -> (u64, usize) {
             rx_packets: i * 20,
             tx_packets: i * 20,
             rx_multicast: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
             tcp: vec![syn],
             subnets: vec![],
             flows: Some(vec![]),

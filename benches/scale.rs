@@ -150,6 +150,8 @@ fn run_engine(dev: &Netns, stop: oneshot::Receiver<()>) {
                 state: Arc::new(MemStateStore::default()),
                 traffic: Arc::new(FakeTraffic::default()),
                 recovery: Arc::new(netfailover::engine::ports::NoRecovery),
+                accounts: Arc::new(netfailover::engine::fake::MemAccounts::default()),
+                calendar: Arc::new(netfailover::engine::ports::SystemCalendar),
                 flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
             };
             let engine = netfailover::engine::start(config, ports);

@@ -48,7 +48,7 @@ pub enum Command {
     /// Kill one actor of the running daemon (resilience testing; it is restarted).
     Kill {
         /// Actor name as `status` shows it: link-watcher, route-manager, probe-scheduler,
-        /// dispatcher, traffic-watcher, flow-resetter, recovery-manager, prober:IFACE.
+        /// dispatcher, traffic-watcher, flow-resetter, recovery-manager, accountant, prober:IFACE.
         actor: String,
         #[command(flatten)]
         client: ClientArgs,

@@ -119,8 +119,43 @@ impl Collector for Snapshot {
         encode_passive(&mut enc, ifaces)?;
         encode_actors(&mut enc, &status.actors)?;
         encode_dispatcher_and_flows(&mut enc, status)?;
-        encode_recovery(&mut enc, status)
+        encode_recovery(&mut enc, status)?;
+        encode_accounting(&mut enc, status)
     }
+}
+
+/// The month's accounts (docs/semantics.md §10): `probe_bytes_month` and
+/// `interface_bytes_month` by direction. Gauges: they start over with each calendar month.
+fn encode_accounting(
+    enc: &mut DescriptorEncoder,
+    status: &EngineStatus,
+) -> Result<(), std::fmt::Error> {
+    let accounts = &status.accounting.interfaces;
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let probe: Vec<(Labels<'_>, i64)> = accounts
+        .iter()
+        .map(|(name, a)| (vec![("iface", name.as_str())], clamp(a.probe_bytes)))
+        .collect();
+    gauge(
+        enc,
+        "probe_bytes_month",
+        "Bytes of this calendar month's (UTC) checks at L3, both directions, DNS included",
+        &probe,
+    )?;
+    let link: Vec<(Labels<'_>, i64)> = accounts
+        .iter()
+        .flat_map(|(name, a)| {
+            [("rx", a.rx_bytes), ("tx", a.tx_bytes)]
+                .into_iter()
+                .map(move |(dir, n)| (vec![("iface", name.as_str()), ("direction", dir)], clamp(n)))
+        })
+        .collect();
+    gauge(
+        enc,
+        "interface_bytes_month",
+        "Bytes through the interface this calendar month (UTC), by direction (link counters)",
+        &link,
+    )
 }
 
 /// The recovery ladder's actions by action and result (`docs/recovery.md`).

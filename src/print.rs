@@ -8,7 +8,8 @@ use netfailover_actors::model::{IfaceName, Metered};
 use netfailover_actors::observe::EngineEvent;
 use netfailover_actors::ports::{ProbeReport, ScriptResult};
 use netfailover_actors::status::{
-    EngineStatus, EventRecord, FlowResetRecord, HistoryEntry, IfaceStatus, JournalStatus,
+    AccountingStatus, EngineStatus, EventRecord, FlowResetRecord, HistoryEntry, IfaceStatus,
+    JournalStatus,
 };
 
 /// Left-aligned columns sized to their widest cell.
@@ -148,6 +149,7 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
     if !matches!(status.recovery.reboot.as_str(), "" | "off") {
         let _ = writeln!(out, "recovery reboot: {}\n", status.recovery.reboot);
     }
+    out.push_str(&format_accounting(&status.accounting));
     let actors: Vec<Vec<String>> = status
         .actors
         .iter()
@@ -171,6 +173,64 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
         ],
         &actors,
     ));
+    out
+}
+
+/// What checking cost this month, one row per interface (nothing before the first count): check
+/// bytes and checks, the share of the budget (metered uplinks), the link's bytes.
+pub fn format_accounting(a: &AccountingStatus) -> String {
+    if a.interfaces.is_empty() {
+        return String::new();
+    }
+    let budget = if a.budget_month == 0 {
+        "no budget".to_string()
+    } else {
+        format!("budget {} per metered uplink", human_bytes(a.budget_month))
+    };
+    let rows: Vec<Vec<String>> = a
+        .interfaces
+        .iter()
+        .map(|(name, i)| {
+            let share = match (i.metered, a.budget_month) {
+                (false, _) => "-".to_string(),
+                (true, 0) => "no cap".to_string(),
+                (true, b) => {
+                    let pct = (u128::from(i.probe_bytes) * 100 / u128::from(b)).min(999);
+                    let stop = if i.budget_exhausted {
+                        ", periodic checks stopped"
+                    } else {
+                        ""
+                    };
+                    format!("{pct} %{stop}")
+                }
+            };
+            vec![
+                name.to_string(),
+                i.month.clone(),
+                if i.metered { "yes" } else { "no" }.to_string(),
+                i.checks.to_string(),
+                human_bytes(i.probe_bytes),
+                share,
+                human_bytes(i.rx_bytes),
+                human_bytes(i.tx_bytes),
+            ]
+        })
+        .collect();
+    let mut out = format!("this month (UTC), {budget}:\n");
+    out.push_str(&table(
+        &[
+            "INTERFACE",
+            "MONTH",
+            "METERED",
+            "CHECKS",
+            "CHECK BYTES",
+            "OF BUDGET",
+            "LINK RX",
+            "LINK TX",
+        ],
+        &rows,
+    ));
+    out.push('\n');
     out
 }
 

@@ -25,12 +25,13 @@ pub enum Child {
     LinkWatcher,
     TrafficWatcher,
     RecoveryManager,
+    Accountant,
 }
 
 impl Child {
     /// Start order: the consumer of route moves, then the writer of routes, the source of facts
     /// last; the recovery ladder after them (it asks RouteManager for the uplinks on start).
-    pub const ALL: [Child; 7] = [
+    pub const ALL: [Child; 8] = [
         Child::FlowResetter,
         Child::RouteManager,
         Child::Dispatcher,
@@ -38,11 +39,12 @@ impl Child {
         Child::LinkWatcher,
         Child::TrafficWatcher,
         Child::RecoveryManager,
+        Child::Accountant,
     ];
 
     /// The order help texts and `UnknownActor` list them in: along the flow of facts, from the
     /// link source to the consumers (the wording the control protocol has always used).
-    pub const LISTED: [Child; 7] = [
+    pub const LISTED: [Child; 8] = [
         Child::LinkWatcher,
         Child::RouteManager,
         Child::ProbeScheduler,
@@ -50,6 +52,7 @@ impl Child {
         Child::TrafficWatcher,
         Child::FlowResetter,
         Child::RecoveryManager,
+        Child::Accountant,
     ];
 
     /// The child's name in `status` and `kill`.
@@ -62,6 +65,7 @@ impl Child {
             Child::LinkWatcher => "link-watcher",
             Child::TrafficWatcher => "traffic-watcher",
             Child::RecoveryManager => "recovery-manager",
+            Child::Accountant => "accountant",
         }
     }
 }
@@ -231,7 +235,7 @@ mod tests {
                 err.to_string(),
                 format!(
                     "no actor named {bad:?} (try link-watcher, route-manager, probe-scheduler, \
-                     dispatcher, traffic-watcher, flow-resetter, recovery-manager, prober:IFACE)"
+                     dispatcher, traffic-watcher, flow-resetter, recovery-manager, accountant, prober:IFACE)"
                 )
             );
         }

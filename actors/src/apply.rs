@@ -3,6 +3,10 @@
 //! addresses, then replacements and additions, then deletions), plus the rp_filter policy
 //! (strict → loose, or a warning with `route.rp_filter = "keep"`). It keeps going after a
 //! failure and reports what it did; RouteManager folds that into its caches and retries.
+//! A route the kernel refuses because its gateway is not reachable on the link yet
+//! (`PortErrorKind::Unreachable`: no address on the gateway's subnet, a DHCP lease not back
+//! yet) is not a failure: it is reported as *waiting*, and the address's own notification
+//! brings the next try (docs/semantics.md §9.2).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +20,9 @@ use tracing::Instrument;
 pub struct Applied {
     pub failures: Vec<PortError>,
     pub failed_routes: Vec<KernelRoute>,
+    /// Routes the kernel refused for a gateway not reachable on the link yet (see the module
+    /// doc): not installed, not failures.
+    pub waiting: Vec<KernelRoute>,
     pub rp_filter_done: Vec<u32>,
     pub ra_metric: Vec<(u32, u32)>,
     /// Interfaces whose `ra_defrtr_metric` does not exist (kernels before 5.12): their
@@ -24,6 +31,23 @@ pub struct Applied {
     pub ra_deleted: Vec<u32>,
     pub resolicited: Vec<u32>,
     pub addresses_done: Vec<(u32, IfaceAddr)>,
+}
+
+impl Applied {
+    /// Files the outcome of adding or replacing `r`.
+    fn route_written(&mut self, r: &KernelRoute, result: Result<(), PortError>) {
+        match result {
+            Ok(()) => {}
+            Err(e) if e.is(PortErrorKind::Unreachable) => {
+                tracing::debug!(ifindex = r.ifindex, error = %e, "route waits for the interface's address");
+                self.waiting.push(r.clone());
+            }
+            Err(e) => {
+                self.failures.push(e);
+                self.failed_routes.push(r.clone());
+            }
+        }
+    }
 }
 
 /// Applies a plan: addresses and sysctls, then replacements and additions, then deletions.
@@ -105,10 +129,8 @@ async fn apply_routes(routes: &dyn RouteTable, plan: &Plan, out: &mut Applied) {
             gateway = r.gateway.map(tracing::field::display),
             "replacing default route"
         );
-        if let Err(e) = routes.replace(r.clone()).instrument(write_span(r)).await {
-            out.failures.push(e);
-            out.failed_routes.push(r.clone());
-        }
+        let result = routes.replace(r.clone()).instrument(write_span(r)).await;
+        out.route_written(r, result);
     }
     for r in &plan.ops.add {
         tracing::info!(
@@ -117,10 +139,8 @@ async fn apply_routes(routes: &dyn RouteTable, plan: &Plan, out: &mut Applied) {
             gateway = r.gateway.map(tracing::field::display),
             "adding default route"
         );
-        if let Err(e) = routes.add(r.clone()).instrument(write_span(r)).await {
-            out.failures.push(e);
-            out.failed_routes.push(r.clone());
-        }
+        let result = routes.add(r.clone()).instrument(write_span(r)).await;
+        out.route_written(r, result);
     }
     for r in plan.ops.delete.iter().chain(&plan.ra_delete) {
         tracing::info!(

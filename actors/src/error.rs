@@ -20,6 +20,10 @@ pub enum PortErrorKind {
     Exists,
     /// The object does not exist (netlink ESRCH/ENOENT, a missing interface or file).
     NotFound,
+    /// A route's gateway is not reachable through its interface (netlink ENETUNREACH): the
+    /// interface has no address on the gateway's subnet yet (a DHCP client still waiting for
+    /// its lease). Not a failure to retry: the address's own notification brings the next try.
+    Unreachable,
     /// Anything else: the source says what.
     Failed,
 }
@@ -42,6 +46,10 @@ fn describe(kind: PortErrorKind, cause: &Option<Source>) -> String {
     match (kind, cause) {
         (PortErrorKind::Exists, _) => "already exists".into(),
         (PortErrorKind::NotFound, _) => "not found".into(),
+        (PortErrorKind::Unreachable, Some(source)) => {
+            format!("gateway not reachable on the link yet ({source})")
+        }
+        (PortErrorKind::Unreachable, None) => "gateway not reachable on the link yet".into(),
         (PortErrorKind::Failed, Some(source)) => source.to_string(),
         (PortErrorKind::Failed, None) => "failed".into(),
     }

@@ -330,6 +330,7 @@ mod tests {
             ip4_nameservers: vec![],
             at_unix_ms: 0,
             recovery: None,
+            budget: None,
         }
     }
 

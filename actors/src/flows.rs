@@ -60,7 +60,7 @@ fn special(ip: IpAddr) -> bool {
 }
 
 /// `ip` is inside `net`'s prefix.
-fn on_link(net: &IfaceAddr, ip: IpAddr) -> bool {
+pub(crate) fn on_link(net: &IfaceAddr, ip: IpAddr) -> bool {
     match (net.addr, ip) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
             let len = u32::from(net.prefix_len.min(32));

@@ -1,5 +1,6 @@
 //! The per-interface check state machine (docs/semantics.md §3), pure and clock-free: hysteresis
-//! (`down_count` / `up_count`), the first result from UNKNOWN deciding, the fast re-check
+//! (`down_count` / `up_count`), the first result from UNKNOWN deciding (a NONE verdict, no
+//! address or route yet, is no result: the link is still coming back), the fast re-check
 //! back-off (1 s doubling, capped at `min(recheck_max, interval)`, restarted by every good
 //! result and every state change), the return cadence (a young outage re-checked at least every
 //! half cap), and the fail-back hold rule. No actix here: ProbeScheduler feeds it results and
@@ -106,8 +107,8 @@ impl Health {
         self.state
     }
 
-    /// Results are pointing away from the state (towards a change that needs more of them):
-    /// the next check decides.
+    /// The last result pointed away from the state and more are needed to decide: the next
+    /// check confirms a failover or a fail-back in the making.
     pub fn deciding(&self) -> bool {
         self.streak > 0
     }
@@ -118,6 +119,11 @@ impl Health {
         let good = verdict == Verdict::Full;
         let previous = self.state;
         let target = match previous {
+            // A NONE verdict is our own view of the kernel (no address, no route, no link), not
+            // a check: from UNKNOWN the link is still coming back (waiting for its address or
+            // route), so it stays UNKNOWN and its first real result decides (docs/semantics.md
+            // §9.2).
+            Connectivity::Unknown if verdict == Verdict::None => None,
             // From UNKNOWN (no result yet: start, link back) the first result decides.
             Connectivity::Unknown => Some(observed),
             Connectivity::Full if good => {
@@ -315,10 +321,22 @@ mod tests {
             &[(Portal, 1)],
         ),
         (
-            "no route is NONE from UNKNOWN",
+            "no address or route yet from UNKNOWN: still coming back, no result",
             Unknown,
-            &[V::None],
-            &[(None, 1)],
+            &[V::None, V::None],
+            &[(Unknown, 1), (Unknown, 2)],
+        ),
+        (
+            "waiting then the address: the first real result decides",
+            Unknown,
+            &[V::None, V::Full],
+            &[(Unknown, 1), (Full, 3600)],
+        ),
+        (
+            "waiting then a failure: the first real result decides too",
+            Unknown,
+            &[V::None, V::Limited],
+            &[(Unknown, 1), (Limited, 1)],
         ),
         (
             "NONE through checks needs up_count good checks to return",

@@ -23,7 +23,8 @@ use crate::ports::{ProbeReport, ProbeRequest};
 // ---------------------------------------------------------------------------------------------
 
 /// A new configuration (SIGHUP; from the supervisor, to each running actor that reads the
-/// configuration: RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher, RecoveryManager).
+/// configuration: RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher, RecoveryManager,
+/// Accountant).
 /// Each takes the parts it uses; the supervisor also keeps it for the next (re)start of any child.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
@@ -91,7 +92,8 @@ pub struct Uplink {
     pub metric: u32,
     /// A gsm/cdma uplink (the recovery ladder's `modem-reset` applies).
     pub cellular: bool,
-    /// The profile's `connection.metered` (or the type's guess): checks cost money here.
+    /// The profile's `connection.metered` (or the type's guess): checks cost money here
+    /// (`[metered]`: the standby cadence, skipped checks, `budget_month`).
     pub metered: bool,
     /// Carries the route in use of a family (after the last applied reconcile).
     pub in_use: bool,
@@ -177,26 +179,18 @@ pub struct TwoWayTraffic {
     pub at: Instant,
 }
 
-/// A Prober's periodic timer fired (not a start, confirmation or `check`): run the check, or
-/// skip it (metered uplinks, docs/semantics.md §9.11)?
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Due")]
-pub struct PeriodicDue {
-    pub iface: IfaceName,
-}
-
-/// ProbeScheduler's answer to [`PeriodicDue`].
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Due {
-    /// Check now.
-    Run,
-    /// Skipped (0 bytes): the timer is set again for this delay.
-    Skip(Duration),
-}
-
 // ---------------------------------------------------------------------------------------------
 // Handled by a Prober (sent by ProbeScheduler, its parent)
 // ---------------------------------------------------------------------------------------------
+
+/// The periodic timer of `iface`'s Prober fired: may the periodic check run? `None`: run it
+/// now; `Some(delay)`: skipped (0 bytes), ask again after `delay` (from the Prober to
+/// ProbeScheduler, its parent).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<Duration>")]
+pub struct PeriodicDue {
+    pub iface: IfaceName,
+}
 
 /// Run a confirmation check now with this deadline (ignored while a check is in flight: its
 /// result serves as the confirmation).
@@ -267,6 +261,37 @@ pub struct AnsweredSince {
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct UplinkStates(pub Vec<Uplink>);
+
+// ---------------------------------------------------------------------------------------------
+// Handled by the Accountant
+// ---------------------------------------------------------------------------------------------
+
+/// One check's bytes (from ProbeScheduler, for every check it records: periodic, confirming,
+/// requested).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ProbeSpent {
+    pub iface: IfaceName,
+    pub bytes: u64,
+    pub dns_bytes: u64,
+}
+
+/// Save the accounts now, with a last reading of the link counters (from the supervisor, on a
+/// clean stop, before the tree is stopped).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct FlushAccounts;
+
+// ---------------------------------------------------------------------------------------------
+// Handled by ProbeScheduler, from the Accountant
+// ---------------------------------------------------------------------------------------------
+
+/// The metered uplinks whose budget cannot take another check this month: their periodic
+/// checks stop (the whole set, level-triggered: sent on every change and after every
+/// `ProbeSpent`, so a restarted ProbeScheduler learns it with its first check).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct BudgetExhausted(pub std::collections::BTreeSet<IfaceName>);
 
 // ---------------------------------------------------------------------------------------------
 // Handled by the Supervisor (from `EngineHandle`)

@@ -15,12 +15,36 @@
 //! Adding a skip reason (a budget, say) is one more [`SkipReason`] variant and one more
 //! condition in [`periodic_gate`] (with its input in [`Standing`]).
 
+use std::fmt;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::model::Connectivity;
-use crate::status::SkipReason;
+
+/// Why a periodic check of a metered uplink was skipped (docs/semantics.md §9.11).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SkipReason {
+    /// Its own traffic made two-way progress since its last check: it works.
+    Traffic,
+}
+
+impl SkipReason {
+    /// The word in `status`, the JSON and the metrics' `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::Traffic => "traffic",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Where one checked interface stands, as far as the metered rules care.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -28,7 +28,7 @@ pub use config::{
     RouteConfig, RpFilterPolicy, DEFAULT_ROUTE_PROTOCOL,
 };
 pub use connectivity::Connectivity;
-pub use event::{Event, EventKind, RecoveryInfo};
+pub use event::{BudgetInfo, Event, EventKind, RecoveryInfo};
 pub use iface::{IfaceName, IfaceNameError, IFNAME_MAX};
 pub use link::{Family, KernelRoute, LinkInfo, LinkKind};
 pub use metric::{Metered, Metric, MetricError, UplinkType, PENALTY_MAX};

@@ -16,9 +16,9 @@ use std::sync::{Arc, RwLock};
 use actix::{Message, Recipient};
 
 use crate::messages::{
-    AnsweredSince, Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved,
-    LinkSnapshot, ResetChecks, RouteInUseMoved, RoutesChanged, TwoWayTraffic, UplinkStates,
-    UplinksChanged,
+    AnsweredSince, BudgetExhausted, Confirm, ConnectivityChanged, GetUplinks, LinkChanged,
+    LinkRemoved, LinkSnapshot, ProbeSpent, ResetChecks, RouteInUseMoved, RoutesChanged,
+    TwoWayTraffic, UplinkStates, UplinksChanged,
 };
 
 /// The current recipient of messages `M`, if its handler is running.
@@ -95,10 +95,13 @@ pub struct Peers {
     pub reset_checks: Slot<ResetChecks>,
     pub confirm: Slot<Confirm>,
     pub two_way_traffic: Slot<TwoWayTraffic>,
+    pub budget_exhausted: Slot<BudgetExhausted>,
     // Handled by FlowResetter.
     pub route_in_use_moved: Slot<RouteInUseMoved>,
     // Handled by TrafficWatcher.
     pub answered_since: Slot<AnsweredSince>,
     // Handled by RecoveryManager.
     pub uplink_states: Slot<UplinkStates>,
+    // Handled by the Accountant.
+    pub probe_spent: Slot<ProbeSpent>,
 }

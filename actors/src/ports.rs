@@ -244,6 +244,12 @@ pub struct IfaceTraffic {
     pub tx_packets: u64,
     /// Received multicast packets, part of `rx_packets` (LAN noise, not upstream traffic).
     pub rx_multicast: u64,
+    /// Link byte counters (`IFLA_STATS64`, L3 and up as the driver counts them), for the
+    /// monthly accounting; they may wrap or restart from zero like the packet counters.
+    #[serde(default)]
+    pub rx_bytes: u64,
+    #[serde(default)]
+    pub tx_bytes: u64,
     /// TCP sockets whose source address is on this interface (both families).
     pub tcp: Vec<TcpSocketSample>,
     /// The interface's connected subnets (address, prefix length): a peer inside one is on the
@@ -459,4 +465,29 @@ pub struct Ports {
     pub traffic: Arc<dyn TrafficSource>,
     /// The recovery ladder's actions and the persisted reboot times.
     pub recovery: Arc<dyn Recovery>,
+    /// The monthly accounts (check bytes, link bytes, budget thresholds announced), kept where
+    /// a reboot does not lose them (`persist_dir`).
+    pub accounts: Arc<dyn Store<crate::accounting::Accounts>>,
+    /// The calendar the accounts' months follow.
+    pub calendar: Arc<dyn Calendar>,
+}
+
+/// The wall clock, UTC: which calendar month it is (the accounting's months). A port so a test
+/// can turn the month.
+pub trait Calendar: Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch, now.
+    fn now_unix_ms(&self) -> u64;
+}
+
+/// The system's wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemCalendar;
+
+impl Calendar for SystemCalendar {
+    fn now_unix_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
 }

@@ -27,7 +27,7 @@
 //! carrying the route in use leaves FULL, loses its link, or the route moves) it is checked
 //! at once — unless its last result is younger than `recheck_max`, then at `interval` after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,9 +38,9 @@ use crate::board::Board;
 use crate::error::EngineError;
 use crate::health::{Health, HealthParams};
 use crate::messages::{
-    AnsweredSince, CheckAfter, CheckIface, CheckNow, Confirm, ConfirmCheck, ConnectivityChanged,
-    GetUplinks, KillProber, NextCheck, ProbeDone, Reconfigure, ResetChecks, Retarget, Uplink,
-    UplinksChanged,
+    AnsweredSince, BudgetExhausted, CheckIface, CheckNow, Confirm, ConfirmCheck,
+    ConnectivityChanged, GetUplinks, KillProber, NextCheck, ProbeDone, ProbeSpent, Reconfigure,
+    ResetChecks, Retarget, Uplink, UplinksChanged,
 };
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::peers::Slot;
@@ -72,6 +72,8 @@ pub struct ProbeDeps {
     pub get_uplinks: Slot<GetUplinks>,
     /// Asked by a Prober whose confirmation ran out of its deadline unconnected (TrafficWatcher).
     pub answered_since: Slot<AnsweredSince>,
+    /// Every check's bytes go to the Accountant.
+    pub spent: Slot<ProbeSpent>,
     pub board: Board,
 }
 
@@ -86,6 +88,9 @@ pub struct ProbeScheduler {
 struct State {
     ifaces: BTreeMap<IfaceName, Probed>,
     last_uplinks: Vec<Uplink>,
+    /// Metered uplinks whose monthly budget cannot take another check (the Accountant's
+    /// [`BudgetExhausted`]): their periodic checks stop.
+    budget_exhausted: BTreeSet<IfaceName>,
 }
 
 impl Probed {
@@ -207,11 +212,14 @@ impl ProbeScheduler {
                     self.start_prober(&u.name, ctx);
                 }
                 Some(p) => {
-                    if p.request.routed.is_empty() && !request.routed.is_empty() {
-                        // A route appeared (DHCP done, RA received): check it now, from scratch,
-                        // instead of on the NONE results' back-off.
+                    if p.request.routed.is_empty() != request.routed.is_empty() {
+                        // A route appeared (DHCP done, RA received, the address back after a
+                        // carrier return) or the last one went (address lost): either way a
+                        // link that (just) came back, UNKNOWN, whatever was recorded before
+                        // the wait. A new route is checked now and its first result decides
+                        // (docs/semantics.md §9.2); without one, nothing is checked.
                         p.request = request;
-                        p.health = Health::new(u.connectivity);
+                        p.health = Health::new(Connectivity::Unknown);
                         self.restart_prober_now(&u.name, ctx);
                         continue;
                     }
@@ -307,6 +315,23 @@ impl ProbeScheduler {
             s.checks
                 .record(report.verdict, report.elapsed.as_secs_f64());
         }
+        drop(board);
+        if report.bytes > 0 {
+            self.deps.spent.do_send(ProbeSpent {
+                iface: name.clone(),
+                bytes: report.bytes,
+                dns_bytes: report.dns_bytes,
+            });
+        }
+    }
+
+    /// Why the periodic check of `iface` does not run now, if it does not: the budget of a
+    /// metered uplink is exhausted, and the check would not decide a failover or a fail-back
+    /// in the making (those, and confirmations, always run).
+    fn periodic_skip(&self, iface: &IfaceName) -> Option<&'static str> {
+        let p = self.state.ifaces.get(iface)?;
+        (self.state.budget_exhausted.contains(iface) && !p.health.deciding())
+            .then_some("budget exhausted")
     }
 }
 
@@ -554,22 +579,18 @@ impl Handler<CheckIface> for ProbeScheduler {
     }
 }
 
+impl Handler<BudgetExhausted> for ProbeScheduler {
+    type Result = ();
+    fn handle(&mut self, msg: BudgetExhausted, _: &mut Self::Context) {
+        self.state.budget_exhausted = msg.0;
+    }
+}
+
 impl Handler<Reconfigure> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
-        let cadence_changed =
-            msg.0.metered != self.cfg.metered || msg.0.check.interval != self.cfg.check.interval;
-        self.cfg = msg.0;
-        if cadence_changed {
-            // A timer set at the old standby cadence: at the new one, from the last result.
-            let cadence = (self.cfg.metered).standby_cadence(self.cfg.check.interval);
-            for p in self.state.ifaces.values().filter(|p| p.long) {
-                let age = p.last_result.map_or(cadence, |(at, _)| at.elapsed());
-                if let Some(addr) = p.running() {
-                    addr.do_send(CheckAfter(cadence.saturating_sub(age)));
-                }
-            }
-        }
+        let old = std::mem::replace(&mut self.cfg, msg.0);
+        self.retime_standbys(&old);
         let uplinks = self.state.last_uplinks.clone();
         self.apply_uplinks(uplinks, ctx);
     }

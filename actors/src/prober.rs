@@ -13,10 +13,8 @@
 //! answered since the confirmation started (a congested but working uplink: what only
 //! suspects must never act). Otherwise it counts as failed at once, as in a silent blackhole.
 //!
-//! When its periodic timer fires it first asks ProbeScheduler (`PeriodicDue`) whether to run
-//! the check or skip it (a metered uplink whose own traffic proves it healthy: 0 bytes, the
-//! timer set again); a start, a confirmation and `check` never ask. `CheckAfter` replaces the
-//! timer (a metered standby that is about to be needed: checked now, not at its long cadence).
+//! `CheckAfter` replaces the periodic timer (a metered standby that became needed: checked now,
+//! not at its long cadence; docs/semantics.md §9.11).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +24,7 @@ use futures::future::Either;
 
 use crate::actor_name::ActorName;
 use crate::messages::{
-    AnsweredSince, CheckAfter, CheckNow, ConfirmCheck, Due, NextCheck, PeriodicDue, ProbeDone,
-    Retarget,
+    AnsweredSince, CheckAfter, CheckNow, ConfirmCheck, NextCheck, PeriodicDue, ProbeDone, Retarget,
 };
 use crate::model::IfaceName;
 use crate::peers::Slot;
@@ -50,7 +47,7 @@ pub struct Prober {
     in_flight: bool,
     /// Whether the interface's traffic was answered meanwhile (TrafficWatcher, in the tree).
     answered: Slot<AnsweredSince>,
-    /// Asked when the periodic timer fires (its parent, ProbeScheduler); none: always run.
+    /// Asked when the periodic timer fires whether the check runs (its parent; none: always).
     gate: Option<Recipient<PeriodicDue>>,
 }
 
@@ -75,7 +72,7 @@ impl Prober {
         }
     }
 
-    /// Where to ask whether a periodic check runs or is skipped (see the module doc).
+    /// Who decides whether a periodic check runs when its timer fires (see [`PeriodicDue`]).
     pub fn with_gate(mut self, gate: Recipient<PeriodicDue>) -> Self {
         self.gate = Some(gate);
         self
@@ -151,44 +148,6 @@ impl Prober {
         })
     }
 
-    /// Sets the periodic timer to fire after `delay`, replacing any.
-    fn arm(&mut self, delay: Duration, ctx: &mut Context<Self>) {
-        if let Some(t) = self.timer.take() {
-            ctx.cancel_future(t);
-        }
-        self.timer = Some(ctx.run_later(delay, |act, ctx| {
-            act.timer = None;
-            act.due(ctx)
-        }));
-    }
-
-    /// The periodic timer fired: run the check unless the gate says skip (an unanswered
-    /// question runs it: a check too many costs bytes, a check missing could cost a failover).
-    fn due(&mut self, ctx: &mut Context<Self>) {
-        let Some(gate) = self.gate.clone() else {
-            self.run_check(ctx);
-            return;
-        };
-        let ask = PeriodicDue {
-            iface: self.request.iface.clone(),
-        };
-        ctx.spawn(
-            gate.send(ask)
-                .into_actor(self)
-                .map(|answer, act, ctx| match answer {
-                    Ok(Due::Skip(next)) => {
-                        let _span = act.span.clone().entered();
-                        tracing::debug!(next_s = next.as_secs_f64(), "periodic check skipped");
-                        // Something else (CheckAfter) may have set the timer meanwhile.
-                        if act.timer.is_none() {
-                            act.arm(next, ctx);
-                        }
-                    }
-                    Ok(Due::Run) | Err(_) => act.run_check(ctx),
-                }),
-        );
-    }
-
     /// A periodic check (the timer fired, or a start): it replaces the timer.
     fn run_check(&mut self, ctx: &mut Context<Self>) {
         if let Some(t) = self.timer.take() {
@@ -196,6 +155,36 @@ impl Prober {
         }
         // A confirmation in flight stands in for this check: its result reschedules the timer.
         self.start(self.deadline, ctx);
+    }
+
+    /// The periodic timer fired: asks the gate, then checks, or sets the timer again when the
+    /// gate skips this one. A gate that is gone or does not answer lets the check run.
+    fn periodic(&mut self, ctx: &mut Context<Self>) {
+        let Some(gate) = self.gate.clone() else {
+            return self.run_check(ctx);
+        };
+        let due = PeriodicDue {
+            iface: self.request.iface.clone(),
+        };
+        ctx.spawn(
+            gate.send(due)
+                .into_actor(self)
+                .map(|answer, act, ctx| match answer {
+                    Ok(Some(delay)) if act.timer.is_none() => act.set_timer(delay, ctx),
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => act.run_check(ctx),
+                }),
+        );
+    }
+
+    fn set_timer(&mut self, delay: Duration, ctx: &mut Context<Self>) {
+        if let Some(t) = self.timer.take() {
+            ctx.cancel_future(t);
+        }
+        self.timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.timer = None;
+            act.periodic(ctx)
+        }));
     }
 
     fn start(&mut self, deadline: Duration, ctx: &mut Context<Self>) {
@@ -215,11 +204,11 @@ impl Prober {
                     act.done.send(done).into_actor(act)
                 })
                 .map(|next, act, ctx| match next {
-                    Ok(Some(NextCheck::After(delay))) => act.arm(delay, ctx),
+                    Ok(Some(NextCheck::After(delay))) => act.set_timer(delay, ctx),
                     Ok(Some(NextCheck::Confirm(deadline))) => act.start(deadline, ctx),
                     Ok(Some(NextCheck::KeepTimer(fallback))) => {
                         if act.timer.is_none() {
-                            act.arm(fallback, ctx);
+                            act.set_timer(fallback, ctx);
                         }
                     }
                     // The scheduler no longer wants checks here, or is gone (it stops us anyway).
@@ -256,7 +245,7 @@ impl Handler<CheckAfter> for Prober {
         if msg.0.is_zero() {
             self.run_check(ctx);
         } else {
-            self.arm(msg.0, ctx);
+            self.set_timer(msg.0, ctx);
         }
     }
 }

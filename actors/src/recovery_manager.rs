@@ -257,6 +257,7 @@ impl RecoveryManager {
                 not_full_seconds,
                 result,
             })),
+            budget: None,
         })
     }
 

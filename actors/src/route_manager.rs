@@ -266,6 +266,7 @@ impl RouteManager {
             links: &model.links,
             installed: &model.installed,
             routed: &model.routed,
+            waiting: &model.waiting,
             bounced: &self.state.bounced,
             checks_enabled: self.cfg.check.enabled(),
             device_events: self.cfg.dispatcher.device_events,

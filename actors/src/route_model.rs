@@ -50,6 +50,10 @@ pub struct RouteModel {
     /// Families with a known default route or gateway, per ifindex: a route we want (its
     /// gateway is known) or a router-advertised one.
     pub routed: BTreeMap<u32, BTreeSet<Family>>,
+    /// Families of `routed` whose route the kernel refused for a gateway not reachable on the
+    /// link yet, per ifindex: the interface waits for its address (a DHCP lease after a carrier
+    /// return). Nothing can be checked through them until it arrives.
+    pub waiting: BTreeMap<u32, BTreeSet<Family>>,
     /// Per family, the interface whose owned route has the lowest metric (the route in use)
     /// after the last applied reconcile, with its ifindex. Empty after a (re)start, so a restart
     /// never reports a move.
@@ -78,12 +82,34 @@ impl RouteModel {
         cfg.dns.servers_for(name, &profile_dns)
     }
 
-    /// Families with a known default route or gateway on `a` (checks go only there).
+    /// Families with a known default route or gateway on `a` whose route is not waiting for
+    /// the interface's address: checks go only there.
     pub fn routed(&self, a: &Assigned) -> Vec<Family> {
-        a.ifindex
-            .and_then(|i| self.routed.get(&i))
-            .map(|f| f.iter().copied().collect())
+        let Some(ifindex) = a.ifindex else {
+            return Vec::new();
+        };
+        let waiting = self.waiting.get(&ifindex);
+        self.routed
+            .get(&ifindex)
+            .map(|f| {
+                f.iter()
+                    .filter(|f| !waiting.is_some_and(|w| w.contains(f)))
+                    .copied()
+                    .collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// `name` has a known gateway but every route it has waits for its address (see
+    /// [`RouteModel::waiting`]).
+    pub fn waiting_for_address(&self, name: &IfaceName) -> bool {
+        self.managed
+            .iter()
+            .find(|a| &a.name == name)
+            .and_then(|a| a.ifindex)
+            .is_some_and(|i| {
+                self.waiting.contains_key(&i) && self.routed.get(&i) == self.waiting.get(&i)
+            })
     }
 
     pub fn usable(&self, a: &Assigned) -> bool {
@@ -111,6 +137,19 @@ impl RouteModel {
         for r in plan.desired.iter().chain(&plan.ra_routes) {
             self.routed.entry(r.ifindex).or_default().insert(r.family);
         }
+        let waiting_before = std::mem::take(&mut self.waiting);
+        for r in &applied.waiting {
+            self.waiting.entry(r.ifindex).or_default().insert(r.family);
+        }
+        // Once per change, not per try: a lease takes a moment, and every notification until
+        // it is back brings another try.
+        for r in applied.waiting.iter().filter(|r| {
+            !waiting_before
+                .get(&r.ifindex)
+                .is_some_and(|f| f.contains(&r.family))
+        }) {
+            tracing::info!(ifindex = r.ifindex, family = ?r.family, gateway = r.gateway.map(tracing::field::display), "default route waits for the interface's address (gateway not reachable on the link yet)");
+        }
         self.previous_managed = std::mem::replace(&mut self.managed, plan.managed);
         let managed = &self.managed;
         let name_of = |ifindex: u32| {
@@ -128,7 +167,7 @@ impl RouteModel {
         self.installed = plan
             .desired
             .iter()
-            .filter(|r| !applied.failed_routes.contains(r))
+            .filter(|r| !applied.failed_routes.contains(r) && !applied.waiting.contains(r))
             .filter_map(|r| {
                 let a = managed.iter().find(|a| a.ifindex == Some(r.ifindex))?;
                 Some(((a.name.clone(), r.family), r.clone()))
@@ -237,7 +276,11 @@ impl RouteModel {
                 failback,
                 at,
             };
-            if cfg.check.enabled() && self.connectivity(&moved.from) == Connectivity::Unknown {
+            // An interface waiting for its address is not being checked: nothing to wait for.
+            if cfg.check.enabled()
+                && self.connectivity(&moved.from) == Connectivity::Unknown
+                && !self.waiting_for_address(&moved.from)
+            {
                 tracing::debug!(family = ?family, from = %moved.from, to = %moved.to, "route in use left an interface not checked yet; held until its state is known");
                 self.held_moves.insert(family, moved);
             } else {
@@ -265,7 +308,9 @@ impl RouteModel {
             self.in_use.insert(family, back);
             return None;
         }
-        if self.connectivity(&held.from) == Connectivity::Unknown {
+        if self.connectivity(&held.from) == Connectivity::Unknown
+            && !self.waiting_for_address(&held.from)
+        {
             return None;
         }
         let mut moved = self.held_moves.remove(&family)?;
@@ -306,6 +351,7 @@ impl RouteModel {
             ip4_nameservers,
             at_unix_ms,
             recovery: None,
+            budget: None,
         }
     }
 

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::metered::SkipReason;
 use crate::model::{Connectivity, Event, Family, IfaceName, UplinkType};
 use crate::ports::{FlowFailure, ScriptOutcome, Verdict};
 
@@ -29,29 +30,6 @@ pub struct CheckSummary {
     /// Why the periodic check was skipped (0 bytes spent); absent for a check that ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<SkipReason>,
-}
-
-/// Why a periodic check of a metered uplink was skipped (docs/semantics.md §9.11).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SkipReason {
-    /// Its own traffic made two-way progress since its last check: it works.
-    Traffic,
-}
-
-impl SkipReason {
-    /// The word in `status`, the JSON and the metrics' `reason` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::Traffic => "traffic",
-        }
-    }
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// Per-interface counters for the metrics endpoint.
@@ -503,6 +481,39 @@ pub struct EngineStatus {
     /// The recovery ladder (RecoveryManager's part).
     #[serde(default)]
     pub recovery: RecoveryStatus,
+    /// What checking cost this month, per interface (the Accountant's part).
+    #[serde(default)]
+    pub accounting: AccountingStatus,
+}
+
+/// The month's accounts (docs/semantics.md §10), written by the Accountant only.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct AccountingStatus {
+    /// `metered.budget_month`, bytes (0: no cap); it applies to metered uplinks.
+    pub budget_month: u64,
+    /// Every managed interface with a link seen this month.
+    pub interfaces: BTreeMap<IfaceName, IfaceAccounting>,
+}
+
+/// One interface's month in `status`.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct IfaceAccounting {
+    /// The month counted, `YYYY-MM` (UTC).
+    pub month: String,
+    /// `connection.metered` (or the type's guess): the budget applies.
+    pub metered: bool,
+    /// The month's check bytes at L3, both directions, DNS included; of which DNS.
+    pub probe_bytes: u64,
+    pub probe_dns_bytes: u64,
+    /// Checks counted this month.
+    pub checks: u64,
+    /// The link's bytes this month (every packet through the interface).
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// The highest budget threshold reached this month (75, 95, 100; 0: none or no budget).
+    pub budget_percent: u8,
+    /// The budget cannot take another check: periodic checks stopped until the month changes.
+    pub budget_exhausted: bool,
 }
 
 /// Where the recovery ladder stands (`docs/recovery.md`), written by RecoveryManager only.

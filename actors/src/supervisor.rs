@@ -20,6 +20,7 @@
 //! | flow-resetter    | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | (stateless; config only)          |
 //! | traffic-watcher  | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | the next samples (trackers empty) |
 //! | recovery-manager | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | RouteManager's uplinks, the reboot times |
+//! | accountant       | permanent | more than 5 failures in 30 s   | 50 ms → 5 s         | the saved accounts, RouteManager's uplinks |
 //! | prober:IFACE     | permanent | more than 5 failures in 60 s   | 100 ms → 5 s        | (stateless; checks at once)       |
 //!
 //! Probers are children of probe-scheduler (see `probe_scheduler.rs`); exceeding their
@@ -37,6 +38,7 @@ use actix::prelude::*;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::accountant::{Accountant, AccountantDeps, FLUSH_TIMEOUT};
 use crate::actor_name::ActorName;
 pub use crate::actor_name::Child;
 use crate::board::Board;
@@ -46,7 +48,8 @@ use crate::event_log::EventLog;
 use crate::flow_resetter::FlowResetter;
 use crate::link_watcher::{LinkFacts, LinkWatcher};
 use crate::messages::{
-    CheckIface, CheckNowFor, Kill, KillHow, KillProber, Reconfigure, Reload, Shutdown, StopTree,
+    CheckIface, CheckNowFor, FlushAccounts, Kill, KillHow, KillProber, Reconfigure, Reload,
+    Shutdown, StopTree,
 };
 use crate::model::{Config, IfaceName};
 use crate::peers::{Peers, Slot};
@@ -83,6 +86,7 @@ struct Wiring {
     shutdown: Slot<Shutdown>,
     kill_prober: Slot<KillProber>,
     check_iface: Slot<CheckIface>,
+    flush_accounts: Slot<FlushAccounts>,
 }
 
 /// Points `slot` at `to` (`Some`) or empties it (`None`).
@@ -132,6 +136,7 @@ impl Wiring {
         point(&p.reset_checks, to);
         point(&p.confirm, to);
         point(&p.two_way_traffic, to);
+        point(&p.budget_exhausted, to);
         point(&self.kill_prober, to);
         point(&self.check_iface, to);
         self.configured(Child::ProbeScheduler, to);
@@ -152,6 +157,12 @@ impl Wiring {
         self.configured(Child::RecoveryManager, to);
     }
 
+    fn wire_accountant(&mut self, to: Option<&Addr<Accountant>>) {
+        point(&self.peers.probe_spent, to);
+        point(&self.flush_accounts, to);
+        self.configured(Child::Accountant, to);
+    }
+
     /// Empties the slots of the messages `child` handles: senders drop them until its restart.
     fn unwire(&mut self, child: Child) {
         match child {
@@ -160,6 +171,7 @@ impl Wiring {
             Child::ProbeScheduler => self.wire_probe_scheduler(None),
             Child::TrafficWatcher => self.wire_traffic_watcher(None),
             Child::RecoveryManager => self.wire_recovery_manager(None),
+            Child::Accountant => self.wire_accountant(None),
             // They handle no message of another actor.
             Child::Dispatcher | Child::LinkWatcher => {}
         }
@@ -247,6 +259,10 @@ impl Supervisor {
                 let addr = slot.start(self.recovery_manager(), on_exit);
                 self.wiring.wire_recovery_manager(Some(&addr));
             }
+            Child::Accountant => {
+                let addr = slot.start(self.accountant(), on_exit);
+                self.wiring.wire_accountant(Some(&addr));
+            }
         }
         self.children.insert(child, slot);
         self.publish();
@@ -278,6 +294,7 @@ impl Supervisor {
             connectivity: p.connectivity_changed.clone(),
             get_uplinks: p.get_uplinks.clone(),
             answered_since: p.answered_since.clone(),
+            spent: p.probe_spent.clone(),
             board: self.board.clone(),
         };
         ProbeScheduler::new(self.cfg.clone(), deps)
@@ -303,6 +320,19 @@ impl Supervisor {
             board: self.board.clone(),
         };
         RecoveryManager::new(self.cfg.clone(), deps)
+    }
+
+    fn accountant(&self) -> Accountant {
+        let deps = AccountantDeps {
+            store: self.ports.accounts.clone(),
+            calendar: self.ports.calendar.clone(),
+            traffic: self.ports.traffic.clone(),
+            get_uplinks: self.wiring.peers.get_uplinks.clone(),
+            exhausted: self.wiring.peers.budget_exhausted.clone(),
+            log: self.log.clone(),
+            board: self.board.clone(),
+        };
+        Accountant::new(self.cfg.clone(), deps)
     }
 
     fn abort_all(&mut self) {
@@ -465,15 +495,29 @@ impl Handler<StopTree> for Supervisor {
     fn handle(&mut self, _: StopTree, _: &mut Self::Context) -> Self::Result {
         self.stopping = true;
         let rm = self.wiring.shutdown.get();
+        let accountant = self.wiring.flush_accounts.get();
         let restore = async move {
-            if let Some(rm) = rm {
-                if tokio::time::timeout(SHUTDOWN_GRACE, rm.send(Shutdown))
-                    .await
-                    .is_err()
-                {
-                    tracing::error!("route-manager did not restore configured metrics in time");
+            let flush = async {
+                if let Some(a) = accountant {
+                    if tokio::time::timeout(FLUSH_TIMEOUT, a.send(FlushAccounts))
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!("accountant did not save the accounts in time");
+                    }
                 }
-            }
+            };
+            let restore = async {
+                if let Some(rm) = rm {
+                    if tokio::time::timeout(SHUTDOWN_GRACE, rm.send(Shutdown))
+                        .await
+                        .is_err()
+                    {
+                        tracing::error!("route-manager did not restore configured metrics in time");
+                    }
+                }
+            };
+            futures::join!(flush, restore);
         };
         Box::pin(
             restore

@@ -10,14 +10,18 @@
 //! For a metered interface whose sample showed two-way progress it tells ProbeScheduler
 //! (`TwoWayTraffic`: a periodic check may be skipped on it); that costs no extra sampling.
 //!
-//! Idle cost: each period costs one link dump (`TrafficSource::counters`); the whole sample
-//! (addresses, TCP sockets, connection tracking) is taken only for the FULL interfaces, the only
-//! ones whose evidence can start a confirmation (the one carrying the route in use, and a
-//! standby that would take over), and of those only for an interface that sent packets since
-//! its last whole sample or whose last sample was not settled (data or a SYN outstanding, a
-//! stall's clock running: `Tracker::settled`). An interface that sent nothing since a settled
-//! sample cannot show new evidence. A usable interface that is not FULL is not sampled; its
-//! tracker keeps what it knew, without a suspicion, until it is FULL again.
+//! Idle cost: each period costs one link dump (`TrafficSource::counters`) of the *watched*
+//! interfaces, the only ones whose evidence can change a decision: the FULL uplink carrying the
+//! route in use (of each family), and, only while that one is suspect, the standby that would
+//! take over from it (the next FULL uplink by penalised metric: about to be needed). A standby
+//! whose primary is healthy is not sampled: its evidence could only move traffic that is not on
+//! it (its own check still runs before the route moves onto it, `Confirm::standby`). The whole
+//! sample (addresses, TCP sockets, connection tracking) of a watched interface is taken only
+//! when it sent packets since its last whole sample or that sample was not settled (data or a
+//! SYN outstanding, a stall's clock running: `Tracker::settled`): an interface that sent
+//! nothing since a settled sample cannot show new evidence. An interface not watched (not
+//! FULL, or a standby not about to be needed) keeps what its tracker knew, without a
+//! suspicion, until it is watched again.
 //!
 //! It never touches routes or states: a wrong suspicion costs a check (bounded by the rule's
 //! back-off), never a failover. While healthy it sends nothing at all; sampling is local
@@ -42,7 +46,7 @@ use tokio::time::Instant;
 
 use crate::board::Board;
 use crate::messages::{AnsweredSince, Confirm, GetUplinks, Reconfigure, TwoWayTraffic, Uplink};
-use crate::model::{Config, Connectivity, IfaceName};
+use crate::model::{Config, Connectivity, Family, IfaceName};
 use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
 use crate::peers::Slot;
 use crate::ports::{IfaceTraffic, PortError, TrafficSource};
@@ -121,26 +125,28 @@ impl TrafficWatcher {
         self.state.busy = true;
         let traffic = self.deps.traffic.clone();
         let settled_tx = self.state.settled_tx.clone();
+        let cfg = self.cfg.clone();
+        // The interfaces suspect since the last sample: their standby is about to be needed.
+        let suspects: Vec<IfaceName> = (self.state.trackers.iter())
+            .filter(|(_, t)| t.suspect_since().is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
         ctx.spawn(
             async move {
                 let uplinks = rm.send(GetUplinks).await.ok()?;
-                let eligible: Vec<u32> = uplinks
-                    .iter()
-                    .filter(|u| u.usable && u.connectivity == Connectivity::Full)
-                    .map(|u| u.ifindex)
-                    .collect();
-                let sample = whole_samples(&*traffic, eligible, &settled_tx).await;
-                Some((uplinks, sample))
+                let watched = watched(&uplinks, &cfg, &suspects);
+                let sample = whole_samples(&*traffic, watched.clone(), &settled_tx).await;
+                Some((uplinks, watched, sample))
             }
             .into_actor(self)
             .map(|res, act, _| {
                 act.state.busy = false;
                 match res {
-                    Some((uplinks, Ok((sampled, samples)))) => {
+                    Some((uplinks, watched, Ok((sampled, samples)))) => {
                         act.state.failures = 0;
-                        act.process(&uplinks, &sampled, &samples);
+                        act.process(&uplinks, &watched, &sampled, &samples);
                     }
-                    Some((_, Err(e))) => {
+                    Some((_, _, Err(e))) => {
                         let _span = tracing::info_span!("traffic_watcher").entered();
                         act.state.failures += 1;
                         if act.state.failures == 1 {
@@ -155,9 +161,15 @@ impl TrafficWatcher {
         );
     }
 
-    /// Feeds the rule the whole samples of `sampled` (ifindexes); a FULL interface left out
-    /// keeps its tracker as it was (it sent nothing since a settled sample).
-    fn process(&mut self, uplinks: &[Uplink], sampled: &[u32], samples: &[IfaceTraffic]) {
+    /// Feeds the rule the whole samples of `sampled` (ifindexes); a `watched` interface left
+    /// out keeps its tracker as it was (it sent nothing since a settled sample).
+    fn process(
+        &mut self,
+        uplinks: &[Uplink],
+        watched: &[u32],
+        sampled: &[u32],
+        samples: &[IfaceTraffic],
+    ) {
         let now = Instant::now();
         let params = self.params();
         let ranked = rank(uplinks, &self.cfg);
@@ -177,9 +189,9 @@ impl TrafficWatcher {
         let mut triggers: Vec<(IfaceName, Trigger)> = Vec::new();
         for u in &usable {
             let tracker = self.state.trackers.entry(u.name.clone()).or_default();
-            if u.connectivity != Connectivity::Full {
-                // Not sampled: its tracker keeps what it knew (a stall still there when it is
-                // FULL again costs one confirmation), showing no suspicion meanwhile.
+            if u.connectivity != Connectivity::Full || !watched.contains(&u.ifindex) {
+                // Not watched: its tracker keeps what it knew (a stall still there when it is
+                // watched again costs one confirmation), showing no suspicion meanwhile.
                 tracker.calm();
                 self.state.settled_tx.remove(&u.ifindex);
                 continue;
@@ -270,6 +282,38 @@ impl TrafficWatcher {
             p.suspect_since_unix_ms = None;
         }
     }
+}
+
+/// The interfaces (ifindexes) whose evidence can change a decision now: for each family, the
+/// FULL uplink carrying the route in use, and while it is one of `suspects`, the next FULL
+/// uplink of that family (the standby about to be needed). See the module doc.
+fn watched(uplinks: &[Uplink], cfg: &Config, suspects: &[IfaceName]) -> Vec<u32> {
+    let ranked = rank(uplinks, cfg);
+    let mut out: Vec<u32> = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        let mut full = ranked
+            .iter()
+            .filter(|u| u.routed.contains(&family))
+            .filter(|u| u.connectivity == Connectivity::Full);
+        // With checks on, a route not FULL is penalised behind every FULL one, so the first
+        // FULL uplink is the one in use when it leads the ranking.
+        let Some(in_use) = ranked
+            .iter()
+            .find(|u| u.routed.contains(&family))
+            .filter(|u| u.connectivity == Connectivity::Full)
+        else {
+            continue;
+        };
+        out.push(in_use.ifindex);
+        if suspects.contains(&in_use.name) {
+            if let Some(standby) = full.find(|u| u.ifindex != in_use.ifindex) {
+                out.push(standby.ifindex);
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// One period's reading: the link counters of `eligible`, then a whole sample of those that
@@ -382,7 +426,6 @@ impl Handler<AnsweredSince> for TrafficWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Family;
 
     fn uplink(name: &str, ifindex: u32, metric: u32, c: Connectivity) -> Uplink {
         Uplink {
@@ -416,5 +459,35 @@ mod tests {
             .map(|u| u.name.as_str())
             .collect();
         assert_eq!(names, ["wwan0", "eth0"]);
+    }
+
+    #[test]
+    fn only_the_route_in_use_is_watched_and_its_standby_while_it_is_suspect() {
+        let cfg = Config::default();
+        let name = |n: &str| IfaceName::new(n).unwrap();
+        let mut ups = vec![
+            uplink("eth0", 2, 100, Connectivity::Full),
+            uplink("wlan0", 3, 600, Connectivity::Full),
+            uplink("wwan0", 4, 700, Connectivity::Full),
+        ];
+        assert_eq!(watched(&ups, &cfg, &[]), [2]);
+        // A suspect standby changes nothing; a suspect primary adds the next FULL uplink.
+        assert_eq!(watched(&ups, &cfg, &[name("wlan0")]), [2]);
+        assert_eq!(watched(&ups, &cfg, &[name("eth0")]), [2, 3]);
+        ups[1].connectivity = Connectivity::Limited;
+        assert_eq!(watched(&ups, &cfg, &[name("eth0")]), [2, 4]);
+        // The primary penalised: the route in use is wwan0's.
+        ups[0].connectivity = Connectivity::Limited;
+        assert_eq!(watched(&ups, &cfg, &[]), [4]);
+        // Nothing FULL: nothing is watched.
+        ups[2].connectivity = Connectivity::None;
+        assert_eq!(watched(&ups, &cfg, &[]), Vec::<u32>::new());
+        // Each family's route in use: IPv6 only through wlan0.
+        let mut dual = vec![
+            uplink("eth0", 2, 100, Connectivity::Full),
+            uplink("wlan0", 3, 600, Connectivity::Full),
+        ];
+        dual[1].routed = vec![Family::V6];
+        assert_eq!(watched(&dual, &cfg, &[]), [2, 3]);
     }
 }

@@ -51,6 +51,9 @@ pub struct Facts<'a> {
     pub installed: &'a BTreeMap<(IfaceName, Family), KernelRoute>,
     /// Families with a known default route or gateway, per ifindex.
     pub routed: &'a BTreeMap<u32, BTreeSet<Family>>,
+    /// Families of `routed` whose route waits for the interface's address (the kernel refused
+    /// it: gateway not reachable on the link yet), per ifindex.
+    pub waiting: &'a BTreeMap<u32, BTreeSet<Family>>,
     /// Interfaces whose link bounced inside one kernel message (merged flap).
     pub bounced: &'a BTreeSet<IfaceName>,
     pub checks_enabled: bool,
@@ -219,11 +222,20 @@ impl States {
         if has_route && !self.announced(&a.name) {
             self.announce(a, f, changes);
         }
-        let routed = a
-            .ifindex
-            .and_then(|i| f.routed.get(&i))
-            .is_some_and(|fams| !fams.is_empty());
-        if !routed {
+        let routed = a.ifindex.and_then(|i| f.routed.get(&i));
+        let waiting = a.ifindex.and_then(|i| f.waiting.get(&i));
+        let routed = routed.filter(|fams| !fams.is_empty());
+        if routed.is_some() && routed == waiting {
+            // Every route waits for the interface's address (a lease not back yet after a
+            // carrier return, or lost): nothing can be checked through it, and a check's NONE
+            // or failure from before says nothing about it any more. It is a link that just came
+            // back: UNKNOWN, and its first result once the address is there decides
+            // (docs/semantics.md §9.2).
+            self.record.none_from_checks.remove(&a.name);
+            let reason = "link up, waiting for its address (gateway not reachable yet)";
+            let unknown = Connectivity::Unknown;
+            self.set(&a.name, unknown, reason, f.device_events, f.now, changes);
+        } else if routed.is_none() {
             // No route to check through: NONE (docs/semantics.md: no link or no route), not UNKNOWN.
             let reason = "no default route or gateway";
             self.set(

@@ -17,8 +17,9 @@ use netfailover_actors::fake::{
 use netfailover_actors::flow_resetter::FlowResetter;
 use netfailover_actors::link_watcher::{LinkFacts, LinkWatcher};
 use netfailover_actors::messages::{
-    Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved, LinkSnapshot, NextCheck,
-    ProbeDone, Reconfigure, ResetChecks, RouteInUseMoved, RoutesChanged, Uplink, UplinksChanged,
+    BudgetExhausted, Confirm, ConnectivityChanged, GetUplinks, LinkChanged, LinkRemoved,
+    LinkSnapshot, NextCheck, ProbeDone, ProbeSpent, Reconfigure, ResetChecks, RouteInUseMoved,
+    RoutesChanged, Uplink, UplinksChanged,
 };
 use netfailover_actors::model::{
     CheckConfig, Config, Connectivity, EventKind, Family, IfaceName, KernelRoute, LinkKind,
@@ -331,6 +332,7 @@ async fn probe_scheduler_alone_asks_for_uplinks_and_reports_connectivity() {
         connectivity,
         get_uplinks,
         answered_since: Default::default(),
+        spent: Default::default(),
         board: Board::default(),
     };
     let scheduler = ProbeScheduler::new(Arc::new(checks_on()), deps).start();
@@ -344,6 +346,48 @@ async fn probe_scheduler_alone_asks_for_uplinks_and_reports_connectivity() {
         .collect();
     assert_eq!(got, [("eth0".to_string(), Connectivity::Full)]);
     assert!(scheduler.connected());
+}
+
+/// The budget gate: the checks' bytes go to the Accountant's slot; once it says an uplink's
+/// budget is exhausted, its periodic checks stop (0 bytes) and resume when it says otherwise.
+#[actix::test]
+async fn probe_scheduler_alone_reports_bytes_and_stops_periodic_checks_of_an_exhausted_uplink() {
+    tokio::time::pause();
+    let probe = FakeProbe::default();
+    probe.set("eth0", Verdict::Full);
+    let (get_uplinks, _) =
+        collector::<GetUplinks>(|_| vec![uplink("eth0", 2, 100, Connectivity::Full)]);
+    let (connectivity, _) = sink::<ConnectivityChanged>();
+    let (spent, bytes) = sink::<ProbeSpent>();
+    let deps = ProbeDeps {
+        probe: Arc::new(probe.clone()),
+        connectivity,
+        get_uplinks,
+        answered_since: Default::default(),
+        spent,
+        board: Board::default(),
+    };
+    let mut cfg = checks_on();
+    cfg.check.interval = Duration::from_secs(30);
+    let scheduler = ProbeScheduler::new(Arc::new(cfg), deps).start();
+    pass(Duration::from_millis(100)).await;
+    assert_eq!(probe.checks("eth0").len(), 1);
+    let got: Vec<(String, u64)> = bytes
+        .all()
+        .into_iter()
+        .map(|s| (s.iface.to_string(), s.bytes))
+        .collect();
+    assert_eq!(got, [("eth0".to_string(), 600)]);
+    scheduler.do_send(BudgetExhausted([name("eth0")].into()));
+    pass(Duration::from_secs(95)).await;
+    assert_eq!(probe.checks("eth0").len(), 1, "periodic checks stopped");
+    scheduler.do_send(BudgetExhausted(Default::default()));
+    pass(Duration::from_secs(31)).await;
+    assert_eq!(
+        probe.checks("eth0").len(),
+        2,
+        "resumed at the next interval"
+    );
 }
 
 #[actix::test]
@@ -361,6 +405,7 @@ async fn probe_scheduler_alone_restarts_a_prober_whose_port_panicked() {
         connectivity,
         get_uplinks,
         answered_since: Default::default(),
+        spent: Default::default(),
         board: board.clone(),
     };
     let scheduler = ProbeScheduler::new(Arc::new(checks_on()), deps).start();

@@ -48,6 +48,7 @@ fn config(profiles: Vec<Profile>, interval: u64, standby: u64) -> Config {
         },
         metered: MeteredConfig {
             standby_interval: Duration::from_secs(standby),
+            ..MeteredConfig::default()
         },
         ..Config::default()
     }

@@ -1,8 +1,9 @@
 //! Passive health in the whole engine, on fakes, in virtual time: the fake traffic source plays
 //! an application keeping a TCP connection busy; the fake probe plays the check server. At
 //! `interval` 3600 and default timeouts and `[passive]` settings, a stall is confirmed by checks
-//! and penalised within seconds; a passing confirmation backs off; a standby's suspicion never
-//! moves the route in use; healthy traffic costs no check.
+//! and penalised within seconds; a passing confirmation backs off; a standby is watched only
+//! while the route in use is suspect and its traffic never moves the route in use; healthy
+//! traffic costs no check.
 
 use std::time::Duration;
 
@@ -167,7 +168,7 @@ async fn a_passing_confirmation_ends_the_suspicion_and_backs_off() {
 }
 
 #[actix::test]
-async fn suspicion_on_a_standby_never_moves_the_route() {
+async fn a_standby_is_not_watched_while_the_route_in_use_is_healthy() {
     let w = world();
     let h = started(&w).await;
     w.traffic.busy(3, "wlan0");
@@ -182,13 +183,41 @@ async fn suspicion_on_a_standby_never_moves_the_route() {
             "the route in use never moves"
         );
     }
-    // The standby's own stall was confirmed and penalised, as a failed periodic check would.
-    assert_eq!(state_of(&h, "wlan0"), Connectivity::Limited);
+    // The standby's traffic cannot change a decision while eth0 is healthy: it is not
+    // sampled, so its stall costs no check (its periodic check and the standby check before
+    // a failover still judge it).
+    assert_eq!(w.traffic.whole_samples(3), 0);
+    assert_eq!(state_of(&h, "wlan0"), Connectivity::Full);
+    assert_eq!(w.probe.checks("wlan0").len(), 1, "only its first check");
     assert_eq!(
         w.probe.checks("eth0").len(),
         1,
         "the primary was not checked"
     );
+}
+
+#[actix::test]
+async fn a_standby_is_watched_while_the_route_in_use_is_suspect() {
+    let w = world();
+    let _h = started(&w).await;
+    w.traffic.busy(2, "eth0");
+    w.traffic.busy(3, "wlan0");
+    pass(Duration::from_secs(5)).await;
+    assert_eq!(
+        w.traffic.whole_samples(3),
+        0,
+        "healthy primary: standby idle"
+    );
+    // The primary's upstream dies; its confirmations hang for their deadlines, meanwhile the
+    // standby about to take over is sampled.
+    w.probe.set_behaviour("eth0", ProbeBehaviour::Hang);
+    w.traffic.stall(2, true);
+    time_until(Duration::from_secs(10), || {
+        best(&w).as_deref() == Some("wlan0")
+    })
+    .await
+    .expect("the route moves to wlan0");
+    assert!(w.traffic.whole_samples(3) >= 1, "the standby was sampled");
 }
 
 #[actix::test]
@@ -345,6 +374,8 @@ async fn idle_interfaces_are_sampled_whole_only_after_they_send() {
             rx_packets: 1000,
             tx_packets: 1000,
             rx_multicast: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
             tcp: vec![],
             subnets: vec![],
             flows: Some(vec![]),
@@ -354,9 +385,10 @@ async fn idle_interfaces_are_sampled_whole_only_after_they_send() {
     w.traffic.set(3, idle("wlan0", 3));
     let h = started(&w).await;
     pass(Duration::from_secs(60)).await;
-    // One whole sample each, then the link counters alone: nothing was sent since.
+    // One whole sample of the primary, then the link counters alone: nothing was sent since.
+    // The standby is not watched while the primary is healthy.
     assert_eq!(w.traffic.whole_samples(2), 1);
-    assert_eq!(w.traffic.whole_samples(3), 1);
+    assert_eq!(w.traffic.whole_samples(3), 0);
     assert!(
         w.traffic.samples() >= 60,
         "the counters are still read every period"
@@ -369,7 +401,7 @@ async fn idle_interfaces_are_sampled_whole_only_after_they_send() {
         "{}",
         w.traffic.whole_samples(2)
     );
-    assert_eq!(w.traffic.whole_samples(3), 1);
+    assert_eq!(w.traffic.whole_samples(3), 0);
     // And a stall on it is still confirmed and moves the route.
     w.probe.set_behaviour("eth0", ProbeBehaviour::Hang);
     w.traffic.stall(2, true);

@@ -35,6 +35,8 @@ struct Iface {
     carrier: bool,
     /// An IPv4 default route is installed (and so the interface is routed).
     route: bool,
+    /// Its IPv4 gateway is known but the kernel refused the route: no address yet.
+    waiting: bool,
 }
 
 const fn up(name: &'static str, ifindex: u32) -> Iface {
@@ -44,6 +46,7 @@ const fn up(name: &'static str, ifindex: u32) -> Iface {
         present: true,
         carrier: true,
         route: true,
+        waiting: false,
     }
 }
 
@@ -54,6 +57,7 @@ const fn lost(name: &'static str, ifindex: u32) -> Iface {
         present: true,
         carrier: false,
         route: false,
+        waiting: false,
     }
 }
 
@@ -64,6 +68,19 @@ const fn unrouted(name: &'static str, ifindex: u32) -> Iface {
         present: true,
         carrier: true,
         route: false,
+        waiting: false,
+    }
+}
+
+/// Link up, gateway known, route refused by the kernel until the address (DHCP) is back.
+const fn waiting(name: &'static str, ifindex: u32) -> Iface {
+    Iface {
+        name,
+        ifindex,
+        present: true,
+        carrier: true,
+        route: false,
+        waiting: true,
     }
 }
 
@@ -73,6 +90,7 @@ struct World {
     links: BTreeMap<u32, LinkInfo>,
     installed: BTreeMap<(IfaceName, Family), KernelRoute>,
     routed: BTreeMap<u32, BTreeSet<Family>>,
+    waiting: BTreeMap<u32, BTreeSet<Family>>,
     bounced: BTreeSet<IfaceName>,
 }
 
@@ -84,6 +102,7 @@ impl World {
             links: BTreeMap::new(),
             installed: BTreeMap::new(),
             routed: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             bounced: BTreeSet::new(),
         };
         for i in managed.iter().chain(unmanaged) {
@@ -120,6 +139,10 @@ impl World {
                 w.installed.insert((name(i.name), Family::V4), route);
                 w.routed.entry(i.ifindex).or_default().insert(Family::V4);
             }
+            if i.waiting {
+                w.routed.entry(i.ifindex).or_default().insert(Family::V4);
+                w.waiting.entry(i.ifindex).or_default().insert(Family::V4);
+            }
         }
         w
     }
@@ -130,6 +153,7 @@ impl World {
             links: &self.links,
             installed: &self.installed,
             routed: &self.routed,
+            waiting: &self.waiting,
             bounced: &self.bounced,
             checks_enabled: true,
             device_events,
@@ -284,6 +308,27 @@ fn reconcile_pass_event_order_table() {
             ],
         },
         Case {
+            what: "carrier back, waiting for the address: UNKNOWN at once, no `up` (no route yet)",
+            before: record(&[("eth0", NoneC, false)], Some(NoneC)),
+            world: World::new(&[waiting("eth0", 2)], &[]),
+            device_events: LeaveFull,
+            want: &[(Global, "", Unknown, NoneC)],
+        },
+        Case {
+            what: "address lost while FULL: a link that just came back (UNKNOWN), left FULL",
+            before: record(&[("eth0", Full, true)], Some(Full)),
+            world: World::new(&[waiting("eth0", 2)], &[]),
+            device_events: LeaveFull,
+            want: &[(Device, "eth0", Unknown, Full), (Global, "", Unknown, Full)],
+        },
+        Case {
+            what: "still waiting: no event",
+            before: record(&[("eth0", Unknown, false)], Some(Unknown)),
+            world: World::new(&[waiting("eth0", 2)], &[]),
+            device_events: All,
+            want: &[],
+        },
+        Case {
             what: "nothing changed: no event",
             before: record(&[("eth0", Full, true)], Some(Full)),
             world: World::new(&[up("eth0", 2)], &[]),
@@ -325,6 +370,24 @@ fn none_from_checks_stays_none_and_is_announced_as_such() {
     let out = transition::reconcile(before, &world.facts(All));
     assert_eq!(rows(&out.changes), expect(&[(Up, "eth0", NoneC, NoneC)]));
     assert_eq!(out.states.connectivity(&name("eth0")), NoneC);
+}
+
+#[test]
+fn waiting_for_the_address_clears_a_none_from_checks_so_the_link_returns_as_fresh() {
+    let mut before = record(&[("eth0", NoneC, false)], Some(NoneC));
+    before.record.none_from_checks.insert(name("eth0"));
+    let out = transition::reconcile(before, &World::new(&[waiting("eth0", 2)], &[]).facts(All));
+    assert_eq!(out.states.connectivity(&name("eth0")), Unknown);
+    assert!(
+        !out.states.record.none_from_checks.contains(&name("eth0")),
+        "a NONE from before the wait says nothing about the link once its address is back"
+    );
+    // The address is back and the route installed: `up` as UNKNOWN, the first check decides.
+    let out = transition::reconcile(out.states, &World::new(&[up("eth0", 2)], &[]).facts(All));
+    assert_eq!(
+        rows(&out.changes),
+        expect(&[(Up, "eth0", Unknown, Unknown)])
+    );
 }
 
 #[test]

@@ -225,7 +225,7 @@ impl<T: Clone + Send + 'static> Store<T> for MemoryStore<T> {
 }
 
 /// Wraps `ports` for a dry run: routes, sysctls, scripts and flow resets only recorded in the
-/// returned plan, journal and state kept in memory.
+/// returned plan, journal, state and the monthly accounts kept in memory.
 pub(super) fn dry_run_ports(ports: &mut Ports) -> Plan {
     let plan = Plan::default();
     ports.routes = Arc::new(DryRunRoutes::new(ports.routes.clone(), plan.clone()));
@@ -238,6 +238,7 @@ pub(super) fn dry_run_ports(ports: &mut Ports) -> Plan {
     ports.recovery = Arc::new(NoRecovery);
     ports.journal = Arc::new(MemoryStore::<JournalState>::default());
     ports.state = Arc::new(MemoryStore::<EngineState>::default());
+    ports.accounts = Arc::new(MemoryStore::<netfailover_actors::accounting::Accounts>::default());
     tracing::info!("dry run: no route, address, sysctl or script will be touched");
     plan
 }

@@ -186,3 +186,24 @@ pub(crate) fn recovery(
         None => Arc::new(os::recovery::OsRecovery::new(persist_dir)),
     }
 }
+
+/// The given ports' accounts, else `persist_dir/accounting.json`.
+pub(crate) fn accounts(
+    given: Option<&netfailover_actors::ports::Ports>,
+    persist_dir: &std::path::Path,
+) -> Arc<dyn Store<netfailover_actors::accounting::Accounts>> {
+    match given {
+        Some(p) => p.accounts.clone(),
+        None => Arc::new(os::persist::FileAccounts::new(persist_dir)),
+    }
+}
+
+/// The given ports' calendar, else the system's wall clock.
+pub(crate) fn calendar(
+    given: Option<&netfailover_actors::ports::Ports>,
+) -> Arc<dyn netfailover_actors::ports::Calendar> {
+    match given {
+        Some(p) => p.calendar.clone(),
+        None => Arc::new(netfailover_actors::ports::SystemCalendar),
+    }
+}

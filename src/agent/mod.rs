@@ -320,6 +320,8 @@ impl AgentBuilder {
                 None => kernel::netlink_flows(),
             },
             recovery: kernel::recovery(given.as_ref(), &persist_dir),
+            accounts: kernel::accounts(given.as_ref(), &persist_dir),
+            calendar: kernel::calendar(given.as_ref()),
         };
         let plan = self.dry_run.then(|| dry_run_ports(&mut ports));
         Ok(Prepared {

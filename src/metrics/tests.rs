@@ -84,6 +84,24 @@ fn sample() -> EngineStatus {
             .collect(),
             ..Default::default()
         },
+        accounting: netfailover_actors::status::AccountingStatus {
+            budget_month: 20_000_000,
+            interfaces: [(
+                IfaceName::new("wwan0").unwrap(),
+                netfailover_actors::status::IfaceAccounting {
+                    month: "2026-12".into(),
+                    metered: true,
+                    probe_bytes: 17_520,
+                    probe_dns_bytes: 532,
+                    checks: 10,
+                    rx_bytes: 1_000_000,
+                    tx_bytes: 250_000,
+                    budget_percent: 0,
+                    budget_exhausted: false,
+                },
+            )]
+            .into(),
+        },
         ..Default::default()
     }
 }
@@ -96,6 +114,9 @@ fn renders_every_family_from_the_board() {
         "netfailover_connectivity{state=\"FULL\"} 1",
         "netfailover_connectivity{state=\"NONE\"} 0",
         "netfailover_interface_link_up{iface=\"eth0\"} 1",
+        "netfailover_probe_bytes_month{iface=\"wwan0\"} 17520",
+        "netfailover_interface_bytes_month{iface=\"wwan0\",direction=\"rx\"} 1000000",
+        "netfailover_interface_bytes_month{iface=\"wwan0\",direction=\"tx\"} 250000",
         "netfailover_interface_link_up{iface=\"wlan0\"} 0",
         "netfailover_interface_connectivity{iface=\"wlan0\",state=\"NONE\"} 1",
         "netfailover_interface_connectivity{iface=\"eth0\",state=\"NONE\"} 0",

@@ -2,6 +2,9 @@
 //! of an actor or of the daemon, not a reboot): the dispatcher's event journal
 //! ([`FileJournal`], `journal.json`) and RouteManager's per-interface last states
 //! ([`FileStateStore`], `state.json`): one adapter, [`FileStore`], of the engine's `Store` port.
+//! Under `persist_dir` (it outlives a reboot): the recovery ladder's reboot times
+//! ([`RebootTimes`], `recovery.json`) and the monthly accounts ([`FileAccounts`],
+//! `accounting.json`, the same adapter).
 //!
 //! Every file is JSON, written atomically: a temporary file in the same directory, fsync, rename
 //! over the old one, fsync of the directory. A reader therefore sees the old state or the new
@@ -20,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use netfailover_actors::accounting::Accounts;
 use netfailover_actors::ports::{EngineState, JournalState, PortError, PortResult, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -293,6 +297,19 @@ impl FileStore<EngineState> {
     }
 }
 
+/// File name of the monthly accounts inside `persist_dir`.
+pub const ACCOUNTS_FILE: &str = "accounting.json";
+
+/// The Accountant's monthly accounts, `persist_dir/accounting.json` (it outlives a reboot: a
+/// month's check bytes and the budget thresholds announced are not counted again).
+pub type FileAccounts = FileStore<Accounts>;
+
+impl FileStore<Accounts> {
+    pub fn new(persist_dir: impl AsRef<Path>) -> Self {
+        Self::at(persist_dir.as_ref(), ACCOUNTS_FILE, || 0)
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + Default + Send + 'static> Store<T> for FileStore<T> {
     fn load(&self) -> BoxFuture<'static, PortResult<T>> {
         port_load(&self.file)
@@ -391,6 +408,35 @@ mod tests {
             rt.block_on(again.load()).unwrap(),
             vec![1_700_000_000_000, 1_700_086_400_000]
         );
+    }
+
+    /// The accounts in `persist_dir` read back as written, by a new instance (a daemon after
+    /// a reboot).
+    #[test]
+    fn accounts_survive_a_new_instance() {
+        use netfailover_actors::accounting::{IfaceAccount, Month};
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = FileAccounts::new(dir.path().join("persist"));
+        assert_eq!(rt.block_on(store.load()).unwrap(), Accounts::default());
+        let mut a = IfaceAccount::new(Month {
+            year: 2026,
+            month: 12,
+        });
+        a.add_check(1_752, 532);
+        a.announced = vec![75];
+        let mut accounts = Accounts::default();
+        accounts.interfaces.insert(
+            netfailover_actors::model::IfaceName::new("wwan0").unwrap(),
+            a,
+        );
+        rt.block_on(store.save(accounts.clone())).unwrap();
+        let again = FileAccounts::new(dir.path().join("persist"));
+        assert_eq!(rt.block_on(again.load()).unwrap(), accounts);
+        assert!(again.path().ends_with("persist/accounting.json"));
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! [`NetlinkTraffic`]: the `TrafficSource` port (passive health's sampling) on netlink only.
 //!
+//! Each period TrafficWatcher reads the link counters alone ([`TrafficSource::counters`]: one
+//! `RTM_GETSTATS` dump of the 64-bit link statistics only, falling back to a link dump on
+//! kernels without it); a whole sample is taken only when those show something new.
+//!
 //! One sample = one pass over every source, all on sockets opened once in
 //! [`NetlinkTraffic::new`] (calling thread's namespace): links (`RTM_GETLINK`, `IFLA_STATS64`
 //! packet counters), addresses (`RTM_GETADDR`: which interface a socket's source address is
@@ -17,10 +21,14 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use futures::future::{BoxFuture, FutureExt};
+use futures::future::{self, BoxFuture, FutureExt};
+use futures::stream::StreamExt as _;
 use futures::stream::TryStreamExt;
 use netfailover_actors::ports::{
     IfaceTraffic, PortError, PortResult, TcpPhase, TcpSocketSample, TrafficSource,
+};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_sock_diag::constants::{
     TCP_CLOSE_WAIT, TCP_CLOSING, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_LAST_ACK, TCP_SYN_SENT,
@@ -28,6 +36,8 @@ use netlink_packet_sock_diag::constants::{
 use netlink_packet_sock_diag::inet::StateFlags;
 use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
+use rtnetlink::packet_route::stats::{StatsAttribute, StatsFilterMask, StatsMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use super::ct_sample::CtSampler;
 use super::netlink::{address_of, open_request_connection, port_error, AbortOnDrop, NetlinkError};
@@ -117,6 +127,8 @@ fn link_counters(link: &LinkMessage) -> Option<IfaceTraffic> {
         rx_packets: stats.rx_packets,
         tx_packets: stats.tx_packets,
         rx_multicast: stats.multicast,
+        rx_bytes: stats.rx_bytes,
+        tx_bytes: stats.tx_bytes,
         tcp: Vec::new(),
         subnets: Vec::new(),
         flows: None,
@@ -160,10 +172,70 @@ async fn counters_of(
         .collect())
 }
 
+/// The link counters of `ifindexes` from one `RTM_GETSTATS` dump asking for
+/// `IFLA_STATS_LINK_64` only: about 200 bytes per link, where a link dump has the kernel format
+/// (and us parse) every attribute of every link, a few KB each. The stats dump carries no
+/// names, so `name` is left empty. `Ok(None)` when the kernel refuses it (before Linux 4.7).
+async fn stats_of(
+    route: &rtnetlink::Handle,
+    ifindexes: &[u32],
+) -> PortResult<Option<Vec<IfaceTraffic>>> {
+    let mut message = StatsMessage::default();
+    message.header.filter_mask = StatsFilterMask::Link64;
+    let mut request = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::GetStats(message)),
+    );
+    request.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    request.finalize();
+    let mut replies = route
+        .clone()
+        .request(request)
+        .map_err(|e| port_error(format!("{WHAT}: link statistics"), e))?;
+    let mut out = Vec::new();
+    while let Some(reply) = replies.next().await {
+        match reply.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewStats(m)) => {
+                if !ifindexes.contains(&m.header.ifindex) {
+                    continue;
+                }
+                let stats = m.attributes.iter().find_map(|a| match a {
+                    StatsAttribute::Link64(s) => Some(s),
+                    _ => None,
+                });
+                if let Some(s) = stats {
+                    out.push(IfaceTraffic {
+                        ifindex: m.header.ifindex,
+                        name: String::new(),
+                        rx_packets: s.rx_packets,
+                        tx_packets: s.tx_packets,
+                        rx_multicast: s.multicast,
+                        rx_bytes: s.rx_bytes,
+                        tx_bytes: s.tx_bytes,
+                        tcp: Vec::new(),
+                        subnets: Vec::new(),
+                        flows: None,
+                    });
+                }
+            }
+            NetlinkPayload::Error(e) if e.code.is_some() => return Ok(None),
+            NetlinkPayload::Done(_) => break,
+            _ => {}
+        }
+    }
+    Ok(Some(out))
+}
+
 impl TrafficSource for NetlinkTraffic {
     fn counters(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
         let route = self.route.clone();
-        async move { counters_of(&route, &ifindexes).await }.boxed()
+        async move {
+            match stats_of(&route, &ifindexes).await? {
+                Some(counters) => Ok(counters),
+                None => counters_of(&route, &ifindexes).await,
+            }
+        }
+        .boxed()
     }
 
     fn sample(&self, ifindexes: Vec<u32>) -> BoxFuture<'static, PortResult<Vec<IfaceTraffic>>> {
@@ -199,7 +271,13 @@ impl TrafficSource for NetlinkTraffic {
                 .filter(|(_, i)| out.iter().any(|t| t.ifindex == **i))
                 .map(|(ip, i)| (*ip, *i))
                 .collect();
-            let flows = tokio::task::spawn_blocking(move || conntrack.sample_blocking(&wanted));
+            // An empty table needs no dump (nor a blocking thread): the flows are known empty.
+            let flows = if conntrack.tracks_nothing() {
+                future::ready(Ok(conntrack.usable().then(HashMap::new))).left_future()
+            } else {
+                tokio::task::spawn_blocking(move || conntrack.sample_blocking(&wanted))
+                    .right_future()
+            };
             let (v4, v6, flows) = futures::join!(dump4, dump6, flows);
             // A failed blocking task (panic) only loses this sample's flows.
             if let Ok(Some(mut flows)) = flows {

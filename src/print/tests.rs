@@ -191,6 +191,7 @@ fn events_table_has_scripts_and_codes() {
             ip4_nameservers: vec![],
             at_unix_ms: 0,
             recovery: None,
+            budget: None,
         },
         delivered: true,
         scripts: vec![ScriptOutcome {

@@ -94,6 +94,7 @@ pub fn event(id: u64, kind: EventKind, iface_name: Option<&str>) -> Event {
         ],
         at_unix_ms: 1_700_000_000_000,
         recovery: None,
+        budget: None,
     }
 }
 

@@ -4,6 +4,7 @@
 //! namespaces, and failing instead under `CI=true`.
 
 mod agent;
+mod budget;
 mod chaos;
 mod config;
 mod daemon;

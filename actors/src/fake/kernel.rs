@@ -47,6 +47,8 @@ struct KernelState {
     control_devices: HashMap<String, IfaceName>,
     /// Sysctl keys ending so do not exist (an older kernel): writes are `NotFound`.
     missing_sysctls: Vec<String>,
+    /// Links (ifindex) that check gateways as Linux does ([`FakeKernel::check_gateways`]).
+    gateway_checked: Vec<u32>,
 }
 
 /// One route write the fake kernel accepted.
@@ -72,6 +74,30 @@ impl KernelState {
 
     fn has_default(&self, family: Family) -> bool {
         self.routes.iter().any(|r| r.family == family)
+    }
+
+    /// Linux's ENETUNREACH on a gateway-checked link: the gateway is on none of its subnets.
+    fn check_gateway(&self, route: &KernelRoute) -> PortResult<()> {
+        let Some(gw) = route.gateway else {
+            return Ok(());
+        };
+        let link_local = matches!(gw, std::net::IpAddr::V6(v6) if v6.is_unicast_link_local());
+        let reachable = !self.gateway_checked.contains(&route.ifindex)
+            || link_local
+            || self
+                .addresses
+                .iter()
+                .any(|(i, a)| *i == route.ifindex && crate::flows::on_link(a, gw));
+        if reachable {
+            return Ok(());
+        }
+        let what = format!("route via {gw} metric {}", route.metric);
+        let cause = std::io::Error::from_raw_os_error(101); // ENETUNREACH on Linux
+        Err(PortError::new(
+            crate::ports::PortErrorKind::Unreachable,
+            what,
+            Some(Arc::new(cause)),
+        ))
     }
 }
 
@@ -271,14 +297,32 @@ impl FakeKernel {
     }
 
     /// Sets interface `name`'s addresses (a DHCP client or SLAAC did), announced like the
-    /// kernel's address notifications.
+    /// kernel's address notifications. On a gateway-checked link ([`FakeKernel::check_gateways`])
+    /// losing its last IPv4 address drops its IPv4 routes, as Linux does.
     pub fn set_addresses(&self, name: &str, addresses: Vec<IfaceAddr>) {
         let ifindex = self.ifindex_of(name);
         let mut s = lock(&self.state);
         s.addresses.retain(|(i, _)| *i != ifindex);
         s.addresses
             .extend(addresses.into_iter().map(|a| (ifindex, a)));
+        let has_v4 = s
+            .addresses
+            .iter()
+            .any(|(i, a)| *i == ifindex && a.addr.is_ipv4());
+        if s.gateway_checked.contains(&ifindex) && !has_v4 {
+            s.routes
+                .retain(|r| !(r.ifindex == ifindex && r.family == Family::V4));
+        }
         s.notify(LinkUpdate::RoutesChanged);
+    }
+
+    /// From now on link `name` checks route gateways as Linux does: adding or replacing a route
+    /// via a gateway on none of its subnets fails with ENETUNREACH
+    /// (`PortErrorKind::Unreachable`; IPv6 link-local gateways always pass). Links are not
+    /// checked by default, so worlds need no addresses.
+    pub fn check_gateways(&self, name: &str) {
+        let ifindex = self.ifindex_of(name);
+        lock(&self.state).gateway_checked.push(ifindex);
     }
 
     /// Sysctl keys ending with `suffix` do not exist from now on (`ra_defrtr_metric` on a
@@ -418,6 +462,7 @@ impl RouteTable for FakeKernel {
 
     fn add(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
         let r = self.write(RouteWrite::Add(route.clone()), |s| {
+            s.check_gateway(&route)?;
             if s.routes
                 .iter()
                 .any(|k| k.family == route.family && k.metric == route.metric)
@@ -432,6 +477,7 @@ impl RouteTable for FakeKernel {
 
     fn replace(&self, route: KernelRoute) -> BoxFuture<'static, PortResult<()>> {
         let r = self.write(RouteWrite::Replace(route.clone()), |s| {
+            s.check_gateway(&route)?;
             s.routes
                 .retain(|k| !(k.family == route.family && k.metric == route.metric));
             s.routes.push(route);

@@ -10,6 +10,8 @@
 //! | [`MemStore`] ([`MemJournal`], [`MemStateStore`]) | `store.rs` | `Store` |
 //! | [`FakeFlows`] | `flows.rs` | `FlowTable` |
 //! | [`FakeRecovery`] | `recovery.rs` | `Recovery` |
+//! | [`FakeCalendar`] | `calendar.rs` | `Calendar` |
+//! | [`MemAccounts`] | `store.rs` | `Store` of the accounts |
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::model::IfaceName;
 use crate::ports::Ports;
 
+mod calendar;
 mod flows;
 mod kernel;
 mod probe;
@@ -25,12 +28,13 @@ mod scripts;
 mod store;
 mod traffic;
 
+pub use calendar::{FakeCalendar, FAKE_CALENDAR_START_MS};
 pub use flows::{FakeFlows, FakeReset};
 pub use kernel::{FakeKernel, RouteWrite};
 pub use probe::{FakeProbe, ProbeBehaviour};
 pub use recovery::{FakeCall, FakeRecovery};
 pub use scripts::FakeScripts;
-pub use store::{MemJournal, MemStateStore, MemStore};
+pub use store::{MemAccounts, MemJournal, MemStateStore, MemStore};
 pub use traffic::{FakeFlow, FakeTraffic};
 
 thread_local! {
@@ -92,6 +96,7 @@ pub fn event(kind: crate::model::EventKind, iface: &str) -> crate::model::Event 
         ip4_nameservers: vec![],
         at_unix_ms: 0,
         recovery: None,
+        budget: None,
     }
 }
 
@@ -113,6 +118,8 @@ pub struct FakeWorld {
     pub flows: FakeFlows,
     pub traffic: FakeTraffic,
     pub recovery: FakeRecovery,
+    pub accounts: MemAccounts,
+    pub calendar: FakeCalendar,
 }
 
 impl FakeWorld {
@@ -137,6 +144,8 @@ impl FakeWorld {
             flows: Arc::new(self.flows.clone()),
             traffic: Arc::new(self.traffic.clone()),
             recovery: Arc::new(self.recovery.clone()),
+            accounts: Arc::new(self.accounts.clone()),
+            calendar: Arc::new(self.calendar.clone()),
         }
     }
 }

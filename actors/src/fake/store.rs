@@ -23,10 +23,17 @@ pub struct MemStore<T> {
 pub type MemJournal = MemStore<JournalState>;
 /// The fake store of RouteManager's interface records.
 pub type MemStateStore = MemStore<EngineState>;
+/// The fake store of the Accountant's monthly accounts.
+pub type MemAccounts = MemStore<crate::accounting::Accounts>;
 
 impl<T: Clone> MemStore<T> {
     pub fn get(&self) -> T {
         lock(&self.state).clone()
+    }
+
+    /// Replaces what the store holds (a file left by an earlier run).
+    pub fn set(&self, value: T) {
+        *lock(&self.state) = value;
     }
 
     /// The id floor the store reports (a boot-time clock in production's journal).

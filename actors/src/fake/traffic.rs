@@ -185,6 +185,8 @@ impl FakeFlow {
             rx_packets: answered,
             tx_packets: sent,
             rx_multicast: 0,
+            rx_bytes: answered * 100,
+            tx_bytes: sent * 100,
             tcp: if natted { vec![] } else { vec![socket] },
             subnets: vec![(std::net::IpAddr::from([192, 0, 2, 10]), 24)],
             flows: Some(if natted { vec![flow] } else { vec![] }),

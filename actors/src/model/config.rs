@@ -323,13 +323,22 @@ impl Default for RecoveryConfig {
     }
 }
 
-/// Metered uplinks (`[metered]`; docs/semantics.md §9.11): what checking them costs.
+/// Metered uplinks (`[metered]`; docs/semantics.md §9.11 and §10): what checking them costs.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct MeteredConfig {
     /// How often a metered uplink that does not carry the route in use is checked while the
     /// one that does is FULL; never more often than `check.interval`
     /// ([`MeteredConfig::standby_cadence`]).
+    #[serde(default = "default_standby_interval")]
     pub standby_interval: Duration,
+    /// Check bytes a metered uplink may spend per calendar month (UTC); 0: no cap. At 100 %
+    /// its periodic checks stop until the month changes (docs/semantics.md §10).
+    #[serde(default)]
+    pub budget_month: u64,
+}
+
+fn default_standby_interval() -> Duration {
+    Duration::from_secs(6 * 3600)
 }
 
 impl MeteredConfig {
@@ -342,7 +351,8 @@ impl MeteredConfig {
 impl Default for MeteredConfig {
     fn default() -> Self {
         Self {
-            standby_interval: Duration::from_secs(6 * 3600),
+            standby_interval: default_standby_interval(),
+            budget_month: 0,
         }
     }
 }

@@ -20,15 +20,19 @@ pub enum EventKind {
     ConnectivityChange,
     #[serde(rename = "recovery")]
     Recovery,
+    /// A metered uplink's checks reached 75 %, 95 % or 100 % of `metered.budget_month`.
+    #[serde(rename = "budget")]
+    Budget,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Up,
         EventKind::Down,
         EventKind::DeviceConnectivityChange,
         EventKind::ConnectivityChange,
         EventKind::Recovery,
+        EventKind::Budget,
     ];
 
     /// The name scripts see as `$2` and the name of the event's subfolder.
@@ -39,6 +43,7 @@ impl EventKind {
             EventKind::DeviceConnectivityChange => "device-connectivity-change",
             EventKind::ConnectivityChange => "connectivity-change",
             EventKind::Recovery => "recovery",
+            EventKind::Budget => "budget",
         }
     }
 }
@@ -75,6 +80,24 @@ pub struct Event {
     /// The rung of a `recovery` event (`None` for the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Box<RecoveryInfo>>,
+    /// The threshold of a `budget` event (`None` for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Box<BudgetInfo>>,
+}
+
+/// What a `budget` event tells scripts (`NETFAILOVER_BUDGET_*`, `NETFAILOVER_PROBE_BYTES`) and
+/// `netfailover events`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BudgetInfo {
+    /// 75, 95 or 100 (`NETFAILOVER_BUDGET_PERCENT`); at 100 periodic checks stop until the
+    /// month changes.
+    pub percent: u8,
+    /// `metered.budget_month` (`NETFAILOVER_BUDGET_BYTES`).
+    pub budget_bytes: u64,
+    /// The month's check bytes when the threshold was reached (`NETFAILOVER_PROBE_BYTES`).
+    pub probe_bytes: u64,
+    /// The month, `YYYY-MM` (UTC).
+    pub month: String,
 }
 
 /// What a `recovery` event tells scripts (`NETFAILOVER_RECOVERY_*`) and `netfailover events`.

@@ -22,6 +22,8 @@ fn traffic(rx: u64, tx: u64, tcp: Vec<TcpSocketSample>, flows: Vec<FlowSample>) 
         rx_packets: rx,
         tx_packets: tx,
         rx_multicast: 0,
+        rx_bytes: 0,
+        tx_bytes: 0,
         tcp,
         subnets: vec![(IpAddr::from([192, 0, 2, 10]), 24)],
         flows: Some(flows),

@@ -88,6 +88,8 @@ mod tests {
             rx_packets: received,
             tx_packets: acked,
             rx_multicast: 0,
+            rx_bytes: received,
+            tx_bytes: acked,
             tcp: if flow.is_some() { vec![] } else { vec![sock] },
             subnets: vec![],
             flows,

@@ -34,6 +34,8 @@ fn traffic(rx: u64, tx: u64, tcp: Vec<TcpSocketSample>) -> IfaceTraffic {
         rx_packets: rx,
         tx_packets: tx,
         rx_multicast: 0,
+        rx_bytes: 0,
+        tx_bytes: 0,
         tcp,
         subnets: vec![],
         flows: None,

@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 
 use super::ProbeScheduler;
-use crate::messages::{CheckAfter, Due, PeriodicDue, TwoWayTraffic, Uplink};
+use crate::messages::{CheckAfter, PeriodicDue, TwoWayTraffic, Uplink};
 use crate::metered::{self, Gate, Standing};
-use crate::model::{Connectivity, IfaceName};
+use crate::model::{Config, Connectivity, IfaceName};
 use crate::ports::Verdict;
 use crate::status::{CheckSummary, SkipReason};
 
@@ -56,6 +56,22 @@ impl ProbeScheduler {
             p.long = delay > health;
         }
         delay
+    }
+
+    /// After a reload (`old`: the configuration before): a timer set at the old standby cadence
+    /// runs at the new one, from the last result.
+    pub(super) fn retime_standbys(&self, old: &Config) {
+        let cadence = |c: &Config| c.metered.standby_cadence(c.check.interval);
+        if cadence(old) == cadence(&self.cfg) {
+            return;
+        }
+        let cadence = cadence(&self.cfg);
+        for p in self.state.ifaces.values().filter(|p| p.long) {
+            let age = p.last_result.map_or(cadence, |(at, _)| at.elapsed());
+            if let Some(addr) = p.running() {
+                addr.do_send(CheckAfter(cadence.saturating_sub(age)));
+            }
+        }
     }
 
     /// Metered standbys on the standby cadence that are needed now (the interface carrying the
@@ -111,15 +127,18 @@ impl ProbeScheduler {
 }
 
 impl Handler<PeriodicDue> for ProbeScheduler {
-    type Result = MessageResult<PeriodicDue>;
+    type Result = Option<Duration>;
+    /// `None`: run the check; `Some(delay)`: skipped, asked again after `delay`.
     fn handle(&mut self, msg: PeriodicDue, _: &mut Self::Context) -> Self::Result {
+        if let Some(why) = self.periodic_skip(&msg.iface) {
+            let _span = tracing::info_span!("probe_scheduler", iface = %msg.iface).entered();
+            tracing::debug!(iface = %msg.iface, "periodic check skipped: {why}");
+            // Asked again after an interval: a new month or a larger budget lets it run then.
+            return Some(self.cfg.check.interval);
+        }
         let settle = self.cfg.passive.period;
-        let Some((s, p)) = self
-            .standing(&msg.iface)
-            .zip(self.state.ifaces.get(&msg.iface))
-        else {
-            return MessageResult(Due::Run);
-        };
+        let s = self.standing(&msg.iface)?;
+        let p = self.state.ifaces.get(&msg.iface)?;
         let proves = metered::traffic_proves(
             p.two_way_at,
             p.last_result.map(|(at, _)| at),
@@ -127,7 +146,7 @@ impl Handler<PeriodicDue> for ProbeScheduler {
             settle,
         );
         match metered::periodic_gate(&s, proves) {
-            Gate::Run => MessageResult(Due::Run),
+            Gate::Run => None,
             Gate::Skip(reason) => {
                 let _span = tracing::info_span!("probe_scheduler", iface = %msg.iface).entered();
                 tracing::debug!(%reason, "periodic check skipped");
@@ -136,7 +155,7 @@ impl Handler<PeriodicDue> for ProbeScheduler {
                     p.last_skip = Some(tokio::time::Instant::now());
                 }
                 self.record_skip(&msg.iface, reason);
-                MessageResult(Due::Skip(next))
+                Some(next)
             }
         }
     }

@@ -3,6 +3,7 @@
 //! starts the engine, drives faults through the fakes and asserts on the fake kernel's table,
 //! the status board and the delivered events.
 
+mod dhcp;
 mod failover;
 mod flows;
 mod ipv6;
@@ -65,6 +66,7 @@ fn config() -> Config {
         },
         metered: MeteredConfig {
             standby_interval: Duration::from_secs(30),
+            ..MeteredConfig::default()
         },
         ..Config::default()
     }

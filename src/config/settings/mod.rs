@@ -48,7 +48,7 @@ use sections::{
     CheckSection, Context, DaemonSection, DispatcherSection, FlowsSection, MeteredSection,
     NetlinkSection, PassiveSection, RecoverySection, RouteSection,
 };
-pub use values::{parse_duration, BadDuration, Invalid, MAX_DURATION};
+pub use values::{parse_bytes, parse_duration, BadBytes, BadDuration, Invalid, MAX_DURATION};
 
 use super::problems::Problem;
 use super::{read_text, Origin};
@@ -303,6 +303,33 @@ mod tests {
         assert_eq!(s.origin("check.up_count"), Origin::Default);
     }
 
+    /// `[metered] budget_month`: bytes as an integer or with a unit, from the file or the
+    /// environment; a bad value falls back to 0 (no cap) with its FILE:LINE.
+    #[test]
+    fn metered_budget_reads_units_and_falls_back() {
+        let read = |toml: &str, env: &[(&str, &str)]| {
+            let (s, problems) = with(toml, env);
+            (s.metered.budget_month, problems)
+        };
+        assert_eq!(read("", &[]), (0, vec![]));
+        assert_eq!(
+            read("[metered]\nbudget_month = \"20MB\"\n", &[]).0,
+            20_000_000
+        );
+        assert_eq!(read("[metered]\nbudget_month = 150000\n", &[]).0, 150_000);
+        assert_eq!(
+            read("", &[("NETFAILOVER_METERED__BUDGET_MONTH", "1.5MiB")]).0,
+            1_572_864
+        );
+        let (budget, problems) = read("[metered]\nbudget_month = \"lots\"\n", &[]);
+        assert_eq!(budget, 0);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("netfailover.toml:2: error: metered.budget_month"),
+            "{problems:?}"
+        );
+    }
+
     /// `[recovery]` and `persist_dir`: read, and a bad key falls back alone with its FILE:LINE.
     #[test]
     fn recovery_section_reads_and_falls_back_per_key() {
@@ -323,17 +350,14 @@ mod tests {
         );
     }
 
-    /// `[metered]`: read from the file and the environment; a value below its floor takes its
-    /// default alone, with the file's line.
+    /// `[metered] standby_interval`: file, environment; below 1 s: its default, with FILE:LINE.
     #[test]
     fn metered_section_reads_and_falls_back_per_key() {
         let (s, problems) = with("[metered]\nstandby_interval = \"2h\"\n", &[]);
-        assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(s.metered.standby_interval, Duration::from_secs(7200));
-        assert!(matches!(
-            s.origin("metered.standby_interval"),
-            Origin::File(_)
-        ));
+        assert_eq!(
+            (s.metered.standby_interval, problems),
+            (Duration::from_secs(7200), vec![])
+        );
         let (s, _) = with("", &[("NETFAILOVER_METERED__STANDBY_INTERVAL", "90")]);
         assert_eq!(s.metered.standby_interval, Duration::from_secs(90));
         let (s, problems) = with("\n[metered]\nstandby_interval = \"0s\"\n", &[]);

@@ -13,7 +13,7 @@ use netfailover_actors::model::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::values::{absolute, at_least, duration, in_range, pem_file, Invalid};
+use super::values::{absolute, at_least, bytes, duration, in_range, pem_file, Invalid};
 
 /// One table of `netfailover.toml`.
 pub trait Section: Serialize + DeserializeOwned + Default {
@@ -424,13 +424,17 @@ impl From<RecoverySection> for RecoveryConfig {
     }
 }
 
-/// `[metered]`: what checking a metered uplink costs (docs/semantics.md §9.11); maps one to one
-/// onto the engine's [`MeteredConfig`].
+/// `[metered]`: metered uplinks (`connection.metered`, or the type's guess): what checking
+/// them may cost (docs/semantics.md §9.11 and §10); maps one to one onto the engine's
+/// [`MeteredConfig`].
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MeteredSection {
     #[serde(with = "duration")]
     pub standby_interval: Duration,
+    /// Check bytes per metered uplink and calendar month; 0: no cap.
+    #[serde(with = "bytes")]
+    pub budget_month: u64,
 }
 
 impl Default for MeteredSection {
@@ -438,6 +442,7 @@ impl Default for MeteredSection {
         let d = MeteredConfig::default();
         Self {
             standby_interval: d.standby_interval,
+            budget_month: d.budget_month,
         }
     }
 }
@@ -447,7 +452,8 @@ impl Section for MeteredSection {
 
     fn validate(&self, _: &Context) -> Vec<(&'static str, Invalid)> {
         // Shorter than `check.interval` is allowed: the engine never checks more often than
-        // `interval` anyway (`MeteredConfig::standby_cadence`).
+        // `interval` anyway (`MeteredConfig::standby_cadence`). Any byte count is a budget; 0
+        // is none.
         rejected([(
             "standby_interval",
             at_least(self.standby_interval, Duration::from_secs(1)),
@@ -459,6 +465,7 @@ impl From<MeteredSection> for MeteredConfig {
     fn from(s: MeteredSection) -> Self {
         Self {
             standby_interval: s.standby_interval,
+            budget_month: s.budget_month,
         }
     }
 }

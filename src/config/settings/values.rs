@@ -150,6 +150,84 @@ pub mod duration {
     }
 }
 
+/// A string that is not a byte count. serde prints it as the key's message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0:?} is not a byte count; write e.g. 20000000, \"20MB\" or \"1.5MiB\"")]
+pub struct BadBytes(pub String);
+
+/// A byte count: a whole number with an optional unit, `B`, SI `kB`/`KB`, `MB`, `GB` (powers
+/// of 1000) or IEC `KiB`, `MiB`, `GiB` (powers of 1024); a fraction is allowed with a unit
+/// (`"1.5MiB"`) and rounded down to whole bytes. Units are case-insensitive.
+pub fn parse_bytes(s: &str) -> Result<u64, BadBytes> {
+    let bad = || BadBytes(s.to_string());
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    if number.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(n) = number.parse::<u64>() {
+        return n.checked_mul(factor).ok_or_else(bad);
+    }
+    if factor == 1 {
+        return Err(bad()); // a fraction of a byte
+    }
+    let f: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = f * factor as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// `#[serde(with = "bytes")]`: an integer is bytes, a string a byte count with a unit
+/// ([`parse_bytes`]); written back as the number of bytes.
+pub mod bytes {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(*n)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(Visitor)
+    }
+
+    struct Visitor;
+
+    impl de::Visitor<'_> for Visitor {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number of bytes or a string such as \"20MB\" or \"1.5MiB\"")
+        }
+
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u64, E> {
+            Ok(n)
+        }
+
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n).map_err(|_| E::custom(format!("{n} is negative")))
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<u64, E> {
+            parse_bytes(s).map_err(E::custom)
+        }
+    }
+}
+
 /// The field names of a derived `Deserialize` struct, in declaration order (serde hands them to
 /// `deserialize_struct`), so `check-config` lists every key of a section without a second list.
 pub fn field_names<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
@@ -195,6 +273,28 @@ pub fn field_names<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts_take_si_and_iec_units() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("150000"), Ok(150_000));
+        assert_eq!(parse_bytes("20MB"), Ok(20_000_000));
+        assert_eq!(parse_bytes("150 kB"), Ok(150_000));
+        assert_eq!(parse_bytes("1.5MiB"), Ok(1_572_864));
+        assert_eq!(parse_bytes("2gib"), Ok(2 << 30));
+        assert_eq!(parse_bytes("512B"), Ok(512));
+        for bad in [
+            "",
+            "MB",
+            "1.5",
+            "-3MB",
+            "20 furlongs",
+            "1.2.3MB",
+            "99999999999999GB",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
     struct D {

@@ -84,13 +84,15 @@ pub(crate) fn open_request_connection(
 }
 
 /// Maps an rtnetlink error to the port's vocabulary: EEXIST → `Exists`, ESRCH/ENOENT →
-/// `NotFound` (the kernel's two spellings of "no such route"), anything else → `Failed`.
+/// `NotFound` (the kernel's two spellings of "no such route"), ENETUNREACH → `Unreachable` (a
+/// route whose gateway is on no subnet of its interface yet), anything else → `Failed`.
 pub(crate) fn port_error(what: String, error: rtnetlink::Error) -> PortError {
     match error {
         rtnetlink::Error::NetlinkError(message) => {
             let kind = match errno(&message) {
                 Some(libc::EEXIST) => PortErrorKind::Exists,
                 Some(libc::ESRCH | libc::ENOENT) => PortErrorKind::NotFound,
+                Some(libc::ENETUNREACH) => PortErrorKind::Unreachable,
                 _ => PortErrorKind::Failed,
             };
             // The kernel's errno stays in the source (`PortError::errno`).
@@ -138,6 +140,7 @@ mod tests {
             (libc::EEXIST, PortErrorKind::Exists),
             (libc::ESRCH, PortErrorKind::NotFound),
             (libc::ENOENT, PortErrorKind::NotFound),
+            (libc::ENETUNREACH, PortErrorKind::Unreachable),
             (libc::EPERM, PortErrorKind::Failed),
         ] {
             let e = port_error(what(), nack(errno));

@@ -4,11 +4,9 @@
 //! (`modem-reset`), logind reboots (`Reboot(false)`: no interactive authorization). A service
 //! that does not own its name on the bus is a skip with the reason, not an error.
 
-use std::collections::HashMap;
-
 use netfailover_actors::ports::ActionOutcome;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue};
-use zbus::Connection;
+
+use super::dbus_wire::{Arg, BusError, Connection, Value, SYSTEM_BUS_DEFAULT};
 
 pub const NM: &str = "org.freedesktop.NetworkManager";
 pub const NM_PATH: &str = "/org/freedesktop/NetworkManager";
@@ -16,8 +14,6 @@ pub const MM: &str = "org.freedesktop.ModemManager1";
 pub const MM_PATH: &str = "/org/freedesktop/ModemManager1";
 pub const LOGIND: &str = "org.freedesktop.login1";
 pub const LOGIND_PATH: &str = "/org/freedesktop/login1";
-
-type Objects = HashMap<OwnedObjectPath, HashMap<String, HashMap<String, OwnedValue>>>;
 
 /// Which bus the rungs talk to: the system bus (`DBUS_SYSTEM_BUS_ADDRESS` or its default
 /// socket), or a given address (tests run their own bus).
@@ -39,15 +35,15 @@ impl Bus {
         }
     }
 
-    async fn connect(&self) -> zbus::Result<Connection> {
-        match &self.address {
-            None => Connection::system().await,
-            Some(a) => {
-                zbus::connection::Builder::address(a.as_str())?
-                    .build()
-                    .await
-            }
-        }
+    async fn connect(&self) -> Result<Connection, BusError> {
+        let address = match &self.address {
+            Some(a) => a.clone(),
+            None => std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+                .ok()
+                .filter(|a| !a.is_empty())
+                .unwrap_or_else(|| SYSTEM_BUS_DEFAULT.to_string()),
+        };
+        Connection::open(&address).await
     }
 
     /// `reconnect` (see [`nm_reconnect`]).
@@ -69,20 +65,21 @@ impl Bus {
 /// Connects to the bus and checks that `name` has an owner; `Err` is the outcome to return
 /// (skipped: no bus or no service).
 async fn service(bus: &Bus, name: &str) -> Result<Connection, ActionOutcome> {
-    let conn = bus
+    let mut conn = bus
         .connect()
         .await
         .map_err(|e| ActionOutcome::Skipped(format!("no system D-Bus: {e}")))?;
-    let running: bool = call(
-        &conn,
-        "org.freedesktop.DBus",
-        "/org/freedesktop/DBus",
-        "org.freedesktop.DBus",
-        "NameHasOwner",
-        &(name,),
-    )
-    .await
-    .map_err(|e| ActionOutcome::Failed(format!("asking the bus about {name}: {e}")))?;
+    let running = conn
+        .call(
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "NameHasOwner",
+            &[Arg::Str(name)],
+        )
+        .await
+        .and_then(|reply| first(reply, Value::as_bool))
+        .map_err(|e| ActionOutcome::Failed(format!("asking the bus about {name}: {e}")))?;
     if running {
         Ok(conn)
     } else {
@@ -90,69 +87,59 @@ async fn service(bus: &Bus, name: &str) -> Result<Connection, ActionOutcome> {
     }
 }
 
-/// One method call, its reply decoded.
-async fn call<B, R>(
-    conn: &Connection,
-    dest: &str,
-    path: &str,
-    iface: &str,
-    method: &str,
-    body: &B,
-) -> zbus::Result<R>
-where
-    B: serde::Serialize + zbus::zvariant::DynamicType,
-    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-{
-    let reply = conn
-        .call_method(Some(dest), path, Some(iface), method, body)
-        .await?;
-    reply.body().deserialize::<R>()
+/// The reply's first value, read by `get` (an object path or string: [`Value::as_str`]).
+fn first<T>(reply: Vec<Value>, get: impl Fn(&Value) -> Option<T>) -> Result<T, BusError> {
+    reply
+        .first()
+        .and_then(get)
+        .ok_or(BusError::Protocol("unexpected reply type"))
 }
 
-/// One property, through `org.freedesktop.DBus.Properties.Get`.
-async fn property<T>(
-    conn: &Connection,
+fn path(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+/// One property, through `org.freedesktop.DBus.Properties.Get` (an object path here).
+async fn property_path(
+    conn: &mut Connection,
     dest: &str,
-    path: &str,
+    object: &str,
     iface: &str,
     name: &str,
-) -> zbus::Result<T>
-where
-    T: TryFrom<OwnedValue>,
-    T::Error: Into<zbus::Error>,
-{
-    let v: OwnedValue = call(
-        conn,
-        dest,
-        path,
-        "org.freedesktop.DBus.Properties",
-        "Get",
-        &(iface, name),
-    )
-    .await?;
-    T::try_from(v).map_err(Into::into)
+) -> Result<String, BusError> {
+    let reply = conn
+        .call(
+            dest,
+            object,
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            &[Arg::Str(iface), Arg::Str(name)],
+        )
+        .await?;
+    first(reply, path)
 }
 
 /// `reconnect`: NetworkManager re-activates `iface`'s active connection (its
 /// `ActivateConnection` on an active connection deactivates and activates it again: a fresh
 /// DHCP lease, a new Wi-Fi association, a new bearer).
 pub async fn nm_reconnect(bus: &Bus, iface: &str) -> ActionOutcome {
-    let conn = match service(bus, NM).await {
+    let mut conn = match service(bus, NM).await {
         Ok(c) => c,
         Err(outcome) => return outcome,
     };
-    match nm_reactivate(&conn, iface).await {
+    match nm_reactivate(&mut conn, iface).await {
         Ok(outcome) => outcome,
         Err(e) => ActionOutcome::Failed(format!("NetworkManager: {e}")),
     }
 }
 
-async fn nm_reactivate(conn: &Connection, iface: &str) -> zbus::Result<ActionOutcome> {
-    let device: OwnedObjectPath = match call(conn, NM, NM_PATH, NM, "GetDeviceByIpIface", &(iface,))
+async fn nm_reactivate(conn: &mut Connection, iface: &str) -> Result<ActionOutcome, BusError> {
+    let device = match conn
+        .call(NM, NM_PATH, NM, "GetDeviceByIpIface", &[Arg::Str(iface)])
         .await
     {
-        Ok(d) => d,
-        Err(zbus::Error::MethodError(name, _, _)) if name.as_str().ends_with("UnknownDevice") => {
+        Ok(reply) => first(reply, path)?,
+        Err(BusError::Method { name, .. }) if name.ends_with("UnknownDevice") => {
             return Ok(ActionOutcome::Skipped(format!(
                 "NetworkManager does not know {iface}"
             )))
@@ -160,24 +147,20 @@ async fn nm_reactivate(conn: &Connection, iface: &str) -> zbus::Result<ActionOut
         Err(e) => return Err(e),
     };
     let dev_iface = "org.freedesktop.NetworkManager.Device";
-    let active: OwnedObjectPath =
-        property(conn, NM, device.as_str(), dev_iface, "ActiveConnection").await?;
-    if active.as_str() == "/" {
+    let active = property_path(conn, NM, &device, dev_iface, "ActiveConnection").await?;
+    if active == "/" {
         return Ok(ActionOutcome::Skipped(format!(
             "no active NetworkManager connection on {iface}"
         )));
     }
     let active_iface = "org.freedesktop.NetworkManager.Connection.Active";
-    let profile: OwnedObjectPath =
-        property(conn, NM, active.as_str(), active_iface, "Connection").await?;
-    let root = OwnedObjectPath::try_from("/")?;
-    let _new_active: OwnedObjectPath = call(
-        conn,
+    let profile = property_path(conn, NM, &active, active_iface, "Connection").await?;
+    conn.call(
         NM,
         NM_PATH,
         NM,
         "ActivateConnection",
-        &(&profile, &device, &root),
+        &[Arg::Path(&profile), Arg::Path(&device), Arg::Path("/")],
     )
     .await?;
     Ok(ActionOutcome::Done)
@@ -185,57 +168,63 @@ async fn nm_reactivate(conn: &Connection, iface: &str) -> zbus::Result<ActionOut
 
 /// `modem-reset`: ModemManager resets the modem whose ports include `iface`.
 pub async fn mm_reset(bus: &Bus, iface: &str) -> ActionOutcome {
-    let conn = match service(bus, MM).await {
+    let mut conn = match service(bus, MM).await {
         Ok(c) => c,
         Err(outcome) => return outcome,
     };
-    let modem = match mm_modem_of(&conn, iface).await {
+    let modem = match mm_modem_of(&mut conn, iface).await {
         Ok(Some(m)) => m,
         Ok(None) => {
             return ActionOutcome::Skipped(format!("no ModemManager modem has the port {iface}"))
         }
         Err(e) => return ActionOutcome::Failed(format!("ModemManager: listing modems: {e}")),
     };
-    let reset: zbus::Result<()> = call(
-        &conn,
-        MM,
-        modem.as_str(),
-        "org.freedesktop.ModemManager1.Modem",
-        "Reset",
-        &(),
-    )
-    .await;
+    let reset = conn
+        .call(
+            MM,
+            &modem,
+            "org.freedesktop.ModemManager1.Modem",
+            "Reset",
+            &[],
+        )
+        .await;
     match reset {
-        Ok(()) => ActionOutcome::Done,
-        Err(e) => ActionOutcome::Failed(format!("ModemManager: resetting {}: {e}", modem.as_str())),
+        Ok(_) => ActionOutcome::Done,
+        Err(e) => ActionOutcome::Failed(format!("ModemManager: resetting {modem}: {e}")),
     }
 }
 
-/// The modem object whose `Ports` (`a(su)`: name, type) include `iface`.
-async fn mm_modem_of(conn: &Connection, iface: &str) -> zbus::Result<Option<OwnedObjectPath>> {
-    let objects: Objects = call(
-        conn,
-        MM,
-        MM_PATH,
-        "org.freedesktop.DBus.ObjectManager",
-        "GetManagedObjects",
-        &(),
-    )
-    .await?;
-    for (path, ifaces) in objects {
-        let Some(modem) = ifaces.get("org.freedesktop.ModemManager1.Modem") else {
+/// The modem object whose `Ports` (`a(su)`: name, type) include `iface`, from
+/// `GetManagedObjects` (`a{oa{sa{sv}}}`).
+async fn mm_modem_of(conn: &mut Connection, iface: &str) -> Result<Option<String>, BusError> {
+    let reply = conn
+        .call(
+            MM,
+            MM_PATH,
+            "org.freedesktop.DBus.ObjectManager",
+            "GetManagedObjects",
+            &[],
+        )
+        .await?;
+    let Some(objects) = reply.first() else {
+        return Err(BusError::Protocol("unexpected reply type"));
+    };
+    for (object, ifaces) in objects.dict() {
+        let Some(ports) = ifaces
+            .get("org.freedesktop.ModemManager1.Modem")
+            .and_then(|modem| modem.get("Ports"))
+        else {
             continue;
         };
-        let Some(ports) = modem.get("Ports") else {
+        let Value::Array(ports) = ports.unwrap_variant() else {
             continue;
         };
-        let ports: Vec<(String, u32)> = match ports.try_clone().map(Vec::<(String, u32)>::try_from)
-        {
-            Ok(Ok(p)) => p,
-            _ => continue,
-        };
-        if ports.iter().any(|(name, _)| name == iface) {
-            return Ok(Some(path));
+        let has = ports.iter().any(|port| match port {
+            Value::Struct(fields) => fields.first().and_then(Value::as_str) == Some(iface),
+            _ => false,
+        });
+        if has {
+            return Ok(object.as_str().map(str::to_string));
         }
     }
     Ok(None)
@@ -243,21 +232,21 @@ async fn mm_modem_of(conn: &Connection, iface: &str) -> zbus::Result<Option<Owne
 
 /// `reboot` through systemd-logind: `Reboot(false)`.
 pub async fn logind_reboot(bus: &Bus) -> ActionOutcome {
-    let conn = match service(bus, LOGIND).await {
+    let mut conn = match service(bus, LOGIND).await {
         Ok(c) => c,
         Err(outcome) => return outcome,
     };
-    let r: zbus::Result<()> = call(
-        &conn,
-        LOGIND,
-        LOGIND_PATH,
-        "org.freedesktop.login1.Manager",
-        "Reboot",
-        &(false,),
-    )
-    .await;
+    let r = conn
+        .call(
+            LOGIND,
+            LOGIND_PATH,
+            "org.freedesktop.login1.Manager",
+            "Reboot",
+            &[Arg::Bool(false)],
+        )
+        .await;
     match r {
-        Ok(()) => ActionOutcome::Done,
+        Ok(_) => ActionOutcome::Done,
         Err(e) => ActionOutcome::Failed(format!("logind: {e}")),
     }
 }

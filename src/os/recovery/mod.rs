@@ -1,6 +1,6 @@
 //! The recovery ladder's actions on a real device (the engine's `Recovery` port;
 //! `docs/recovery.md`): `relink` through netlink (administrative down, then up), `reconnect`
-//! and `modem-reset` over D-Bus (`dbus.rs`: NetworkManager, ModemManager), `reboot` through
+//! and `modem-reset` over D-Bus (`dbus.rs`: NetworkManager, ModemManager; `dbus_wire.rs`: the client), `reboot` through
 //! `reboot_command`, the balena supervisor (`balena.rs`) or logind (`dbus.rs`), and the reboot
 //! times in `persist_dir` (`persist.rs`'s [`RebootTimes`]).
 //!
@@ -9,6 +9,7 @@
 
 mod balena;
 pub mod dbus;
+mod dbus_wire;
 
 use std::path::Path;
 use std::time::Duration;

@@ -235,6 +235,12 @@ pub fn script_environment(event: &Event) -> Vec<(&'static str, String)> {
             r.not_full_seconds.to_string(),
         ));
     }
+    // A `budget` event's threshold (docs/dispatcher.md).
+    if let Some(b) = &event.budget {
+        env.push(("NETFAILOVER_BUDGET_PERCENT", b.percent.to_string()));
+        env.push(("NETFAILOVER_BUDGET_BYTES", b.budget_bytes.to_string()));
+        env.push(("NETFAILOVER_PROBE_BYTES", b.probe_bytes.to_string()));
+    }
     env
 }
 

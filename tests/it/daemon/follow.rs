@@ -69,6 +69,7 @@ fn down_event(id: u64) -> EngineEvent {
         ip4_nameservers: vec![],
         at_unix_ms: 0,
         recovery: None,
+        budget: None,
     })
 }
 

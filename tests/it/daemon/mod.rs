@@ -306,7 +306,7 @@ impl E2e {
     }
 
     /// Runs the CLI (as root) against this daemon.
-    fn cli(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new("timeout")
             .arg("30")
             .arg(env!("CARGO_BIN_EXE_netfailover"))

@@ -106,12 +106,27 @@ pub struct NetworkManagerInNetns {
 }
 
 impl NetworkManagerInNetns {
+    /// NetworkManager with its connectivity check off (`[connectivity] enabled=false`), as
+    /// beside netfailover.
     pub fn start(
         netns: &Netns,
         bus: &PrivateBus,
         dir: &Path,
         ifaces: &[&str],
         keyfiles: &[(&str, &str)],
+    ) -> std::io::Result<Self> {
+        Self::start_with(netns, bus, dir, ifaces, keyfiles, "enabled=false\n")
+    }
+
+    /// [`NetworkManagerInNetns::start`] with `connectivity` as the body of its
+    /// `[connectivity]` section (`uri=…\ninterval=5\n…`: NetworkManager alone, checking).
+    pub fn start_with(
+        netns: &Netns,
+        bus: &PrivateBus,
+        dir: &Path,
+        ifaces: &[&str],
+        keyfiles: &[(&str, &str)],
+        connectivity: &str,
     ) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         for sub in ["run", "varlib", "connections", "conf.d", "sysconf.d"] {
@@ -127,7 +142,7 @@ impl NetworkManagerInNetns {
                 "[main]\nplugins=keyfile\nno-auto-default=*\ndns=none\nrc-manager=unmanaged\n\
                  hostname-mode=none\nauth-polkit=false\ndhcp=internal\n\n[keyfile]\npath={}\n\
                  unmanaged-devices=none\n\n[device-test]\nmatch-device={}\nmanaged=1\n\n\
-                 [connectivity]\nenabled=false\n",
+                 [connectivity]\n{connectivity}",
                 dir.join("connections").display(),
                 names.join(",")
             ),
@@ -189,6 +204,16 @@ impl NetworkManagerInNetns {
             ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// NetworkManager's process id (`ip netns exec` and `bash` exec it in place).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Has it exited?
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     pub fn log(&self) -> String {

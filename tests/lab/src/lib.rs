@@ -7,6 +7,7 @@
 pub mod apps;
 pub mod bench;
 pub mod boot;
+pub mod compare;
 pub mod container;
 pub mod daemon;
 pub mod dbus;
@@ -40,6 +41,22 @@ pub struct LabArgs {
     /// sampling the daemon's memory, fds, threads and state_dir size (a table at the end).
     #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
     pub soak: Option<u64>,
+    /// Compare with NetworkManager 1.42 (installed, run in its own namespace and D-Bus): the
+    /// same faults for both, one after the other, and a Markdown table on stdout
+    /// (`scripts/compare-nm.sh` runs this).
+    #[arg(long)]
+    pub compare_nm: bool,
+    /// With --compare-nm: n = 8 per series and a 20 s idle window (a check in minutes).
+    #[arg(long, requires = "compare_nm")]
+    pub quick: bool,
+    /// With --compare-nm: runs per series (default 20, --quick 8).
+    #[arg(long, value_name = "N", requires = "compare_nm",
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub runs: Option<u64>,
+    /// With --compare-nm: the idle window in seconds (default 60, --quick 20; 0 skips it).
+    #[arg(long, value_name = "SECS", requires = "compare_nm",
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub idle_secs: Option<u64>,
 }
 
 /// `netfailover-lab`: the soak, the scenario list, the boot scenario or a timeline; returns
@@ -47,6 +64,18 @@ pub struct LabArgs {
 pub fn run(args: &LabArgs) -> Result<bool, world::LabError> {
     if let Some(minutes) = args.soak {
         return soak::run(minutes);
+    }
+    if args.compare_nm {
+        // The daemon is this executable's hidden `run` verb, as for the timeline.
+        let exe = std::env::current_exe().map_err(|error| world::LabError::Daemon { error })?;
+        let mut options = compare::CompareOptions::new(exe, args.quick);
+        if let Some(runs) = args.runs {
+            options.runs = usize::try_from(runs).unwrap_or(usize::MAX);
+        }
+        if let Some(secs) = args.idle_secs {
+            options.idle = std::time::Duration::from_secs(secs);
+        }
+        return compare::run_cli(&options);
     }
     if args.scenario == "list" {
         println!(

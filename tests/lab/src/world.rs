@@ -66,6 +66,8 @@ pub enum LabError {
     Internet(#[from] InternetError),
     #[error("interrupted")]
     Interrupted,
+    #[error("comparison with NetworkManager: {0}")]
+    Compare(String),
 }
 
 /// The kind of an uplink, which sets its keyfile type and metric (balenaOS defaults).
@@ -133,8 +135,14 @@ fn inet_side(n: usize) -> String {
 }
 
 impl World {
-    /// Builds the namespaces, links and routes. Needs root.
+    /// Builds the namespaces, links and routes of all three uplinks. Needs root.
     pub fn build() -> Result<Self, LabError> {
+        Self::build_with(3)
+    }
+
+    /// [`World::build`] with only the first `count` (1..=3) uplinks of `eth0`, `wlan0`,
+    /// `wwan0` (the NetworkManager comparison uses two).
+    pub fn build_with(count: usize) -> Result<Self, LabError> {
         if !netns::is_root() {
             return Err(LabError::NotRoot);
         }
@@ -151,7 +159,7 @@ impl World {
             ("wwan0", UplinkKind::Cellular),
         ];
         let mut uplinks = Vec::new();
-        for (n, (iface, kind)) in plan.into_iter().enumerate() {
+        for (n, (iface, kind)) in plan.into_iter().take(count.clamp(1, 3)).enumerate() {
             let base = 4 * n as u8;
             let isp = Netns::new(&format!("isp{}", n + 1))?;
             isp.sysctl("net.ipv4.ip_forward", "1")?;

@@ -28,6 +28,7 @@ fn environment_is_complete_with_empty_strings_for_absent_values() {
         ip4_nameservers: vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()],
         at_unix_ms: 0,
         recovery: None,
+        budget: None,
     };
     let env = script_environment(&event);
     let names: Vec<_> = env.iter().map(|(k, _)| *k).collect();
@@ -80,6 +81,7 @@ fn a_recovery_event_adds_its_rung_to_the_environment() {
             not_full_seconds: 181,
             result: "done".into(),
         })),
+        budget: None,
     };
     let env = script_environment(&event);
     let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
@@ -93,8 +95,47 @@ fn a_recovery_event_adds_its_rung_to_the_environment() {
     assert_eq!(
         first_argument(&Event {
             recovery: None,
+            budget: None,
             ..event
         }),
         "wwan0"
     );
+}
+
+#[test]
+fn a_budget_event_adds_its_threshold_to_the_environment() {
+    let event = Event {
+        id: 12,
+        kind: EventKind::Budget,
+        iface: Some(IfaceName::new("wwan0").unwrap()),
+        state: Connectivity::Full,
+        previous: Connectivity::Full,
+        reason: "checks spent 7600 of the 10000-byte budget for 2026-12 (75 %)".into(),
+        connection_id: None,
+        connection_uuid: None,
+        ip4_gateway: None,
+        ip4_nameservers: vec![],
+        at_unix_ms: 0,
+        recovery: None,
+        budget: Some(Box::new(netfailover_actors::model::BudgetInfo {
+            percent: 75,
+            budget_bytes: 10_000,
+            probe_bytes: 7_600,
+            month: "2026-12".into(),
+        })),
+    };
+    let env = script_environment(&event);
+    let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("NETFAILOVER_BUDGET_PERCENT").as_deref(), Some("75"));
+    assert_eq!(get("NETFAILOVER_BUDGET_BYTES").as_deref(), Some("10000"));
+    assert_eq!(get("NETFAILOVER_PROBE_BYTES").as_deref(), Some("7600"));
+    assert_eq!(first_argument(&event), "wwan0");
+    // Other events do not carry them.
+    let plain = script_environment(&Event {
+        budget: None,
+        ..event
+    });
+    assert!(plain
+        .iter()
+        .all(|(k, _)| !k.starts_with("NETFAILOVER_BUDGET")));
 }

@@ -96,6 +96,8 @@ impl Rig {
                 flows: Arc::new(netfailover::os::flows::NetlinkFlows::new()),
                 traffic: Arc::new(NetlinkTraffic::new().expect("traffic sockets")),
                 recovery: Arc::new(netfailover::engine::ports::NoRecovery),
+                accounts: Arc::new(netfailover::engine::fake::MemAccounts::default()),
+                calendar: Arc::new(netfailover::engine::ports::SystemCalendar),
             };
             let kernel = Kernel {
                 routes: NetlinkRoutes::new().expect("observer route socket"),
