@@ -14,6 +14,7 @@
 //! | `interface_metric` | gauge | `iface` | configured IPv4 metric |
 //! | `interface_effective_metric` | gauge | `iface` | metric of the installed IPv4 route (absent: none) |
 //! | `checks_total` | counter | `iface`, `result` | finished checks by verdict |
+//! | `checks_skipped_total` | counter | `iface`, `reason` | periodic checks of metered uplinks skipped (`traffic`) |
 //! | `check_latency_seconds` | histogram | `iface` | check duration |
 //! | `probe_bytes_total` | counter | `iface` | bytes spent on checks (DNS included) |
 //! | `probe_dns_bytes_total` | counter | `iface` | of which DNS |
@@ -112,6 +113,7 @@ impl Collector for Snapshot {
         encode_global(&mut enc, status)?;
         encode_interfaces(&mut enc, ifaces)?;
         encode_checks(&mut enc, ifaces)?;
+        encode_skipped(&mut enc, ifaces)?;
         encode_latency(&mut enc, ifaces)?;
         encode_probe_bytes(&mut enc, ifaces)?;
         encode_passive(&mut enc, ifaces)?;
@@ -274,6 +276,30 @@ fn encode_checks(
         "checks",
         "Finished connectivity checks by result",
         &checks,
+    )
+}
+
+/// `checks_skipped_total` by interface and reason (metered uplinks, docs/semantics.md §9.11).
+fn encode_skipped(
+    enc: &mut DescriptorEncoder,
+    ifaces: &[IfaceStatus],
+) -> Result<(), std::fmt::Error> {
+    let skipped: Vec<_> = ifaces
+        .iter()
+        .flat_map(|i| {
+            i.checks.skipped.iter().map(move |(reason, n)| {
+                (
+                    vec![("iface", i.name.as_str()), ("reason", reason.as_str())],
+                    *n,
+                )
+            })
+        })
+        .collect();
+    counter(
+        enc,
+        "checks_skipped",
+        "Periodic checks of metered uplinks skipped, by reason",
+        &skipped,
     )
 }
 

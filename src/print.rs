@@ -257,12 +257,11 @@ fn iface_row(i: &IfaceStatus, now_ms: u64) -> Vec<String> {
     let last = i.last_check.as_ref().map_or_else(
         || "never".to_string(),
         |c| {
-            format!(
-                "{} ago {} ({})",
-                human_age(now_ms.saturating_sub(c.at_unix_ms)),
-                c.verdict.connectivity(),
-                c.reason
-            )
+            let ago = human_age(now_ms.saturating_sub(c.at_unix_ms));
+            match c.skipped {
+                Some(why) => format!("{ago} ago skipped ({why})"),
+                None => format!("{ago} ago {} ({})", c.verdict.connectivity(), c.reason),
+            }
         },
     );
     vec![

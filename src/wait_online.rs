@@ -349,6 +349,7 @@ mod tests {
             verdict: Verdict::Limited,
             reason: "connect timed out".into(),
             latency_ms: 1000.0,
+            skipped: None,
         });
         let s = status(vec![
             limited,

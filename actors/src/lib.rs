@@ -16,16 +16,17 @@
 //! | Supervisor | `supervisor.rs` | `Kill`, `CheckNowFor`, `Reload`, `StopTree` (from `EngineHandle`); `ChildExited` (its children's exit watchers) | `Reconfigure` → RouteManager, ProbeScheduler, FlowResetter, TrafficWatcher, RecoveryManager, Accountant; `Shutdown` → RouteManager; `FlushAccounts` → Accountant (on `StopTree`); `KillProber`, `CheckIface` → ProbeScheduler; points every slot of `Peers` | root: its end ends `run()` |
 //! | LinkWatcher | `link_watcher.rs` | the `LinkUpdate` stream of `LinkSource` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged` → RouteManager | restarted: resubscribes, dumps |
 //! | RouteManager | `route_manager.rs` | `LinkChanged`, `LinkRemoved`, `LinkSnapshot`, `RoutesChanged`, `ConnectivityChanged`, `GetUplinks`, `Reconfigure`, `Shutdown` | route writes → `RouteTable`, `Sysctl`; `UplinksChanged`, `ResetChecks` → ProbeScheduler; `RouteInUseMoved` → FlowResetter; events → `EventLog` | restarted: reloads its saved record, dumps links, reconciles |
-//! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ResetChecks`, `Confirm`, `ProbeDone`, `PeriodicDue`, `BudgetExhausted`, `KillProber`, `CheckIface`, `Reconfigure`; `ProberExited` (its Probers' exit watchers) | `ConnectivityChanged`, `GetUplinks` → RouteManager; `ProbeSpent` → Accountant; `ConfirmCheck`, `Retarget`, `CheckNow` → its Probers (it is their supervisor) | restarted: asks RouteManager for the uplinks, checks everything at once |
-//! | Prober (one per interface) | `prober.rs` | its timer, `ConfirmCheck`, `Retarget`, `CheckNow` | `ProbeDone` (reply `NextCheck`), `PeriodicDue` (when its timer fires; reply: check now or skip) → ProbeScheduler, through recipients; `AnsweredSince` → TrafficWatcher (a confirmation past its short deadline, not yet connected) | restarted by ProbeScheduler; checks at once |
-//! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `Reconfigure`, `AnsweredSince` | `GetUplinks` → RouteManager; `Confirm` → ProbeScheduler; samples ← `TrafficSource` | restarted: trackers start empty (one window of history lost) |
+//! | ProbeScheduler | `probe_scheduler.rs` | `UplinksChanged`, `ResetChecks`, `Confirm`, `TwoWayTraffic`, `ProbeDone`, `PeriodicDue`, `BudgetExhausted`, `KillProber`, `CheckIface`, `Reconfigure`; `ProberExited` (its Probers' exit watchers) | `ConnectivityChanged`, `GetUplinks` → RouteManager; `ProbeSpent` → Accountant; `ConfirmCheck`, `Retarget`, `CheckNow`, `CheckAfter` → its Probers (it is their supervisor) | restarted: asks RouteManager for the uplinks, checks everything at once |
+//! | Prober (one per interface) | `prober.rs` | its timer, `ConfirmCheck`, `Retarget`, `CheckNow`, `CheckAfter` | `ProbeDone` (reply `NextCheck`), `PeriodicDue` (when its timer fires; reply: check now or skip) → ProbeScheduler, through recipients; `AnsweredSince` → TrafficWatcher (a confirmation past its short deadline, not yet connected) | restarted by ProbeScheduler; checks at once |
+//! | TrafficWatcher | `traffic_watcher.rs` | its sampling timer, `Reconfigure`, `AnsweredSince` | `GetUplinks` → RouteManager; `Confirm`, `TwoWayTraffic` → ProbeScheduler; samples ← `TrafficSource` | restarted: trackers start empty (one window of history lost) |
 //! | Dispatcher | `dispatcher.rs` | no messages: it drains the `EventLog` | scripts → `ScriptRunner` | restarted: re-runs the interrupted event |
 //! | FlowResetter | `flow_resetter.rs` | `RouteInUseMoved` (from RouteManager after the routes are applied, before the reconcile's events; a move off a still-UNKNOWN interface only once its state is known), `Reconfigure` | resets → `FlowTable`; `flows-reset` records → board | restarted: stateless; a move that arrived while it was down is not replayed |
 //! | Accountant | `accountant.rs` | `ProbeSpent` (from ProbeScheduler), `FlushAccounts`, `Reconfigure`, its sampling timer | `GetUplinks` → RouteManager; `BudgetExhausted` → ProbeScheduler; `budget` events → `EventLog`; counters ← `TrafficSource`; accounts → `Store<Accounts>`; month ← `Calendar` | restarted: reloads the saved accounts, asks RouteManager |
 //! | RecoveryManager | `recovery_manager.rs` | `UplinkStates` (from RouteManager, with `UplinksChanged`), `Reconfigure`, its timer | `GetUplinks` → RouteManager; actions → `Recovery`; `recovery` events → `EventLog` | restarted: asks RouteManager, reloads the reboot times; episodes start over |
 //!
-//! Pure logic lives outside actors: `health.rs` (check state machine), `accounting.rs` (the
-//! monthly accounts and the budget rule), `passive.rs` (passive
+//! Pure logic lives outside actors: `health.rs` (check state machine), `metered.rs` (metered
+//! uplinks: skipped checks, standby cadence), `accounting.rs` (the monthly accounts and the
+//! budget rule), `passive.rs` (passive
 //! health's suspicion rule), `flows.rs` (which flows are pinned to an interface), `recovery.rs`
 //! (the recovery ladder's episodes and the reboot rule), and
 //! RouteManager's four parts, which the actor only sequences: `plan.rs` (the planner;
@@ -59,6 +60,7 @@ pub mod health;
 pub mod iface_parts;
 pub mod link_watcher;
 pub mod messages;
+pub mod metered;
 pub mod model;
 pub mod observe;
 pub mod passive;

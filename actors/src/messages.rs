@@ -92,8 +92,11 @@ pub struct Uplink {
     pub metric: u32,
     /// A gsm/cdma uplink (the recovery ladder's `modem-reset` applies).
     pub cellular: bool,
-    /// `connection.metered` (or the type's guess): `metered.budget_month` applies.
+    /// The profile's `connection.metered` (or the type's guess): checks cost money here
+    /// (`[metered]`: the standby cadence, skipped checks, `budget_month`).
     pub metered: bool,
+    /// Carries the route in use of a family (after the last applied reconcile).
+    pub in_use: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -166,6 +169,16 @@ pub struct KillProber {
 #[rtype(result = "Result<ProbeReport, EngineError>")]
 pub struct CheckIface(pub IfaceName);
 
+/// Two-way traffic seen through a metered `iface` in the sample taken `at` (from TrafficWatcher):
+/// a TCP socket whose bytes acknowledged and bytes received both grew, or a tracked flow whose
+/// both directions grew, since the sample before. Proof of health a periodic check may skip on.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct TwoWayTraffic {
+    pub iface: IfaceName,
+    pub at: Instant,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Handled by a Prober (sent by ProbeScheduler, its parent)
 // ---------------------------------------------------------------------------------------------
@@ -189,6 +202,12 @@ pub struct ConfirmCheck(pub Duration);
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct Retarget(pub ProbeRequest);
+
+/// Replace the periodic timer: the next periodic check comes after this delay (zero: now, not
+/// asking [`PeriodicDue`]). A metered standby's long cadence ended (it is about to be needed).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct CheckAfter(pub Duration);
 
 /// Check now, outside the schedule, and reply with the result (`netfailover check`).
 #[derive(Message, Debug, Clone)]

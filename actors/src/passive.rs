@@ -49,12 +49,14 @@ use tokio::time::Instant;
 
 use crate::counters::counter_step;
 use crate::model::Config;
-use crate::ports::{IfaceTraffic, TcpPhase, TcpSocketSample};
+use crate::ports::{IfaceTraffic, TcpPhase};
 
 mod flows;
+mod proof;
 
 pub use flows::on_lan;
 use flows::{FlowMemo, Peers};
+use proof::{socket_answered, socket_two_way};
 
 /// Upper bound of remembered charges per interface (a last guard; pruning keeps it far lower).
 const MAX_CHARGES: usize = 1024;
@@ -211,11 +213,8 @@ pub struct Tracker {
     last_answered: Option<Instant>,
     /// The last sample had nothing outstanding (see [`Tracker::settled`]).
     settled: bool,
-}
-
-/// Whether a socket got answers (bytes acked or received) since its memo.
-fn socket_answered(m: &SocketMemo, sock: &TcpSocketSample) -> bool {
-    sock.bytes_acked > m.bytes_acked || sock.bytes_received > m.bytes_received
+    /// The last sample in which a (non-LAN) socket or flow made progress both ways.
+    last_two_way: Option<Instant>,
 }
 
 impl Tracker {
@@ -258,24 +257,6 @@ impl Tracker {
     /// Not sampled while not FULL (TrafficWatcher): no suspicion is shown meanwhile.
     pub fn calm(&mut self) {
         self.suspect_since = None;
-    }
-
-    /// Whether the interface's traffic was answered in a sample at or after `since`, or in
-    /// `fresh` (a sample taken now, compared with the last one fed and not fed itself).
-    pub fn answered_since(&self, since: Instant, fresh: &IfaceTraffic) -> bool {
-        if self.last_answered.is_some_and(|t| t >= since) {
-            return true;
-        }
-        let mut wan = fresh
-            .tcp
-            .iter()
-            .filter(|t| !on_lan(t.remote.ip(), &fresh.subnets));
-        let sockets = wan.any(|sock| {
-            let memo = self.sockets.get(&sock.cookie);
-            memo.is_some_and(|m| socket_answered(m, sock))
-        });
-        let flows = fresh.flows.as_deref().unwrap_or_default();
-        sockets || flows::answered(&self.flows, flows, &fresh.subnets)
     }
 
     /// Feeds one sample (`None`: the interface was not in the answer) for the managed interface
@@ -338,10 +319,14 @@ impl Tracker {
             progressed,
             pending,
             answered,
+            two_way,
         } = peers;
         self.answered = answered;
         if !progressed.is_empty() {
             self.last_answered = Some(now);
+        }
+        if two_way {
+            self.last_two_way = Some(now);
         }
 
         // The counters add nothing while TCP has data in flight: its sockets name the stall
@@ -523,6 +508,7 @@ impl Tracker {
         let mut progressed = BTreeSet::new();
         let mut pending = BTreeSet::new();
         let mut answered = BTreeSet::new();
+        let mut two_way = false;
         let mut memos = HashMap::with_capacity(s.tcp.len());
         let long_ago = |t: Instant| now.duration_since(t) >= p.window;
         let wan = s.tcp.iter().filter(|t| !on_lan(t.remote.ip(), &s.subnets));
@@ -535,6 +521,7 @@ impl Tracker {
                 if !sock.rtt.is_zero() {
                     self.rtt = Some(sock.rtt);
                 }
+                two_way |= memo.is_some_and(|m| socket_two_way(&m, sock));
             }
             let outstanding_since = match (sock.unacked > 0, progress) {
                 (false, _) => None,
@@ -577,6 +564,7 @@ impl Tracker {
             progressed,
             pending,
             answered,
+            two_way,
         }
     }
 }

@@ -18,7 +18,7 @@ use actix::{Message, Recipient};
 use crate::messages::{
     AnsweredSince, BudgetExhausted, Confirm, ConnectivityChanged, GetUplinks, LinkChanged,
     LinkRemoved, LinkSnapshot, ProbeSpent, ResetChecks, RouteInUseMoved, RoutesChanged,
-    UplinkStates, UplinksChanged,
+    TwoWayTraffic, UplinkStates, UplinksChanged,
 };
 
 /// The current recipient of messages `M`, if its handler is running.
@@ -94,6 +94,7 @@ pub struct Peers {
     pub uplinks_changed: Slot<UplinksChanged>,
     pub reset_checks: Slot<ResetChecks>,
     pub confirm: Slot<Confirm>,
+    pub two_way_traffic: Slot<TwoWayTraffic>,
     pub budget_exhausted: Slot<BudgetExhausted>,
     // Handled by FlowResetter.
     pub route_in_use_moved: Slot<RouteInUseMoved>,

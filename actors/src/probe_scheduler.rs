@@ -19,6 +19,13 @@
 //! failures leave FULL (exactly as periodic failures would: same `Health`, same events) or one
 //! passes (the suspicion ends and the periodic timer is left as it was). A standby named in the
 //! request gets one such check if its last result is older than `recheck_max`.
+//!
+//! Metered uplinks (`metered.rs`, docs/semantics.md §9.11): each periodic check asks first
+//! (`PeriodicDue`) and is skipped while TrafficWatcher reports two-way traffic through the
+//! interface since its last check or skip (`TwoWayTraffic`); a metered standby's next periodic
+//! check comes at the standby cadence. When such a standby becomes needed (the interface
+//! carrying the route in use leaves FULL, loses its link, or the route moves) it is checked
+//! at once — unless its last result is younger than `recheck_max`, then at `interval` after it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,8 +39,8 @@ use crate::error::EngineError;
 use crate::health::{Health, HealthParams};
 use crate::messages::{
     AnsweredSince, BudgetExhausted, CheckIface, CheckNow, Confirm, ConfirmCheck,
-    ConnectivityChanged, GetUplinks, KillProber, NextCheck, PeriodicDue, ProbeDone, ProbeSpent,
-    Reconfigure, ResetChecks, Retarget, Uplink, UplinksChanged,
+    ConnectivityChanged, GetUplinks, KillProber, NextCheck, ProbeDone, ProbeSpent, Reconfigure,
+    ResetChecks, Retarget, Uplink, UplinksChanged,
 };
 use crate::model::{Config, Connectivity, IfaceName};
 use crate::peers::Slot;
@@ -41,6 +48,8 @@ use crate::ports::{Probe, ProbeReport, ProbeRequest};
 use crate::prober::{actor_name, Prober};
 use crate::status::CheckSummary;
 use crate::supervision::{ChildSlot, Decision, Exit, RestartPolicy};
+
+mod standby;
 
 /// How often to ask RouteManager for the uplinks while it is not running.
 const UPLINKS_RETRY: Duration = Duration::from_millis(200);
@@ -101,6 +110,12 @@ struct Probed {
     confirming: Option<Confirming>,
     /// When the last result came, and how long that check took.
     last_result: Option<(tokio::time::Instant, Duration)>,
+    /// When the last periodic check was skipped.
+    last_skip: Option<tokio::time::Instant>,
+    /// The latest sample that showed two-way traffic through it (metered only).
+    two_way_at: Option<tokio::time::Instant>,
+    /// Its periodic timer runs at the standby cadence (a metered standby not needed now).
+    long: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -189,6 +204,9 @@ impl ProbeScheduler {
                             prober: None,
                             confirming: None,
                             last_result: None,
+                            last_skip: None,
+                            two_way_at: None,
+                            long: false,
                         },
                     );
                     self.start_prober(&u.name, ctx);
@@ -227,6 +245,7 @@ impl ProbeScheduler {
                 }
             }
         }
+        self.wake_needed();
     }
 
     fn start_prober(&mut self, name: &IfaceName, ctx: &mut Context<Self>) {
@@ -289,6 +308,7 @@ impl ProbeScheduler {
                 verdict: report.verdict,
                 reason: report.reason.clone(),
                 latency_ms: report.elapsed.as_secs_f64() * 1000.0,
+                skipped: None,
             });
             s.probe_bytes += report.bytes;
             s.probe_dns_bytes += report.dns_bytes;
@@ -448,6 +468,10 @@ impl Handler<ProbeDone> for ProbeScheduler {
                 }
             }
         };
+        let next = match next {
+            NextCheck::After(delay) => NextCheck::After(self.periodic_delay(&msg.iface, delay)),
+            other => other,
+        };
         if let Some((previous, state)) = step.changed {
             span.record("state", tracing::field::debug(state));
             let reason = match (previous, state) {
@@ -465,6 +489,9 @@ impl Handler<ProbeDone> for ProbeScheduler {
                 reason,
             });
         }
+        // Every result may change whether a standby is needed (a failure of the interface
+        // carrying the route in use is being confirmed, or it left FULL).
+        self.wake_needed();
         Some(next)
     }
 }
@@ -552,17 +579,6 @@ impl Handler<CheckIface> for ProbeScheduler {
     }
 }
 
-impl Handler<PeriodicDue> for ProbeScheduler {
-    type Result = Option<Duration>;
-    fn handle(&mut self, msg: PeriodicDue, _: &mut Self::Context) -> Self::Result {
-        let why = self.periodic_skip(&msg.iface)?;
-        let _span = tracing::info_span!("probe_scheduler", iface = %msg.iface).entered();
-        tracing::debug!(iface = %msg.iface, "periodic check skipped: {why}");
-        // Asked again after an interval: a new month or a larger budget lets it run then.
-        Some(self.cfg.check.interval)
-    }
-}
-
 impl Handler<BudgetExhausted> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: BudgetExhausted, _: &mut Self::Context) {
@@ -573,7 +589,8 @@ impl Handler<BudgetExhausted> for ProbeScheduler {
 impl Handler<Reconfigure> for ProbeScheduler {
     type Result = ();
     fn handle(&mut self, msg: Reconfigure, ctx: &mut Self::Context) {
-        self.cfg = msg.0;
+        let old = std::mem::replace(&mut self.cfg, msg.0);
+        self.retime_standbys(&old);
         let uplinks = self.state.last_uplinks.clone();
         self.apply_uplinks(uplinks, ctx);
     }

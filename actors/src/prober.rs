@@ -12,6 +12,9 @@
 //! already reached the server, or when TrafficWatcher saw traffic through the interface
 //! answered since the confirmation started (a congested but working uplink: what only
 //! suspects must never act). Otherwise it counts as failed at once, as in a silent blackhole.
+//!
+//! `CheckAfter` replaces the periodic timer (a metered standby that became needed: checked now,
+//! not at its long cadence; docs/semantics.md §9.11).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +24,7 @@ use futures::future::Either;
 
 use crate::actor_name::ActorName;
 use crate::messages::{
-    AnsweredSince, CheckNow, ConfirmCheck, NextCheck, PeriodicDue, ProbeDone, Retarget,
+    AnsweredSince, CheckAfter, CheckNow, ConfirmCheck, NextCheck, PeriodicDue, ProbeDone, Retarget,
 };
 use crate::model::IfaceName;
 use crate::peers::Slot;
@@ -231,6 +234,19 @@ impl Handler<ConfirmCheck> for Prober {
         let _span = self.span.clone().entered();
         tracing::debug!(deadline_ms = msg.0.as_millis() as u64, "confirmation check");
         self.start(msg.0, ctx);
+    }
+}
+
+impl Handler<CheckAfter> for Prober {
+    type Result = ();
+    fn handle(&mut self, msg: CheckAfter, ctx: &mut Self::Context) {
+        let _span = self.span.clone().entered();
+        tracing::debug!(after_s = msg.0.as_secs_f64(), "periodic check rescheduled");
+        if msg.0.is_zero() {
+            self.run_check(ctx);
+        } else {
+            self.set_timer(msg.0, ctx);
+        }
     }
 }
 

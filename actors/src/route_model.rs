@@ -374,6 +374,7 @@ impl RouteModel {
                         .and_then(|i| cfg.profiles.get(i))
                         .map_or_else(|| Metered::guess(a.uplink_type), |p| p.metered)
                         .metered,
+                    in_use: self.in_use.values().any(|(n, _)| n == &a.name),
                 })
             })
             .collect()

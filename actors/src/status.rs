@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::metered::SkipReason;
 use crate::model::{Connectivity, Event, Family, IfaceName, UplinkType};
 use crate::ports::{FlowFailure, ScriptOutcome, Verdict};
 
@@ -18,13 +19,17 @@ pub const HISTORY_LEN: usize = 256;
 /// Upper bounds (seconds) of the check-latency histogram buckets; the last bucket is +Inf.
 pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 20.0];
 
-/// One finished check, as shown by `status`.
+/// One finished check, as shown by `status`; or a periodic check skipped (`skipped`), which
+/// keeps the verdict it stood on.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct CheckSummary {
     pub at_unix_ms: u64,
     pub verdict: Verdict,
     pub reason: String,
     pub latency_ms: f64,
+    /// Why the periodic check was skipped (0 bytes spent); absent for a check that ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkipReason>,
 }
 
 /// Per-interface counters for the metrics endpoint.
@@ -36,9 +41,17 @@ pub struct CheckCounters {
     pub latency_buckets: Vec<u64>,
     pub latency_sum_seconds: f64,
     pub latency_count: u64,
+    /// Periodic checks skipped, by reason (`traffic`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, u64>,
 }
 
 impl CheckCounters {
+    /// One periodic check skipped for `reason`.
+    pub fn record_skip(&mut self, reason: SkipReason) {
+        *self.skipped.entry(reason.as_str().to_string()).or_default() += 1;
+    }
+
     pub fn record(&mut self, verdict: Verdict, latency_seconds: f64) {
         let key = serde_json::to_value(verdict)
             .ok()

@@ -135,6 +135,7 @@ impl Wiring {
         point(&p.uplinks_changed, to);
         point(&p.reset_checks, to);
         point(&p.confirm, to);
+        point(&p.two_way_traffic, to);
         point(&p.budget_exhausted, to);
         point(&self.kill_prober, to);
         point(&self.check_iface, to);
@@ -305,6 +306,7 @@ impl Supervisor {
             traffic: self.ports.traffic.clone(),
             get_uplinks: p.get_uplinks.clone(),
             confirm: p.confirm.clone(),
+            two_way: p.two_way_traffic.clone(),
             board: self.board.clone(),
         };
         TrafficWatcher::new(self.cfg.clone(), deps)

@@ -7,6 +7,8 @@
 //! `TrafficSource` port, feeds the pure rule (`passive.rs`) and sends `Confirm` to
 //! ProbeScheduler for each trigger, naming the standby that would take over when the suspect
 //! carries the route in use. It publishes each interface's passive state on the status board.
+//! For a metered interface whose sample showed two-way progress it tells ProbeScheduler
+//! (`TwoWayTraffic`: a periodic check may be skipped on it); that costs no extra sampling.
 //!
 //! Idle cost: each period costs one link dump (`TrafficSource::counters`) of the *watched*
 //! interfaces, the only ones whose evidence can change a decision: the FULL uplink carrying the
@@ -43,7 +45,7 @@ use actix::prelude::*;
 use tokio::time::Instant;
 
 use crate::board::Board;
-use crate::messages::{AnsweredSince, Confirm, GetUplinks, Reconfigure, Uplink};
+use crate::messages::{AnsweredSince, Confirm, GetUplinks, Reconfigure, TwoWayTraffic, Uplink};
 use crate::model::{Config, Connectivity, Family, IfaceName};
 use crate::passive::{Context as RuleContext, RuleParams, Tracker, Trigger};
 use crate::peers::Slot;
@@ -57,6 +59,8 @@ pub struct TrafficDeps {
     /// The uplinks come from RouteManager, suspicions go to ProbeScheduler, in the tree.
     pub get_uplinks: Slot<GetUplinks>,
     pub confirm: Slot<Confirm>,
+    /// Two-way traffic through a metered interface (ProbeScheduler skips a check on it).
+    pub two_way: Slot<TwoWayTraffic>,
     pub board: Board,
 }
 
@@ -202,6 +206,12 @@ impl TrafficWatcher {
             };
             if let Some(t) = tracker.observe(now, u.name.as_str(), sample, ctx, &params) {
                 triggers.push((u.name.clone(), t));
+            }
+            if u.metered && tracker.last_two_way() == Some(now) {
+                self.deps.two_way.do_send(TwoWayTraffic {
+                    iface: u.name.clone(),
+                    at: now,
+                });
             }
             match sample.filter(|_| tracker.settled()) {
                 Some(s) => self.state.settled_tx.insert(u.ifindex, s.tx_packets),
@@ -428,6 +438,7 @@ mod tests {
             metric,
             cellular: false,
             metered: false,
+            in_use: false,
         }
     }
 

@@ -120,6 +120,7 @@ fn uplink(n: &str, ifindex: u32, metric: u32, connectivity: Connectivity) -> Upl
         metric,
         cellular: false,
         metered: false,
+        in_use: false,
     }
 }
 
@@ -541,6 +542,7 @@ async fn traffic_watcher_alone_asks_to_confirm_a_stall_naming_the_standby() {
         traffic: Arc::new(traffic.clone()),
         get_uplinks,
         confirm,
+        two_way: Slot::default(),
         board: Board::default(),
     };
     let _watcher = TrafficWatcher::new(Arc::new(checks_on()), deps).start();

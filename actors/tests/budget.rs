@@ -42,8 +42,11 @@ fn config(budget: u64) -> Config {
             recheck_max: Duration::from_secs(8),
             ..CheckConfig::default()
         },
+        // The standby cadence at `interval`: wwan0 is checked as often as before the cadence
+        // existed, so the budget alone stops its checks here (`metered.rs` tests the cadence).
         metered: MeteredConfig {
             budget_month: budget,
+            standby_interval: Duration::from_secs(30),
         },
         ..Config::default()
     }

@@ -45,6 +45,8 @@ fn sample() -> EngineStatus {
     eth0.checks.record(Verdict::Full, 0.003);
     eth0.checks.record(Verdict::Full, 0.2);
     eth0.checks.record(Verdict::Limited, 7.0);
+    eth0.checks
+        .record_skip(netfailover_actors::status::SkipReason::Traffic);
     eth0.passive.state = PassiveState::Suspect;
     eth0.passive.suspicions = 2;
     eth0.passive.confirmations = 3;
@@ -123,6 +125,8 @@ fn renders_every_family_from_the_board() {
         "# TYPE netfailover_checks_total counter",
         "netfailover_checks_total{iface=\"eth0\",result=\"FULL\"} 2",
         "netfailover_checks_total{iface=\"eth0\",result=\"LIMITED\"} 1",
+        "# TYPE netfailover_checks_skipped_total counter",
+        "netfailover_checks_skipped_total{iface=\"eth0\",reason=\"traffic\"} 1",
         "# TYPE netfailover_check_latency_seconds histogram",
         "netfailover_check_latency_seconds_bucket{iface=\"eth0\",le=\"0.005\"} 1",
         "netfailover_check_latency_seconds_bucket{iface=\"eth0\",le=\"0.25\"} 2",

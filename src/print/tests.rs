@@ -66,6 +66,7 @@ fn sample_status() -> EngineStatus {
                 verdict: Verdict::Limited,
                 reason: "connect timeout".into(),
                 latency_ms: 1000.0,
+                skipped: None,
             }),
             probe_bytes: 2048,
             probe_dns_bytes: 0,
@@ -147,6 +148,30 @@ fn status_table_reads_at_a_glance() {
             "journal behind: 3 event(s) not on disk yet; last write failed: state_dir: disk full"
         ),
         "{text}"
+    );
+}
+
+/// A periodic check skipped on traffic reads as such, in the table and (additively) the JSON.
+#[test]
+fn a_skipped_check_says_so() {
+    let mut status = sample_status();
+    status.interfaces[0].last_check = Some(CheckSummary {
+        at_unix_ms: 10_000,
+        verdict: Verdict::Full,
+        reason: "its own traffic went both ways since the last check".into(),
+        latency_ms: 0.0,
+        skipped: Some(netfailover_actors::status::SkipReason::Traffic),
+    });
+    let text = format_status(&status, 13_000);
+    let row = text.lines().nth(1).unwrap();
+    assert!(row.contains("3s ago skipped (traffic)"), "{row}");
+    let json = serde_json::to_value(&status.interfaces[0]).unwrap();
+    assert_eq!(json["last_check"]["skipped"], "traffic");
+    assert_eq!(json["last_check"]["verdict"], "FULL");
+    let ran = serde_json::to_value(&sample_status().interfaces[0]).unwrap();
+    assert!(
+        ran["last_check"].get("skipped").is_none(),
+        "a check that ran has no `skipped`: {ran}"
     );
 }
 

@@ -323,13 +323,38 @@ impl Default for RecoveryConfig {
     }
 }
 
-/// Metered uplinks (`[metered]`): what checking a metered uplink may cost.
-#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+/// Metered uplinks (`[metered]`; docs/semantics.md §9.11 and §10): what checking them costs.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct MeteredConfig {
+    /// How often a metered uplink that does not carry the route in use is checked while the
+    /// one that does is FULL; never more often than `check.interval`
+    /// ([`MeteredConfig::standby_cadence`]).
+    #[serde(default = "default_standby_interval")]
+    pub standby_interval: Duration,
     /// Check bytes a metered uplink may spend per calendar month (UTC); 0: no cap. At 100 %
     /// its periodic checks stop until the month changes (docs/semantics.md §10).
     #[serde(default)]
     pub budget_month: u64,
+}
+
+fn default_standby_interval() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+
+impl MeteredConfig {
+    /// The effective standby cadence: `standby_interval`, never shorter than `interval`.
+    pub fn standby_cadence(&self, interval: Duration) -> Duration {
+        self.standby_interval.max(interval)
+    }
+}
+
+impl Default for MeteredConfig {
+    fn default() -> Self {
+        Self {
+            standby_interval: default_standby_interval(),
+            budget_month: 0,
+        }
+    }
 }
 
 /// Everything the engine needs, already validated.

@@ -42,6 +42,10 @@ pub(super) struct Peers {
     /// Stalled peers that had answered before (a working flow that stopped: what a blackhole
     /// looks like, unlike a peer that never answered).
     pub answered: BTreeSet<IpAddr>,
+    /// A socket or flow made progress both ways since the last sample (bytes acknowledged and
+    /// received; packets sent and answered): proof the path works (metered uplinks skip a
+    /// check on it).
+    pub two_way: bool,
 }
 
 impl Peers {
@@ -50,6 +54,7 @@ impl Peers {
         self.progressed.extend(other.progressed);
         self.pending.extend(other.pending);
         self.answered.extend(other.answered);
+        self.two_way |= other.two_way;
     }
 }
 
@@ -93,6 +98,7 @@ pub(super) fn flows(
             Some(m) if restarted(m, f) => None,
             Some(m) if f.reply_packets > m.reply => {
                 peers.progressed.insert(f.peer);
+                peers.two_way |= f.orig_packets > m.orig;
                 None
             }
             Some(m) if f.orig_packets > m.orig => Some(m.unanswered.unwrap_or((m.at, m.orig))),

@@ -22,7 +22,8 @@ use netfailover_actors::flow_resetter::RESET_TIMEOUT;
 use netfailover_actors::flows::{ConntrackFlow, SocketFlow};
 use netfailover_actors::model::{
     CheckConfig, Config, Connectivity, DeviceEvents, Event, EventKind, Family, FamilyConfig,
-    IfaceAddr, IfaceMatch, KernelRoute, LinkKind, Method, Metric, Profile, UplinkType,
+    IfaceAddr, IfaceMatch, KernelRoute, LinkKind, MeteredConfig, Method, Metric, Profile,
+    UplinkType,
 };
 use netfailover_actors::ports::{FlowFailure, FlowFailureKind, Verdict};
 use netfailover_actors::status::HistoryEntry;
@@ -44,7 +45,9 @@ fn profile(iface: &str, t: UplinkType, metric: u32) -> Profile {
     }
 }
 
-/// Short, test-friendly check settings: interval 30 s, timeouts 1 s / 2 s, recheck_max 8 s.
+/// Short, test-friendly check settings: interval 30 s, timeouts 1 s / 2 s, recheck_max 8 s;
+/// every uplink checked at `interval`, the metered wwan0 too (its standby cadence is
+/// `actors/tests/metered.rs`'s subject).
 fn config() -> Config {
     Config {
         profiles: vec![
@@ -60,6 +63,10 @@ fn config() -> Config {
             timeout: Duration::from_secs(2),
             recheck_max: Duration::from_secs(8),
             ..CheckConfig::default()
+        },
+        metered: MeteredConfig {
+            standby_interval: Duration::from_secs(30),
+            ..MeteredConfig::default()
         },
         ..Config::default()
     }

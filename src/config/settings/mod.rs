@@ -307,17 +307,8 @@ mod tests {
     /// environment; a bad value falls back to 0 (no cap) with its FILE:LINE.
     #[test]
     fn metered_budget_reads_units_and_falls_back() {
-        let dir = tempfile::tempdir().unwrap();
         let read = |toml: &str, env: &[(&str, &str)]| {
-            let path = dir.path().join("netfailover.toml");
-            std::fs::write(&path, toml).unwrap();
-            let env: BTreeMap<String, String> = env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let mut problems = Vec::new();
-            let s = load(dir.path(), None, &env, &mut problems);
-            let problems: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            let (s, problems) = with(toml, env);
             (s.metered.budget_month, problems)
         };
         assert_eq!(read("", &[]), (0, vec![]));
@@ -356,6 +347,25 @@ mod tests {
         assert_eq!(
             problems,
             vec!["netfailover.toml:5: error: recovery.reboot_command: \"reboot\" is not an absolute path"]
+        );
+    }
+
+    /// `[metered] standby_interval`: file, environment; below 1 s: its default, with FILE:LINE.
+    #[test]
+    fn metered_section_reads_and_falls_back_per_key() {
+        let (s, problems) = with("[metered]\nstandby_interval = \"2h\"\n", &[]);
+        assert_eq!(
+            (s.metered.standby_interval, problems),
+            (Duration::from_secs(7200), vec![])
+        );
+        let (s, _) = with("", &[("NETFAILOVER_METERED__STANDBY_INTERVAL", "90")]);
+        assert_eq!(s.metered.standby_interval, Duration::from_secs(90));
+        let (s, problems) = with("\n[metered]\nstandby_interval = \"0s\"\n", &[]);
+        assert_eq!(s.metered, MeteredConfig::default());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("netfailover.toml:3: error: metered.standby_interval"),
+            "{problems:?}"
         );
     }
 

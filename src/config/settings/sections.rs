@@ -425,27 +425,46 @@ impl From<RecoverySection> for RecoveryConfig {
 }
 
 /// `[metered]`: metered uplinks (`connection.metered`, or the type's guess): what checking
-/// them may cost (docs/semantics.md §10).
-#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+/// them may cost (docs/semantics.md §9.11 and §10); maps one to one onto the engine's
+/// [`MeteredConfig`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MeteredSection {
+    #[serde(with = "duration")]
+    pub standby_interval: Duration,
     /// Check bytes per metered uplink and calendar month; 0: no cap.
     #[serde(with = "bytes")]
     pub budget_month: u64,
+}
+
+impl Default for MeteredSection {
+    fn default() -> Self {
+        let d = MeteredConfig::default();
+        Self {
+            standby_interval: d.standby_interval,
+            budget_month: d.budget_month,
+        }
+    }
 }
 
 impl Section for MeteredSection {
     const NAME: &'static str = "metered";
 
     fn validate(&self, _: &Context) -> Vec<(&'static str, Invalid)> {
-        // Any count is a budget; 0 is none.
-        Vec::new()
+        // Shorter than `check.interval` is allowed: the engine never checks more often than
+        // `interval` anyway (`MeteredConfig::standby_cadence`). Any byte count is a budget; 0
+        // is none.
+        rejected([(
+            "standby_interval",
+            at_least(self.standby_interval, Duration::from_secs(1)),
+        )])
     }
 }
 
 impl From<MeteredSection> for MeteredConfig {
     fn from(s: MeteredSection) -> Self {
         Self {
+            standby_interval: s.standby_interval,
             budget_month: s.budget_month,
         }
     }
