@@ -29,6 +29,8 @@ use crate::model::Connectivity;
 pub enum SkipReason {
     /// Its own traffic made two-way progress since its last check: it works.
     Traffic,
+    /// Its monthly probe budget is spent (`metered.budget_month`, docs/semantics.md §10).
+    Budget,
 }
 
 impl SkipReason {
@@ -36,6 +38,7 @@ impl SkipReason {
     pub fn as_str(self) -> &'static str {
         match self {
             SkipReason::Traffic => "traffic",
+            SkipReason::Budget => "budget",
         }
     }
 }

@@ -325,13 +325,14 @@ impl ProbeScheduler {
         }
     }
 
-    /// Why the periodic check of `iface` does not run now, if it does not: the budget of a
-    /// metered uplink is exhausted, and the check would not decide a failover or a fail-back
-    /// in the making (those, and confirmations, always run).
-    fn periodic_skip(&self, iface: &IfaceName) -> Option<&'static str> {
-        let p = self.state.ifaces.get(iface)?;
-        (self.state.budget_exhausted.contains(iface) && !p.health.deciding())
-            .then_some("budget exhausted")
+    /// Whether the periodic check of `iface` is skipped for its budget: the budget of a metered
+    /// uplink is exhausted, and the check would not decide a failover or a fail-back in the
+    /// making (those, and confirmations, always run).
+    fn budget_spent(&self, iface: &IfaceName) -> bool {
+        self.state
+            .ifaces
+            .get(iface)
+            .is_some_and(|p| self.state.budget_exhausted.contains(iface) && !p.health.deciding())
     }
 }
 

@@ -41,7 +41,7 @@ pub struct CheckCounters {
     pub latency_buckets: Vec<u64>,
     pub latency_sum_seconds: f64,
     pub latency_count: u64,
-    /// Periodic checks skipped, by reason (`traffic`).
+    /// Periodic checks skipped, by reason (`traffic`, `budget`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<String, u64>,
 }

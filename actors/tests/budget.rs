@@ -137,6 +137,15 @@ async fn thresholds_come_in_order_once_and_periodic_checks_stop_at_100() {
     );
     assert!(a.budget_exhausted && a.metered && a.budget_percent == 100);
     assert_eq!(a.month, month);
+    // The periodic checks that did not run are counted as budget skips in `status`.
+    let skipped = h
+        .status()
+        .interfaces
+        .iter()
+        .find(|i| i.name.as_str() == "wwan0")
+        .and_then(|i| i.checks.skipped.get("budget").copied())
+        .unwrap_or(0);
+    assert!(skipped >= 10, "budget skips in status: {skipped}");
     // The unmetered primary is checked on, and counted.
     let eth0 = w.probe.checks("eth0").len() as u64;
     assert!(eth0 >= 20, "{eth0}");

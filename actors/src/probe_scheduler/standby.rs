@@ -104,25 +104,30 @@ impl ProbeScheduler {
     }
     /// A periodic check skipped: the last check in `status` says so, with the verdict it
     /// stood on (the gate skips FULL interfaces only), and the skip counters.
+    /// Records a skipped periodic check. A traffic skip stands in for a good result (the
+    /// interface is FULL and its own traffic proves it), so it is shown as the last check; a
+    /// budget skip proves nothing, so the last real result stays shown and only the counters
+    /// (status, `checks_skipped_total{reason="budget"}`) say the check was not run.
     fn record_skip(&self, name: &IfaceName, reason: SkipReason) {
         let mut board = self.deps.board.lock();
-        if let Some(s) = board.checks_mut(name) {
-            let at_unix_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            let why = match reason {
-                SkipReason::Traffic => "its own traffic went both ways since the last check",
-            };
-            s.last_check = Some(CheckSummary {
-                at_unix_ms,
-                verdict: Verdict::Full,
-                reason: why.into(),
-                latency_ms: 0.0,
-                skipped: Some(reason),
-            });
-            s.checks.record_skip(reason);
+        let Some(s) = board.checks_mut(name) else {
+            return;
+        };
+        s.checks.record_skip(reason);
+        if reason != SkipReason::Traffic {
+            return;
         }
+        let at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        s.last_check = Some(CheckSummary {
+            at_unix_ms,
+            verdict: Verdict::Full,
+            reason: "its own traffic went both ways since the last check".into(),
+            latency_ms: 0.0,
+            skipped: Some(reason),
+        });
     }
 }
 
@@ -130,9 +135,10 @@ impl Handler<PeriodicDue> for ProbeScheduler {
     type Result = Option<Duration>;
     /// `None`: run the check; `Some(delay)`: skipped, asked again after `delay`.
     fn handle(&mut self, msg: PeriodicDue, _: &mut Self::Context) -> Self::Result {
-        if let Some(why) = self.periodic_skip(&msg.iface) {
+        if self.budget_spent(&msg.iface) {
             let _span = tracing::info_span!("probe_scheduler", iface = %msg.iface).entered();
-            tracing::debug!(iface = %msg.iface, "periodic check skipped: {why}");
+            tracing::debug!(iface = %msg.iface, "periodic check skipped: budget exhausted");
+            self.record_skip(&msg.iface, SkipReason::Budget);
             // Asked again after an interval: a new month or a larger budget lets it run then.
             return Some(self.cfg.check.interval);
         }
