@@ -252,25 +252,8 @@ pub fn run(args: &RunOptions) -> Result<u8, DaemonError> {
         profiles = loaded.config.profiles.len(),
         "configuration loaded"
     );
-    // Before the runtime starts any thread (src/os/memory.rs).
-    crate::os::memory::one_malloc_arena();
     let system = actix_rt::System::new();
     system.block_on(serve(args, loaded))
-}
-
-/// How long after the start the start-up memory is dropped from the resident set: by then the
-/// configuration was parsed, the first reconcile and checks ran (src/os/memory.rs).
-const START_UP: Duration = Duration::from_secs(10);
-
-/// Once, [`START_UP`] after the start: unmaps the code pages only start-up used and returns
-/// the heap's free pages.
-async fn drop_start_up_memory() {
-    tokio::time::sleep(START_UP).await;
-    crate::os::memory::trim_malloc();
-    match crate::os::memory::drop_code_pages() {
-        Ok(bytes) => tracing::debug!(bytes, "start-up code pages dropped from the resident set"),
-        Err(error) => tracing::debug!(%error, "dropping start-up code pages failed"),
-    }
 }
 
 /// Removes the control socket file when the daemon that bound it stops (never one that
@@ -330,7 +313,6 @@ async fn serve(args: &RunOptions, loaded: config::Loaded) -> Result<u8, DaemonEr
         tokio::task::spawn_local(metrics::serve(listener, Rc::new(move || board.status())));
         tracing::info!(%addr, "metrics listening");
     }
-    tokio::task::spawn_local(drop_start_up_memory());
     let notifier = Notifier::from_env();
     notifier.ready(&status_line(&engine));
     tracing::info!(socket = %socket.display(), "netfailover running");

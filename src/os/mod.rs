@@ -2,11 +2,10 @@
 //! (`ndisc`), sysctls, modem control devices in sysfs (`sysfs`), the HTTP(S) probe with per-interface DNS, dispatcher scripts, the state
 //! files under `state_dir`, passive health's traffic sampling (link counters and TCP sockets
 //! via sock_diag), flow resets (sock_diag and ctnetlink), the recovery ladder's actions
-//! (netlink, D-Bus, the balena supervisor, a command), and the daemon's own memory (`memory`).
+//! (netlink, D-Bus, the balena supervisor, a command).
 
 pub mod ct_sample;
 pub mod flows;
-pub mod memory;
 pub mod ndisc;
 pub mod netlink;
 pub mod persist;

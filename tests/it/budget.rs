@@ -25,11 +25,12 @@ const WWAN0: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
 const ETH0: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
 
 /// `netfailover.toml` (the lab's fast checks, `persist_dir` beside the boot directory, the
-/// budget) and a dispatcher script logging each `budget` event's environment.
+/// budget, the metered standby checked at `interval` like the others: `standby_interval` 1 s
+/// is raised to `interval`) and a dispatcher script logging each `budget` event's environment.
 fn prepare(boot: &Path) {
     let dir = boot.parent().expect("the boot directory has a parent");
     let text = format!(
-        "state_dir = \"{}\"\npersist_dir = \"{}\"\n{FAST_SETTINGS}\n[metered]\nbudget_month = {BUDGET}\n",
+        "state_dir = \"{}\"\npersist_dir = \"{}\"\n{FAST_SETTINGS}\n[metered]\nbudget_month = {BUDGET}\n# The standby at the lab's own interval, so its budget is spent within the test.\nstandby_interval = 1\n",
         dir.join("state").display(),
         dir.join("persist").display()
     );
