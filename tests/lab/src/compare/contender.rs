@@ -55,6 +55,22 @@ fn keyfile(world: &World, iface: &str) -> Result<String, LabError> {
     ))
 }
 
+/// Points the check of the boot folder's `config` at [`check_uri`] instead of the lab's check
+/// host name.
+fn use_check_uri(config: &Path) -> Result<(), LabError> {
+    let text = std::fs::read_to_string(config).map_err(|error| LabError::Write {
+        path: config.to_path_buf(),
+        error,
+    })?;
+    write(
+        config,
+        &text.replace(
+            &format!("http://{CHECK_HOST}/connectivity-check"),
+            &check_uri(),
+        ),
+    )
+}
+
 /// A started daemon; stopped (and its bus with it) on drop.
 pub enum Running {
     Nm {
@@ -83,75 +99,81 @@ impl Running {
             (BACKUP, keyfile(world, BACKUP)?),
         ];
         match contender {
-            Contender::NetworkManager => {
-                let bus = PrivateBus::start(&dir.join("bus"))
-                    .map_err(|e| LabError::Compare(format!("starting dbus-daemon: {e}")))?;
-                let names: Vec<String> = keyfiles
-                    .iter()
-                    .map(|(iface, _)| format!("lab-{iface}.nmconnection"))
-                    .collect();
-                let files: Vec<(&str, &str)> = names
-                    .iter()
-                    .zip(&keyfiles)
-                    .map(|(name, (_, text))| (name.as_str(), text.as_str()))
-                    .collect();
-                // An empty `response` means "204 or an empty body" (NetworkManager.conf(5)).
-                let connectivity = format!(
-                    "enabled=true\nuri={}\ninterval={}\nresponse=\n",
-                    check_uri(),
-                    options.interval
-                );
-                let nm = NetworkManagerInNetns::start_with(
-                    &world.device,
-                    &bus,
-                    &dir.join("nm"),
-                    &[PRIMARY, BACKUP],
-                    &files,
-                    &connectivity,
-                )
-                .map_err(|e| LabError::Compare(format!("starting NetworkManager: {e}")))?;
-                Ok(Running::Nm { nm, _bus: bus })
-            }
-            Contender::Netfailover => {
-                let boot = dir.join("boot");
-                let socket = dir.join("sock");
-                let log = dir.join("daemon.log");
-                world.write_boot_dir(&boot, "", &dir.join("state"), &dir.join("scripts.log"))?;
-                for (iface, text) in &keyfiles {
-                    write(
-                        &boot.join("system-connections").join(format!("lab-{iface}")),
-                        text,
-                    )?;
-                }
-                // NetworkManager runs no dispatcher scripts here; neither does netfailover.
-                let _ = std::fs::remove_file(boot.join("dispatcher.d").join("50-log"));
-                let config = boot.join("config.json");
-                let text = std::fs::read_to_string(&config).map_err(|error| LabError::Write {
-                    path: config.clone(),
-                    error,
-                })?;
-                write(
-                    &config,
-                    &text.replace(
-                        &format!("http://{CHECK_HOST}/connectivity-check"),
-                        &check_uri(),
-                    ),
-                )?;
-                world.set_interval(&boot, options.interval)?;
-                let daemon =
-                    DaemonProcess::start(&options.daemon_exe, world, &boot, &socket, &log, &[])?;
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| LabError::Compare(format!("status runtime: {e}")))?;
-                Ok(Running::Netfailover {
-                    daemon,
-                    socket,
-                    log,
-                    runtime,
-                })
-            }
+            Contender::NetworkManager => Self::start_nm(world, dir, options, &keyfiles),
+            Contender::Netfailover => Self::start_netfailover(world, dir, options, &keyfiles),
         }
+    }
+
+    /// NetworkManager on its own private bus, the keyfiles as `.nmconnection` profiles and
+    /// the shared check as its `[connectivity]` section.
+    fn start_nm(
+        world: &World,
+        dir: &Path,
+        options: &CompareOptions,
+        keyfiles: &[(&str, String)],
+    ) -> Result<Self, LabError> {
+        let bus = PrivateBus::start(&dir.join("bus"))
+            .map_err(|e| LabError::Compare(format!("starting dbus-daemon: {e}")))?;
+        let names: Vec<String> = keyfiles
+            .iter()
+            .map(|(iface, _)| format!("lab-{iface}.nmconnection"))
+            .collect();
+        let files: Vec<(&str, &str)> = names
+            .iter()
+            .zip(keyfiles)
+            .map(|(name, (_, text))| (name.as_str(), text.as_str()))
+            .collect();
+        // An empty `response` means "204 or an empty body" (NetworkManager.conf(5)).
+        let connectivity = format!(
+            "enabled=true\nuri={}\ninterval={}\nresponse=\n",
+            check_uri(),
+            options.interval
+        );
+        let nm = NetworkManagerInNetns::start_with(
+            &world.device,
+            &bus,
+            &dir.join("nm"),
+            &[PRIMARY, BACKUP],
+            &files,
+            &connectivity,
+        )
+        .map_err(|e| LabError::Compare(format!("starting NetworkManager: {e}")))?;
+        Ok(Running::Nm { nm, _bus: bus })
+    }
+
+    /// netfailover from the world's boot folder, with the keyfiles, the shared check and no
+    /// dispatcher script, plus the runtime its `status` queries run on.
+    fn start_netfailover(
+        world: &World,
+        dir: &Path,
+        options: &CompareOptions,
+        keyfiles: &[(&str, String)],
+    ) -> Result<Self, LabError> {
+        let boot = dir.join("boot");
+        let socket = dir.join("sock");
+        let log = dir.join("daemon.log");
+        world.write_boot_dir(&boot, "", &dir.join("state"), &dir.join("scripts.log"))?;
+        for (iface, text) in keyfiles {
+            write(
+                &boot.join("system-connections").join(format!("lab-{iface}")),
+                text,
+            )?;
+        }
+        // NetworkManager runs no dispatcher scripts here; neither does netfailover.
+        let _ = std::fs::remove_file(boot.join("dispatcher.d").join("50-log"));
+        use_check_uri(&boot.join("config.json"))?;
+        world.set_interval(&boot, options.interval)?;
+        let daemon = DaemonProcess::start(&options.daemon_exe, world, &boot, &socket, &log, &[])?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LabError::Compare(format!("status runtime: {e}")))?;
+        Ok(Running::Netfailover {
+            daemon,
+            socket,
+            log,
+            runtime,
+        })
     }
 
     /// The daemon's process id (for `/proc/PID/stat` and `status`).

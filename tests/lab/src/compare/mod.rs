@@ -141,6 +141,44 @@ fn measure_one(
     options: &CompareOptions,
     out: &mut Measurements,
 ) -> Result<(), LabError> {
+    let world = fresh_world()?;
+    let counter = contender::ByteCounter::install(&world)?;
+    let work = WorkDir::new()?;
+    let dir = work.path().join(contender.tag());
+    let mut running = Running::start(contender, &world, &dir, options)?;
+    let primary = world.device.ifindex(PRIMARY)?;
+    let backup = world.device.ifindex(BACKUP)?;
+    wait_started(contender, &mut running, &world)?;
+    // Start-up work (first checks, first samples) settles before the idle window.
+    pause(Duration::from_secs(u64::from(options.interval)))?;
+    if !options.idle.is_zero() {
+        out.idle = Some(idle_window(&running, &world, &counter, options.idle)?);
+    }
+
+    let mut trial = Trial {
+        contender,
+        options,
+        world: &world,
+        monitor: RouteMonitor::start(&world.device, CHECK_ADDR, primary)?,
+        running: &mut running,
+        primary,
+        backup,
+    };
+    if options.series.carrier {
+        trial.carrier_series(out)?;
+    }
+    if options.series.upstream {
+        trial.upstream_series(out)?;
+    }
+    // The route monitor stops before the daemon.
+    drop(trial);
+    running.check_alive()?;
+    running.stop();
+    Ok(())
+}
+
+/// A fresh two-uplink world with its servers running and its uplinks without addresses.
+fn fresh_world() -> Result<World, LabError> {
     let mut world = World::build_with(2)?;
     world.start_servers()?;
     // The uplinks start without addresses: each daemon configures them from the keyfiles (an
@@ -149,21 +187,20 @@ fn measure_one(
     for iface in [PRIMARY, BACKUP] {
         world.device.ip(&["addr", "flush", "dev", iface])?;
     }
-    let counter = contender::ByteCounter::install(&world)?;
-    let work = WorkDir::new()?;
-    let dir = work.path().join(contender.tag());
-    let mut running = Running::start(contender, &world, &dir, options)?;
-    let primary = world.device.ifindex(PRIMARY)?;
-    let backup = world.device.ifindex(BACKUP)?;
+    Ok(world)
+}
 
-    let ready = |running: &mut Running, at: Option<u32>| -> bool {
-        at == Some(primary) && running.all_full()
-    };
-    let route_now = |world: &World| world.route_dev(CHECK_ADDR).as_deref() == Some(PRIMARY);
+/// Waits until the kernel sends towards the check server through the primary and the daemon
+/// has both uplinks fully connected; an error with the daemon's log after [`START_WAIT`].
+fn wait_started(
+    contender: Contender,
+    running: &mut Running,
+    world: &World,
+) -> Result<(), LabError> {
     let start = Instant::now();
     loop {
         running.check_alive()?;
-        if route_now(&world) && ready(&mut running, Some(primary)) {
+        if world.route_dev(CHECK_ADDR).as_deref() == Some(PRIMARY) && running.all_full() {
             break;
         }
         if start.elapsed() > START_WAIT {
@@ -181,54 +218,89 @@ fn measure_one(
         contender.name(),
         start.elapsed().as_secs_f64()
     );
-    // Start-up work (first checks, first samples) settles before the idle window.
-    pause(Duration::from_secs(u64::from(options.interval)))?;
-    if !options.idle.is_zero() {
-        out.idle = Some(idle_window(&running, &world, &counter, options.idle)?);
-    }
+    Ok(())
+}
 
-    let monitor = RouteMonitor::start(&world.device, CHECK_ADDR, primary)?;
-    let wait_ready = |running: &mut Running| -> Result<bool, LabError> {
+/// The fault series against one started daemon, timed by a [`RouteMonitor`] on the device
+/// (stopped when the trial is dropped).
+struct Trial<'a> {
+    contender: Contender,
+    options: &'a CompareOptions,
+    world: &'a World,
+    monitor: RouteMonitor,
+    running: &'a mut Running,
+    /// Interface indexes of [`PRIMARY`] and [`BACKUP`].
+    primary: u32,
+    backup: u32,
+}
+
+impl Trial<'_> {
+    /// Waits up to [`READY_WAIT`] for the ready state: the kernel sends through the primary
+    /// and the daemon has both uplinks fully connected.
+    fn wait_ready(&mut self) -> Result<bool, LabError> {
         let since = Instant::now();
         while since.elapsed() < READY_WAIT {
-            running.check_alive()?;
-            if ready(running, monitor.now().and_then(|s| s.via)) {
+            self.running.check_alive()?;
+            let via = self.monitor.now().and_then(|s| s.via);
+            if via == Some(self.primary) && self.running.all_full() {
                 return Ok(true);
             }
             pause(Duration::from_millis(100))?;
         }
         Ok(false)
-    };
-    let phase = |run: usize| random_phase(run, options.interval);
-    let wait = |since: Instant, on: u32| monitor.wait(since, OUTCOME_WAIT, |s| s.via == Some(on));
+    }
 
-    if options.series.carrier {
-        let carrier = CarrierSwitch::new(&world.uplink(PRIMARY)?.isp, "down0")?;
-        for run in 0..options.runs {
+    /// Readies run `run` of `series`: the ready state, then a random phase. `false`, with a
+    /// note, when the daemon was not ready in time (the series stops there).
+    fn begin_run(
+        &mut self,
+        series: &str,
+        run: usize,
+        out: &mut Measurements,
+    ) -> Result<bool, LabError> {
+        if !self.wait_ready()? {
+            out.notes.push(format!(
+                "{series} run {}: not back to both uplinks full within {} s; series stopped",
+                run + 1,
+                READY_WAIT.as_secs()
+            ));
+            return Ok(false);
+        }
+        pause(random_phase(run, self.options.interval))?;
+        Ok(true)
+    }
+
+    /// How long after `since` the kernel first sends through `ifindex` (`None`: not within
+    /// [`OUTCOME_WAIT`]).
+    fn until_via(&self, since: Instant, ifindex: u32) -> Result<Option<Duration>, LabError> {
+        self.monitor
+            .wait(since, OUTCOME_WAIT, |s| s.via == Some(ifindex))
+    }
+
+    /// The carrier series: the primary's carrier lost, then back.
+    fn carrier_series(&mut self, out: &mut Measurements) -> Result<(), LabError> {
+        let carrier = CarrierSwitch::new(&self.world.uplink(PRIMARY)?.isp, "down0")?;
+        for run in 0..self.options.runs {
             out.carrier_runs += 1;
-            if !wait_ready(&mut running)? {
-                out.notes.push(format!(
-                    "carrier run {}: not back to both uplinks full within {} s; series stopped",
-                    run + 1,
-                    READY_WAIT.as_secs()
-                ));
+            if !self.begin_run("carrier", run, out)? {
                 out.carrier_runs -= 1;
                 break;
             }
-            pause(phase(run))?;
             let lost = Instant::now();
             carrier.set(false)?;
-            let on_backup = wait(lost, backup)?;
-            let removed = monitor.wait(lost, OUTCOME_WAIT, |s| !s.watched_default)?;
+            let on_backup = self.until_via(lost, self.backup)?;
+            let removed = self
+                .monitor
+                .wait(lost, OUTCOME_WAIT, |s| !s.watched_default)?;
             pause(DOWN_HOLD)?;
             let plugged = Instant::now();
             carrier.set(true)?;
-            let back = wait(plugged, primary)?;
+            let back = self.until_via(plugged, self.primary)?;
             eprintln!(
                 "compare: {} carrier run {}/{}: backup {}, route gone {}, primary again {}",
-                contender.name(),
+                self.contender.name(),
                 run + 1,
-                options.runs,
+                self.options.runs,
                 report::cell_ms(on_backup),
                 report::cell_ms(removed),
                 report::cell_ms(back)
@@ -237,48 +309,43 @@ fn measure_one(
             push(&mut out.carrier_removed, removed);
             push(&mut out.carrier_back, back);
         }
+        Ok(())
     }
-    if options.series.upstream {
-        for run in 0..options.runs {
+
+    /// The upstream series: the primary's ISP unreachable for the Internet for the outage.
+    fn upstream_series(&mut self, out: &mut Measurements) -> Result<(), LabError> {
+        for run in 0..self.options.runs {
             out.upstream_runs += 1;
-            if !wait_ready(&mut running)? {
-                out.notes.push(format!(
-                    "upstream run {}: not back to both uplinks full within {} s; series stopped",
-                    run + 1,
-                    READY_WAIT.as_secs()
-                ));
+            if !self.begin_run("upstream", run, out)? {
                 out.upstream_runs -= 1;
                 break;
             }
-            pause(phase(run))?;
-            world.unreachable_upstream(PRIMARY)?;
+            self.world.unreachable_upstream(PRIMARY)?;
             let lost = Instant::now();
-            let outcome = (|| {
-                let on_backup = wait(lost, backup)?;
-                pause((lost + options.outage).saturating_duration_since(Instant::now()))?;
-                Ok::<_, LabError>(on_backup)
-            })();
+            let outcome = self.until_via(lost, self.backup).and_then(|on_backup| {
+                pause((lost + self.options.outage).saturating_duration_since(Instant::now()))?;
+                Ok(on_backup)
+            });
             // The outage ends even when the wait above failed.
-            world.restore_reachable_upstream(PRIMARY)?;
+            self.world.restore_reachable_upstream(PRIMARY)?;
             let restored = Instant::now();
             let on_backup = outcome?;
-            let back = monitor.wait(restored, OUTCOME_WAIT * 2, |s| s.via == Some(primary))?;
+            let back = self
+                .monitor
+                .wait(restored, OUTCOME_WAIT * 2, |s| s.via == Some(self.primary))?;
             eprintln!(
                 "compare: {} upstream run {}/{}: backup {}, primary again {} after the outage",
-                contender.name(),
+                self.contender.name(),
                 run + 1,
-                options.runs,
+                self.options.runs,
                 report::cell_ms(on_backup),
                 report::cell_ms(back)
             );
             push(&mut out.upstream_backup, on_backup);
             push(&mut out.upstream_back, back);
         }
+        Ok(())
     }
-    drop(monitor);
-    running.check_alive()?;
-    running.stop();
-    Ok(())
 }
 
 /// CPU time, RSS, and the checks and their bytes on the wire over `window`, nothing else

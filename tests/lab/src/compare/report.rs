@@ -199,84 +199,105 @@ impl Report {
 
     /// The rows as (measure, NetworkManager, netfailover, ratio).
     pub fn rows(&self) -> Vec<[String; 4]> {
-        let (nm, nf) = (&self.nm, &self.netfailover);
-        let mut rows = Vec::new();
+        let mut rows = self.latency_rows();
+        rows.extend(self.idle_rows());
+        rows
+    }
+
+    /// The rows of the series that ran: how long each fault's outcome took.
+    fn latency_rows(&self) -> Vec<[String; 4]> {
         let series = self.options.series;
-        let mut latency = |what: String,
-                           pick: fn(&Measurements) -> &Samples,
-                           runs: fn(&Measurements) -> usize| {
-            let (a, b) = (pick(nm), pick(nf));
-            let r = if a.is_empty() || b.is_empty() {
-                "–".into()
-            } else {
-                ratio(b.p50().as_secs_f64(), a.p50().as_secs_f64())
-            };
-            rows.push([
-                what,
-                distribution(a, runs(nm)),
-                distribution(b, runs(nf)),
-                r,
-            ]);
-        };
+        let mut rows = Vec::new();
         if series.carrier {
-            latency(
+            rows.push(self.latency(
                 "carrier loss → traffic on the backup (p50 / p90 / max, ms)".into(),
                 |m| &m.carrier_backup,
                 |m| m.carrier_runs,
-            );
-            latency(
+            ));
+            rows.push(self.latency(
                 "carrier loss → the primary's default route gone from the table".into(),
                 |m| &m.carrier_removed,
                 |m| m.carrier_runs,
-            );
-            latency(
+            ));
+            rows.push(self.latency(
                 "carrier back → traffic on the primary".into(),
                 |m| &m.carrier_back,
                 |m| m.carrier_runs,
-            );
+            ));
         }
         if series.upstream {
-            latency(
+            rows.push(self.latency(
                 "upstream loss (ISP answers unreachable) → backup".into(),
                 |m| &m.upstream_backup,
                 |m| m.upstream_runs,
-            );
-            latency(
+            ));
+            rows.push(self.latency(
                 format!(
                     "upstream back (after an outage of {} s) → primary",
                     self.options.outage.as_secs()
                 ),
                 |m| &m.upstream_back,
                 |m| m.upstream_runs,
-            );
+            ));
         }
-        let (a, b) = (nm.idle.as_ref(), nf.idle.as_ref());
-        if a.is_some() || b.is_some() {
-            let window = a.or(b).map_or(0, |i| i.window.as_secs_f64().round() as u64);
-            let value = |i: Option<&Idle>, f: &dyn Fn(&Idle) -> String| i.map_or("–".into(), f);
-            let both = |f: &dyn Fn(&Idle) -> f64| match (a, b) {
-                (Some(a), Some(b)) => ratio(f(b), f(a)),
-                _ => "–".into(),
-            };
-            rows.push([
+        rows
+    }
+
+    /// One latency row: each daemon's distribution of `pick` over its `runs`, and the ratio
+    /// of the medians.
+    fn latency(
+        &self,
+        what: String,
+        pick: fn(&Measurements) -> &Samples,
+        runs: fn(&Measurements) -> usize,
+    ) -> [String; 4] {
+        let (nm, nf) = (&self.nm, &self.netfailover);
+        let (a, b) = (pick(nm), pick(nf));
+        let r = if a.is_empty() || b.is_empty() {
+            "–".into()
+        } else {
+            ratio(b.p50().as_secs_f64(), a.p50().as_secs_f64())
+        };
+        [
+            what,
+            distribution(a, runs(nm)),
+            distribution(b, runs(nf)),
+            r,
+        ]
+    }
+
+    /// The idle window's rows (CPU, RSS, bytes per check); none when neither daemon had one.
+    fn idle_rows(&self) -> Vec<[String; 4]> {
+        let (a, b) = (self.nm.idle.as_ref(), self.netfailover.idle.as_ref());
+        if a.is_none() && b.is_none() {
+            return Vec::new();
+        }
+        let window = a.or(b).map_or(0, |i| i.window.as_secs_f64().round() as u64);
+        let value = |i: Option<&Idle>, f: &dyn Fn(&Idle) -> String| i.map_or("–".into(), f);
+        let both = |f: &dyn Fn(&Idle) -> f64| match (a, b) {
+            (Some(a), Some(b)) => ratio(f(b), f(a)),
+            _ => "–".into(),
+        };
+        let per_check = |i: &Idle| {
+            i.bytes_per_check().map_or_else(
+                || "no check in the window".into(),
+                |b| format!("{b} ({} checks)", i.checks),
+            )
+        };
+        vec![
+            [
                 format!("idle CPU over {window} s (utime + stime)"),
                 value(a, &|i| format!("{} ms", i.cpu.as_millis())),
                 value(b, &|i| format!("{} ms", i.cpu.as_millis())),
                 both(&|i| i.cpu.as_secs_f64()),
-            ]);
-            rows.push([
+            ],
+            [
                 "idle RSS (VmRSS)".into(),
                 value(a, &|i| format!("{} kB", grouped(i.rss_kib))),
                 value(b, &|i| format!("{} kB", grouped(i.rss_kib))),
                 both(&|i| i.rss_kib as f64),
-            ]);
-            let per_check = |i: &Idle| {
-                i.bytes_per_check().map_or_else(
-                    || "no check in the window".into(),
-                    |b| format!("{b} ({} checks)", i.checks),
-                )
-            };
-            rows.push([
+            ],
+            [
                 "bytes per check (HTTP to an IP literal, IP packets both ways)".into(),
                 value(a, &per_check),
                 value(b, &per_check),
@@ -287,9 +308,8 @@ impl Report {
                     (Some(x), Some(y)) => ratio(y as f64, x as f64),
                     _ => "–".into(),
                 },
-            ]);
-        }
-        rows
+            ],
+        ]
     }
 
     /// The heading, the table and how it was measured.
