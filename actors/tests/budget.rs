@@ -7,18 +7,20 @@
 use std::time::Duration;
 
 use netfailover_actors::accounting::Month;
-use netfailover_actors::fake::{pass, settle, FakeWorld};
+use netfailover_actors::fake::pass;
 use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, EventKind, Family, KernelRoute, LinkKind, MeteredConfig,
-    UplinkType,
+    CheckConfig, Config, Connectivity, EventKind, MeteredConfig, UplinkType,
 };
 use netfailover_actors::ports::Verdict;
 use netfailover_actors::status::IfaceAccounting;
-use netfailover_actors::{start, EngineHandle};
+use netfailover_actors::EngineHandle;
 
 #[path = "support/profiles.rs"]
 mod profiles;
+#[path = "support/world.rs"]
+mod world;
 use profiles::{name, profile};
+use world::{again, dhcp_world, started, state_of};
 
 /// What the fake probe reports per check.
 const CHECK_BYTES: u64 = 600;
@@ -52,35 +54,6 @@ fn config(budget: u64) -> Config {
     }
 }
 
-/// eth0 (ifindex 2) and wwan0 (ifindex 3) with DHCP default routes.
-fn world() -> FakeWorld {
-    let w = FakeWorld::new();
-    for (i, (n, metric)) in [("eth0", 100), ("wwan0", 700)].into_iter().enumerate() {
-        let ifindex = w.kernel.add_link(n, LinkKind::Other);
-        w.kernel.add_route_by_hand(KernelRoute {
-            family: Family::V4,
-            ifindex,
-            gateway: Some(format!("192.0.2.{}", i + 1).parse().unwrap()),
-            metric,
-            protocol: 16,
-        });
-    }
-    w
-}
-
-async fn started(w: &FakeWorld, cfg: Config) -> EngineHandle {
-    tokio::time::pause();
-    again(w, cfg).await
-}
-
-/// Another engine on the same fakes (the clock is paused already).
-async fn again(w: &FakeWorld, cfg: Config) -> EngineHandle {
-    let h = start(cfg, w.ports());
-    settle().await;
-    pass(Duration::from_millis(100)).await;
-    h
-}
-
 /// The `budget` events produced: (interface, percent, month).
 fn budget_events(h: &EngineHandle) -> Vec<(String, u8, String)> {
     h.history()
@@ -103,18 +76,9 @@ fn account(h: &EngineHandle, iface: &str) -> IfaceAccounting {
         .unwrap_or_else(|| panic!("{iface} has no account"))
 }
 
-fn state_of(h: &EngineHandle, iface: &str) -> Connectivity {
-    h.status()
-        .interfaces
-        .iter()
-        .find(|i| i.name.as_str() == iface)
-        .map(|i| i.connectivity)
-        .unwrap_or(Connectivity::None)
-}
-
 #[actix::test]
 async fn thresholds_come_in_order_once_and_periodic_checks_stop_at_100() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let h = started(&w, config(BUDGET)).await;
     pass(Duration::from_secs(600)).await;
     let month = Month::of_unix_ms(netfailover_actors::fake::FAKE_CALENDAR_START_MS).to_string();
@@ -174,7 +138,7 @@ async fn thresholds_come_in_order_once_and_periodic_checks_stop_at_100() {
 
 #[actix::test]
 async fn checks_that_decide_a_failover_still_run_on_an_exhausted_uplink_and_count() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let h = started(&w, config(BUDGET)).await;
     w.traffic.busy(2, "eth0");
     pass(Duration::from_secs(300)).await;
@@ -206,7 +170,7 @@ async fn checks_that_decide_a_failover_still_run_on_an_exhausted_uplink_and_coun
 
 #[actix::test]
 async fn a_new_month_starts_over_and_checks_resume() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let h = started(&w, config(BUDGET)).await;
     pass(Duration::from_secs(300)).await;
     assert!(account(&h, "wwan0").budget_exhausted);
@@ -240,7 +204,7 @@ async fn a_new_month_starts_over_and_checks_resume() {
 
 #[actix::test]
 async fn a_new_engine_restores_the_accounts_and_announces_nothing_again() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let h = started(&w, config(BUDGET)).await;
     w.traffic.busy(2, "eth0");
     pass(Duration::from_secs(300)).await;
@@ -268,7 +232,7 @@ async fn a_new_engine_restores_the_accounts_and_announces_nothing_again() {
 
 #[actix::test]
 async fn link_bytes_come_from_the_counters_every_few_minutes() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     tokio::time::pause();
     // 5 packets of 100 bytes a second each way, from the start: the first reading (at once) is
     // the baseline, the next ones every 5 minutes add what passed.
@@ -290,7 +254,7 @@ async fn link_bytes_come_from_the_counters_every_few_minutes() {
 
 #[actix::test]
 async fn a_larger_budget_on_reload_lets_periodic_checks_resume() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let h = started(&w, config(BUDGET)).await;
     pass(Duration::from_secs(300)).await;
     assert_eq!(w.probe.checks("wwan0").len(), 5);

@@ -5,23 +5,21 @@
 //! the link-loss fast path deletes a lost link's route once, with the reconcile pass after it
 //! sweeping what the fast delete could not (`route_manager.rs`).
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour, RouteWrite};
 use netfailover_actors::health::{HealthParams, YOUNG_CAPS};
-use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, Family, KernelRoute, LinkKind, UplinkType,
-};
+use netfailover_actors::model::{CheckConfig, Config, Connectivity, UplinkType};
 use netfailover_actors::ports::Verdict;
-use netfailover_actors::{start, EngineHandle};
 
 #[path = "support/profiles.rs"]
 mod profiles;
+#[path = "support/world.rs"]
+mod world;
 use profiles::profile;
+use world::{again, dhcp_world, state_of};
 
 const OURS: u8 = netfailover_actors::model::DEFAULT_ROUTE_PROTOCOL;
-const DHCP: u8 = 16;
 const PENALTY: u32 = 20_000;
 /// The fake probe's answer time.
 const CHECK: Duration = Duration::from_millis(10);
@@ -50,22 +48,6 @@ fn config() -> Config {
     }
 }
 
-fn world() -> FakeWorld {
-    let w = FakeWorld::new();
-    for (i, (n, metric)) in [("eth0", 100), ("wlan0", 600)].into_iter().enumerate() {
-        let ifindex = w.kernel.add_link(n, LinkKind::Other);
-        let gateway: IpAddr = format!("192.0.2.{}", i + 1).parse().unwrap();
-        w.kernel.add_route_by_hand(KernelRoute {
-            family: Family::V4,
-            ifindex,
-            gateway: Some(gateway),
-            metric,
-            protocol: DHCP,
-        });
-    }
-    w
-}
-
 /// The metric of our eth0 route.
 fn eth0_metric(w: &FakeWorld) -> u32 {
     w.kernel
@@ -73,22 +55,6 @@ fn eth0_metric(w: &FakeWorld) -> u32 {
         .into_iter()
         .find(|r| r.protocol == OURS && r.ifindex == 2)
         .map_or(0, |r| r.metric)
-}
-
-fn state_of(h: &EngineHandle, iface: &str) -> Connectivity {
-    h.status()
-        .interfaces
-        .iter()
-        .find(|i| i.name.as_str() == iface)
-        .map_or(Connectivity::None, |i| i.connectivity)
-}
-
-/// Starts the engine (the test paused the clock) and waits until every first check is in.
-async fn started(w: &FakeWorld, cfg: Config) -> EngineHandle {
-    let h = start(cfg, w.ports());
-    settle().await;
-    pass(Duration::from_millis(100)).await;
-    h
 }
 
 /// Waits (virtual time, in `STEP`s) until `done` or `limit` passed; how long it took.
@@ -103,9 +69,9 @@ async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Duration
 #[actix::test]
 async fn a_failed_periodic_check_is_confirmed_at_once() {
     tokio::time::pause();
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
     let cfg = config();
-    let h = started(&w, cfg.clone()).await;
+    let h = again(&w, cfg.clone()).await;
     let before = w.probe.checks("eth0").len();
     w.probe.set("eth0", Verdict::Limited);
     let limit = cfg.check.interval * 2;
@@ -134,9 +100,9 @@ async fn a_failed_periodic_check_is_confirmed_at_once() {
 #[actix::test]
 async fn a_single_failed_check_moves_nothing() {
     tokio::time::pause();
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
     let cfg = config();
-    let h = started(&w, cfg.clone()).await;
+    let h = again(&w, cfg.clone()).await;
     let events = h.history().len();
     for _ in 0..5 {
         let before = w.probe.checks("eth0").len();
@@ -174,9 +140,9 @@ async fn a_single_failed_check_moves_nothing() {
 /// Breaks eth0's upstream `phase` after a check, repairs it `outage` after the break, and
 /// returns how long after the repair the penalty came off.
 async fn fail_back_after(phase: Duration, outage: Duration) -> Duration {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
     let cfg = config();
-    let h = started(&w, cfg.clone()).await;
+    let h = again(&w, cfg.clone()).await;
     pass(phase).await;
     let broke = tokio::time::Instant::now();
     w.probe.set("eth0", Verdict::Limited);
@@ -226,8 +192,8 @@ async fn a_long_outage_is_bounded_by_the_back_off() {
 
     // What it costs: while young at most one check per 1 s, 2 s, then per half cap; after
     // that one per cap.
-    let w = world();
-    let _h = started(&w, cfg.clone()).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let _h = again(&w, cfg.clone()).await;
     w.probe.set("eth0", Verdict::Limited);
     wait_until(cfg.check.interval * 2, || eth0_metric(&w) > PENALTY).await;
     let before = w.probe.checks("eth0").len();
@@ -259,8 +225,8 @@ fn deletes_of(w: &FakeWorld, from: usize, ifindex: u32) -> usize {
 #[actix::test]
 async fn a_lost_link_route_is_deleted_once_and_events_keep_their_order() {
     tokio::time::pause();
-    let w = world();
-    let h = started(&w, config()).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let h = again(&w, config()).await;
     let from = w.kernel.write_log().len();
     let events = h.history().len();
     w.kernel.set_carrier("eth0", false);
@@ -282,8 +248,8 @@ async fn a_lost_link_route_is_deleted_once_and_events_keep_their_order() {
 #[actix::test]
 async fn a_failed_fast_delete_is_swept_by_the_reconcile_after_it() {
     tokio::time::pause();
-    let w = world();
-    let _h = started(&w, config()).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let _h = again(&w, config()).await;
     let from = w.kernel.write_log().len();
     w.kernel.fail_route_writes(1);
     w.kernel.set_carrier("eth0", false);

@@ -8,20 +8,20 @@
 
 use std::time::Duration;
 
-use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour};
+use netfailover_actors::fake::{pass, ProbeBehaviour};
 use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, Family, KernelRoute, LinkKind, Metered, MeteredConfig,
-    Profile, UplinkType,
+    CheckConfig, Config, Connectivity, Metered, MeteredConfig, Profile, UplinkType,
 };
 use netfailover_actors::ports::Verdict;
 use netfailover_actors::status::{IfaceStatus, SkipReason};
-use netfailover_actors::{start, EngineHandle};
+use netfailover_actors::EngineHandle;
 
 #[path = "support/profiles.rs"]
 mod profiles;
+#[path = "support/world.rs"]
+mod world;
 use profiles::{name, profile};
-
-const DHCP: u8 = 16;
+use world::{dhcp_world, started};
 
 /// A profile of `iface` whose keyfile says `metered=1` (or `2`).
 fn metered(mut p: Profile, yes: bool) -> Profile {
@@ -52,30 +52,6 @@ fn config(profiles: Vec<Profile>, interval: u64, standby: u64) -> Config {
         },
         ..Config::default()
     }
-}
-
-/// One link per `(name, metric)`, ifindex 2, 3, … in order, each with a DHCP default route.
-fn world(links: &[(&str, u32)]) -> FakeWorld {
-    let w = FakeWorld::new();
-    for (i, (n, metric)) in links.iter().enumerate() {
-        let ifindex = w.kernel.add_link(n, LinkKind::Other);
-        w.kernel.add_route_by_hand(KernelRoute {
-            family: Family::V4,
-            ifindex,
-            gateway: Some(format!("192.0.2.{}", i + 1).parse().unwrap()),
-            metric: *metric,
-            protocol: DHCP,
-        });
-    }
-    w
-}
-
-async fn started(w: &FakeWorld, cfg: Config) -> EngineHandle {
-    tokio::time::pause();
-    let h = start(cfg, w.ports());
-    settle().await;
-    pass(Duration::from_millis(100)).await;
-    h
 }
 
 fn iface(h: &EngineHandle, n: &str) -> IfaceStatus {
@@ -110,7 +86,7 @@ async fn time_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Dura
 #[actix::test]
 async fn two_way_traffic_skips_the_periodic_checks_of_metered_uplinks_only() {
     // eth0 metered (the keyfile says so) and in use, wlan0 not metered; both busy both ways.
-    let w = world(&[("eth0", 100), ("wlan0", 600)]);
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
     let profiles = vec![
         metered(profile("eth0", UplinkType::Ethernet, 100), true),
         profile("wlan0", UplinkType::Wifi, 600),
@@ -156,7 +132,7 @@ async fn two_way_traffic_skips_the_periodic_checks_of_metered_uplinks_only() {
 async fn checks_that_decide_are_never_skipped_and_one_failure_moves_nothing() {
     // Metered eth0 in use, busy both ways; its checks answer slowly (2 s each): traffic goes
     // both ways while one failure is being confirmed.
-    let w = world(&[("eth0", 100), ("wlan0", 600)]);
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
     let profiles = vec![
         metered(profile("eth0", UplinkType::Ethernet, 100), true),
         profile("wlan0", UplinkType::Wifi, 600),
@@ -217,7 +193,7 @@ async fn checks_that_decide_are_never_skipped_and_one_failure_moves_nothing() {
 #[actix::test]
 async fn a_metered_standby_is_checked_at_the_standby_cadence() {
     // eth0 primary, wlan0 unmetered standby, wwan0 metered standby (cellular: guessed).
-    let w = world(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)]);
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)]);
     let profiles = vec![
         profile("eth0", UplinkType::Ethernet, 100),
         profile("wlan0", UplinkType::Wifi, 600),
@@ -257,7 +233,7 @@ async fn a_metered_standby_is_checked_at_the_standby_cadence() {
 
 #[actix::test]
 async fn a_standby_interval_below_interval_means_interval() {
-    let w = world(&[("eth0", 100), ("wwan0", 700)]);
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let profiles = vec![
         profile("eth0", UplinkType::Ethernet, 100),
         profile("wwan0", UplinkType::Gsm, 700),
@@ -270,7 +246,7 @@ async fn a_standby_interval_below_interval_means_interval() {
 
 #[actix::test]
 async fn the_standby_is_checked_at_once_when_the_primary_leaves_full() {
-    let w = world(&[("eth0", 100), ("wwan0", 700)]);
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let profiles = vec![
         profile("eth0", UplinkType::Ethernet, 100),
         profile("wwan0", UplinkType::Gsm, 700),
@@ -303,7 +279,7 @@ async fn the_standby_is_checked_at_once_when_the_primary_leaves_full() {
 #[actix::test]
 async fn the_standby_is_checked_at_once_when_the_primary_becomes_suspect() {
     // balenaOS's interval (3600 s): the primary's stall is noticed by passive health.
-    let w = world(&[("eth0", 100), ("wwan0", 700)]);
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let profiles = vec![
         profile("eth0", UplinkType::Ethernet, 100),
         profile("wwan0", UplinkType::Gsm, 700),
@@ -334,7 +310,7 @@ async fn the_standby_is_checked_at_once_when_the_primary_becomes_suspect() {
 
 #[actix::test]
 async fn a_failed_metered_standby_is_rechecked_at_the_standby_cadence_until_needed() {
-    let w = world(&[("eth0", 100), ("wwan0", 700)]);
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let profiles = vec![
         profile("eth0", UplinkType::Ethernet, 100),
         profile("wwan0", UplinkType::Gsm, 700),
@@ -370,7 +346,7 @@ async fn a_failed_metered_standby_is_rechecked_at_the_standby_cadence_until_need
 
 #[actix::test]
 async fn the_standby_is_checked_at_once_when_the_primary_loses_its_link() {
-    let w = world(&[("eth0", 100), ("wwan0", 700)]);
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let profiles = vec![
         profile("eth0", UplinkType::Ethernet, 100),
         profile("wwan0", UplinkType::Gsm, 700),

@@ -8,17 +8,17 @@
 use std::time::Duration;
 
 use netfailover_actors::fake::{pass, settle, FakeFlow, FakeWorld, ProbeBehaviour};
-use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, Family, KernelRoute, LinkKind, UplinkType,
-};
+use netfailover_actors::model::{CheckConfig, Config, Connectivity, UplinkType};
 use netfailover_actors::ports::{IfaceTraffic, Verdict};
 use netfailover_actors::{start, EngineHandle};
 
 #[path = "support/profiles.rs"]
 mod profiles;
+#[path = "support/world.rs"]
+mod world;
 use profiles::profile;
+use world::{dhcp_world, started, state_of};
 
-const DHCP: u8 = 16;
 const PENALTY: u32 = 20_000;
 
 /// balenaOS defaults: interval 3600 s, every other setting (checks, `[passive]`) at its default.
@@ -35,39 +35,6 @@ fn config() -> Config {
         },
         ..Config::default()
     }
-}
-
-/// eth0 (ifindex 2, metric 100) and wlan0 (ifindex 3, metric 600) with DHCP default routes.
-fn world() -> FakeWorld {
-    let w = FakeWorld::new();
-    for (i, (n, metric)) in [("eth0", 100), ("wlan0", 600)].into_iter().enumerate() {
-        let ifindex = w.kernel.add_link(n, LinkKind::Other);
-        w.kernel.add_route_by_hand(KernelRoute {
-            family: Family::V4,
-            ifindex,
-            gateway: Some(format!("192.0.2.{}", i + 1).parse().unwrap()),
-            metric,
-            protocol: DHCP,
-        });
-    }
-    w
-}
-
-async fn started(w: &FakeWorld) -> EngineHandle {
-    tokio::time::pause();
-    let h = start(config(), w.ports());
-    settle().await;
-    pass(Duration::from_millis(100)).await;
-    h
-}
-
-fn state_of(h: &EngineHandle, iface: &str) -> Connectivity {
-    h.status()
-        .interfaces
-        .iter()
-        .find(|i| i.name.as_str() == iface)
-        .map(|i| i.connectivity)
-        .unwrap_or(Connectivity::None)
 }
 
 fn best(w: &FakeWorld) -> Option<String> {
@@ -88,8 +55,8 @@ async fn time_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Dura
 
 #[actix::test]
 async fn silent_blackhole_is_confirmed_and_penalised_within_seconds() {
-    let w = world();
-    let h = started(&w).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let h = started(&w, config()).await;
     w.traffic.busy(2, "eth0");
     pass(Duration::from_secs(30)).await;
     assert_eq!(best(&w).as_deref(), Some("eth0"));
@@ -134,8 +101,8 @@ async fn silent_blackhole_is_confirmed_and_penalised_within_seconds() {
 
 #[actix::test]
 async fn a_passing_confirmation_ends_the_suspicion_and_backs_off() {
-    let w = world();
-    let h = started(&w).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let h = started(&w, config()).await;
     w.traffic.busy(2, "eth0");
     pass(Duration::from_secs(5)).await;
     // One peer dies while the Internet is fine: checks pass.
@@ -169,8 +136,8 @@ async fn a_passing_confirmation_ends_the_suspicion_and_backs_off() {
 
 #[actix::test]
 async fn a_standby_is_not_watched_while_the_route_in_use_is_healthy() {
-    let w = world();
-    let h = started(&w).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let h = started(&w, config()).await;
     w.traffic.busy(3, "wlan0");
     pass(Duration::from_secs(5)).await;
     w.probe.set_behaviour("wlan0", ProbeBehaviour::Hang);
@@ -198,8 +165,8 @@ async fn a_standby_is_not_watched_while_the_route_in_use_is_healthy() {
 
 #[actix::test]
 async fn a_standby_is_watched_while_the_route_in_use_is_suspect() {
-    let w = world();
-    let _h = started(&w).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let _h = started(&w, config()).await;
     w.traffic.busy(2, "eth0");
     w.traffic.busy(3, "wlan0");
     pass(Duration::from_secs(5)).await;
@@ -222,8 +189,8 @@ async fn a_standby_is_watched_while_the_route_in_use_is_suspect() {
 
 #[actix::test]
 async fn a_suspect_primary_gets_its_stale_standby_checked_once() {
-    let w = world();
-    let _h = started(&w).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let _h = started(&w, config()).await;
     w.traffic.busy(2, "eth0");
     // wlan0's last result is older than recheck_max (60 s).
     pass(Duration::from_secs(70)).await;
@@ -237,7 +204,7 @@ async fn a_suspect_primary_gets_its_stale_standby_checked_once() {
 
 #[actix::test]
 async fn disabled_passive_health_never_samples() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
     tokio::time::pause();
     let mut cfg = config();
     cfg.passive.enabled = false;
@@ -258,8 +225,8 @@ async fn disabled_passive_health_never_samples() {
 
 #[actix::test]
 async fn a_containers_stalled_flow_is_confirmed_through_conntrack() {
-    let w = world();
-    let h = started(&w).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let h = started(&w, config()).await;
     // A container's connection behind the NAT bridge: no socket of the daemon's own.
     w.traffic.busy_natted(2, "eth0");
     pass(Duration::from_secs(30)).await;
@@ -279,8 +246,8 @@ async fn a_containers_stalled_flow_is_confirmed_through_conntrack() {
 
 #[actix::test]
 async fn a_confirmation_that_only_runs_out_of_its_short_deadline_is_no_failure() {
-    let w = world();
-    let h = started(&w).await;
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
+    let h = started(&w, config()).await;
     w.traffic.busy(2, "eth0");
     pass(Duration::from_secs(30)).await;
     // The check server turns slow (1.5 s, well within check.timeout) while the last check
@@ -320,7 +287,7 @@ async fn stays_full_without_failover(w: &FakeWorld, h: &EngineHandle, span: Dura
 /// takes 1.5 s to accept the check's connection (beyond the 500 ms confirmation deadline,
 /// within `check.timeout`). Returns the engine after the suspicion.
 async fn confirmation_that_never_connects_in_time(w: &FakeWorld, answered: bool) -> EngineHandle {
-    let h = started(w).await;
+    let h = started(w, config()).await;
     w.traffic.busy(2, "eth0");
     pass(Duration::from_secs(30)).await;
     w.probe.set_behaviour(
@@ -345,14 +312,14 @@ async fn confirmation_that_never_connects_in_time(w: &FakeWorld, answered: bool)
 
 #[actix::test]
 async fn an_unconnected_confirmation_while_traffic_is_answered_is_no_failure() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
     let h = confirmation_that_never_connects_in_time(&w, true).await;
     stays_full_without_failover(&w, &h, Duration::from_secs(30)).await;
 }
 
 #[actix::test]
 async fn an_unconnected_confirmation_without_answered_traffic_fails_as_before() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
     let h = confirmation_that_never_connects_in_time(&w, false).await;
     // The blackhole bound from the suspicion on: down_count (2) confirmation deadlines of
     // 500 ms each, plus one sampling period of slack.
@@ -369,7 +336,7 @@ async fn an_unconnected_confirmation_without_answered_traffic_fails_as_before() 
 
 #[actix::test]
 async fn idle_interfaces_are_sampled_whole_only_after_they_send() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600)]);
     let idle = |name: &str, ifindex: u32| {
         FakeFlow::Fixed(IfaceTraffic {
             ifindex,
@@ -386,7 +353,7 @@ async fn idle_interfaces_are_sampled_whole_only_after_they_send() {
     };
     w.traffic.set(2, idle("eth0", 2));
     w.traffic.set(3, idle("wlan0", 3));
-    let h = started(&w).await;
+    let h = started(&w, config()).await;
     pass(Duration::from_secs(60)).await;
     // One whole sample of the primary, then the link counters alone: nothing was sent since.
     // The standby is not watched while the primary is healthy.

@@ -5,17 +5,18 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use netfailover_actors::fake::{pass, settle, FakeWorld};
-use netfailover_actors::model::{
-    CheckConfig, Config, EventKind, Family, KernelRoute, LinkKind, RecoveryConfig, UplinkType,
-};
+use netfailover_actors::fake::{pass, FakeWorld};
+use netfailover_actors::model::{CheckConfig, Config, EventKind, RecoveryConfig, UplinkType};
 use netfailover_actors::ports::{ActionOutcome, RecoveryAction, Verdict};
-use netfailover_actors::{start, EngineHandle};
+use netfailover_actors::EngineHandle;
 use tokio::time::Instant;
 
 #[path = "support/profiles.rs"]
 mod profiles;
+#[path = "support/world.rs"]
+mod world;
 use profiles::{name, profile};
+use world::{again, dhcp_world, started};
 
 const MIN: Duration = Duration::from_secs(60);
 
@@ -38,34 +39,6 @@ fn config(recovery: RecoveryConfig) -> Config {
         recovery,
         ..Config::default()
     }
-}
-
-fn world() -> FakeWorld {
-    let w = FakeWorld::new();
-    for (i, (n, metric)) in [("eth0", 100), ("wwan0", 700)].into_iter().enumerate() {
-        let ifindex = w.kernel.add_link(n, LinkKind::Other);
-        w.kernel.add_route_by_hand(KernelRoute {
-            family: Family::V4,
-            ifindex,
-            gateway: Some(format!("192.0.2.{}", i + 1).parse().unwrap()),
-            metric,
-            protocol: 16,
-        });
-    }
-    w
-}
-
-async fn started(w: &FakeWorld, cfg: Config) -> EngineHandle {
-    tokio::time::pause();
-    again(w, cfg).await
-}
-
-/// Another engine on the same fakes (the clock is paused already).
-async fn again(w: &FakeWorld, cfg: Config) -> EngineHandle {
-    let h = start(cfg, w.ports());
-    settle().await;
-    pass(Duration::from_millis(100)).await;
-    h
 }
 
 /// (action, interface, minutes since `t0` rounded down) of every recorded action.
@@ -95,7 +68,7 @@ fn recovery_events(h: &EngineHandle) -> Vec<(String, u32, String, String)> {
 
 #[actix::test]
 async fn the_ladder_takes_each_rung_once_in_order_at_its_delay() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     w.probe.set("wwan0", Verdict::Limited);
     w.recovery.answer(
         RecoveryAction::Reconnect,
@@ -156,7 +129,7 @@ async fn the_ladder_takes_each_rung_once_in_order_at_its_delay() {
 
 #[actix::test]
 async fn an_episode_ends_on_full_and_a_new_one_starts_the_ladder_again() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     w.probe.set("eth0", Verdict::Limited);
     let t0 = Instant::now();
     let h = started(&w, config(RecoveryConfig::default())).await;
@@ -180,7 +153,7 @@ async fn an_episode_ends_on_full_and_a_new_one_starts_the_ladder_again() {
 
 #[actix::test]
 async fn no_rung_on_a_full_or_link_less_interface() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let h = started(&w, config(RecoveryConfig::default())).await;
     // wwan0 without carrier for 20 minutes: NONE, but no link, no rung.
     w.kernel.set_carrier("wwan0", false);
@@ -213,7 +186,7 @@ async fn no_rung_on_a_full_or_link_less_interface() {
 
 #[actix::test]
 async fn a_long_outage_is_retried_after_episode_repeat_not_hammered() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     w.probe.set("eth0", Verdict::Limited);
     let cfg = RecoveryConfig {
         episode_repeat: 15 * MIN,
@@ -252,7 +225,7 @@ async fn recovery_off_or_checks_off_takes_no_rung() {
             ..config(RecoveryConfig::default())
         },
     ] {
-        let w = world();
+        let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
         w.probe.set("eth0", Verdict::Limited);
         w.probe.set("wwan0", Verdict::Limited);
         let h = again(&w, cfg).await;
@@ -276,7 +249,7 @@ fn reboot_cfg() -> RecoveryConfig {
 
 #[actix::test]
 async fn never_a_reboot_while_an_uplink_is_full() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     w.probe.set("wwan0", Verdict::Limited);
     let h = started(&w, config(reboot_cfg())).await;
     pass(60 * MIN).await;
@@ -286,7 +259,7 @@ async fn never_a_reboot_while_an_uplink_is_full() {
 
 #[actix::test]
 async fn a_reboot_after_reboot_after_announced_first_and_rate_limited_across_a_restart() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     w.probe.set("eth0", Verdict::Limited);
     w.probe.set("wwan0", Verdict::Limited);
     w.scripts.set_duration(Duration::from_secs(5));
@@ -352,7 +325,7 @@ async fn a_reboot_after_reboot_after_announced_first_and_rate_limited_across_a_r
 
 #[actix::test]
 async fn a_reload_that_turns_the_ladder_on_starts_the_episodes_from_then() {
-    let w = world();
+    let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     w.probe.set("eth0", Verdict::Limited);
     let off = RecoveryConfig {
         enabled: false,
