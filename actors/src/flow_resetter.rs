@@ -21,7 +21,7 @@
 //! move that arrived while it was down is not replayed (the next move resets again).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -92,10 +92,7 @@ impl Handler<RouteInUseMoved> for FlowResetter {
             let _span = tracing::info_span!("flow_resetter", iface = %msg.from, ifindex = msg.from_ifindex)
                 .entered();
             let record = FlowResetRecord {
-                at_unix_ms: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0),
+                at_unix_ms: crate::ports::unix_ms_now(),
                 family: msg.family,
                 iface: msg.from,
                 to: msg.to,

@@ -485,9 +485,15 @@ pub struct SystemCalendar;
 
 impl Calendar for SystemCalendar {
     fn now_unix_ms(&self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        unix_ms_now()
     }
+}
+
+/// The wall clock now, in milliseconds since the Unix epoch (0 for a clock set before 1970):
+/// the time stamps of events, checks and records in `status`.
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -29,7 +29,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -299,10 +299,7 @@ impl ProbeScheduler {
     fn record_check(&self, name: &IfaceName, report: &ProbeReport) {
         let mut board = self.deps.board.lock();
         if let Some(s) = board.checks_mut(name) {
-            let at_unix_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
+            let at_unix_ms = crate::ports::unix_ms_now();
             s.last_check = Some(CheckSummary {
                 at_unix_ms,
                 verdict: report.verdict,

@@ -17,7 +17,7 @@
 //! delays a rung, never repeats one sooner) and the reboot times are read back from the port.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::time::Instant;
@@ -65,13 +65,6 @@ pub struct RecoveryManager {
     /// Results of the rungs taken in each interface's current episode, for `status`.
     results: Vec<(IfaceName, String)>,
     status: RecoveryStatus,
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl RecoveryManager {
@@ -143,7 +136,12 @@ impl RecoveryManager {
             .none_full_since
             .map(|s| now.saturating_duration_since(s));
         let last = self.reboots.as_ref().and_then(|r| r.last().copied());
-        reboot_verdict(&self.cfg.recovery, none_full_for, unix_ms(), last)
+        reboot_verdict(
+            &self.cfg.recovery,
+            none_full_for,
+            crate::ports::unix_ms_now(),
+            last,
+        )
     }
 
     /// Runs the due rungs one after the other, then evaluates again.
@@ -250,7 +248,7 @@ impl RecoveryManager {
             connection_uuid: None,
             ip4_gateway: None,
             ip4_nameservers: vec![],
-            at_unix_ms: unix_ms(),
+            at_unix_ms: crate::ports::unix_ms_now(),
             recovery: Some(Box::new(RecoveryInfo {
                 action: action.as_str().into(),
                 rung: action.rung(),
@@ -267,7 +265,7 @@ impl RecoveryManager {
         self.busy = true;
         self.rebooted = true;
         let mut reboots = self.reboots.clone().unwrap_or_default();
-        reboots.push(unix_ms());
+        reboots.push(crate::ports::unix_ms_now());
         let keep_from = reboots.len().saturating_sub(REBOOTS_KEPT);
         reboots.drain(..keep_from);
         self.reboots = Some(reboots.clone());
@@ -317,7 +315,7 @@ impl RecoveryManager {
     /// RecoveryManager's part of the board.
     fn publish(&mut self, verdict: Option<RebootVerdict>) {
         let now = Instant::now();
-        let wall = unix_ms();
+        let wall = crate::ports::unix_ms_now();
         let at_ms = |t: Instant| {
             let ahead = t.saturating_duration_since(now).as_millis() as u64;
             let behind = now.saturating_duration_since(t).as_millis() as u64;

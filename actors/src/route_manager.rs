@@ -33,7 +33,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::time::Instant;
@@ -125,10 +125,7 @@ impl RouteManager {
 
     /// The dispatcher event of a transition's change, stamped now.
     fn event(&self, c: Change) -> Event {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let now_ms = crate::ports::unix_ms_now();
         self.state.model.event(&self.cfg, c, now_ms)
     }
 

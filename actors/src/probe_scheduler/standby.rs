@@ -2,7 +2,7 @@
 //! §9.11): where an interface stands, the delay of its next periodic check, waking the
 //! standbys that became needed, and the gate a Prober asks before a periodic check.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 
@@ -117,10 +117,7 @@ impl ProbeScheduler {
         if reason != SkipReason::Traffic {
             return;
         }
-        let at_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let at_unix_ms = crate::ports::unix_ms_now();
         s.last_check = Some(CheckSummary {
             at_unix_ms,
             verdict: Verdict::Full,
