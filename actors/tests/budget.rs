@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use netfailover_actors::accounting::Month;
 use netfailover_actors::fake::pass;
-use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, EventKind, MeteredConfig, UplinkType,
-};
+use netfailover_actors::model::{Config, Connectivity, EventKind, MeteredConfig, UplinkType};
 use netfailover_actors::ports::Verdict;
 use netfailover_actors::status::IfaceAccounting;
 use netfailover_actors::EngineHandle;
@@ -19,7 +17,7 @@ use netfailover_actors::EngineHandle;
 mod profiles;
 #[path = "support/world.rs"]
 mod world;
-use profiles::{name, profile};
+use profiles::{checks_every_30s, name, profile};
 use world::{again, dhcp_world, started, state_of};
 
 /// What the fake probe reports per check.
@@ -36,14 +34,7 @@ fn config(budget: u64) -> Config {
             profile("wwan0", UplinkType::Gsm, 700),
         ],
         adopt: false,
-        check: CheckConfig {
-            uri: "http://192.0.2.80/check".into(),
-            interval: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(1),
-            timeout: Duration::from_secs(2),
-            recheck_max: Duration::from_secs(8),
-            ..CheckConfig::default()
-        },
+        check: checks_every_30s(),
         // The standby cadence at `interval`: wwan0 is checked as often as before the cadence
         // existed, so the budget alone stops its checks here (`metered.rs` tests the cadence).
         metered: MeteredConfig {

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 mod profiles;
 #[path = "support/world.rs"]
 mod world;
-use profiles::{name, profile};
+use profiles::{checks_every_30s, name, profile};
 use world::{again, dhcp_world, started};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -28,14 +28,7 @@ fn config(recovery: RecoveryConfig) -> Config {
             profile("wwan0", UplinkType::Gsm, 700),
         ],
         adopt: false,
-        check: CheckConfig {
-            uri: "http://192.0.2.80/check".into(),
-            interval: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(1),
-            timeout: Duration::from_secs(2),
-            recheck_max: Duration::from_secs(8),
-            ..CheckConfig::default()
-        },
+        check: checks_every_30s(),
         recovery,
         ..Config::default()
     }

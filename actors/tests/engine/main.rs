@@ -21,9 +21,8 @@ use netfailover_actors::fake::{pass, settle, FakeWorld, ProbeBehaviour};
 use netfailover_actors::flow_resetter::RESET_TIMEOUT;
 use netfailover_actors::flows::{ConntrackFlow, SocketFlow};
 use netfailover_actors::model::{
-    CheckConfig, Config, Connectivity, DeviceEvents, Event, EventKind, Family, FamilyConfig,
-    IfaceAddr, IfaceMatch, KernelRoute, LinkKind, MeteredConfig, Method, Metric, Profile,
-    UplinkType,
+    Config, Connectivity, DeviceEvents, Event, EventKind, Family, FamilyConfig, IfaceAddr,
+    IfaceMatch, KernelRoute, LinkKind, MeteredConfig, Method, Metric, Profile, UplinkType,
 };
 use netfailover_actors::ports::{FlowFailure, FlowFailureKind, Verdict};
 use netfailover_actors::status::HistoryEntry;
@@ -31,7 +30,7 @@ use netfailover_actors::{start, EngineError, EngineHandle};
 
 #[path = "../support/profiles.rs"]
 mod profiles;
-use profiles::{family, name};
+use profiles::{checks_every_30s, family, name};
 
 const OURS: u8 = netfailover_actors::model::DEFAULT_ROUTE_PROTOCOL;
 const DHCP: u8 = 16;
@@ -56,14 +55,7 @@ fn config() -> Config {
             profile("wwan0", UplinkType::Gsm, 700),
         ],
         adopt: false,
-        check: CheckConfig {
-            uri: "http://192.0.2.80/check".into(),
-            interval: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(1),
-            timeout: Duration::from_secs(2),
-            recheck_max: Duration::from_secs(8),
-            ..CheckConfig::default()
-        },
+        check: checks_every_30s(),
         metered: MeteredConfig {
             standby_interval: Duration::from_secs(30),
             ..MeteredConfig::default()
