@@ -68,6 +68,10 @@ pub struct Standing {
     /// Its configured metric is lower than that of the interface carrying the route in use:
     /// once FULL it takes the route back.
     pub outranks_in_use: bool,
+    /// Another uplink, not carrying the route in use, with a lower configured metric is FULL
+    /// and nothing points against it: that one takes over first, so this one is not about to
+    /// be needed even while the route in use is failing.
+    pub covered: bool,
 }
 
 /// What to do when a periodic check is due.
@@ -131,7 +135,7 @@ pub fn cadence(
 /// Whether `s` is on the standby cadence (see [`cadence`]).
 pub fn standby(s: &Standing) -> bool {
     let returns_to_route = s.state != Connectivity::Full && s.outranks_in_use;
-    s.metered && !s.deciding && !s.in_use && s.in_use_healthy && !returns_to_route
+    s.metered && !s.deciding && !s.in_use && (s.in_use_healthy || s.covered) && !returns_to_route
 }
 
 #[cfg(test)]
@@ -148,6 +152,7 @@ mod tests {
             in_use: false,
             in_use_healthy: true,
             outranks_in_use: false,
+            covered: false,
         }
     }
 

@@ -309,6 +309,38 @@ async fn the_standby_is_checked_at_once_when_the_primary_becomes_suspect() {
 }
 
 #[actix::test]
+async fn a_metered_standby_behind_a_healthy_unmetered_one_stays_on_its_cadence() {
+    // wlan0 (unmetered, FULL) would take over from a failing eth0 before wwan0: the primary's
+    // failure does not make the metered wwan0 needed, so it is not checked.
+    let w = dhcp_world(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)]);
+    let profiles = vec![
+        profile("eth0", UplinkType::Ethernet, 100),
+        profile("wlan0", UplinkType::Wifi, 600),
+        profile("wwan0", UplinkType::Gsm, 700),
+    ];
+    let mut cfg = config(profiles, 3600, 6 * 3600);
+    cfg.check.timeout = Duration::from_secs(20);
+    let _h = started(&w, cfg).await;
+    w.traffic.busy(2, "eth0");
+    pass(Duration::from_secs(120)).await;
+    let before = w.probe.checks("wwan0").len();
+    assert_eq!(before, 1);
+    w.probe.set_behaviour("eth0", ProbeBehaviour::Hang);
+    w.traffic.stall(2, true);
+    time_until(Duration::from_secs(10), || {
+        w.kernel.best_iface().as_deref() == Some("wlan0")
+    })
+    .await
+    .expect("failover to wlan0");
+    pass(Duration::from_secs(60)).await;
+    assert_eq!(
+        w.probe.checks("wwan0").len(),
+        before,
+        "wwan0 is not about to be needed while wlan0 is healthy"
+    );
+}
+
+#[actix::test]
 async fn a_failed_metered_standby_is_rechecked_at_the_standby_cadence_until_needed() {
     let w = dhcp_world(&[("eth0", 100), ("wwan0", 700)]);
     let profiles = vec![

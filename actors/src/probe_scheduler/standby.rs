@@ -40,6 +40,9 @@ impl ProbeScheduler {
             in_use: me.in_use,
             in_use_healthy: !others.is_empty() && others.iter().all(|u| healthy(u)),
             outranks_in_use: others.iter().any(|u| me.metric < u.metric),
+            covered: uplinks.iter().any(|u| {
+                u.usable && !u.in_use && &u.name != name && u.metric < me.metric && healthy(u)
+            }),
         })
     }
 
@@ -75,7 +78,8 @@ impl ProbeScheduler {
     }
 
     /// Metered standbys on the standby cadence that are needed now (the interface carrying the
-    /// route in use is failing or left FULL, or the route moved to them) are checked at once,
+    /// route in use is failing or left FULL, or the route moved to them, and no healthy uplink
+    /// ranked before them would take over first) are checked at once,
     /// or at `interval` after their last result when it is younger than `recheck_max`.
     pub(super) fn wake_needed(&mut self) {
         let names: Vec<IfaceName> = (self.state.ifaces.iter())
@@ -102,8 +106,6 @@ impl ProbeScheduler {
             }
         }
     }
-    /// A periodic check skipped: the last check in `status` says so, with the verdict it
-    /// stood on (the gate skips FULL interfaces only), and the skip counters.
     /// Records a skipped periodic check. A traffic skip stands in for a good result (the
     /// interface is FULL and its own traffic proves it), so it is shown as the last check; a
     /// budget skip proves nothing, so the last real result stays shown and only the counters
