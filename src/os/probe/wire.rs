@@ -6,8 +6,10 @@
 //! - IP header: 20 B (IPv4) or 40 B (IPv6) per packet.
 //! - TCP header: 32 B per segment (20 B plus the 12 B timestamp option Linux always sends), 40 B
 //!   on SYN and SYN-ACK (MSS, SACK-permitted, timestamps, window scale).
-//! - A connection costs SYN, SYN-ACK, ACK, and one RST when the probe drops it (the probe closes
-//!   with SO_LINGER 0, see `http.rs`).
+//! - A connection costs SYN, SYN-ACK, and one RST when the probe drops it (the probe closes
+//!   with SO_LINGER 0, see `http.rs`). The ACK of the SYN-ACK rides on the probe's first data
+//!   (the socket delays ACKs, `http.rs`); only a connection the probe never writes to sends it
+//!   alone.
 //! - Payload is cut into segments of at most [`TCP_MSS`] bytes; the side that receives a flight
 //!   acknowledges it with one pure ACK per two segments (delayed ACK), rounded up.
 //! - UDP: 8 B header per datagram.
@@ -113,8 +115,10 @@ impl TcpMeter {
         let (out, inn) = self.payload();
         let seg_out = self.segments_out.load(Ordering::Relaxed);
         let seg_in = self.segments_in.load(Ordering::Relaxed);
-        // SYN(s) + SYN-ACK + ACK, the data, the delayed ACKs of each side, and the RST.
-        let handshake = syns * syn + syn + plain;
+        // SYN(s) + SYN-ACK (+ our ACK alone if we never wrote), the data, the delayed ACKs of
+        // each side, and the RST.
+        let lone_ack = if out == 0 { plain } else { 0 };
+        let handshake = syns * syn + syn + lone_ack;
         let data = out + inn + (seg_out + seg_in) * plain;
         let acks = (seg_out.div_ceil(2) + seg_in.div_ceil(2)) * plain;
         let close = plain;
@@ -335,7 +339,11 @@ mod tests {
         m.connect_attempt(Duration::from_millis(1), true);
         m.wrote(60);
         m.read(100);
-        // handshake 60+60+52, data 160 + 2×52, ACKs 2×52, RST 52.
-        assert_eq!(m.l3_bytes(), 172 + 264 + 104 + 52);
+        // handshake 60+60 (our ACK rides on the request), data 160 + 2×52, ACKs 2×52, RST 52.
+        assert_eq!(m.l3_bytes(), 120 + 264 + 104 + 52);
+        // Connected, nothing written: the ACK of the SYN-ACK leaves alone.
+        let m = TcpMeter::new(false);
+        m.connect_attempt(Duration::from_millis(1), true);
+        assert_eq!(m.l3_bytes(), 172 + 52);
     }
 }
