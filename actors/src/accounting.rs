@@ -481,8 +481,9 @@ mod tests {
     }
 
     /// The README's cost table, computed: bytes per check as measured (docs/benchmarks.md
-    /// rows "HTTP/HTTPS bytes per check", docs/probe.md "Bytes on the wire"; the HTTPS figures
-    /// from `tests/it/probe/resumption.rs` and the probe bench, 2026-12-07), times the checks of
+    /// rows "HTTP/HTTPS bytes per check", docs/probe.md "Bytes on the wire"; HTTP from
+    /// `tests/it/probe/classify.rs` (`bytes`), HTTPS from `tests/it/probe/resumption.rs`,
+    /// 2026-12-08, delayed ACKs and SHA-256 suites first), times the checks of
     /// a month at balenaOS's `interval` 3600 (unmetered) and at the metered standby cadence
     /// (`metered.standby_interval`, 6 h). `cargo test -p netfailover-actors --lib cost_table
     /// -- --nocapture` prints it.
@@ -490,10 +491,10 @@ mod tests {
     fn prints_the_cost_table() {
         const HOUR: Duration = Duration::from_secs(3600);
         let checks = [
-            ("HTTP, DNS cached", 550),
-            ("HTTP with DNS", 678),
-            ("HTTPS resumed, DNS cached", 1665),
-            ("HTTPS first (full handshake) with DNS", 2163),
+            ("HTTP, DNS cached", 446),
+            ("HTTP with DNS", 574),
+            ("HTTPS resumed, DNS cached", 1513),
+            ("HTTPS first (full handshake) with DNS", 2027),
         ];
         let configurations = [
             ("unmetered defaults: every 3600 s", HOUR),
@@ -501,7 +502,7 @@ mod tests {
         ];
         let table = cost_table(&checks, &configurations);
         println!("{table}");
-        assert!(table.contains("| HTTPS resumed, DNS cached | 1665 B | 1217.1 KB | 203.1 KB |"));
+        assert!(table.contains("| HTTPS resumed, DNS cached | 1513 B | 1106.0 KB | 184.6 KB |"));
         assert_eq!(table.lines().count(), 2 + checks.len());
     }
 
