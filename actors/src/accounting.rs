@@ -493,8 +493,8 @@ mod tests {
         let checks = [
             ("HTTP, DNS cached", 446),
             ("HTTP with DNS", 574),
-            ("HTTPS resumed, DNS cached", 1513),
-            ("HTTPS first (full handshake) with DNS", 2027),
+            ("HTTPS resumed, DNS cached", 1461),
+            ("HTTPS first (full handshake) with DNS", 1975),
         ];
         let configurations = [
             ("unmetered defaults: every 3600 s", HOUR),
@@ -502,7 +502,7 @@ mod tests {
         ];
         let table = cost_table(&checks, &configurations);
         println!("{table}");
-        assert!(table.contains("| HTTPS resumed, DNS cached | 1513 B | 1106.0 KB | 184.6 KB |"));
+        assert!(table.contains("| HTTPS resumed, DNS cached | 1461 B | 1068.0 KB | 178.2 KB |"));
         assert_eq!(table.lines().count(), 2 + checks.len());
     }
 

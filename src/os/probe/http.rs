@@ -19,7 +19,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 
 use super::classify::{self, BodyPrefix, Head, BODY_CAP, ONLINE_HEADER};
-use super::wire::TcpMeter;
+use super::wire::{self, TcpMeter};
 use super::{is_unreachable, CheckFailure, ConnectStep};
 
 /// What the check asks for, from the check URI.
@@ -75,10 +75,10 @@ pub async fn connect(
         })?;
     // The request fits one segment; send it without waiting for Nagle.
     let _ = socket.set_nodelay(true);
-    // Delayed ACKs from the start: the kernel then holds the ACK of the SYN-ACK back (up to
-    // 200 ms) instead of sending it alone, and the first data written right after the connect
-    // (the ClientHello, or a plain HTTP request) carries it: one packet fewer per check.
-    let _ = socket2::SockRef::from(&socket).set_tcp_quickack(false);
+    // Delayed ACKs from the start: the kernel then holds the ACK of the SYN-ACK back instead of
+    // sending it alone, and the first data written right after the connect (the ClientHello,
+    // or a plain HTTP request) carries it: one packet fewer per check.
+    wire::delay_acks(&socket);
     let started = Instant::now();
     let result = tokio::time::timeout(connect_timeout, socket.connect(addr)).await;
     meter.connect_attempt(started.elapsed(), matches!(result, Ok(Ok(_))));
@@ -90,8 +90,9 @@ pub async fn connect(
             let _ = stream.set_zero_linger();
             // The kernel went back to quick ACKs on the SYN-ACK (at a connection's start it
             // ACKs every segment at once); delayed again, the ACK of the server's first answer
-            // (ServerHello flight) rides on our next flight instead of leaving alone.
-            let _ = stream.set_quickack(false);
+            // (ServerHello flight) rides on our next flight instead of leaving alone, and
+            // `CountingStream` decides when one leaves alone (wire.rs).
+            wire::delay_acks(&stream);
             Ok(stream)
         }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {

@@ -10,11 +10,14 @@
 //!   with SO_LINGER 0, see `http.rs`). The ACK of the SYN-ACK rides on the probe's first data
 //!   (the socket delays ACKs, `http.rs`); only a connection the probe never writes to sends it
 //!   alone.
-//! - Payload is cut into segments of at most [`TCP_MSS`] bytes; the side that receives a flight
-//!   acknowledges it with one pure ACK per two segments (delayed ACK), rounded up.
+//! - Payload is cut into segments of at most [`TCP_MSS`] bytes. The server acknowledges the
+//!   probe's flights with one pure ACK per two segments, rounded up (Linux ACKs a connection's
+//!   first data at once); the probe, whose ACKs are delayed and ride on its own data, sends one
+//!   per two segments it reads, rounded down ([`CountingStream`]).
 //! - UDP: 8 B header per datagram.
 //! - A connect that never completes sent one SYN per kernel retransmission (1 s, 3 s, 7 s, ...).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use nix::{setsockopt_impl, sockopt_impl};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Largest TCP payload per segment on a 1500 B Ethernet path with timestamps.
@@ -32,6 +36,31 @@ pub const TCP_HEADER: u64 = 32;
 pub const TCP_SYN_HEADER: u64 = 40;
 /// UDP header.
 pub const UDP_HEADER: u64 = 8;
+
+sockopt_impl!(
+    /// `TCP_QUICKACK` with Linux's values ([`delay_acks`], [`ack_now`]); nix has none.
+    QuickAck,
+    SetOnly,
+    libc::IPPROTO_TCP,
+    libc::TCP_QUICKACK,
+    libc::c_int
+);
+
+/// Delays the socket's ACKs ("pingpong" mode, `TCP_QUICKACK` 0): an ACK waits up to the delayed
+/// ACK timeout (40 ms and more) for data of ours to ride on. Set before the connect, the ACK of
+/// the SYN-ACK rides on the first data written; the kernel goes back to quick ACKs on the
+/// SYN-ACK, so it is set again once connected. Not permanent: [`ack_now`] keeps it, but the
+/// kernel leaves it when its delayed-ACK timer fires.
+pub fn delay_acks<F: std::os::fd::AsFd>(socket: &F) {
+    let _ = nix::sys::socket::setsockopt(socket, QuickAck, &0);
+}
+
+/// Sends the ACK the kernel holds back, if any, and keeps ACKs delayed (`TCP_QUICKACK` 2: an
+/// even value other than 0 acknowledges at once and stays in delayed mode; measured, 1 then 0
+/// still had the kernel acknowledge the server's next segment alone).
+pub fn ack_now<F: std::os::fd::AsFd>(socket: &F) {
+    let _ = nix::sys::socket::setsockopt(socket, QuickAck, &2);
+}
 
 /// IP header size for an address family.
 pub fn ip_header(ipv6: bool) -> u64 {
@@ -115,12 +144,12 @@ impl TcpMeter {
         let (out, inn) = self.payload();
         let seg_out = self.segments_out.load(Ordering::Relaxed);
         let seg_in = self.segments_in.load(Ordering::Relaxed);
-        // SYN(s) + SYN-ACK (+ our ACK alone if we never wrote), the data, the delayed ACKs of
+        // SYN(s) + SYN-ACK (+ our ACK alone if we never wrote), the data, the pure ACKs of
         // each side, and the RST.
         let lone_ack = if out == 0 { plain } else { 0 };
         let handshake = syns * syn + syn + lone_ack;
         let data = out + inn + (seg_out + seg_in) * plain;
-        let acks = (seg_out.div_ceil(2) + seg_in.div_ceil(2)) * plain;
+        let acks = (seg_out.div_ceil(2) + seg_in / 2) * plain;
         let close = plain;
         handshake + data + acks + close
     }
@@ -128,6 +157,22 @@ impl TcpMeter {
 
 /// Largest amount of written data [`CountingStream`] holds back before sending it anyway.
 const HOLD_MAX: usize = 16 * 1024;
+
+/// How long [`CountingStream`] waits, with data read and not acknowledged and nothing to send,
+/// before it has the kernel acknowledge them alone ([`AckNow`]).
+const ACK_AFTER: Duration = Duration::from_millis(10);
+
+/// A socket whose held-back ACK the probe can send at once.
+pub trait AckNow {
+    /// Sends the ACK the kernel holds back, if any, and keeps later ACKs delayed.
+    fn ack_now(&self);
+}
+
+impl AckNow for tokio::net::TcpStream {
+    fn ack_now(&self) {
+        ack_now(self);
+    }
+}
 
 /// A stream that counts what passes through it into a [`TcpMeter`], and holds written data
 /// back until the check waits for an answer: writes and flushes only queue, the next read
@@ -139,6 +184,13 @@ const HOLD_MAX: usize = 16 * 1024;
 ///   ChangeCipherSpec record, then encrypted records only) is held across the handshake's
 ///   last read too, until the HTTP request is written: flight and request in one segment.
 ///
+/// It also decides when the probe's ACKs leave (the socket delays them, [`delay_acks`]): what
+/// it reads is acknowledged by the next data it sends; only when it has waited [`ACK_AFTER`]
+/// with data read and nothing to send does it have the kernel acknowledge them alone, because
+/// a server with Nagle's algorithm holds its next small segment (the HTTP answer after its
+/// session tickets) until then. The check drops the connection (one RST) as soon as it has
+/// read the answer, so the answer itself is not acknowledged alone.
+///
 /// Data still queued when the stream is dropped are discarded: the check has ended by then.
 #[derive(Debug)]
 pub struct CountingStream<S> {
@@ -146,6 +198,10 @@ pub struct CountingStream<S> {
     meter: Arc<TcpMeter>,
     held: Vec<u8>,
     merge: Merge,
+    /// Data were read since the probe last sent anything: the kernel holds an ACK for them.
+    unacked: bool,
+    /// Runs while the probe waits with `unacked` data.
+    ack_timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Where [`CountingStream::merge_request`] stands.
@@ -165,6 +221,8 @@ impl<S> CountingStream<S> {
             meter,
             held: Vec::new(),
             merge: Merge::Off,
+            unacked: false,
+            ack_timer: None,
         }
     }
 
@@ -213,12 +271,15 @@ impl<S: AsyncWrite + Unpin> CountingStream<S> {
             }
             self.meter.wrote(n);
             self.held.drain(..n);
+            // The segment carries the ACK of everything read so far.
+            self.unacked = false;
+            self.ack_timer = None;
         }
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for CountingStream<S> {
+impl<S: AsyncRead + AsyncWrite + AckNow + Unpin> AsyncRead for CountingStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -230,9 +291,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for CountingStream<S> {
             _ => std::task::ready!(self.poll_send_held(cx))?,
         }
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            self.meter.read(buf.filled().len() - before);
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match polled {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                this.meter.read(n);
+                if n > 0 {
+                    this.unacked = true;
+                    this.ack_timer = None;
+                }
+            }
+            Poll::Pending if this.unacked => {
+                let timer = this
+                    .ack_timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(ACK_AFTER)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    this.inner.ack_now();
+                    this.unacked = false;
+                    this.ack_timer = None;
+                }
+            }
+            _ => {}
         }
         polled
     }
@@ -339,8 +419,9 @@ mod tests {
         m.connect_attempt(Duration::from_millis(1), true);
         m.wrote(60);
         m.read(100);
-        // handshake 60+60 (our ACK rides on the request), data 160 + 2×52, ACKs 2×52, RST 52.
-        assert_eq!(m.l3_bytes(), 120 + 264 + 104 + 52);
+        // SYN, SYN-ACK (our ACK rides on the request) 60+60, data 160 + 2×52, the server's ACK
+        // of the request 52 (the answer is not acknowledged alone), RST 52.
+        assert_eq!(m.l3_bytes(), 120 + 264 + 52 + 52);
         // Connected, nothing written: the ACK of the SYN-ACK leaves alone.
         let m = TcpMeter::new(false);
         m.connect_attempt(Duration::from_millis(1), true);

@@ -92,24 +92,25 @@ fn a_later_https_check_resumes_the_tls_session() {
             "{name}: at L3 first {first_l3} B, resumed {resumed_l3} B"
         );
         // Upper bounds from the measurement (docs/probe.md, "Bytes on the wire"; measured
-        // 2026-12-08: first 1878 B without DNS, resumed 1496 B with an address and 1513 B with
+        // 2026-12-08: first 1826 B without DNS, resumed 1444 B with an address and 1461 B with
         // a name, the probe's estimates equal), with slack: a ClientHello that offers more, an
-        // ACK that no longer rides on data (52 B each) or a SHA-384 suite (48 B) break them.
+        // ACK that no longer rides on data or an acknowledged answer (52 B each) or a SHA-384
+        // suite (48 B) break them.
         // The estimate counts what the probe wrote and read; the kernel's count may add a
         // retransmitted segment under load, so the tighter L3 bound holds for the better of
         // the two later checks.
         assert!(
-            resumed.bytes <= 1540 && again.bytes <= 1540,
+            resumed.bytes <= 1490 && again.bytes <= 1490,
             "{name}: resumed checks estimated {} B and {} B",
             resumed.bytes,
             again.bytes
         );
         assert!(
-            resumed_l3.min(again_l3) <= 1540 && resumed_l3.max(again_l3) <= 1800,
+            resumed_l3.min(again_l3) <= 1490 && resumed_l3.max(again_l3) <= 1750,
             "{name}: resumed checks {resumed_l3} B and {again_l3} B at L3"
         );
         assert!(
-            first_l3 - first.dns_bytes <= 1950,
+            first_l3 - first.dns_bytes <= 1900,
             "{name}: first check {first_l3} B at L3 with {} B of DNS",
             first.dns_bytes
         );
