@@ -180,9 +180,10 @@ impl AckNow for tokio::net::TcpStream {
 /// so nothing waits longer, while fewer TCP segments cross the uplink (docs/probe.md, "Bytes
 /// on the wire"):
 /// - the TLS client's ChangeCipherSpec and Finished leave together;
-/// - with [`CountingStream::merge_request`], a TLS 1.3 client's last handshake flight (one
-///   ChangeCipherSpec record, then encrypted records only) is held across the handshake's
-///   last read too, until the HTTP request is written: flight and request in one segment.
+/// - with [`CountingStream::merge_request`], a TLS client's last handshake flight (TLS 1.3:
+///   one ChangeCipherSpec record, then encrypted records only; a resumed TLS 1.2 handshake:
+///   ChangeCipherSpec and the encrypted Finished) is held across the handshake's last read
+///   too, until the HTTP request is written: flight and request in one segment.
 ///
 /// It also decides when the probe's ACKs leave (the socket delays them, [`delay_acks`]): what
 /// it reads is acknowledged by the next data it sends; only when it has waited [`ACK_AFTER`]
@@ -208,7 +209,7 @@ pub struct CountingStream<S> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Merge {
     Off,
-    /// Watching for a TLS 1.3 client's last handshake flight.
+    /// Watching for a TLS client's last handshake flight.
     Armed,
     /// Holding that flight until the next write (the request).
     Holding,
@@ -226,23 +227,34 @@ impl<S> CountingStream<S> {
         }
     }
 
-    /// Sends a TLS 1.3 client's last handshake flight with the first write after it (the
-    /// caller writes the request right after the handshake: HTTPS checks).
+    /// Sends a TLS client's last handshake flight with the first write after it (the caller
+    /// writes the request right after the handshake: HTTPS checks).
     pub fn merge_request(mut self) -> Self {
         self.merge = Merge::Armed;
         self
     }
 }
 
-/// `held` is exactly a TLS 1.3 client's last handshake flight as rustls writes it: the
-/// middlebox-compatibility ChangeCipherSpec record, then application-data records (the
-/// encrypted Finished). TLS 1.2 flights (a ClientKeyExchange or a Finished in a handshake
-/// record) and a retried ClientHello never match: they wait for the server.
-fn is_tls13_last_flight(held: &[u8]) -> bool {
+/// `held` is exactly a TLS client's last handshake flight as rustls writes it, after which
+/// the handshake is complete and the client sends its request:
+/// - TLS 1.3: the middlebox-compatibility ChangeCipherSpec record, then application-data
+///   records (the encrypted Finished);
+/// - TLS 1.2 resumed (abbreviated handshake: the server has sent its ChangeCipherSpec and
+///   Finished first): ChangeCipherSpec, then one handshake record of an AEAD-encrypted
+///   Finished, 40 B (AES-GCM: 8 B nonce, 16 B message, 16 B tag) or 32 B (ChaCha20-Poly1305).
+///
+/// A full TLS 1.2 handshake's flight (it starts with the ClientKeyExchange, and the server's
+/// ChangeCipherSpec and Finished come after it) and a ClientHello retried after a TLS 1.3
+/// HelloRetryRequest (ChangeCipherSpec, then a handshake record of at least 45 B) never match:
+/// they wait for the server.
+fn is_last_client_flight(held: &[u8]) -> bool {
     const CCS: [u8; 6] = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
     let Some(mut rest) = held.strip_prefix(&CCS) else {
         return false;
     };
+    if let Some(&[0x16, 0x03, 0x03, 0x00, len]) = rest.get(..5) {
+        return matches!(len, 32 | 40) && rest.len() == 5 + usize::from(len);
+    }
     if rest.is_empty() {
         return false;
     }
@@ -286,7 +298,7 @@ impl<S: AsyncRead + AsyncWrite + AckNow + Unpin> AsyncRead for CountingStream<S>
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.merge {
-            Merge::Armed if is_tls13_last_flight(&self.held) => self.merge = Merge::Holding,
+            Merge::Armed if is_last_client_flight(&self.held) => self.merge = Merge::Holding,
             Merge::Holding => {}
             _ => std::task::ready!(self.poll_send_held(cx))?,
         }
@@ -385,7 +397,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_tls13_last_flight_is_held_for_the_request() {
+    fn only_a_last_client_flight_is_held_for_the_request() {
         let ccs = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
         let record = |kind: u8, len: u16| {
             let mut r = vec![kind, 0x03, 0x03];
@@ -394,22 +406,27 @@ mod tests {
             r
         };
         let flight = |parts: &[Vec<u8>]| parts.concat();
-        // TLS 1.3: ChangeCipherSpec, then the encrypted Finished.
-        assert!(is_tls13_last_flight(&flight(&[
-            ccs.to_vec(),
-            record(0x17, 53)
-        ])));
-        // TLS 1.2 full and abbreviated flights, a retried ClientHello, a lone CCS, a cut
-        // record: sent at once.
+        // TLS 1.3: ChangeCipherSpec, then the encrypted Finished; TLS 1.2 resumed:
+        // ChangeCipherSpec, then the encrypted Finished (AES-GCM, ChaCha20-Poly1305).
+        for held in [
+            flight(&[ccs.to_vec(), record(0x17, 53)]),
+            flight(&[ccs.to_vec(), record(0x16, 40)]),
+            flight(&[ccs.to_vec(), record(0x16, 32)]),
+        ] {
+            assert!(is_last_client_flight(&held), "{held:?}");
+        }
+        // A full TLS 1.2 flight, a retried ClientHello, a TLS 1.2 Finished with more after it,
+        // a lone CCS, a cut record: sent at once.
         for held in [
             flight(&[record(0x16, 37), ccs.to_vec(), record(0x16, 40)]),
-            flight(&[ccs.to_vec(), record(0x16, 40)]),
             flight(&[ccs.to_vec(), record(0x16, 200)]),
+            flight(&[ccs.to_vec(), record(0x16, 40), record(0x17, 30)]),
+            flight(&[ccs.to_vec(), record(0x16, 40)])[..30].to_vec(),
             ccs.to_vec(),
             flight(&[ccs.to_vec(), record(0x17, 53)])[..40].to_vec(),
             Vec::new(),
         ] {
-            assert!(!is_tls13_last_flight(&held), "{held:?}");
+            assert!(!is_last_client_flight(&held), "{held:?}");
         }
     }
 
