@@ -89,6 +89,7 @@ pub struct TestCa {
     ca_pem: String,
     cert_der: Vec<u8>,
     key_der: Vec<u8>,
+    tls12_only: bool,
 }
 
 impl TestCa {
@@ -117,7 +118,14 @@ impl TestCa {
             ca_pem: ca_cert.pem(),
             cert_der: cert.der().to_vec(),
             key_der: key.serialize_der(),
+            tls12_only: false,
         })
+    }
+
+    /// The same CA and certificate, served with TLS 1.2 only (a check server without TLS 1.3).
+    pub fn tls12_only(mut self) -> Self {
+        self.tls12_only = true;
+        self
     }
 
     /// The CA certificate in PEM, for `check.ca_file`.
@@ -128,8 +136,13 @@ impl TestCa {
     fn acceptor(&self) -> Result<TlsAcceptor, InternetError> {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.tls12_only {
+            &[&rustls::version::TLS12]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
         let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(versions)?
             .with_no_client_auth()
             .with_single_cert(
                 vec![CertificateDer::from(self.cert_der.clone())],
