@@ -3,7 +3,8 @@
 //!
 //! Nothing is counted here: the engine's board already keeps every counter (checks by result,
 //! cumulative latency buckets, probe bytes, restarts, dispatcher totals), so a scrape takes one
-//! snapshot and a `prometheus-client` [`Collector`] encodes it. Exposed families (all prefixed
+//! snapshot and [`Exposition`] writes it in the text format (a few lines of our own instead of
+//! `prometheus-client`: the device binary's size, docs/decisions.md). Exposed families (all prefixed
 //! `netfailover_`):
 //!
 //! | family | type | labels | meaning |
@@ -35,6 +36,7 @@
 //! dashboard never has to know the enum's order.
 
 use std::convert::Infallible;
+use std::fmt::{Display, Write as _};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -44,12 +46,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use netfailover_actors::model::Connectivity;
 use netfailover_actors::status::{ActorStatus, EngineStatus, IfaceStatus, LATENCY_BUCKETS};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
 
 /// Content type of the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -73,63 +69,110 @@ pub enum MetricsError {
     },
 }
 
-/// A scrape-time snapshot of the board, encoded as the families above.
-#[derive(Debug)]
-struct Snapshot(EngineStatus);
-
 type Labels<'a> = Vec<(&'static str, &'a str)>;
 
+/// The Prometheus text exposition format (0.0.4) being written: `# HELP` and `# TYPE` per
+/// family, then one line per series. Every name carries the `netfailover_` prefix, a counter's
+/// also the `_total` suffix. Label values escape `\`, `"` and newlines, help texts `\` and
+/// newlines (the format's rules).
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, help: &str, kind: &str) -> std::fmt::Result {
+        let help = escape(help, &['\\', '\n']);
+        write!(
+            self.text,
+            "# HELP netfailover_{name} {help}\n# TYPE netfailover_{name} {kind}\n"
+        )
+    }
+
+    fn series(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl Display,
+    ) -> std::fmt::Result {
+        write!(self.text, "netfailover_{name}")?;
+        for (n, (key, value)) in labels.iter().enumerate() {
+            let open = if n == 0 { "{" } else { "," };
+            let value = escape(value, &['\\', '"', '\n']);
+            write!(self.text, "{open}{key}=\"{value}\"")?;
+        }
+        if !labels.is_empty() {
+            self.text.push('}');
+        }
+        writeln!(self.text, " {value}")
+    }
+}
+
+/// `s` with each of `special` backslash-escaped (a newline as `\n`).
+fn escape<'a>(s: &'a str, special: &[char]) -> std::borrow::Cow<'a, str> {
+    if !s.contains(special) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            c if special.contains(&c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
 fn gauge(
-    encoder: &mut DescriptorEncoder,
+    enc: &mut Exposition,
     name: &str,
     help: &str,
     series: &[(Labels<'_>, i64)],
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+) -> std::fmt::Result {
+    enc.family(name, help, "gauge")?;
     for (labels, value) in series {
-        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+        enc.series(name, labels, value)?;
     }
     Ok(())
 }
 
 fn counter(
-    encoder: &mut DescriptorEncoder,
+    enc: &mut Exposition,
     name: &str,
     help: &str,
     series: &[(Labels<'_>, u64)],
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+) -> std::fmt::Result {
+    let name = format!("{name}_total");
+    enc.family(&name, help, "counter")?;
     for (labels, value) in series {
-        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+        enc.series(&name, labels, value)?;
     }
     Ok(())
 }
 
-impl Collector for Snapshot {
-    /// The families in their published order (the golden test in this file pins it).
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let status = &self.0;
-        let ifaces = &status.interfaces;
-        encode_global(&mut enc, status)?;
-        encode_interfaces(&mut enc, ifaces)?;
-        encode_checks(&mut enc, ifaces)?;
-        encode_skipped(&mut enc, ifaces)?;
-        encode_latency(&mut enc, ifaces)?;
-        encode_probe_bytes(&mut enc, ifaces)?;
-        encode_passive(&mut enc, ifaces)?;
-        encode_actors(&mut enc, &status.actors)?;
-        encode_dispatcher_and_flows(&mut enc, status)?;
-        encode_recovery(&mut enc, status)?;
-        encode_accounting(&mut enc, status)
-    }
+/// The families in their published order (the golden test in this file pins it).
+fn encode(enc: &mut Exposition, status: &EngineStatus) -> std::fmt::Result {
+    let ifaces = &status.interfaces;
+    encode_global(enc, status)?;
+    encode_interfaces(enc, ifaces)?;
+    encode_checks(enc, ifaces)?;
+    encode_skipped(enc, ifaces)?;
+    encode_latency(enc, ifaces)?;
+    encode_probe_bytes(enc, ifaces)?;
+    encode_passive(enc, ifaces)?;
+    encode_actors(enc, &status.actors)?;
+    encode_dispatcher_and_flows(enc, status)?;
+    encode_recovery(enc, status)?;
+    encode_accounting(enc, status)
 }
 
 /// The month's accounts (docs/semantics.md §10): `probe_bytes_month` and
 /// `interface_bytes_month` by direction. Gauges: they start over with each calendar month.
-fn encode_accounting(
-    enc: &mut DescriptorEncoder,
-    status: &EngineStatus,
-) -> Result<(), std::fmt::Error> {
+fn encode_accounting(enc: &mut Exposition, status: &EngineStatus) -> std::fmt::Result {
     let accounts = &status.accounting.interfaces;
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let probe: Vec<(Labels<'_>, i64)> = accounts
@@ -159,10 +202,7 @@ fn encode_accounting(
 }
 
 /// The recovery ladder's actions by action and result (`docs/recovery.md`).
-fn encode_recovery(
-    enc: &mut DescriptorEncoder,
-    status: &EngineStatus,
-) -> Result<(), std::fmt::Error> {
+fn encode_recovery(enc: &mut Exposition, status: &EngineStatus) -> std::fmt::Result {
     let series: Vec<(Labels<'_>, u64)> = status
         .recovery
         .actions
@@ -201,10 +241,7 @@ fn per_iface<T>(
 }
 
 /// `connectivity`: the global state set.
-fn encode_global(
-    enc: &mut DescriptorEncoder,
-    status: &EngineStatus,
-) -> Result<(), std::fmt::Error> {
+fn encode_global(enc: &mut Exposition, status: &EngineStatus) -> std::fmt::Result {
     let global: Vec<_> = state_set(status.connectivity)
         .map(|(s, v)| (vec![("state", s.as_str())], v))
         .collect();
@@ -218,10 +255,7 @@ fn encode_global(
 
 /// `interface_link_up`, `interface_connectivity`, `interface_metric`,
 /// `interface_effective_metric`.
-fn encode_interfaces(
-    enc: &mut DescriptorEncoder,
-    ifaces: &[IfaceStatus],
-) -> Result<(), std::fmt::Error> {
+fn encode_interfaces(enc: &mut Exposition, ifaces: &[IfaceStatus]) -> std::fmt::Result {
     gauge(
         enc,
         "interface_link_up",
@@ -256,10 +290,7 @@ fn encode_interfaces(
 }
 
 /// `checks_total` by interface and verdict.
-fn encode_checks(
-    enc: &mut DescriptorEncoder,
-    ifaces: &[IfaceStatus],
-) -> Result<(), std::fmt::Error> {
+fn encode_checks(enc: &mut Exposition, ifaces: &[IfaceStatus]) -> std::fmt::Result {
     let checks: Vec<_> = ifaces
         .iter()
         .flat_map(|i| {
@@ -280,10 +311,7 @@ fn encode_checks(
 }
 
 /// `checks_skipped_total` by interface and reason (metered uplinks, docs/semantics.md §9.11).
-fn encode_skipped(
-    enc: &mut DescriptorEncoder,
-    ifaces: &[IfaceStatus],
-) -> Result<(), std::fmt::Error> {
+fn encode_skipped(enc: &mut Exposition, ifaces: &[IfaceStatus]) -> std::fmt::Result {
     let skipped: Vec<_> = ifaces
         .iter()
         .flat_map(|i| {
@@ -303,44 +331,53 @@ fn encode_skipped(
     )
 }
 
-/// `check_latency_seconds`: one histogram per interface.
-fn encode_latency(
-    enc: &mut DescriptorEncoder,
-    ifaces: &[IfaceStatus],
-) -> Result<(), std::fmt::Error> {
-    let mut latency = enc.encode_descriptor(
-        "check_latency_seconds",
-        "Duration of connectivity checks",
-        None,
-        MetricType::Histogram,
-    )?;
+/// `check_latency_seconds`: one histogram per interface; the board's bucket counts are already
+/// cumulative (`le`), as the format wants them.
+fn encode_latency(enc: &mut Exposition, ifaces: &[IfaceStatus]) -> std::fmt::Result {
+    let name = "check_latency_seconds";
+    enc.family(name, "Duration of connectivity checks", "histogram")?;
     for i in ifaces {
+        let iface = i.name.as_str();
         let counts = &i.checks.latency_buckets;
-        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
-            .iter()
-            .copied()
-            .chain([f64::INFINITY])
-            .enumerate()
-            .map(|(n, bound)| (bound, counts.get(n).copied().unwrap_or(0)))
-            .collect();
-        let labels = vec![("iface", i.name.as_str())];
-        latency
-            .encode_family(&labels)?
-            .encode_histogram::<NoLabelSet>(
-                i.checks.latency_sum_seconds,
-                i.checks.latency_count,
-                &buckets_per_bucket(&buckets),
-                None,
+        // Never decreasing, whatever the board holds.
+        let mut cumulative = 0;
+        for (n, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative = counts.get(n).copied().unwrap_or(0).max(cumulative);
+            // Bounds print as Go clients print them: `5`, `0.005`.
+            let le = bound.to_string();
+            enc.series(
+                &format!("{name}_bucket"),
+                &[("iface", iface), ("le", &le)],
+                cumulative,
             )?;
+        }
+        cumulative = counts
+            .get(LATENCY_BUCKETS.len())
+            .copied()
+            .unwrap_or(0)
+            .max(cumulative);
+        enc.series(
+            &format!("{name}_bucket"),
+            &[("iface", iface), ("le", "+Inf")],
+            cumulative,
+        )?;
+        // `{:?}` keeps the decimal point of a whole number (`0.0`), like other clients.
+        enc.series(
+            &format!("{name}_sum"),
+            &[("iface", iface)],
+            format!("{:?}", i.checks.latency_sum_seconds),
+        )?;
+        enc.series(
+            &format!("{name}_count"),
+            &[("iface", iface)],
+            i.checks.latency_count,
+        )?;
     }
     Ok(())
 }
 
 /// `probe_bytes_total`, `probe_dns_bytes_total`.
-fn encode_probe_bytes(
-    enc: &mut DescriptorEncoder,
-    ifaces: &[IfaceStatus],
-) -> Result<(), std::fmt::Error> {
+fn encode_probe_bytes(enc: &mut Exposition, ifaces: &[IfaceStatus]) -> std::fmt::Result {
     counter(
         enc,
         "probe_bytes",
@@ -356,10 +393,7 @@ fn encode_probe_bytes(
 }
 
 /// `passive_suspect`, `passive_suspicions_total`, `passive_confirmations_total`.
-fn encode_passive(
-    enc: &mut DescriptorEncoder,
-    ifaces: &[IfaceStatus],
-) -> Result<(), std::fmt::Error> {
+fn encode_passive(enc: &mut Exposition, ifaces: &[IfaceStatus]) -> std::fmt::Result {
     gauge(
         enc,
         "passive_suspect",
@@ -395,10 +429,7 @@ fn encode_passive(
 }
 
 /// `actor_running`, `actor_restarts_total`.
-fn encode_actors(
-    enc: &mut DescriptorEncoder,
-    actors: &[ActorStatus],
-) -> Result<(), std::fmt::Error> {
+fn encode_actors(enc: &mut Exposition, actors: &[ActorStatus]) -> std::fmt::Result {
     gauge(
         enc,
         "actor_running",
@@ -420,10 +451,7 @@ fn encode_actors(
 }
 
 /// The unlabelled totals: dispatcher counters, flow resets, then the pending-events gauge.
-fn encode_dispatcher_and_flows(
-    enc: &mut DescriptorEncoder,
-    status: &EngineStatus,
-) -> Result<(), std::fmt::Error> {
+fn encode_dispatcher_and_flows(enc: &mut Exposition, status: &EngineStatus) -> std::fmt::Result {
     let flows = &status.flows;
     for (name, help, value) in [
         (
@@ -470,30 +498,14 @@ fn encode_dispatcher_and_flows(
     )
 }
 
-/// The board keeps cumulative bucket counts (Prometheus' own convention), while the encoder
-/// takes per-bucket counts and accumulates them itself: convert back.
-fn buckets_per_bucket(cumulative: &[(f64, u64)]) -> Vec<(f64, u64)> {
-    let mut previous = 0;
-    cumulative
-        .iter()
-        .map(|(bound, total)| {
-            let own = total.saturating_sub(previous);
-            previous = previous.max(*total);
-            (*bound, own)
-        })
-        .collect()
-}
-
 /// Renders `status` in the Prometheus text format.
 pub fn render(status: &EngineStatus) -> String {
-    let mut registry = Registry::with_prefix("netfailover");
-    registry.register_collector(Box::new(Snapshot(status.clone())));
-    let mut text = String::new();
-    // Writing into a String cannot fail; an encoder error would be a bug in the collector.
-    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry) {
+    let mut enc = Exposition::default();
+    // Writing into a String cannot fail: an error here would be a bug in this file.
+    if let Err(e) = encode(&mut enc, status) {
         tracing::error!(error = %e, "metrics: encoding failed");
     }
-    text
+    enc.text
 }
 
 /// Binds the metrics listener (done before the engine starts so a bad address fails fast).
