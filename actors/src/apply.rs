@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::model::{IfaceAddr, IfaceName, KernelRoute, RpFilterPolicy};
 use crate::plan::{Plan, RTPROT_RA};
 use crate::ports::{PortError, PortErrorKind, RouteTable, Sysctl};
+use crate::ra_solicit::{OwedAdvert, OwedStep, SOLICITATIONS};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// What applying a plan did.
@@ -29,7 +31,10 @@ pub struct Applied {
     /// router-advertised routes cannot be demoted (also in `ra_metric`, so not retried).
     pub ra_unavailable: Vec<u32>,
     pub ra_deleted: Vec<u32>,
+    /// Interfaces solicited (sent or failed alike: the back-off paces both).
     pub resolicited: Vec<u32>,
+    /// (ifindex, metric) whose route must move to a new `ra_defrtr_metric`: solicited once.
+    pub ra_moving: Vec<(u32, u32)>,
     pub addresses_done: Vec<(u32, IfaceAddr)>,
 }
 
@@ -88,9 +93,10 @@ async fn apply_settings(
                 {
                     tracing::info!(iface = %name, metric, "router-advertised route: metric changed, soliciting a new advertisement");
                     if let Err(e) = routes.solicit_router(*ifindex, name.clone()).await {
-                        // Not retried: the router's next periodic advertisement applies it.
-                        tracing::warn!(iface = %name, error = %e, "router solicitation failed");
+                        tracing::warn!(iface = %name, error = %e, "router solicitation failed; asking again shortly");
                     }
+                    // Owed until the route shows the metric (`ra_solicit.rs`).
+                    out.ra_moving.push((*ifindex, *metric));
                 }
             }
             // Kernels before 5.12 have no ra_defrtr_metric: nothing to retry, but said loudly
@@ -164,12 +170,12 @@ async fn apply_routes(routes: &dyn RouteTable, plan: &Plan, out: &mut Applied) {
         }
     }
     for (ifindex, name) in &plan.ra_resolicit {
-        tracing::info!(iface = %name, "link back: soliciting the router-advertised route again");
-        match routes.solicit_router(*ifindex, name.clone()).await {
-            Ok(()) => out.resolicited.push(*ifindex),
-            // Tried again with the next reconcile (no link-local address yet, ...).
-            Err(e) => tracing::warn!(iface = %name, error = %e, "router solicitation failed"),
+        tracing::info!(iface = %name, "soliciting the router-advertised route");
+        if let Err(e) = routes.solicit_router(*ifindex, name.clone()).await {
+            // Asked again on the back-off (no link-local address yet, ...).
+            tracing::warn!(iface = %name, error = %e, "router solicitation failed");
         }
+        out.resolicited.push(*ifindex);
     }
 }
 
@@ -212,10 +218,9 @@ pub struct Done {
     pub rp_filter: BTreeSet<u32>,
     /// `ra_defrtr_metric` written (per ifindex); cleared on reload (metrics may change).
     pub ra_metric: BTreeMap<u32, u32>,
-    /// Interfaces whose router-advertised routes we deleted on link loss: solicited again when
-    /// the link is back (the kernel's own solicitation at link-up may be its only one, and may
-    /// be lost while the router's side comes up).
-    pub ra_deleted: BTreeSet<u32>,
+    /// Router advertisements waited for, per ifindex: after we deleted an interface's
+    /// advertised routes on link loss, or moved them to a new metric (`ra_solicit.rs`).
+    pub ra_owed: BTreeMap<u32, OwedAdvert>,
     /// Manual addresses ensured; also forgotten when the link becomes unusable (admin down
     /// flushes IPv6 addresses, and a link may come back without the IPv4 ones).
     pub addresses: BTreeSet<(u32, IfaceAddr)>,
@@ -225,7 +230,7 @@ impl Done {
     pub fn forget_link(&mut self, ifindex: u32) {
         self.rp_filter.remove(&ifindex);
         self.ra_metric.remove(&ifindex);
-        self.ra_deleted.remove(&ifindex);
+        self.ra_owed.remove(&ifindex);
         self.forget_addresses(ifindex);
     }
 
@@ -233,14 +238,38 @@ impl Done {
         self.addresses.retain(|(i, _)| *i != ifindex);
     }
 
-    /// Folds in what an apply did.
-    pub fn absorb(&mut self, applied: &Applied) {
+    /// Folds in what the plan found and the apply did at `now`.
+    pub fn absorb(&mut self, plan: &Plan, applied: &Applied, now: Instant) {
         self.rp_filter.extend(&applied.rp_filter_done);
         self.ra_metric.extend(applied.ra_metric.iter().copied());
-        self.ra_deleted.extend(&applied.ra_deleted);
+        for (ifindex, step) in &plan.ra_settled {
+            if *step == OwedStep::GiveUp {
+                tracing::info!(ifindex, solicitations = SOLICITATIONS, "no router advertisement came; the router's own periodic ones will bring the route");
+            }
+            self.ra_owed.remove(ifindex);
+        }
+        for i in &applied.ra_deleted {
+            self.ra_owed.insert(*i, OwedAdvert::after_link_loss(now));
+        }
+        for (i, metric) in &applied.ra_moving {
+            self.ra_owed
+                .insert(*i, OwedAdvert::after_metric_change(*metric, now));
+        }
         for i in &applied.resolicited {
-            self.ra_deleted.remove(i);
+            if let Some(owed) = self.ra_owed.get_mut(i) {
+                *owed = owed.solicited(now);
+            }
         }
         self.addresses.extend(&applied.addresses_done);
+    }
+
+    /// When the next owed solicitation is due, if one is due after `now` (one due already waits
+    /// for its link to be usable, which a link event announces).
+    pub fn next_solicitation(&self, now: Instant) -> Option<Instant> {
+        self.ra_owed
+            .values()
+            .map(|o| o.next)
+            .filter(|next| *next > now)
+            .min()
     }
 }

@@ -30,7 +30,8 @@
 //! health's suspicion rule), `flows.rs` (which flows are pinned to an interface), `recovery.rs`
 //! (the recovery ladder's episodes and the reboot rule), and
 //! RouteManager's four parts, which the actor only sequences: `plan.rs` (the planner;
-//! `assign.rs` picks the managed interfaces), `apply.rs` (the applier and rp_filter policy),
+//! `assign.rs` picks the managed interfaces), `apply.rs` (the applier and rp_filter policy;
+//! `ra_solicit.rs`: router advertisements still owed, and when to ask again),
 //! `transition.rs` (interface states and events in the contract's order) and `route_model.rs`
 //! (its model and the projections: events, uplinks, route-in-use moves, status). The status
 //! board (`board.rs`) has one writer per field: each actor publishes its own part
@@ -70,6 +71,7 @@ pub mod plan;
 pub mod ports;
 pub mod probe_scheduler;
 pub mod prober;
+pub mod ra_solicit;
 pub mod recovery;
 pub mod recovery_manager;
 pub mod route_manager;

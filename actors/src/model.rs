@@ -30,5 +30,5 @@ pub use config::{
 pub use connectivity::Connectivity;
 pub use event::{BudgetInfo, Event, EventKind, RecoveryInfo};
 pub use iface::{IfaceName, IfaceNameError, IFNAME_MAX};
-pub use link::{Family, KernelRoute, LinkInfo, LinkKind};
+pub use link::{Family, KernelRoute, LinkInfo, LinkKind, RTPROT_RA};
 pub use metric::{Metered, Metric, MetricError, UplinkType, PENALTY_MAX};

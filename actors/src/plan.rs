@@ -18,13 +18,9 @@ use crate::model::{
     LinkInfo, Method, Profile, RpFilterPolicy, UplinkType,
 };
 use crate::ports::EngineState;
+use crate::ra_solicit::{OwedAdvert, OwedStep};
 
-/// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA). The kernel installs them; we
-/// never add or adopt one. Their metric follows `ra_defrtr_metric` (set to the effective metric,
-/// then one Router Solicitation so the router's answer re-installs the route at it), and on link
-/// loss we delete them (the kernel would keep them, `linkdown`; its own solicitation at link-up
-/// brings them back). See docs/semantics.md §9.3.
-pub const RTPROT_RA: u8 = 9;
+pub use crate::model::RTPROT_RA;
 
 /// One default route RouteManager wants, before metrics are made unique.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -164,7 +160,8 @@ pub struct PlanInput {
     pub shutting_down: bool,
     pub rp_filter_done: BTreeSet<u32>,
     pub ra_metric: BTreeMap<u32, u32>,
-    pub ra_deleted: BTreeSet<u32>,
+    /// Advertisements waited for (`ra_solicit.rs`).
+    pub ra_owed: BTreeMap<u32, OwedAdvert>,
     pub addresses_done: BTreeSet<(u32, IfaceAddr)>,
     /// Control devices of profiles and the network interface each has now.
     pub control_nets: BTreeMap<String, IfaceName>,
@@ -186,8 +183,10 @@ pub struct Plan {
     pub ra_routes: Vec<KernelRoute>,
     /// Router-advertised routes of interfaces whose link is lost: deleted.
     pub ra_delete: Vec<KernelRoute>,
-    /// (ifindex, name) of links back after we deleted their router-advertised routes.
+    /// (ifindex, name) to solicit a router advertisement on (`ra_solicit.rs`).
     pub ra_resolicit: Vec<(u32, IfaceName)>,
+    /// Interfaces whose owed advertisement arrived, or was given up on.
+    pub ra_settled: Vec<(u32, OwedStep)>,
 }
 
 /// What planning gathers interface by interface, before metrics are made unique.
@@ -202,6 +201,7 @@ struct Draft {
     addresses: Vec<(u32, IfaceAddr)>,
     ra_delete: Vec<KernelRoute>,
     ra_resolicit: Vec<(u32, IfaceName)>,
+    ra_settled: Vec<(u32, OwedStep)>,
 }
 
 /// One family of one managed interface with a link, as planning sees it.
@@ -254,6 +254,7 @@ impl PlanInput {
                 .collect(),
             ra_delete: draft.ra_delete,
             ra_resolicit: draft.ra_resolicit,
+            ra_settled: draft.ra_settled,
         }
     }
 
@@ -340,7 +341,7 @@ impl PlanInput {
                 fc,
                 effective: metric.saturating_add(penalty),
             };
-            self.plan_family(&t, gateway, kernel, draft);
+            self.plan_family(&t, gateway, kernel, now, draft);
         }
         if !gws_learned.is_empty() {
             draft.learned.push((a.name.clone(), gws_learned));
@@ -387,6 +388,7 @@ impl PlanInput {
         t: &Target<'_>,
         gateway: Option<Option<IpAddr>>,
         kernel: &[KernelRoute],
+        now: Instant,
         draft: &mut Draft,
     ) {
         let (ifindex, family) = (t.ifindex, t.family);
@@ -394,8 +396,12 @@ impl PlanInput {
             if self.ra_metric.get(&ifindex) != Some(&t.effective) {
                 draft.ra_metric.push((ifindex, t.name.clone(), t.effective));
             }
-            if self.ra_deleted.contains(&ifindex) {
-                draft.ra_resolicit.push((ifindex, t.name.clone()));
+            if let Some(owed) = self.ra_owed.get(&ifindex) {
+                match owed.step(ifindex, kernel, now) {
+                    OwedStep::Solicit => draft.ra_resolicit.push((ifindex, t.name.clone())),
+                    OwedStep::Wait => {}
+                    settled => draft.ra_settled.push((ifindex, settled)),
+                }
             }
         }
         if !t.usable {

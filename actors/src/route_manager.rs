@@ -107,6 +107,8 @@ struct State {
     shutting_down: bool,
     retry_delay: Duration,
     retry: Option<SpawnHandle>,
+    /// The reconcile that sends the next owed router solicitation.
+    solicit_timer: Option<SpawnHandle>,
     last_uplinks: Vec<Uplink>,
 }
 
@@ -147,7 +149,7 @@ impl RouteManager {
             shutting_down: self.state.shutting_down,
             rp_filter_done: done.rp_filter.clone(),
             ra_metric: done.ra_metric.clone(),
-            ra_deleted: done.ra_deleted.clone(),
+            ra_owed: done.ra_owed.clone(),
             control_nets: self
                 .cfg
                 .profiles
@@ -197,11 +199,12 @@ impl RouteManager {
                 for f in &applied.failures {
                     tracing::warn!(error = %f, "route change failed; will retry");
                 }
+                self.state.done.absorb(&plan, &applied, Instant::now());
                 self.state.model.absorb(plan, &applied);
                 if let Some(listing) = addresses {
                     self.state.model.remember_addresses(&listing);
                 }
-                self.state.done.absorb(&applied);
+                self.schedule_solicitation(ctx);
                 // `installed` holds only the routes whose write succeeded.
                 self.report_moves();
                 !applied.failures.is_empty()
@@ -280,6 +283,20 @@ impl RouteManager {
         let mut events = std::mem::take(&mut self.state.pending);
         events.extend(out.changes.into_iter().map(|c| self.event(c)));
         (events, out.reset_checks)
+    }
+
+    /// A reconcile when the next owed router solicitation is due (`ra_solicit.rs`).
+    fn schedule_solicitation(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.state.solicit_timer.take() {
+            ctx.cancel_future(h);
+        }
+        let now = Instant::now();
+        if let Some(next) = self.state.done.next_solicitation(now) {
+            self.state.solicit_timer = Some(ctx.run_later(next - now, |act, ctx| {
+                act.state.solicit_timer = None;
+                act.request_reconcile(ctx);
+            }));
+        }
     }
 
     fn schedule_retry(&mut self, ctx: &mut Context<Self>) {

@@ -14,6 +14,7 @@ use netfailover_actors::model::{
 };
 use netfailover_actors::plan::{Plan, PlanInput, RTPROT_RA};
 use netfailover_actors::ports::{EngineState, IfaceRecord};
+use netfailover_actors::ra_solicit::{OwedAdvert, OwedStep};
 use tokio::time::Instant;
 
 const OURS: u8 = DEFAULT_ROUTE_PROTOCOL;
@@ -106,7 +107,7 @@ fn input(wlan0_up: bool) -> PlanInput {
         shutting_down: false,
         rp_filter_done: BTreeSet::new(),
         ra_metric: BTreeMap::new(),
-        ra_deleted: BTreeSet::new(),
+        ra_owed: BTreeMap::new(),
         addresses_done: BTreeSet::new(),
         control_nets: BTreeMap::new(),
     }
@@ -203,10 +204,21 @@ fn a_lost_link_is_swept_and_its_advertised_route_deleted_then_solicited_again() 
     );
     assert!(p.ra_metric.is_empty());
 
-    // The link is back after we deleted its advertised route: solicit it again.
+    // The link is back after we deleted its advertised route: solicit it again, until the
+    // route is there (`ra_solicit.rs` has the back-off).
+    let now = Instant::now();
     let mut back = input(true);
-    back.ra_deleted.insert(3);
-    assert_eq!(plan(&back).ra_resolicit, vec![(3, name("wlan0"))]);
+    back.ra_owed.insert(3, OwedAdvert::after_link_loss(now));
+    let without_ra: Vec<KernelRoute> = kernel()
+        .into_iter()
+        .filter(|r| r.protocol != RTPROT_RA)
+        .collect();
+    let p = back.plan(&without_ra, now);
+    assert_eq!(p.ra_resolicit, vec![(3, name("wlan0"))]);
+    assert!(p.ra_settled.is_empty());
+    let p = back.plan(&kernel(), now);
+    assert!(p.ra_resolicit.is_empty(), "the advertisement came");
+    assert_eq!(p.ra_settled, vec![(3, OwedStep::Arrived)]);
 }
 
 #[test]

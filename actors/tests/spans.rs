@@ -154,6 +154,7 @@ async fn actors_work_in_named_spans_with_the_fixed_field_names() {
         ra_routes: vec![],
         ra_delete: vec![],
         ra_resolicit: vec![],
+        ra_settled: vec![],
     };
     let _ = apply(&kernel, &kernel, &plan).await;
     assert!(

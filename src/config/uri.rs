@@ -96,6 +96,21 @@ mod tests {
     }
 
     #[test]
+    fn internationalised_hosts_only_in_their_ascii_form() {
+        // No Unicode back end for IDNA (Cargo.toml, `idna_adapter`): the xn-- form is the way.
+        assert_eq!(
+            CheckUri::new("https://xn--bcher-kva.test/")
+                .unwrap()
+                .as_str(),
+            "https://xn--bcher-kva.test/"
+        );
+        assert!(matches!(
+            CheckUri::new("https://bücher.test/"),
+            Err(CheckUriError::Parse { .. })
+        ));
+    }
+
+    #[test]
     fn normalised_and_encoded() {
         assert_eq!(
             CheckUri::new("http://Example.TEST/a b").unwrap().as_str(),

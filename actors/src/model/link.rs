@@ -57,6 +57,13 @@ impl LinkInfo {
     }
 }
 
+/// `rtm_protocol` of router-advertised IPv6 routes (RTPROT_RA). The kernel installs them; we
+/// never add or adopt one. Their metric follows `ra_defrtr_metric` (set to the effective metric,
+/// then a Router Solicitation so the router's answer re-installs the route at it), and on link
+/// loss we delete them (the kernel would keep them, `linkdown`); our solicitations when the link
+/// is back bring them back (`ra_solicit.rs`). See docs/semantics.md §9.3.
+pub const RTPROT_RA: u8 = 9;
+
 /// A default route in the main table, as the kernel has it or as the engine wants it.
 #[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 pub struct KernelRoute {

@@ -4,7 +4,8 @@
 use super::*;
 
 /// A router-advertised IPv6 default route (`proto ra`) on eth0: demoted through
-/// `ra_defrtr_metric` plus one Router Solicitation on a penalty, deleted on link loss.
+/// `ra_defrtr_metric` plus one Router Solicitation on a penalty, deleted on link loss and
+/// solicited back (with a bounded back-off) when the link returns.
 #[actix::test]
 async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
     const RA: u8 = 9;
@@ -47,8 +48,7 @@ async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
         "no repeat once it moved"
     );
 
-    // A penalty: the RA metric follows, with one more solicitation; the route is never re-added
-    // by us.
+    // A penalty: the RA metric follows, with a solicitation; the route is never re-added by us.
     w.probe.set("eth0", Verdict::Limited);
     pass(Duration::from_secs(40)).await;
     assert_eq!(state_of(&h, "eth0"), Connectivity::Limited);
@@ -56,7 +56,9 @@ async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
         w.kernel.sysctl_get(key).as_deref(),
         Some(&*(100 + PENALTY).to_string())
     );
-    assert_eq!(w.kernel.solicitations().len(), at_start.len() + 1);
+    // This router does not answer: asked again after 1, 2 and 4 s, then left to its own
+    // periodic advertisements.
+    assert_eq!(w.kernel.solicitations().len(), at_start.len() + 4);
     let ours_v6 = w
         .kernel
         .routes()
@@ -73,11 +75,52 @@ async fn router_advertised_routes_are_demoted_and_removed_with_the_link() {
         "RA route deleted on carrier loss: {:?}",
         w.kernel.routes()
     );
-    // Link back: one solicitation brings it back (the kernel's own may be lost).
+    // Link back: solicited at once (the kernel does not solicit on carrier return), and again
+    // after 1, 2 and 4 s while no advertisement comes (the first may be lost while the router's
+    // side comes up); then left to the router's periodic advertisements.
     let before = w.kernel.solicitations().len();
     w.kernel.set_carrier("eth0", true);
     settle().await;
     assert_eq!(w.kernel.solicitations().len(), before + 1);
+    let mut counts = Vec::new();
+    for _ in 0..12 {
+        pass(Duration::from_secs(1)).await;
+        counts.push(w.kernel.solicitations().len() - before);
+    }
+    assert_eq!(
+        counts,
+        [2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 4, 4],
+        "at 0, 1, 3, 7 s"
+    );
+    assert_eq!(
+        w.kernel.sysctl_get(key).as_deref(),
+        Some(&*(100 + PENALTY).to_string()),
+        "still penalised"
+    );
+
+    // The router's periodic advertisement brings the route; another flap, and this time the
+    // router answers the first solicitation: no more are sent.
+    let ra = KernelRoute {
+        metric: 100 + PENALTY,
+        ..ra
+    };
+    w.kernel.add_route_by_hand(ra.clone());
+    settle().await;
+    w.kernel.set_carrier("eth0", false);
+    settle().await;
+    assert!(!w.kernel.routes().contains(&ra), "deleted with the link");
+    let before = w.kernel.solicitations().len();
+    w.kernel.set_carrier("eth0", true);
+    settle().await;
+    assert_eq!(w.kernel.solicitations().len(), before + 1);
+    w.kernel.add_route_by_hand(ra.clone());
+    pass(Duration::from_secs(10)).await;
+    assert_eq!(
+        w.kernel.solicitations().len(),
+        before + 1,
+        "answered: no repeat"
+    );
+    assert!(w.kernel.routes().contains(&ra), "and the route stays");
 }
 
 /// A kernel without `ra_defrtr_metric` (before 5.12): the IPv6 penalty cannot work, which is

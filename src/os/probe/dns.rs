@@ -1,34 +1,25 @@
 //! Name resolution for checks, bound to one interface.
 //!
-//! Every query leaves through the checked interface only (SO_BINDTODEVICE on hickory's sockets,
-//! through a custom [`RuntimeProvider`], bound to the interface's own address) and goes to that interface's servers in the order the
-//! engine gives (docs/semantics.md §3): the next server is asked only when the previous one failed (timeout,
-//! unreachable, SERVFAIL, ...). Hickory matches answers to the server's exact address and query
-//! id and drops anything else. A successful answer is kept until its TTL runs out, so a check
-//! every few seconds does not re-query; an [`InterfaceResolver`] lives as long as the
-//! interface's server list stays the same. Queries go over UDP only: a check host's A record
-//! never needs TCP.
+//! Every query leaves through the checked interface only (a UDP socket with SO_BINDTODEVICE,
+//! bound to the interface's own address) and goes to that interface's servers in the order the
+//! engine gives (docs/semantics.md §3): the next server is asked only when the previous one
+//! failed (timeout, unreachable, SERVFAIL, ...). Only a datagram from the server's exact address
+//! and port, with the query's id and question, is taken as the answer; anything else is
+//! counted and ignored. A successful answer is kept until its TTL runs out, so a check every few
+//! seconds does not re-query; an [`InterfaceResolver`] lives as long as the interface's server
+//! list stays the same. Queries go over UDP only: a check host's A record never needs TCP. The
+//! messages themselves: `dns_msg.rs` (our own client instead of hickory-resolver:
+//! docs/decisions.md, "DNS").
 
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ServerOrderingStrategy,
-};
-use hickory_resolver::net::runtime::iocompat::AsyncIoTokioAsStd;
-use hickory_resolver::net::runtime::{
-    DnsUdpSocket, RuntimeProvider, TokioHandle, TokioRuntimeProvider, TokioTime,
-};
-use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::Resolver;
 use netfailover_actors::model::{Family, IfaceName};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
+use super::dns_msg::{self, RecordType, Reply};
 use super::wire::DatagramMeter;
 
 /// Why a name could not be resolved through an interface.
@@ -53,118 +44,14 @@ pub enum DnsFailure {
     },
 }
 
-/// Hickory's runtime with every socket bound to one interface and counted.
-#[derive(Clone)]
-pub struct BoundProvider {
-    inner: TokioRuntimeProvider,
-    iface: Arc<str>,
-    meter: Arc<DatagramMeter>,
-}
-
-type BoxedIo<T> = Pin<Box<dyn Send + Future<Output = io::Result<T>>>>;
-
-impl RuntimeProvider for BoundProvider {
-    type Handle = TokioHandle;
-    type Timer = TokioTime;
-    type Udp = MeteredUdp;
-    type Tcp = AsyncIoTokioAsStd<TcpStream>;
-
-    fn create_handle(&self) -> Self::Handle {
-        self.inner.create_handle()
-    }
-
-    fn connect_tcp(
-        &self,
-        server: SocketAddr,
-        bind_addr: Option<SocketAddr>,
-        wait_for: Option<Duration>,
-    ) -> BoxedIo<Self::Tcp> {
-        let iface = self.iface.clone();
-        Box::pin(async move {
-            let socket = if server.is_ipv6() {
-                TcpSocket::new_v6()?
-            } else {
-                TcpSocket::new_v4()?
-            };
-            socket.bind_device(Some(iface.as_bytes()))?;
-            if let Some(local) = bind_addr.or_else(|| {
-                super::source::source_for(&iface, Family::of(&server.ip()))
-                    .map(|ip| SocketAddr::new(ip, 0))
-            }) {
-                socket.bind(local)?;
-            }
-            let wait_for = wait_for.unwrap_or(Duration::from_secs(5));
-            match tokio::time::timeout(wait_for, socket.connect(server)).await {
-                Ok(stream) => stream.map(AsyncIoTokioAsStd),
-                Err(_) => Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "DNS TCP connect timed out",
-                )),
-            }
-        })
-    }
-
-    fn bind_udp(&self, local: SocketAddr, server: SocketAddr) -> BoxedIo<Self::Udp> {
-        let iface = self.iface.clone();
-        let meter = self.meter.clone();
-        Box::pin(async move {
-            // The interface's own address (strict reverse-path filtering upstream), when
-            // hickory leaves the choice to the kernel.
-            let local = match super::source::source_for(&iface, Family::of(&server.ip())) {
-                Some(ip) if local.ip().is_unspecified() => SocketAddr::new(ip, local.port()),
-                _ => local,
-            };
-            let socket = UdpSocket::bind(local).await?;
-            socket.bind_device(Some(iface.as_bytes()))?;
-            Ok(MeteredUdp { socket, meter })
-        })
-    }
-}
-
-/// A UDP socket that counts every datagram it sends or receives (wrong-source ones included:
-/// they crossed the wire too).
-pub struct MeteredUdp {
-    socket: UdpSocket,
-    meter: Arc<DatagramMeter>,
-}
-
-impl DnsUdpSocket for MeteredUdp {
-    type Time = TokioTime;
-
-    fn poll_recv_from(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<(usize, SocketAddr)>> {
-        let polled = DnsUdpSocket::poll_recv_from(&self.socket, cx, buf);
-        if let Poll::Ready(Ok((n, from))) = &polled {
-            self.meter.datagram(*n, from.is_ipv6());
-        }
-        polled
-    }
-
-    fn poll_send_to(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-        target: SocketAddr,
-    ) -> Poll<io::Result<usize>> {
-        let polled = DnsUdpSocket::poll_send_to(&self.socket, cx, buf, target);
-        if let Poll::Ready(Ok(n)) = &polled {
-            self.meter.datagram(*n, target.is_ipv6());
-        }
-        polled
-    }
-}
-
 /// Which records a lookup asks for: only the family the check can use through the interface
 /// (no AAAA query on an IPv4-only uplink, no A query on an IPv6-only one); with both, A first and
 /// AAAA only when there is no A, half the queries of asking both.
-fn strategy(routed: &[Family]) -> LookupIpStrategy {
+fn strategy(routed: &[Family]) -> &'static [RecordType] {
     match (routed.contains(&Family::V4), routed.contains(&Family::V6)) {
-        (true, false) => LookupIpStrategy::Ipv4Only,
-        (false, true) => LookupIpStrategy::Ipv6Only,
-        _ => LookupIpStrategy::Ipv4thenIpv6,
+        (true, false) => &[RecordType::A],
+        (false, true) => &[RecordType::Aaaa],
+        _ => &[RecordType::A, RecordType::Aaaa],
     }
 }
 
@@ -176,72 +63,34 @@ struct CachedAnswer {
     valid_until: Instant,
 }
 
-/// The resolvers of one interface: one single-server hickory resolver per configured server,
-/// asked in order, sharing one byte meter and one answer cache.
+/// The resolver of one interface: its servers asked in order, one byte meter and one answer
+/// cache.
 pub struct InterfaceResolver {
     iface: IfaceName,
     servers: Vec<SocketAddr>,
-    resolvers: Vec<Resolver<BoundProvider>>,
-    meter: Arc<DatagramMeter>,
+    meter: DatagramMeter,
     cached: Mutex<Option<CachedAnswer>>,
     per_server_timeout: Duration,
-    strategy: LookupIpStrategy,
+    strategy: &'static [RecordType],
 }
 
 impl InterfaceResolver {
-    /// Resolvers for `servers` through `iface`; each server gets `per_server_timeout`; only
+    /// A resolver for `servers` through `iface`; each server gets `per_server_timeout`; only
     /// the record types of the `routed` families are asked for ([`strategy`]).
     pub fn new(
         iface: &IfaceName,
         servers: &[SocketAddr],
         per_server_timeout: Duration,
         routed: &[Family],
-    ) -> Result<Self, DnsFailure> {
-        let strategy = strategy(routed);
-        let meter = Arc::new(DatagramMeter::default());
-        let provider = BoundProvider {
-            inner: TokioRuntimeProvider::new(),
-            iface: Arc::from(iface.as_str()),
-            meter: meter.clone(),
-        };
-        let resolvers = servers
-            .iter()
-            .map(|server| {
-                let mut ns = NameServerConfig::udp(server.ip());
-                for conn in &mut ns.connections {
-                    conn.port = server.port();
-                }
-                let config = ResolverConfig::from_name_servers(vec![ns]);
-                let mut builder = Resolver::builder_with_config(config, provider.clone());
-                let opts = builder.options_mut();
-                opts.timeout = per_server_timeout;
-                // One try per server per check: the next server, then the next check, retry.
-                opts.attempts = 0;
-                opts.num_concurrent_reqs = 1;
-                opts.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;
-                opts.ip_strategy = strategy;
-                opts.use_hosts_file = ResolveHosts::Never;
-                // Our own cache holds the one answer a check needs.
-                opts.cache_size = 0;
-                // No EDNS OPT record: 11 B less in the query and in the answer; a check host's
-                // addresses fit the classic 512 B answer.
-                opts.edns0 = false;
-                builder.build().map_err(|e| DnsFailure::Failed {
-                    host: String::new(),
-                    iface: iface.clone(),
-                    message: format!("resolver for {server}: {e}"),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             iface: iface.clone(),
             servers: servers.to_vec(),
-            resolvers,
-            meter,
+            meter: DatagramMeter::default(),
             cached: Mutex::new(None),
             per_server_timeout,
-            strategy,
-        })
+            strategy: strategy(routed),
+        }
     }
 
     /// The server list this resolver was built for.
@@ -259,43 +108,86 @@ impl InterfaceResolver {
         if let Some(addrs) = self.cached(host) {
             return Ok(addrs);
         }
-        if self.resolvers.is_empty() {
+        if self.servers.is_empty() {
             return Err(DnsFailure::NoServers {
                 iface: self.iface.clone(),
             });
         }
-        let fqdn = if host.ends_with('.') {
-            host.to_string()
-        } else {
-            format!("{host}.")
-        };
-        let mut failures = Vec::with_capacity(self.resolvers.len());
-        for (resolver, server) in self.resolvers.iter().zip(&self.servers) {
-            // Hickory's own timeout is per query, and Ipv4thenIpv6 may send a second query
-            // after the first timed out: bound the server as a whole.
-            let lookup =
-                tokio::time::timeout(self.per_server_timeout, resolver.lookup_ip(fqdn.as_str()));
-            let Ok(result) = lookup.await else {
-                failures.push((*server, ServerFailure::Timeout));
-                continue;
-            };
-            match result {
-                Ok(lookup) => {
-                    let addrs: Vec<IpAddr> = lookup.iter().collect();
-                    if addrs.is_empty() {
-                        failures.push((*server, ServerFailure::NoAnswer));
-                        continue;
-                    }
-                    self.remember(host, &addrs, lookup.valid_until());
+        let mut failures = Vec::with_capacity(self.servers.len());
+        for server in &self.servers {
+            // One try per server per check: the next server, then the next check, retry. The
+            // timeout bounds the server as a whole (A and then AAAA).
+            let asked = tokio::time::timeout(self.per_server_timeout, self.ask(*server, host));
+            let failure = match asked.await {
+                Err(_) => ServerFailure::Timeout,
+                Ok(Ok((addrs, ttl))) => {
+                    self.remember(host, &addrs, Instant::now() + ttl);
                     return Ok(addrs);
                 }
-                Err(e) => {
-                    tracing::debug!(iface = %self.iface, %server, error = %e, "DNS server failed");
-                    failures.push((*server, ServerFailure::from_error(&e)));
+                Ok(Err(failure)) => failure,
+            };
+            tracing::debug!(iface = %self.iface, %server, ?failure, "DNS server failed");
+            failures.push((*server, failure));
+        }
+        Err(self.summarise(host, failures))
+    }
+
+    /// `host`'s addresses from one server: the record types of [`strategy`] in turn, the next
+    /// only when the previous had none.
+    async fn ask(
+        &self,
+        server: SocketAddr,
+        host: &str,
+    ) -> Result<(Vec<IpAddr>, Duration), ServerFailure> {
+        let socket = self.socket(server).await.map_err(ServerFailure::io)?;
+        let mut buf = [0u8; 1500];
+        for &rtype in self.strategy {
+            let query = dns_msg::query(random_id(), host, rtype)
+                .map_err(|e| ServerFailure::Other(e.to_string()))?;
+            let sent = socket
+                .send_to(&query, server)
+                .await
+                .map_err(ServerFailure::io)?;
+            self.meter.datagram(sent, server.is_ipv6());
+            loop {
+                let (n, from) = socket
+                    .recv_from(&mut buf)
+                    .await
+                    .map_err(ServerFailure::io)?;
+                // Every datagram crossed the wire, the wrong ones too.
+                self.meter.datagram(n, from.is_ipv6());
+                // Compared without the scope or flow: a v4-mapped or scoped form is the same peer.
+                if from.ip().to_canonical() != server.ip().to_canonical()
+                    || from.port() != server.port()
+                {
+                    continue;
+                }
+                match dns_msg::parse(&buf[..n], &query) {
+                    Reply::NotOurs => continue,
+                    Reply::Addresses { addrs, ttl } if !addrs.is_empty() => {
+                        return Ok((addrs, ttl))
+                    }
+                    Reply::Addresses { .. } | Reply::NoSuchName => break,
+                    Reply::Failed(message) => return Err(ServerFailure::Other(message)),
                 }
             }
         }
-        Err(self.summarise(host, failures))
+        Err(ServerFailure::NoAnswer)
+    }
+
+    /// A fresh UDP socket (a new random port per lookup) on the interface, from the
+    /// interface's own address of the server's family (strict reverse-path filtering upstream)
+    /// when it has one.
+    async fn socket(&self, server: SocketAddr) -> io::Result<UdpSocket> {
+        let family = Family::of(&server.ip());
+        let local =
+            super::source::source_for(self.iface.as_str(), family).unwrap_or(match family {
+                Family::V4 => IpAddr::from([0, 0, 0, 0]),
+                Family::V6 => IpAddr::from([0u16; 8]),
+            });
+        let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await?;
+        socket.bind_device(Some(self.iface.as_str().as_bytes()))?;
+        Ok(socket)
     }
 
     fn cached(&self, host: &str) -> Option<Vec<IpAddr>> {
@@ -351,6 +243,20 @@ impl InterfaceResolver {
     }
 }
 
+/// A query id nobody off the path can guess (with the random port, the screen against forged
+/// answers). Falls back to the clock's nanoseconds if the kernel's generator fails.
+fn random_id() -> u16 {
+    use ring::rand::SecureRandom as _;
+    let mut id = [0u8; 2];
+    if ring::rand::SystemRandom::new().fill(&mut id).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        id = (nanos as u16).to_be_bytes();
+    }
+    u16::from_be_bytes(id)
+}
+
 /// How one server failed.
 #[derive(Debug)]
 enum ServerFailure {
@@ -361,12 +267,11 @@ enum ServerFailure {
 }
 
 impl ServerFailure {
-    fn from_error(e: &NetError) -> Self {
-        match e {
-            NetError::Dns(DnsError::NoRecordsFound(_)) => ServerFailure::NoAnswer,
-            NetError::Timeout => ServerFailure::Timeout,
-            NetError::Io(io) if super::is_unreachable(io) => ServerFailure::Unreachable,
-            other => ServerFailure::Other(other.to_string()),
+    fn io(e: io::Error) -> Self {
+        if super::is_unreachable(&e) {
+            ServerFailure::Unreachable
+        } else {
+            ServerFailure::Other(e.to_string())
         }
     }
 }
@@ -385,29 +290,21 @@ impl ResolverPool {
         servers: &[SocketAddr],
         per_server_timeout: Duration,
         routed: &[Family],
-    ) -> Result<Arc<InterfaceResolver>, DnsFailure> {
+    ) -> Arc<InterfaceResolver> {
         let mut pool = self.by_iface.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = pool
             .get(iface)
             .filter(|r| r.servers() == servers && r.strategy == strategy(routed))
         {
-            return Ok(existing.clone());
+            return existing.clone();
         }
         let fresh = Arc::new(InterfaceResolver::new(
             iface,
             servers,
             per_server_timeout,
             routed,
-        )?);
+        ));
         pool.insert(iface.clone(), fresh.clone());
-        Ok(fresh)
-    }
-
-    /// Forgets the resolver of `iface` after a failed lookup, so the next check starts from
-    /// fresh sockets (hickory's background tasks belong to the runtime that created them; a
-    /// Prober restarted on another arbiter must not inherit dead ones).
-    pub fn forget(&self, iface: &IfaceName) {
-        let mut pool = self.by_iface.lock().unwrap_or_else(|e| e.into_inner());
-        pool.remove(iface);
+        fresh
     }
 }

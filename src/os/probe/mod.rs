@@ -2,7 +2,8 @@
 //! [`Probe`] port with an HTTP(S) GET that leaves through one
 //! interface only, after resolving the check host through that interface's own DNS servers.
 //!
-//! - `dns.rs`: hickory resolvers bound to the interface, server order, TTL cache.
+//! - `dns.rs`: the resolver bound to the interface, server order, TTL cache; `dns_msg.rs`: its
+//!   queries and answers.
 //! - `http.rs`: bound TCP connect, TLS (rustls + ring), the GET and a capped body read.
 //! - `classify.rs`: the docs/semantics.md §3 table from an HTTP answer.
 //! - `wire.rs`: bytes on the wire per check.
@@ -16,6 +17,7 @@
 
 mod classify;
 mod dns;
+mod dns_msg;
 mod http;
 mod source;
 mod wire;
@@ -441,17 +443,12 @@ impl HttpProbe {
         let meters = CheckMeters::default();
         let resolver = match &inner.target.host {
             Host::Ip(_) => None,
-            Host::Name(_) => {
-                match inner.resolvers.get(
-                    &request.iface,
-                    &request.dns,
-                    inner.connect_timeout,
-                    &request.routed,
-                ) {
-                    Ok(r) => Some(r),
-                    Err(failure) => return report(Err(failure.into()), 0, 0, started),
-                }
-            }
+            Host::Name(_) => Some(inner.resolvers.get(
+                &request.iface,
+                &request.dns,
+                inner.connect_timeout,
+                &request.routed,
+            )),
         };
         let dns_before = resolver.as_ref().map_or(0, |r| r.bytes());
         let attempt = self.attempt(&request, resolver.as_deref(), &meters, progress);
@@ -465,9 +462,6 @@ impl HttpProbe {
             .as_ref()
             .map_or(0, |r| r.bytes())
             .saturating_sub(dns_before);
-        if matches!(outcome, Err(CheckFailure::Dns(_))) {
-            inner.resolvers.forget(&request.iface);
-        }
         let report = report(outcome, meters.tcp_bytes(), dns_bytes, started);
         tracing::debug!(
             iface = %request.iface,

@@ -114,7 +114,7 @@ fn garbage_silent_and_wrong_source_dns_answers_fail_cleanly() {
         assert!(dns.queries() > before, "{mode:?}: the query arrived");
     }
     // A responder on the wildcard address answers from the Internet's interface address, not
-    // from the server address the query went to: hickory ignores it.
+    // from the server address the query went to: the resolver ignores it.
     drop(dns);
     let wildcard = dns_when_free(&world.inet, sa("0.0.0.0:53"), &[(HOST, ip(SERVER))]);
     let report = world.on_device(async || probe.run(eth0.clone()).await);

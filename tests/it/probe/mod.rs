@@ -225,7 +225,7 @@ impl World {
     }
 
     /// Runs `f` on a thread inside the device namespace, with its own runtime (every check of
-    /// one test shares it: hickory's sockets belong to the runtime that made them).
+    /// one test shares it, as the daemon's checks share the daemon's).
     fn on_device<T: Send>(&self, f: impl AsyncFnOnce() -> T + Send) -> T {
         std::thread::scope(|s| {
             s.spawn(|| {

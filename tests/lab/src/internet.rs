@@ -472,8 +472,8 @@ pub struct DnsResponder {
 }
 
 impl DnsResponder {
-    /// Answers on exactly `addr` inside `ns` (hickory drops replies from any other source
-    /// address: bind a wildcard only to test exactly that). Unknown names get NXDOMAIN.
+    /// Answers on exactly `addr` inside `ns` (the daemon's resolver drops replies from any other
+    /// source address: bind a wildcard only to test exactly that). Unknown names get NXDOMAIN.
     pub fn start(
         ns: &Netns,
         addr: SocketAddr,

@@ -30,7 +30,9 @@ async fn wait_ipv6(dev: &Netns, what: &str, chosen_dev: &str, ra_metric: Option<
 /// u0's IPv6 default route comes from router advertisements (`proto ra`), u1's is ours. The
 /// RA route carries IPv6 traffic while u0 is FULL, is demoted on a penalty (ra_defrtr_metric and
 /// one Router Solicitation: the router's answer re-installs it at the new metric) and is gone
-/// on carrier loss; the kernel's own solicitation at link-up brings it back.
+/// on carrier loss; the engine's solicitations when the carrier is back bring it back (the
+/// kernel does not solicit on carrier return, and this router, unlike real ones, sends no
+/// periodic advertisements, so nothing else could).
 #[test]
 fn engine_moves_router_advertised_routes_with_penalties_and_link_loss() {
     let w = test_setup!(world("nlra", 2));
@@ -68,8 +70,13 @@ fn engine_moves_router_advertised_routes_with_penalties_and_link_loss() {
         ip(&u0.isp, &["link", "set", &u0.isp_iface, "down"]).await;
         wait_ipv6(&w.dev, "carrier lost", "u1", None).await;
 
+        let asked = router.solicitations();
         ip(&u0.isp, &["link", "set", &u0.isp_iface, "up"]).await;
         wait_ipv6(&w.dev, "carrier back", "u0", Some(100)).await;
+        assert!(
+            router.solicitations() > asked,
+            "the carrier's return solicited"
+        );
         engine.shutdown().await.expect("clean shutdown");
     });
 }
