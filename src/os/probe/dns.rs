@@ -29,6 +29,7 @@ use hickory_resolver::Resolver;
 use netfailover_actors::model::{Family, IfaceName};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
+use super::source::Sources;
 use super::wire::DatagramMeter;
 
 /// Why a name could not be resolved through an interface.
@@ -59,6 +60,15 @@ pub struct BoundProvider {
     inner: TokioRuntimeProvider,
     iface: Arc<str>,
     meter: Arc<DatagramMeter>,
+    /// The interface's source addresses as the running check read them ([`InterfaceResolver::resolve`]).
+    sources: Arc<Mutex<Sources>>,
+}
+
+impl BoundProvider {
+    fn source(&self, server: SocketAddr) -> Option<IpAddr> {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources.get(Family::of(&server.ip()))
+    }
 }
 
 type BoxedIo<T> = Pin<Box<dyn Send + Future<Output = io::Result<T>>>>;
@@ -80,6 +90,7 @@ impl RuntimeProvider for BoundProvider {
         wait_for: Option<Duration>,
     ) -> BoxedIo<Self::Tcp> {
         let iface = self.iface.clone();
+        let source = self.source(server);
         Box::pin(async move {
             let socket = if server.is_ipv6() {
                 TcpSocket::new_v6()?
@@ -87,10 +98,7 @@ impl RuntimeProvider for BoundProvider {
                 TcpSocket::new_v4()?
             };
             socket.bind_device(Some(iface.as_bytes()))?;
-            if let Some(local) = bind_addr.or_else(|| {
-                super::source::source_for(&iface, Family::of(&server.ip()))
-                    .map(|ip| SocketAddr::new(ip, 0))
-            }) {
+            if let Some(local) = bind_addr.or_else(|| source.map(|ip| SocketAddr::new(ip, 0))) {
                 socket.bind(local)?;
             }
             let wait_for = wait_for.unwrap_or(Duration::from_secs(5));
@@ -107,10 +115,11 @@ impl RuntimeProvider for BoundProvider {
     fn bind_udp(&self, local: SocketAddr, server: SocketAddr) -> BoxedIo<Self::Udp> {
         let iface = self.iface.clone();
         let meter = self.meter.clone();
+        let source = self.source(server);
         Box::pin(async move {
             // The interface's own address (strict reverse-path filtering upstream), when
             // hickory leaves the choice to the kernel.
-            let local = match super::source::source_for(&iface, Family::of(&server.ip())) {
+            let local = match source {
                 Some(ip) if local.ip().is_unspecified() => SocketAddr::new(ip, local.port()),
                 _ => local,
             };
@@ -183,6 +192,7 @@ pub struct InterfaceResolver {
     servers: Vec<SocketAddr>,
     resolvers: Vec<Resolver<BoundProvider>>,
     meter: Arc<DatagramMeter>,
+    sources: Arc<Mutex<Sources>>,
     cached: Mutex<Option<CachedAnswer>>,
     per_server_timeout: Duration,
     strategy: LookupIpStrategy,
@@ -199,10 +209,12 @@ impl InterfaceResolver {
     ) -> Result<Self, DnsFailure> {
         let strategy = strategy(routed);
         let meter = Arc::new(DatagramMeter::default());
+        let sources = Arc::new(Mutex::new(Sources::default()));
         let provider = BoundProvider {
             inner: TokioRuntimeProvider::new(),
             iface: Arc::from(iface.as_str()),
             meter: meter.clone(),
+            sources: sources.clone(),
         };
         let resolvers = servers
             .iter()
@@ -238,6 +250,7 @@ impl InterfaceResolver {
             servers: servers.to_vec(),
             resolvers,
             meter,
+            sources,
             cached: Mutex::new(None),
             per_server_timeout,
             strategy,
@@ -254,11 +267,13 @@ impl InterfaceResolver {
         self.meter.total()
     }
 
-    /// Resolves `host` (a name, not an IP literal) through the interface.
-    pub async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, DnsFailure> {
+    /// Resolves `host` (a name, not an IP literal) through the interface, its queries sent
+    /// from `sources` (the interface's addresses as the check read them).
+    pub async fn resolve(&self, host: &str, sources: Sources) -> Result<Vec<IpAddr>, DnsFailure> {
         if let Some(addrs) = self.cached(host) {
             return Ok(addrs);
         }
+        *self.sources.lock().unwrap_or_else(|e| e.into_inner()) = sources;
         if self.resolvers.is_empty() {
             return Err(DnsFailure::NoServers {
                 iface: self.iface.clone(),
