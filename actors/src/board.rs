@@ -30,6 +30,7 @@ pub struct Board {
 /// The board's contents. Each field has one writer: the engine-wide fields of `status` their
 /// producers (event log, FlowResetter, the supervisor and ProbeScheduler for their actors), the
 /// per-interface parts in `ifaces` theirs; [`BoardData::status`] joins them.
+#[derive(Default)]
 pub struct BoardData {
     /// The engine-wide fields; `interfaces` stays empty here: the per-interface parts are in
     /// `ifaces`, joined by [`BoardData::status`].
@@ -44,18 +45,6 @@ pub struct BoardData {
     /// `OBSERVER_BUFFER` events (about 200 KiB), which a daemon nobody observes need not keep
     /// (an event sent with no receiver is dropped either way).
     observers: Option<broadcast::Sender<EngineEvent>>,
-}
-
-impl Default for BoardData {
-    fn default() -> Self {
-        Self {
-            status: EngineStatus::default(),
-            ifaces: IfaceParts::default(),
-            history: VecDeque::new(),
-            flow_resets: VecDeque::new(),
-            observers: None,
-        }
-    }
 }
 
 impl BoardData {
