@@ -30,6 +30,7 @@ pub struct Board {
 /// The board's contents. Each field has one writer: the engine-wide fields of `status` their
 /// producers (event log, FlowResetter, the supervisor and ProbeScheduler for their actors), the
 /// per-interface parts in `ifaces` theirs; [`BoardData::status`] joins them.
+#[derive(Default)]
 pub struct BoardData {
     /// The engine-wide fields; `interfaces` stays empty here: the per-interface parts are in
     /// `ifaces`, joined by [`BoardData::status`].
@@ -40,31 +41,27 @@ pub struct BoardData {
     pub flow_resets: VecDeque<FlowResetRecord>,
     /// Observation channel (`observe.rs`). It lives behind the board's lock so every event is
     /// sent together with the board change it describes: a snapshot never races an event.
-    observers: broadcast::Sender<EngineEvent>,
-}
-
-impl Default for BoardData {
-    fn default() -> Self {
-        Self {
-            status: EngineStatus::default(),
-            ifaces: IfaceParts::default(),
-            history: VecDeque::new(),
-            flow_resets: VecDeque::new(),
-            observers: broadcast::channel(OBSERVER_BUFFER).0,
-        }
-    }
+    /// Created by the first observer and dropped once none is left: its buffer holds
+    /// `OBSERVER_BUFFER` events (about 200 KiB), which a daemon nobody observes need not keep
+    /// (an event sent with no receiver is dropped either way).
+    observers: Option<broadcast::Sender<EngineEvent>>,
 }
 
 impl BoardData {
     /// Tells the subscribers about a change made under this lock (none listening is fine).
-    pub fn emit(&self, event: EngineEvent) {
-        let _ = self.observers.send(event);
+    pub fn emit(&mut self, event: EngineEvent) {
+        if let Some(observers) = &self.observers {
+            if observers.send(event).is_err() {
+                // Every observer has gone: the next one starts a fresh channel.
+                self.observers = None;
+            }
+        }
     }
 
     /// Ends every observation (receivers see `Closed` once drained): the engine has stopped.
-    /// Later observers subscribe to a fresh channel that nothing feeds.
+    /// Later observers subscribe to a fresh channel.
     pub fn close_observers(&mut self) {
-        self.observers = broadcast::channel(OBSERVER_BUFFER).0;
+        self.observers = None;
     }
 
     /// Replaces (or adds) one actor's row; a higher restart count is announced as a restart.
@@ -211,8 +208,11 @@ impl Board {
 
     /// A snapshot and the receiver of every change after it, taken atomically.
     pub fn observe(&self) -> (Snapshot, broadcast::Receiver<EngineEvent>) {
-        let board = self.lock();
-        let receiver = board.observers.subscribe();
+        let mut board = self.lock();
+        let receiver = board
+            .observers
+            .get_or_insert_with(|| broadcast::channel(OBSERVER_BUFFER).0)
+            .subscribe();
         let mut status = board.status();
         status.actors.sort_by(|a, b| a.name.cmp(&b.name));
         let snapshot = Snapshot {
@@ -248,6 +248,44 @@ mod tests {
             metered: false,
             metered_guessed: true,
         }
+    }
+
+    #[test]
+    fn observers_come_and_go_without_missing_what_follows_them() {
+        let shared = Board::default();
+        let gone = |n: &str| EngineEvent::InterfaceRemoved {
+            iface: IfaceName::new(n).expect("valid test name"),
+        };
+        // Nobody observes: nothing is kept for anybody.
+        shared.lock().emit(gone("eth0"));
+        assert!(shared.lock().observers.is_none());
+        let (_, mut first) = shared.observe();
+        shared.lock().emit(gone("eth1"));
+        assert_eq!(
+            first.try_recv().expect("sent after observing"),
+            gone("eth1")
+        );
+        drop(first);
+        // The last observer left: the next event drops the channel, a later observer starts
+        // a fresh one and sees what follows it.
+        shared.lock().emit(gone("eth2"));
+        assert!(shared.lock().observers.is_none());
+        let (_, mut second) = shared.observe();
+        shared.lock().emit(gone("eth3"));
+        assert_eq!(
+            second.try_recv().expect("sent after observing"),
+            gone("eth3")
+        );
+        assert!(
+            second.try_recv().is_err(),
+            "nothing from before it observed"
+        );
+        // Closing ends the observation.
+        shared.lock().close_observers();
+        assert!(matches!(
+            second.try_recv(),
+            Err(broadcast::error::TryRecvError::Closed)
+        ));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub struct EventLog {
     persister: Persister<(u64, JournalState)>,
     journal: Arc<dyn Store<JournalState>>,
     disk: Arc<Mutex<DiskMarks>>,
-    produced: broadcast::Sender<Event>,
+    produced: broadcast::Sender<Arc<Event>>,
     board: Board,
     limit: usize,
 }
@@ -57,7 +57,7 @@ struct DiskMarks {
 impl EventLog {
     pub fn new(
         journal: Arc<dyn Store<JournalState>>,
-        produced: broadcast::Sender<Event>,
+        produced: broadcast::Sender<Arc<Event>>,
         board: Board,
         limit: usize,
     ) -> Self {
@@ -204,7 +204,7 @@ impl EventLog {
         tracing::info!(event_id = id, event = %event.kind, iface = event.iface.as_ref().map(tracing::field::display), state = %event.state, reason = %event.reason, "event");
         self.persister.submit(snapshot);
         publish_disk(&self.state, &self.disk, &self.board);
-        let _ = self.produced.send(event);
+        let _ = self.produced.send(Arc::new(event));
         self.changed.notify_one();
         id
     }

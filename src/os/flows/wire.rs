@@ -51,6 +51,12 @@ pub struct Conn {
 impl Conn {
     /// Opens a socket in the calling thread's network namespace.
     pub fn open(protocol: isize) -> io::Result<Self> {
+        Self::open_with(protocol, BUF_LEN)
+    }
+
+    /// [`Conn::open`] with a receive buffer of `buf_len` bytes, for a caller whose answers are
+    /// small (one link, one interface's addresses): a datagram longer than that fails to decode.
+    pub fn open_with(protocol: isize, buf_len: usize) -> io::Result<Self> {
         let mut sock = Socket::new(protocol)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
@@ -59,8 +65,13 @@ impl Conn {
         Ok(Self {
             sock,
             seq: 0,
-            buf: Vec::with_capacity(BUF_LEN),
+            buf: Vec::with_capacity(buf_len),
         })
+    }
+
+    /// The socket, for options only its user knows of (`NETLINK_GET_STRICT_CHK`).
+    pub fn socket(&self) -> &Socket {
+        &self.sock
     }
 
     fn send<T: NetlinkSerializable + Debug>(&mut self, msg: T, flags: u16) -> io::Result<u32> {
@@ -130,6 +141,29 @@ impl Conn {
             },
             _ => Ok(true),
         })
+    }
+
+    /// Sends a request the kernel answers with one message (an `RTM_GETLINK` for one link)
+    /// and returns that message.
+    pub fn get<T: NetlinkSerializable + NetlinkDeserializable + Debug>(
+        &mut self,
+        request: T,
+    ) -> Result<T, WireError> {
+        let seq = self.send(request, 0)?;
+        let mut answer = None;
+        self.read::<T>(seq, |payload| match payload {
+            NetlinkPayload::InnerMessage(m) => {
+                answer = Some(m);
+                Ok(false)
+            }
+            NetlinkPayload::Error(e) => match e.code {
+                Some(code) => Err(WireError::Errno(-code.get())),
+                None => Ok(false),
+            },
+            NetlinkPayload::Done(_) => Ok(false),
+            _ => Ok(true),
+        })?;
+        answer.ok_or_else(|| WireError::Decode("no answer".into()))
     }
 
     /// Sends a request and waits for its acknowledgement.

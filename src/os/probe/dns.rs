@@ -20,6 +20,7 @@ use netfailover_actors::model::{Family, IfaceName};
 use tokio::net::UdpSocket;
 
 use super::dns_msg::{self, RecordType, Reply};
+use super::source::Sources;
 use super::wire::DatagramMeter;
 
 /// Why a name could not be resolved through an interface.
@@ -103,8 +104,9 @@ impl InterfaceResolver {
         self.meter.total()
     }
 
-    /// Resolves `host` (a name, not an IP literal) through the interface.
-    pub async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, DnsFailure> {
+    /// Resolves `host` (a name, not an IP literal) through the interface, its queries sent
+    /// from `sources` (the interface's addresses as the check read them).
+    pub async fn resolve(&self, host: &str, sources: Sources) -> Result<Vec<IpAddr>, DnsFailure> {
         if let Some(addrs) = self.cached(host) {
             return Ok(addrs);
         }
@@ -117,7 +119,8 @@ impl InterfaceResolver {
         for server in &self.servers {
             // One try per server per check: the next server, then the next check, retry. The
             // timeout bounds the server as a whole (A and then AAAA).
-            let asked = tokio::time::timeout(self.per_server_timeout, self.ask(*server, host));
+            let asked =
+                tokio::time::timeout(self.per_server_timeout, self.ask(*server, host, sources));
             let failure = match asked.await {
                 Err(_) => ServerFailure::Timeout,
                 Ok(Ok((addrs, ttl))) => {
@@ -138,8 +141,12 @@ impl InterfaceResolver {
         &self,
         server: SocketAddr,
         host: &str,
+        sources: Sources,
     ) -> Result<(Vec<IpAddr>, Duration), ServerFailure> {
-        let socket = self.socket(server).await.map_err(ServerFailure::io)?;
+        let socket = self
+            .socket(server, sources)
+            .await
+            .map_err(ServerFailure::io)?;
         let mut buf = [0u8; 1500];
         for &rtype in self.strategy {
             let query = dns_msg::query(random_id(), host, rtype)
@@ -178,13 +185,12 @@ impl InterfaceResolver {
     /// A fresh UDP socket (a new random port per lookup) on the interface, from the
     /// interface's own address of the server's family (strict reverse-path filtering upstream)
     /// when it has one.
-    async fn socket(&self, server: SocketAddr) -> io::Result<UdpSocket> {
+    async fn socket(&self, server: SocketAddr, sources: Sources) -> io::Result<UdpSocket> {
         let family = Family::of(&server.ip());
-        let local =
-            super::source::source_for(self.iface.as_str(), family).unwrap_or(match family {
-                Family::V4 => IpAddr::from([0, 0, 0, 0]),
-                Family::V6 => IpAddr::from([0u16; 8]),
-            });
+        let local = sources.get(family).unwrap_or(match family {
+            Family::V4 => IpAddr::from([0, 0, 0, 0]),
+            Family::V6 => IpAddr::from([0u16; 8]),
+        });
         let socket = UdpSocket::bind(SocketAddr::new(local, 0)).await?;
         socket.bind_device(Some(self.iface.as_str().as_bytes()))?;
         Ok(socket)

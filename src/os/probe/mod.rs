@@ -157,36 +157,6 @@ pub(crate) fn is_unreachable(e: &std::io::Error) -> bool {
     )
 }
 
-/// Our own view of the kernel: the interface exists, is up and has a carrier (IFF_RUNNING).
-/// Read from the calling thread's network namespace (getifaddrs asks netlink).
-fn local_link(iface: &IfaceName) -> Result<(), CheckFailure> {
-    use nix::net::if_::InterfaceFlags;
-    let flags = nix::ifaddrs::getifaddrs()
-        .ok()
-        .and_then(|mut all| {
-            all.find(|a| a.interface_name == iface.as_str())
-                .map(|a| a.flags)
-        })
-        .or_else(|| {
-            // Without the listing, existence alone (a link the listing could not be read for
-            // counts as usable: the check itself will tell).
-            nix::net::if_::if_nametoindex(iface.as_str())
-                .ok()
-                .map(|_| InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING)
-        });
-    match flags {
-        None => Err(CheckFailure::Missing {
-            iface: iface.clone(),
-        }),
-        Some(f) if !f.contains(InterfaceFlags::IFF_UP | InterfaceFlags::IFF_RUNNING) => {
-            Err(CheckFailure::LinkDown {
-                iface: iface.clone(),
-            })
-        }
-        Some(_) => Ok(()),
-    }
-}
-
 /// The check host as the URI names it.
 #[derive(Debug, Clone)]
 enum Host {
@@ -482,7 +452,7 @@ impl HttpProbe {
     ) -> Result<(Verdict, String), CheckFailure> {
         let inner = &self.inner;
         let iface = &request.iface;
-        local_link(iface)?;
+        let sources = source::read(iface)?;
         // No route at all: nothing is sent (the engine does not even ask; `netfailover check`
         // on such an interface ends here too).
         if request.routed.is_empty() {
@@ -492,7 +462,7 @@ impl HttpProbe {
         }
         let addrs = match (&inner.target.host, resolver) {
             (Host::Ip(ip), _) => vec![*ip],
-            (Host::Name(name), Some(resolver)) => resolver.resolve(name).await?,
+            (Host::Name(name), Some(resolver)) => resolver.resolve(name, sources).await?,
             (Host::Name(_), None) => {
                 return Err(DnsFailure::NoServers {
                     iface: iface.clone(),
@@ -514,7 +484,7 @@ impl HttpProbe {
                 });
                 continue;
             }
-            let Some(source) = source::source_for(iface.as_str(), family) else {
+            let Some(source) = sources.get(family) else {
                 last = Some(CheckFailure::NoAddress {
                     iface: iface.clone(),
                     family,

@@ -612,7 +612,7 @@ fn pending_events_survive_an_abrupt_stop_of_the_whole_engine() {
     world.kernel.add_link("eth0", LinkKind::Other);
     world.kernel.add_link("wlan0", LinkKind::Other);
 
-    let produced: Vec<netfailover::engine::model::Event> = {
+    let produced: Vec<std::sync::Arc<netfailover::engine::model::Event>> = {
         let system = actix_rt::System::new();
         let produced = system.block_on(async {
             let handle = netfailover::engine::start(
