@@ -39,6 +39,50 @@ pub async fn connect(
     connect_timeout: Duration,
     meter: &TcpMeter,
 ) -> Result<TcpStream, CheckFailure> {
+    let socket = bound_socket(iface, source, addr)?;
+    let started = Instant::now();
+    let result = tokio::time::timeout(connect_timeout, socket.connect(addr)).await;
+    meter.connect_attempt(started.elapsed(), matches!(result, Ok(Ok(_))));
+    match result {
+        Ok(Ok(stream)) => {
+            // Abortive close: one RST when the check drops the connection instead of the
+            // FIN, FIN-ACK, ACK exchange (about 100 B per check on a metered uplink) and no
+            // TIME_WAIT left behind. The answer has been read by then.
+            let _ = stream.set_zero_linger();
+            // The kernel went back to quick ACKs on the SYN-ACK (at a connection's start it
+            // ACKs every segment at once); delayed again, the ACK of the server's first answer
+            // (ServerHello flight) rides on our next flight instead of leaving alone, and
+            // `CountingStream` decides when one leaves alone (wire.rs).
+            wire::delay_acks(&stream);
+            Ok(stream)
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(CheckFailure::Refused { addr })
+        }
+        Ok(Err(error)) if is_unreachable(&error) => Err(CheckFailure::Unreachable {
+            iface: iface.clone(),
+            addr,
+            error,
+        }),
+        Ok(Err(error)) => Err(CheckFailure::Connect {
+            addr,
+            step: ConnectStep::Connect,
+            error,
+        }),
+        Err(_) => Err(CheckFailure::ConnectTimeout {
+            addr,
+            after: connect_timeout,
+        }),
+    }
+}
+
+/// A TCP socket on `iface` (SO_BINDTODEVICE) from `source`, ready to connect to `addr`: no Nagle,
+/// delayed ACKs.
+fn bound_socket(
+    iface: &IfaceName,
+    source: IpAddr,
+    addr: SocketAddr,
+) -> Result<TcpSocket, CheckFailure> {
     let socket = if addr.is_ipv6() {
         TcpSocket::new_v6()
     } else {
@@ -79,40 +123,7 @@ pub async fn connect(
     // sending it alone, and the first data written right after the connect (the ClientHello,
     // or a plain HTTP request) carries it: one packet fewer per check.
     wire::delay_acks(&socket);
-    let started = Instant::now();
-    let result = tokio::time::timeout(connect_timeout, socket.connect(addr)).await;
-    meter.connect_attempt(started.elapsed(), matches!(result, Ok(Ok(_))));
-    match result {
-        Ok(Ok(stream)) => {
-            // Abortive close: one RST when the check drops the connection instead of the
-            // FIN, FIN-ACK, ACK exchange (about 100 B per check on a metered uplink) and no
-            // TIME_WAIT left behind. The answer has been read by then.
-            let _ = stream.set_zero_linger();
-            // The kernel went back to quick ACKs on the SYN-ACK (at a connection's start it
-            // ACKs every segment at once); delayed again, the ACK of the server's first answer
-            // (ServerHello flight) rides on our next flight instead of leaving alone, and
-            // `CountingStream` decides when one leaves alone (wire.rs).
-            wire::delay_acks(&stream);
-            Ok(stream)
-        }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err(CheckFailure::Refused { addr })
-        }
-        Ok(Err(error)) if is_unreachable(&error) => Err(CheckFailure::Unreachable {
-            iface: iface.clone(),
-            addr,
-            error,
-        }),
-        Ok(Err(error)) => Err(CheckFailure::Connect {
-            addr,
-            step: ConnectStep::Connect,
-            error,
-        }),
-        Err(_) => Err(CheckFailure::ConnectTimeout {
-            addr,
-            after: connect_timeout,
-        }),
-    }
+    Ok(socket)
 }
 
 /// TLS on top of `stream`, verified for `server_name`.
