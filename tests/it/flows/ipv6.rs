@@ -128,11 +128,20 @@ fn router_advertised_ipv6_follows_a_carrier_loss_and_its_flows_are_reset() {
         "the app saw its connection reset: {:?}",
         app.errors()
     );
-    let resets = lab.flow_resets_since(fault.1);
-    let r = resets
-        .iter()
-        .find(|r| r.family == Family::V6)
-        .unwrap_or_else(|| panic!("no IPv6 flows-reset: {resets:?}"));
+    // The record is written when the reset is complete, which can be after the application
+    // has already reconnected (its socket is destroyed first): wait for it, bounded.
+    let r = wait_for(ROUTE_LIMIT, || {
+        lab.flow_resets_since(fault.1)
+            .into_iter()
+            .find(|r| r.family == Family::V6)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no IPv6 flows-reset: {:?}; log:\n{}",
+            lab.flow_resets_since(fault.1),
+            lab.log()
+        )
+    });
     assert_eq!((r.iface.as_str(), r.to.as_str()), ("eth0", "wlan0"));
     assert!(r.sockets_destroyed >= 1, "{r:?}");
 }
