@@ -68,6 +68,15 @@ pub enum Command {
     /// Wait until an uplink reaches the Internet (FULL), for network-online.target: exit 0 when
     /// online, 1 at the timeout (saying where each uplink stands), 2 when no daemon answers.
     WaitOnline(WaitOnlineArgs),
+    /// Start the namespace lab, a separate test tool (`netfailover-lab`, tests/lab/): built by
+    /// cargo under `cargo run`, else found beside this executable or on PATH
+    /// (`src/lab_launcher.rs`). Hidden: not a device verb.
+    #[command(hide = true)]
+    Lab {
+        /// The lab's own arguments (`--scenario list`, `--keep`, `--soak MINUTES`, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// `wait-online` (docs/daemon.md): waits on the control socket's event stream, no polling.

@@ -16,6 +16,7 @@ use netfailover::print;
 use netfailover::wait_online;
 
 mod cli;
+mod lab_launcher;
 
 use cli::{CheckConfigArgs, Cli, ClientArgs, Command};
 
@@ -94,6 +95,7 @@ fn dispatch(cli: Cli, explicit_socket: bool) -> anyhow::Result<ExitCode> {
             client,
         } => events(socket, json, client),
         Command::WaitOnline(args) => wait_online(socket, &args),
+        Command::Lab { args } => lab_launcher::run(&args),
     }
 }
 

@@ -14,6 +14,7 @@ mod flows;
 mod hostile;
 mod imports;
 mod lab;
+mod lab_launcher;
 mod metered;
 mod netlink;
 mod nm_dhcp;
