@@ -86,11 +86,16 @@ impl Ops {
 /// - Our routes that are not desired are deleted (stale metrics, dead links, duplicates).
 /// - Foreign default routes on `sweep` (family, ifindex) pairs are deleted: interfaces we
 ///   manage whose route we now own, or whose link is down.
+/// - Our routes on interfaces not in `managed` (a profile removed, the daemon started with other
+///   files) are deleted as NetworkManager removes a connection's routes with its profile, except
+///   when they are the last default routes of their family: those are left as they are rather
+///   than leave the device without a route (docs/semantics.md §9.1).
 pub fn diff(
     desired: &[KernelRoute],
     kernel: &[KernelRoute],
     protocol: u8,
     sweep: &BTreeSet<(Family, u32)>,
+    managed: &BTreeSet<u32>,
 ) -> Ops {
     let mut ops = Ops::default();
     let key = |r: &KernelRoute| (r.family, r.metric);
@@ -115,6 +120,23 @@ pub fn diff(
             ops.delete.push(k.clone());
         }
     }
+    let released = |k: &KernelRoute| {
+        k.protocol == protocol
+            && !managed.contains(&k.ifindex)
+            && !sweep.contains(&(k.family, k.ifindex))
+    };
+    let routeless: BTreeSet<Family> = [Family::V4, Family::V6]
+        .into_iter()
+        .filter(|&family| {
+            !desired.iter().any(|d| d.family == family)
+                && kernel
+                    .iter()
+                    .filter(|k| k.family == family && !released(k))
+                    .all(|k| ops.delete.contains(k))
+        })
+        .collect();
+    ops.delete
+        .retain(|k| !(released(k) && routeless.contains(&k.family)));
     ops
 }
 
@@ -237,7 +259,14 @@ impl PlanInput {
             .map(|r| (r.family, r.metric))
             .collect();
         let desired = unique_routes(draft.wants, &reserved, protocol);
-        let ops = diff(&desired, &visible, protocol, &draft.sweep);
+        let managed_ifindexes: BTreeSet<u32> = managed.iter().filter_map(|a| a.ifindex).collect();
+        let ops = diff(
+            &desired,
+            &visible,
+            protocol,
+            &draft.sweep,
+            &managed_ifindexes,
+        );
         Plan {
             managed,
             desired,
@@ -488,7 +517,8 @@ mod tests {
         ];
         let sweep: BTreeSet<(Family, u32)> =
             [(Family::V4, 3), (Family::V4, 4), (Family::V6, 2)].into();
-        let ops = diff(&desired, &kernel, OURS, &sweep);
+        let managed: BTreeSet<u32> = [2, 3, 4].into();
+        let ops = diff(&desired, &kernel, OURS, &sweep, &managed);
         assert_eq!(ops.replace, vec![route(3, "198.51.100.1", 600, OURS)]);
         assert_eq!(
             ops.add,
@@ -505,6 +535,39 @@ mod tests {
                 route(2, "2001:db8::1", 1024, DHCP)
             ]
         );
-        assert!(diff(&desired[..1], &kernel[..1], OURS, &sweep).is_empty());
+        assert!(diff(&desired[..1], &kernel[..1], OURS, &sweep, &managed).is_empty());
+    }
+
+    #[test]
+    fn our_routes_on_interfaces_no_longer_managed_go_unless_they_are_the_last() {
+        let sweep = BTreeSet::new();
+        let orphan_v4 = route(7, "192.0.2.65", 100, OURS);
+        let orphan_v6 = route(7, "2001:db8::65", 100, OURS);
+        let kernel = vec![orphan_v4.clone(), orphan_v6.clone()];
+        // Nothing managed and nothing else routed: the device keeps its routes.
+        let nothing = diff(&[], &kernel, OURS, &sweep, &BTreeSet::new());
+        assert!(nothing.is_empty(), "{nothing:?}");
+        // Another interface's route of ours is wanted in IPv4: the IPv4 orphan goes (after the
+        // add), the IPv6 one, the last of its family, stays.
+        let wanted = vec![route(2, "192.0.2.1", 600, OURS)];
+        let ops = diff(&wanted, &kernel, OURS, &sweep, &[2].into());
+        assert_eq!(ops.add, wanted);
+        assert_eq!(ops.delete, vec![orphan_v4.clone()]);
+        // With the orphan's metric, the wanted route takes its place in one replace.
+        let wanted = vec![route(2, "192.0.2.1", 100, OURS)];
+        let ops = diff(&wanted, &kernel, OURS, &sweep, &[2].into());
+        assert_eq!((ops.replace, ops.delete), (wanted, vec![]));
+        // A foreign route that stays (an unmanaged interface's DHCP route) is a route too.
+        let mut with_foreign = kernel.clone();
+        with_foreign.push(route(5, "2001:db8::129", 1024, DHCP));
+        let ops = diff(&[], &with_foreign, OURS, &sweep, &BTreeSet::new());
+        assert_eq!(ops.delete, vec![orphan_v6.clone()]);
+        // A foreign route about to be swept is not: the orphan stays.
+        let swept: BTreeSet<(Family, u32)> = [(Family::V6, 5)].into();
+        let ops = diff(&[], &with_foreign, OURS, &swept, &[5].into());
+        assert_eq!(ops.delete, vec![route(5, "2001:db8::129", 1024, DHCP)]);
+        // On a managed interface our undesired routes always go (stale metric, lost link).
+        let ops = diff(&[], &kernel, OURS, &sweep, &[7].into());
+        assert_eq!(ops.delete, kernel);
     }
 }

@@ -167,3 +167,44 @@ fn sighup_with_a_broken_keyfile_keeps_the_uplink_and_its_route() {
     assert!(!log.contains("Some("), "Debug values in the log:\n{log}");
     assert!(log.contains("gateway="), "{log}");
 }
+
+#[test]
+fn a_removed_profile_takes_its_route_along_but_never_the_last_one() {
+    // Checks off (interval 0): only the profiles decide. The lab's uplinks are veths, which
+    // are never adopted, so an interface without its profile is not managed any more.
+    let e2e = test_setup!(E2e::start(0));
+    let installed = wait_for(Duration::from_secs(20), || {
+        (sorted(e2e.default_routes()) == routes(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)]))
+            .then_some(())
+    });
+    assert!(installed.is_some(), "{:?}", e2e.default_routes());
+    let profiles = e2e.dir.path().join("boot/system-connections");
+
+    // wlan0's profile removed: its route goes, as NetworkManager's go with their connection.
+    std::fs::remove_file(profiles.join("lab-wlan0")).unwrap();
+    reload(&e2e);
+    let gone = wait_for(Duration::from_secs(10), || {
+        (sorted(e2e.default_routes()) == routes(&[("eth0", 100), ("wwan0", 700)])).then_some(())
+    });
+    assert!(gone.is_some(), "{:?}\n{}", e2e.default_routes(), e2e.log());
+
+    // Every profile removed: the remaining routes are the device's last ones and stay, watched
+    // for 2 s after the reload took effect (the status lists no interface).
+    std::fs::remove_file(profiles.join("lab-eth0")).unwrap();
+    std::fs::remove_file(profiles.join("lab-wwan0")).unwrap();
+    reload(&e2e);
+    let unmanaged = wait_for(Duration::from_secs(10), || {
+        e2e.status()?.interfaces.is_empty().then_some(())
+    });
+    assert!(unmanaged.is_some(), "{:?}", e2e.status());
+    let end = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < end {
+        assert_eq!(
+            sorted(e2e.default_routes()),
+            routes(&[("eth0", 100), ("wwan0", 700)]),
+            "{}",
+            e2e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
