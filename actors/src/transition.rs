@@ -246,14 +246,18 @@ impl States {
                 f.now,
                 changes,
             );
+        } else if !f.checks_enabled && self.connectivity(&a.name) != Connectivity::Unknown {
+            // Checks off (`interval` 0, `uri` "null"): a state that came from checks — saved by
+            // an earlier run, or from before a reload turned them off — says nothing any more.
+            // UNKNOWN, as with no result yet (docs/semantics.md §2).
+            self.record.none_from_checks.remove(&a.name);
+            let unknown = Connectivity::Unknown;
+            let reason = "link up, checks disabled";
+            self.set(&a.name, unknown, reason, f.device_events, f.now, changes);
         } else if self.connectivity(&a.name) == Connectivity::None
             && !self.record.none_from_checks.contains(&a.name)
         {
-            let reason = if f.checks_enabled {
-                "link up, not checked yet"
-            } else {
-                "link up, checks disabled"
-            };
+            let reason = "link up, not checked yet";
             let unknown = Connectivity::Unknown;
             self.set(&a.name, unknown, reason, f.device_events, f.now, changes);
         }

@@ -373,6 +373,41 @@ fn none_from_checks_stays_none_and_is_announced_as_such() {
 }
 
 #[test]
+fn with_checks_disabled_a_state_from_checks_becomes_unknown() {
+    // Saved by a run with checks (or held before a reload turned them off): FULL, LIMITED and a
+    // NONE from checks all say nothing once checks are off. Announced, restarted: no `up` again.
+    let mut before = record(
+        &[
+            ("eth0", Full, true),
+            ("wlan0", Limited, true),
+            ("usb0", NoneC, true),
+        ],
+        Some(Full),
+    );
+    before.record.none_from_checks.insert(name("usb0"));
+    let world = World::new(&[up("eth0", 2), up("wlan0", 3), up("usb0", 4)], &[]);
+    let mut facts = world.facts(LeaveFull);
+    facts.checks_enabled = false;
+    let out = transition::reconcile(before, &facts);
+    assert_eq!(
+        rows(&out.changes),
+        expect(&[(Device, "eth0", Unknown, Full), (Global, "", Unknown, Full),])
+    );
+    for iface in ["eth0", "wlan0", "usb0"] {
+        assert_eq!(out.states.connectivity(&name(iface)), Unknown, "{iface}");
+    }
+    assert!(out.states.record.none_from_checks.is_empty());
+    // Checks on: the same record keeps its states (the first check then confirms them).
+    let again = record(
+        &[("eth0", Full, true), ("wlan0", Limited, true)],
+        Some(Full),
+    );
+    let world = World::new(&[up("eth0", 2), up("wlan0", 3)], &[]);
+    let out = transition::reconcile(again, &world.facts(LeaveFull));
+    assert!(out.changes.is_empty(), "{:?}", rows(&out.changes));
+}
+
+#[test]
 fn waiting_for_the_address_clears_a_none_from_checks_so_the_link_returns_as_fresh() {
     let mut before = record(&[("eth0", NoneC, false)], Some(NoneC));
     before.record.none_from_checks.insert(name("eth0"));

@@ -208,3 +208,50 @@ fn a_removed_profile_takes_its_route_along_but_never_the_last_one() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_restart_with_checks_disabled_does_not_resume_full() {
+    test_setup!();
+    // Timed by the product: interval 1 s, every uplink FULL, then a restart.
+    let _heavy = crate::heavy_test_lock();
+    let mut e2e = E2e::start(1);
+    let _server = lab::internet::CheckServer::start(
+        &e2e.world.internet,
+        SocketAddr::from((CHECK_ADDR, 8080)),
+        None,
+    )
+    .unwrap();
+    let config = e2e.dir.path().join("boot/config.json");
+    let checked = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("/connectivity-check", ":8080/connectivity-check");
+    std::fs::write(&config, &checked).unwrap();
+    reload(&e2e);
+    let full = wait_for(Duration::from_secs(20), || all_full(&e2e).then_some(()));
+    assert!(full.is_some(), "{:?}\n{}", e2e.status(), e2e.log());
+
+    // Stopped, checks turned off (`interval` 0), started again: the saved FULL says nothing
+    // any more (docs/semantics.md §2: checks disabled → UNKNOWN, no penalty).
+    e2e.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(e2e.wait_exit().success());
+    assert!(checked.contains("\"interval\":\"1\""), "{checked}");
+    std::fs::write(
+        &config,
+        checked.replace("\"interval\":\"1\"", "\"interval\":\"0\""),
+    )
+    .unwrap();
+    e2e.spawn();
+    let unknown = wait_for(Duration::from_secs(10), || {
+        let s = e2e.status()?;
+        (s.connectivity == Connectivity::Unknown
+            && s.interfaces
+                .iter()
+                .all(|i| i.connectivity == Connectivity::Unknown))
+        .then_some(())
+    });
+    assert!(unknown.is_some(), "{:?}\n{}", e2e.status(), e2e.log());
+    assert_eq!(
+        sorted(e2e.default_routes()),
+        routes(&[("eth0", 100), ("wlan0", 600), ("wwan0", 700)])
+    );
+}

@@ -429,7 +429,6 @@ impl World {
         None
     }
 
-    /// The device's IPv4 default routes as `ip -n <dev> route show default` prints them.
     /// Rewrites the check interval in `dir/config.json` (written by [`World::write_boot_dir`]).
     pub fn set_interval(&self, dir: &Path, secs: u32) -> Result<(), LabError> {
         let path = dir.join("config.json");
@@ -441,6 +440,7 @@ impl World {
         std::fs::write(&path, text).map_err(|error| LabError::Write { path, error })
     }
 
+    /// The device's IPv4 default routes as `ip -n <dev> route show default` prints them.
     pub fn default_routes(&self) -> Result<String, LabError> {
         Ok(self.device.ip(&["-4", "route", "show", "default"])?)
     }
