@@ -85,6 +85,28 @@ pub fn now_unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The global lines under the interfaces: connectivity and events, whether checks are off,
+/// flow resets.
+fn write_totals(out: &mut String, status: &EngineStatus) {
+    let _ = writeln!(
+        out,
+        "\nglobal connectivity: {}   events: {}   script failures: {}   pending: {}",
+        status.connectivity, status.events_total, status.script_failures, status.pending_events
+    );
+    if status.checks_disabled {
+        let _ = writeln!(
+            out,
+            "checks disabled (interval 0 or uri \"null\"): no uplink is verified FULL"
+        );
+    }
+    let f = &status.flows;
+    let _ = writeln!(
+        out,
+        "flow resets: {}   sockets destroyed: {}   conntrack entries deleted: {}   failures: {}\n",
+        f.resets, f.sockets_destroyed, f.conntrack_deleted, f.failures
+    );
+}
+
 /// The configuration problems `status` reports (nothing when there are none): the same
 /// `FILE:LINE: error: …` lines as `check-config` and the log.
 pub fn format_config_problems(problems: &[String]) -> String {
@@ -127,17 +149,7 @@ pub fn format_status(status: &EngineStatus, now_ms: u64) -> String {
             &rows,
         )
     };
-    let _ = writeln!(
-        out,
-        "\nglobal connectivity: {}   events: {}   script failures: {}   pending: {}",
-        status.connectivity, status.events_total, status.script_failures, status.pending_events
-    );
-    let f = &status.flows;
-    let _ = writeln!(
-        out,
-        "flow resets: {}   sockets destroyed: {}   conntrack entries deleted: {}   failures: {}\n",
-        f.resets, f.sockets_destroyed, f.conntrack_deleted, f.failures
-    );
+    write_totals(&mut out, status);
     for i in &status.interfaces {
         if let Some(why) = &i.ipv6_penalty_unavailable {
             let _ = writeln!(out, "{}: IPv6 penalty unavailable: {why}\n", i.name);

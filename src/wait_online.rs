@@ -104,12 +104,12 @@ pub fn standing(status: &EngineStatus, want: &Want) -> Vec<String> {
         .iter()
         .map(|name| match find(status, name) {
             None => format!("{name}: not managed (no such interface, or no profile for it)"),
-            Some(i) => format!("{name}: {}", stands(i)),
+            Some(i) => format!("{name}: {}", stands(i, status.checks_disabled)),
         })
         .collect()
 }
 
-fn stands(i: &IfaceStatus) -> String {
+fn stands(i: &IfaceStatus, checks_disabled: bool) -> String {
     if i.link != "up" {
         return format!("no link ({})", i.link);
     }
@@ -119,6 +119,10 @@ fn stands(i: &IfaceStatus) -> String {
         .map(|c| c.reason.as_str())
         .filter(|r| !r.is_empty());
     match (i.connectivity, reason) {
+        (Connectivity::Unknown, _) if checks_disabled => {
+            "UNKNOWN: checks are disabled (interval 0 or uri \"null\"), nothing is verified FULL"
+                .to_string()
+        }
         (Connectivity::Unknown, _) => "checking".to_string(),
         (Connectivity::Full, _) => "FULL".to_string(),
         (state, Some(reason)) => format!("{}: {reason}", state.as_str()),
@@ -369,6 +373,16 @@ mod tests {
             vec!["eth1: not managed (no such interface, or no profile for it)"]
         );
         assert_eq!(standing(&status(vec![]), &want(&[], false)).len(), 1);
+        let disabled = EngineStatus {
+            checks_disabled: true,
+            ..status(vec![iface("wwan0", "up", Connectivity::Unknown)])
+        };
+        assert_eq!(
+            standing(&disabled, &want(&[], false)),
+            vec![
+                "wwan0: UNKNOWN: checks are disabled (interval 0 or uri \"null\"), nothing is verified FULL"
+            ]
+        );
     }
 
     #[test]

@@ -332,7 +332,9 @@ impl RouteManager {
     fn publish_board(&self) {
         let interfaces = self.state.model.interfaces(&self.cfg);
         let global = self.state.model.states.record.global.unwrap_or_default();
-        self.deps.board.lock().set_routes(interfaces, global);
+        let mut board = self.deps.board.lock();
+        board.status.checks_disabled = !self.cfg.check.enabled();
+        board.set_routes(interfaces, global);
     }
 
     fn on_link(&mut self, info: LinkInfo) {

@@ -484,6 +484,9 @@ pub struct EngineStatus {
     /// What checking cost this month, per interface (the Accountant's part).
     #[serde(default)]
     pub accounting: AccountingStatus,
+    /// Checks are off (`interval` 0, `uri` "null"): nothing is verified FULL (RouteManager's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub checks_disabled: bool,
 }
 
 /// The month's accounts (docs/semantics.md §10), written by the Accountant only.

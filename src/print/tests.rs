@@ -132,6 +132,12 @@ fn status_table_reads_at_a_glance() {
     }
     assert!(text.lines().next().unwrap().contains("  METERED  "));
     assert!(text.contains("global connectivity: FULL"));
+    assert!(!text.contains("checks disabled"), "checks on: no line");
+    let off = EngineStatus {
+        checks_disabled: true,
+        ..status.clone()
+    };
+    assert!(format_status(&off, 13_000).contains("\nchecks disabled (interval 0"));
     assert!(text
         .lines()
         .any(|l| l.starts_with("dispatcher") && l.contains("running  2")));

@@ -244,6 +244,7 @@ fn a_restart_with_checks_disabled_does_not_resume_full() {
     let unknown = wait_for(Duration::from_secs(10), || {
         let s = e2e.status()?;
         (s.connectivity == Connectivity::Unknown
+            && s.checks_disabled
             && s.interfaces
                 .iter()
                 .all(|i| i.connectivity == Connectivity::Unknown))
