@@ -35,6 +35,21 @@ struct Inner<T> {
     /// The last value [`Persister::submit_changed`] accepted (cleared when a write fails, so
     /// the same value is written again).
     last: Mutex<Option<T>>,
+    /// The error of the last write, while writes fail: a broken `state_dir` is logged once per
+    /// distinct error and once when it works again, not at every reconcile.
+    failing: Mutex<Option<String>>,
+}
+
+/// What a write's result means for the log.
+#[derive(Debug, PartialEq, Eq)]
+enum Noted {
+    Fine,
+    /// Failed, and not with the error logged last.
+    NewFailure,
+    /// Failed again with the same error (logged at debug only).
+    Repeat,
+    /// Written after failures.
+    Recovered,
 }
 
 impl<T> Clone for Persister<T> {
@@ -58,6 +73,7 @@ impl<T: Send + 'static> Persister<T> {
                 writing: tokio::sync::Mutex::new(()),
                 write_started: Mutex::new(None),
                 last: Mutex::new(None),
+                failing: Mutex::new(None),
             }),
         }
     }
@@ -95,8 +111,18 @@ impl<T: Send + 'static> Persister<T> {
             if let Some(value) = value {
                 let _running = RunningWrite::start(&inner.write_started);
                 let result = (inner.save)(value).await;
-                if let Err(e) = result {
-                    tracing::error!(what = inner.what, error = %e, "saving state failed");
+                let error = result.as_ref().err().map(ToString::to_string);
+                match note(&inner.failing, error.clone()) {
+                    Noted::Fine => {}
+                    Noted::NewFailure => tracing::error!(
+                        what = inner.what,
+                        error = error.as_deref().unwrap_or_default(),
+                        "saving state failed (retried at each change; logged again when the error changes or it works)"
+                    ),
+                    Noted::Repeat => tracing::debug!(what = inner.what, "saving state failed again"),
+                    Noted::Recovered => tracing::info!(what = inner.what, "saving state works again"),
+                }
+                if result.is_err() {
                     *inner.last.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }
             }
@@ -117,6 +143,19 @@ impl<T: Clone + PartialEq + Send + 'static> Persister<T> {
         self.submit(value.clone());
         true
     }
+}
+
+/// Updates `failing` with a write's `error` (`None`: written) and says what to log.
+fn note(failing: &Mutex<Option<String>>, error: Option<String>) -> Noted {
+    let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
+    let noted = match (&*failing, &error) {
+        (None, None) => Noted::Fine,
+        (Some(_), None) => Noted::Recovered,
+        (Some(last), Some(now)) if last == now => Noted::Repeat,
+        (_, Some(_)) => Noted::NewFailure,
+    };
+    *failing = error;
+    noted
 }
 
 /// Marks a write as running; cleared on drop, also when the flush is cancelled mid-write
@@ -212,5 +251,18 @@ mod tests {
         assert!(p.submit_changed(&2), "its write failed: submitted again");
         p.flush().await;
         assert_eq!(written(), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_failing_disk_is_logged_once_per_error_and_when_it_works_again() {
+        let failing = Mutex::new(None);
+        let err = |e: &str| Some(e.to_string());
+        assert_eq!(note(&failing, None), Noted::Fine);
+        assert_eq!(note(&failing, err("read-only")), Noted::NewFailure);
+        assert_eq!(note(&failing, err("read-only")), Noted::Repeat);
+        assert_eq!(note(&failing, err("no space")), Noted::NewFailure);
+        assert_eq!(note(&failing, None), Noted::Recovered);
+        assert_eq!(note(&failing, None), Noted::Fine);
+        assert_eq!(note(&failing, err("read-only")), Noted::NewFailure);
     }
 }
