@@ -71,7 +71,7 @@ pub enum Command {
     /// Start the namespace lab, a separate test tool (`netfailover-lab`, tests/lab/): built by
     /// cargo under `cargo run`, else found beside this executable or on PATH
     /// (`src/lab_launcher.rs`). Hidden: not a device verb.
-    #[command(hide = true)]
+    #[command(hide = true, disable_help_flag = true)]
     Lab {
         /// The lab's own arguments (`--scenario list`, `--keep`, `--soak MINUTES`, ...).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

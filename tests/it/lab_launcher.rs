@@ -4,7 +4,6 @@
 //! into a folder of its own, with stand-in scripts for the lab and for cargo: no namespaces,
 //! no network, and no real build.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -13,14 +12,35 @@ fn binary_in(dir: &Path, profile: &str) -> PathBuf {
     let folder = dir.join(profile);
     std::fs::create_dir_all(&folder).unwrap();
     let exe = folder.join("netfailover");
-    std::fs::copy(env!("CARGO_BIN_EXE_netfailover"), &exe).unwrap();
+    write_outside(
+        &exe,
+        &std::fs::read(env!("CARGO_BIN_EXE_netfailover")).unwrap(),
+    );
     exe
 }
 
 /// An executable shell script at `path`.
 fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_outside(path, format!("#!/bin/sh\n{body}\n").as_bytes());
+}
+
+/// Writes an executable file through a child process (`sh`), so this test process never holds
+/// a write descriptor to it: a program another test thread forks meanwhile would inherit that
+/// descriptor until its exec, and executing the file then fails with "Text file busy".
+fn write_outside(path: &Path, content: &[u8]) {
+    use std::io::Write as _;
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(content).unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "writing {}",
+        path.display()
+    );
 }
 
 /// `exe lab ARGS` with no cargo in its environment and `path` as PATH.
@@ -73,6 +93,9 @@ fn the_lab_beside_the_executable_gets_the_arguments_and_gives_the_exit_code() {
         String::from_utf8_lossy(&out.stdout),
         "lab beside: --scenario list --keep\n"
     );
+    // `--help` is the lab's, not the launcher's.
+    let out = lab(&exe, &["--help"], elsewhere.to_str().unwrap());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "lab beside: --help\n");
 }
 
 #[test]
