@@ -4,6 +4,7 @@
 //! as the journal stores it (item 6): no escape sequences, values printed as values.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lab::netns::wait_for;
@@ -36,26 +37,33 @@ fn reload(e2e: &E2e) {
     assert!(done.is_some(), "reload not applied:\n{}", e2e.log());
 }
 
-#[test]
-fn sighup_with_a_malformed_config_json_keeps_its_last_good_version() {
-    test_setup!();
-    // Timed by the product: interval 1 s at 1 s timeouts, every uplink FULL for 5 s.
-    let _heavy = crate::heavy_test_lock();
-    let e2e = E2e::start(1);
-    let _server = lab::internet::CheckServer::start(
+/// Starts a check server on port 8080 of the lab's Internet, points config.json at it (a
+/// reload), and waits until every uplink is FULL: the server, config.json's path and its text.
+fn checked_and_full(e2e: &E2e) -> (lab::internet::CheckServer, PathBuf, String) {
+    let server = lab::internet::CheckServer::start(
         &e2e.world.internet,
         SocketAddr::from((CHECK_ADDR, 8080)),
         None,
     )
     .unwrap();
     let config = e2e.dir.path().join("boot/config.json");
-    let good = std::fs::read_to_string(&config)
+    let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("/connectivity-check", ":8080/connectivity-check");
-    std::fs::write(&config, &good).unwrap();
-    reload(&e2e);
-    let full = wait_for(Duration::from_secs(20), || all_full(&e2e).then_some(()));
+    std::fs::write(&config, &text).unwrap();
+    reload(e2e);
+    let full = wait_for(Duration::from_secs(20), || all_full(e2e).then_some(()));
     assert!(full.is_some(), "{:?}\n{}", e2e.status(), e2e.log());
+    (server, config, text)
+}
+
+#[test]
+fn sighup_with_a_malformed_config_json_keeps_its_last_good_version() {
+    test_setup!();
+    // Timed by the product: interval 1 s at 1 s timeouts, every uplink FULL for 5 s.
+    let _heavy = crate::heavy_test_lock();
+    let e2e = E2e::start(1);
+    let (_server, config, good) = checked_and_full(&e2e);
     // The scripts of the way up have run (no event left pending) before counting them.
     let delivered = wait_for(Duration::from_secs(20), || {
         (e2e.status()?.pending_events == 0).then_some(())
@@ -215,20 +223,7 @@ fn a_restart_with_checks_disabled_does_not_resume_full() {
     // Timed by the product: interval 1 s, every uplink FULL, then a restart.
     let _heavy = crate::heavy_test_lock();
     let mut e2e = E2e::start(1);
-    let _server = lab::internet::CheckServer::start(
-        &e2e.world.internet,
-        SocketAddr::from((CHECK_ADDR, 8080)),
-        None,
-    )
-    .unwrap();
-    let config = e2e.dir.path().join("boot/config.json");
-    let checked = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("/connectivity-check", ":8080/connectivity-check");
-    std::fs::write(&config, &checked).unwrap();
-    reload(&e2e);
-    let full = wait_for(Duration::from_secs(20), || all_full(&e2e).then_some(()));
-    assert!(full.is_some(), "{:?}\n{}", e2e.status(), e2e.log());
+    let (_server, config, checked) = checked_and_full(&e2e);
 
     // Stopped, checks turned off (`interval` 0), started again: the saved FULL says nothing
     // any more (docs/semantics.md §2: checks disabled → UNKNOWN, no penalty).
