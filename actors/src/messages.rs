@@ -86,6 +86,11 @@ pub struct Uplink {
     pub dns: Vec<SocketAddr>,
     /// Families with a known default route or gateway (see `ProbeRequest::routed`).
     pub routed: Vec<Family>,
+    /// Its settings expect a default route through it: IPv4's is managed (no `never-default`,
+    /// not `disabled`), or IPv6's with a manual gateway. An interface that expects none and has
+    /// none (a LAN port with `never-default=true`, IPv6 left to router advertisements that never
+    /// come) is no uplink to recover: the ladder leaves it alone.
+    pub expects_default: bool,
     /// RouteManager's recorded state (UNKNOWN right after the link came back).
     pub connectivity: Connectivity,
     /// Configured IPv4 metric (before penalty): passive health ranks uplinks with it.

@@ -151,6 +151,20 @@ pub fn adopted_family(t: UplinkType) -> FamilyConfig {
     }
 }
 
+/// Whether `a`'s settings expect a default route through it (`Uplink::expects_default`): a
+/// managed IPv4 default from DHCP (`auto`) or with a manual gateway, or a manual IPv6 gateway.
+/// Router advertisements are not counted: a LAN port's IPv6 is `auto` by default.
+pub fn expects_default(cfg: &Config, a: &Assigned) -> bool {
+    [Family::V4, Family::V6].into_iter().any(|family| {
+        let fc = family_config(cfg, a, family);
+        fc.manage_default
+            && match fc.method {
+                Method::Manual => fc.gateway.is_some_and(|g| Family::of(&g) == family),
+                Method::Auto => family == Family::V4,
+            }
+    })
+}
+
 /// The settings of one family of a managed interface: its profile's, or an adopted one's.
 pub fn family_config(cfg: &Config, a: &Assigned, family: Family) -> FamilyConfig {
     match a.profile.and_then(|i| cfg.profiles.get(i)) {

@@ -89,13 +89,14 @@ impl Ladder {
 
     /// Folds in RouteManager's uplinks: episodes start, end, pause or carry on.
     pub fn update(&mut self, uplinks: &[Uplink], now: Instant) {
-        self.episodes.retain(|name, _| {
-            uplinks
-                .iter()
-                .any(|u| &u.name == name && u.connectivity != Connectivity::Full)
-        });
+        // FULL, or no uplink at all (it expects no default route and has none): no episode.
+        let in_episode = |u: &Uplink| {
+            u.connectivity != Connectivity::Full && (u.expects_default || !u.routed.is_empty())
+        };
+        self.episodes
+            .retain(|name, _| uplinks.iter().any(|u| &u.name == name && in_episode(u)));
         for u in uplinks {
-            if u.connectivity == Connectivity::Full {
+            if !in_episode(u) {
                 continue;
             }
             let e = match self.episodes.get_mut(&u.name) {

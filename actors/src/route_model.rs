@@ -19,7 +19,7 @@ use crate::model::{
     Config, Connectivity, Event, Family, IfaceAddr, IfaceName, KernelRoute, LinkInfo, Metered,
     Profile, UplinkType,
 };
-use crate::plan::{family_config, learned, Plan};
+use crate::plan::{expects_default, family_config, learned, Plan};
 use crate::status::{IfaceSource, LinkState};
 use crate::transition::{Change, States};
 
@@ -366,6 +366,7 @@ impl RouteModel {
                     usable: self.usable(a),
                     dns: self.dns_for(cfg, &a.name),
                     routed: self.routed(a),
+                    expects_default: expects_default(cfg, a),
                     connectivity: self.connectivity(&a.name),
                     metric: family_config(cfg, a, Family::V4).metric.get(),
                     cellular: matches!(a.uplink_type, UplinkType::Gsm | UplinkType::Cdma),

@@ -434,6 +434,7 @@ mod tests {
             usable: true,
             dns: vec![],
             routed: vec![Family::V4],
+            expects_default: true,
             connectivity: c,
             metric,
             cellular: false,

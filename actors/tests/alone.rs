@@ -116,6 +116,7 @@ fn uplink(n: &str, ifindex: u32, metric: u32, connectivity: Connectivity) -> Upl
         usable: true,
         dns: vec![],
         routed: vec![Family::V4],
+        expects_default: true,
         connectivity,
         metric,
         cellular: false,

@@ -237,3 +237,36 @@ fn settings_already_applied_are_not_planned_again() {
         .connectivity = Connectivity::Full;
     assert_eq!(plan(&i).ra_metric, vec![(3, name("wlan0"), 600)]);
 }
+
+#[test]
+fn which_settings_expect_a_default_route() {
+    use netfailover_actors::assign::Assigned;
+    use netfailover_actors::plan::expects_default;
+    let mut cfg = config();
+    let eth0 = Assigned {
+        name: name("eth0"),
+        ifindex: Some(2),
+        profile: Some(0),
+        uplink_type: UplinkType::Ethernet,
+    };
+    let gw4: IpAddr = "192.0.2.1".parse().expect("literal");
+    let gw6: IpAddr = "2001:db8::1".parse().expect("literal");
+    let mut expects = |v4: FamilyConfig, v6: FamilyConfig| {
+        cfg.profiles[0].ipv4 = v4;
+        cfg.profiles[0].ipv6 = v6;
+        expects_default(&cfg, &eth0)
+    };
+    let manual = |gateway| FamilyConfig {
+        method: Method::Manual,
+        gateway,
+        ..family(100, true)
+    };
+    // DHCP for IPv4: yes; IPv6 left to advertisements alone: no.
+    assert!(expects(family(100, true), family(100, true)));
+    assert!(!expects(family(100, false), family(100, true)));
+    // A manual address with a gateway: yes; without one (a LAN port): no.
+    assert!(expects(manual(Some(gw4)), family(100, false)));
+    assert!(!expects(manual(None), family(100, true)));
+    // `never-default` on IPv4 but a manual IPv6 gateway: yes.
+    assert!(expects(family(100, false), manual(Some(gw6))));
+}

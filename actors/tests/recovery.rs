@@ -338,3 +338,48 @@ async fn a_reload_that_turns_the_ladder_on_starts_the_episodes_from_then() {
         vec![(RecoveryAction::Relink, "eth0".into(), 13)]
     );
 }
+
+#[actix::test]
+async fn an_interface_that_expects_no_default_route_is_no_uplink_to_recover() {
+    // lan0: a LAN port (`never-default=true`, IPv6 left to advertisements that never come);
+    // lan1: an uplink whose DHCP lease never came (it expects a default route). Neither has
+    // one, so neither is FULL; only lan1 is a wedge the ladder may try to fix.
+    let w = dhcp_world(&[("eth0", 100)]);
+    w.kernel
+        .add_link("lan0", netfailover_actors::model::LinkKind::Other);
+    w.kernel
+        .add_link("lan1", netfailover_actors::model::LinkKind::Other);
+    let mut lan0 = profile("lan0", UplinkType::Ethernet, 300);
+    lan0.ipv4.manage_default = false;
+    let cfg = Config {
+        profiles: vec![
+            profile("eth0", UplinkType::Ethernet, 100),
+            lan0,
+            profile("lan1", UplinkType::Ethernet, 400),
+        ],
+        ..config(RecoveryConfig::default())
+    };
+    let t0 = Instant::now();
+    let h = started(&w, cfg).await;
+    pass(20 * MIN).await;
+    let status = h.status();
+    let state = |n: &str| {
+        status
+            .interfaces
+            .iter()
+            .find(|i| i.name == name(n))
+            .map(|i| i.connectivity)
+    };
+    assert_ne!(
+        state("lan0"),
+        Some(netfailover_actors::model::Connectivity::Full)
+    );
+    assert_ne!(
+        state("lan1"),
+        Some(netfailover_actors::model::Connectivity::Full)
+    );
+    let touched: Vec<String> = calls(&w, t0).into_iter().map(|(_, i, _)| i).collect();
+    assert!(!touched.contains(&"lan0".to_string()), "{touched:?}");
+    assert!(touched.contains(&"lan1".to_string()), "{touched:?}");
+    assert!(!status.recovery.interfaces.contains_key(&name("lan0")));
+}
