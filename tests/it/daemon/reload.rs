@@ -2,6 +2,7 @@
 //! (docs/decisions.md).
 
 use super::*;
+use netfailover_lab::world::dir_settings;
 
 #[test]
 fn daemon_sighup_follows_a_keyfile_metric_without_a_gap() {
@@ -119,8 +120,8 @@ fn daemon_with_a_bad_key_runs_on_the_rest_of_its_settings() {
     let e2e = E2e::start_prepared(0, Vec::new(), |_, boot| {
         let state_dir = boot.with_file_name("kept-state");
         let settings = format!(
-            "state_dir = \"{}\"\n[check]\ndown_count = \"two\"\nup_count = 3\n",
-            state_dir.display()
+            "{}[check]\ndown_count = \"two\"\nup_count = 3\n",
+            dir_settings(&state_dir)
         );
         std::fs::write(boot.join("netfailover.toml"), settings).unwrap();
     });
@@ -155,7 +156,7 @@ fn daemon_with_a_bad_key_runs_on_the_rest_of_its_settings() {
     assert!(
         log.lines()
             .any(|l| l.contains("ERROR")
-                && l.contains("netfailover.toml:3: error: check.down_count")),
+                && l.contains("netfailover.toml:4: error: check.down_count")),
         "{log}"
     );
     let problems = e2e.config_problems().unwrap();
@@ -189,8 +190,8 @@ fn daemon_with_an_unreadable_ca_file_runs() {
     let e2e = E2e::start_prepared(2, Vec::new(), |_, boot| {
         std::fs::write(boot.join("not-a-cert.pem"), "not a certificate\n").unwrap();
         let settings = format!(
-            "state_dir = \"{}\"\n{}ca_file = \"not-a-cert.pem\"\n",
-            boot.with_file_name("state").display(),
+            "{}{}ca_file = \"not-a-cert.pem\"\n",
+            dir_settings(&boot.with_file_name("state")),
             netfailover_lab::world::FAST_SETTINGS
         );
         std::fs::write(boot.join("netfailover.toml"), settings).unwrap();
@@ -222,8 +223,8 @@ fn daemon_sighup_with_a_broken_file_keeps_the_last_good_values() {
     test_setup!();
     let settings = |state: &Path, penalty: &str, extra: &str| {
         format!(
-            "state_dir = \"{}\"\n{}{extra}[route]\npenalty = {penalty}\n",
-            state.display(),
+            "{}{}{extra}[route]\npenalty = {penalty}\n",
+            dir_settings(state),
             netfailover_lab::world::FAST_SETTINGS
         )
     };

@@ -516,12 +516,25 @@ impl World {
                 error,
             },
         )?;
-        write(
-            dir.join("netfailover.toml"),
-            &format!("state_dir = \"{}\"\n{settings}", state_dir.display()),
-        )?;
+        // `settings` may name its own persist_dir (the wedge scenario keeps its reboot times).
+        let top = if settings.contains("persist_dir") {
+            format!("state_dir = \"{}\"\n", state_dir.display())
+        } else {
+            dir_settings(state_dir)
+        };
+        write(dir.join("netfailover.toml"), &format!("{top}{settings}"))?;
         Ok(())
     }
+}
+
+/// The top of a lab `netfailover.toml`: `state_dir`, and `persist_dir` beside it (`persist`), so
+/// no lab or test daemon writes the host's `/var/lib/netfailover` (the default).
+pub fn dir_settings(state_dir: &Path) -> String {
+    format!(
+        "state_dir = \"{}\"\npersist_dir = \"{}\"\n",
+        state_dir.display(),
+        state_dir.with_file_name("persist").display()
+    )
 }
 
 /// Check settings short enough for a lab run under a minute (docs/semantics.md §3 bounds: leaving FULL
