@@ -42,8 +42,17 @@ fn daemon_status_kill_and_events_end_to_end() {
         "{table}"
     );
 
-    // Kill each actor; each comes back (running, one more kill counted).
+    // Kill each actor; each comes back (running, one more kill counted). A prober is listed
+    // again only once its restarted scheduler has started it: wait for it to be there first.
     for actor in &actors {
+        let listed = wait_for(Duration::from_secs(15), || {
+            let s = e2e.status()?;
+            s.actors
+                .iter()
+                .any(|a| &a.name == actor && a.running)
+                .then_some(())
+        });
+        assert!(listed.is_some(), "{actor} not running; log:\n{}", e2e.log());
         let out = e2e.cli(&["kill", actor]);
         assert!(out.status.success(), "kill {actor}: {out:?}");
         let back = wait_for(Duration::from_secs(15), || {
